@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from bakeoff import __version__
+from bakeoff.cli import _fake, _run, _store, _suites
+
+app = typer.Typer(
+    name="bakeoff",
+    help="Put LLM inference endpoints side by side: fidelity, quality, claims, speed and cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bakeoff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Log debug details to stderr."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command("run")(_run.run)
+app.command("runs")(_store.runs)
+app.command("show")(_store.show)
+app.command("export")(_store.export)
+app.command("suites")(_suites.suites)
+app.command("fake-server")(_fake.fake_server)
+
+
+def main() -> None:
+    app()

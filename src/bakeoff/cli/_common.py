@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from bakeoff.store import Store, StoreError, default_db_path
+
+def _console(stderr: bool) -> Console:
+    c = Console(stderr=stderr)
+    if not c.is_terminal:
+        # piped or captured: do not squeeze tables into 80 columns
+        c = Console(stderr=stderr, width=max(c.width, 160))
+    return c
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
+
+DbOption = typer.Option(
+    None, "--db", envvar="BAKEOFF_DB", help="SQLite database (default ./bakeoff.db)."
+)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def open_store(db: str | None) -> Store:
+    try:
+        return Store(db or default_db_path())
+    except StoreError as e:
+        raise fail(str(e)) from None

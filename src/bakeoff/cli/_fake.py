@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from bakeoff.cli._common import fail
+from bakeoff.fake import FAULTS, FakeConfig, load_script, serve_forever
+
+_FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
+
+
+def fake_server(
+    port: int = typer.Option(8800, "--port", "-p", help="Port (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+    mode: str = typer.Option("echo", "--mode", help="echo | script | fixed."),
+    script: str | None = typer.Option(
+        None, "--script", help="JSON file: exact last user message → reply (implies --mode script)."
+    ),
+    reply: str = typer.Option("I don't know.", "--reply", help="Reply for fixed mode / unscripted."),
+    reply_tokens: int | None = typer.Option(
+        None, "--reply-tokens", help="Fixed mode: reply with exactly this many tokens."
+    ),
+    ttft_ms: float = typer.Option(0.0, "--ttft-ms", help="Delay before the first token."),
+    itl_ms: float = typer.Option(0.0, "--itl-ms", help="Delay between tokens."),
+    fault: list[str] | None = typer.Option(
+        None, "--fault", help=f"NAME=PROBABILITY, repeatable. Faults: {_FAULT_HELP}."
+    ),
+    max_faults_per_prompt: int | None = typer.Option(
+        None, "--max-faults-per-prompt", help="Stop faulting a prompt after this many faults."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fault draws."),
+    log: str | None = typer.Option(None, "--log", help="Append every request to this JSONL file."),
+    stamps: bool = typer.Option(False, "--stamps", help="Add send timestamps to stream events."),
+    upstream: str | None = typer.Option(None, "--upstream", help="Name an upstream in responses."),
+    model: str = typer.Option("fake-model", "--model", help="Model id reported."),
+) -> None:
+    """Serve a fake OpenAI-compatible provider on loopback, with scripted outputs and faults."""
+    faults: dict[str, float] = {}
+    for f in fault or []:
+        name, _, p = f.partition("=")
+        if name not in FAULTS:
+            raise fail(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        try:
+            faults[name] = float(p) if p else 1.0
+        except ValueError:
+            raise fail(f"--fault {f!r}: probability must be a number") from None
+    cfg = FakeConfig(
+        mode="script" if script else mode,
+        script=load_script(script) if script else {},
+        reply=reply,
+        reply_tokens=reply_tokens,
+        ttft_ms=ttft_ms,
+        itl_ms=itl_ms,
+        faults=faults,
+        max_faults_per_prompt=max_faults_per_prompt,
+        seed=seed,
+        log_file=log,
+        stamps=stamps,
+        upstream=upstream,
+        model=model,
+    )
+
+    def ready(url: str) -> None:
+        print(f"fake provider listening on {url}", flush=True)
+        sys.stdout.flush()
+
+    serve_forever(cfg, host, port, ready)

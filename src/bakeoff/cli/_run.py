@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
+from bakeoff.plugins import UnknownPluginError, get_provider, get_suite
+from bakeoff.runs import EndpointProgress, RunOptions, config_hash, create_run, execute, summarize
+from bakeoff.runs._runner import lineup_of_run
+from bakeoff.store import Store
+
+
+def run(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Lineup YAML file.", exists=False, dir_okay=False
+    ),
+    db: str | None = DbOption,
+    json_out: bool = typer.Option(
+        False, "--json", help="Print a machine-readable summary on stdout (the table goes to stderr)."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Resume this run: only calls without a stored success are issued."
+    ),
+    new: bool = typer.Option(
+        False, "--new", help="Start a new run even if an interrupted run of this lineup exists."
+    ),
+    suite: list[str] | None = typer.Option(
+        None, "--suite", "-s", help="Suite to run (repeatable); overrides the lineup's run.suites."
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Items per suite."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Calls per item per endpoint."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Do not answer calls from the response cache."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Run the lineup's suites over every endpoint; store every call; print the comparison."""
+    store = open_store(db)
+    if resume:
+        row = store.find_run(resume)
+        if row is None:
+            raise fail(f"no run {resume!r} in {store.path} (see `bakeoff runs`)")
+        run_id = row["id"]
+        if row["status"] == "complete":
+            err.print(f"run {run_id} is already complete; nothing to resume")
+        lineup = lineup_of_run(store, run_id)
+        _check_env(lineup)
+    else:
+        if config is None:
+            raise fail(
+                "no lineup given: bakeoff run -c lineup.yaml (see examples/ and the README)"
+            )
+        try:
+            lineup = load_lineup(config)
+        except LineupError as e:
+            raise fail(str(e)) from None
+        if suite:
+            lineup.run.suites = list(suite)
+        if limit is not None:
+            lineup.run.limit = limit
+        if repeats is not None:
+            lineup.run.repeats = repeats
+        _check_plugins(lineup)
+        _check_env(lineup)
+        prior = None if new else store.unfinished_run(config_hash(lineup))
+        if prior is not None:
+            run_id = prior["id"]
+            err.print(
+                f"resuming unfinished run [bold]{run_id}[/] of this lineup "
+                "(use --new for a fresh run)"
+            )
+        else:
+            run_id = create_run(store, lineup, str(config))
+    status = _execute(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    summary = summarize(store, run_id)
+    console = err if json_out else out
+    console.print(summary_table(summary))
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if status != "complete":
+        err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
+        raise typer.Exit(130)
+    err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
+
+
+def _check_env(lineup: Lineup) -> None:
+    problems = missing_env(lineup)
+    if problems:
+        raise fail("no call was made:\n  " + "\n  ".join(problems))
+
+
+def _check_plugins(lineup: Lineup) -> None:
+    try:
+        for s in lineup.run.suites:
+            get_suite(s)
+        for ep in lineup.endpoints:
+            get_provider(ep.provider)
+    except UnknownPluginError as e:
+        raise fail(str(e)) from None
+
+
+def _execute(store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quiet: bool) -> str:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("errors {task.fields[errors]}"),
+        TextColumn("{task.fields[tok_s]:.0f} tok/s"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_progress(name: str, p: EndpointProgress) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=p.total, errors=0, tok_s=0.0)
+        progress.update(tasks[name], completed=p.done, errors=p.errors, tok_s=p.tok_s)
+
+    opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
+    with progress:
+        try:
+            outcome = asyncio.run(execute(store, run_id, opts))
+        except KeyboardInterrupt:
+            return "interrupted"
+    return outcome.status
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    t = Table(title=f"run {summary['run_id']} ({summary['status']})", title_justify="left")
+    t.add_column("endpoint")
+    t.add_column("calls", justify="right")
+    t.add_column("ok", justify="right")
+    t.add_column("errors")
+    for s in summary["suites"]:
+        t.add_column(f"{s} score [95% CI]", justify="right")
+    t.add_column("TTFT p50/p90 ms", justify="right")
+    t.add_column("tok/s", justify="right")
+    t.add_column("cost $", justify="right")
+    for e in summary["endpoints"]:
+        errs = ", ".join(f"{k} {v}" for k, v in e["errors"].items()) or "-"
+        cells = []
+        for s in summary["suites"]:
+            sc = e["suites"][s]
+            if sc["score"] is None:
+                cells.append("-")
+            else:
+                lo, hi = sc["ci95"]
+                cells.append(f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}")
+        ttft = e["ttft_ms"]
+        ttft_s = "-" if ttft["p50"] is None else f"{ttft['p50']:.0f} / {ttft['p90']:.0f}"
+        tps = e["output_tok_s"]["p50"]
+        name = e["name"] + (" (ref)" if e["reference"] else "")
+        t.add_row(
+            name,
+            str(e["calls"]),
+            str(e["successes"]),
+            errs,
+            *cells,
+            ttft_s,
+            "-" if tps is None else f"{tps:.0f}",
+            "-" if e["cost_usd"] is None else f"{e['cost_usd']:.4f}",
+        )
+    return t

@@ -1,0 +1,34 @@
+"""The wire: OpenAI-compatible requests, streamed responses, timings and classified errors."""
+
+from bakeoff.endpoints._client import EndpointClient, Timeouts, redact_headers
+from bakeoff.endpoints._errors import classify_status, parse_retry_after
+from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
+from bakeoff.endpoints._sse import SSEParser
+from bakeoff.endpoints._types import (
+    RETRYABLE,
+    CallError,
+    CallRequest,
+    CallResult,
+    ErrorClass,
+    Timings,
+    ToolCall,
+)
+
+__all__ = [
+    "RETRYABLE",
+    "CallError",
+    "CallRequest",
+    "CallResult",
+    "EndpointClient",
+    "ErrorClass",
+    "RetryDecision",
+    "RetryPolicy",
+    "SSEParser",
+    "Timeouts",
+    "Timings",
+    "ToolCall",
+    "classify_status",
+    "decide",
+    "parse_retry_after",
+    "redact_headers",
+]

@@ -1,0 +1,118 @@
+"""Records that cross the wire boundary: what we ask an endpoint, and what happened."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorClass(StrEnum):
+    """Why a call failed. Infrastructure classes are retried; the others are final."""
+
+    auth = "auth"
+    """401/403: the key is missing, wrong or not allowed this model."""
+    rate_limited = "rate_limited"
+    """429 (Retry-After honoured when sent)."""
+    server_error = "server_error"
+    """5xx from the endpoint or a gateway in front of it."""
+    timeout = "timeout"
+    """Connect, first-token or mid-stream stall timeout (the detail says which)."""
+    connection_error = "connection_error"
+    """Connection refused or reset before a response was complete."""
+    bad_response = "bad_response"
+    """HTML page, malformed JSON or SSE, no choices, stream cut before [DONE]."""
+    context_overflow = "context_overflow"
+    """The prompt (plus max_tokens) exceeds what the endpoint accepts."""
+    content_filter = "content_filter"
+    """The endpoint refused or cut the output for policy reasons."""
+    bad_request = "bad_request"
+    """Any other 4xx: the request itself is wrong; retrying cannot help."""
+    cancelled = "cancelled"
+    """The run was interrupted while the call was in flight."""
+
+
+RETRYABLE: frozenset[ErrorClass] = frozenset(
+    {
+        ErrorClass.rate_limited,
+        ErrorClass.server_error,
+        ErrorClass.timeout,
+        ErrorClass.connection_error,
+        ErrorClass.bad_response,
+    }
+)
+
+
+class CallError(Exception):
+    """A classified failure of one attempt. Never carries request headers."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(f"{error_class}: {detail}")
+        self.error_class = error_class
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+
+class CallRequest(BaseModel):
+    """One request to an endpoint, independent of wire details."""
+
+    api: str = "chat"
+    """`chat` (/chat/completions) or `completions` (/completions)."""
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Sampling and other body fields (temperature, max_tokens, seed, tools, logprobs, ...)."""
+    stream: bool = True
+
+
+class ToolCall(BaseModel):
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    """The raw JSON text the endpoint produced; parsing and validation belong to scorers."""
+
+
+class Timings(BaseModel):
+    """Milliseconds since the request was sent (perf_counter_ns based)."""
+
+    first_byte_ms: float | None = None
+    role_ms: float | None = None
+    """The role-only chunk: not a token."""
+    first_token_ms: float | None = None
+    """TTFT: first content, reasoning or tool-call delta."""
+    last_token_ms: float | None = None
+    end_ms: float | None = None
+    token_chunk_ms: list[float] = Field(default_factory=list)
+    """Arrival time of every token-bearing chunk."""
+
+
+class CallResult(BaseModel):
+    """A successful response, with everything measured on the way."""
+
+    text: str = ""
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_source: str = "none"
+    """`usage` (reported by the endpoint) or `chunks` (token-bearing chunks counted) or `none`."""
+    upstream: str | None = None
+    """Who actually served the call, when the endpoint says (e.g. OpenRouter's `provider`)."""
+    response_model: str | None = None
+    timings: Timings = Field(default_factory=Timings)
+    status: int = 200
+    raw: Any = None
+    """The raw response: the JSON body, or the list of parsed stream events."""

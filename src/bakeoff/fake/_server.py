@@ -1,0 +1,390 @@
+"""The fake provider: a real OpenAI-compatible HTTP server on loopback with scripted outputs and faults.
+
+It speaks `/v1/chat/completions` and `/v1/completions` (streaming or not, usage in the stream when asked),
+and `/v1/models`. Replies come from a mode (echo / script / fixed), are cut at `max_tokens`, and are
+sent with a configured time to first token and inter-token delay. Faults are drawn per request from
+seeded probabilities, or forced by a marker `[[fault:NAME]]` in the last user message.
+
+Every request is appended to a log (in memory, at `GET /_fake/log`, and to a JSONL file if given) so
+tests can count what the server really served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+FAULTS: dict[str, str] = {
+    "rate_limit": "429 with Retry-After",
+    "rate_limit_bare": "429 without Retry-After",
+    "server_error": "500 with a JSON error",
+    "bad_gateway": "502 with an HTML page",
+    "unavailable": "503",
+    "auth": "401",
+    "context": "400 'maximum context length exceeded'",
+    "html": "200 with an HTML page",
+    "no_choices": "200 with no choices",
+    "malformed": "a stream event that is not JSON",
+    "truncate": "stream ends cleanly before [DONE]",
+    "reset": "connection reset mid-stream",
+    "stall": "stream stops sending mid-way (until the client gives up)",
+    "slow": "every delay ten times longer",
+}
+_MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
+_TOKEN = re.compile(r"\s*\S+|\s+$")
+
+
+class FakeConfig(BaseModel):
+    """How the fake server behaves."""
+
+    mode: str = "echo"
+    """`echo` (last user message), `script` (exact prompt → reply), `fixed` (always `reply`)."""
+    script: dict[str, str] = Field(default_factory=dict)
+    reply: str = "I don't know."
+    reply_tokens: int | None = None
+    """Mode `fixed` with a reply of exactly this many tokens (for load tests)."""
+    ttft_ms: float = 0.0
+    itl_ms: float = 0.0
+    faults: dict[str, float] = Field(default_factory=dict)
+    """Fault → probability per request (drawn in arrival order from `seed`)."""
+    max_faults_per_prompt: int | None = None
+    """Stop injecting faults for a prompt once it had this many (so retries can succeed)."""
+    retry_after_s: float = 0.05
+    stall_s: float = 3600.0
+    seed: int = 0
+    stamps: bool = False
+    """Add `x_fake_sent_ns` (time.monotonic_ns at send) to every stream event."""
+    model: str = "fake-model"
+    upstream: str | None = None
+    """If set, a `provider` field naming the upstream, as OpenRouter does."""
+    log_file: str | None = None
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _last_user(body: dict[str, Any]) -> str:
+    if "messages" in body:
+        for m in reversed(body.get("messages") or []):
+            if m.get("role") == "user":
+                c = m.get("content")
+                if isinstance(c, list):
+                    return "".join(p.get("text", "") for p in c if isinstance(p, dict))
+                return str(c or "")
+        return ""
+    p = body.get("prompt", "")
+    return p if isinstance(p, str) else str(p)
+
+
+class FakeServer:
+    def __init__(self, config: FakeConfig | None = None) -> None:
+        self.config = config or FakeConfig()
+        self.rng = random.Random(self.config.seed)
+        self.log: list[dict[str, Any]] = []
+        self._faults_by_prompt: dict[str, int] = {}
+        self._log_fh = open(self.config.log_file, "ab") if self.config.log_file else None  # noqa: SIM115
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.in_flight = 0
+
+    # -- app -------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/_fake/log", self._get_log)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=2.0,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        return f"http://{host}:{self.port}/v1"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._log_fh:
+            self._log_fh.close()
+            self._log_fh = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.log.append(entry)
+        if self._log_fh:
+            self._log_fh.write(orjson.dumps(entry) + b"\n")
+            self._log_fh.flush()
+
+    def _pick_fault(self, prompt: str) -> str | None:
+        m = _MARKER.search(prompt)
+        if m:
+            return m.group(1)
+        if not self.config.faults:
+            return None
+        cap = self.config.max_faults_per_prompt
+        draw = self.rng.random()
+        if cap is not None and self._faults_by_prompt.get(prompt, 0) >= cap:
+            return None
+        acc = 0.0
+        for name, p in sorted(self.config.faults.items()):
+            acc += p
+            if draw < acc:
+                self._faults_by_prompt[prompt] = self._faults_by_prompt.get(prompt, 0) + 1
+                return name
+        return None
+
+    def _reply(self, prompt: str) -> str:
+        c = self.config
+        if c.mode == "echo":
+            return _MARKER.sub("", prompt)
+        if c.mode == "script":
+            return c.script.get(prompt, c.reply)
+        if c.reply_tokens is not None:
+            return " tok" * c.reply_tokens
+        return c.reply
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.config.model, "object": "model"}]}
+        )
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _get_log(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.log), content_type="application/json")
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, chat=True)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, chat=False)
+
+    # -- the handler -----------------------------------------------------------------------------
+    async def _handle(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        t_arrive = time.time()
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
+        prompt = _last_user(body)
+        fault = self._pick_fault(prompt)
+        entry = {
+            "t": t_arrive,
+            "path": request.path,
+            "prompt": prompt,
+            "fault": fault,
+            "stream": bool(body.get("stream")),
+            "auth": bool(request.headers.get("Authorization")),
+        }
+        self._record(entry)
+        self.in_flight += 1
+        try:
+            return await self._respond(request, body, prompt, fault, chat)
+        finally:
+            self.in_flight -= 1
+
+    async def _respond(
+        self, request: web.Request, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
+    ) -> web.StreamResponse:
+        c = self.config
+        early = _early_fault(fault, c)
+        if early is not None:
+            return early
+        reply = self._reply(prompt)
+        toks = _tokens(reply)
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "stop"
+        if isinstance(max_tokens, int) and len(toks) > max_tokens:
+            toks = toks[:max_tokens]
+            finish = "length"
+        slow = 10.0 if fault == "slow" else 1.0
+        created = int(time.time())
+        cid = f"fake-{created}-{len(self.log)}"
+        usage = {
+            "prompt_tokens": len(_tokens(prompt)),
+            "completion_tokens": len(toks),
+            "total_tokens": len(_tokens(prompt)) + len(toks),
+        }
+        if not body.get("stream"):
+            if c.ttft_ms or c.itl_ms:
+                await asyncio.sleep(slow * (c.ttft_ms + c.itl_ms * max(len(toks) - 1, 0)) / 1000)
+            text = "".join(toks)
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            out: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": created,
+                "model": c.model,
+                "choices": [] if fault == "no_choices" else [choice],
+                "usage": usage,
+            }
+            if c.upstream:
+                out["provider"] = c.upstream
+            return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        base: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": created,
+            "model": c.model,
+        }
+        if c.upstream:
+            base["provider"] = c.upstream
+        stamps = c.stamps
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            obj = {**base, "choices": choices, **extra}
+            if stamps:
+                obj["x_fake_sent_ns"] = time.monotonic_ns()
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+        def tok_event(t: str) -> bytes:
+            if chat:
+                return event([{"index": 0, "delta": {"content": t}, "finish_reason": None}])
+            return event([{"index": 0, "text": t, "finish_reason": None}])
+
+        cut_at = len(toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
+        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        ttft = slow * c.ttft_ms / 1000
+        itl = slow * c.itl_ms / 1000
+
+        if ttft:
+            await asyncio.sleep(ttft)
+        if fault == "no_choices":
+            await resp.write(b"data: [DONE]\n\n")
+            return resp
+        if itl == 0 and cut_at is None:
+            # one write for the whole stream: what a fast server on loopback looks like
+            parts = []
+            if chat:
+                parts.append(event([{"index": 0, "delta": {"role": "assistant"}}]))
+            parts.extend(tok_event(t) for t in toks)
+            parts.append(_final(event, chat, finish))
+            if want_usage:
+                parts.append(event([], usage=usage))
+            parts.append(b"data: [DONE]\n\n")
+            await resp.write(b"".join(parts))
+            return resp
+
+        if chat:
+            await resp.write(event([{"index": 0, "delta": {"role": "assistant"}}]))
+        for i, t in enumerate(toks):
+            if cut_at is not None and i == cut_at:
+                return await _cut(resp, request, fault, c)
+            if i and itl:
+                await asyncio.sleep(itl)
+            await resp.write(tok_event(t))
+        if cut_at is not None:
+            return await _cut(resp, request, fault, c)
+        await resp.write(_final(event, chat, finish))
+        if want_usage:
+            await resp.write(event([], usage=usage))
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+
+def _final(event: Any, chat: bool, finish: str) -> bytes:
+    if chat:
+        return event([{"index": 0, "delta": {}, "finish_reason": finish}])  # type: ignore[no-any-return]
+    return event([{"index": 0, "text": "", "finish_reason": finish}])  # type: ignore[no-any-return]
+
+
+def _early_fault(fault: str | None, c: FakeConfig) -> web.StreamResponse | None:
+    if fault == "rate_limit":
+        return web.json_response(
+            {"error": {"message": "rate limited", "type": "rate_limit"}},
+            status=429,
+            headers={"Retry-After": f"{c.retry_after_s:g}"},
+        )
+    if fault == "rate_limit_bare":
+        return web.json_response({"error": {"message": "slow down"}}, status=429)
+    if fault == "server_error":
+        return web.json_response({"error": {"message": "internal error"}}, status=500)
+    if fault == "bad_gateway":
+        return web.Response(
+            text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+            status=502,
+            content_type="text/html",
+        )
+    if fault == "unavailable":
+        return web.json_response({"error": {"message": "overloaded"}}, status=503)
+    if fault == "auth":
+        return web.json_response({"error": {"message": "invalid api key"}}, status=401)
+    if fault == "context":
+        return web.json_response(
+            {"error": {"message": "This model's maximum context length is 2048 tokens"}},
+            status=400,
+        )
+    if fault == "html":
+        return web.Response(text="<html><body>Welcome</body></html>", content_type="text/html")
+    return None
+
+
+async def _cut(
+    resp: web.StreamResponse, request: web.Request, fault: str | None, c: FakeConfig
+) -> web.StreamResponse:
+    if fault == "malformed":
+        await resp.write(b'data: {"choices": [{"delta": {"content": "x"}\n\n')
+        await resp.write(b"data: [DONE]\n\n")
+    elif fault == "reset":
+        if request.transport is not None:
+            request.transport.abort()
+    elif fault == "stall":
+        await asyncio.sleep(c.stall_s)
+    # truncate: end the HTTP response cleanly without [DONE]
+    return resp
+
+
+def load_script(path: str | Path) -> dict[str, str]:
+    data = orjson.loads(Path(path).read_bytes())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a script is a JSON object mapping prompt → reply")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def serve_forever(config: FakeConfig, host: str, port: int, on_ready: Any = None) -> None:
+    """Run a fake server until interrupted (for `bakeoff fake-server`)."""
+
+    async def main() -> None:
+        server = FakeServer(config)
+        url = await server.start(host, port)
+        if on_ready:
+            on_ready(url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

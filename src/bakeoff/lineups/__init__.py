@@ -1,0 +1,28 @@
+"""Lineups: the YAML config naming the endpoints to compare, loaded into typed models."""
+
+from bakeoff.lineups._config import (
+    Endpoint,
+    FakeSpec,
+    Lineup,
+    Price,
+    RateLimit,
+    Routing,
+    RunSettings,
+    Sampling,
+)
+from bakeoff.lineups._loader import LineupError, load_lineup, missing_env, parse_lineup
+
+__all__ = [
+    "Endpoint",
+    "FakeSpec",
+    "Lineup",
+    "LineupError",
+    "Price",
+    "RateLimit",
+    "Routing",
+    "RunSettings",
+    "Sampling",
+    "load_lineup",
+    "missing_env",
+    "parse_lineup",
+]

@@ -1,0 +1,203 @@
+"""The lineup: which endpoints to compare, how to reach them, and what to run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bakeoff.endpoints import RetryPolicy, Timeouts
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """Prices in dollars per million tokens."""
+
+    input_per_m: float = Field(default=0.0, ge=0)
+    """$ per 1M prompt (input) tokens."""
+    output_per_m: float = Field(default=0.0, ge=0)
+    """$ per 1M completion (output) tokens."""
+
+
+class RateLimit(_Strict):
+    """Client-side limits, so a run stays inside the provider's quota."""
+
+    rpm: float | None = Field(default=None, gt=0)
+    """Requests per minute."""
+    tpm: float | None = Field(default=None, gt=0)
+    """Tokens (prompt + completion) per minute, charged when each call finishes."""
+
+
+class Sampling(_Strict):
+    """Default sampling parameters sent with every request (an item may override max_tokens)."""
+
+    temperature: float | None = Field(default=0.0, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=256, gt=0)
+    seed: int | None = None
+
+
+class Routing(_Strict):
+    """Provider routing as OpenRouter takes it (sent as the `provider` field of the body)."""
+
+    only: list[str] | None = None
+    order: list[str] | None = None
+    ignore: list[str] | None = None
+    quantizations: list[str] | None = None
+    allow_fallbacks: bool | None = None
+    require_parameters: bool | None = None
+    data_collection: Literal["allow", "deny"] | None = None
+    sort: str | None = None
+
+
+class FakeSpec(_Strict):
+    """For `provider: fake`: the fake server bakeoff starts on loopback for this endpoint."""
+
+    mode: Literal["echo", "script", "fixed"] = "echo"
+    """`echo` repeats the last user message, `script` answers from `script`, `fixed` says `reply`."""
+    script: dict[str, str] = Field(default_factory=dict)
+    """Exact last user message → reply (mode `script`; unknown prompts get `reply`)."""
+    script_file: str | None = None
+    """A JSON file with the same mapping (relative to the lineup file)."""
+    reply: str = "I don't know."
+    ttft_ms: float = Field(default=0.0, ge=0)
+    itl_ms: float = Field(default=0.0, ge=0)
+    faults: dict[str, float] = Field(default_factory=dict)
+    """Fault name → probability per request (see `bakeoff fake-server --help`)."""
+    seed: int = 0
+
+
+class Endpoint(_Strict):
+    """One endpoint of the lineup: a model behind an OpenAI-compatible API."""
+
+    name: str
+    """Short unique name, shown in tables (letters, digits, `_ . -`)."""
+    base_url: str | None = None
+    """API base, e.g. `https://openrouter.ai/api/v1` (not needed for `provider: fake`)."""
+    model: str = "default"
+    """The model id sent in every request."""
+    provider: str = "openai"
+    """Provider plugin: `openai` (any OpenAI-compatible API), `openrouter`, `fake`, or a plugin's."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (never the key itself)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers (no credentials here: use api_key_env)."""
+    routing: Routing | None = None
+    """Provider routing passed through to the endpoint (OpenRouter `provider` object)."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """Extra JSON body fields sent as they are."""
+    api: Literal["chat", "completions"] = "chat"
+    stream: bool = True
+    stream_usage: bool = True
+    """Ask for usage in the stream (`stream_options.include_usage`)."""
+    price: Price | None = None
+    max_concurrency: int = Field(default=4, ge=1, le=4096)
+    """Requests in flight at once to this endpoint."""
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    params: Sampling | None = None
+    """Sampling parameters for this endpoint; unset fields fall back to the lineup's `defaults`."""
+    fake: FakeSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '_', '.', '-' (and start with a letter or digit)")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV.match(v):
+            raise ValueError(
+                "must be the NAME of an environment variable (like OPENROUTER_API_KEY), "
+                "not a key; literal keys are refused"
+            )
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if k.lower() in ("authorization", "api-key", "x-api-key"):
+                raise ValueError(
+                    f"header {k!r} would put a credential in the lineup file; use api_key_env"
+                )
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_literal_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError(
+                "api_key: literal API keys are refused; put the key in an environment variable "
+                "and name that variable with api_key_env"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Endpoint:
+        if self.provider == "fake":
+            if self.fake is None:
+                self.fake = FakeSpec()
+        elif not self.base_url:
+            raise ValueError("base_url is required (except for provider: fake)")
+        if self.base_url and not re.match(r"^https?://", self.base_url):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class RunSettings(_Strict):
+    """What to run over the lineup."""
+
+    suites: list[str] = Field(default_factory=lambda: ["arith"])
+    """Suite names (see `bakeoff suites`)."""
+    limit: int | None = Field(default=None, gt=0)
+    """Items per suite (default: each suite's default size)."""
+    repeats: int = Field(default=1, ge=1, le=1000)
+    """Calls per item per endpoint (for sampled runs)."""
+    seed: int = 0
+    """Seed of the suite generators."""
+
+
+class Lineup(_Strict):
+    """A lineup file: endpoints to compare, defaults, and what to run."""
+
+    endpoints: list[Endpoint] = Field(min_length=1)
+    reference: str | None = None
+    """Name of the endpoint the others are compared with."""
+    defaults: Sampling = Field(default_factory=Sampling)
+    """Sampling parameters for every endpoint that does not set its own."""
+    run: RunSettings = Field(default_factory=RunSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> Lineup:
+        names = [e.name for e in self.endpoints]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"endpoint names must be unique; repeated: {', '.join(dupes)}")
+        if self.reference is not None and self.reference not in names:
+            raise ValueError(f"reference {self.reference!r} is not an endpoint name")
+        return self
+
+    def sampling_for(self, ep: Endpoint) -> dict[str, Any]:
+        """The effective default body parameters of an endpoint."""
+        merged = self.defaults.model_dump()
+        if ep.params is not None:
+            merged.update(ep.params.model_dump(exclude_unset=True))
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def endpoint(self, name: str) -> Endpoint:
+        for e in self.endpoints:
+            if e.name == name:
+                return e
+        raise KeyError(name)

@@ -1,0 +1,128 @@
+"""Load lineup YAML into `Lineup`, with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bakeoff.lineups._config import Lineup
+
+Loc = tuple[str | int, ...]
+
+
+class LineupError(Exception):
+    """A lineup that cannot be used. `str()` is the message to show, one problem per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
+    """Build plain data from a composed YAML node, recording each path's line (1-based)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            lines[(*path, key)] = k.start_mark.line + 1
+            out[key] = _to_python(v, (*path, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
+    # scalars: resolve the tag the way safe_load would
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    while True:
+        if loc in lines:
+            return lines[loc]
+        if not loc:
+            return None
+        loc = loc[:-1]
+
+
+def _fmt_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
+    """Parse lineup YAML text. Raises `LineupError` naming `source`, line and field."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise LineupError([f"{source}:{line}: invalid YAML: {e.problem}"]) from None
+    if node is None:
+        raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
+    lines: dict[Loc, int] = {}
+    data = _to_python(node, (), lines)
+    if not isinstance(data, dict):
+        raise LineupError([f"{source}:1: a lineup is a mapping with an `endpoints:` list"])
+    try:
+        return Lineup.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc: Loc = tuple(err["loc"])
+            # pydantic puts tagged-union / validator names in loc; keep only the data path
+            data_loc = _data_path(data, loc)
+            line = _line_for(data_loc, lines)
+            msg = err["msg"].removeprefix("Value error, ")
+            field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
+            problems.append(f"{source}:{line or '?'}: {field}: {msg}")
+        raise LineupError(problems) from None
+
+
+def _data_path(data: Any, loc: Loc) -> Loc:
+    """The longest prefix of `loc` that exists in the data (missing fields point at their parent)."""
+    out: list[str | int] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            break
+        out.append(part)
+    return tuple(out)
+
+
+def load_lineup(path: str | os.PathLike[str]) -> Lineup:
+    """Read and validate a lineup file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LineupError([f"{p}: no such lineup file"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LineupError([f"{p}: cannot read: {e}"]) from None
+    lineup = parse_lineup(text, str(p))
+    # resolve relative paths against the lineup file
+    for ep in lineup.endpoints:
+        if ep.fake and ep.fake.script_file and not Path(ep.fake.script_file).is_absolute():
+            ep.fake.script_file = str((p.parent / ep.fake.script_file).resolve())
+    return lineup
+
+
+def missing_env(lineup: Lineup, environ: dict[str, str] | None = None) -> list[str]:
+    """Endpoints whose `api_key_env` variable is unset or empty, as messages."""
+    env = os.environ if environ is None else environ
+    return [
+        f"endpoint {ep.name!r}: environment variable {ep.api_key_env} is not set"
+        for ep in lineup.endpoints
+        if ep.api_key_env and not env.get(ep.api_key_env)
+    ]

@@ -1,0 +1,402 @@
+"""The runner: endpoint × item × repeat → calls, every endpoint progressing at once.
+
+Each endpoint gets `max_concurrency` workers pulling from its own queue, its own rate limiter and its
+own retry policy. Each finished call (success or final error) is written to the store in one
+transaction, with its attempts and scores, before the next is taken. Cancellation (Ctrl-C, SIGTERM)
+stops the workers at their next await; the calls cut short are stored as `cancelled` errors and the
+run is marked interrupted. Resuming issues only calls without a stored success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bakeoff import __version__
+from bakeoff.endpoints import (
+    CallError,
+    CallRequest,
+    CallResult,
+    EndpointClient,
+    ErrorClass,
+    decide,
+)
+from bakeoff.lineups import Endpoint, Lineup
+from bakeoff.plugins import get_provider, get_suite
+from bakeoff.runs._ratelimit import RateLimiter
+from bakeoff.store import Store, dumps
+from bakeoff.suites import Item, Score
+
+
+def call_id(run_id: str, endpoint: str, suite: str, item_id: str, repeat: int) -> str:
+    """Deterministic call id: the same call of the same run always has the same id."""
+    h = hashlib.sha256(f"{run_id}\x00{endpoint}\x00{suite}\x00{item_id}\x00{repeat}".encode())
+    return h.hexdigest()[:24]
+
+
+def config_hash(lineup: Lineup) -> str:
+    data = orjson.dumps(lineup.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def create_run(store: Store, lineup: Lineup, source: str | None = None) -> str:
+    """Store a new run: its lineup, endpoints and the items of every suite (generated once, here)."""
+    run_id = new_run_id()
+    store.create_run(
+        run_id,
+        config_hash=config_hash(lineup),
+        lineup_json=lineup.model_dump_json(),
+        source=source,
+        reference=lineup.reference,
+        endpoints=[ep.model_dump(mode="json") for ep in lineup.endpoints],
+        version=__version__,
+    )
+    for name in lineup.run.suites:
+        suite = get_suite(name)
+        items = suite.items(seed=lineup.run.seed, n=lineup.run.limit)
+        store.add_items(run_id, name, [it.stored() for it in items])
+    return run_id
+
+
+def lineup_of_run(store: Store, run_id: str) -> Lineup:
+    row = store.run(run_id)
+    if row is None:
+        raise KeyError(run_id)
+    return Lineup.model_validate_json(row["lineup_json"])
+
+
+@dataclass
+class EndpointProgress:
+    """Live counters for one endpoint (for the progress display)."""
+
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    tokens: int = 0
+    busy_s: float = 0.0
+    skipped: int = 0
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.busy_s if self.busy_s > 0 else 0.0
+
+
+@dataclass
+class RunOptions:
+    use_cache: bool = True
+    """Answer a call from the response cache when the same request (and repeat) was answered."""
+    on_progress: Callable[[str, EndpointProgress], None] | None = None
+    environ: dict[str, str] | None = None
+
+
+@dataclass
+class _Job:
+    id: str
+    suite: str
+    item: Item
+    repeat: int
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    progress: dict[str, EndpointProgress] = field(default_factory=dict)
+
+
+class _EndpointRunner:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        lineup: Lineup,
+        ep: Endpoint,
+        session: aiohttp.ClientSession,
+        opts: RunOptions,
+        api_key: str | None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.ep = ep
+        self.opts = opts
+        self.provider = get_provider(ep.provider)(ep)
+        self.session = session
+        self.api_key = api_key
+        self.defaults = lineup.sampling_for(ep)
+        self.limiter = RateLimiter(ep.rate_limit.rpm, ep.rate_limit.tpm)
+        self.progress = EndpointProgress()
+        self.client: EndpointClient | None = None
+        self.rng = random.Random()
+
+    async def start(self) -> None:
+        base_url = await self.provider.start()
+        self.client = EndpointClient(
+            self.session,
+            base_url=base_url,
+            model=self.ep.model,
+            api_key=self.api_key,
+            headers=self.ep.headers,
+            extra_body=self.provider.extra_body(),
+            timeouts=self.ep.timeouts,
+            stream_usage=self.ep.stream_usage,
+            upstream_field=self.provider.upstream_field,
+        )
+
+    async def stop(self) -> None:
+        await self.provider.stop()
+
+    def _notify(self) -> None:
+        if self.opts.on_progress:
+            self.opts.on_progress(self.ep.name, self.progress)
+
+    async def worker(self, queue: asyncio.Queue[_Job]) -> None:
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await self.run_job(job)
+
+    async def run_job(self, job: _Job) -> None:
+        assert self.client is not None
+        client = self.client
+        req = job.item.request(self.ep.api, self.ep.stream, self.defaults)
+        stored_req = client.stored_request(req)
+        started = time.time()
+        attempts: list[dict[str, Any]] = []
+        result: CallResult | None = None
+        error: CallError | None = None
+        cached = False
+        cache_key = _cache_key(stored_req, job.repeat)
+        if self.opts.use_cache:
+            hit = self.store.cache_get(cache_key)
+            if hit is not None:
+                result = CallResult.model_validate(hit)
+                cached = True
+        try:
+            n = 0
+            while result is None:
+                n += 1
+                await self.limiter.acquire()
+                t_attempt = time.time()
+                t0 = time.perf_counter()
+                try:
+                    result = await client.call(req)
+                except CallError as e:
+                    dur = (time.perf_counter() - t0) * 1000
+                    decision = decide(self.ep.retry, n, e, self.rng)
+                    attempts.append(
+                        {
+                            "n": n,
+                            "started_at": t_attempt,
+                            "duration_ms": dur,
+                            "http_status": e.status,
+                            "error_class": str(e.error_class),
+                            "error_detail": e.detail + (f" | body: {e.body[:200]}" if e.body else ""),
+                            "decision": "retry" if decision.retry else "give_up",
+                            "decision_reason": decision.reason,
+                            "wait_s": decision.wait_s,
+                        }
+                    )
+                    if not decision.retry:
+                        error = e
+                        break
+                    await asyncio.sleep(decision.wait_s)
+                else:
+                    attempts.append(
+                        {
+                            "n": n,
+                            "started_at": t_attempt,
+                            "duration_ms": (time.perf_counter() - t0) * 1000,
+                            "http_status": result.status,
+                            "decision": "ok",
+                        }
+                    )
+        except asyncio.CancelledError:
+            error = CallError(ErrorClass.cancelled, "run interrupted while the call was in flight")
+            self._record(job, stored_req, started, attempts, None, error, False)
+            raise
+        self._record(job, stored_req, started, attempts, result, error, cached)
+        if result is not None and not cached and self.opts.use_cache:
+            self.store.cache_put(cache_key, result.model_dump(mode="json"))
+        if result is not None:
+            self.limiter.charge((result.prompt_tokens or 0) + (result.completion_tokens or 0))
+
+    def _record(
+        self,
+        job: _Job,
+        stored_req: dict[str, Any],
+        started: float,
+        attempts: list[dict[str, Any]],
+        result: CallResult | None,
+        error: CallError | None,
+        cached: bool,
+    ) -> None:
+        row: dict[str, Any] = {
+            "id": job.id,
+            "run_id": self.run_id,
+            "endpoint": self.ep.name,
+            "suite": job.suite,
+            "item_id": job.item.id,
+            "repeat": job.repeat,
+            "n_attempts": len(attempts),
+            "cached": int(cached),
+            "started_at": started,
+            "finished_at": time.time(),
+            "request_json": dumps(stored_req),
+        }
+        scores: list[Score] = []
+        if result is not None:
+            t = result.timings
+            row.update(
+                status="ok",
+                response_raw=result.raw if isinstance(result.raw, str) else dumps(result.raw),
+                http_status=result.status,
+                output_text=result.text,
+                reasoning_text=result.reasoning,
+                finish_reason=result.finish_reason,
+                tool_calls_json=dumps([tc.model_dump() for tc in result.tool_calls])
+                if result.tool_calls
+                else None,
+                logprobs_json=dumps(result.logprobs) if result.logprobs is not None else None,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                usage_source=result.usage_source,
+                upstream=result.upstream,
+                response_model=result.response_model,
+                first_byte_ms=t.first_byte_ms,
+                role_ms=t.role_ms,
+                ttft_ms=t.first_token_ms,
+                last_token_ms=t.last_token_ms,
+                e2e_ms=t.end_ms,
+                chunk_ms_json=dumps(t.token_chunk_ms) if t.token_chunk_ms else None,
+            )
+            suite = get_suite(job.suite)
+            scores = suite.score(job.item, result)
+        else:
+            assert error is not None
+            row.update(
+                status="error",
+                error_class=str(error.error_class),
+                error_detail=error.detail,
+                http_status=error.status,
+                response_raw=error.body,
+            )
+        self.store.record_call(row, attempts, [s.model_dump() for s in scores])
+        p = self.progress
+        p.done += 1
+        if result is None:
+            p.errors += 1
+        elif not cached:
+            p.tokens += result.completion_tokens or 0
+            p.busy_s += (result.timings.end_ms or 0) / 1000
+        self._notify()
+
+
+def _cache_key(stored_req: dict[str, Any], repeat: int) -> str:
+    data = orjson.dumps(
+        {"url": stored_req["url"], "body": stored_req["body"], "repeat": repeat},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(data).hexdigest()
+
+
+def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[_Job]]:
+    """Every call of the run that has no stored success, per endpoint."""
+    done = store.succeeded_call_ids(run_id)
+    items: dict[str, list[Item]] = {}
+    for row in store.items(run_id):
+        items.setdefault(row["suite"], []).append(Item.from_stored(row))
+    out: dict[str, list[_Job]] = {}
+    for ep in lineup.endpoints:
+        jobs = []
+        for suite in lineup.run.suites:
+            for it in items.get(suite, []):
+                for r in range(lineup.run.repeats):
+                    cid = call_id(run_id, ep.name, suite, it.id, r)
+                    if cid not in done:
+                        jobs.append(_Job(cid, suite, it, r))
+        out[ep.name] = jobs
+    return out
+
+
+def total_calls(store: Store, run_id: str, lineup: Lineup) -> int:
+    per_ep = sum(len(store.items(run_id, s)) for s in lineup.run.suites) * lineup.run.repeats
+    return per_ep * len(lineup.endpoints)
+
+
+async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> RunOutcome:
+    """Run (or resume) a stored run until every call has a final outcome, or until cancelled."""
+    opts = opts or RunOptions()
+    lineup = lineup_of_run(store, run_id)
+    env = os.environ if opts.environ is None else opts.environ
+    keys = {ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints}
+    store.add_secrets(k for k in keys.values() if k)
+    jobs = plan(store, run_id, lineup)
+    per_ep_total = total_calls(store, run_id, lineup) // max(len(lineup.endpoints), 1)
+    store.set_run_status(run_id, "running")
+
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    installed = False
+    if me is not None:
+        try:
+            loop.add_signal_handler(signal.SIGTERM, me.cancel)
+            installed = True
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    runners: list[_EndpointRunner] = []
+    status = "interrupted"
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for ep in lineup.endpoints:
+                r = _EndpointRunner(store, run_id, lineup, ep, session, opts, keys[ep.name])
+                r.progress.total = per_ep_total
+                r.progress.skipped = per_ep_total - len(jobs[ep.name])
+                r.progress.done = r.progress.skipped
+                runners.append(r)
+            try:
+                for r in runners:
+                    await r.start()
+                    r._notify()
+                tasks = []
+                for r in runners:
+                    q: asyncio.Queue[_Job] = asyncio.Queue()
+                    for j in jobs[r.ep.name]:
+                        q.put_nowait(j)
+                    tasks += [
+                        asyncio.create_task(r.worker(q)) for _ in range(r.ep.max_concurrency)
+                    ]
+                try:
+                    await asyncio.gather(*tasks)
+                except BaseException:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
+                status = "complete"
+            finally:
+                for r in runners:
+                    await r.stop()
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
+        store.set_run_status(run_id, status)
+    return RunOutcome(run_id, status, {r.ep.name: r.progress for r in runners})

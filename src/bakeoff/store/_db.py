@@ -1,0 +1,307 @@
+"""The SQLite store: every call is evidence, committed before it is summarised."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bakeoff.store._migrations import migrate
+
+DEFAULT_DB = "bakeoff.db"
+
+
+def default_db_path() -> str:
+    return os.environ.get("BAKEOFF_DB") or DEFAULT_DB
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or written; the message says what to do."""
+
+
+class Store:
+    """A bakeoff database. One connection per process; WAL so readers never block the writer."""
+
+    def __init__(self, path: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -> None:
+        self.path = str(path)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            migrate(self.db)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
+
+    def scrub(self, text: str | None) -> str | None:
+        """Remove any known secret value from text about to be stored (belt and braces)."""
+        if text is None or not self._secrets:
+            return text
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, "***")
+        return text
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # -- runs ------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        run_id: str,
+        *,
+        config_hash: str,
+        lineup_json: str,
+        source: str | None,
+        reference: str | None,
+        endpoints: list[dict[str, Any]],
+        version: str,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO runs (id, created_at, status, pid, config_hash, lineup_json, source,"
+                " reference, bakeoff_version) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    now_iso(),
+                    os.getpid(),
+                    config_hash,
+                    self.scrub(lineup_json),
+                    source,
+                    reference,
+                    version,
+                ),
+            )
+            for ep in endpoints:
+                db.execute(
+                    "INSERT INTO endpoints (run_id, name, provider, base_url, model, is_reference,"
+                    " config_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        ep["name"],
+                        ep["provider"],
+                        ep.get("base_url"),
+                        ep["model"],
+                        int(ep["name"] == reference),
+                        self.scrub(dumps(ep)),
+                    ),
+                )
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        finished = now_iso() if status in ("complete", "failed", "interrupted") else None
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, pid = ? WHERE id = ?",
+                (status, finished, os.getpid() if status == "running" else None, run_id),
+            )
+
+    def run(self, run_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def find_run(self, prefix: str) -> sqlite3.Row | None:
+        """A run by id or unique id prefix (or `last`)."""
+        if prefix == "last":
+            return self.db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC").fetchone()
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
+        ).fetchall()
+        if len(rows) == 1:
+            return rows[0]
+        exact = [r for r in rows if r["id"] == prefix]
+        return exact[0] if exact else None
+
+    def runs(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id) AS n_calls,"
+            " (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id AND c.status = 'ok') AS n_ok"
+            " FROM runs r ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
+        """The newest run of this config that did not complete and is not running in a live process."""
+        for row in self.db.execute(
+            "SELECT * FROM runs WHERE config_hash = ? AND status IN ('running', 'interrupted')"
+            " ORDER BY created_at DESC, rowid DESC",
+            (config_hash,),
+        ):
+            if row["status"] == "running" and row["pid"] and _pid_alive(row["pid"]):
+                continue
+            return row
+        return None
+
+    def endpoints(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM endpoints WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+
+    # -- items -----------------------------------------------------------------------------------
+    def add_items(self, run_id: str, suite: str, items: list[dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO items (run_id, suite, item_id, tier, input_json,"
+                " target_json, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        suite,
+                        it["id"],
+                        it.get("tier"),
+                        dumps(it["input"]),
+                        dumps(it.get("target")),
+                        dumps(it.get("meta") or {}),
+                    )
+                    for it in items
+                ],
+            )
+
+    def items(self, run_id: str, suite: str | None = None) -> list[sqlite3.Row]:
+        if suite is None:
+            return self.db.execute(
+                "SELECT * FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        return self.db.execute(
+            "SELECT * FROM items WHERE run_id = ? AND suite = ? ORDER BY rowid", (run_id, suite)
+        ).fetchall()
+
+    # -- calls -----------------------------------------------------------------------------------
+    def succeeded_call_ids(self, run_id: str) -> set[str]:
+        return {
+            r[0]
+            for r in self.db.execute(
+                "SELECT id FROM calls WHERE run_id = ? AND status = 'ok'", (run_id,)
+            )
+        }
+
+    def record_call(
+        self,
+        call: dict[str, Any],
+        attempts: list[dict[str, Any]],
+        scores: list[dict[str, Any]],
+    ) -> None:
+        """Store one finished call (success or final error) with its attempts and scores, atomically.
+
+        A call id already stored (an error from an earlier session of the run) is replaced.
+        """
+        cols = list(call)
+        scrub = self.scrub
+        values = [scrub(v) if isinstance(v, str) else v for v in call.values()]
+        with self.transaction() as db:
+            db.execute("DELETE FROM calls WHERE id = ?", (call["id"],))
+            db.execute(
+                f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                values,
+            )
+            db.executemany(
+                "INSERT INTO attempts (call_id, n, started_at, duration_ms, http_status,"
+                " error_class, error_detail, decision, decision_reason, wait_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        call["id"],
+                        a["n"],
+                        a["started_at"],
+                        a["duration_ms"],
+                        a.get("http_status"),
+                        a.get("error_class"),
+                        scrub(a.get("error_detail")),
+                        a.get("decision"),
+                        a.get("decision_reason"),
+                        a.get("wait_s"),
+                    )
+                    for a in attempts
+                ],
+            )
+            db.executemany(
+                "INSERT INTO scores (call_id, scorer, value, passed, detail) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        call["id"],
+                        s["scorer"],
+                        s["value"],
+                        s.get("passed"),
+                        scrub(s.get("detail")),
+                    )
+                    for s in scores
+                ],
+            )
+
+    def calls(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM calls WHERE run_id = ? ORDER BY endpoint, suite, item_id, repeat",
+            (run_id,),
+        ).fetchall()
+
+    def attempts(self, call_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
+        ).fetchall()
+
+    def scores(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT s.*, c.endpoint, c.suite, c.item_id, c.repeat FROM scores s"
+            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ?",
+            (run_id,),
+        ).fetchall()
+
+    # -- response cache --------------------------------------------------------------------------
+    def cache_get(self, key: str) -> Any:
+        row = self.db.execute(
+            "SELECT result_json FROM response_cache WHERE key = ?", (key,)
+        ).fetchone()
+        return loads(row[0]) if row else None
+
+    def cache_put(self, key: str, result: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO response_cache (key, created_at, result_json)"
+                " VALUES (?, ?, ?)",
+                (key, time.time(), self.scrub(dumps(result))),
+            )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

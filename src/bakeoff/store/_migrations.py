@@ -1,0 +1,134 @@
+"""Versioned, named schema migrations (applied in order, recorded in `_migrations`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,          -- running | interrupted | complete | failed
+            pid INTEGER,
+            config_hash TEXT NOT NULL,
+            lineup_json TEXT NOT NULL,     -- the validated lineup (env var names only, no keys)
+            source TEXT,                   -- lineup file path, if any
+            reference TEXT,
+            bakeoff_version TEXT
+        );
+        CREATE TABLE endpoints (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            name TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            base_url TEXT,
+            model TEXT NOT NULL,
+            is_reference INTEGER NOT NULL DEFAULT 0,
+            config_json TEXT NOT NULL,
+            PRIMARY KEY (run_id, name)
+        );
+        CREATE TABLE items (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            suite TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            tier TEXT,
+            input_json TEXT NOT NULL,      -- messages or prompt, and per-item params
+            target_json TEXT,
+            meta_json TEXT,
+            PRIMARY KEY (run_id, suite, item_id)
+        );
+        CREATE TABLE calls (
+            id TEXT PRIMARY KEY,           -- deterministic: run, endpoint, suite, item, repeat
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            endpoint TEXT NOT NULL,
+            suite TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            repeat INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- ok | error
+            error_class TEXT,
+            error_detail TEXT,
+            n_attempts INTEGER NOT NULL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            started_at REAL NOT NULL,      -- unix time of the first attempt
+            finished_at REAL NOT NULL,
+            request_json TEXT NOT NULL,    -- url, redacted headers, body
+            response_raw TEXT,             -- body, or the stream's event data lines
+            http_status INTEGER,
+            output_text TEXT,
+            reasoning_text TEXT,
+            finish_reason TEXT,
+            tool_calls_json TEXT,
+            logprobs_json TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            usage_source TEXT,
+            upstream TEXT,
+            response_model TEXT,
+            first_byte_ms REAL,
+            role_ms REAL,
+            ttft_ms REAL,
+            last_token_ms REAL,
+            e2e_ms REAL,
+            chunk_ms_json TEXT
+        );
+        CREATE INDEX calls_run ON calls(run_id, endpoint, suite);
+        CREATE TABLE attempts (
+            call_id TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+            n INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            duration_ms REAL NOT NULL,
+            http_status INTEGER,
+            error_class TEXT,
+            error_detail TEXT,
+            decision TEXT,                 -- retry | give_up | ok
+            decision_reason TEXT,
+            wait_s REAL,
+            PRIMARY KEY (call_id, n)
+        );
+        CREATE TABLE scores (
+            call_id TEXT NOT NULL REFERENCES calls(id) ON DELETE CASCADE,
+            scorer TEXT NOT NULL,
+            value REAL NOT NULL,
+            passed INTEGER,
+            detail TEXT,
+            PRIMARY KEY (call_id, scorer)
+        );
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY,          -- hash of url, body and repeat index
+            created_at REAL NOT NULL,
+            result_json TEXT NOT NULL
+        );
+        """
+    )
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        with db:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, datetime('now'))", (name,)
+            )
+        applied.append(name)
+    return applied

@@ -1,0 +1,60 @@
+"""Built-in scorers: exact match and numeric match."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+from bakeoff.endpoints import CallResult
+from bakeoff.suites._types import Item, Score
+
+_NUM = re.compile(r"[-−]?\$?\d[\d,]*(?:\.\d+)?|[-−]?\.\d+")
+
+
+def normalize_text(s: str) -> str:
+    """NFKC, collapsed whitespace, stripped, casefolded, trailing punctuation removed."""
+    s = unicodedata.normalize("NFKC", s)
+    s = " ".join(s.split()).casefold()
+    return s.strip().rstrip(".!").strip()
+
+
+def extract_number(text: str) -> float | None:
+    """The answer number in a reply: the last number, or the one after 'answer is' / '='.
+
+    Accepts "42", "42.0", "$42", "= 42", "**42**", "The answer is 42.", "1,234".
+    """
+    t = unicodedata.normalize("NFKC", text).replace("**", "")
+    m = re.search(r"(?:answer is|answer:|=)\s*([-−]?\$?\d[\d,]*(?:\.\d+)?)", t, re.I)
+    found = [m.group(1)] if m else _NUM.findall(t)
+    if not found:
+        return None
+    tok = found[-1].replace(",", "").replace("$", "").replace("−", "-")
+    try:
+        return float(tok)
+    except ValueError:
+        return None
+
+
+class ExactMatch:
+    """1 if the normalised reply equals the normalised target."""
+
+    name = "exact"
+
+    def __call__(self, item: Item, result: CallResult) -> Score:
+        got = normalize_text(result.text)
+        want = normalize_text(str(item.target))
+        ok = got == want
+        return Score(scorer=self.name, value=float(ok), passed=ok, detail=f"got {got!r}")
+
+
+class NumericMatch:
+    """1 if the number extracted from the reply equals the target (relative tolerance 1e-6)."""
+
+    name = "numeric"
+
+    def __call__(self, item: Item, result: CallResult) -> Score:
+        got = extract_number(result.text)
+        want = float(item.target)
+        ok = got is not None and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9)
+        return Score(scorer=self.name, value=float(ok), passed=ok, detail=f"extracted {got!r}")

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BAKEOFF = [sys.executable, "-m", "bakeoff"]
+
+
+def bakeoff(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run the real `bakeoff` CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*BAKEOFF, *args], capture_output=True, text=True, env=full_env, timeout=300, **kw
+    )
+
+
+class FakeProc:
+    """`bakeoff fake-server` in its own process (survives a killed client)."""
+
+    def __init__(self, *args: str, log: Path | None = None) -> None:
+        cmd = [*BAKEOFF, "fake-server", "--port", "0", *args]
+        if log is not None:
+            cmd += ["--log", str(log)]
+        self.log = log
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"(http://\S+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"fake server did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = m.group(1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+
+
+@pytest.fixture
+def fake_proc() -> Iterator[type[FakeProc]]:
+    started: list[FakeProc] = []
+
+    class _Factory(FakeProc):
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            started.append(self)
+
+    yield _Factory
+    for p in started:
+        p.stop()
+
+
+def wait_for(pred, timeout: float = 30.0, interval: float = 0.05) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
