@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint fmt bench clean
+.PHONY: install demo test lint fmt bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bakeoff run -c examples/fake-lineup.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -163,12 +163,16 @@ def test_parallel_tool_calls_are_assembled_from_deltas():
             '{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":'
             '{"name":"get_weather","arguments":""}}]}}]}'
         ),
-        _ev('{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"ci"}}]}}]}'),
+        _ev(
+            '{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"ci"}}]}}]}'
+        ),
         _ev(
             '{"choices":[{"delta":{"tool_calls":[{"index":1,"id":"c2","function":'
             '{"name":"get_time","arguments":"{}"}}]}}]}'
         ),
-        _ev('{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\\": 1}"}}]}}]}'),
+        _ev(
+            '{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ty\\": 1}"}}]}}]}'
+        ),
         _ev('{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}'),
         _ev('{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12}}'),
         b"data: [DONE]\n\n",

@@ -6,7 +6,7 @@ The public API. Everything else lives in the concept packages (`endpoints`, `lin
 
 __version__ = "0.1.0"
 
-from bakeoff.endpoints import (  # noqa: E402
+from bakeoff.endpoints import (
     CallError,
     CallRequest,
     CallResult,
@@ -15,13 +15,13 @@ from bakeoff.endpoints import (  # noqa: E402
     RetryPolicy,
     Timeouts,
 )
-from bakeoff.fake import FakeConfig, FakeServer  # noqa: E402
-from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup  # noqa: E402
-from bakeoff.plugins import hookimpl  # noqa: E402
-from bakeoff.providers import Provider  # noqa: E402
-from bakeoff.runs import RunOptions, create_run, execute, summarize  # noqa: E402
-from bakeoff.store import Store  # noqa: E402
-from bakeoff.suites import Item, Score, Suite  # noqa: E402
+from bakeoff.fake import FakeConfig, FakeServer
+from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup
+from bakeoff.plugins import hookimpl
+from bakeoff.providers import Provider
+from bakeoff.runs import RunOptions, create_run, execute, summarize
+from bakeoff.store import Store
+from bakeoff.suites import Item, Score, Suite
 
 __all__ = [
     "CallError",

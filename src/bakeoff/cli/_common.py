@@ -5,6 +5,7 @@ from rich.console import Console
 
 from bakeoff.store import Store, StoreError, default_db_path
 
+
 def _console(stderr: bool) -> Console:
     c = Console(stderr=stderr)
     if not c.is_terminal:

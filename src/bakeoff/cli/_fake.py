@@ -17,7 +17,9 @@ def fake_server(
     script: str | None = typer.Option(
         None, "--script", help="JSON file: exact last user message → reply (implies --mode script)."
     ),
-    reply: str = typer.Option("I don't know.", "--reply", help="Reply for fixed mode / unscripted."),
+    reply: str = typer.Option(
+        "I don't know.", "--reply", help="Reply for fixed mode / unscripted."
+    ),
     reply_tokens: int | None = typer.Option(
         None, "--reply-tokens", help="Fixed mode: reply with exactly this many tokens."
     ),

@@ -24,7 +24,9 @@ def run(
     ),
     db: str | None = DbOption,
     json_out: bool = typer.Option(
-        False, "--json", help="Print a machine-readable summary on stdout (the table goes to stderr)."
+        False,
+        "--json",
+        help="Print a machine-readable summary on stdout (the table goes to stderr).",
     ),
     resume: str | None = typer.Option(
         None, "--resume", help="Resume this run: only calls without a stored success are issued."
@@ -55,9 +57,7 @@ def run(
         _check_env(lineup)
     else:
         if config is None:
-            raise fail(
-                "no lineup given: bakeoff run -c lineup.yaml (see examples/ and the README)"
-            )
+            raise fail("no lineup given: bakeoff run -c lineup.yaml (see examples/ and the README)")
         try:
             lineup = load_lineup(config)
         except LineupError as e:

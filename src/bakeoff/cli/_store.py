@@ -24,7 +24,12 @@ def runs(
         t.add_column(col)
     for r in store.runs(limit):
         t.add_row(
-            r["id"], r["created_at"], r["status"], str(r["n_calls"]), str(r["n_ok"]), r["source"] or ""
+            r["id"],
+            r["created_at"],
+            r["status"],
+            str(r["n_calls"]),
+            str(r["n_ok"]),
+            r["source"] or "",
         )
     out.print(t)
 

@@ -180,7 +180,7 @@ class EndpointClient:
         phase: list[str],
     ) -> CallResult:
         parser = SSEParser()
-        timings = Timings()
+        timings = Timings(sent_ns=t0)
         chunk_ms = timings.token_chunk_ms
         text_parts: list[str] = []
         reasoning_parts: list[str] = []
@@ -221,7 +221,7 @@ class EndpointClient:
                     ) from None
                 if not isinstance(obj, dict):
                     raise CallError(ErrorClass.bad_response, "stream event is not a JSON object")
-                if "error" in obj and obj["error"]:
+                if obj.get("error"):
                     raise classify_error_object(obj["error"])
                 if obj.get("usage"):
                     usage = obj["usage"]
@@ -314,7 +314,7 @@ class EndpointClient:
             raise CallError(ErrorClass.bad_response, "response has no choices")
         ch = choices[0]
         result = CallResult(
-            timings=Timings(first_byte_ms=end_ms, end_ms=end_ms),
+            timings=Timings(sent_ns=t0, first_byte_ms=end_ms, end_ms=end_ms),
             finish_reason=ch.get("finish_reason"),
             response_model=obj.get("model"),
         )
@@ -356,7 +356,9 @@ def _merge_tool_delta(tools: dict[int, ToolCall], tc: dict[str, Any]) -> None:
         cur.id = tc["id"]
     fn = tc.get("function") or {}
     if fn.get("name"):
-        cur.name = (cur.name or "") + fn["name"] if cur.name and cur.name != fn["name"] else fn["name"]
+        cur.name = (
+            (cur.name or "") + fn["name"] if cur.name and cur.name != fn["name"] else fn["name"]
+        )
     args = fn.get("arguments")
     if args:
         cur.arguments += args if isinstance(args, str) else orjson.dumps(args).decode()

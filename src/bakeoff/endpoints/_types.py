@@ -86,6 +86,8 @@ class ToolCall(BaseModel):
 class Timings(BaseModel):
     """Milliseconds since the request was sent (perf_counter_ns based)."""
 
+    sent_ns: int | None = None
+    """`time.perf_counter_ns()` when the request was sent (CLOCK_MONOTONIC on Linux)."""
     first_byte_ms: float | None = None
     role_ms: float | None = None
     """The role-only chunk: not a token."""

@@ -12,6 +12,7 @@ tests can count what the server really served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -283,11 +284,14 @@ class FakeServer:
             await resp.write(b"data: [DONE]\n\n")
             return resp
         if itl == 0 and cut_at is None:
-            # one write for the whole stream: what a fast server on loopback looks like
-            parts = []
-            if chat:
-                parts.append(event([{"index": 0, "delta": {"role": "assistant"}}]))
-            parts.extend(tok_event(t) for t in toks)
+            # the whole stream in one write: what a fast server on loopback looks like
+            parts = [event([{"index": 0, "delta": {"role": "assistant"}}])] if chat else []
+            rest = toks
+            if stamps and toks:
+                # the first token goes out on its own, right after its send stamp was taken
+                await resp.write(b"".join([*parts, tok_event(toks[0])]))
+                parts, rest = [], toks[1:]
+            parts.extend(tok_event(t) for t in rest)
             parts.append(_final(event, chat, finish))
             if want_usage:
                 parts.append(event([], usage=usage))
@@ -314,8 +318,8 @@ class FakeServer:
 
 def _final(event: Any, chat: bool, finish: str) -> bytes:
     if chat:
-        return event([{"index": 0, "delta": {}, "finish_reason": finish}])  # type: ignore[no-any-return]
-    return event([{"index": 0, "text": "", "finish_reason": finish}])  # type: ignore[no-any-return]
+        return event([{"index": 0, "delta": {}, "finish_reason": finish}])
+    return event([{"index": 0, "text": "", "finish_reason": finish}])
 
 
 def _early_fault(fault: str | None, c: FakeConfig) -> web.StreamResponse | None:
@@ -384,7 +388,5 @@ def serve_forever(config: FakeConfig, host: str, port: int, on_ready: Any = None
         finally:
             await server.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

@@ -111,7 +111,9 @@ class Endpoint(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("use letters, digits, '_', '.', '-' (and start with a letter or digit)")
+            raise ValueError(
+                "use letters, digits, '_', '.', '-' (and start with a letter or digit)"
+            )
         return v
 
     @field_validator("api_key_env")

@@ -28,7 +28,9 @@ def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
-            key = yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            key = (
+                yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
+            )
             lines[(*path, key)] = k.start_mark.line + 1
             out[key] = _to_python(v, (*path, key), lines)
         return out
@@ -79,10 +81,10 @@ def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
             loc: Loc = tuple(err["loc"])
             # pydantic puts tagged-union / validator names in loc; keep only the data path
             data_loc = _data_path(data, loc)
-            line = _line_for(data_loc, lines)
+            lineno = _line_for(data_loc, lines)
             msg = err["msg"].removeprefix("Value error, ")
             field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
-            problems.append(f"{source}:{line or '?'}: {field}: {msg}")
+            problems.append(f"{source}:{lineno or '?'}: {field}: {msg}")
         raise LineupError(problems) from None
 
 
@@ -91,12 +93,11 @@ def _data_path(data: Any, loc: Loc) -> Loc:
     out: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
-            cur = cur[part]
-        else:
+        in_dict = isinstance(cur, dict) and part in cur
+        in_list = isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        if not (in_dict or in_list):
             break
+        cur = cur[part]
         out.append(part)
     return tuple(out)
 

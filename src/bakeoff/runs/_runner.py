@@ -26,7 +26,6 @@ import orjson
 from bakeoff import __version__
 from bakeoff.endpoints import (
     CallError,
-    CallRequest,
     CallResult,
     EndpointClient,
     ErrorClass,
@@ -182,7 +181,7 @@ class _EndpointRunner:
         result: CallResult | None = None
         error: CallError | None = None
         cached = False
-        cache_key = _cache_key(stored_req, job.repeat)
+        cache_key = _cache_key(self.ep, stored_req, job.repeat)
         if self.opts.use_cache:
             hit = self.store.cache_get(cache_key)
             if hit is not None:
@@ -207,7 +206,8 @@ class _EndpointRunner:
                             "duration_ms": dur,
                             "http_status": e.status,
                             "error_class": str(e.error_class),
-                            "error_detail": e.detail + (f" | body: {e.body[:200]}" if e.body else ""),
+                            "error_detail": e.detail
+                            + (f" | body: {e.body[:200]}" if e.body else ""),
                             "decision": "retry" if decision.retry else "give_up",
                             "decision_reason": decision.reason,
                             "wait_s": decision.wait_s,
@@ -256,7 +256,7 @@ class _EndpointRunner:
             "repeat": job.repeat,
             "n_attempts": len(attempts),
             "cached": int(cached),
-            "started_at": started,
+            "started_at": attempts[0]["started_at"] if attempts else started,
             "finished_at": time.time(),
             "request_json": dumps(stored_req),
         }
@@ -308,9 +308,18 @@ class _EndpointRunner:
         self._notify()
 
 
-def _cache_key(stored_req: dict[str, Any], repeat: int) -> str:
+_NOT_IN_CACHE_KEY = {"name", "max_concurrency", "rate_limit", "timeouts", "retry", "price"}
+
+
+def _cache_key(ep: Endpoint, stored_req: dict[str, Any], repeat: int) -> str:
+    """Same endpoint definition (as configured, not the port it got), same body, same repeat."""
     data = orjson.dumps(
-        {"url": stored_req["url"], "body": stored_req["body"], "repeat": repeat},
+        {
+            "endpoint": ep.model_dump(mode="json", exclude=_NOT_IN_CACHE_KEY),
+            "path": stored_req["url"].rsplit("/", 1)[-1],
+            "body": stored_req["body"],
+            "repeat": repeat,
+        },
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(data).hexdigest()
@@ -381,9 +390,7 @@ async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> 
                     q: asyncio.Queue[_Job] = asyncio.Queue()
                     for j in jobs[r.ep.name]:
                         q.put_nowait(j)
-                    tasks += [
-                        asyncio.create_task(r.worker(q)) for _ in range(r.ep.max_concurrency)
-                    ]
+                    tasks += [asyncio.create_task(r.worker(q)) for _ in range(r.ep.max_concurrency)]
                 try:
                     await asyncio.gather(*tasks)
                 except BaseException:

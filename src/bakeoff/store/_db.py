@@ -138,7 +138,9 @@ class Store:
     def find_run(self, prefix: str) -> sqlite3.Row | None:
         """A run by id or unique id prefix (or `last`)."""
         if prefix == "last":
-            return self.db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC").fetchone()
+            return self.db.execute(
+                "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"
+            ).fetchone()
         rows = self.db.execute(
             "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
         ).fetchall()

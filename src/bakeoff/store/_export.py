@@ -12,11 +12,37 @@ from bakeoff.store._db import Store
 
 FORMATS = ("jsonl", "csv", "parquet")
 _COLUMNS = (
-    "id run_id endpoint suite item_id repeat status error_class error_detail n_attempts cached"
-    " started_at finished_at http_status output_text reasoning_text finish_reason tool_calls_json"
-    " prompt_tokens completion_tokens usage_source upstream response_model first_byte_ms role_ms"
-    " ttft_ms last_token_ms e2e_ms request_json response_raw"
-).split()
+    "id",
+    "run_id",
+    "endpoint",
+    "suite",
+    "item_id",
+    "repeat",
+    "status",
+    "error_class",
+    "error_detail",
+    "n_attempts",
+    "cached",
+    "started_at",
+    "finished_at",
+    "http_status",
+    "output_text",
+    "reasoning_text",
+    "finish_reason",
+    "tool_calls_json",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_source",
+    "upstream",
+    "response_model",
+    "first_byte_ms",
+    "role_ms",
+    "ttft_ms",
+    "last_token_ms",
+    "e2e_ms",
+    "request_json",
+    "response_raw",
+)
 
 
 def _rows(store: Store, run_id: str) -> list[dict[str, Any]]:

@@ -44,10 +44,17 @@ class Arith:
     def items(self, *, seed: int, n: int | None = None) -> list[Item]:
         n = self.default_size if n is None else n
         out = []
+        seen: set[str] = set()
         for i in range(n):
             tier = self.tiers[i % len(self.tiers)]
             rng = random.Random(f"arith:{seed}:{i}")
             expr, answer = _make(tier, rng)
+            # no duplicate questions in a suite (while the tier has unused ones left)
+            for _ in range(100):
+                if expr not in seen:
+                    break
+                expr, answer = _make(tier, rng)
+            seen.add(expr)
             out.append(
                 Item(
                     id=f"arith-{seed}-{i:04d}",

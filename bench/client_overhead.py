@@ -1,0 +1,181 @@
+"""Client overhead on loopback: how many 128-token streams one bakeoff process sustains, and how much
+time the client adds to TTFT.
+
+The fake provider runs in its own process and stamps every stream event with `time.monotonic_ns()`
+just before sending it (`--stamps`); the client stamps each socket read with `time.perf_counter_ns()`.
+On Linux both read CLOCK_MONOTONIC, so "added TTFT" = client arrival of the first token − server send
+stamp of that token: the network stack, aiohttp and our parsing, nothing of the server's own delay.
+
+Three figures, measured in one run on this machine:
+1. wire client, closed loop (`--concurrency` streams in flight): sustained req/s;
+2. wire client, open loop at `--rate` req/s on an absolute schedule: achieved rate, added TTFT p50/p99;
+3. the whole runner (`execute`, SQLite writes and scoring included), closed loop: calls/s.
+
+Targets (issue 2): ≥ 150 req/s, added TTFT p50 < 0.5 ms and p99 < 3 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from bakeoff.endpoints import CallRequest, EndpointClient
+from bakeoff.lineups import parse_lineup
+from bakeoff.runs import RunOptions, create_run, execute
+from bakeoff.store import Store
+
+REQ = CallRequest(messages=[{"role": "user", "content": "bench"}], params={"max_tokens": 1000})
+
+
+def start_server(tokens: int) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bakeoff",
+            "fake-server",
+            "--port",
+            "0",
+            "--mode",
+            "fixed",
+            "--reply-tokens",
+            str(tokens),
+            "--stamps",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    m = re.search(r"(http://\S+)", p.stdout.readline())
+    assert m, "fake server did not start"
+    return p, m.group(1)
+
+
+def added_ttft_ms(res) -> float | None:
+    """Client first-token arrival minus the server's send stamp of that token."""
+    t = res.timings
+    if t.first_token_ms is None or t.sent_ns is None:
+        return None
+    for line in res.raw.splitlines():
+        if line.startswith("{") and '"content"' in line:
+            sent = orjson.loads(line)["x_fake_sent_ns"]
+            return (t.sent_ns + t.first_token_ms * 1e6 - sent) / 1e6
+    return None
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float, tokens: int) -> float:
+    done = 0
+    end = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        client = EndpointClient(s, base_url=url, model="m")
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                r = await client.call(REQ)
+                assert r.completion_tokens == tokens
+                done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - t0)
+
+
+async def open_loop(url: str, rate: float, seconds: float) -> tuple[float, list[float], float]:
+    added: list[float] = []
+    lateness: list[float] = []
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        client = EndpointClient(s, base_url=url, model="m")
+        # warm the connection pool
+        await asyncio.gather(*(client.call(REQ) for _ in range(32)))
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.1
+
+        async def one(i: int) -> None:
+            intended = start + i / rate
+            delay = intended - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lateness.append((loop.time() - intended) * 1000)
+            r = await client.call(REQ)
+            a = added_ttft_ms(r)
+            if a is not None:
+                added.append(a)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - t0
+    lateness.sort()
+    return n / elapsed, added, lateness[int(0.99 * (len(lateness) - 1))]
+
+
+async def runner_throughput(url: str, n: int, concurrency: int) -> float:
+    lineup = parse_lineup(
+        f"""
+run: {{suites: [arith], limit: {n}}}
+defaults: {{max_tokens: 1000}}
+endpoints:
+  - {{name: fake, base_url: "{url}", max_concurrency: {concurrency}}}
+"""
+    )
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(Path(d) / "bench.db")
+        run_id = create_run(store, lineup)
+        t0 = time.perf_counter()
+        out = await execute(store, run_id, RunOptions(use_cache=False))
+        elapsed = time.perf_counter() - t0
+        assert out.status == "complete"
+        ok = store.db.execute("SELECT COUNT(*) FROM calls WHERE status='ok'").fetchone()[0]
+        store.close()
+    return ok / elapsed
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q / 100 * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--rate", type=float, default=150.0)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--runner-calls", type=int, default=1500)
+    args = ap.parse_args()
+
+    proc, url = start_server(args.tokens)
+    try:
+        rps = asyncio.run(closed_loop(url, args.concurrency, args.seconds, args.tokens))
+        achieved, added, late99 = asyncio.run(open_loop(url, args.rate, args.seconds))
+        runner = asyncio.run(runner_throughput(url, args.runner_calls, args.concurrency))
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"streams of {args.tokens} tokens, fake provider in another process, loopback")
+    print(f"wire client closed loop (concurrency {args.concurrency}): {rps:.0f} req/s")
+    print(
+        f"wire client open loop at {args.rate:.0f} req/s: achieved {achieved:.0f} req/s, "
+        f"send lateness p99 {late99:.2f} ms"
+    )
+    print(
+        f"added TTFT over {len(added)} requests: p50 {pct(added, 50):.3f} ms, "
+        f"p90 {pct(added, 90):.3f} ms, p99 {pct(added, 99):.3f} ms"
+    )
+    print(f"full runner (SQLite + scoring), concurrency {args.concurrency}: {runner:.0f} calls/s")
+    ok = rps >= 150 and pct(added, 50) < 0.5 and pct(added, 99) < 3
+    print("target (>= 150 req/s, added TTFT p50 < 0.5 ms, p99 < 3 ms):", "met" if ok else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The CLI as a user runs it: real subprocesses, a real fake provider process, a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from bakeoff.suites import Arith
+from conftest import BAKEOFF, bakeoff, wait_for
+
+KEY = "sk-test-SECRETVALUE-0123456789abcdefXYZ"
+
+
+def write_lineup(path, url: str, n: int, extra: str = "") -> None:
+    path.write_text(
+        f"""
+reference: ep
+defaults: {{temperature: 0, max_tokens: 16}}
+run: {{suites: [arith], limit: {n}}}
+endpoints:
+  - name: ep
+    base_url: {url}
+    api_key_env: BAKEOFF_TEST_KEY
+    max_concurrency: 2
+{extra}
+"""
+    )
+
+
+def script_for(tmp_path, n: int):
+    """Correct answers for even items, wrong for odd ones: a known score."""
+    items = Arith().items(seed=0, n=n)
+    script = {
+        it.messages[0]["content"]: str(it.target if i % 2 == 0 else it.target + 1)
+        for i, it in enumerate(items)
+    }
+    f = tmp_path / "script.json"
+    f.write_bytes(orjson.dumps(script))
+    return f, items
+
+
+def test_help_lists_the_commands():
+    r = bakeoff("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "runs", "show", "export", "suites", "fake-server"):
+        assert cmd in r.stdout
+
+
+def test_bad_lineup_names_file_line_field(tmp_path):
+    f = tmp_path / "l.yaml"
+    f.write_text("endpoints:\n  - name: a\n    base_url: http://x/v1\n    max_concurrency: -3\n")
+    r = bakeoff("run", "-c", str(f), "--db", str(tmp_path / "b.db"))
+    assert r.returncode == 2
+    assert f"{f}:4: endpoints[0].max_concurrency" in r.stderr
+
+
+def test_missing_env_var_stops_before_any_call(tmp_path, fake_proc):
+    log = tmp_path / "server.jsonl"
+    srv = fake_proc(log=log)
+    f = tmp_path / "l.yaml"
+    write_lineup(f, srv.url, 3)
+    env = {k: v for k, v in os.environ.items() if k != "BAKEOFF_TEST_KEY"}
+    r = subprocess.run(
+        [*BAKEOFF, "run", "-c", str(f), "--db", str(tmp_path / "b.db")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "BAKEOFF_TEST_KEY is not set" in r.stderr and "no call was made" in r.stderr
+    assert not log.exists() or log.read_text() == ""
+
+
+def test_run_json_show_export(tmp_path, fake_proc):
+    n = 10
+    script, _ = script_for(tmp_path, n)
+    srv = fake_proc("--script", str(script), "--upstream", "Acme")
+    f = tmp_path / "l.yaml"
+    write_lineup(f, srv.url, n)
+    db = str(tmp_path / "b.db")
+    r = bakeoff("run", "-c", str(f), "--db", db, "--json", env={"BAKEOFF_TEST_KEY": KEY})
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    ep = summary["endpoints"][0]
+    assert ep["calls"] == n and ep["successes"] == n
+    assert ep["suites"]["arith"]["correct"] == 5 and ep["suites"]["arith"]["score"] == 0.5
+    assert ep["upstreams"] == {"Acme": n}
+    assert "arith score" in r.stderr  # the table still shows, on stderr
+
+    shown = json.loads(bakeoff("show", summary["run_id"][:12], "--db", db, "--json").stdout)
+    assert shown == summary
+
+    runs = bakeoff("runs", "--db", db).stdout
+    assert summary["run_id"] in runs and "complete" in runs
+
+    lines = bakeoff("export", "last", "--db", db, "-f", "jsonl").stdout.splitlines()
+    rows = [json.loads(x) for x in lines]
+    assert len(rows) == n and sum(r["score_numeric"] for r in rows) == 5
+    csv_out = tmp_path / "calls.csv"
+    assert bakeoff("export", "last", "--db", db, "-f", "csv", "-o", str(csv_out)).returncode == 0
+    assert len(csv_out.read_text().splitlines()) >= n + 1
+    pq_out = tmp_path / "calls.parquet"
+    r = bakeoff("export", "last", "--db", db, "-f", "parquet", "-o", str(pq_out))
+    assert r.returncode == 0, r.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(pq_out).num_rows == n
+    assert bakeoff("show", "nope", "--db", db).returncode == 2
+
+
+def _ok_prompts(db: str, run_id: str | None = None) -> dict[str, str]:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT c.request_json, c.run_id FROM calls c WHERE c.status = 'ok'"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+    out = {}
+    for req, rid in rows:
+        if run_id is None or rid == run_id:
+            out[json.loads(req)["body"]["messages"][-1]["content"]] = rid
+    return out
+
+
+def test_kill_9_then_resume_repeats_no_finished_call(tmp_path, fake_proc):
+    n = 36
+    script, items = script_for(tmp_path, n)
+    log = tmp_path / "server.jsonl"
+    srv = fake_proc("--script", str(script), "--itl-ms", "15", "--ttft-ms", "20", log=log)
+    f = tmp_path / "l.yaml"
+    write_lineup(f, srv.url, n)
+    db = str(tmp_path / "b.db")
+    env = {**os.environ, "BAKEOFF_TEST_KEY": KEY}
+    cmd = [*BAKEOFF, "run", "-c", str(f), "--db", db, "--no-cache", "-q"]
+
+    def served() -> list[str]:
+        return [json.loads(x)["prompt"] for x in log.read_text().splitlines()]
+
+    # (prompts finished before a kill, how many requests the server had seen by then)
+    checkpoints: list[tuple[set[str], int]] = []
+    for threshold in (6, 18):  # two kills: after the first, re-running the same command resumes
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda t=threshold: len(_ok_prompts(db)) >= t, timeout=60, interval=0.01)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stderr.close()
+        finished = set(_ok_prompts(db))
+        assert len(finished) < n, "the run finished before it could be killed"
+        checkpoints.append((finished, len(served())))
+
+    runs = sqlite3.connect(db).execute("SELECT id, status FROM runs").fetchall()
+    assert len(runs) == 1 and runs[0][1] == "running"  # a dead process left it 'running'
+    run_id = runs[0][0]
+    r = bakeoff("run", "--resume", run_id, "--db", db, "--no-cache", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    resumed = json.loads(r.stdout)
+
+    log_after = served()
+    for finished, seen in checkpoints:
+        later = set(log_after[seen:])
+        assert not finished & later, f"finished calls repeated: {finished & later}"
+    assert set(log_after) == {it.messages[0]["content"] for it in items}
+
+    # the same scores as an uninterrupted run
+    db2 = str(tmp_path / "clean.db")
+    r2 = bakeoff("run", "-c", str(f), "--db", db2, "--no-cache", "--json", env=env)
+    clean = json.loads(r2.stdout)
+    assert resumed["endpoints"][0]["suites"] == clean["endpoints"][0]["suites"]
+    assert resumed["endpoints"][0]["calls"] == n == resumed["endpoints"][0]["successes"]
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_ctrl_c_marks_the_run_interrupted(tmp_path, fake_proc):
+    n = 30
+    srv = fake_proc("--itl-ms", "20")
+    f = tmp_path / "l.yaml"
+    write_lineup(f, srv.url, n)
+    db = str(tmp_path / "b.db")
+    env = {**os.environ, "BAKEOFF_TEST_KEY": KEY}
+    p = subprocess.Popen(
+        [*BAKEOFF, "run", "-c", str(f), "--db", db, "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(_ok_prompts(db)) >= 3, timeout=60, interval=0.01)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=30)
+    assert p.returncode == 130
+    assert "bakeoff run --resume" in stderr
+    con = sqlite3.connect(db)
+    status = con.execute("SELECT status FROM runs").fetchone()[0]
+    assert status == "interrupted"
+    classes = {r[0] for r in con.execute("SELECT error_class FROM calls WHERE status='error'")}
+    assert classes <= {"cancelled"}
+    # re-running the same command resumes it and completes
+    r = bakeoff("run", "-c", str(f), "--db", db, "--json", env=env)
+    assert r.returncode == 0 and "resuming unfinished run" in r.stderr
+    assert json.loads(r.stdout)["endpoints"][0]["successes"] == n
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_api_key_never_stored_logged_or_exported(tmp_path, fake_proc, debug):
+    log = tmp_path / "server.jsonl"
+    srv = fake_proc("--fault", "server_error=0.3", "--fault", "auth=0.1", log=log)
+    f = tmp_path / "l.yaml"
+    write_lineup(f, srv.url, 8, extra="    retry: {max_retries: 1, backoff_base_s: 0.001}")
+    db = tmp_path / "b.db"
+    env = {"BAKEOFF_TEST_KEY": KEY}
+    args = ["--debug"] if debug else []
+    r = bakeoff(*args, "run", "-c", str(f), "--db", str(db), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert all(json.loads(x)["auth"] for x in log.read_text().splitlines())  # the key was sent
+    outputs = [r.stdout, r.stderr]
+    for fmt in ("jsonl", "csv", "parquet"):
+        o = tmp_path / f"x.{fmt}"
+        e = bakeoff("export", "last", "--db", str(db), "-f", fmt, "-o", str(o))
+        outputs += [e.stdout, e.stderr]
+        assert KEY.encode() not in o.read_bytes()
+        assert b"SECRETVALUE" not in o.read_bytes()
+    outputs.append(bakeoff("show", "last", "--db", str(db), "--json").stdout)
+    for text in outputs:
+        assert KEY not in text and "SECRETVALUE" not in text
+    for path in tmp_path.iterdir():
+        if path.name.startswith("b.db"):
+            assert b"SECRETVALUE" not in path.read_bytes(), path
+    # the stored request shows that an Authorization header was sent, redacted
+    req = sqlite3.connect(db).execute("SELECT request_json FROM calls LIMIT 1").fetchone()[0]
+    assert json.loads(req)["headers"]["Authorization"] == "***"
+
+
+def test_fake_server_command_serves_models(fake_proc):
+    import urllib.request
+
+    srv = fake_proc("--model", "m1")
+    with urllib.request.urlopen(srv.url + "/models", timeout=5) as resp:
+        assert json.loads(resp.read())["data"][0]["id"] == "m1"
+    time.sleep(0)
