@@ -1,5 +1,7 @@
 import sqlite3
 
+import pytest
+
 from bakeoff.store import MIGRATIONS, Store, migrate
 
 
@@ -46,10 +48,8 @@ def test_record_call_is_atomic_and_scrubs_secrets(tmp_path):
     }
     # a score row that violates the schema makes the whole call roll back
     bad_score = [{"scorer": "x", "value": None}]
-    try:
+    with pytest.raises(sqlite3.IntegrityError):
         s.record_call(call, [], bad_score)
-    except sqlite3.IntegrityError:
-        pass
     assert s.calls("r1") == []
     s.record_call(call, [], [])
     (row,) = s.calls("r1")
@@ -57,8 +57,6 @@ def test_record_call_is_atomic_and_scrubs_secrets(tmp_path):
 
 
 def test_unopenable_database_gives_a_clear_error(tmp_path):
-    import pytest
-
     from bakeoff.store import StoreError
 
     d = tmp_path / "dir.db"

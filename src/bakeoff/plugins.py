@@ -44,9 +44,15 @@ class HookSpecs:
 class _Builtins:
     @hookimpl
     def register_providers(self, register: Callable[[type], None]) -> None:
-        from bakeoff.providers import FakeProvider, OpenRouterProvider, Provider
+        from bakeoff.providers import (
+            FakeProvider,
+            LocalProvider,
+            OpenRouterProvider,
+            Provider,
+            ProxyProvider,
+        )
 
-        for cls in (Provider, OpenRouterProvider, FakeProvider):
+        for cls in (Provider, OpenRouterProvider, FakeProvider, LocalProvider, ProxyProvider):
             register(cls)
 
     @hookimpl

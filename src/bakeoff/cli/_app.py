@@ -5,7 +5,7 @@ import logging
 import typer
 
 from bakeoff import __version__
-from bakeoff.cli import _fake, _run, _store, _suites
+from bakeoff.cli import _fake, _local, _run, _store, _suites
 
 app = typer.Typer(
     name="bakeoff",
@@ -41,6 +41,7 @@ app.command("show")(_store.show)
 app.command("export")(_store.export)
 app.command("suites")(_suites.suites)
 app.command("fake-server")(_fake.fake_server)
+app.add_typer(_local.app, name="local")
 
 
 def main() -> None:

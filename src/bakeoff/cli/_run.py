@@ -20,7 +20,11 @@ from bakeoff.store import Store
 
 def run(
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Lineup YAML file.", exists=False, dir_okay=False
+        None,
+        "--config",
+        "-c",
+        help="Lineup YAML file (default: the local lineup of llama.cpp servers, no API key needed).",
+        dir_okay=False,
     ),
     db: str | None = DbOption,
     json_out: bool = typer.Option(
@@ -57,7 +61,10 @@ def run(
         _check_env(lineup)
     else:
         if config is None:
-            raise fail("no lineup given: bakeoff run -c lineup.yaml (see examples/ and the README)")
+            from bakeoff.local import default_lineup_path
+
+            config = default_lineup_path()
+            err.print(f"no lineup given: running the default local lineup ({config})")
         try:
             lineup = load_lineup(config)
         except LineupError as e:
@@ -70,6 +77,7 @@ def run(
             lineup.run.repeats = repeats
         _check_plugins(lineup)
         _check_env(lineup)
+        _check_local(lineup)
         prior = None if new else store.unfinished_run(config_hash(lineup))
         if prior is not None:
             run_id = prior["id"]
@@ -95,6 +103,16 @@ def _check_env(lineup: Lineup) -> None:
     problems = missing_env(lineup)
     if problems:
         raise fail("no call was made:\n  " + "\n  ".join(problems))
+
+
+def _check_local(lineup: Lineup) -> None:
+    if any(ep.provider == "local" for ep in lineup.endpoints):
+        from bakeoff.local import AssetError, source_model
+
+        try:
+            source_model()
+        except AssetError as e:
+            raise fail(str(e)) from None
 
 
 def _check_plugins(lineup: Lineup) -> None:
@@ -127,11 +145,17 @@ def _execute(store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quie
         progress.update(tasks[name], completed=p.done, errors=p.errors, tok_s=p.tok_s)
 
     opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
+    from bakeoff.local import AssetError, ServerError
+
     with progress:
         try:
             outcome = asyncio.run(execute(store, run_id, opts))
         except KeyboardInterrupt:
             return "interrupted"
+        except (AssetError, ServerError, OSError) as e:
+            progress.stop()
+            msg = f"run {run_id} stopped: {e}\nfix it, then: bakeoff run --resume {run_id}"
+            raise fail(msg) from None
     return outcome.status
 
 

@@ -199,6 +199,9 @@ class FakeServer:
             "fault": fault,
             "stream": bool(body.get("stream")),
             "auth": bool(request.headers.get("Authorization")),
+            "params": {
+                k: body[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in body
+            },
         }
         self._record(entry)
         self.in_flight += 1

@@ -74,6 +74,50 @@ class FakeSpec(_Strict):
     seed: int = 0
 
 
+class LocalSpec(_Strict):
+    """For `provider: local`: a llama.cpp server bakeoff starts for the run, serving one variant of
+    the packaged SmolLM2-135M-Instruct (quantized into the user cache dir on first use)."""
+
+    variant: str = "F16"
+    """F16 (the reference: shipped weights dequantized), F32, Q8_0, Q4_K_M, Q3_K_S, Q2_K, or Q4_1
+    (the shipped file itself)."""
+    n_threads: int | None = Field(default=None, ge=1)
+    """Threads of this server (default: the machine's cores split between the local servers)."""
+    n_ctx: int = Field(default=2048, ge=64)
+    """Context window the server allocates."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """Loopback port (0: a free one)."""
+    seed: int = 0
+
+
+class ProxySpec(_Strict):
+    """For `provider: proxy`: a distortion proxy on loopback in front of another endpoint of the
+    lineup — a provider that silently does something wrong, with a known fault."""
+
+    target: str
+    """Name of the endpoint behind the proxy."""
+    truncate_prompt_tokens: int | None = Field(default=None, ge=1)
+    """Silently keep only the last N prompt tokens (oldest content dropped; the request stays valid)."""
+    inject_system: str | None = None
+    """Prepend this system prompt to every chat request."""
+    force_greedy: bool = False
+    """Ignore the client's temperature/top_p: always greedy (temperature 0)."""
+    route_fraction: float = Field(default=0.0, ge=0, le=1)
+    """Send this fraction of requests to `route_to` instead (drawn per request from `seed`)."""
+    route_to: str | None = None
+    cap_output_tokens: int | None = Field(default=None, ge=1)
+    """Cap max_tokens at N (the endpoint then stops with finish_reason `length`)."""
+    added_latency_ms: float = Field(default=0.0, ge=0)
+    """Delay before forwarding each request."""
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _route(self) -> ProxySpec:
+        if self.route_fraction > 0 and not self.route_to:
+            raise ValueError("route_fraction needs route_to (the endpoint to send them to)")
+        return self
+
+
 class Endpoint(_Strict):
     """One endpoint of the lineup: a model behind an OpenAI-compatible API."""
 
@@ -84,7 +128,8 @@ class Endpoint(_Strict):
     model: str = "default"
     """The model id sent in every request."""
     provider: str = "openai"
-    """Provider plugin: `openai` (any OpenAI-compatible API), `openrouter`, `fake`, or a plugin's."""
+    """Provider plugin: `openai` (any OpenAI-compatible API), `openrouter`, `local` (a llama.cpp
+    server of the packaged model), `proxy` (a distortion proxy), `fake`, or a plugin's."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (never the key itself)."""
     headers: dict[str, str] = Field(default_factory=dict)
@@ -106,6 +151,8 @@ class Endpoint(_Strict):
     params: Sampling | None = None
     """Sampling parameters for this endpoint; unset fields fall back to the lineup's `defaults`."""
     fake: FakeSpec | None = None
+    local: LocalSpec | None = None
+    proxy: ProxySpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -151,8 +198,14 @@ class Endpoint(_Strict):
         if self.provider == "fake":
             if self.fake is None:
                 self.fake = FakeSpec()
+        elif self.provider == "local":
+            if self.local is None:
+                self.local = LocalSpec()
+        elif self.provider == "proxy":
+            if self.proxy is None:
+                raise ValueError("provider: proxy needs a `proxy:` section naming its target")
         elif not self.base_url:
-            raise ValueError("base_url is required (except for provider: fake)")
+            raise ValueError("base_url is required (except for provider: fake, local or proxy)")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
         return self
@@ -189,6 +242,20 @@ class Lineup(_Strict):
             raise ValueError(f"endpoint names must be unique; repeated: {', '.join(dupes)}")
         if self.reference is not None and self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not an endpoint name")
+        for ep in self.endpoints:
+            if ep.proxy is None:
+                continue
+            for role, name in (("target", ep.proxy.target), ("route_to", ep.proxy.route_to)):
+                if name is None:
+                    continue
+                if name not in names:
+                    raise ValueError(
+                        f"endpoint {ep.name!r}: proxy {role} {name!r} is not an endpoint"
+                    )
+                if self.endpoint(name).provider == "proxy":
+                    raise ValueError(
+                        f"endpoint {ep.name!r}: a proxy cannot sit in front of a proxy"
+                    )
         return self
 
     def sampling_for(self, ep: Endpoint) -> dict[str, Any]:

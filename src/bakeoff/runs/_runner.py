@@ -33,6 +33,7 @@ from bakeoff.endpoints import (
 )
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_provider, get_suite
+from bakeoff.providers import StartContext
 from bakeoff.runs._ratelimit import RateLimiter
 from bakeoff.store import Store, dumps
 from bakeoff.suites import Item, Score
@@ -142,8 +143,9 @@ class _EndpointRunner:
         self.client: EndpointClient | None = None
         self.rng = random.Random()
 
-    async def start(self) -> None:
-        base_url = await self.provider.start()
+    async def start(self, ctx: StartContext) -> None:
+        base_url = await self.provider.start(ctx)
+        ctx.resolved[self.ep.name] = base_url
         self.client = EndpointClient(
             self.session,
             base_url=base_url,
@@ -311,6 +313,18 @@ class _EndpointRunner:
 _NOT_IN_CACHE_KEY = {"name", "max_concurrency", "rate_limit", "timeouts", "retry", "price"}
 
 
+async def _start_all(runners: list[_EndpointRunner], lineup: Lineup) -> None:
+    """Start every provider: independent ones at once, then those that sit in front of others."""
+    ctx = StartContext(lineup, providers={r.ep.name: r.provider for r in runners})
+    first = [r for r in runners if not r.provider.after_others]
+    then = [r for r in runners if r.provider.after_others]
+    for group in (first, then):
+        results = await asyncio.gather(*(r.start(ctx) for r in group), return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+
+
 def _cache_key(ep: Endpoint, stored_req: dict[str, Any], repeat: int) -> str:
     """Same endpoint definition (as configured, not the port it got), same body, same repeat."""
     data = orjson.dumps(
@@ -382,8 +396,8 @@ async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> 
                 r.progress.done = r.progress.skipped
                 runners.append(r)
             try:
+                await _start_all(runners, lineup)
                 for r in runners:
-                    await r.start()
                     r._notify()
                 tasks = []
                 for r in runners:
@@ -400,8 +414,12 @@ async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> 
                     raise
                 status = "complete"
             finally:
-                for r in runners:
-                    await r.stop()
+                await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except BaseException:
+        status = "failed"
+        raise
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGTERM)

@@ -160,7 +160,8 @@ class Store:
     def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
         """The newest run of this config that did not complete and is not running in a live process."""
         for row in self.db.execute(
-            "SELECT * FROM runs WHERE config_hash = ? AND status IN ('running', 'interrupted')"
+            "SELECT * FROM runs WHERE config_hash = ?"
+            " AND status IN ('running', 'interrupted', 'failed')"
             " ORDER BY created_at DESC, rowid DESC",
             (config_hash,),
         ):

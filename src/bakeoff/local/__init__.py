@@ -1,0 +1,42 @@
+"""The embedded default: the packaged SmolLM2-135M-Instruct at several precisions, served by real
+llama.cpp servers on loopback."""
+
+from bakeoff.local._assets import (
+    MODEL_NAME,
+    VARIANTS,
+    AssetError,
+    cache_dir,
+    clean,
+    default_lineup_path,
+    source_model,
+    variant_path,
+)
+from bakeoff.local._servers import (
+    LocalServer,
+    ServerError,
+    free_port,
+    launch,
+    port_in_use,
+    stop,
+    threads_per_server,
+    wait_ready,
+)
+
+__all__ = [
+    "MODEL_NAME",
+    "VARIANTS",
+    "AssetError",
+    "LocalServer",
+    "ServerError",
+    "cache_dir",
+    "clean",
+    "default_lineup_path",
+    "free_port",
+    "launch",
+    "port_in_use",
+    "source_model",
+    "stop",
+    "threads_per_server",
+    "variant_path",
+    "wait_ready",
+]

@@ -1,0 +1,184 @@
+"""llama.cpp servers (`python -m llama_cpp.server`), one per variant, on loopback ports.
+
+Each server is started in its own session (a Ctrl-C in the terminal reaches bakeoff, which stops the
+servers after in-flight calls are stored) with the kernel told to kill it when its parent dies
+(`PR_SET_PDEATHSIG`), so not even a `kill -9` of bakeoff leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bakeoff.local._assets import cache_dir
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerError(Exception):
+    """A server could not be started; the message names its log."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def threads_per_server(n_servers: int) -> int:
+    """Split the machine's cores between servers (at least one thread each)."""
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    return max(1, cores // max(n_servers, 1))
+
+
+@dataclass
+class LocalServer:
+    name: str
+    model_path: Path
+    alias: str
+    port: int
+    n_threads: int
+    n_ctx: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+def launch(
+    name: str,
+    model_path: Path,
+    *,
+    alias: str,
+    port: int = 0,
+    n_threads: int = 1,
+    n_ctx: int = 2048,
+    seed: int = 0,
+) -> LocalServer:
+    """Start a server process (returns at once; see `wait_ready`)."""
+    if port and port_in_use(port):
+        raise ServerError(f"{name}: port {port} on 127.0.0.1 is already in use; pick another")
+    port = port or free_port()
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-{port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--model_alias",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        str(n_threads),
+        "--n_threads_batch",
+        str(n_threads),
+        "--n_ctx",
+        str(n_ctx),
+        "--seed",
+        str(seed),
+        "--verbose",
+        "False",
+        # the default (True) makes a new request cut the one being streamed
+        "--interrupt_requests",
+        "False",
+    ]
+    srv = LocalServer(name, model_path, alias, port, n_threads, n_ctx, log_path)
+    with log_path.open("wb") as log:
+        srv.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    return srv
+
+
+async def wait_ready(srv: LocalServer, timeout: float = 180.0) -> None:
+    """Poll `/v1/models` until it answers; fail fast, naming the log, if the process exits."""
+    assert srv.proc is not None
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while True:
+            code = srv.proc.poll()
+            if code is not None:
+                raise ServerError(
+                    f"{srv.name}: llama.cpp server exited with code {code} before it was ready; "
+                    f"log {srv.log_path}:\n{srv.log_tail()}"
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with s.get(srv.url + "/models", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                stop(srv)
+                raise ServerError(
+                    f"{srv.name}: not ready after {timeout:.0f}s; log {srv.log_path}:\n"
+                    f"{srv.log_tail()}"
+                )
+            await asyncio.sleep(0.2)
+
+
+def stop(srv: LocalServer, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    p = srv.proc
+    if p is None or p.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        p.terminate()
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        p.wait()
