@@ -72,3 +72,16 @@ def wait_for(pred, timeout: float = 30.0, interval: float = 0.05) -> None:
             return
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Model variants and server logs go to a session temp dir, not the user's cache."""
+    d = tmp_path_factory.mktemp("bakeoff-cache")
+    old = os.environ.get("BAKEOFF_CACHE_DIR")
+    os.environ["BAKEOFF_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("BAKEOFF_CACHE_DIR", None)
+    else:
+        os.environ["BAKEOFF_CACHE_DIR"] = old

@@ -34,19 +34,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def isolated_cache(tmp_path_factory):
-    """Model variants and server logs go to a session temp dir, not the user's cache."""
-    d = tmp_path_factory.mktemp("bakeoff-cache")
-    old = os.environ.get("BAKEOFF_CACHE_DIR")
-    os.environ["BAKEOFF_CACHE_DIR"] = str(d)
-    yield d
-    if old is None:
-        os.environ.pop("BAKEOFF_CACHE_DIR", None)
-    else:
-        os.environ["BAKEOFF_CACHE_DIR"] = old
-
-
 @pytest.fixture(scope="session")
 def servers(isolated_cache):
     """F16, a second F16 instance on another thread count, Q8_0 and Q2_K, all up for the session."""

@@ -57,9 +57,12 @@ class _Builtins:
 
     @hookimpl
     def register_suites(self, register: Callable[[Any], None]) -> None:
+        from bakeoff.audit._prompts import FidelitySuite
         from bakeoff.suites import Arith
 
         register(Arith())
+        register(FidelitySuite("greedy"))
+        register(FidelitySuite("sampled"))
 
     @hookimpl
     def register_scorers(self, register: Callable[[Any], None]) -> None:

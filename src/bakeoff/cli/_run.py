@@ -47,8 +47,14 @@ def run(
         False, "--no-cache", help="Do not answer calls from the response cache."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    no_audit: bool = typer.Option(
+        False,
+        "--no-audit",
+        help="Skip the fidelity audit (on by default when there is a reference).",
+    ),
 ) -> None:
-    """Run the lineup's suites over every endpoint; store every call; print the comparison."""
+    """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
+    the comparison."""
     store = open_store(db)
     if resume:
         row = store.find_run(resume)
@@ -75,6 +81,8 @@ def run(
             lineup.run.limit = limit
         if repeats is not None:
             lineup.run.repeats = repeats
+        if no_audit:
+            lineup.audit.enabled = False
         _check_plugins(lineup)
         _check_env(lineup)
         _check_local(lineup)
@@ -87,7 +95,7 @@ def run(
             )
         else:
             run_id = create_run(store, lineup, str(config))
-    status = _execute(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
     summary = summarize(store, run_id)
     console = err if json_out else out
     console.print(summary_table(summary))
@@ -125,7 +133,10 @@ def _check_plugins(lineup: Lineup) -> None:
         raise fail(str(e)) from None
 
 
-def _execute(store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quiet: bool) -> str:
+def execute_with_progress(
+    store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quiet: bool
+) -> str:
+    """Execute a stored run (suites, then the audit if enabled) with a live progress display."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -142,17 +153,27 @@ def _execute(store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quie
     def on_progress(name: str, p: EndpointProgress) -> None:
         if name not in tasks:
             tasks[name] = progress.add_task(name, total=p.total, errors=0, tok_s=0.0)
-        progress.update(tasks[name], completed=p.done, errors=p.errors, tok_s=p.tok_s)
+        progress.update(
+            tasks[name], total=p.total, completed=p.done, errors=p.errors, tok_s=p.tok_s
+        )
 
     opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
+    from bakeoff.audit import AuditError, run_audit
     from bakeoff.local import AssetError, ServerError
+
+    after = None
+    wants_audit = lineup.audit.enabled and lineup.reference and len(lineup.endpoints) > 1
+    if wants_audit:
+
+        async def after(session: Any) -> None:
+            await run_audit(session, lineup.audit)
 
     with progress:
         try:
-            outcome = asyncio.run(execute(store, run_id, opts))
+            outcome = asyncio.run(execute(store, run_id, opts, after=after))
         except KeyboardInterrupt:
             return "interrupted"
-        except (AssetError, ServerError, OSError) as e:
+        except (AssetError, ServerError, AuditError, OSError) as e:
             progress.stop()
             msg = f"run {run_id} stopped: {e}\nfix it, then: bakeoff run --resume {run_id}"
             raise fail(msg) from None
@@ -170,6 +191,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t.add_column("TTFT p50/p90 ms", justify="right")
     t.add_column("tok/s", justify="right")
     t.add_column("cost $", justify="right")
+    has_fid = any(e.get("fidelity") for e in summary["endpoints"])
+    if has_fid:
+        t.add_column("fidelity (p, calls)")
     for e in summary["endpoints"]:
         errs = ", ".join(f"{k} {v}" for k, v in e["errors"].items()) or "-"
         cells = []
@@ -193,5 +217,18 @@ def summary_table(summary: dict[str, Any]) -> Table:
             ttft_s,
             "-" if tps is None else f"{tps:.0f}",
             "-" if e["cost_usd"] is None else f"{e['cost_usd']:.4f}",
+            *([fidelity_cell(e.get("fidelity"))] if has_fid else []),
         )
     return t
+
+
+def fidelity_cell(f: dict[str, Any] | None) -> str:
+    if not f:
+        return "-"
+    if f["verdict"] == "reference":
+        return "reference"
+    colour = {"same": "green", "different": "red"}.get(f["verdict"], "yellow")
+    cell = f"[{colour}]{f['verdict']}[/] (p={f['p_value']:.2g}, {f['calls']})"
+    if f.get("flags"):
+        cell += " [yellow]![/]"
+    return cell

@@ -1,6 +1,7 @@
 """Lineups: the YAML config naming the endpoints to compare, loaded into typed models."""
 
 from bakeoff.lineups._config import (
+    AuditSettings,
     Endpoint,
     FakeSpec,
     Lineup,
@@ -15,6 +16,7 @@ from bakeoff.lineups._config import (
 from bakeoff.lineups._loader import LineupError, load_lineup, missing_env, parse_lineup
 
 __all__ = [
+    "AuditSettings",
     "Endpoint",
     "FakeSpec",
     "Lineup",

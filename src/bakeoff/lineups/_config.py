@@ -224,6 +224,28 @@ class RunSettings(_Strict):
     """Seed of the suite generators."""
 
 
+class AuditSettings(_Strict):
+    """The fidelity audit: is each endpoint serving the reference model?"""
+
+    enabled: bool = True
+    """Run the audit as part of `bakeoff run` (needs a `reference`)."""
+    regimes: list[Literal["greedy", "sampled"]] = Field(default_factory=lambda: ["greedy"])  # type: ignore[arg-type]
+    """`greedy` (T=0: outputs compared with the reference's) and/or `sampled` (T=1: samples scored
+    token by token under the reference model)."""
+    budget: int = Field(default=30, ge=2, le=10000)
+    """Most calls per regime per candidate endpoint; the test stops earlier once decided."""
+    batch: int = Field(default=10, ge=1, le=1000)
+    """Calls per round between two looks at the evidence."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    max_tokens: int = Field(default=48, ge=1)
+    seed: int = 0
+    same_effect: float = Field(default=0.5, gt=0, le=1)
+    """The stated distortion size for a "same" verdict: the audit says "same" only if, with the calls
+    it made, it had power >= 0.8 to detect a change of at least this fraction of greedy outputs."""
+    reference_gguf: str | None = None
+    """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
+
+
 class Lineup(_Strict):
     """A lineup file: endpoints to compare, defaults, and what to run."""
 
@@ -233,6 +255,7 @@ class Lineup(_Strict):
     defaults: Sampling = Field(default_factory=Sampling)
     """Sampling parameters for every endpoint that does not set its own."""
     run: RunSettings = Field(default_factory=RunSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Lineup:

@@ -16,7 +16,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,11 +105,16 @@ class RunOptions:
 
 
 @dataclass
-class _Job:
+class Job:
+    """One call to make: an item of a suite, the repeat index, optional body overrides."""
+
     id: str
     suite: str
     item: Item
     repeat: int
+    params: dict[str, Any] = field(default_factory=dict)
+    stream: bool | None = None
+    """Override the endpoint's `stream` (the audit asks without streaming, to get usage)."""
 
 
 @dataclass
@@ -165,7 +170,7 @@ class _EndpointRunner:
         if self.opts.on_progress:
             self.opts.on_progress(self.ep.name, self.progress)
 
-    async def worker(self, queue: asyncio.Queue[_Job]) -> None:
+    async def worker(self, queue: asyncio.Queue[Job]) -> None:
         while True:
             try:
                 job = queue.get_nowait()
@@ -173,10 +178,13 @@ class _EndpointRunner:
                 return
             await self.run_job(job)
 
-    async def run_job(self, job: _Job) -> None:
+    async def run_job(self, job: Job) -> None:
         assert self.client is not None
         client = self.client
-        req = job.item.request(self.ep.api, self.ep.stream, self.defaults)
+        stream = self.ep.stream if job.stream is None else job.stream
+        req = job.item.request(self.ep.api, stream, self.defaults)
+        if job.params:
+            req.params.update(job.params)
         stored_req = client.stored_request(req)
         started = time.time()
         attempts: list[dict[str, Any]] = []
@@ -241,7 +249,7 @@ class _EndpointRunner:
 
     def _record(
         self,
-        job: _Job,
+        job: Job,
         stored_req: dict[str, Any],
         started: float,
         attempts: list[dict[str, Any]],
@@ -339,13 +347,13 @@ def _cache_key(ep: Endpoint, stored_req: dict[str, Any], repeat: int) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[_Job]]:
+def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
     """Every call of the run that has no stored success, per endpoint."""
     done = store.succeeded_call_ids(run_id)
     items: dict[str, list[Item]] = {}
     for row in store.items(run_id):
         items.setdefault(row["suite"], []).append(Item.from_stored(row))
-    out: dict[str, list[_Job]] = {}
+    out: dict[str, list[Job]] = {}
     for ep in lineup.endpoints:
         jobs = []
         for suite in lineup.run.suites:
@@ -353,7 +361,7 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[_Job]]:
                 for r in range(lineup.run.repeats):
                     cid = call_id(run_id, ep.name, suite, it.id, r)
                     if cid not in done:
-                        jobs.append(_Job(cid, suite, it, r))
+                        jobs.append(Job(cid, suite, it, r))
         out[ep.name] = jobs
     return out
 
@@ -363,13 +371,75 @@ def total_calls(store: Store, run_id: str, lineup: Lineup) -> int:
     return per_ep * len(lineup.endpoints)
 
 
-async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> RunOutcome:
-    """Run (or resume) a stored run until every call has a final outcome, or until cancelled."""
+class EndpointSession:
+    """The endpoints of a run, started (servers, proxies, clients) and ready to take jobs."""
+
+    def __init__(self, store: Store, run_id: str, lineup: Lineup, opts: RunOptions) -> None:
+        self.store, self.run_id, self.lineup, self.opts = store, run_id, lineup, opts
+        env = os.environ if opts.environ is None else opts.environ
+        self.keys = {
+            ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints
+        }
+        store.add_secrets(k for k in self.keys.values() if k)
+        self.runners: dict[str, _EndpointRunner] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> EndpointSession:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(connector=connector)
+        for ep in self.lineup.endpoints:
+            self.runners[ep.name] = _EndpointRunner(
+                self.store,
+                self.run_id,
+                self.lineup,
+                ep,
+                self._session,
+                self.opts,
+                self.keys[ep.name],
+            )
+        try:
+            await _start_all(list(self.runners.values()), self.lineup)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run_jobs(self, jobs: dict[str, list[Job]]) -> None:
+        """Run jobs per endpoint, each endpoint with its own concurrency, all at once."""
+        tasks = []
+        for name, js in jobs.items():
+            r = self.runners[name]
+            q: asyncio.Queue[Job] = asyncio.Queue()
+            for j in js:
+                q.put_nowait(j)
+            tasks += [asyncio.create_task(r.worker(q)) for _ in range(r.ep.max_concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+RunHook = Callable[[EndpointSession], Awaitable[None]]
+
+
+async def execute(
+    store: Store, run_id: str, opts: RunOptions | None = None, after: RunHook | None = None
+) -> RunOutcome:
+    """Run (or resume) a stored run until every call has a final outcome, or until cancelled.
+
+    `after`, if given, runs with the endpoints still up once the suites are done (the audit does).
+    """
     opts = opts or RunOptions()
     lineup = lineup_of_run(store, run_id)
-    env = os.environ if opts.environ is None else opts.environ
-    keys = {ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints}
-    store.add_secrets(k for k in keys.values() if k)
     jobs = plan(store, run_id, lineup)
     per_ep_total = total_calls(store, run_id, lineup) // max(len(lineup.endpoints), 1)
     store.set_run_status(run_id, "running")
@@ -384,37 +454,18 @@ async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> 
         except (NotImplementedError, RuntimeError):
             pass
 
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    runners: list[_EndpointRunner] = []
     status = "interrupted"
+    session = EndpointSession(store, run_id, lineup, opts)
     try:
-        async with aiohttp.ClientSession(connector=connector) as session:
-            for ep in lineup.endpoints:
-                r = _EndpointRunner(store, run_id, lineup, ep, session, opts, keys[ep.name])
+        async with session:
+            for name, r in session.runners.items():
                 r.progress.total = per_ep_total
-                r.progress.skipped = per_ep_total - len(jobs[ep.name])
-                r.progress.done = r.progress.skipped
-                runners.append(r)
-            try:
-                await _start_all(runners, lineup)
-                for r in runners:
-                    r._notify()
-                tasks = []
-                for r in runners:
-                    q: asyncio.Queue[_Job] = asyncio.Queue()
-                    for j in jobs[r.ep.name]:
-                        q.put_nowait(j)
-                    tasks += [asyncio.create_task(r.worker(q)) for _ in range(r.ep.max_concurrency)]
-                try:
-                    await asyncio.gather(*tasks)
-                except BaseException:
-                    for t in tasks:
-                        t.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
-                status = "complete"
-            finally:
-                await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+                r.progress.skipped = r.progress.done = per_ep_total - len(jobs[name])
+                r._notify()
+            await session.run_jobs(jobs)
+            if after is not None:
+                await after(session)
+            status = "complete"
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except BaseException:
@@ -424,4 +475,4 @@ async def execute(store: Store, run_id: str, opts: RunOptions | None = None) -> 
         if installed:
             loop.remove_signal_handler(signal.SIGTERM)
         store.set_run_status(run_id, status)
-    return RunOutcome(run_id, status, {r.ep.name: r.progress for r in runners})
+    return RunOutcome(run_id, status, {n: r.progress for n, r in session.runners.items()})

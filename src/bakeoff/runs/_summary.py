@@ -20,6 +20,21 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
+def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | None:
+    if is_reference:
+        return {"verdict": "reference"}
+    if v is None:
+        return None
+    return {
+        "verdict": v["verdict"],
+        "p_value": v["p_value"],
+        "calls": v["calls"],
+        "tokens": v["tokens"],
+        "why": v["why"],
+        "flags": v["behaviour"].get("flags", []),
+    }
+
+
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
     """A JSON-ready summary of a run: per endpoint, counts, errors by class, scores, speed, cost."""
     run = store.run(run_id)
@@ -33,8 +48,10 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
 
     per_ep: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
-        per_ep[c["endpoint"]].append(c)
+        if not c["suite"].startswith("fidelity."):  # audit calls are summarised under `fidelity`
+            per_ep[c["endpoint"]].append(c)
 
+    verdicts = store.verdicts(run_id)
     endpoints = []
     for ep in lineup.endpoints:
         rows = per_ep.get(ep.name, [])
@@ -85,6 +102,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
             "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
             "cost_usd": None,
+            "fidelity": _fidelity(verdicts.get(ep.name), ep.name == lineup.reference),
         }
         if ep.price is not None:
             entry["cost_usd"] = round(

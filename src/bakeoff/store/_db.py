@@ -284,6 +284,28 @@ class Store:
             (run_id,),
         ).fetchall()
 
+    # -- fidelity verdicts ------------------------------------------------------------------------
+    def put_verdict(
+        self, run_id: str, endpoint: str, verdict: str, p_value: float | None, evidence: Any
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO verdicts (run_id, endpoint, computed_at, verdict, p_value,"
+                " evidence_json) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, endpoint, now_iso(), verdict, p_value, self.scrub(dumps(evidence))),
+            )
+
+    def verdicts(self, run_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT * FROM verdicts WHERE run_id = ?", (run_id,)).fetchall()
+        return {
+            r["endpoint"]: {
+                "verdict": r["verdict"],
+                "p_value": r["p_value"],
+                **loads(r["evidence_json"]),
+            }
+            for r in rows
+        }
+
     # -- response cache --------------------------------------------------------------------------
     def cache_get(self, key: str) -> Any:
         row = self.db.execute(

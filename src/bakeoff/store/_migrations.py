@@ -115,6 +115,23 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_verdicts(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE verdicts (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            endpoint TEXT NOT NULL,
+            computed_at TEXT NOT NULL,
+            verdict TEXT NOT NULL,         -- same | different | inconclusive
+            p_value REAL,
+            evidence_json TEXT NOT NULL,   -- per-regime tests, behavioural checks, examples
+            PRIMARY KEY (run_id, endpoint)
+        );
+        """
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; return the names applied."""
     db.execute(

@@ -1,0 +1,39 @@
+"""The fidelity audit: is each endpoint serving the reference model? Verdicts with p-values, the
+calls they took, and the evidence."""
+
+from bakeoff.audit._analysis import SUITES, analyse
+from bakeoff.audit._audit import (
+    AuditError,
+    audit_items_for_run,
+    rerun_audit,
+    run_audit,
+    scorer_factory_for,
+)
+from bakeoff.audit._prompts import audit_items
+from bakeoff.audit._stats import (
+    BettingResult,
+    betting_power,
+    bounded,
+    mmd_hamming_test,
+    normalize_text,
+    sign_flip_test,
+    symmetric_betting_test,
+)
+
+__all__ = [
+    "SUITES",
+    "AuditError",
+    "BettingResult",
+    "analyse",
+    "audit_items",
+    "audit_items_for_run",
+    "betting_power",
+    "bounded",
+    "mmd_hamming_test",
+    "normalize_text",
+    "rerun_audit",
+    "run_audit",
+    "scorer_factory_for",
+    "sign_flip_test",
+    "symmetric_betting_test",
+]

@@ -1,0 +1,298 @@
+"""From stored calls to verdicts: no new call is made here, so any verdict can be recomputed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+import numpy as np
+
+from bakeoff.audit._stats import (
+    betting_power,
+    bounded,
+    mmd_hamming_test,
+    normalize_text,
+    sign_flip_test,
+    symmetric_betting_test,
+)
+from bakeoff.lineups import AuditSettings, Lineup
+from bakeoff.store import Store
+from bakeoff.suites import Item
+
+SUITES = {"greedy": "fidelity.greedy", "sampled": "fidelity.sampled"}
+_REFUSAL = re.compile(r"\b(i can't|i cannot|i'm sorry|i am sorry|as an ai)\b", re.I)
+_MARKDOWN = re.compile(r"(\*\*|^#+ |^\s*[-*] |```)", re.M)
+
+
+@dataclass
+class Calls:
+    """Successful fidelity calls of a run: (endpoint, suite, item_id, repeat) → row."""
+
+    ok: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    used: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
+def _load(store: Store, run_id: str) -> Calls:
+    out = Calls()
+    for c in store.calls(run_id):
+        if not c["suite"].startswith("fidelity."):
+            continue
+        out.used[c["endpoint"]] = out.used.get(c["endpoint"], 0) + 1
+        if c["status"] == "ok":
+            out.ok[(c["endpoint"], c["suite"], c["item_id"], c["repeat"])] = c
+            out.tokens[c["endpoint"]] = out.tokens.get(c["endpoint"], 0) + (
+                c["completion_tokens"] or 0
+            )
+        else:
+            out.errors[c["endpoint"]] = out.errors.get(c["endpoint"], 0) + 1
+    return out
+
+
+def _first_divergence(a: str, b: str) -> int:
+    wa, wb = a.split(), b.split()
+    for i, (x, y) in enumerate(zip(wa, wb, strict=False)):
+        if x != y:
+            return i
+    return min(len(wa), len(wb))
+
+
+def _greedy(
+    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, effect: float
+) -> dict[str, Any]:
+    suite = SUITES["greedy"]
+    d: list[float] = []
+    examples: list[dict[str, Any]] = []
+    n_diff = n_null = 0
+    for it in items:
+        r0 = calls.ok.get((ref, suite, it.id, 0))
+        r1 = calls.ok.get((ref, suite, it.id, 1))
+        c0 = calls.ok.get((cand, suite, it.id, 0))
+        if r0 is None or r1 is None or c0 is None:
+            continue
+        rt, rt2, ct = (normalize_text(x["output_text"] or "") for x in (r0, r1, c0))
+        diff, null = ct != rt, rt2 != rt
+        n_diff += diff
+        n_null += null
+        d.append(float(diff) - float(null))
+        if diff and len(examples) < 5:
+            examples.append(
+                {
+                    "item": it.id,
+                    "prompt": (it.messages or [{}])[-1].get("content"),
+                    "reference": r0["output_text"],
+                    "candidate": c0["output_text"],
+                    "diverges_at_word": _first_divergence(rt, ct),
+                }
+            )
+    bet = symmetric_betting_test(d, alpha)
+    n = len(d)
+    return {
+        "n": n,
+        "differ": n_diff,
+        "reference_repeat_differ": n_null,
+        "disagreement_rate": round(n_diff / n, 4) if n else None,
+        "p_value": bet.p_value,
+        "rejected_at": bet.rejected_at,
+        "wealth": bet.wealth,
+        "stated_effect": effect,
+        "power_at_stated_effect": betting_power(effect, n, alpha=alpha) if n else 0.0,
+        "examples": examples,
+    }
+
+
+def _sampled(
+    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any
+) -> dict[str, Any]:
+    suite = SUITES["sampled"]
+    rng = np.random.default_rng(0)
+    d: list[float] = []
+    lp_c: list[float] = []
+    lp_r: list[float] = []
+    pit_c: list[float] = []
+    texts_c: list[str] = []
+    texts_r: list[str] = []
+    for it in items:
+        r0 = calls.ok.get((ref, suite, it.id, 0))
+        c0 = calls.ok.get((cand, suite, it.id, 0))
+        if r0 is None or c0 is None:
+            continue
+        texts_r.append(r0["output_text"] or "")
+        texts_c.append(c0["output_text"] or "")
+        if scorer is None:
+            continue
+        prompt = scorer.prompt_tokens(it.messages or [])
+        sr = scorer.score(prompt, r0["output_text"] or "", rng)
+        sc = scorer.score(prompt, c0["output_text"] or "", rng)
+        lp_c.append(sc.mean_logprob)
+        lp_r.append(sr.mean_logprob)
+        pit_c.extend(sc.pit.tolist())
+        d.append(sc.mean_logprob - sr.mean_logprob)
+    _, mmd_p = mmd_hamming_test(texts_c, texts_r) if len(texts_c) >= 2 else (0.0, 1.0)
+    out: dict[str, Any] = {"n": len(texts_c), "mmd_p_value": mmd_p}
+    if scorer is None:
+        out.update(p_value=1.0, rejected_at=None, wealth=[], note="no reference scorer")
+        return out
+    bet = symmetric_betting_test(bounded(d), alpha)
+    out.update(
+        p_value=bet.p_value,
+        rejected_at=bet.rejected_at,
+        wealth=bet.wealth,
+        sign_flip_p_value=sign_flip_test(d) if d else 1.0,
+        mean_logprob_candidate=round(float(np.mean(lp_c)), 4) if lp_c else None,
+        mean_logprob_reference=round(float(np.mean(lp_r)), 4) if lp_r else None,
+        mean_pit_candidate=round(float(np.mean(pit_c)), 4) if pit_c else None,
+    )
+    return out
+
+
+def _style(rows: list[Any]) -> dict[str, float]:
+    texts = [r["output_text"] or "" for r in rows]
+    if not texts:
+        return {}
+    return {
+        "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 2),
+        "markdown_rate": round(sum(bool(_MARKDOWN.search(t)) for t in texts) / len(texts), 3),
+        "refusal_rate": round(sum(bool(_REFUSAL.search(t)) for t in texts) / len(texts), 3),
+    }
+
+
+def _behaviour(calls: Calls, ref: str, cand: str, items: list[Item], scorer: Any) -> dict[str, Any]:
+    g, s = SUITES["greedy"], SUITES["sampled"]
+    out: dict[str, Any] = {}
+    deltas = []
+    for it in items:
+        for suite in (g, s):
+            c, r = calls.ok.get((cand, suite, it.id, 0)), calls.ok.get((ref, suite, it.id, 0))
+            if c is not None and r is not None and c["prompt_tokens"] and r["prompt_tokens"]:
+                deltas.append(c["prompt_tokens"] - r["prompt_tokens"])
+    if deltas:
+        out["prompt_tokens_delta_vs_reference"] = median(deltas)
+        out["prompt_tokens_mismatch_rate"] = round(sum(x != 0 for x in deltas) / len(deltas), 3)
+    if scorer is not None:
+        local = []
+        for it in items:
+            r = calls.ok.get((ref, g, it.id, 0))
+            if r is not None and r["prompt_tokens"]:
+                local.append(r["prompt_tokens"] - len(scorer.prompt_tokens(it.messages or [])))
+        if local:
+            out["reference_vs_local_template_delta"] = median(local)
+
+    def same_as_greedy(ep: str) -> float | None:
+        pairs: list[tuple[Any, Any]] = []
+        for it in items:
+            a, b = calls.ok.get((ep, s, it.id, 0)), calls.ok.get((ep, g, it.id, 0))
+            if a is not None and b is not None:
+                pairs.append((a, b))
+        if not pairs:
+            return None
+        return sum(
+            normalize_text(a["output_text"] or "") == normalize_text(b["output_text"] or "")
+            for a, b in pairs
+        ) / len(pairs)
+
+    sc, sr = same_as_greedy(cand), same_as_greedy(ref)
+    if sc is not None and sr is not None:
+        out["sampled_equals_greedy_rate"] = round(sc, 3)
+        out["reference_sampled_equals_greedy_rate"] = round(sr, 3)
+    rows_c = [v for k, v in calls.ok.items() if k[0] == cand]
+    rows_r = [v for k, v in calls.ok.items() if k[0] == ref]
+    out["style"] = {"candidate": _style(rows_c), "reference": _style(rows_r)}
+    flags = []
+    if deltas and median(deltas) != 0:
+        flags.append(
+            f"prompt is {median(deltas):+g} tokens vs the reference's for the same messages "
+            "(chat template changed or a system prompt injected?)"
+        )
+    if sc is not None and sr is not None and sc >= 0.9 and sr <= 0.6:
+        flags.append("T=1 samples equal the greedy output: temperature is ignored?")
+    out["flags"] = flags
+    return out
+
+
+def _combine(paths: list[list[float]]) -> list[float]:
+    """Average of e-processes observed on a common index (a shorter path keeps its last value)."""
+    paths = [p for p in paths if p]
+    if not paths:
+        return []
+    n = max(len(p) for p in paths)
+    return [sum(p[min(i, len(p) - 1)] for p in paths) / len(paths) for i in range(n)]
+
+
+def analyse(
+    store: Store,
+    run_id: str,
+    lineup: Lineup,
+    settings: AuditSettings,
+    items: dict[str, list[Item]],
+    scorer_factory: Callable[[], Any] | None = None,
+    *,
+    final: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Verdicts for every candidate endpoint from the fidelity calls stored for the run."""
+    ref = lineup.reference
+    assert ref is not None
+    calls = _load(store, run_id)
+    scorer = scorer_factory() if scorer_factory is not None else None
+    alpha = settings.alpha
+    unique_items = list({i.id: i for v in items.values() for i in v}.values())
+    out: dict[str, dict[str, Any]] = {}
+    for ep in lineup.endpoints:
+        if ep.name == ref:
+            continue
+        tests: dict[str, Any] = {}
+        if "greedy" in items:
+            tests["greedy"] = _greedy(
+                calls, ref, ep.name, items["greedy"], alpha, settings.same_effect
+            )
+        if "sampled" in items:
+            tests["sampled"] = _sampled(calls, ref, ep.name, items["sampled"], alpha, scorer)
+        combined = _combine([t["wealth"] for t in tests.values()])
+        max_k = max(combined) if combined else 1.0
+        p_value = min(1.0, 1.0 / max_k)
+        rejected = max_k >= 1.0 / alpha
+        g = tests.get("greedy")
+        powered = (
+            g is not None
+            and g["n"] >= settings.budget
+            and g["power_at_stated_effect"] >= 0.8
+            and g["reference_repeat_differ"] == 0
+        )
+        if rejected:
+            verdict = "different"
+            strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
+            why = f"the {strongest} test rejected at alpha={alpha}"
+        elif final and powered:
+            verdict = "same"
+            why = (
+                f"no difference after {g['n'] if g else 0} greedy calls; power "
+                f"{g['power_at_stated_effect'] if g else 0:.2f} to detect "
+                f"{settings.same_effect:.0%} of greedy outputs changed"
+            )
+        else:
+            verdict = "inconclusive"
+            why = f"not rejected (p={p_value:.2g})"
+            if g is not None:
+                why += (
+                    f"; after {g['n']} greedy calls the power to detect "
+                    f"{settings.same_effect:.0%} of outputs changed is "
+                    f"{g['power_at_stated_effect']:.2f}, too low to say 'same'"
+                )
+        for t in tests.values():
+            t["wealth"] = [round(w, 4) for w in t["wealth"]]
+        out[ep.name] = {
+            "verdict": verdict,
+            "p_value": p_value,
+            "why": why,
+            "calls": calls.used.get(ep.name, 0),
+            "tokens": calls.tokens.get(ep.name, 0),
+            "errors": calls.errors.get(ep.name, 0),
+            "alpha": alpha,
+            "tests": tests,
+            "behaviour": _behaviour(calls, ref, ep.name, unique_items, scorer),
+        }
+    return out

@@ -1,0 +1,139 @@
+"""Running the audit: rounds of calls until every candidate is decided or the budget is spent.
+
+Per round of `batch` prompts and per regime: the reference answers each prompt (twice at T=0: the
+second answer is the null — the engine's own nondeterminism), every undecided candidate answers once.
+All calls go through the run's endpoints and are stored like any other call (suites
+`fidelity.greedy` / `fidelity.sampled`), so `bakeoff audit --rerun` recomputes verdicts from the store.
+After each round the evidence is looked at; a candidate whose e-process crossed 1/alpha is decided
+("different") and gets no more calls — anytime-valid testing makes that early stop legitimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from bakeoff.audit._analysis import SUITES, analyse
+from bakeoff.audit._prompts import audit_items
+from bakeoff.lineups import AuditSettings, Lineup
+from bakeoff.runs import call_id
+from bakeoff.runs._runner import EndpointSession, Job
+from bakeoff.store import Store
+from bakeoff.suites import Item
+
+
+class AuditError(Exception):
+    pass
+
+
+def audit_items_for_run(
+    store: Store, run_id: str, settings: AuditSettings
+) -> dict[str, list[Item]]:
+    """The run's audit prompts per regime: stored on first use, read back afterwards."""
+    out: dict[str, list[Item]] = {}
+    for regime in settings.regimes:
+        suite = SUITES[regime]
+        rows = store.items(run_id, suite)
+        if not rows:
+            items = audit_items(
+                regime, seed=settings.seed, n=settings.budget, max_tokens=settings.max_tokens
+            )
+            store.add_items(run_id, suite, [it.stored() for it in items])
+            rows = store.items(run_id, suite)
+        out[regime] = [Item.from_stored(r) for r in rows][: settings.budget]
+    return out
+
+
+def _seed(*parts: object) -> int:
+    h = hashlib.sha256("\x00".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def scorer_factory_for(lineup: Lineup, settings: AuditSettings) -> Callable[[], Any] | None:
+    """A loader of the reference token scorer, or None when no reference GGUF is known."""
+    path: Any = settings.reference_gguf
+    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
+    if path is None and ref is not None and ref.provider == "local" and ref.local is not None:
+        from bakeoff.local import variant_path
+
+        path = variant_path(ref.local.variant)
+    if path is None:
+        return None
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "s" not in cache:
+            from bakeoff.audit._scorer import LocalReferenceScorer
+
+            cache["s"] = LocalReferenceScorer(path)
+        return cache["s"]
+
+    return load
+
+
+async def run_audit(
+    session: EndpointSession,
+    settings: AuditSettings,
+    *,
+    on_round: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Audit every non-reference endpoint of the session's lineup; store and return the verdicts."""
+    lineup, store, run_id = session.lineup, session.store, session.run_id
+    ref = lineup.reference
+    if ref is None:
+        raise AuditError("the audit needs a `reference:` endpoint in the lineup")
+    items = audit_items_for_run(store, run_id, settings)
+    scorer = scorer_factory_for(lineup, settings)
+    undecided = [e.name for e in lineup.endpoints if e.name != ref]
+    n_rounds = -(-settings.budget // settings.batch)
+    verdicts: dict[str, dict[str, Any]] = {}
+    for r in range(n_rounds):
+        done = store.succeeded_call_ids(run_id)
+        jobs: dict[str, list[Job]] = {name: [] for name in [ref, *undecided]}
+        for regime, its in items.items():
+            suite = SUITES[regime]
+            for it in its[r * settings.batch : (r + 1) * settings.batch]:
+                ref_repeats = (0, 1) if regime == "greedy" else (0,)
+                wanted = [(ref, k) for k in ref_repeats] + [(c, 0) for c in undecided]
+                for ep, k in wanted:
+                    cid = call_id(run_id, ep, suite, it.id, k)
+                    if cid in done:
+                        continue
+                    params = {"seed": _seed(ep, it.id, k)} if regime == "sampled" else {}
+                    # not streamed: usage (prompt tokens) is then reported by more servers
+                    jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
+        for name, js in jobs.items():
+            runner = session.runners[name]
+            runner.progress.total += len(js)
+            runner._notify()
+        await session.run_jobs(jobs)
+        last = r == n_rounds - 1
+        verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=last)
+        if on_round:
+            on_round(r, verdicts)
+        undecided = [c for c in undecided if verdicts[c]["verdict"] != "different"]
+        if not undecided:
+            break
+    verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=True)
+    for ep, v in verdicts.items():
+        store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
+    return verdicts
+
+
+def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str, Any]]:
+    """Recompute (and store) the verdicts of a run from its stored calls: no call is made."""
+    settings = lineup.audit
+    items = {}
+    for regime in ("greedy", "sampled"):
+        rows = store.items(run_id, SUITES[regime])
+        if rows:
+            items[regime] = [Item.from_stored(r) for r in rows]
+    if not items:
+        raise AuditError(f"run {run_id} has no fidelity calls to re-analyse")
+    settings = settings.model_copy(update={"regimes": list(items)})
+    scorer = scorer_factory_for(lineup, settings) if "sampled" in items else None
+    verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=True)
+    for ep, v in verdicts.items():
+        store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
+    return verdicts

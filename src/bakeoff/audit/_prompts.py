@@ -1,0 +1,107 @@
+"""Audit prompts: short, open-ended requests in our own words, generated from a seed.
+
+Open-ended prompts give the model room to show its distribution (a quantized model diverges on them
+sooner than on closed questions). Stable ids: `fid-<seed>-<index>`.
+"""
+
+from __future__ import annotations
+
+import random
+
+from bakeoff.suites import Item
+
+_TEMPLATES = [
+    "Write two sentences about {t}.",
+    "Describe {t} to a child.",
+    "Give three facts about {t}.",
+    "What is the most surprising thing about {t}?",
+    "Write a short poem about {t}.",
+    "Explain why people care about {t}.",
+    "Tell a very short story involving {t}.",
+    "List some words you associate with {t}.",
+    "How would you explain {t} in one paragraph?",
+    "Write a friendly note about {t}.",
+]
+_TOPICS = [
+    "the sea",
+    "bread",
+    "winter",
+    "a lighthouse",
+    "bicycles",
+    "the moon",
+    "coffee",
+    "rivers",
+    "libraries",
+    "volcanoes",
+    "honey bees",
+    "trains",
+    "gardens",
+    "clouds",
+    "chess",
+    "maps",
+    "the desert",
+    "music lessons",
+    "a lost key",
+    "autumn leaves",
+    "paper boats",
+    "thunderstorms",
+    "a small town",
+    "old clocks",
+    "mountains",
+    "soup",
+    "kites",
+    "the night sky",
+    "a market",
+    "birds",
+    "snow",
+    "a bridge",
+    "tea",
+    "forests",
+    "islands",
+    "a museum",
+    "lemons",
+    "owls",
+    "candles",
+    "a garden party",
+]
+
+
+def audit_items(regime: str, *, seed: int = 0, n: int = 200, max_tokens: int = 48) -> list[Item]:
+    """`n` distinct prompts (distinct while templates × topics last), in a seeded order."""
+    combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
+    random.Random(f"fidelity:{seed}").shuffle(combos)
+    temperature = 0.0 if regime == "greedy" else 1.0
+    items = []
+    for i in range(n):
+        tp, tc = combos[i % len(combos)]
+        items.append(
+            Item(
+                id=f"fid-{seed}-{i:04d}",
+                tier=regime,
+                messages=[{"role": "user", "content": tp.format(t=tc)}],
+                params={"temperature": temperature, "max_tokens": max_tokens},
+                meta={"regime": regime},
+            )
+        )
+    return items
+
+
+class FidelitySuite:
+    """The audit's prompts as a suite, so audit calls are stored and traced like any other.
+
+    Not scored for quality: the audit's statistics judge them (see `bakeoff.audit`)."""
+
+    default_size = 30
+    tiers: tuple[str, ...] = ()
+
+    def __init__(self, regime: str) -> None:
+        self.regime = regime
+        self.name = f"fidelity.{regime}"
+        self.description = f"Fidelity audit prompts, {regime} regime (used by `bakeoff audit`)."
+        self.tiers = (regime,)
+
+    def items(self, *, seed: int, n: int | None = None) -> list[Item]:
+        return audit_items(self.regime, seed=seed, n=n or self.default_size)
+
+    def score(self, item: Item, result: object) -> list[object]:
+        return []

@@ -1,0 +1,166 @@
+"""Fidelity statistics: small pure functions over plain arrays.
+
+Each test takes the evidence as numbers (no store, no endpoints) and returns p-values or e-values, so
+they can be property-tested: under the null their p-values are uniform (or conservative) and their
+e-processes cross 1/alpha with probability at most alpha.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_ONS_C = 2.0 / (2.0 - math.log(3.0))
+
+
+@dataclass
+class BettingResult:
+    """The path of a testing-by-betting e-process."""
+
+    wealth: list[float]
+    """K_t after each observation (K_0 = 1 is not listed)."""
+    rejected_at: int | None
+    """1-based index of the first t with K_t >= 1/alpha, if any."""
+
+    @property
+    def e_value(self) -> float:
+        """The running maximum is not an e-value; the final wealth is (and so is wealth at a stopping
+        time). Reported: wealth at rejection, else at the end."""
+        if not self.wealth:
+            return 1.0
+        if self.rejected_at is not None:
+            return self.wealth[self.rejected_at - 1]
+        return self.wealth[-1]
+
+    @property
+    def p_value(self) -> float:
+        """Anytime-valid p-value: 1 / max_t K_t (Ville's inequality), capped at 1."""
+        if not self.wealth:
+            return 1.0
+        return min(1.0, 1.0 / max(max(self.wealth), 1e-300))
+
+
+def symmetric_betting_test(d: Sequence[float], alpha: float = 0.05) -> BettingResult:
+    """Sequential test that paired differences d_t in [-1, 1] are symmetric about 0 (two-sided).
+
+    Testing by betting with the online Newton step (ONS) bet, as in Shekhar & Ramdas (2023),
+    "Nonparametric two-sample testing by betting", IEEE Trans. Inf. Theory; ONS from Cutkosky &
+    Orabona (2018). Wealth K_t = prod (1 + lambda_t d_t) with lambda_t in [-1/2, 1/2] chosen from
+    d_1..d_{t-1} only; under H0 (each d_t symmetric given the past) K is a nonnegative martingale, so
+    P(sup_t K_t >= 1/alpha) <= alpha (Ville): the test may be stopped at any time.
+    """
+    wealth: list[float] = []
+    k, lam, a = 1.0, 0.0, 1.0
+    rejected = None
+    for t, x in enumerate(d, 1):
+        x = float(min(1.0, max(-1.0, x)))
+        k *= 1.0 + lam * x
+        wealth.append(k)
+        if rejected is None and k >= 1.0 / alpha:
+            rejected = t
+        z = x / (1.0 + lam * x)
+        a += z * z
+        lam = min(0.5, max(-0.5, lam + _ONS_C * z / a))
+    return BettingResult(wealth, rejected)
+
+
+def bounded(d: Sequence[float], scale: float | None = None) -> list[float]:
+    """Map real differences into (-1, 1) with tanh(d / c), c predictable: the median |d| seen so far
+    (1.0 before any). Keeps symmetry under H0, so the betting test stays valid."""
+    out = []
+    seen: list[float] = []
+    for x in d:
+        c = scale if scale is not None else (float(np.median(np.abs(seen))) if seen else 1.0)
+        c = max(c, 1e-6)
+        out.append(math.tanh(x / c))
+        seen.append(x)
+    return out
+
+
+def sign_flip_test(d: Sequence[float], n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided paired permutation (sign-flip) p-value for mean(d) = 0, with d symmetric under H0.
+
+    Fisher (1935) randomisation test; p = (1 + #{|mean*| >= |mean|}) / (1 + n_perm), exact-valid.
+    """
+    x = np.asarray(d, dtype=float)
+    if x.size == 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    obs = abs(x.mean())
+    signs = rng.choice([-1.0, 1.0], size=(n_perm, x.size))
+    perm = np.abs((signs * x).mean(axis=1))
+    return float((1 + np.sum(perm >= obs - 1e-12)) / (1 + n_perm))
+
+
+def normalize_text(s: str) -> str:
+    """NFKC, whitespace runs collapsed to one space, stripped: a stripped leading space or a
+    different newline style must not count as a difference."""
+    return " ".join(unicodedata.normalize("NFKC", s).split())
+
+
+def _encode(texts: Sequence[str], length: int) -> np.ndarray:
+    arr = np.full((len(texts), length), -1, dtype=np.int32)
+    for i, t in enumerate(texts):
+        codes = [ord(c) for c in t[:length]]
+        arr[i, : len(codes)] = codes
+    return arr
+
+
+def mmd_hamming_test(
+    cand: Sequence[str],
+    ref: Sequence[str],
+    *,
+    length: int = 100,
+    n_perm: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """MMD two-sample test with a Hamming kernel on normalised text, permutations paired by prompt.
+
+    The baseline of Gao, Liang & Guestrin (ICLR 2025), "Model Equality Testing: Which Model Is This
+    API Serving?": k(x, y) = fraction of the first `length` characters that agree (padding counts as a
+    character). `cand[i]` and `ref[i]` answer the same prompt; the permutation swaps each pair's labels
+    (stratified by prompt). Returns (MMD^2 statistic, p-value).
+    """
+    n = len(cand)
+    if n != len(ref) or n < 2:
+        return (0.0, 1.0)
+    x = _encode([normalize_text(t) for t in [*cand, *ref]], length)
+    k = (x[:, None, :] == x[None, :, :]).mean(axis=2)
+    np.fill_diagonal(k, 0.0)
+
+    def stat(lab: np.ndarray) -> float:
+        a, b = lab, ~lab
+        kxx = k[np.ix_(a, a)].sum() / (n * (n - 1))
+        kyy = k[np.ix_(b, b)].sum() / (n * (n - 1))
+        kxy = k[np.ix_(a, b)].mean()
+        return float(kxx + kyy - 2 * kxy)
+
+    labels = np.zeros(2 * n, dtype=bool)
+    labels[:n] = True
+    obs = stat(labels)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n_perm):
+        swap = rng.random(n) < 0.5
+        lab = labels.copy()
+        lab[:n] = ~swap
+        lab[n:] = swap
+        count += stat(lab) >= obs - 1e-12
+    return obs, (1 + count) / (1 + n_perm)
+
+
+def betting_power(
+    effect: float, n: int, *, alpha: float = 0.05, reps: int = 400, seed: int = 0
+) -> float:
+    """Power of `symmetric_betting_test` within n observations against binary differences
+    d in {-1, 0, +1} with P(+1) - P(-1) = effect (and P(-1) = 0): the stated distortion size."""
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        d = (rng.random(n) < effect).astype(float)
+        hits += symmetric_betting_test(d.tolist(), alpha).rejected_at is not None
+    return hits / reps

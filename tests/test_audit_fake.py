@@ -1,0 +1,60 @@
+"""The audit's decisions over fake providers: fast, exact, no model needed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bakeoff.audit import rerun_audit, run_audit
+from bakeoff.lineups import parse_lineup
+from bakeoff.runs import RunOptions, create_run, execute, summarize
+from bakeoff.store import Store
+
+LINEUP = """
+reference: ref
+run: {suites: [arith], limit: 3}
+audit: {regimes: [greedy], budget: 30, batch: 5}
+endpoints:
+  - {name: ref, provider: fake, fake: {mode: echo}}
+  - {name: twin, provider: fake, fake: {mode: echo}}
+  - {name: other, provider: fake, fake: {mode: fixed, reply: "Something else entirely."}}
+  - {name: flaky, provider: fake, fake: {mode: echo, faults: {auth: 0.5}, seed: 2}}
+"""
+
+
+def _run(tmp_path, text=LINEUP):
+    lineup = parse_lineup(text)
+    store = Store(tmp_path / "a.db")
+    run_id = create_run(store, lineup)
+
+    async def after(session):
+        await run_audit(session, lineup.audit)
+
+    asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
+    return store, run_id, lineup
+
+
+def test_same_different_and_early_stop(tmp_path):
+    store, run_id, lineup = _run(tmp_path)
+    v = store.verdicts(run_id)
+    assert v["other"]["verdict"] == "different"
+    assert v["other"]["calls"] < lineup.audit.budget  # decided early, stopped querying
+    assert v["other"]["tests"]["greedy"]["rejected_at"] <= 15
+    assert v["twin"]["verdict"] == "same"  # budget spent, powered, nothing different
+    assert v["twin"]["calls"] == lineup.audit.budget
+    assert v["twin"]["tests"]["greedy"]["power_at_stated_effect"] >= 0.8
+    # failed calls are counted as errors, and left out of the evidence, never as agreement
+    fl = v["flaky"]
+    assert fl["errors"] > 0 and fl["tests"]["greedy"]["n"] == fl["calls"] - fl["errors"]
+    assert fl["verdict"] in ("inconclusive", "same")
+    s = summarize(store, run_id)
+    by = {e["name"]: e for e in s["endpoints"]}
+    assert by["other"]["fidelity"]["verdict"] == "different"
+    assert by["ref"]["calls"] == 3  # suite calls; audit calls are reported under fidelity
+    assert rerun_audit(store, run_id, lineup)["twin"]["verdict"] == "same"
+
+
+def test_small_budget_is_inconclusive_never_same(tmp_path):
+    store, run_id, _ = _run(tmp_path, LINEUP.replace("budget: 30", "budget: 6"))
+    v = store.verdicts(run_id)
+    assert v["twin"]["verdict"] == "inconclusive"
+    assert "too low" in v["twin"]["why"]

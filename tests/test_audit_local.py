@@ -1,0 +1,88 @@
+"""The audit end to end on real llama.cpp servers of the local ladder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from conftest import bakeoff
+from bakeoff.audit import rerun_audit, run_audit
+from bakeoff.audit._scorer import LocalReferenceScorer
+from bakeoff.lineups import parse_lineup
+from bakeoff.local import variant_path
+from bakeoff.runs import RunOptions, create_run, execute, summarize
+from bakeoff.store import Store
+
+
+def test_reference_scorer_alignment_on_a_known_sentence():
+    scorer = LocalReferenceScorer(variant_path("F16"))
+    prompt = scorer.tokenize("The capital")
+    s = scorer.score(prompt, " of France is Paris.")
+    words = [scorer.llm.detokenize([t]).decode() for t in s.tokens]
+    assert words[:2] == [" of", " France"]
+    # teacher forcing, measured in-process: " of" after "The capital" is likely, not -10.8 (the
+    # one-position shift of the server's echo logprobs)
+    assert abs(s.logprobs[0] - (-0.339)) < 0.05
+    # the same number from llama.cpp's own next-token distribution
+    scorer.llm.reset()
+    out = scorer.llm.create_completion("The capital", max_tokens=1, logprobs=10, temperature=0)
+    top = out["choices"][0]["logprobs"]["top_logprobs"][0]
+    assert abs(top[" of"] - s.logprobs[0]) < 1e-3
+    assert s.ranks[0] == 0 and 0 <= s.pit.min() and s.pit.max() <= 1
+
+
+LINEUP = """
+reference: f16
+defaults: {temperature: 0, max_tokens: 16}
+run: {suites: []}
+audit: {regimes: [greedy, sampled], budget: 12, batch: 6, max_tokens: 24}
+endpoints:
+  - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
+  - {name: f16-other, provider: local, model: smol, local: {variant: F16, n_threads: 2}, max_concurrency: 1}
+  - {name: q2_k, provider: local, model: smol, local: {variant: Q2_K}, max_concurrency: 1}
+  - name: f16-sysprompt
+    provider: proxy
+    model: smol
+    proxy: {target: f16, inject_system: "You are a pirate. Answer in pirate speak."}
+    max_concurrency: 1
+"""
+
+
+def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
+    lineup = parse_lineup(LINEUP)
+    store = Store(tmp_path / "a.db")
+    run_id = create_run(store, lineup)
+
+    async def after(session):
+        await run_audit(session, lineup.audit)
+
+    out = asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
+    assert out.status == "complete"
+    v = store.verdicts(run_id)
+    assert v["q2_k"]["verdict"] == "different"
+    assert v["q2_k"]["p_value"] < 0.05
+    assert v["f16-sysprompt"]["verdict"] == "different"
+    assert any("prompt is" in f for f in v["f16-sysprompt"]["behaviour"]["flags"])
+    # same weights on another thread count: never "different"
+    assert v["f16-other"]["verdict"] != "different"
+    assert v["f16-other"]["tests"]["greedy"]["differ"] <= 1
+    sampled = v["q2_k"]["tests"]["sampled"]
+    assert sampled["mean_logprob_candidate"] is not None and 0 <= sampled["mmd_p_value"] <= 1
+
+    # recomputed from the store, without a call: the same verdicts
+    again = rerun_audit(store, run_id, lineup)
+    for ep in v:
+        assert again[ep]["verdict"] == v[ep]["verdict"]
+        assert np.isclose(again[ep]["p_value"], v[ep]["p_value"])
+    s = summarize(store, run_id)
+    fid = {e["name"]: e["fidelity"] for e in s["endpoints"]}
+    assert fid["f16"] == {"verdict": "reference"}
+    assert fid["q2_k"]["verdict"] == "different"
+
+    # the CLI's rerun prints the same, and makes no call (no server is running now)
+    r = bakeoff("audit", "--rerun", run_id, "--db", str(tmp_path / "a.db"), "--json")
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)["verdicts"]
+    assert {k: x["verdict"] for k, x in cli.items()} == {k: x["verdict"] for k, x in v.items()}
