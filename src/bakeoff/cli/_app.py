@@ -5,7 +5,7 @@ import logging
 import typer
 
 from bakeoff import __version__
-from bakeoff.cli import _audit, _fake, _local, _run, _store, _suites
+from bakeoff.cli import _audit, _calibrate, _fake, _local, _run, _store, _suites
 
 app = typer.Typer(
     name="bakeoff",
@@ -37,6 +37,7 @@ def _root(
 
 app.command("run")(_run.run)
 app.command("audit")(_audit.audit)
+app.command("calibrate")(_calibrate.calibrate)
 app.command("runs")(_store.runs)
 app.command("show")(_store.show)
 app.command("export")(_store.export)

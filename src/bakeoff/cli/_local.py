@@ -15,6 +15,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from bakeoff._procs import pid_alive
 from bakeoff.cli._common import err, fail, out
 from bakeoff.lineups import Lineup, LineupError, load_lineup
 
@@ -89,7 +90,7 @@ def up(
     state = _state_file()
     if state.exists():
         prior = json.loads(state.read_text())
-        if _alive(prior.get("pid")):
+        if pid_alive(prior.get("pid")):
             raise fail(
                 f"a `bakeoff local up` is already running (pid {prior['pid']}); see `bakeoff local status`"
             )
@@ -163,18 +164,6 @@ def _write_lineup(path: Path, lineup: Lineup, urls: dict[str, str]) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @app.command("status")
 def status() -> None:
     """Show the servers of a running `bakeoff local up`."""
@@ -183,7 +172,7 @@ def status() -> None:
         out.print("no local lineup is up")
         return
     data = json.loads(state.read_text())
-    if not _alive(data.get("pid")):
+    if not pid_alive(data.get("pid")):
         out.print(f"no local lineup is up (stale state from pid {data.get('pid')} removed)")
         state.unlink(missing_ok=True)
         return
@@ -209,13 +198,13 @@ def down(timeout: float = typer.Option(15.0, help="Seconds to wait before killin
         return
     data = json.loads(state.read_text())
     pid = data.get("pid")
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         end = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < end:
+        while pid_alive(pid) and time.monotonic() < end:
             time.sleep(0.1)
     for i in data.get("endpoints", {}).values():
-        if i["pid"] != pid and _alive(i["pid"]):
+        if i["pid"] != pid and pid_alive(i["pid"]):
             os.kill(i["pid"], signal.SIGKILL)
     state.unlink(missing_ok=True)
     out.print("local lineup stopped")

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from bakeoff._procs import pid_alive
 from bakeoff.store._migrations import migrate
 
 DEFAULT_DB = "bakeoff.db"
@@ -165,7 +166,7 @@ class Store:
             " ORDER BY created_at DESC, rowid DESC",
             (config_hash,),
         ):
-            if row["status"] == "running" and row["pid"] and _pid_alive(row["pid"]):
+            if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
                 continue
             return row
         return None
@@ -320,13 +321,3 @@ class Store:
                 " VALUES (?, ?, ?)",
                 (key, time.time(), self.scrub(dumps(result))),
             )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
