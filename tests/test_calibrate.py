@@ -10,7 +10,15 @@ from conftest import bakeoff
 def test_calibrate_prints_false_positive_rate_and_power(tmp_path):
     out = tmp_path / "cal.json"
     r = bakeoff(
-        "calibrate", "--greedy-pool", "10", "--sampled-pool", "0", "--reps", "10", "--json", str(out)
+        "calibrate",
+        "--greedy-pool",
+        "10",
+        "--sampled-pool",
+        "0",
+        "--reps",
+        "10",
+        "--json",
+        str(out),
     )
     assert r.returncode == 0, r.stderr
     assert "false-positive rate" in r.stdout and "greedy@10" in r.stdout
