@@ -84,10 +84,11 @@ def greedy(prompt: str, n: int = 24, **params) -> CallRequest:
 # -- model asset ---------------------------------------------------------------------------------
 
 
-def test_ladder_is_idempotent_and_never_uses_half_written_files(isolated_cache):
+def test_ladder_is_idempotent_and_never_uses_half_written_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAKEOFF_CACHE_DIR", str(tmp_path))  # a cache where nothing is made yet
     p = variant_path("Q4_K_M")
     assert p.read_bytes()[:4] == b"GGUF"
-    assert str(p).startswith(str(isolated_cache))
+    assert str(p).startswith(str(tmp_path))
     mtime = p.stat().st_mtime_ns
     assert variant_path("Q4_K_M") == p and p.stat().st_mtime_ns == mtime  # not made again
     # a crash mid-quantization leaves a temp file: it is neither used nor kept
@@ -349,6 +350,7 @@ def test_local_up_status_down(tmp_path, isolated_cache):
                 "-n",
                 "3",
                 "--json",
+                "--no-audit",
             ],
             capture_output=True,
             text=True,

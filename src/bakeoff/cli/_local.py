@@ -159,6 +159,7 @@ def _write_lineup(path: Path, lineup: Lineup, urls: dict[str, str]) -> None:
         "reference": lineup.reference if lineup.reference in urls else None,
         "defaults": lineup.defaults.model_dump(exclude_none=True),
         "run": lineup.run.model_dump(),
+        "audit": lineup.audit.model_dump(),
         "endpoints": eps,
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
