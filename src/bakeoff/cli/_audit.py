@@ -10,7 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.cli._run import _check_env, _check_local, execute_with_progress
 from bakeoff.lineups import LineupError, load_lineup
 
@@ -36,9 +36,7 @@ def audit(
 
     store = open_store(db)
     if rerun:
-        row = store.find_run(rerun)
-        if row is None:
-            raise fail(f"no run {rerun!r} in {store.path}")
+        row = find_run_or_fail(store, rerun)
         run_id = row["id"]
         try:
             verdicts = rerun_audit(store, run_id, lineup_of_run(store, run_id))

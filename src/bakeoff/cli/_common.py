@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+
 import typer
 from rich.console import Console
 
@@ -32,3 +34,11 @@ def open_store(db: str | None) -> Store:
         return Store(db or default_db_path())
     except StoreError as e:
         raise fail(str(e)) from None
+
+
+def find_run_or_fail(store: Store, ref: str) -> sqlite3.Row:
+    """A run by id, unique id prefix or `last`; a clear error (exit 2) if there is none."""
+    row = store.find_run(ref)
+    if row is None:
+        raise fail(f"no run {ref!r} in {store.path} (see `bakeoff runs`)")
+    return row

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider, get_suite
 from bakeoff.runs import EndpointProgress, RunOptions, config_hash, create_run, execute, summarize
@@ -57,9 +57,7 @@ def run(
     the comparison."""
     store = open_store(db)
     if resume:
-        row = store.find_run(resume)
-        if row is None:
-            raise fail(f"no run {resume!r} in {store.path} (see `bakeoff runs`)")
+        row = find_run_or_fail(store, resume)
         run_id = row["id"]
         if row["status"] == "complete":
             err.print(f"run {run_id} is already complete; nothing to resume")

@@ -6,7 +6,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.cli._run import summary_table
 from bakeoff.runs import summarize
 from bakeoff.store import export_run
@@ -41,9 +41,7 @@ def show(
 ) -> None:
     """Show a run's summary, recomputed from the store."""
     store = open_store(db)
-    row = store.find_run(run_id)
-    if row is None:
-        raise fail(f"no run {run_id!r} in {store.path} (see `bakeoff runs`)")
+    row = find_run_or_fail(store, run_id)
     summary = summarize(store, row["id"])
     if json_out:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -61,9 +59,7 @@ def export(
 ) -> None:
     """Export every call of a run (request, response, timings, scores)."""
     store = open_store(db)
-    row = store.find_run(run_id)
-    if row is None:
-        raise fail(f"no run {run_id!r} in {store.path} (see `bakeoff runs`)")
+    row = find_run_or_fail(store, run_id)
     try:
         n = export_run(store, row["id"], fmt, output)
     except ValueError as e:
