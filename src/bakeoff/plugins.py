@@ -59,10 +59,29 @@ class _Builtins:
     def register_suites(self, register: Callable[[Any], None]) -> None:
         from bakeoff.audit._prompts import FidelitySuite
         from bakeoff.suites import Arith
+        from bakeoff.suites.code import CodeSuite
+        from bakeoff.suites.instructions import InstructionsSuite
+        from bakeoff.suites.long_context import LongContextSuite
+        from bakeoff.suites.long_output import LongOutputSuite
+        from bakeoff.suites.math import MathSuite
+        from bakeoff.suites.multilingual import MultilingualSuite
+        from bakeoff.suites.structured import StructuredSuite
+        from bakeoff.suites.tools import ToolsSuite
 
-        register(Arith())
-        register(FidelitySuite("greedy"))
-        register(FidelitySuite("sampled"))
+        for suite in (
+            Arith(),
+            MathSuite(),
+            InstructionsSuite(),
+            ToolsSuite(),
+            CodeSuite(),
+            LongContextSuite(),
+            LongOutputSuite(),
+            StructuredSuite(),
+            MultilingualSuite(),
+            FidelitySuite("greedy"),
+            FidelitySuite("sampled"),
+        ):
+            register(suite)
 
     @hookimpl
     def register_scorers(self, register: Callable[[Any], None]) -> None:
@@ -95,8 +114,14 @@ def providers() -> dict[str, type]:
     return _collect("register_providers")
 
 
-def suites() -> dict[str, Any]:
+@cache
+def _suites() -> dict[str, Any]:
     return _collect("register_suites")
+
+
+def suites() -> dict[str, Any]:
+    """Registered suites by name (instances made once per process)."""
+    return dict(_suites())
 
 
 def scorers() -> dict[str, Any]:

@@ -41,7 +41,7 @@ app.command("calibrate")(_calibrate.calibrate)
 app.command("runs")(_store.runs)
 app.command("show")(_store.show)
 app.command("export")(_store.export)
-app.command("suites")(_suites.suites)
+app.add_typer(_suites.app, name="suites")
 app.command("fake-server")(_fake.fake_server)
 app.add_typer(_local.app, name="local")
 

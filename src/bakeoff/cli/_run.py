@@ -12,10 +12,19 @@ from rich.table import Table
 
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
-from bakeoff.plugins import UnknownPluginError, get_provider, get_suite
-from bakeoff.runs import EndpointProgress, RunOptions, config_hash, create_run, execute, summarize
+from bakeoff.plugins import UnknownPluginError, get_provider
+from bakeoff.runs import (
+    EndpointProgress,
+    RunOptions,
+    config_hash,
+    create_run,
+    execute,
+    suite_for,
+    summarize,
+)
 from bakeoff.runs._runner import lineup_of_run
 from bakeoff.store import Store
+from bakeoff.suites.datasets import DatasetError
 
 
 def run(
@@ -92,7 +101,10 @@ def run(
                 "(use --new for a fresh run)"
             )
         else:
-            run_id = create_run(store, lineup, str(config))
+            try:
+                run_id = create_run(store, lineup, str(config))
+            except (DatasetError, ValueError) as e:
+                raise fail(str(e)) from None
     status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
     summary = summarize(store, run_id)
     console = err if json_out else out
@@ -124,10 +136,10 @@ def _check_local(lineup: Lineup) -> None:
 def _check_plugins(lineup: Lineup) -> None:
     try:
         for s in lineup.run.suites:
-            get_suite(s)
+            suite_for(lineup, s)
         for ep in lineup.endpoints:
             get_provider(ep.provider)
-    except UnknownPluginError as e:
+    except (UnknownPluginError, DatasetError) as e:
         raise fail(str(e)) from None
 
 
@@ -179,7 +191,13 @@ def execute_with_progress(
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    t = Table(title=f"run {summary['run_id']} ({summary['status']})", title_justify="left")
+    t = Table(
+        title=f"run {summary['run_id']} ({summary['status']})",
+        title_justify="left",
+        caption="Δ: score minus the reference's on the same items; p: McNemar (pass/fail) or "
+        "paired bootstrap, Holm-adjusted across endpoints; * significant at 0.05",
+        caption_justify="left",
+    )
     t.add_column("endpoint")
     t.add_column("calls", justify="right")
     t.add_column("ok", justify="right")
@@ -201,7 +219,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
                 cells.append("-")
             else:
                 lo, hi = sc["ci95"]
-                cells.append(f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}")
+                cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}"
+                vs = sc.get("vs_reference")
+                if vs and vs.get("p_holm") is not None:
+                    mark = "[red]*[/]" if vs["significant"] else ""
+                    cell += f"\nΔ {vs['delta']:+.2f} p={vs['p_holm']:.2g}{mark}"
+                cells.append(cell)
         ttft = e["ttft_ms"]
         ttft_s = "-" if ttft["p50"] is None else f"{ttft['p50']:.0f} / {ttft['p90']:.0f}"
         tps = e["output_tok_s"]["p50"]

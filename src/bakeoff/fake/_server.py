@@ -48,7 +48,8 @@ class FakeConfig(BaseModel):
 
     mode: str = "echo"
     """`echo` (last user message), `script` (exact prompt → reply), `fixed` (always `reply`)."""
-    script: dict[str, str] = Field(default_factory=dict)
+    script: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    """Prompt → reply text, or → `{"content": ..., "tool_calls": [{"name", "arguments"}]}`."""
     reply: str = "I don't know."
     reply_tokens: int | None = None
     """Mode `fixed` with a reply of exactly this many tokens (for load tests)."""
@@ -156,15 +157,19 @@ class FakeServer:
                 return name
         return None
 
-    def _reply(self, prompt: str) -> str:
+    def _reply(self, prompt: str) -> tuple[str, list[dict[str, Any]]]:
+        """The reply text and tool calls for a prompt."""
         c = self.config
         if c.mode == "echo":
-            return _MARKER.sub("", prompt)
+            return _MARKER.sub("", prompt), []
         if c.mode == "script":
-            return c.script.get(prompt, c.reply)
+            found = c.script.get(prompt, c.reply)
+            if isinstance(found, dict):
+                return str(found.get("content") or ""), list(found.get("tool_calls") or [])
+            return found, []
         if c.reply_tokens is not None:
-            return " tok" * c.reply_tokens
-        return c.reply
+            return " tok" * c.reply_tokens, []
+        return c.reply, []
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -217,13 +222,26 @@ class FakeServer:
         early = _early_fault(fault, c)
         if early is not None:
             return early
-        reply = self._reply(prompt)
+        reply, calls = self._reply(prompt)
         toks = _tokens(reply)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and len(toks) > max_tokens:
             toks = toks[:max_tokens]
             finish = "length"
+        tool_calls = [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": tc["name"],
+                    "arguments": orjson.dumps(tc.get("arguments", {})).decode(),
+                },
+            }
+            for i, tc in enumerate(calls if chat else [])
+        ]
+        if tool_calls and finish == "stop":
+            finish = "tool_calls"
         slow = 10.0 if fault == "slow" else 1.0
         created = int(time.time())
         cid = f"fake-{created}-{len(self.log)}"
@@ -238,7 +256,12 @@ class FakeServer:
             text = "".join(toks)
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
             if chat:
-                choice["message"] = {"role": "assistant", "content": text}
+                choice["message"] = {
+                    "role": "assistant",
+                    "content": text or (None if tool_calls else ""),
+                }
+                if tool_calls:
+                    choice["message"]["tool_calls"] = tool_calls
             else:
                 choice["text"] = text
             out: dict[str, Any] = {
@@ -295,6 +318,7 @@ class FakeServer:
                 await resp.write(b"".join([*parts, tok_event(toks[0])]))
                 parts, rest = [], toks[1:]
             parts.extend(tok_event(t) for t in rest)
+            parts.extend(_tool_events(event, tool_calls))
             parts.append(_final(event, chat, finish))
             if want_usage:
                 parts.append(event([], usage=usage))
@@ -312,11 +336,29 @@ class FakeServer:
             await resp.write(tok_event(t))
         if cut_at is not None:
             return await _cut(resp, request, fault, c)
+        for ev in _tool_events(event, tool_calls):
+            await resp.write(ev)
         await resp.write(_final(event, chat, finish))
         if want_usage:
             await resp.write(event([], usage=usage))
         await resp.write(b"data: [DONE]\n\n")
         return resp
+
+
+def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:
+    """Each tool call as two deltas: id + name, then the arguments (as providers stream them)."""
+    out = []
+    for i, tc in enumerate(tool_calls):
+        head = {
+            "index": i,
+            "id": tc["id"],
+            "type": "function",
+            "function": {"name": tc["function"]["name"], "arguments": ""},
+        }
+        args = {"index": i, "function": {"arguments": tc["function"]["arguments"]}}
+        out.append(event([{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}]))
+        out.append(event([{"index": 0, "delta": {"tool_calls": [args]}, "finish_reason": None}]))
+    return out
 
 
 def _final(event: Any, chat: bool, finish: str) -> bytes:
@@ -371,11 +413,11 @@ async def _cut(
     return resp
 
 
-def load_script(path: str | Path) -> dict[str, str]:
+def load_script(path: str | Path) -> dict[str, str | dict[str, Any]]:
     data = orjson.loads(Path(path).read_bytes())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a script is a JSON object mapping prompt → reply")
-    return {str(k): str(v) for k, v in data.items()}
+    return {str(k): v if isinstance(v, dict) else str(v) for k, v in data.items()}
 
 
 def serve_forever(config: FakeConfig, host: str, port: int, on_ready: Any = None) -> None:

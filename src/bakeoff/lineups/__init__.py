@@ -2,6 +2,7 @@
 
 from bakeoff.lineups._config import (
     AuditSettings,
+    DatasetSpec,
     Endpoint,
     FakeSpec,
     Lineup,
@@ -17,6 +18,7 @@ from bakeoff.lineups._loader import LineupError, load_lineup, missing_env, parse
 
 __all__ = [
     "AuditSettings",
+    "DatasetSpec",
     "Endpoint",
     "FakeSpec",
     "Lineup",

@@ -62,8 +62,9 @@ class FakeSpec(_Strict):
 
     mode: Literal["echo", "script", "fixed"] = "echo"
     """`echo` repeats the last user message, `script` answers from `script`, `fixed` says `reply`."""
-    script: dict[str, str] = Field(default_factory=dict)
-    """Exact last user message → reply (mode `script`; unknown prompts get `reply`)."""
+    script: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    """Exact last user message → reply text, or → `{content, tool_calls: [{name, arguments}]}`
+    (mode `script`; unknown prompts get `reply`)."""
     script_file: str | None = None
     """A JSON file with the same mapping (relative to the lineup file)."""
     reply: str = "I don't know."
@@ -143,6 +144,9 @@ class Endpoint(_Strict):
     stream_usage: bool = True
     """Ask for usage in the stream (`stream_options.include_usage`)."""
     price: Price | None = None
+    context: int | None = Field(default=None, ge=64)
+    """The context length (tokens) the provider claims; long-context items beyond it are skipped
+    for this endpoint (for `provider: local`, the server's n_ctx)."""
     max_concurrency: int = Field(default=4, ge=1, le=4096)
     """Requests in flight at once to this endpoint."""
     rate_limit: RateLimit = Field(default_factory=RateLimit)
@@ -222,6 +226,8 @@ class RunSettings(_Strict):
     """Calls per item per endpoint (for sampled runs)."""
     seed: int = 0
     """Seed of the suite generators."""
+    suite_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-suite generator options, e.g. `long-context: {max_context: 8192}`."""
 
 
 class AuditSettings(_Strict):
@@ -246,6 +252,48 @@ class AuditSettings(_Strict):
     """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
 
 
+class DatasetSpec(_Strict):
+    """Your own data as a suite (`run.suites` then names it like a built-in suite)."""
+
+    name: str
+    """The suite name for this dataset."""
+    path: str
+    """A .jsonl, .csv or .parquet file, or a local Hugging Face `datasets` directory (relative paths
+    are resolved against the lineup file)."""
+    split: str | None = None
+    """For a datasets directory with several splits (default: `test`, else the first)."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Template variable → record field; every record must have every mapped field."""
+    prompt: str = "{{ question }}"
+    """Jinja template of the user message. Record fields are variables; with `choices`, `options`
+    is the lettered list of options ("A. ...")."""
+    system: str | None = None
+    """Optional Jinja template of a system message."""
+    target: str | None = None
+    """The field holding the expected answer (for `choice`: a letter, an index or the option text;
+    for `code`: a list of {"args": [...], "expected": ...} cases; for `json_schema`: a schema)."""
+    choices: str | None = None
+    """For `scorer: choice`: the field holding the list of options."""
+    id: str | None = None
+    """A field with a unique record id (default: a hash of the prompt)."""
+    scorer: Literal["exact", "numeric", "regex", "choice", "json_schema", "code"] = "exact"
+    regex: str | None = None
+    """For `scorer: regex`: the pattern a correct reply contains (default: the target, escaped)."""
+    entry_point: str | None = None
+    """For `scorer: code`: the function the tests call."""
+    max_tokens: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        if self.scorer == "choice" and not self.choices:
+            raise ValueError("scorer: choice needs `choices` (the field holding the options)")
+        if self.scorer == "code" and not self.entry_point:
+            raise ValueError("scorer: code needs `entry_point` (the function the tests call)")
+        if self.scorer != "regex" and not self.target:
+            raise ValueError(f"scorer: {self.scorer} needs `target` (the field with the answer)")
+        return self
+
+
 class Lineup(_Strict):
     """A lineup file: endpoints to compare, defaults, and what to run."""
 
@@ -255,6 +303,8 @@ class Lineup(_Strict):
     defaults: Sampling = Field(default_factory=Sampling)
     """Sampling parameters for every endpoint that does not set its own."""
     run: RunSettings = Field(default_factory=RunSettings)
+    datasets: list[DatasetSpec] = Field(default_factory=list)
+    """Your own datasets, each usable as a suite by its name."""
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")

@@ -10,6 +10,8 @@ from bakeoff.runs._runner import (
     execute,
     lineup_of_run,
     plan,
+    suite_for,
+    suite_items,
 )
 from bakeoff.runs._summary import summarize
 
@@ -23,5 +25,7 @@ __all__ = [
     "execute",
     "lineup_of_run",
     "plan",
+    "suite_for",
+    "suite_items",
     "summarize",
 ]

@@ -10,6 +10,7 @@ run is marked interrupted. Resuming issues only calls without a stored success.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import random
@@ -67,10 +68,61 @@ def create_run(store: Store, lineup: Lineup, source: str | None = None) -> str:
         version=__version__,
     )
     for name in lineup.run.suites:
-        suite = get_suite(name)
-        items = suite.items(seed=lineup.run.seed, n=lineup.run.limit)
+        items = suite_items(lineup, name)
         store.add_items(run_id, name, [it.stored() for it in items])
     return run_id
+
+
+@functools.lru_cache(maxsize=64)
+def _dataset_suite(spec_json: str) -> Any:
+    from bakeoff.lineups import DatasetSpec
+    from bakeoff.suites.datasets import DatasetSuite
+
+    return DatasetSuite(DatasetSpec.model_validate_json(spec_json))
+
+
+def suite_for(lineup: Lineup, name: str) -> Any:
+    """The suite a lineup means by `name`: one of its own datasets, else a registered suite."""
+    for ds in lineup.datasets:
+        if ds.name == name:
+            return _dataset_suite(ds.model_dump_json())
+    return get_suite(name)
+
+
+def claimed_context(ep: Endpoint) -> int | None:
+    if ep.context is not None:
+        return ep.context
+    if ep.local is not None:
+        return ep.local.n_ctx
+    return None
+
+
+def suite_options(lineup: Lineup, name: str) -> dict[str, Any]:
+    opts = dict(lineup.run.suite_options.get(name, {}))
+    if name == "long-context" and "max_context" not in opts:
+        claims = [c for c in map(claimed_context, lineup.endpoints) if c]
+        opts["max_context"] = max(claims) if claims else 4096
+    return opts
+
+
+def suite_items(lineup: Lineup, name: str) -> list[Item]:
+    """The items of a suite for this lineup (its seed, limit and the suite's options)."""
+    suite = suite_for(lineup, name)
+    opts = suite_options(lineup, name)
+    try:
+        return list(suite.items(seed=lineup.run.seed, n=lineup.run.limit, **opts))
+    except TypeError as e:
+        if not opts:
+            raise
+        raise ValueError(f"suite {name!r} does not take the options {sorted(opts)}: {e}") from None
+
+
+def fits(ep: Endpoint, item: Item) -> bool:
+    """Whether an item is within what the endpoint claims (long-context items beyond its context
+    are not sent to it)."""
+    need = item.meta.get("context_tokens")
+    claim = claimed_context(ep)
+    return need is None or claim is None or need <= claim
 
 
 def lineup_of_run(store: Store, run_id: str) -> Lineup:
@@ -138,6 +190,7 @@ class _EndpointRunner:
         self.store = store
         self.run_id = run_id
         self.ep = ep
+        self.lineup = lineup
         self.opts = opts
         self.provider = get_provider(ep.provider)(ep)
         self.session = session
@@ -165,6 +218,24 @@ class _EndpointRunner:
 
     async def stop(self) -> None:
         await self.provider.stop()
+
+    async def _score(self, job: Job, result: CallResult) -> list[Score]:
+        """The suite's scores of a result; a scorer that fails is recorded as a failed score, never a
+        crash of the run. Scorers that do real work (the code sandbox) run off the event loop."""
+        try:
+            suite = suite_for(self.lineup, job.suite)
+            if hasattr(suite, "ascore"):
+                return list(await suite.ascore(job.item, result))
+            return list(suite.score(job.item, result))
+        except Exception as e:
+            return [
+                Score(
+                    scorer="scorer_error",
+                    value=0.0,
+                    passed=False,
+                    detail=f"{type(e).__name__}: {e}",
+                )
+            ]
 
     def _notify(self) -> None:
         if self.opts.on_progress:
@@ -239,9 +310,18 @@ class _EndpointRunner:
                     )
         except asyncio.CancelledError:
             error = CallError(ErrorClass.cancelled, "run interrupted while the call was in flight")
-            self._record(job, stored_req, started, attempts, None, error, False)
+            self._record(job, stored_req, started, attempts, None, error, False, [])
             raise
-        self._record(job, stored_req, started, attempts, result, error, cached)
+        scores: list[Score] = []
+        if result is not None:
+            try:
+                scores = await self._score(job, result)
+            except asyncio.CancelledError:
+                # not stored as a success without its scores: the resume asks again
+                error = CallError(ErrorClass.cancelled, "run interrupted while scoring the reply")
+                self._record(job, stored_req, started, attempts, None, error, False, [])
+                raise
+        self._record(job, stored_req, started, attempts, result, error, cached, scores)
         if result is not None and not cached and self.opts.use_cache:
             self.store.cache_put(cache_key, result.model_dump(mode="json"))
         if result is not None:
@@ -256,6 +336,7 @@ class _EndpointRunner:
         result: CallResult | None,
         error: CallError | None,
         cached: bool,
+        scores: list[Score],
     ) -> None:
         row: dict[str, Any] = {
             "id": job.id,
@@ -270,7 +351,6 @@ class _EndpointRunner:
             "finished_at": time.time(),
             "request_json": dumps(stored_req),
         }
-        scores: list[Score] = []
         if result is not None:
             t = result.timings
             row.update(
@@ -296,8 +376,6 @@ class _EndpointRunner:
                 e2e_ms=t.end_ms,
                 chunk_ms_json=dumps(t.token_chunk_ms) if t.token_chunk_ms else None,
             )
-            suite = get_suite(job.suite)
-            scores = suite.score(job.item, result)
         else:
             assert error is not None
             row.update(
@@ -358,6 +436,8 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
         jobs = []
         for suite in lineup.run.suites:
             for it in items.get(suite, []):
+                if not fits(ep, it):
+                    continue
                 for r in range(lineup.run.repeats):
                     cid = call_id(run_id, ep.name, suite, it.id, r)
                     if cid not in done:
@@ -367,8 +447,14 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
 
 
 def total_calls(store: Store, run_id: str, lineup: Lineup) -> int:
-    per_ep = sum(len(store.items(run_id, s)) for s in lineup.run.suites) * lineup.run.repeats
-    return per_ep * len(lineup.endpoints)
+    """Calls the run plans in all (finished or not)."""
+    return sum(planned_calls(store, run_id, lineup, ep.name) for ep in lineup.endpoints)
+
+
+def planned_calls(store: Store, run_id: str, lineup: Lineup, endpoint: str) -> int:
+    ep = lineup.endpoint(endpoint)
+    rows = [r for r in store.items(run_id) if r["suite"] in lineup.run.suites]
+    return sum(fits(ep, Item.from_stored(r)) for r in rows) * lineup.run.repeats
 
 
 class EndpointSession:
@@ -441,7 +527,9 @@ async def execute(
     opts = opts or RunOptions()
     lineup = lineup_of_run(store, run_id)
     jobs = plan(store, run_id, lineup)
-    per_ep_total = total_calls(store, run_id, lineup) // max(len(lineup.endpoints), 1)
+    per_ep_total = {
+        ep.name: planned_calls(store, run_id, lineup, ep.name) for ep in lineup.endpoints
+    }
     store.set_run_status(run_id, "running")
 
     loop = asyncio.get_running_loop()
@@ -459,8 +547,8 @@ async def execute(
     try:
         async with session:
             for name, r in session.runners.items():
-                r.progress.total = per_ep_total
-                r.progress.skipped = r.progress.done = per_ep_total - len(jobs[name])
+                r.progress.total = per_ep_total[name]
+                r.progress.skipped = r.progress.done = per_ep_total[name] - len(jobs[name])
                 r._notify()
             await session.run_jobs(jobs)
             if after is not None:

@@ -8,11 +8,22 @@ calls that went over the wire (not cache hits).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from bakeoff.lineups import Lineup
-from bakeoff.runs._runner import lineup_of_run, total_calls
-from bakeoff.stats import percentile, wilson_interval
+from bakeoff.runs._runner import lineup_of_run, planned_calls
+from bakeoff.stats import (
+    bootstrap_mean_ci,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    pass_at_k,
+    percentile,
+    wilson_interval,
+)
 from bakeoff.store import Store
 
 
@@ -43,8 +54,6 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     lineup: Lineup = lineup_of_run(store, run_id)
     calls = store.calls(run_id)
     score_rows = store.scores(run_id)
-    by_call = {s["call_id"]: s for s in score_rows}
-    planned_per_ep = total_calls(store, run_id, lineup) // max(len(lineup.endpoints), 1)
 
     per_ep: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
@@ -52,6 +61,8 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             per_ep[c["endpoint"]].append(c)
 
     verdicts = store.verdicts(run_id)
+    items = {r["item_id"]: r for r in store.items(run_id)}
+    outcomes = _outcomes(calls, score_rows, lineup)
     endpoints = []
     for ep in lineup.endpoints:
         rows = per_ep.get(ep.name, [])
@@ -64,23 +75,9 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             n, first, last = c["completion_tokens"], c["ttft_ms"], c["last_token_ms"]
             if n and n > 1 and first is not None and last is not None and last > first:
                 tps.append((n - 1) / ((last - first) / 1000))
-        suites: dict[str, Any] = {}
-        for suite in lineup.run.suites:
-            srows = [c for c in rows if c["suite"] == suite]
-            n = len(srows)
-            good = 0
-            for c in srows:
-                s = by_call.get(c["id"])
-                hit = int(bool(s is not None and s["passed"]))
-                good += hit
-            lo, hi = wilson_interval(good, n)
-            suites[suite] = {
-                "score": _round(good / n if n else None, 4),
-                "correct": good,
-                "n": n,
-                "ci95": [round(lo, 4), round(hi, 4)],
-                "errors": sum(1 for c in srows if c["status"] != "ok"),
-            }
+        suites = {
+            suite: _suite_stats(outcomes[(ep.name, suite)], items) for suite in lineup.run.suites
+        }
         prompt_tokens = sum(c["prompt_tokens"] or 0 for c in live)
         completion_tokens = sum(c["completion_tokens"] or 0 for c in live)
         entry: dict[str, Any] = {
@@ -88,7 +85,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "model": ep.model,
             "provider": ep.provider,
             "reference": ep.name == lineup.reference,
-            "planned": planned_per_ep,
+            "planned": planned_calls(store, run_id, lineup, ep.name),
             "calls": len(rows),
             "successes": len(ok),
             "errors": dict(sorted(errors.items())),
@@ -111,6 +108,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
                 6,
             )
         endpoints.append(entry)
+    _paired(endpoints, outcomes, lineup)
     return {
         "run_id": run_id,
         "status": run["status"],
@@ -121,3 +119,169 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "repeats": lineup.run.repeats,
         "endpoints": endpoints,
     }
+
+
+@dataclass
+class Outcome:
+    """One call's result for the statistics: primary score, pass/fail, secondary metrics."""
+
+    item_id: str
+    repeat: int
+    value: float
+    passed: bool | None
+    error: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    tool_call: bool = False
+    prompt_tokens: int | None = None
+
+
+def _outcomes(
+    calls: list[Any], score_rows: list[Any], lineup: Lineup
+) -> defaultdict[tuple[str, str], list[Outcome]]:
+    by_call: dict[str, list[Any]] = defaultdict(list)
+    for r in score_rows:  # in insertion order: the first score of a call is its primary one
+        by_call[r["call_id"]].append(r)
+    out: defaultdict[tuple[str, str], list[Outcome]] = defaultdict(list)
+    for c in calls:
+        if c["suite"] not in lineup.run.suites:
+            continue
+        rows = by_call.get(c["id"], [])
+        err = c["status"] != "ok"
+        if rows:
+            first = rows[0]
+            passed = None if first["passed"] is None else bool(first["passed"])
+            value = float(first["value"])
+        else:
+            passed, value = (False if err else None), 0.0
+        out[(c["endpoint"], c["suite"])].append(
+            Outcome(
+                item_id=c["item_id"],
+                repeat=c["repeat"],
+                value=value,
+                passed=passed,
+                error=err,
+                metrics={r["scorer"]: float(r["value"]) for r in rows[1:]},
+                tool_call=bool(c["tool_calls_json"]) or c["finish_reason"] == "tool_calls",
+                prompt_tokens=c["prompt_tokens"],
+            )
+        )
+    return out
+
+
+def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
+    n = len(rows)
+    binary = n > 0 and all(o.passed is not None for o in rows)
+    values = [float(bool(o.passed)) if binary else o.value for o in rows]
+    mean = sum(values) / n if n else None
+    if binary:
+        lo, hi = wilson_interval(int(sum(values)), n)
+        method = "wilson"
+    else:
+        lo, hi = bootstrap_mean_ci(values) if n else (0.0, 1.0)
+        method = "bootstrap"
+    errors = sum(o.error for o in rows)
+    out: dict[str, Any] = {
+        "score": _round(mean, 4),
+        "correct": int(sum(values)) if binary else None,
+        "n": n,
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "ci_method": method,
+        "errors": errors,
+        "error_rate": _round(errors / n if n else None, 4),
+    }
+    # per tier (per language for multilingual, per category for tools)
+    tiers: dict[str, list[float]] = defaultdict(list)
+    for o, v in zip(rows, values, strict=True):
+        row = items.get(o.item_id)
+        tiers[row["tier"] if row is not None and row["tier"] else "all"].append(v)
+    out["tiers"] = {t: {"score": _round(sum(v) / len(v), 4), "n": len(v)} for t, v in tiers.items()}
+    names = sorted({k for o in rows for k in o.metrics})
+    if names:
+        out["metrics"] = {k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / n, 4) for k in names}
+    # unbiased pass@k when items were asked more than once
+    by_item: dict[str, list[bool]] = defaultdict(list)
+    for o in rows:
+        by_item[o.item_id].append(bool(o.passed))
+    reps = min((len(v) for v in by_item.values()), default=0)
+    if binary and reps > 1:
+        out["pass_at_k"] = {
+            str(k): round(
+                sum(pass_at_k(len(v), sum(v), k) for v in by_item.values()) / len(by_item), 4
+            )
+            for k in sorted({1, reps})
+        }
+    # long-context: the longest length at which every item was fully answered, and truncation
+    ctx: dict[int, list[bool]] = defaultdict(list)
+    for o in rows:
+        row = items.get(o.item_id)
+        meta = orjson.loads(row["meta_json"]) if row is not None and row["meta_json"] else {}
+        if "context_tokens" in meta:
+            ctx[int(meta["context_tokens"])].append(bool(o.passed))
+    if ctx:
+        good = [L for L in sorted(ctx) if all(ctx[L])]
+        eff = 0
+        for L in sorted(ctx):
+            if L not in good:
+                break
+            eff = L
+        out["effective_context"] = eff
+        out["by_length"] = {str(L): _round(sum(v) / len(v), 4) for L, v in sorted(ctx.items())}
+        out["truncation_suspected"] = sum(1 for o in rows if o.metrics.get("truncation_suspected"))
+    return out
+
+
+def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
+    """Each endpoint vs the reference on the same items: McNemar for pass/fail, paired bootstrap for
+    scores; Holm-adjusted across the endpoints of each suite. Tools also get the tool-call F1."""
+    ref = lineup.reference
+    if ref is None:
+        return
+    for suite in lineup.run.suites:
+        ref_rows = {(o.item_id, o.repeat): o for o in outcomes[(ref, suite)]}
+        tests: list[tuple[dict[str, Any], float | None]] = []
+        for e in endpoints:
+            if e["name"] == ref:
+                continue
+            pairs = [
+                (ref_rows[(o.item_id, o.repeat)], o)
+                for o in outcomes[(e["name"], suite)]
+                if (o.item_id, o.repeat) in ref_rows
+            ]
+            entry: dict[str, Any] = {"n_pairs": len(pairs)}
+            p: float | None = None
+            if pairs:
+                binary = all(a.passed is not None and b.passed is not None for a, b in pairs)
+                if binary:
+                    p, b, c = mcnemar_exact(
+                        [bool(a.passed) for a, _ in pairs], [bool(b.passed) for _, b in pairs]
+                    )
+                    delta = (c - b) / len(pairs)
+                    entry.update(test="mcnemar", ref_only=b, cand_only=c)
+                else:
+                    delta, p, ci = paired_bootstrap(
+                        [a.value for a, _ in pairs], [b.value for _, b in pairs]
+                    )
+                    entry.update(
+                        test="paired_bootstrap", delta_ci95=[round(ci[0], 4), round(ci[1], 4)]
+                    )
+                entry.update(delta=round(delta, 4), p_value=p)
+                if suite == "tools":
+                    entry["tool_call_f1"] = _f1(
+                        [a.tool_call for a, _ in pairs], [b.tool_call for _, b in pairs]
+                    )
+            e["suites"][suite]["vs_reference"] = entry
+            tests.append((entry, p))
+        for (entry, _), adj in zip(tests, holm([p for _, p in tests]), strict=True):
+            if adj is not None:
+                entry["p_holm"] = adj
+                entry["significant"] = adj < 0.05
+
+
+def _f1(truth: list[bool], pred: list[bool]) -> float | None:
+    """F1 of "called a tool" against the reference's choice."""
+    tp = sum(1 for t, p in zip(truth, pred, strict=True) if t and p)
+    fp = sum(1 for t, p in zip(truth, pred, strict=True) if p and not t)
+    fn = sum(1 for t, p in zip(truth, pred, strict=True) if t and not p)
+    if tp + fp + fn == 0:
+        return None
+    return round(2 * tp / (2 * tp + fp + fn), 4)

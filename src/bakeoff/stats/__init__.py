@@ -1,5 +1,20 @@
-"""Small pure statistics: intervals and percentiles used by summaries."""
+"""Small pure statistics: intervals, percentiles, paired comparisons and corrections."""
 
+from bakeoff.stats._compare import (
+    bootstrap_mean_ci,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    pass_at_k,
+)
 from bakeoff.stats._intervals import percentile, wilson_interval
 
-__all__ = ["percentile", "wilson_interval"]
+__all__ = [
+    "bootstrap_mean_ci",
+    "holm",
+    "mcnemar_exact",
+    "paired_bootstrap",
+    "pass_at_k",
+    "percentile",
+    "wilson_interval",
+]

@@ -281,7 +281,7 @@ class Store:
     def scores(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
             "SELECT s.*, c.endpoint, c.suite, c.item_id, c.repeat FROM scores s"
-            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ?",
+            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
             (run_id,),
         ).fetchall()
 

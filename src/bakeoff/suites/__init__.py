@@ -1,7 +1,7 @@
 """Suites: seeded item generators and the scorers that judge each answer."""
 
 from bakeoff.suites._scorers import ExactMatch, NumericMatch, extract_number, normalize_text
-from bakeoff.suites._types import Item, Score, Scorer, Suite
+from bakeoff.suites._types import Item, Reply, Score, Scorer, Suite
 from bakeoff.suites.arith import Arith
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "ExactMatch",
     "Item",
     "NumericMatch",
+    "Reply",
     "Score",
     "Scorer",
     "Suite",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 from pydantic import BaseModel, Field
 
 from bakeoff.endpoints import CallRequest, CallResult
@@ -68,6 +71,17 @@ class Score(BaseModel):
     """What was extracted and compared, for the trace view."""
 
 
+class Reply(BaseModel):
+    """An ideal (or deliberately wrong) reply to an item: what a scripted fake endpoint sends back.
+
+    Built-in suites give `reference_reply(item)` (a reply that must score 1) and `wrong_reply(item)`
+    (one that must score 0), which tests use to prove each scorer accepts and rejects."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    """`{"name": ..., "arguments": {...}}` each."""
+
+
 @runtime_checkable
 class Scorer(Protocol):
     name: str
@@ -89,3 +103,27 @@ class Suite(Protocol):
         ...
 
     def score(self, item: Item, result: CallResult) -> list[Score]: ...
+
+
+def unique_items(n: int, make: Callable[[int, int], Item]) -> list[Item]:
+    """`n` items from `make(index, attempt)`, redrawing (attempt 1, 2, ...) an item whose prompt an
+    earlier item already has, so a suite never asks the same question twice."""
+    seen: set[str] = set()
+    out = []
+    for i in range(n):
+        for attempt in range(100):
+            it = make(i, attempt)
+            key = orjson.dumps([it.messages, it.prompt]).decode()
+            if key not in seen:
+                break
+        seen.add(key)
+        out.append(it)
+    return out
+
+
+def rng(*parts: object) -> random.Random:
+    """A generator seeded by the parts (attempt 0 leaves the parts as they are)."""
+    parts_ = list(parts)
+    if parts_ and parts_[-1] == 0:
+        parts_ = parts_[:-1]
+    return random.Random(":".join(map(str, parts_)))

@@ -1,0 +1,270 @@
+"""Your own data as a suite: JSONL, CSV, Parquet or a local Hugging Face `datasets` directory.
+
+Declared in the lineup under `datasets:` (see `DatasetSpec`): a file, a field mapping, a Jinja prompt
+template and a scorer (`exact`, `numeric`, `regex`, `choice` — a multiple-choice letter — `json_schema`
+or `code`). A record with a missing field, or a line that does not parse, is an error naming the file
+and the line (the row number for CSV and Parquet).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jsonschema
+import orjson
+
+from bakeoff.endpoints import CallResult
+from bakeoff.suites._scorers import ExactMatch, NumericMatch
+from bakeoff.suites._types import Item, Score
+from bakeoff.suites.code import extract_code, run_tests
+from bakeoff.suites.structured import parse_json
+
+LETTERS = "ABCDEFGHIJ"
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used, with the file and line in the message."""
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise DatasetError(f"{path}:{n}: not valid JSON: {e}") from None
+            if not isinstance(rec, dict):
+                raise DatasetError(f"{path}:{n}: a record must be a JSON object")
+            out.append((n, rec))
+    return out
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        for rec in reader:
+            if None in rec or any(v is None for v in rec.values()):
+                raise DatasetError(f"{path}:{reader.line_num}: wrong number of columns")
+            out.append((reader.line_num, dict(rec)))
+    return out
+
+
+def _read_arrow_table(table: Any, label: Path) -> list[tuple[int, dict[str, Any]]]:
+    return [(i + 1, rec) for i, rec in enumerate(table.to_pylist())]
+
+
+def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DatasetError(
+            f"{path}: reading Parquet needs pyarrow (pip install 'bakeoff[parquet]')"
+        ) from None
+    try:
+        return _read_arrow_table(pq.read_table(path), path)
+    except Exception as e:
+        raise DatasetError(f"{path}: not a readable Parquet file: {e}") from None
+
+
+def _read_hf_dir(path: Path, split: str | None) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
+    """A directory written by `datasets.Dataset.save_to_disk` (arrow files + state.json), a
+    DatasetDict directory (one such directory per split), or a folder of data files."""
+    if (path / "dataset_dict.json").exists():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        chosen = split or ("test" if "test" in splits else splits[0])
+        if chosen not in splits:
+            raise DatasetError(f"{path}: no split {chosen!r}; available: {', '.join(splits)}")
+        return _read_hf_dir(path / chosen, None)
+    if (path / "state.json").exists():
+        try:
+            import pyarrow as pa
+        except ImportError:
+            raise DatasetError(f"{path}: reading a datasets directory needs pyarrow") from None
+        state = json.loads((path / "state.json").read_text())
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for f in state.get("_data_files", []):
+            fp = path / f["filename"]
+            with pa.memory_map(str(fp)) as src:
+                table = pa.ipc.open_stream(src).read_all()
+            base = len(rows)
+            rows += [(base + i, r) for i, r in _read_arrow_table(table, fp)]
+        return path / state["_data_files"][0]["filename"], rows
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".parquet", ".csv"))
+    if split:
+        files = [p for p in files if split in p.name or split in p.parent.name]
+    if not files:
+        raise DatasetError(
+            f"{path}: no dataset files (state.json, *.jsonl, *.csv, *.parquet) found"
+        )
+    return files[0], read_records(files[0])
+
+
+def read_records(path: Path, split: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(line or row number, record) pairs of a dataset file or directory."""
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return _read_hf_dir(path, split)[1]
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path)
+    raise DatasetError(
+        f"{path}: unknown format (use .jsonl, .csv, .parquet or a datasets directory)"
+    )
+
+
+def extract_choice(text: str, n_options: int) -> str | None:
+    """The option letter a reply picks: "Answer: B", "(B)", "B)", "**B**", "B. ..." or a lone letter."""
+    letters = LETTERS[:n_options]
+    t = text.replace("**", "").strip()
+    pats = [
+        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
+        rf"^\(?([{letters}])[).:]",
+        rf"^([{letters}])$",
+        rf"\(([{letters}])\)",
+    ]
+    for p in pats:
+        m = re.search(p, t, re.I | re.M) if p.startswith("(?:") else re.search(p, t, re.M)
+        if m:
+            return m.group(1).upper()
+    lone = re.findall(rf"\b([{letters}])\b", t)
+    return lone[-1] if len(set(lone)) == 1 else None
+
+
+class DatasetSuite:
+    """A suite over the records of one dataset file."""
+
+    tiers: tuple[str, ...] = ("all",)
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.description = f"Your data: {spec.path} ({spec.scorer})"
+        self.default_size = 10**9
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+        try:
+            self._prompt = env.from_string(spec.prompt)
+            self._system = env.from_string(spec.system) if spec.system else None
+        except jinja2.TemplateSyntaxError as e:
+            raise DatasetError(
+                f"dataset {spec.name!r}: prompt template line {e.lineno}: {e.message}"
+            ) from None
+        self._records: list[Item] | None = None
+
+    def _load(self) -> list[Item]:
+        if self._records is not None:
+            return self._records
+        spec = self.spec
+        path = Path(spec.path)
+        items = []
+        for line, rec in read_records(path, spec.split):
+            values: dict[str, Any] = {}
+            for var, col in {**spec.fields}.items():
+                if col not in rec:
+                    raise DatasetError(f"{path}:{line}: missing field {col!r} (mapped to {var!r})")
+                values[var] = rec[col]
+            for col in (spec.target, spec.choices, spec.id):
+                if col and col not in rec:
+                    raise DatasetError(f"{path}:{line}: missing field {col!r}")
+            ctx = {**rec, **values}
+            if spec.choices:
+                opts = rec[spec.choices]
+                if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
+                    raise DatasetError(
+                        f"{path}:{line}: field {spec.choices!r} must be a list of 2-10 options"
+                    )
+                ctx["choices"] = opts
+                ctx["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
+            try:
+                prompt = self._prompt.render(**ctx)
+                system = self._system.render(**ctx) if self._system else None
+            except jinja2.UndefinedError as e:
+                raise DatasetError(f"{path}:{line}: prompt template: {e.message}") from None
+            target = rec[spec.target] if spec.target else None
+            if spec.scorer == "choice" and target is not None:
+                target = self._choice_target(target, ctx.get("choices"), path, line)
+            rid = str(rec[spec.id]) if spec.id else hashlib.sha256(prompt.encode()).hexdigest()[:12]
+            msgs = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": prompt}
+            ]
+            items.append(
+                Item(
+                    id=f"{self.name}-{rid}",
+                    tier="all",
+                    messages=msgs,
+                    params={"max_tokens": spec.max_tokens},
+                    target=target,
+                    meta={"line": line, "n_options": len(ctx.get("choices") or [])},
+                )
+            )
+        ids = [it.id for it in items]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DatasetError(f"{path}: duplicate record id {dup!r} (field {spec.id!r})")
+        self._records = items
+        return items
+
+    @staticmethod
+    def _choice_target(target: Any, opts: list[Any] | None, path: Path, line: int) -> str:
+        if isinstance(target, int) and opts and 0 <= target < len(opts):
+            return LETTERS[target]
+        t = str(target).strip()
+        if len(t) == 1 and t.upper() in LETTERS:
+            return t.upper()
+        if opts and t in [str(o) for o in opts]:
+            return LETTERS[[str(o) for o in opts].index(t)]
+        raise DatasetError(
+            f"{path}:{line}: answer {target!r} is not an option letter, index or option text"
+        )
+
+    def items(self, *, seed: int, n: int | None = None) -> list[Item]:
+        items = self._load()
+        return items if n is None else items[:n]
+
+    def score(self, item: Item, result: CallResult) -> list[Score]:
+        kind = self.spec.scorer
+        if kind == "exact":
+            return [ExactMatch()(item, result)]
+        if kind == "numeric":
+            return [NumericMatch()(item, result)]
+        if kind == "regex":
+            pattern = self.spec.regex or re.escape(str(item.target))
+            ok = re.search(pattern, result.text, re.I | re.M) is not None
+            return [Score(scorer="regex", value=float(ok), passed=ok)]
+        if kind == "choice":
+            got = extract_choice(result.text, item.meta["n_options"])
+            ok = got is not None and got == item.target
+            return [Score(scorer="choice", value=float(ok), passed=ok, detail=f"picked {got}")]
+        if kind == "json_schema":
+            schema = item.target if isinstance(item.target, dict) else json.loads(str(item.target))
+            try:
+                ok = jsonschema.Draft202012Validator(schema).is_valid(parse_json(result.text))
+            except ValueError:
+                ok = False
+            return [Score(scorer="json_schema", value=float(ok), passed=ok)]
+        if kind == "code":
+            tests = item.target
+            func = self.spec.entry_point
+            cases = tests if isinstance(tests, list) else json.loads(str(tests))
+            passed, total, why = run_tests(extract_code(result.text, func), func or "", cases)
+            ok = passed == total and total > 0
+            return [
+                Score(scorer="pass", value=float(ok), passed=ok, detail=f"{passed}/{total}; {why}")
+            ]
+        raise ValueError(f"unknown scorer {kind!r}")

@@ -1,0 +1,96 @@
+"""Every built-in suite end to end against the fake provider: scripted perfect answers score 100%,
+scripted wrong answers score 0% — the scorers accept correct answers and reject wrong ones, through
+the real wire client, runner and store (tool calls streamed as deltas, code run in the sandbox)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bakeoff.lineups import parse_lineup
+from bakeoff.plugins import suites as all_suites
+from bakeoff.runs import RunOptions, create_run, execute, suite_items, summarize
+from bakeoff.store import Store
+from bakeoff.suites import Reply
+
+SUITES = [
+    "math",
+    "instructions",
+    "tools",
+    "code",
+    "long-context",
+    "long-output",
+    "structured",
+    "multilingual",
+]
+
+
+def _last_user(messages: list[dict]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def _script(lineup_yaml: str, which: str) -> dict[str, object]:
+    lineup = parse_lineup(lineup_yaml, "probe.yaml")
+    script: dict[str, object] = {}
+    for name in SUITES:
+        suite = all_suites()[name]
+        for it in suite_items(lineup, name):
+            if which == "perfect":
+                reply: Reply = suite.reference_reply(it)
+            else:
+                wrong = getattr(suite, "wrong_reply", None)
+                reply = wrong(it) if wrong else Reply(content="I don't know.")
+            key = _last_user(it.messages)
+            assert key not in script, f"two items share a prompt: {key[:80]}"
+            script[key] = reply.model_dump()
+    return script
+
+
+def _lineup(tmp: Path, stream: bool) -> str:
+    base = f"""
+reference: perfect
+defaults: {{temperature: 0}}
+run: {{suites: {orjson.dumps(SUITES).decode()}, limit: 12}}
+endpoints:
+  - name: perfect
+    provider: fake
+    stream: {str(stream).lower()}
+    fake: {{mode: script, script_file: {tmp}/perfect.json}}
+  - name: wrong
+    provider: fake
+    stream: {str(stream).lower()}
+    fake: {{mode: script, script_file: {tmp}/wrong.json}}
+"""
+    for which in ("perfect", "wrong"):
+        (tmp / f"{which}.json").write_bytes(orjson.dumps(_script(base, which)))
+    return base
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_perfect_scores_one_wrong_scores_zero(tmp_path: Path, stream: bool) -> None:
+    lineup = parse_lineup(_lineup(tmp_path, stream), "t.yaml")
+    store = Store(tmp_path / "runs.db")
+    run_id = create_run(store, lineup)
+    asyncio.run(execute(store, run_id, RunOptions(use_cache=False)))
+    s = summarize(store, run_id)
+    eps = {e["name"]: e for e in s["endpoints"]}
+    for name in SUITES:
+        good, bad = eps["perfect"]["suites"][name], eps["wrong"]["suites"][name]
+        assert good["n"] == bad["n"] >= 9, name
+        assert good["score"] == 1.0, (name, good)
+        assert bad["score"] == 0.0, (name, bad)
+        assert good["errors"] == bad["errors"] == 0
+        # every tier is represented and perfect on it
+        assert all(t["score"] == 1.0 for t in good["tiers"].values()), (name, good["tiers"])
+        vs = bad["vs_reference"]
+        assert vs["n_pairs"] == bad["n"] and vs["delta"] == -1.0
+        assert vs["significant"], (name, vs)
+    tools = eps["wrong"]["suites"]["tools"]["vs_reference"]
+    assert tools["tool_call_f1"] == 0.0
+    lc = eps["perfect"]["suites"]["long-context"]
+    assert lc["effective_context"] == max(int(k) for k in lc["by_length"])
+    assert lc["truncation_suspected"] == 0
+    assert eps["wrong"]["suites"]["long-context"]["effective_context"] == 0
