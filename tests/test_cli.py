@@ -23,7 +23,7 @@ def write_lineup(path, url: str, n: int, extra: str = "") -> None:
         f"""
 reference: ep
 defaults: {{temperature: 0, max_tokens: 16}}
-run: {{suites: [arith], limit: {n}}}
+run: {{suites: [arith], limit: {n}, probe: false}}  # the server log must hold suite calls only
 endpoints:
   - name: ep
     base_url: {url}

@@ -370,3 +370,89 @@ def test_local_up_status_down(tmp_path, isolated_cache):
         if p.poll() is None:
             p.kill()
         p.communicate()
+
+
+# -- every suite against a real llama.cpp server -------------------------------------------------
+
+ALL_SUITES = [
+    "math",
+    "instructions",
+    "tools",
+    "code",
+    "long-context",
+    "long-output",
+    "structured",
+    "multilingual",
+]
+
+
+def test_every_suite_runs_against_a_local_server(tmp_path, isolated_cache):
+    """The first item of each suite (its easiest tier) through a real server: every call answered
+    without an error, scored, and the summary complete."""
+    lineup = tmp_path / "l.yaml"
+    lineup.write_text(
+        "reference: q8_0\n"
+        "defaults: {temperature: 0, seed: 0}\n"
+        f"run: {{suites: {json.dumps(ALL_SUITES)}, limit: 1}}\n"
+        "endpoints:\n"
+        "  - {name: q8_0, provider: local, model: smol, local: {variant: Q8_0, n_ctx: 1024}}\n"
+    )
+    r = subprocess.run(
+        [*BAKEOFF, "run", "-c", str(lineup), "--db", str(tmp_path / "b.db"), "--json", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    ep = json.loads(r.stdout)["endpoints"][0]
+    assert ep["errors"] == {}, ep["errors"]
+    for name in ALL_SUITES:
+        s = ep["suites"][name]
+        assert s["n"] == 1 and s["errors"] == 0 and s["score"] is not None, (name, s)
+    # long-context items never exceed the server's claimed context (n_ctx 1024)
+    assert ep["suites"]["long-context"]["by_length"] == {
+        "256": ep["suites"]["long-context"]["score"]
+    }
+
+
+def test_probe_finds_true_context_truncation_and_output_cap(tmp_path, isolated_cache):
+    """The capability probe against real servers: the true context of a llama.cpp server, a proxy's
+    silent prompt truncation, and a proxy's output cap."""
+    lineup = tmp_path / "l.yaml"
+    lineup.write_text(
+        "endpoints:\n"
+        "  - {name: q8, provider: local, model: smol, local: {variant: Q8_0, n_ctx: 1024}}\n"
+        "  - {name: q8-trunc, provider: proxy, model: smol, context: 1024,\n"
+        "     proxy: {target: q8, truncate_prompt_tokens: 300}}\n"
+        "  - {name: q8-cap, provider: proxy, model: smol, context: 1024,\n"
+        "     proxy: {target: q8, cap_output_tokens: 40}}\n"
+    )
+    r = subprocess.run(
+        [
+            *BAKEOFF,
+            "probe",
+            "-c",
+            str(lineup),
+            "--db",
+            str(tmp_path / "b.db"),
+            "--json",
+            "--output-tokens",
+            "96",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    true = res["q8"]["context"]
+    # the server's n_ctx is 1024: the largest accepted prompt is just under it, nothing truncated
+    assert 900 <= true["largest_prompt_tokens"] < 1024, true["points"]
+    assert true["silent_truncation"] is None
+    trunc = res["q8-trunc"]["context"]
+    assert trunc["silent_truncation"] is not None, trunc["points"]
+    assert trunc["largest_prompt_tokens"] <= 330
+    assert res["q8-cap"]["max_output"]["capped_at"] == 40
+    assert res["q8"]["max_output"]["capped_at"] is None
+    assert res["q8"]["stream_usage"]["accepted"]
+    assert "capabilities" in r.stderr

@@ -1,10 +1,21 @@
+import math
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats as sps
 
-from bakeoff.stats import percentile, wilson_interval
+from bakeoff.stats import (
+    bootstrap_mean_ci,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap,
+    pass_at_k,
+    percentile,
+    wilson_interval,
+)
 
 
 def test_wilson_known_values():
@@ -46,3 +57,70 @@ def test_percentile_matches_numpy():
     for q in (0, 50, 90, 99, 100):
         assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)))
     assert percentile([], 50) is None
+
+
+# -- paired comparisons ----------------------------------------------------------------------------
+
+
+def test_mcnemar_counts_discordant_pairs_only() -> None:
+    ref = [True] * 10 + [False] * 10 + [True] * 8
+    cand = [True] * 10 + [False] * 10 + [False] * 8
+    p, b, c = mcnemar_exact(ref, cand)
+    assert (b, c) == (8, 0)
+    assert p == pytest.approx(2 * 0.5**8)  # exact two-sided binomial
+    assert mcnemar_exact([True, False], [True, False])[0] == 1.0
+
+
+def test_mcnemar_is_valid_under_the_null() -> None:
+    """Both endpoints pass each item with the same probability: rejections at 0.05 stay ≤ 5%."""
+    rng = np.random.default_rng(0)
+    rejections = 0
+    for _ in range(400):
+        p_item = rng.uniform(0.1, 0.9, size=60)
+        a, b = rng.random(60) < p_item, rng.random(60) < p_item
+        rejections += mcnemar_exact(list(a), list(b))[0] < 0.05
+    assert rejections / 400 <= 0.06
+
+
+def test_paired_bootstrap_null_and_effect() -> None:
+    rng = np.random.default_rng(1)
+    ps = []
+    for _ in range(200):
+        base = rng.random(40)
+        ps.append(
+            paired_bootstrap(
+                base + rng.normal(0, 0.1, 40), base + rng.normal(0, 0.1, 40), n_boot=1000
+            )[1]
+        )
+    assert np.mean(np.array(ps) < 0.05) <= 0.08
+    # uniform-ish p-values under the null
+    assert sps.kstest(ps, "uniform").pvalue > 0.001
+    base = rng.random(40)
+    delta, p, (lo, hi) = paired_bootstrap(base, base - 0.2 + rng.normal(0, 0.05, 40))
+    assert p < 0.01 and lo < delta < hi < 0
+
+
+def test_holm_matches_the_textbook_example() -> None:
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 with m = 4 -> 0.04, 0.06, 0.06, 0.06
+    assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([None, 0.5]) == [None, 0.5]
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    assert holm([0.01, 0.5]) == pytest.approx([0.02, 0.5])
+
+
+def test_pass_at_k_is_the_unbiased_estimator() -> None:
+    assert pass_at_k(10, 0, 1) == 0.0
+    assert pass_at_k(10, 10, 5) == 1.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    # 1 - C(7,2)/C(10,2)
+    assert pass_at_k(10, 3, 2) == pytest.approx(1 - math.comb(7, 2) / math.comb(10, 2))
+
+
+def test_bootstrap_ci_covers_the_mean() -> None:
+    rng = np.random.default_rng(2)
+    covered = 0
+    for seed in range(200):
+        x = rng.beta(2, 5, size=50)
+        lo, hi = bootstrap_mean_ci(list(x), n_boot=1000, seed=seed)
+        covered += lo <= 2 / 7 <= hi
+    assert covered / 200 >= 0.9

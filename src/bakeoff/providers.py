@@ -81,6 +81,8 @@ class FakeProvider(Provider):
             reply=spec.reply,
             ttft_ms=spec.ttft_ms,
             itl_ms=spec.itl_ms,
+            reply_tokens=spec.reply_tokens,
+            capacity=spec.capacity,
             faults=spec.faults,
             seed=spec.seed,
             model=self.endpoint.model,

@@ -5,7 +5,7 @@ import logging
 import typer
 
 from bakeoff import __version__
-from bakeoff.cli import _audit, _calibrate, _fake, _local, _run, _store, _suites
+from bakeoff.cli import _audit, _calibrate, _fake, _local, _perf, _run, _store, _suites
 
 app = typer.Typer(
     name="bakeoff",
@@ -36,6 +36,8 @@ def _root(
 
 
 app.command("run")(_run.run)
+app.command("perf")(_perf.perf)
+app.command("probe")(_perf.probe)
 app.command("audit")(_audit.audit)
 app.command("calibrate")(_calibrate.calibrate)
 app.command("runs")(_store.runs)

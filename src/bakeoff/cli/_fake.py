@@ -25,6 +25,9 @@ def fake_server(
     ),
     ttft_ms: float = typer.Option(0.0, "--ttft-ms", help="Delay before the first token."),
     itl_ms: float = typer.Option(0.0, "--itl-ms", help="Delay between tokens."),
+    capacity: int | None = typer.Option(
+        None, "--capacity", min=1, help="Requests served at once; more wait in a queue."
+    ),
     fault: list[str] | None = typer.Option(
         None, "--fault", help=f"NAME=PROBABILITY, repeatable. Faults: {_FAULT_HELP}."
     ),
@@ -54,6 +57,7 @@ def fake_server(
         reply_tokens=reply_tokens,
         ttft_ms=ttft_ms,
         itl_ms=itl_ms,
+        capacity=capacity,
         faults=faults,
         max_faults_per_prompt=max_faults_per_prompt,
         seed=seed,

@@ -170,12 +170,14 @@ def execute_with_progress(
     opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
     from bakeoff.audit import AuditError, run_audit
     from bakeoff.local import AssetError, ServerError
+    from bakeoff.perf import run_probes
 
-    after = None
     wants_audit = lineup.audit.enabled and lineup.reference and len(lineup.endpoints) > 1
-    if wants_audit:
 
-        async def after(session: Any) -> None:
+    async def after(session: Any) -> None:
+        if lineup.run.probe:
+            await run_probes(session, max_context_cap=lineup.run.probe_max_context)
+        if wants_audit:
             await run_audit(session, lineup.audit)
 
     with progress:

@@ -55,6 +55,8 @@ class FakeConfig(BaseModel):
     """Mode `fixed` with a reply of exactly this many tokens (for load tests)."""
     ttft_ms: float = 0.0
     itl_ms: float = 0.0
+    capacity: int | None = None
+    """Requests served at once; more wait in a queue (a server's batch limit, for load tests)."""
     faults: dict[str, float] = Field(default_factory=dict)
     """Fault → probability per request (drawn in arrival order from `seed`)."""
     max_faults_per_prompt: int | None = None
@@ -97,6 +99,7 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.in_flight = 0
+        self._slots = asyncio.Semaphore(self.config.capacity) if self.config.capacity else None
 
     # -- app -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -191,6 +194,8 @@ class FakeServer:
     # -- the handler -----------------------------------------------------------------------------
     async def _handle(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         t_arrive = time.time()
+        request["t0"] = asyncio.get_running_loop().time()
+        request["t0_ns"] = time.monotonic_ns()
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -211,7 +216,12 @@ class FakeServer:
         self._record(entry)
         self.in_flight += 1
         try:
-            return await self._respond(request, body, prompt, fault, chat)
+            if self._slots is None:
+                return await self._respond(request, body, prompt, fault, chat)
+            async with self._slots:
+                # service starts once a slot is free: the wait in the queue adds to TTFT
+                request["t0"] = asyncio.get_running_loop().time()
+                return await self._respond(request, body, prompt, fault, chat)
         finally:
             self.in_flight -= 1
 
@@ -292,6 +302,7 @@ class FakeServer:
             obj = {**base, "choices": choices, **extra}
             if stamps:
                 obj["x_fake_sent_ns"] = time.monotonic_ns()
+                obj["x_fake_arrived_ns"] = request["t0_ns"]
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
         def tok_event(t: str) -> bytes:
@@ -304,8 +315,11 @@ class FakeServer:
         ttft = slow * c.ttft_ms / 1000
         itl = slow * c.itl_ms / 1000
 
+        # delays on an absolute schedule from the request's arrival: token i goes out at
+        # arrival + ttft + i * itl, so sleep overshoot does not accumulate
+        t0 = request["t0"]
         if ttft:
-            await asyncio.sleep(ttft)
+            await _until(t0 + ttft)
         if fault == "no_choices":
             await resp.write(b"data: [DONE]\n\n")
             return resp
@@ -326,14 +340,16 @@ class FakeServer:
             await resp.write(b"".join(parts))
             return resp
 
-        if chat:
-            await resp.write(event([{"index": 0, "delta": {"role": "assistant"}}]))
+        # the role chunk goes out with the first token, in one write, as fast servers send them
+        role = event([{"index": 0, "delta": {"role": "assistant"}}]) if chat else b""
+        if not toks or cut_at == 0:
+            await resp.write(role)
         for i, t in enumerate(toks):
             if cut_at is not None and i == cut_at:
                 return await _cut(resp, request, fault, c)
             if i and itl:
-                await asyncio.sleep(itl)
-            await resp.write(tok_event(t))
+                await _until(t0 + ttft + i * itl)
+            await resp.write((role if i == 0 else b"") + tok_event(t))
         if cut_at is not None:
             return await _cut(resp, request, fault, c)
         for ev in _tool_events(event, tool_calls):
@@ -343,6 +359,17 @@ class FakeServer:
             await resp.write(event([], usage=usage))
         await resp.write(b"data: [DONE]\n\n")
         return resp
+
+
+async def _until(deadline: float) -> None:
+    """Sleep until the loop clock reaches `deadline`, to well under a millisecond: the selector
+    rounds timeouts up to whole milliseconds, so the last millisecond is spent yielding."""
+    loop = asyncio.get_running_loop()
+    left = deadline - loop.time()
+    if left > 0.0015:
+        await asyncio.sleep(left - 0.0015)
+    while loop.time() < deadline:
+        await asyncio.sleep(0)
 
 
 def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:

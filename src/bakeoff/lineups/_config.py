@@ -70,6 +70,10 @@ class FakeSpec(_Strict):
     reply: str = "I don't know."
     ttft_ms: float = Field(default=0.0, ge=0)
     itl_ms: float = Field(default=0.0, ge=0)
+    reply_tokens: int | None = Field(default=None, ge=1)
+    """Mode `fixed`: a reply of exactly this many tokens (for load tests)."""
+    capacity: int | None = Field(default=None, ge=1)
+    """Requests served at once; more wait in a queue (a server's batch limit)."""
     faults: dict[str, float] = Field(default_factory=dict)
     """Fault name → probability per request (see `bakeoff fake-server --help`)."""
     seed: int = 0
@@ -226,6 +230,12 @@ class RunSettings(_Strict):
     """Calls per item per endpoint (for sampled runs)."""
     seed: int = 0
     """Seed of the suite generators."""
+    probe: bool = True
+    """Probe each endpoint's capabilities (context, output limit, logprobs, tools, JSON mode, seed
+    determinism) after the suites: the capability matrix."""
+    probe_max_context: int = Field(default=8192, ge=256)
+    """Largest prompt (tokens) the run's context probe sends, so a run against a paid 128k-context
+    endpoint stays cheap; `bakeoff probe` searches up to 1.25x the claimed context."""
     suite_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-suite generator options, e.g. `long-context: {max_context: 8192}`."""
 

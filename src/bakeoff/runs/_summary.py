@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from bakeoff.lineups import Lineup
+from bakeoff.perf._probe import capability_row
 from bakeoff.runs._runner import lineup_of_run, planned_calls
 from bakeoff.stats import (
     bootstrap_mean_ci,
@@ -61,6 +62,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             per_ep[c["endpoint"]].append(c)
 
     verdicts = store.verdicts(run_id)
+    probes = store.probes(run_id)
     items = {r["item_id"]: r for r in store.items(run_id)}
     outcomes = _outcomes(calls, score_rows, lineup)
     endpoints = []
@@ -100,15 +102,21 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
             "cost_usd": None,
             "fidelity": _fidelity(verdicts.get(ep.name), ep.name == lineup.reference),
+            "capabilities": capability_row(probes[ep.name]) if ep.name in probes else None,
         }
         if ep.price is not None:
-            entry["cost_usd"] = round(
+            cost = (
                 prompt_tokens * ep.price.input_per_m / 1e6
-                + completion_tokens * ep.price.output_per_m / 1e6,
-                6,
+                + completion_tokens * ep.price.output_per_m / 1e6
             )
+            correct = sum(v["correct"] or 0 for v in suites.values())
+            tokens = prompt_tokens + completion_tokens
+            entry["cost_usd"] = round(cost, 6)
+            entry["cost_per_1m_tokens"] = round(cost / tokens * 1e6, 4) if tokens else None
+            entry["cost_per_correct"] = round(cost / correct, 6) if correct else None
         endpoints.append(entry)
     _paired(endpoints, outcomes, lineup)
+    pareto = pareto_front(endpoints)
     return {
         "run_id": run_id,
         "status": run["status"],
@@ -118,6 +126,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "suites": list(lineup.run.suites),
         "repeats": lineup.run.repeats,
         "endpoints": endpoints,
+        "pareto": pareto,
     }
 
 
@@ -285,3 +294,34 @@ def _f1(truth: list[bool], pred: list[bool]) -> float | None:
     if tp + fp + fn == 0:
         return None
     return round(2 * tp / (2 * tp + fp + fn), 4)
+
+
+def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """Endpoints no other endpoint beats on quality (mean suite score, higher), speed (output tok/s
+    p50, higher) and cost (USD for the run, lower, when every endpoint has a price) at once."""
+    with_cost = all(e.get("cost_usd") is not None for e in endpoints)
+    points = {}
+    for e in endpoints:
+        scores = [v["score"] for v in e["suites"].values() if v["score"] is not None]
+        q = sum(scores) / len(scores) if scores else None
+        sp = e["output_tok_s"]["p50"]
+        if q is None or sp is None:
+            continue
+        points[e["name"]] = (q, sp, -(e["cost_usd"] or 0.0) if with_cost else 0.0)
+
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
+
+    front = [n for n, p in points.items() if not any(dominates(o, p) for o in points.values())]
+    return {
+        "axes": ["quality", "output_tok_s", *(["cost_usd"] if with_cost else [])],
+        "front": sorted(front),
+        "points": {
+            n: {
+                "quality": round(p[0], 4),
+                "output_tok_s": p[1],
+                **({"cost_usd": -p[2]} if with_cost else {}),
+            }
+            for n, p in points.items()
+        },
+    }

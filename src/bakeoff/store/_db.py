@@ -286,6 +286,54 @@ class Store:
         ).fetchall()
 
     # -- fidelity verdicts ------------------------------------------------------------------------
+    # -- perf runs and probes ---------------------------------------------------------------------
+    def create_perf(self, perf_id: str, run_id: str | None, lineup_json: str, config: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO perf_runs (id, run_id, created_at, status, lineup_json, config_json)"
+                " VALUES (?, ?, ?, 'running', ?, ?)",
+                (perf_id, run_id, now_iso(), self.scrub(lineup_json), dumps(config)),
+            )
+
+    def add_perf_requests(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = list(rows[0])
+        sql = (
+            f"INSERT OR REPLACE INTO perf_requests ({', '.join(cols)})"
+            f" VALUES ({', '.join('?' for _ in cols)})"
+        )
+        with self.transaction() as db:
+            db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+
+    def finish_perf(self, perf_id: str, status: str, summary: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE perf_runs SET status = ?, finished_at = ?, summary_json = ? WHERE id = ?",
+                (status, now_iso(), self.scrub(dumps(summary)), perf_id),
+            )
+
+    def perf_run(self, perf_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)).fetchone()
+
+    def perf_requests(self, perf_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM perf_requests WHERE perf_id = ? ORDER BY endpoint, level, seq",
+            (perf_id,),
+        ).fetchall()
+
+    def put_probe(self, owner_id: str, endpoint: str, result: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO probes (owner_id, endpoint, computed_at, result_json)"
+                " VALUES (?, ?, ?, ?)",
+                (owner_id, endpoint, now_iso(), self.scrub(dumps(result))),
+            )
+
+    def probes(self, owner_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
+        return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
+
     def put_verdict(
         self, run_id: str, endpoint: str, verdict: str, p_value: float | None, evidence: Any
     ) -> None:

@@ -132,6 +132,54 @@ def m002_verdicts(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_perf_and_probes(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE perf_runs (
+            id TEXT PRIMARY KEY,
+            run_id TEXT REFERENCES runs(id),   -- the suite run it belongs to, if any
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,              -- running | complete | interrupted | failed
+            lineup_json TEXT NOT NULL,
+            config_json TEXT NOT NULL,
+            summary_json TEXT
+        );
+        CREATE TABLE perf_requests (
+            perf_id TEXT NOT NULL REFERENCES perf_runs(id) ON DELETE CASCADE,
+            endpoint TEXT NOT NULL,
+            level TEXT NOT NULL,               -- "c=8" (closed loop) or "r=20" (open loop)
+            seq INTEGER NOT NULL,
+            phase TEXT NOT NULL,               -- warmup | measure | cooldown
+            intended_ms REAL,                  -- intended send time, from the level's start
+            lateness_ms REAL,                  -- actual send minus intended
+            status TEXT NOT NULL,              -- ok | error
+            error_class TEXT,
+            first_byte_ms REAL,
+            role_ms REAL,
+            ttft_ms REAL,
+            last_token_ms REAL,
+            e2e_ms REAL,
+            chunks_json TEXT,                  -- arrival of every token chunk, ms
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            token_source TEXT,                 -- usage | tokenizer | chunks
+            usage_tokens INTEGER,
+            counted_tokens INTEGER,
+            PRIMARY KEY (perf_id, endpoint, level, seq)
+        );
+        CREATE TABLE probes (
+            owner_id TEXT NOT NULL,            -- a run id or a perf id
+            endpoint TEXT NOT NULL,
+            computed_at TEXT NOT NULL,
+            result_json TEXT NOT NULL,
+            PRIMARY KEY (owner_id, endpoint)
+        );
+        """
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; return the names applied."""
     db.execute(

@@ -19,17 +19,32 @@ def normalize_text(s: str) -> str:
     return s.strip().rstrip(".!").strip()
 
 
-def extract_number(text: str) -> float | None:
-    """The answer number in a reply: the last number, or the one after 'answer is' / '='.
+_MARKERS = re.compile(
+    r"(?:answer\s*(?:is|:)|answer is:|####|\bresult\s*(?:is|:)|respuesta es|réponse est|"
+    r"antwort ist|resposta é|jibu ni|=)\s*:?\s*\**\s*([-−]?\$?\d[\d,]*(?:\.\d+)?)",
+    re.I,
+)
 
-    Accepts "42", "42.0", "$42", "= 42", "**42**", "The answer is 42.", "1,234".
+
+def extract_number(text: str) -> float | None:
+    """The answer number in a reply: the one after the last "answer is" / "answer:" / "####" (and
+    their equivalents in the multilingual suite's languages), else after the last "=", else the last
+    number. Accepts "42", "42.0", "$42", "= 42", "**42**", "The answer is 42.", "1,234".
     """
     t = unicodedata.normalize("NFKC", text).replace("**", "")
-    m = re.search(r"(?:answer is|answer:|=)\s*([-−]?\$?\d[\d,]*(?:\.\d+)?)", t, re.I)
-    found = [m.group(1)] if m else _NUM.findall(t)
-    if not found:
-        return None
-    tok = found[-1].replace(",", "").replace("$", "").replace("−", "-")
+    found = None
+    strong = [m for m in _MARKERS.finditer(t) if not m.group(0).lstrip().startswith("=")]
+    if strong:
+        found = strong[-1].group(1)
+    else:
+        eq = list(_MARKERS.finditer(t))
+        found = eq[-1].group(1) if eq else None
+    if found is None:
+        nums = _NUM.findall(t)
+        if not nums:
+            return None
+        found = nums[-1]
+    tok = found.replace(",", "").replace("$", "").replace("−", "-")
     try:
         return float(tok)
     except ValueError:

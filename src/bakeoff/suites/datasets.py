@@ -225,6 +225,8 @@ class DatasetSuite:
         if isinstance(target, int) and opts and 0 <= target < len(opts):
             return LETTERS[target]
         t = str(target).strip()
+        if t.isdigit() and opts and int(t) < len(opts) and t not in [str(o) for o in opts]:
+            return LETTERS[int(t)]  # an index, as CSV and string columns carry it
         if len(t) == 1 and t.upper() in LETTERS:
             return t.upper()
         if opts and t in [str(o) for o in opts]:

@@ -1,7 +1,7 @@
 """`long-output`: "produce N numbered items following a rule" — does the endpoint really write long?
 
-Each item asks for N numbered lines (N doubles by tier: `short` 10-20, `medium` 40-80, `long`
-150-300) where line i must follow a checkable rule (contain i × k, or the i-th word of a cycle).
+Each item asks for N numbered lines (`short` 5-10 with a constant word, `medium` 30-60 and `long`
+150-300 with a rule: i × k, or the next word of a three-word cycle).
 Score: all N lines present and correct (primary), the fraction present, elision ("... and so on",
 "etc.", a skipped range) flagged, and `finish_reason` — a `length` stop below the claimed output
 limit means the endpoint cut the answer.
@@ -34,11 +34,16 @@ class LongOutputSuite:
             r = rng("long-output", seed, i, attempt)
             tier = self.tiers[i % 3]
             count = {
-                "short": r.randint(10, 20),
-                "medium": r.randint(40, 80),
+                "short": r.randint(5, 10),
+                "medium": r.randint(30, 60),
                 "long": r.randint(150, 300),
             }[tier]
-            if r.random() < 0.5:
+            if tier == "short":
+                word = r.choice(COLORS)
+                rule = f"line i is the number i, a period, a space, and the word {word}"
+                example = f"1. {word}\n2. {word}"
+                target = {"kind": "cycle", "cycle": [word], "n": count}
+            elif r.random() < 0.5:
                 k = r.randint(2, 9)
                 rule = f"line i is the number i, a period, a space, and then i multiplied by {k}"
                 example = f"1. {k}\n2. {2 * k}\n3. {3 * k}"
@@ -68,7 +73,7 @@ class LongOutputSuite:
 
     @staticmethod
     def expected_line(t: dict, i: int) -> str:
-        return str(i * t["k"]) if t["kind"] == "mult" else t["cycle"][(i - 1) % 3]
+        return str(i * t["k"]) if t["kind"] == "mult" else t["cycle"][(i - 1) % len(t["cycle"])]
 
     def score(self, item: Item, result: CallResult) -> list[Score]:
         t = item.target

@@ -235,7 +235,7 @@ class ToolsSuite:
                 },
                 {
                     "role": "assistant",
-                    "content": None,
+                    "content": "",  # null is valid OpenAI, but some servers (llama-cpp-python) refuse it
                     "tool_calls": [
                         {
                             "id": "call_1",

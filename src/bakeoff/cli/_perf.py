@@ -1,0 +1,299 @@
+"""`bakeoff perf`: load sweeps; `bakeoff probe`: the capability matrix."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
+
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Lineup YAML file (default: the local lineup of llama.cpp servers).",
+    dir_okay=False,
+)
+
+
+def load_or_default(config: Path | None) -> tuple[Path, Lineup]:
+    if config is None:
+        from bakeoff.local import default_lineup_path
+
+        config = default_lineup_path()
+        err.print(f"no lineup given: using the default local lineup ({config})")
+    try:
+        lineup = load_lineup(config)
+    except LineupError as e:
+        raise fail(str(e)) from None
+    problems = missing_env(lineup)
+    if problems:
+        raise fail("no call was made:\n  " + "\n  ".join(problems))
+    return config, lineup
+
+
+def _levels(text: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise fail(f"--levels: expected numbers separated by commas, got {text!r}") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise fail("--levels: give positive numbers, e.g. 1,2,4,8")
+    return vals
+
+
+def perf(
+    config: Path | None = ConfigOption,
+    endpoint: list[str] | None = typer.Option(
+        None, "--endpoint", "-e", help="Endpoint to measure (repeatable; default: all)."
+    ),
+    mode: str = typer.Option("closed", "--mode", help="closed (fixed concurrency) or open (rate)."),
+    levels: str | None = typer.Option(
+        None,
+        "--levels",
+        help="Concurrency levels (closed) or rates in req/s (open), e.g. 1,2,4,8. "
+        "Default: 1,2,4,...,64 (closed), 1,2,5,10,20,50 (open).",
+    ),
+    duration: float = typer.Option(20.0, "--duration", help="Seconds per level."),
+    requests: int | None = typer.Option(
+        None, "--requests", help="At most this many requests per level."
+    ),
+    warmup: float = typer.Option(2.0, "--warmup", help="Seconds at the start left out of stats."),
+    cooldown: float = typer.Option(1.0, "--cooldown", help="Seconds at the end left out."),
+    workload: str = typer.Option(
+        "128x128", "--workload", "-w", help="INPUTxOUTPUT tokens, e.g. 100x128, 1000x256, 10000x64."
+    ),
+    suite: str | None = typer.Option(
+        None, "--suite", "-s", help="Draw prompts from this suite's items instead."
+    ),
+    arrival: str = typer.Option("constant", "--arrival", help="Open loop: constant or poisson."),
+    slo: str | None = typer.Option(
+        None, "--slo", help="Goodput objectives, e.g. ttft=500ms,tpot=50ms,e2e=10s."
+    ),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        min=1,
+        help="Client processes sharing the load (when one core is not enough).",
+    ),
+    no_stop: bool = typer.Option(False, "--no-stop", help="Run every level, even past saturation."),
+    seed: int = typer.Option(0, "--seed"),
+    db: str | None = DbOption,
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Measure latency and throughput under load: sweep concurrency (closed loop) or request rate
+    (open loop, absolute schedule) up to saturation, per endpoint, and store every request."""
+    from bakeoff.perf import SLO, PerfOptions, run_perf
+
+    if mode not in ("closed", "open"):
+        raise fail("--mode: closed or open")
+    if arrival not in ("constant", "poisson"):
+        raise fail("--arrival: constant or poisson")
+    m = re.fullmatch(r"(\d+)[xX](\d+)", workload)
+    if not m:
+        raise fail(f"--workload: expected INPUTxOUTPUT tokens like 128x128, got {workload!r}")
+    try:
+        slo_v = SLO.parse(slo)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    default: list[float] = [1, 2, 4, 8, 16, 32, 64] if mode == "closed" else [1, 2, 5, 10, 20, 50]
+    opts = PerfOptions(
+        mode=mode,  # type: ignore[arg-type]
+        levels=_levels(levels) if levels else default,
+        duration_s=duration,
+        max_requests=requests,
+        warmup_s=warmup,
+        cooldown_s=cooldown,
+        input_tokens=int(m.group(1)),
+        output_tokens=int(m.group(2)),
+        suite=suite,
+        arrival=arrival,  # type: ignore[arg-type]
+        seed=seed,
+        slo=slo_v,
+        processes=processes,
+        stop_at_saturation=not no_stop,
+        endpoints=list(endpoint) if endpoint else None,
+    )
+    if warmup + cooldown >= duration:
+        raise fail("--warmup plus --cooldown must be shorter than --duration")
+    _, lineup = load_or_default(config)
+    store = open_store(db)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+    def on_level(name: str, label: str, expected: int) -> Any:
+        task = progress.add_task(f"{name} {label}", total=expected or None)
+        return lambda: progress.advance(task)
+
+    try:
+        with progress:
+            perf_id, summary = asyncio.run(run_perf(store, lineup, opts, on_level=on_level))
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; the levels finished so far are stored", 130) from None
+    console = err if json_out else out
+    console.print(perf_table(summary))
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if not summary["valid"]:
+        err.print(
+            "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
+        )
+    err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
+
+
+def _ms(d: dict[str, Any] | None, q: str = "p50") -> str:
+    return "-" if not d or d.get(q) is None else f"{d[q]:.1f}"
+
+
+def perf_table(summary: dict[str, Any]) -> Table:
+    t = Table(title=f"perf {summary['perf_id']}", title_justify="left")
+    for col in (
+        "endpoint",
+        "level",
+        "req/s",
+        "out tok/s",
+        "TTFT p50/p99 ms",
+        "ITL p50 ms",
+        "TPOT p50 ms",
+        "E2E p50 ms",
+        "errors",
+        "goodput/s",
+        "check",
+    ):
+        t.add_column(col, justify="right" if col not in ("endpoint", "check") else "left")
+    for name, e in summary["endpoints"].items():
+        for lv in e["levels"]:
+            m = lv["metrics"]
+            sc = lv["self_check"]
+            gp = (m.get("goodput") or {}).get("requests_per_s")
+            t.add_row(
+                name,
+                lv["label"],
+                f"{m['request_throughput'] or 0:.2f}",
+                f"{m['output_tok_s'] or 0:.0f}",
+                f"{_ms(m['ttft_ms'])} / {_ms(m['ttft_ms'], 'p99')}",
+                _ms(m["itl_pooled_ms"]),
+                _ms(m["tpot_ms"]),
+                _ms(m["e2e_ms"]),
+                f"{m['error_rate']:.0%}" if m["error_rate"] else "0",
+                "-" if gp is None else f"{gp:.2f}",
+                "ok" if sc["valid"] else "[red]invalid[/]: " + "; ".join(sc["why"]),
+            )
+        sat = e.get("saturation")
+        if sat:
+            cap = f" (capacity: {sat['capacity']:g})" if sat.get("capacity") else ""
+            t.add_row(name, "[bold]saturated[/]", "", "", "", "", "", "", "", "", sat["why"] + cap)
+    return t
+
+
+def probe(
+    config: Path | None = ConfigOption,
+    endpoint: list[str] | None = typer.Option(
+        None, "--endpoint", "-e", help="Endpoint to probe (repeatable; default: all)."
+    ),
+    max_context: int | None = typer.Option(
+        None, "--max-context", help="Largest prompt to try, tokens (default: 1.25x the claim)."
+    ),
+    output_tokens: int = typer.Option(512, "--output-tokens", help="Output length to ask for."),
+    db: str | None = DbOption,
+    json_out: bool = typer.Option(False, "--json", help="Print the probe results as JSON."),
+) -> None:
+    """Probe what each endpoint really does: context length (and silent truncation), output limit,
+    stream usage, logprobs, tools, JSON mode, seed determinism — the capability matrix."""
+    import time
+    import uuid
+
+    from bakeoff.perf import ProbeOptions, run_probes
+    from bakeoff.runs._runner import EndpointSession, RunOptions
+
+    _, lineup = load_or_default(config)
+    if endpoint:
+        unknown = set(endpoint) - {e.name for e in lineup.endpoints}
+        if unknown:
+            raise fail(f"no endpoint named {', '.join(sorted(unknown))} in the lineup")
+        keep = set(endpoint)
+        # keep proxies' targets running too
+        for e in lineup.endpoints:
+            if e.name in keep and e.proxy is not None:
+                keep |= {e.proxy.target, *([e.proxy.route_to] if e.proxy.route_to else [])}
+        lineup.endpoints = [e for e in lineup.endpoints if e.name in keep]
+        if lineup.reference not in keep:
+            lineup.reference = None
+    store = open_store(db)
+    owner = "probe-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    opts = ProbeOptions(max_context=max_context, output_tokens=output_tokens)
+
+    async def go() -> dict[str, Any]:
+        async with EndpointSession(store, owner, lineup, RunOptions()) as session:
+            if endpoint:
+                session.runners = {k: v for k, v in session.runners.items() if k in set(endpoint)}
+            with err.status("probing endpoints..."):
+                return await run_probes(session, opts, only_missing=False)
+
+    try:
+        results = asyncio.run(go())
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    console = err if json_out else out
+    console.print(capability_table(results))
+    if json_out:
+        sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+    err.print(f"probe results stored in {store.path} under {owner}")
+
+
+def capability_table(results: dict[str, Any]) -> Table:
+    from bakeoff.perf import capability_row
+
+    rows = {name: capability_row(r) for name, r in results.items()}
+    t = Table(title="capabilities", title_justify="left")
+    t.add_column("endpoint")
+    cols = [
+        "context_tokens",
+        "context_claimed",
+        "silent_truncation",
+        "max_output_honoured",
+        "output_capped_at",
+        "stream_usage",
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "parallel_tools",
+        "json_mode",
+        "json_schema",
+        "seed_determinism",
+    ]
+    for c in cols:
+        t.add_column(c.replace("_", " "))
+    colour = {"yes": "green", "accepted": "yellow", "no": "red"}
+    for name, row in rows.items():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if isinstance(v, str) and v in colour:
+                cells.append(f"[{colour[v]}]{v}[/]")
+            elif c == "silent_truncation" and v:
+                cells.append(f"[red]at {v}[/]")
+            elif c == "output_capped_at" and v:
+                cells.append(f"[red]{v}[/]")
+            else:
+                cells.append("-" if v is None else str(v))
+        t.add_row(name, *cells)
+    return t

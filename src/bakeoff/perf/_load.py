@@ -1,0 +1,295 @@
+"""The load generator: closed loop (fixed concurrency) and open loop (a rate on an absolute schedule).
+
+One level runs in this process, or sharded over several client processes (`processes > 1`) when
+one core is not enough: each shard takes every n-th slot of the same schedule (open loop) or its
+share of the concurrency (closed loop), against the same absolute start time. Every request becomes
+a record; requests sent during the warmup or the cooldown are stored but not measured. Each shard
+watches itself: the share of sends that went out more than 5 ms after their intended time (open
+loop) or event-loop lag (closed loop), and its own CPU use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Any, Literal
+
+import aiohttp
+
+from bakeoff.endpoints import CallError, CallRequest, EndpointClient, Timeouts
+
+LATE_MS = 5.0
+"""A send this much later than intended counts as late."""
+MAX_LATE_SHARE = 0.01
+MAX_CPU = 0.80
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send: an endpoint as started for the run (resolved URL, key from the environment)."""
+
+    name: str
+    base_url: str
+    model: str
+    api: str = "chat"
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    stream_usage: bool = True
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    mode: Literal["closed", "open"]
+    value: float
+    """Concurrency (closed) or requests per second (open)."""
+    duration_s: float
+    max_requests: int | None
+    warmup_s: float
+    cooldown_s: float
+    arrival: Literal["constant", "poisson"] = "constant"
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        v = int(self.value) if float(self.value).is_integer() else self.value
+        return f"c={v}" if self.mode == "closed" else f"r={v}"
+
+
+def schedule(spec: LevelSpec) -> list[float]:
+    """Intended send times (s from the level's start) of an open-loop level."""
+    n_max = spec.max_requests or math.inf
+    if spec.arrival == "constant":
+        n = math.ceil(spec.duration_s * spec.value - 1e-9)
+        return [i / spec.value for i in range(int(min(n, n_max)))]
+    out: list[float] = []
+    t = 0.0
+    rng = random.Random(spec.seed)
+    while t < spec.duration_s and len(out) < n_max:
+        out.append(t)
+        t += rng.expovariate(spec.value)
+    return out
+
+
+def _record(
+    seq: int,
+    req_sent_ns: int | None,
+    t0_ns: int,
+    intended_s: float | None,
+    result: Any,
+    error: CallError | None,
+    spec: LevelSpec,
+) -> dict[str, Any]:
+    sent_rel = ((req_sent_ns or t0_ns) - t0_ns) / 1e9
+    at = intended_s if intended_s is not None else sent_rel
+    phase = "measure"
+    if at < spec.warmup_s:
+        phase = "warmup"
+    elif at >= spec.duration_s - spec.cooldown_s:
+        phase = "cooldown"
+    rec: dict[str, Any] = {
+        "seq": seq,
+        "phase": phase,
+        "intended_ms": None if intended_s is None else intended_s * 1000,
+        "lateness_ms": None if intended_s is None else (sent_rel - intended_s) * 1000,
+        "sent_s": sent_rel,
+        "status": "ok" if error is None else "error",
+        "error_class": None if error is None else str(error.error_class),
+    }
+    if result is not None:
+        t = result.timings
+        counted = len(t.token_chunk_ms)
+        usage = result.completion_tokens if result.usage_source == "usage" else None
+        rec.update(
+            first_byte_ms=t.first_byte_ms,
+            role_ms=t.role_ms,
+            ttft_ms=t.first_token_ms,
+            last_token_ms=t.last_token_ms,
+            e2e_ms=t.end_ms,
+            chunks=list(t.token_chunk_ms),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens if usage is not None else counted,
+            token_source="usage" if usage is not None else "chunks",
+            usage_tokens=usage,
+            counted_tokens=counted,
+            end_s=sent_rel + (t.end_ms or 0) / 1000,
+        )
+    else:
+        rec.update(
+            first_byte_ms=None,
+            role_ms=None,
+            ttft_ms=None,
+            last_token_ms=None,
+            e2e_ms=None,
+            chunks=[],
+            prompt_tokens=None,
+            completion_tokens=None,
+            token_source=None,
+            usage_tokens=None,
+            counted_tokens=None,
+            end_s=sent_rel,
+        )
+    return rec
+
+
+async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
+    """Event-loop lag: how late a 10 ms sleep wakes up."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        samples.append((time.perf_counter() - t - 0.01) * 1000)
+
+
+async def run_shard(
+    target: Target,
+    spec: LevelSpec,
+    requests: list[CallRequest],
+    t0_ns: int,
+    shard: int = 0,
+    shards: int = 1,
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run this shard's part of one level; return its records and self-check figures."""
+    records: list[dict[str, Any]] = []
+    lag: list[float] = []
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = EndpointClient(
+            session,
+            base_url=target.base_url,
+            model=target.model,
+            api_key=target.api_key,
+            headers=target.headers,
+            extra_body=target.extra_body,
+            stream_usage=target.stream_usage,
+            timeouts=Timeouts(**target.timeouts),
+        )
+
+        async def one(seq: int, intended_s: float | None) -> None:
+            req = requests[seq % len(requests)]
+            result, error = None, None
+            sent: int | None = time.perf_counter_ns()
+            try:
+                result = await client.call(req)
+                sent = result.timings.sent_ns or sent
+            except CallError as e:
+                error = e
+            records.append(_record(seq, sent, t0_ns, intended_s, result, error, spec))
+            if on_done is not None:
+                on_done()
+
+        # wait for the common start
+        delay = (t0_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        monitor = asyncio.create_task(_lag_monitor(lag, stop))
+        end_at = t0_ns + int(spec.duration_s * 1e9)
+        if spec.mode == "closed":
+            total = int(spec.value)
+            mine = total // shards + (1 if shard < total % shards else 0)
+            budget = spec.max_requests
+            counter = iter(range(shard, 10**12, shards))
+
+            async def worker() -> None:
+                nonlocal budget
+                while time.perf_counter_ns() < end_at:
+                    if budget is not None:
+                        if budget <= 0:
+                            return
+                        budget -= 1
+                    await one(next(counter), None)
+
+            await asyncio.gather(*(worker() for _ in range(mine)))
+        else:
+            loop = asyncio.get_running_loop()
+            tasks = []
+            for seq, at in enumerate(schedule(spec)):
+                if seq % shards != shard:
+                    continue
+                wait = t0_ns / 1e9 + at - time.perf_counter_ns() / 1e9
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                tasks.append(loop.create_task(one(seq, at)))
+            await asyncio.gather(*tasks)
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
+        cpu = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+    return {"records": records, "cpu": cpu, "lag_ms": lag}
+
+
+def _shard_main(args: tuple[Any, ...]) -> dict[str, Any]:
+    target, spec, requests, t0_ns, shard, shards = args
+    return asyncio.run(
+        run_shard(Target(**target), LevelSpec(**spec), requests, t0_ns, shard, shards)
+    )
+
+
+async def run_level(
+    target: Target,
+    spec: LevelSpec,
+    requests: list[CallRequest],
+    processes: int = 1,
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one load level (in this process, or sharded); merge the shards' records and checks."""
+    if processes <= 1:
+        t0 = time.perf_counter_ns() + 20_000_000
+        parts = [await run_shard(target, spec, requests, t0, 0, 1, on_done)]
+    else:
+        # spawned shards need time to import; all start together at t0 (CLOCK_MONOTONIC is shared)
+        t0 = time.perf_counter_ns() + 3_000_000_000
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+            loop = asyncio.get_running_loop()
+            futs = [
+                loop.run_in_executor(
+                    pool, _shard_main, (asdict(target), asdict(spec), requests, t0, k, processes)
+                )
+                for k in range(processes)
+            ]
+            parts = list(await asyncio.gather(*futs))
+    records = sorted((r for p in parts for r in p["records"]), key=lambda r: r["seq"])
+    return {"records": records, "self_check": self_check(spec, records, parts)}
+
+
+def self_check(
+    spec: LevelSpec, records: list[dict[str, Any]], parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Whether the client kept up: late sends (open loop) or loop lag (closed), and CPU per shard."""
+    why = []
+    if spec.mode == "open":
+        late = [r["lateness_ms"] for r in records if r["lateness_ms"] is not None]
+        share = sum(1 for x in late if x > LATE_MS) / len(late) if late else 0.0
+        if share > MAX_LATE_SHARE:
+            why.append(f"{share:.1%} of sends went out more than {LATE_MS:g} ms late")
+    else:
+        lag = [x for p in parts for x in p["lag_ms"]]
+        share = sum(1 for x in lag if x > LATE_MS) / len(lag) if lag else 0.0
+        if share > MAX_LATE_SHARE:
+            why.append(
+                f"the client's event loop lagged more than {LATE_MS:g} ms in {share:.1%} of checks"
+            )
+    cpu = max(p["cpu"] for p in parts)
+    if cpu > MAX_CPU:
+        why.append(
+            f"client CPU at {cpu:.0%} of a core (limit {MAX_CPU:.0%}); "
+            "use more client processes (--processes)"
+        )
+    return {
+        "valid": not why,
+        "why": why,
+        "late_share": round(share, 4),
+        "client_cpu": round(cpu, 3),
+        "processes": len(parts),
+    }

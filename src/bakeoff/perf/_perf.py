@@ -1,0 +1,248 @@
+"""`bakeoff perf`: sweep load levels over endpoints of a lineup, store every request, summarise.
+
+Endpoints are measured one after another (so they do not compete for this machine), each through the
+levels in order. A closed-loop sweep stops at saturation: when doubling the concurrency raised the
+request throughput by less than 10%, the previous level is the endpoint's capacity. An open-loop sweep
+stops when the achieved rate falls below 90% of the offered one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bakeoff.endpoints import CallRequest
+from bakeoff.lineups import Lineup
+from bakeoff.perf._load import LevelSpec, Target, run_level
+from bakeoff.perf._metrics import SLO, level_metrics
+from bakeoff.store import Store, dumps
+
+SATURATION_GAIN = 1.10
+
+
+@dataclass
+class PerfOptions:
+    mode: Literal["closed", "open"] = "closed"
+    levels: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    duration_s: float = 20.0
+    max_requests: int | None = None
+    warmup_s: float = 2.0
+    cooldown_s: float = 1.0
+    input_tokens: int = 128
+    output_tokens: int = 128
+    suite: str | None = None
+    """Draw the prompts from this suite's items instead of the token presets."""
+    arrival: Literal["constant", "poisson"] = "constant"
+    seed: int = 0
+    slo: SLO = field(default_factory=SLO)
+    processes: int = 1
+    stop_at_saturation: bool = True
+    endpoints: list[str] | None = None
+
+
+def synthetic_requests(
+    input_tokens: int, output_tokens: int, n: int, seed: int
+) -> list[CallRequest]:
+    """Prompts of about `input_tokens` tokens (generated prose, a distinct opening per request so no
+    prefix cache serves them whole) asking for `output_tokens` tokens."""
+    import random
+
+    from bakeoff.suites.long_context import build_haystack
+
+    out = []
+    for i in range(n):
+        r = random.Random(f"perf:{seed}:{i}")
+        body = build_haystack(r, max(1, input_tokens - 24), [])
+        prompt = f"Request {r.randint(10**6, 10**7)}. Continue this story at length.\n\n{body}"
+        out.append(
+            CallRequest(
+                messages=[{"role": "user", "content": prompt}],
+                params={"max_tokens": output_tokens, "temperature": 0},
+            )
+        )
+    return out
+
+
+def suite_requests(lineup: Lineup, suite: str, n: int) -> list[CallRequest]:
+    from bakeoff.runs import suite_items
+
+    items = suite_items(lineup, suite)[:n] or []
+    if not items:
+        raise ValueError(f"suite {suite!r} has no items")
+    return [it.request("chat", True, {"temperature": 0}) for it in items]
+
+
+def _saturated(
+    opts: PerfOptions, prev: dict[str, Any] | None, cur: dict[str, Any], level: float
+) -> str | None:
+    thr = cur.get("request_throughput") or 0.0
+    if opts.mode == "open":
+        if thr < 0.9 * level:
+            return f"achieved {thr:.1f} req/s of {level:g} offered"
+        return None
+    if prev is None:
+        return None
+    pthr = prev["metrics"].get("request_throughput") or 0.0
+    if pthr > 0 and thr < SATURATION_GAIN * pthr:
+        return f"throughput {thr:.1f} req/s at concurrency {level:g} vs {pthr:.1f} at {prev['level']:g}"
+    return None
+
+
+def _row(perf_id: str, endpoint: str, label: str, r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "perf_id": perf_id,
+        "endpoint": endpoint,
+        "level": label,
+        "seq": r["seq"],
+        "phase": r["phase"],
+        "intended_ms": r["intended_ms"],
+        "lateness_ms": r["lateness_ms"],
+        "status": r["status"],
+        "error_class": r["error_class"],
+        "first_byte_ms": r["first_byte_ms"],
+        "role_ms": r["role_ms"],
+        "ttft_ms": r["ttft_ms"],
+        "last_token_ms": r["last_token_ms"],
+        "e2e_ms": r["e2e_ms"],
+        "chunks_json": dumps(r["chunks"]) if r["chunks"] else None,
+        "prompt_tokens": r["prompt_tokens"],
+        "completion_tokens": r["completion_tokens"],
+        "token_source": r["token_source"],
+        "usage_tokens": r["usage_tokens"],
+        "counted_tokens": r["counted_tokens"],
+    }
+
+
+def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
+    """Seconds over which the measured requests ran: the measurement window, cut short when a
+    request budget ended the level early."""
+    if not measured:
+        return 0.0
+    start = min(r["sent_s"] for r in measured)
+    end = max(r["end_s"] for r in measured)
+    if spec.mode == "open":
+        start = min(spec.warmup_s, start)
+        end = max(end, max(r["intended_ms"] for r in measured) / 1000 + 1 / spec.value)
+        return min(end, spec.duration_s - spec.cooldown_s + 30) - start
+    return max(end - max(start, spec.warmup_s), 1e-9)
+
+
+async def sweep_endpoint(
+    store: Store,
+    perf_id: str,
+    target: Target,
+    requests: list[CallRequest],
+    opts: PerfOptions,
+    on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
+) -> dict[str, Any]:
+    levels_out: list[dict[str, Any]] = []
+    saturation = None
+    for i, level in enumerate(opts.levels):
+        spec = LevelSpec(
+            mode=opts.mode,
+            value=level,
+            duration_s=opts.duration_s,
+            max_requests=opts.max_requests,
+            warmup_s=opts.warmup_s,
+            cooldown_s=opts.cooldown_s,
+            arrival=opts.arrival,
+            seed=opts.seed + i,
+        )
+        expected = opts.max_requests or (int(level * opts.duration_s) if opts.mode == "open" else 0)
+        tick = on_level(target.name, spec.label, expected) if on_level else None
+        res = await run_level(target, spec, requests, opts.processes, tick)
+        store.add_perf_requests([_row(perf_id, target.name, spec.label, r) for r in res["records"]])
+        measured = [r for r in res["records"] if r["phase"] == "measure"]
+        metrics = level_metrics(measured, _window(spec, measured), opts.slo)
+        entry = {
+            "level": level,
+            "label": spec.label,
+            "metrics": metrics,
+            "self_check": res["self_check"],
+            "all_requests": len(res["records"]),
+        }
+        why = _saturated(opts, levels_out[-1] if levels_out else None, metrics, level)
+        levels_out.append(entry)
+        if why:
+            capacity = (
+                levels_out[-2]["level"] if opts.mode == "closed" and len(levels_out) > 1 else None
+            )
+            saturation = {"at": level, "capacity": capacity, "why": why}
+            if opts.stop_at_saturation:
+                break
+    curve = [
+        {
+            "level": e["level"],
+            "request_throughput": e["metrics"]["request_throughput"],
+            "output_tok_s": e["metrics"]["output_tok_s"],
+            "ttft_p50_ms": (e["metrics"]["ttft_ms"] or {}).get("p50"),
+            "valid": e["self_check"]["valid"],
+        }
+        for e in levels_out
+    ]
+    return {
+        "levels": levels_out,
+        "curve": curve,
+        "saturation": saturation,
+        "valid": all(e["self_check"]["valid"] for e in levels_out),
+    }
+
+
+async def run_perf(
+    store: Store,
+    lineup: Lineup,
+    opts: PerfOptions,
+    run_id: str | None = None,
+    on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary)."""
+    from bakeoff.runs._runner import EndpointSession, RunOptions
+
+    perf_id = "perf-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    config = {**asdict(opts), "slo": opts.slo.as_dict()}
+    store.create_perf(perf_id, run_id, lineup.model_dump_json(), config)
+    names = opts.endpoints or [ep.name for ep in lineup.endpoints]
+    unknown = [n for n in names if n not in {ep.name for ep in lineup.endpoints}]
+    if unknown:
+        raise ValueError(f"no endpoint named {', '.join(unknown)} in the lineup")
+    if opts.suite:
+        requests = suite_requests(lineup, opts.suite, 1000)
+    else:
+        requests = synthetic_requests(opts.input_tokens, opts.output_tokens, 256, opts.seed)
+    summary: dict[str, Any] = {
+        "perf_id": perf_id,
+        "run_id": run_id,
+        "config": config,
+        "endpoints": {},
+    }
+    status = "interrupted"
+    try:
+        async with EndpointSession(store, perf_id, lineup, RunOptions()) as session:
+            for name in names:
+                runner = session.runners[name]
+                assert runner.client is not None
+                c = runner.client
+                ep = runner.ep
+                target = Target(
+                    name=name,
+                    base_url=c.base_url,
+                    model=c.model,
+                    api=ep.api,
+                    api_key=runner.api_key,
+                    headers=dict(ep.headers),
+                    extra_body=dict(c.extra_body),
+                    stream_usage=ep.stream_usage,
+                    timeouts=ep.timeouts.model_dump(),
+                )
+                summary["endpoints"][name] = await sweep_endpoint(
+                    store, perf_id, target, requests, opts, on_level
+                )
+        status = "complete"
+    finally:
+        summary["status"] = status
+        summary["valid"] = all(e["valid"] for e in summary["endpoints"].values())
+        store.finish_perf(perf_id, status, summary)
+    return perf_id, summary

@@ -1,0 +1,326 @@
+"""Capability probes: what an endpoint really does, whatever its vendor claims.
+
+Each probe is a few small calls; the result is one row of the capability matrix:
+- `context`: the largest prompt the endpoint accepts, found by doubling then bisecting the prompt
+  size (`max_tokens: 1`), with `usage.prompt_tokens` at each size. If the reported prompt tokens stop
+  growing while bigger prompts are still accepted, the endpoint silently truncates (and a needle at
+  the start of the prompt is asked back as a second witness).
+- `max_output`: asked for `output_tokens` tokens of a long answer: the tokens produced and the finish
+  reason (a `length` stop well below what was asked is an output cap).
+- `stream_usage`, `logprobs` / `top_logprobs`, `tools`, `parallel_tools`, `json_mode`,
+  `json_schema`: accepted (no 4xx/5xx) and honoured (the thing asked for came back).
+- `seed_determinism`: three greedy calls with the same seed give the same text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from bakeoff.endpoints import CallError, CallRequest, CallResult, EndpointClient
+from bakeoff.suites.long_context import CHARS_PER_TOKEN, build_haystack
+
+NEEDLE = "The secret code is {code}."
+
+
+@dataclass
+class ProbeOptions:
+    max_context: int | None = None
+    """Largest prompt to try, in tokens (default: 1.25 x the claimed context, else 16384)."""
+    output_tokens: int = 512
+    bisect_steps: int = 6
+
+
+async def _try(
+    client: EndpointClient, req: CallRequest
+) -> tuple[CallResult | None, CallError | None]:
+    try:
+        return await client.call(req), None
+    except CallError as e:
+        return None, e
+
+
+def _chat(content: str, **params: Any) -> CallRequest:
+    return CallRequest(messages=[{"role": "user", "content": content}], params=params, stream=False)
+
+
+def _err(e: CallError | None) -> str | None:
+    return None if e is None else f"{e.error_class}: {e.detail}"
+
+
+async def probe_context(
+    client: EndpointClient, claimed: int | None, opts: ProbeOptions
+) -> dict[str, Any]:
+    limit = opts.max_context or (int(claimed * 1.25) if claimed else 16384)
+    rng = random.Random(0)
+    code = rng.randint(1000, 9999)
+
+    def prompt(tokens: int) -> str:
+        body = build_haystack(random.Random(tokens), max(8, tokens - 40), [])
+        return (
+            f"{NEEDLE.format(code=code)}\n{body}\nWhat is the secret code? Reply with the number."
+        )
+
+    points: list[dict[str, Any]] = []
+
+    async def attempt(tokens: int) -> bool:
+        res, err = await _try(client, _chat(prompt(tokens), max_tokens=1, temperature=0))
+        points.append(
+            {
+                "sent_tokens_est": tokens,
+                "accepted": res is not None,
+                "prompt_tokens": None if res is None else res.prompt_tokens,
+                "error": _err(err),
+            }
+        )
+        return res is not None
+
+    size, accepted, rejected = 256, None, None
+    while size <= limit:
+        if await attempt(size):
+            accepted = size
+            size *= 2
+        else:
+            rejected = size
+            break
+    if accepted is not None and rejected is not None:
+        lo, hi = accepted, rejected
+        for _ in range(opts.bisect_steps):
+            mid = (lo + hi) // 2
+            if mid in (lo, hi):
+                break
+            if await attempt(mid):
+                lo = mid
+            else:
+                hi = mid
+        accepted = lo
+    ok = [p for p in points if p["accepted"] and p["prompt_tokens"]]
+    largest = max((p["prompt_tokens"] for p in ok), default=None)
+    # silent truncation: prompt tokens stop growing while larger prompts are accepted
+    truncation = None
+    ok_sorted = sorted(ok, key=lambda p: p["sent_tokens_est"])
+    for a, b in itertools.pairwise(ok_sorted):
+        grew = b["prompt_tokens"] / max(a["prompt_tokens"], 1)
+        asked = b["sent_tokens_est"] / a["sent_tokens_est"]
+        if asked >= 1.5 and grew < 1 + 0.25 * (asked - 1):
+            truncation = {
+                "at_prompt_tokens": a["prompt_tokens"],
+                "why": f"sent ~{b['sent_tokens_est']} tokens, usage says {b['prompt_tokens']} "
+                f"(vs {a['prompt_tokens']} for ~{a['sent_tokens_est']})",
+            }
+            break
+    needle = None
+    if accepted is not None and accepted >= 512:
+        res, _ = await _try(client, _chat(prompt(accepted), max_tokens=16, temperature=0))
+        if res is not None:
+            needle = {"tokens_est": accepted, "found": str(code) in res.text}
+    return {
+        "claimed": claimed,
+        "largest_accepted_est": accepted,
+        "largest_prompt_tokens": largest,
+        "first_rejected_est": rejected if accepted is None or rejected is None else None,
+        "limit_tried": limit,
+        "silent_truncation": truncation,
+        "needle_at_start": needle,
+        "points": points,
+    }
+
+
+async def probe_output(client: EndpointClient, n: int) -> dict[str, Any]:
+    req = _chat(
+        "Count from 1 to 2000, one number per line, with no other text.",
+        max_tokens=n,
+        temperature=0,
+    )
+    res, err = await _try(client, req)
+    if res is None:
+        return {"asked": n, "error": _err(err)}
+    produced = res.completion_tokens
+    capped = res.finish_reason == "length" and produced is not None and produced < 0.9 * n
+    return {
+        "asked": n,
+        "produced": produced,
+        "finish_reason": res.finish_reason,
+        "honoured": res.finish_reason == "length" and produced is not None and produced >= 0.9 * n,
+        "capped_at": produced if capped else None,
+    }
+
+
+_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+async def probe_features(client: EndpointClient) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    stream_req = CallRequest(
+        messages=[{"role": "user", "content": "Say hello."}], params={"max_tokens": 8}, stream=True
+    )
+    res, err = await _try(client, stream_req)
+    out["stream_usage"] = {
+        "accepted": res is not None,
+        "honoured": bool(res and res.usage_source == "usage"),
+        "error": _err(err),
+    }
+    res, err = await _try(client, _chat("Say hello.", max_tokens=4, logprobs=True, top_logprobs=3))
+    lp = (res.logprobs or []) if res else []
+    out["logprobs"] = {"accepted": res is not None, "honoured": bool(lp), "error": _err(err)}
+    out["top_logprobs"] = {
+        "accepted": res is not None,
+        "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
+    }
+    res, err = await _try(
+        client, _chat("What is the weather in Lisbon? Use the tool.", tools=[_TOOL], max_tokens=64)
+    )
+    out["tools"] = {
+        "accepted": res is not None,
+        "honoured": bool(res and res.tool_calls),
+        "error": _err(err),
+    }
+    res, err = await _try(
+        client,
+        _chat(
+            "What is the weather in Lisbon and in Oslo? Call the tool once per city, in parallel.",
+            tools=[_TOOL],
+            parallel_tool_calls=True,
+            max_tokens=96,
+        ),
+    )
+    out["parallel_tools"] = {
+        "accepted": res is not None,
+        "honoured": bool(res and len(res.tool_calls) >= 2),
+        "error": _err(err),
+    }
+    res, err = await _try(
+        client,
+        _chat(
+            "Give a JSON object with a key 'city' set to Lisbon.",
+            response_format={"type": "json_object"},
+            max_tokens=48,
+        ),
+    )
+    out["json_mode"] = {
+        "accepted": res is not None,
+        "honoured": bool(res and _is_json(res.text)),
+        "error": _err(err),
+    }
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    res, err = await _try(
+        client,
+        _chat(
+            "Give the city Lisbon as JSON.",
+            max_tokens=48,
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        ),
+    )
+    out["json_schema"] = {
+        "accepted": res is not None,
+        "honoured": bool(res and _is_json(res.text)),
+        "error": _err(err),
+    }
+    texts = []
+    for _ in range(3):
+        res, err = await _try(
+            client,
+            _chat("Write a short sentence about the sea.", max_tokens=24, temperature=0, seed=7),
+        )
+        if res is not None:
+            texts.append(res.text)
+    out["seed_determinism"] = {
+        "accepted": len(texts) == 3,
+        "honoured": len(texts) == 3 and len(set(texts)) == 1,
+    }
+    return out
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+async def probe_endpoint(
+    client: EndpointClient, claimed_context: int | None, opts: ProbeOptions | None = None
+) -> dict[str, Any]:
+    opts = opts or ProbeOptions()
+    features = await probe_features(client)
+    return {
+        "context": await probe_context(client, claimed_context, opts),
+        "max_output": await probe_output(client, opts.output_tokens),
+        **features,
+    }
+
+
+def context_tokens_from_chars(chars: int) -> int:
+    return int(chars / CHARS_PER_TOKEN)
+
+
+async def run_probes(
+    session: Any, opts: ProbeOptions | None = None, only_missing: bool = True
+) -> dict[str, Any]:
+    """Probe every endpoint of a started `EndpointSession` at once; store each row under the
+    session's run id (a resumed run keeps the rows it already has)."""
+    import asyncio
+
+    from bakeoff.runs._runner import claimed_context
+
+    store = session.store
+    have = store.probes(session.run_id) if only_missing else {}
+
+    async def one(name: str, runner: Any) -> None:
+        if name in have:
+            return
+        o = opts or ProbeOptions()
+        claim = claimed_context(runner.ep)
+        if max_context_cap is not None and o.max_context is None:
+            want = int(claim * 1.25) if claim else 16384
+            o = ProbeOptions(
+                max_context=min(want, max_context_cap),
+                output_tokens=o.output_tokens,
+                bisect_steps=o.bisect_steps,
+            )
+        result = await probe_endpoint(runner.client, claim, o)
+        store.put_probe(session.run_id, name, result)
+
+    await asyncio.gather(*(one(n, r) for n, r in session.runners.items()))
+    return store.probes(session.run_id)
+
+
+def capability_row(p: dict[str, Any]) -> dict[str, Any]:
+    """The compact capability matrix row of a probe result (for summaries and tables)."""
+    ctx = p.get("context") or {}
+    out = p.get("max_output") or {}
+    row: dict[str, Any] = {
+        "context_tokens": ctx.get("largest_prompt_tokens"),
+        "context_claimed": ctx.get("claimed"),
+        "silent_truncation": (ctx.get("silent_truncation") or {}).get("at_prompt_tokens"),
+        "max_output_honoured": out.get("honoured"),
+        "output_capped_at": out.get("capped_at"),
+    }
+    for k in (
+        "stream_usage",
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "parallel_tools",
+        "json_mode",
+        "json_schema",
+        "seed_determinism",
+    ):
+        v = p.get(k) or {}
+        row[k] = "yes" if v.get("honoured") else ("accepted" if v.get("accepted") else "no")
+    return row

@@ -1,0 +1,191 @@
+"""Your own data as a suite: every supported format loads to the same items, scorers judge them, and
+a broken file gets an error naming the file and the line."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bakeoff.lineups import DatasetSpec, parse_lineup
+from bakeoff.runs import RunOptions, create_run, execute, summarize
+from bakeoff.store import Store
+from bakeoff.suites.datasets import DatasetError, DatasetSuite
+from conftest import bakeoff
+
+RECORDS = [
+    {
+        "id": "q1",
+        "question": "Which is a fruit?",
+        "options": ["car", "apple", "stone"],
+        "answer": "B",
+    },
+    {"id": "q2", "question": "Which is blue?", "options": ["sky", "grass", "sun"], "answer": 0},
+    {
+        "id": "q3",
+        "question": "Which can fly?",
+        "options": ["fish", "rock", "bird"],
+        "answer": "bird",
+    },
+]
+PROMPT = "{{ question }}\n{{ options }}\nAnswer with the letter."
+
+
+def _spec(path: Path, **kw: object) -> DatasetSpec:
+    base = {
+        "name": "mine",
+        "path": str(path),
+        "prompt": PROMPT,
+        "target": "answer",
+        "choices": "options",
+        "id": "id",
+        "scorer": "choice",
+    }
+    return DatasetSpec.model_validate({**base, **kw})
+
+
+def _write_all(tmp: Path) -> dict[str, Path]:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {}
+    p = tmp / "d.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    paths["jsonl"] = p
+    table = pa.Table.from_pylist([{**r, "answer": str(r["answer"])} for r in RECORDS])
+    pq.write_table(table, tmp / "d.parquet")
+    paths["parquet"] = tmp / "d.parquet"
+    ds = datasets.Dataset.from_list([{**r, "answer": str(r["answer"])} for r in RECORDS])
+    ds.save_to_disk(str(tmp / "hf"))
+    paths["hf"] = tmp / "hf"
+    datasets.DatasetDict({"train": ds.select([0]), "test": ds}).save_to_disk(str(tmp / "hfdict"))
+    paths["hfdict"] = tmp / "hfdict"
+    return paths
+
+
+def test_every_format_gives_the_same_items(tmp_path: Path) -> None:
+    paths = _write_all(tmp_path)
+    got = {}
+    for fmt, p in paths.items():
+        items = DatasetSuite(_spec(p)).items(seed=0)
+        got[fmt] = [(it.id, it.messages, it.target) for it in items]
+    first = got["jsonl"]
+    assert [t for _, _, t in first] == ["B", "A", "C"]  # letter, index and option text all map
+    assert "A. car\nB. apple\nC. stone" in first[0][1][0]["content"]
+    for fmt, items in got.items():
+        assert items == first, fmt
+
+
+def test_csv_with_plain_fields(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    with p.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["q", "a"])
+        w.writerow(["What is 6 times 7?", "42"])
+        w.writerow(["What is 10 minus 3?", "7"])
+    spec = DatasetSpec(
+        name="arith-csv", path=str(p), fields={"question": "q"}, target="a", scorer="numeric"
+    )
+    items = DatasetSuite(spec).items(seed=0)
+    assert [it.messages[-1]["content"] for it in items] == [
+        "What is 6 times 7?",
+        "What is 10 minus 3?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "where", "what"),
+    [
+        (
+            '{"id": "a", "question": "x", "options": ["1", "2"], "answer": "A"}\n{"id": "b", "question": "y"',
+            ":2:",
+            "not valid JSON",
+        ),
+        (
+            '{"id": "a", "question": "x", "options": ["1", "2"], "answer": "A"}\n\n{"id": "b", "options": ["1", "2"], "answer": "A"}\n',
+            ":3:",
+            "prompt template",
+        ),
+        ('{"id": "a", "question": "x", "options": ["1", "2"]}\n', ":1:", "missing field 'answer'"),
+        (
+            '{"id": "a", "question": "x", "options": ["1", "2"], "answer": "Z"}\n',
+            ":1:",
+            "not an option",
+        ),
+        ("[1, 2]\n", ":1:", "JSON object"),
+    ],
+)
+def test_broken_jsonl_names_file_and_line(
+    tmp_path: Path, content: str, where: str, what: str
+) -> None:
+    p = tmp_path / "broken.jsonl"
+    p.write_text(content)
+    with pytest.raises(DatasetError) as e:
+        DatasetSuite(_spec(p)).items(seed=0)
+    assert f"{p}{where}" in str(e.value) and what in str(e.value)
+
+
+def test_csv_missing_column_names_line(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("q,a\nfirst,1\nsecond\n")
+    spec = DatasetSpec(name="c", path=str(p), fields={"question": "q"}, target="a", scorer="exact")
+    with pytest.raises(DatasetError, match=rf"{p}:3: wrong number of columns"):
+        DatasetSuite(spec).items(seed=0)
+
+
+def test_dataset_suite_runs_against_fake(tmp_path: Path) -> None:
+    p = _write_all(tmp_path)["jsonl"]
+    replies = {
+        "Which is a fruit?": "B",
+        "Which is blue?": "The answer is (A).",
+        "Which can fly?": "A",
+    }
+    script = {
+        f"{q}\n"
+        + "\n".join(f"{'ABC'[i]}. {o}" for i, o in enumerate(r["options"]))
+        + "\nAnswer with the letter.": replies[q]
+        for q, r in ((r["question"], r) for r in RECORDS)
+    }
+    (tmp_path / "script.json").write_text(json.dumps(script))
+    prompt_yaml = json.dumps(PROMPT)
+    lineup = parse_lineup(
+        f"""
+run: {{suites: [mine]}}
+datasets:
+  - {{name: mine, path: {p}, prompt: {prompt_yaml}, target: answer, choices: options, id: id, scorer: choice}}
+endpoints:
+  - name: fake
+    provider: fake
+    fake: {{mode: script, script_file: {tmp_path}/script.json}}
+""",
+        "t.yaml",
+    )
+    store = Store(tmp_path / "runs.db")
+    run_id = create_run(store, lineup)
+    asyncio.run(execute(store, run_id, RunOptions()))
+    s = summarize(store, run_id)["endpoints"][0]["suites"]["mine"]
+    assert (s["correct"], s["n"]) == (2, 3)
+
+
+def test_cli_reports_a_broken_dataset(tmp_path: Path) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"id": "a", "question": "x", "options": ["1", "2"], "answer": "A"}\n{oops}\n')
+    lu = tmp_path / "lineup.yaml"
+    lu.write_text(
+        "run: {suites: [mine]}\n"
+        "datasets:\n"
+        "  - {name: mine, path: d.jsonl, prompt: '{{ question }}', target: answer, choices: options, scorer: choice}\n"
+        "endpoints:\n  - {name: fake, provider: fake}\n"
+    )
+    r = bakeoff("run", "-c", str(lu), "--db", str(tmp_path / "runs.db"))
+    assert r.returncode != 0
+    assert f"{p}:2: not valid JSON" in r.stderr
+    shown = bakeoff("suites", "show", "mine", "-l", str(lu))
+    assert shown.returncode != 0 and f"{p}:2" in shown.stderr
+    p.write_text('{"id": "a", "question": "x?", "options": ["1", "2"], "answer": "A"}\n')
+    shown = bakeoff("suites", "show", "mine", "-l", str(lu), "--n", "1")
+    assert shown.returncode == 0 and "x?" in shown.stdout

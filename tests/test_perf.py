@@ -1,0 +1,175 @@
+"""The load generator and its metrics against the fake provider in its own process: configured
+delays are measured back, the sweep finds the server's capacity, open-loop schedules hold, failures
+count against goodput, everything is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bakeoff.lineups import parse_lineup
+from bakeoff.perf import SLO, LevelSpec, PerfOptions, level_metrics, run_perf, schedule
+from bakeoff.store import Store
+from conftest import bakeoff
+
+
+def _lineup(url: str):
+    return parse_lineup(f"endpoints:\n  - {{name: fk, base_url: '{url}', model: m}}\n", "p.yaml")
+
+
+def _run(tmp_path, url: str, **kw):
+    store = Store(tmp_path / "perf.db")
+    opts = PerfOptions(**{"duration_s": 3.0, "warmup_s": 0.5, "cooldown_s": 0.3, **kw})
+    perf_id, summary = asyncio.run(run_perf(store, _lineup(url), opts))
+    return store, perf_id, summary
+
+
+def test_configured_delays_are_measured_within_a_millisecond(tmp_path, fake_proc):
+    """ITL and TPOT come back within 1 ms of the configured values. TTFT comes back as configured plus
+    the HTTP round trip on loopback (aiohttp on both ends: ~1-1.5 ms here, bare aiohttp measures the
+    same), which is measured in the same run against a server with no delay and must itself be small."""
+    zero = fake_proc("--mode", "fixed", "--reply-tokens", "20")
+    fk = fake_proc("--mode", "fixed", "--reply-tokens", "20", "--ttft-ms", "40", "--itl-ms", "8")
+    _, _, base = _run(tmp_path, zero.url, levels=[1], stop_at_saturation=False, duration_s=2.0)
+    rtt = base["endpoints"]["fk"]["levels"][0]["metrics"]["ttft_ms"]["p50"]
+    assert rtt < 3.0, rtt
+    _, _, s = _run(tmp_path, fk.url, levels=[1, 2], stop_at_saturation=False)
+    for lv in s["endpoints"]["fk"]["levels"]:
+        m = lv["metrics"]
+        assert m["ok"] >= 10
+        # one stream at a time: within 1 ms; two at once on this 2-core machine: within 2 ms (the
+        # extra is wake-up latency after the 40 ms idle wait, not the client: bare aiohttp agrees)
+        tol = 1.0 if lv["level"] == 1 else 2.0
+        assert m["ttft_ms"]["p50"] - rtt == pytest.approx(40, abs=tol), (m["ttft_ms"], rtt)
+        assert m["itl_pooled_ms"]["p50"] == pytest.approx(8, abs=1.0), m["itl_pooled_ms"]
+        assert m["itl_per_request_ms"]["p50"] == pytest.approx(8, abs=1.0)
+        # TPOT = (E2E - TTFT) / (N - 1): the last chunk plus [DONE] close within a millisecond
+        assert m["tpot_ms"]["p50"] == pytest.approx(8, abs=1.0)
+        assert m["e2e_ms"]["p50"] == pytest.approx(40 + rtt + 19 * 8, abs=3.0)
+        assert m["token_sources"] == {"usage": m["ok"]} and m["token_mismatch_rate"] == 0.0
+        assert m["ttft_ms"]["p50_ci95"][0] <= m["ttft_ms"]["p50"] <= m["ttft_ms"]["p50_ci95"][1]
+
+
+def test_sweep_finds_the_servers_capacity(tmp_path, fake_proc):
+    fk = fake_proc(
+        "--mode",
+        "fixed",
+        "--reply-tokens",
+        "10",
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        "--capacity",
+        "4",
+    )
+    _, _, s = _run(tmp_path, fk.url, levels=[1, 2, 4, 8, 16])
+    e = s["endpoints"]["fk"]
+    assert e["saturation"]["capacity"] == 4, e["curve"]
+    assert [c["level"] for c in e["curve"]] == [1, 2, 4, 8]
+    thr = [c["request_throughput"] for c in e["curve"]]
+    assert thr[1] > 1.7 * thr[0] and thr[2] > 1.7 * thr[1] and thr[3] < 1.1 * thr[2]
+    # past capacity, requests queue: TTFT grows
+    assert (
+        e["levels"][3]["metrics"]["ttft_ms"]["p50"]
+        > 1.5 * e["levels"][2]["metrics"]["ttft_ms"]["p50"]
+    )
+
+
+def test_open_loop_keeps_its_schedule(tmp_path, fake_proc):
+    fk = fake_proc("--mode", "fixed", "--reply-tokens", "5", "--ttft-ms", "10", "--itl-ms", "2")
+    store, perf_id, s = _run(
+        tmp_path, fk.url, mode="open", levels=[40], slo=SLO.parse("ttft=500ms")
+    )
+    lv = s["endpoints"]["fk"]["levels"][0]
+    m = lv["metrics"]
+    assert m["request_throughput"] == pytest.approx(40, rel=0.1)
+    assert lv["self_check"]["late_share"] <= 0.05
+    assert m["ttft_from_intended_ms"]["p50"] >= m["ttft_ms"]["p50"]
+    assert m["goodput"]["fraction"] == 1.0
+    rows = store.perf_requests(perf_id)
+    assert (
+        len(rows) == lv["all_requests"] == len(schedule(LevelSpec("open", 40, 3.0, None, 0.5, 0.3)))
+    )
+    assert {r["phase"] for r in rows} == {"warmup", "measure", "cooldown"}
+    assert all(r["lateness_ms"] is not None for r in rows)
+
+
+def test_poisson_schedule_is_seeded_and_has_the_asked_rate():
+    spec = LevelSpec("open", 50, 60.0, None, 0, 0, arrival="poisson", seed=3)
+    a, b = schedule(spec), schedule(spec)
+    assert a == b and len(a) == pytest.approx(3000, rel=0.08)
+    assert schedule(LevelSpec("open", 50, 60.0, None, 0, 0, arrival="poisson", seed=4)) != a
+
+
+def test_failures_leave_latency_but_count_against_goodput(tmp_path, fake_proc):
+    fk = fake_proc(
+        "--mode", "fixed", "--reply-tokens", "5", "--ttft-ms", "5", "--fault", "server_error=0.3"
+    )
+    _, _, s = _run(tmp_path, fk.url, levels=[2], slo=SLO.parse("ttft=1s"))
+    m = s["endpoints"]["fk"]["levels"][0]["metrics"]
+    assert 0.15 < m["error_rate"] < 0.45 and m["errors"] == {
+        "server_error": m["requests"] - m["ok"]
+    }
+    assert m["ttft_ms"]["n"] == m["ok"]
+    assert m["goodput"]["fraction"] == pytest.approx(m["ok"] / m["requests"], abs=1e-4)
+
+
+def test_slo_parsing():
+    assert SLO.parse("ttft=500ms,tpot=50ms,e2e=2s").as_dict() == {
+        "ttft_ms": 500,
+        "tpot_ms": 50,
+        "e2e_ms": 2000,
+    }
+    with pytest.raises(ValueError, match="bad SLO"):
+        SLO.parse("latency=3")
+    good = {"status": "ok", "ttft_ms": 100, "tpot_ms": 10, "e2e_ms": 300}
+    assert SLO.parse("ttft=200ms").met(good) and not SLO.parse("ttft=50ms").met(good)
+    m = level_metrics(
+        [{**good, "completion_tokens": 0, "chunks": []}], 1.0, SLO.parse("ttft=200ms")
+    )
+    assert m["goodput"]["requests_per_s"] == 1.0
+
+
+def test_sharded_client_processes(tmp_path, fake_proc):
+    fk = fake_proc("--mode", "fixed", "--reply-tokens", "5", "--ttft-ms", "5", "--itl-ms", "1")
+    _, _, s = _run(tmp_path, fk.url, mode="open", levels=[30], processes=2, duration_s=3.0)
+    lv = s["endpoints"]["fk"]["levels"][0]
+    assert lv["self_check"]["processes"] == 2
+    assert lv["all_requests"] == 90 and lv["metrics"]["request_throughput"] == pytest.approx(
+        30, rel=0.15
+    )
+
+
+def test_cli_perf_json(tmp_path, fake_proc):
+    fk = fake_proc("--mode", "fixed", "--reply-tokens", "8", "--ttft-ms", "5", "--itl-ms", "1")
+    lu = tmp_path / "l.yaml"
+    lu.write_text(f"endpoints:\n  - {{name: fk, base_url: '{fk.url}', model: m}}\n")
+    r = bakeoff(
+        "perf",
+        "-c",
+        str(lu),
+        "--db",
+        str(tmp_path / "b.db"),
+        "--levels",
+        "1,2",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+        "--cooldown",
+        "0.1",
+        "--json",
+        "-q",
+        "--slo",
+        "ttft=1s",
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    curve = s["endpoints"]["fk"]["curve"]
+    assert [c["level"] for c in curve] == [1, 2] and all(c["request_throughput"] > 0 for c in curve)
+    assert "TTFT p50/p99" in r.stderr
+    bad = bakeoff("perf", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--workload", "big")
+    assert bad.returncode == 2 and "INPUTxOUTPUT" in bad.stderr
