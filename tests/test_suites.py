@@ -190,7 +190,7 @@ def test_instructions_loose_accepts_a_preamble_strict_does_not() -> None:
 
 def test_long_output_flags_elision_and_length_stop() -> None:
     suite = LongOutputSuite()
-    item = suite.items(seed=0, n=1)[0]
+    item = suite.items(seed=0, n=2)[1]  # a medium item: 30-60 lines
     full = suite.reference_reply(item).content or ""
     lines = full.split("\n")
     elided = "\n".join([*lines[:3], "...and so on", lines[-1]])

@@ -78,11 +78,16 @@ async def probe_context(
         )
         return res is not None
 
-    size, accepted, rejected = 256, None, None
-    while size <= limit:
+    sizes = []
+    size = 256
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    sizes.append(limit)
+    accepted, rejected = None, None
+    for size in sizes:
         if await attempt(size):
             accepted = size
-            size *= 2
         else:
             rejected = size
             break
@@ -270,10 +275,14 @@ def context_tokens_from_chars(chars: int) -> int:
 
 
 async def run_probes(
-    session: Any, opts: ProbeOptions | None = None, only_missing: bool = True
+    session: Any,
+    opts: ProbeOptions | None = None,
+    only_missing: bool = True,
+    max_context_cap: int | None = None,
 ) -> dict[str, Any]:
     """Probe every endpoint of a started `EndpointSession` at once; store each row under the
-    session's run id (a resumed run keeps the rows it already has)."""
+    session's run id (a resumed run keeps the rows it already has). A probe that fails in an
+    unexpected way is stored as that endpoint's error; it never stops the run."""
     import asyncio
 
     from bakeoff.runs._runner import claimed_context
@@ -293,7 +302,10 @@ async def run_probes(
                 output_tokens=o.output_tokens,
                 bisect_steps=o.bisect_steps,
             )
-        result = await probe_endpoint(runner.client, claim, o)
+        try:
+            result = await probe_endpoint(runner.client, claim, o)
+        except Exception as e:  # noqa: BLE001 - a probe bug must not lose the run
+            result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)
 
     await asyncio.gather(*(one(n, r) for n, r in session.runners.items()))

@@ -36,6 +36,12 @@ def extract_number(text: str) -> float | None:
     strong = [m for m in _MARKERS.finditer(t) if not m.group(0).lstrip().startswith("=")]
     if strong:
         found = strong[-1].group(1)
+        # "The answer is 2 + 3 = 5": the result of the expression, not its first operand
+        clause = re.split(r"[\n,;]|\.\s", t[strong[-1].start(1) :], maxsplit=1)[0]
+        if "=" in clause:
+            after = _NUM.findall(clause.rsplit("=", 1)[1])
+            if after:
+                found = after[0]
     else:
         eq = list(_MARKERS.finditer(t))
         found = eq[-1].group(1) if eq else None

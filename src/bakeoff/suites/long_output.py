@@ -1,7 +1,7 @@
 """`long-output`: "produce N numbered items following a rule" — does the endpoint really write long?
 
-Each item asks for N numbered lines (`short` 5-10 with a constant word, `medium` 30-60 and `long`
-150-300 with a rule: i × k, or the next word of a three-word cycle).
+Each item asks for N numbered lines (`short`: a word 3-6 times as a numbered list; `medium` 30-60
+and `long` 150-300 lines following a rule: i × k, or the next word of a three-word cycle).
 Score: all N lines present and correct (primary), the fraction present, elision ("... and so on",
 "etc.", a skipped range) flagged, and `finish_reason` — a `length` stop below the claimed output
 limit means the endpoint cut the answer.
@@ -34,14 +34,15 @@ class LongOutputSuite:
             r = rng("long-output", seed, i, attempt)
             tier = self.tiers[i % 3]
             count = {
-                "short": r.randint(5, 10),
+                "short": r.randint(3, 6),
                 "medium": r.randint(30, 60),
                 "long": r.randint(150, 300),
             }[tier]
             if tier == "short":
                 word = r.choice(COLORS)
-                rule = f"line i is the number i, a period, a space, and the word {word}"
-                example = f"1. {word}\n2. {word}"
+                prompt = (
+                    f"Write the word {word} {count} times, as a numbered list from 1 to {count}."
+                )
                 target = {"kind": "cycle", "cycle": [word], "n": count}
             elif r.random() < 0.5:
                 k = r.randint(2, 9)
@@ -56,10 +57,11 @@ class LongOutputSuite:
                 )
                 example = f"1. {cycle[0]}\n2. {cycle[1]}\n3. {cycle[2]}\n4. {cycle[0]}"
                 target = {"kind": "cycle", "cycle": cycle, "n": count}
-            prompt = (
-                f"Write exactly {count} numbered lines, from 1 to {count}, where {rule}. "
-                f"Write every line; do not skip or abbreviate. It starts like this:\n{example}"
-            )
+            if tier != "short":
+                prompt = (
+                    f"Write exactly {count} numbered lines, from 1 to {count}, where {rule}. "
+                    f"Write every line; do not skip or abbreviate. It starts like this:\n{example}"
+                )
             return Item(
                 id=f"long-output-{seed}-{i:04d}",
                 tier=tier,

@@ -120,12 +120,12 @@ class MultilingualSuite:
             # the same quantities in every language: the draw depends on the group, not the language
             r = rng("multilingual", seed, i // len(LANGS), attempt)
             if (i // len(LANGS)) % 2 == 0:
-                kind = r.randrange(3)
-                a, b = r.randint(3, 12), r.randint(2, 9)
-                answer = [a + b, a * b, a - b][kind] if kind != 2 else None
+                # additions in two of three groups, a product or a difference in the third
+                kind = 0 if (i // len(LANGS)) % 6 != 4 else r.choice([1, 2])
+                a, b = r.randint(2, 9), r.randint(2, 9)
                 if kind == 2:
                     a = a + b
-                    answer = a - b
+                answer = [a + b, a * b, a - b][kind]
                 text = MATH[lang][kind].format(n=r.choice(NAMES), a=a, b=b)
                 item: dict[str, Any] = {
                     "content": f"{text}\n{ANSWER[lang]}",

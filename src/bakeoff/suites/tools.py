@@ -139,10 +139,25 @@ def _table(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
 
 MAKERS = [_weather, _currency, _timer, _translate, _table]
 OFF_TOPIC = [
-    "Write a two-line poem about the sea.",
-    "What is the capital of Canada?",
-    "Tell me a fun fact about octopuses.",
-    "Explain what a prime number is in one sentence.",
+    "Write a two-line poem about {t}.",
+    "Tell me a fun fact about {t}.",
+    "Explain in one sentence why people like {t}.",
+    "Give me three words that describe {t}.",
+    "What colour do you associate with {t}, and why?",
+]
+TOPICS = [
+    "the sea",
+    "octopuses",
+    "prime numbers",
+    "autumn",
+    "libraries",
+    "volcanoes",
+    "jazz",
+    "bicycles",
+    "owls",
+    "bread",
+    "chess",
+    "the moon",
 ]
 
 
@@ -252,7 +267,7 @@ class ToolsSuite:
             expected = [{"name": "get_weather", "arguments": {"city": city, "unit": unit}}]
         else:
             tools = [m(r)[0] for m in r.sample(MAKERS, 2)]
-            messages = [{"role": "user", "content": r.choice(OFF_TOPIC)}]
+            messages = [{"role": "user", "content": r.choice(OFF_TOPIC).format(t=r.choice(TOPICS))}]
             expected = []
         return Item(
             id=f"tools-{seed}-{i:04d}",
