@@ -304,7 +304,7 @@ async def run_probes(
             )
         try:
             result = await probe_endpoint(runner.client, claim, o)
-        except Exception as e:  # noqa: BLE001 - a probe bug must not lose the run
+        except Exception as e:
             result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)
 
