@@ -94,3 +94,38 @@ def test_perfect_scores_one_wrong_scores_zero(tmp_path: Path, stream: bool) -> N
     assert lc["effective_context"] == max(int(k) for k in lc["by_length"])
     assert lc["truncation_suspected"] == 0
     assert eps["wrong"]["suites"]["long-context"]["effective_context"] == 0
+
+
+def test_repeats_give_unbiased_pass_at_k(tmp_path: Path) -> None:
+    """Five samples per item from an endpoint that answers right but fails 40% of calls: pass@1 and
+    pass@5 in the summary are the unbiased estimates recounted from the stored calls."""
+    from bakeoff.stats import pass_at_k
+    from bakeoff.suites import Arith
+
+    items = Arith().items(seed=0, n=6)
+    (tmp_path / "s.json").write_bytes(
+        orjson.dumps({it.messages[0]["content"]: str(it.target) for it in items})
+    )
+    lineup = parse_lineup(
+        f"""
+run: {{suites: [arith], limit: 6, repeats: 5, probe: false}}
+endpoints:
+  - name: flaky
+    provider: fake
+    retry: {{max_retries: 0}}
+    fake: {{mode: script, script_file: {tmp_path}/s.json, faults: {{server_error: 0.4}}, seed: 1}}
+""",
+        "t.yaml",
+    )
+    store = Store(tmp_path / "runs.db")
+    run_id = create_run(store, lineup)
+    asyncio.run(execute(store, run_id, RunOptions(use_cache=False)))
+    s = summarize(store, run_id)["endpoints"][0]["suites"]["arith"]
+    per_item: dict[str, list[bool]] = {}
+    for c in store.calls(run_id):
+        per_item.setdefault(c["item_id"], []).append(c["status"] == "ok")
+    assert s["n"] == 30 and 0 < s["errors"] < 30
+    for k in (1, 5):
+        want = sum(pass_at_k(5, sum(v), k) for v in per_item.values()) / len(per_item)
+        assert s["pass_at_k"][str(k)] == round(want, 4)
+    assert s["pass_at_k"]["5"] > s["pass_at_k"]["1"]
