@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from bakeoff.lineups import Lineup, LineupError, load_lineup
 from bakeoff.store import Store, StoreError, default_db_path
 
 
@@ -42,3 +44,17 @@ def find_run_or_fail(store: Store, ref: str) -> sqlite3.Row:
     if row is None:
         raise fail(f"no run {ref!r} in {store.path} (see `bakeoff runs`)")
     return row
+
+
+def load_lineup_or_default(config: Path | None) -> tuple[Path, Lineup]:
+    """The lineup file given, or the default local lineup (said on stderr); a malformed file is a
+    clear error (exit 2)."""
+    if config is None:
+        from bakeoff.local import default_lineup_path
+
+        config = default_lineup_path()
+        err.print(f"no lineup given: using the default local lineup ({config})")
+    try:
+        return config, load_lineup(config)
+    except LineupError as e:
+        raise fail(str(e)) from None

@@ -13,8 +13,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, open_store, out
-from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
+from bakeoff.cli._common import DbOption, err, fail, load_lineup_or_default, open_store, out
+from bakeoff.lineups import Lineup, missing_env
 
 ConfigOption = typer.Option(
     None,
@@ -26,15 +26,7 @@ ConfigOption = typer.Option(
 
 
 def load_or_default(config: Path | None) -> tuple[Path, Lineup]:
-    if config is None:
-        from bakeoff.local import default_lineup_path
-
-        config = default_lineup_path()
-        err.print(f"no lineup given: using the default local lineup ({config})")
-    try:
-        lineup = load_lineup(config)
-    except LineupError as e:
-        raise fail(str(e)) from None
+    config, lineup = load_lineup_or_default(config)
     problems = missing_env(lineup)
     if problems:
         raise fail("no call was made:\n  " + "\n  ".join(problems))
@@ -260,26 +252,12 @@ def probe(
 
 
 def capability_table(results: dict[str, Any]) -> Table:
-    from bakeoff.perf import capability_row
+    from bakeoff.perf._probe import CAPABILITY_COLUMNS, capability_row
 
     rows = {name: capability_row(r) for name, r in results.items()}
     t = Table(title="capabilities", title_justify="left")
     t.add_column("endpoint")
-    cols = [
-        "context_tokens",
-        "context_claimed",
-        "silent_truncation",
-        "max_output_honoured",
-        "output_capped_at",
-        "stream_usage",
-        "logprobs",
-        "top_logprobs",
-        "tools",
-        "parallel_tools",
-        "json_mode",
-        "json_schema",
-        "seed_determinism",
-    ]
+    cols = CAPABILITY_COLUMNS
     for c in cols:
         t.add_column(c.replace("_", " "))
     colour = {"yes": "green", "accepted": "yellow", "no": "red"}

@@ -10,8 +10,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
-from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
+from bakeoff.cli._common import (
+    DbOption,
+    err,
+    fail,
+    find_run_or_fail,
+    load_lineup_or_default,
+    open_store,
+    out,
+)
+from bakeoff.lineups import Lineup, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider
 from bakeoff.runs import (
     EndpointProgress,
@@ -73,15 +81,7 @@ def run(
         lineup = lineup_of_run(store, run_id)
         _check_env(lineup)
     else:
-        if config is None:
-            from bakeoff.local import default_lineup_path
-
-            config = default_lineup_path()
-            err.print(f"no lineup given: running the default local lineup ({config})")
-        try:
-            lineup = load_lineup(config)
-        except LineupError as e:
-            raise fail(str(e)) from None
+        config, lineup = load_lineup_or_default(config)
         if suite:
             lineup.run.suites = list(suite)
         if limit is not None:

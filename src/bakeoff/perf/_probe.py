@@ -312,6 +312,27 @@ async def run_probes(
     return store.probes(session.run_id)
 
 
+FEATURES = (
+    "stream_usage",
+    "logprobs",
+    "top_logprobs",
+    "tools",
+    "parallel_tools",
+    "json_mode",
+    "json_schema",
+    "seed_determinism",
+)
+CAPABILITY_COLUMNS = (
+    "context_tokens",
+    "context_claimed",
+    "silent_truncation",
+    "max_output_honoured",
+    "output_capped_at",
+    *FEATURES,
+)
+"""The capability matrix's columns, in order."""
+
+
 def capability_row(p: dict[str, Any]) -> dict[str, Any]:
     """The compact capability matrix row of a probe result (for summaries and tables)."""
     ctx = p.get("context") or {}
@@ -323,16 +344,7 @@ def capability_row(p: dict[str, Any]) -> dict[str, Any]:
         "max_output_honoured": out.get("honoured"),
         "output_capped_at": out.get("capped_at"),
     }
-    for k in (
-        "stream_usage",
-        "logprobs",
-        "top_logprobs",
-        "tools",
-        "parallel_tools",
-        "json_mode",
-        "json_schema",
-        "seed_determinism",
-    ):
+    for k in FEATURES:
         v = p.get(k) or {}
         row[k] = "yes" if v.get("honoured") else ("accepted" if v.get("accepted") else "no")
     return row
