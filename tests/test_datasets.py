@@ -189,3 +189,52 @@ def test_cli_reports_a_broken_dataset(tmp_path: Path) -> None:
     p.write_text('{"id": "a", "question": "x?", "options": ["1", "2"], "answer": "A"}\n')
     shown = bakeoff("suites", "show", "mine", "-l", str(lu), "--n", "1")
     assert shown.returncode == 0 and "x?" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [("PASS", True), ("FAIL", False), ("Verdict: pass.", True), ("It could PASS, but FAIL", False),
+     ("fail", False), ("not sure", None)],
+)
+def test_judge_verdicts(text: str, want: bool | None) -> None:
+    from bakeoff.suites.datasets import parse_verdict
+
+    assert parse_verdict(text) is want
+
+
+@pytest.mark.parametrize(("verdict", "score"), [("PASS", 1.0), ("FAIL", 0.0)])
+def test_llm_judge_from_the_lineup_grades_replies(tmp_path: Path, verdict: str, score: float) -> None:
+    p = tmp_path / "qa.jsonl"
+    p.write_text('{"q": "Name a primary colour.", "a": "red"}\n{"q": "Name a planet.", "a": "Mars"}\n')
+    lineup = parse_lineup(
+        f"""
+run: {{suites: [open-qa], probe: false}}
+datasets:
+  - {{name: open-qa, path: {p}, fields: {{question: q}}, target: a, scorer: judge, judge: grader}}
+endpoints:
+  - {{name: model, provider: fake, fake: {{mode: fixed, reply: "Blue is one."}}}}
+  - {{name: grader, provider: fake, fake: {{mode: fixed, reply: "{verdict}"}}}}
+""",
+        "t.yaml",
+    )
+    store = Store(tmp_path / "runs.db")
+    run_id = create_run(store, lineup)
+    asyncio.run(execute(store, run_id, RunOptions()))
+    s = summarize(store, run_id)
+    model = next(e for e in s["endpoints"] if e["name"] == "model")
+    assert model["suites"]["open-qa"]["score"] == score and model["suites"]["open-qa"]["n"] == 2
+    detail = store.db.execute(
+        "SELECT s.detail FROM scores s JOIN calls c ON c.id = s.call_id WHERE c.endpoint = 'model'"
+    ).fetchone()[0]
+    assert detail.startswith("judge grader: " + verdict)
+
+
+def test_judge_must_be_an_endpoint() -> None:
+    from bakeoff.lineups import LineupError
+
+    with pytest.raises(LineupError, match="judge 'nobody' is not an endpoint"):
+        parse_lineup(
+            "datasets:\n  - {name: d, path: x.jsonl, scorer: judge, judge: nobody}\n"
+            "endpoints:\n  - {name: a, provider: fake}\n",
+            "t.yaml",
+        )

@@ -286,7 +286,12 @@ class DatasetSpec(_Strict):
     """For `scorer: choice`: the field holding the list of options."""
     id: str | None = None
     """A field with a unique record id (default: a hash of the prompt)."""
-    scorer: Literal["exact", "numeric", "regex", "choice", "json_schema", "code"] = "exact"
+    scorer: Literal["exact", "numeric", "regex", "choice", "json_schema", "code", "judge"] = "exact"
+    judge: str | None = None
+    """For `scorer: judge`: the endpoint of the lineup that grades each reply (an LLM judge)."""
+    judge_prompt: str | None = None
+    """Jinja template of the judge's message (variables: `question`, `reply`, `reference` and the
+    record's fields); the judge must answer PASS or FAIL. Default: a short grading rubric."""
     regex: str | None = None
     """For `scorer: regex`: the pattern a correct reply contains (default: the target, escaped)."""
     entry_point: str | None = None
@@ -299,7 +304,9 @@ class DatasetSpec(_Strict):
             raise ValueError("scorer: choice needs `choices` (the field holding the options)")
         if self.scorer == "code" and not self.entry_point:
             raise ValueError("scorer: code needs `entry_point` (the function the tests call)")
-        if self.scorer != "regex" and not self.target:
+        if self.scorer == "judge" and not self.judge:
+            raise ValueError("scorer: judge needs `judge` (the endpoint that grades the replies)")
+        if self.scorer not in ("regex", "judge") and not self.target:
             raise ValueError(f"scorer: {self.scorer} needs `target` (the field with the answer)")
         return self
 
@@ -339,6 +346,14 @@ class Lineup(_Strict):
                     raise ValueError(
                         f"endpoint {ep.name!r}: a proxy cannot sit in front of a proxy"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _judges(self) -> Lineup:
+        names = {e.name for e in self.endpoints}
+        for ds in self.datasets:
+            if ds.judge is not None and ds.judge not in names:
+                raise ValueError(f"dataset {ds.name!r}: judge {ds.judge!r} is not an endpoint")
         return self
 
     def sampling_for(self, ep: Endpoint) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import orjson
 from bakeoff import __version__
 from bakeoff.endpoints import (
     CallError,
+    CallRequest,
     CallResult,
     EndpointClient,
     ErrorClass,
@@ -200,6 +201,8 @@ class _EndpointRunner:
         self.progress = EndpointProgress()
         self.client: EndpointClient | None = None
         self.rng = random.Random()
+        self.peers: dict[str, _EndpointRunner] = {}
+        """The other endpoints of the session (for scorers that ask one of them, as a judge)."""
 
     async def start(self, ctx: StartContext) -> None:
         base_url = await self.provider.start(ctx)
@@ -224,6 +227,9 @@ class _EndpointRunner:
         crash of the run. Scorers that do real work (the code sandbox) run off the event loop."""
         try:
             suite = suite_for(self.lineup, job.suite)
+            spec = getattr(suite, "spec", None)
+            if spec is not None and getattr(spec, "judge", None):
+                return list(await suite.ascore(job.item, result, judge=self._judge(spec.judge)))
             if hasattr(suite, "ascore"):
                 return list(await suite.ascore(job.item, result))
             return list(suite.score(job.item, result))
@@ -236,6 +242,23 @@ class _EndpointRunner:
                     detail=f"{type(e).__name__}: {e}",
                 )
             ]
+
+    def _judge(self, name: str) -> Callable[[str], Awaitable[str]]:
+        """Ask endpoint `name` of the run (an LLM judge) one greedy question; its reply text."""
+        peer = self.peers[name]
+
+        async def ask(prompt: str) -> str:
+            assert peer.client is not None
+            req = CallRequest(
+                messages=[{"role": "user", "content": prompt}],
+                params={"temperature": 0, "max_tokens": 16},
+                stream=False,
+            )
+            await peer.limiter.acquire()
+            res = await peer.client.call(req)
+            return res.text
+
+        return ask
 
     def _notify(self) -> None:
         if self.opts.on_progress:
@@ -483,6 +506,8 @@ class EndpointSession:
                 self.opts,
                 self.keys[ep.name],
             )
+        for r in self.runners.values():
+            r.peers = self.runners
         try:
             await _start_all(list(self.runners.values()), self.lineup)
         except BaseException:

@@ -145,6 +145,24 @@ def extract_choice(text: str, n_options: int) -> str | None:
     return lone[-1] if len(set(lone)) == 1 else None
 
 
+JUDGE_PROMPT = """You are grading an answer. Decide whether the reply answers the question correctly.
+{% if reference %}A correct answer is: {{ reference }}
+{% endif %}
+Question:
+{{ question }}
+
+Reply to grade:
+{{ reply }}
+
+Answer with one word: PASS if the reply is correct, FAIL if it is not."""
+
+
+def parse_verdict(text: str) -> bool | None:
+    """PASS / FAIL from a judge's reply (the last of the two words that appears), else None."""
+    found = re.findall(r"\b(PASS|FAIL)\b", text.upper())
+    return None if not found else found[-1] == "PASS"
+
+
 class DatasetSuite:
     """A suite over the records of one dataset file."""
 
@@ -166,6 +184,7 @@ class DatasetSuite:
                 f"dataset {spec.name!r}: prompt template line {e.lineno}: {e.message}"
             ) from None
         self._records: list[Item] | None = None
+        self._judge_tpl = env.from_string(spec.judge_prompt or JUDGE_PROMPT)
 
     def _load(self) -> list[Item]:
         if self._records is not None:
@@ -260,6 +279,8 @@ class DatasetSuite:
             except ValueError:
                 ok = False
             return [Score(scorer="json_schema", value=float(ok), passed=ok)]
+        if kind == "judge":
+            raise ValueError("scorer: judge grades through the run (ascore with a judge endpoint)")
         if kind == "code":
             tests = item.target
             func = self.spec.entry_point
@@ -270,3 +291,25 @@ class DatasetSuite:
                 Score(scorer="pass", value=float(ok), passed=ok, detail=f"{passed}/{total}; {why}")
             ]
         raise ValueError(f"unknown scorer {kind!r}")
+
+    async def ascore(self, item: Item, result: CallResult, judge: Any = None) -> list[Score]:
+        """Like `score`; `judge` (given by the runner) asks the lineup's judge endpoint, and the code
+        scorer runs its sandbox off the event loop."""
+        import asyncio
+
+        if self.spec.scorer == "judge":
+            if judge is None:
+                raise ValueError("scorer: judge needs the run's judge endpoint")
+            question = next(
+                (m["content"] for m in reversed(item.messages or []) if m["role"] == "user"), ""
+            )
+            prompt = self._judge_tpl.render(
+                question=question, reply=result.text, reference=item.target, **item.meta
+            )
+            verdict_text = await judge(prompt)
+            ok = parse_verdict(verdict_text)
+            detail = f"judge {self.spec.judge}: {verdict_text.strip()[:200]}"
+            if ok is None:
+                detail = "judge gave no PASS/FAIL: " + verdict_text.strip()[:200]
+            return [Score(scorer="judge", value=float(bool(ok)), passed=bool(ok), detail=detail)]
+        return await asyncio.to_thread(self.score, item, result)
