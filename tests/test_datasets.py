@@ -193,8 +193,14 @@ def test_cli_reports_a_broken_dataset(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [("PASS", True), ("FAIL", False), ("Verdict: pass.", True), ("It could PASS, but FAIL", False),
-     ("fail", False), ("not sure", None)],
+    [
+        ("PASS", True),
+        ("FAIL", False),
+        ("Verdict: pass.", True),
+        ("It could PASS, but FAIL", False),
+        ("fail", False),
+        ("not sure", None),
+    ],
 )
 def test_judge_verdicts(text: str, want: bool | None) -> None:
     from bakeoff.suites.datasets import parse_verdict
@@ -203,9 +209,13 @@ def test_judge_verdicts(text: str, want: bool | None) -> None:
 
 
 @pytest.mark.parametrize(("verdict", "score"), [("PASS", 1.0), ("FAIL", 0.0)])
-def test_llm_judge_from_the_lineup_grades_replies(tmp_path: Path, verdict: str, score: float) -> None:
+def test_llm_judge_from_the_lineup_grades_replies(
+    tmp_path: Path, verdict: str, score: float
+) -> None:
     p = tmp_path / "qa.jsonl"
-    p.write_text('{"q": "Name a primary colour.", "a": "red"}\n{"q": "Name a planet.", "a": "Mars"}\n')
+    p.write_text(
+        '{"q": "Name a primary colour.", "a": "red"}\n{"q": "Name a planet.", "a": "Mars"}\n'
+    )
     lineup = parse_lineup(
         f"""
 run: {{suites: [open-qa], probe: false}}

@@ -456,3 +456,48 @@ def test_probe_finds_true_context_truncation_and_output_cap(tmp_path, isolated_c
     assert res["q8"]["max_output"]["capped_at"] is None
     assert res["q8"]["stream_usage"]["accepted"]
     assert "capabilities" in r.stderr
+
+
+def test_perf_counts_tokens_with_the_models_tokenizer(tmp_path, isolated_cache):
+    """llama-cpp-python streams no usage: perf counts output tokens with the GGUF's own vocabulary
+    (through a proxy too), and the curve is in the JSON."""
+    lineup = tmp_path / "l.yaml"
+    lineup.write_text(
+        "endpoints:\n"
+        "  - {name: q8, provider: local, model: smol, local: {variant: Q8_0}}\n"
+        "  - {name: q8-proxy, provider: proxy, model: smol, proxy: {target: q8}}\n"
+    )
+    r = subprocess.run(
+        [
+            *BAKEOFF,
+            "perf",
+            "-c",
+            str(lineup),
+            "--db",
+            str(tmp_path / "b.db"),
+            "--json",
+            "-q",
+            "--levels",
+            "1",
+            "--requests",
+            "3",
+            "--duration",
+            "120",
+            "--warmup",
+            "0",
+            "--cooldown",
+            "0",
+            "--workload",
+            "32x16",
+            "-e",
+            "q8-proxy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    e = json.loads(r.stdout)["endpoints"]["q8-proxy"]
+    m = e["levels"][0]["metrics"]
+    assert m["ok"] == 3 and set(m["token_sources"]) == {"tokenizer"}
+    assert e["curve"][0]["request_throughput"] > 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import random
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -44,6 +46,16 @@ class Target:
     extra_body: dict[str, Any] = field(default_factory=dict)
     stream_usage: bool = True
     timeouts: dict[str, float] = field(default_factory=dict)
+    tokenizer: str | None = None
+    """A GGUF file whose vocabulary counts output tokens when the endpoint reports no usage (the
+    local lineup's own model files)."""
+
+
+@functools.cache
+def _tokenizer(path: str) -> Any:
+    from bakeoff.proxy import GGUFTokenizer
+
+    return GGUFTokenizer(Path(path))
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ def _record(
     result: Any,
     error: CallError | None,
     spec: LevelSpec,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
     sent_rel = ((req_sent_ns or t0_ns) - t0_ns) / 1e9
     at = intended_s if intended_s is not None else sent_rel
@@ -106,7 +119,13 @@ def _record(
     }
     if result is not None:
         t = result.timings
-        counted = len(t.token_chunk_ms)
+        # the client's own count: a tokenizer on the joined text when we have the model's, else the
+        # token-bearing chunks
+        if tokenizer is not None:
+            counted = len(_tokenizer(tokenizer).encode(result.text + (result.reasoning or "")))
+            source = "tokenizer"
+        else:
+            counted, source = len(t.token_chunk_ms), "chunks"
         usage = result.completion_tokens if result.usage_source == "usage" else None
         rec.update(
             first_byte_ms=t.first_byte_ms,
@@ -117,7 +136,7 @@ def _record(
             chunks=list(t.token_chunk_ms),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens if usage is not None else counted,
-            token_source="usage" if usage is not None else "chunks",
+            token_source="usage" if usage is not None else source,
             usage_tokens=usage,
             counted_tokens=counted,
             end_s=sent_rel + (t.end_ms or 0) / 1000,
@@ -183,7 +202,9 @@ async def run_shard(
                 sent = result.timings.sent_ns or sent
             except CallError as e:
                 error = e
-            records.append(_record(seq, sent, t0_ns, intended_s, result, error, spec))
+            records.append(
+                _record(seq, sent, t0_ns, intended_s, result, error, spec, target.tokenizer)
+            )
             if on_done is not None:
                 on_done()
 

@@ -191,6 +191,17 @@ async def sweep_endpoint(
     }
 
 
+def _gguf_of(session: Any, name: str) -> str | None:
+    """The model file behind an endpoint of the local lineup (through proxies), if any."""
+    runner = session.runners[name]
+    seen = set()
+    while runner.ep.proxy is not None and runner.ep.name not in seen:
+        seen.add(runner.ep.name)
+        runner = session.runners[runner.ep.proxy.target]
+    path = getattr(runner.provider, "model_path", None)
+    return str(path) if path else None
+
+
 async def run_perf(
     store: Store,
     lineup: Lineup,
@@ -236,6 +247,7 @@ async def run_perf(
                     extra_body=dict(c.extra_body),
                     stream_usage=ep.stream_usage,
                     timeouts=ep.timeouts.model_dump(),
+                    tokenizer=_gguf_of(session, name),
                 )
                 summary["endpoints"][name] = await sweep_endpoint(
                     store, perf_id, target, requests, opts, on_level
