@@ -252,9 +252,15 @@ def probe(
 
 
 def capability_table(results: dict[str, Any]) -> Table:
-    from bakeoff.perf._probe import CAPABILITY_COLUMNS, capability_row
+    from bakeoff.perf._probe import capability_row
 
-    rows = {name: capability_row(r) for name, r in results.items()}
+    return capability_rows_table({name: capability_row(r) for name, r in results.items()})
+
+
+def capability_rows_table(rows: dict[str, dict[str, Any]]) -> Table:
+    """The capability matrix: one row per endpoint, coloured yes / accepted / no."""
+    from bakeoff.perf._probe import CAPABILITY_COLUMNS
+
     t = Table(title="capabilities", title_justify="left")
     t.add_column("endpoint")
     cols = CAPABILITY_COLUMNS

@@ -109,6 +109,11 @@ def run(
     summary = summarize(store, run_id)
     console = err if json_out else out
     console.print(summary_table(summary))
+    caps = {e["name"]: e["capabilities"] for e in summary["endpoints"] if e.get("capabilities")}
+    if caps:
+        from bakeoff.cli._perf import capability_rows_table
+
+        console.print(capability_rows_table(caps))
     if json_out:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     if status != "complete":
