@@ -9,9 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BAKEOFF = [sys.executable, "-m", "bakeoff"]
+
+
+# hypothesis: a few hundred examples per property in `make test`; `make fuzz` sets
+# HYPOTHESIS_PROFILE=fuzz for 10,000 each
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.register_profile("fuzz", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def bakeoff(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:

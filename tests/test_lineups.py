@@ -167,3 +167,20 @@ def test_fake_endpoints_need_no_base_url():
     assert lu.endpoints[0].fake is not None
     with pytest.raises(LineupError, match="base_url is required"):
         parse_lineup("endpoints:\n  - {name: f}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        ("!", 1, "invalid YAML value"),
+        ("\x1f", 1, "special characters are not allowed"),
+        ("endpoints:\n  - !!python/object:os.system x\n", 2, "could not determine a constructor"),
+        ("a: 1\nb: !!binary x\n", 2, "base64"),
+        ("? [a]\n: b\n", 1, "a mapping key must be a name or a number"),
+    ],
+)
+def test_yaml_the_loader_cannot_build_is_a_clear_error(text: str, line: int, what: str) -> None:
+    """Found by fuzzing (tests/test_fuzz.py): these raised raw YAML or Python errors."""
+    with pytest.raises(LineupError) as e:
+        parse_lineup(text, "bad.yaml")
+    assert str(e.value).startswith(f"bad.yaml:{line}:") and what in str(e.value)

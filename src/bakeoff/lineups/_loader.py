@@ -22,22 +22,38 @@ class LineupError(Exception):
         self.problems = problems
 
 
+class _NodeError(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A node resolved the way safe_load would; a value YAML cannot build is a `_NodeError`."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except (yaml.YAMLError, ValueError, TypeError) as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise _NodeError(node.start_mark.line + 1, f"invalid YAML value: {problem}") from None
+
+
 def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
     """Build plain data from a composed YAML node, recording each path's line (1-based)."""
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for k, v in node.value:
-            key = (
-                yaml.safe_load(yaml.serialize(k)) if not isinstance(k, yaml.ScalarNode) else k.value
-            )
+            key = _scalar(k) if not isinstance(k, yaml.ScalarNode) else k.value
+            if not isinstance(key, str | int):
+                # YAML allows lists, mappings, floats and null as keys; a lineup never needs them
+                raise _NodeError(k.start_mark.line + 1, "a mapping key must be a name or a number")
             lines[(*path, key)] = k.start_mark.line + 1
             out[key] = _to_python(v, (*path, key), lines)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
     # scalars: resolve the tag the way safe_load would
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
 
 
 def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
@@ -67,10 +83,18 @@ def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
         mark = e.problem_mark
         line = mark.line + 1 if mark is not None else "?"
         raise LineupError([f"{source}:{line}: invalid YAML: {e.problem}"]) from None
+    except yaml.YAMLError as e:  # e.g. a character YAML does not allow
+        pos = getattr(e, "position", None)
+        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else "?"
+        reason = getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise LineupError([f"{source}:{line}: invalid YAML: {reason}"]) from None
     if node is None:
         raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
     lines: dict[Loc, int] = {}
-    data = _to_python(node, (), lines)
+    try:
+        data = _to_python(node, (), lines)
+    except _NodeError as e:
+        raise LineupError([f"{source}:{e.line}: {e.message}"]) from None
     if not isinstance(data, dict):
         raise LineupError([f"{source}:1: a lineup is a mapping with an `endpoints:` list"])
     try:
