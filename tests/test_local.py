@@ -19,6 +19,7 @@ from bakeoff.lineups import ProxySpec
 from bakeoff.local import AssetError, ServerError, launch, stop, variant_path, wait_ready
 from bakeoff.local import clean as clean_models
 from bakeoff.proxy import DistortionProxy, GGUFTokenizer, WordTokenizer, truncate_messages
+from bakeoff.suites import EVAL_SUITES
 from conftest import BAKEOFF, wait_for
 
 PROMPTS = [
@@ -374,16 +375,7 @@ def test_local_up_status_down(tmp_path, isolated_cache):
 
 # -- every suite against a real llama.cpp server -------------------------------------------------
 
-ALL_SUITES = [
-    "math",
-    "instructions",
-    "tools",
-    "code",
-    "long-context",
-    "long-output",
-    "structured",
-    "multilingual",
-]
+ALL_SUITES = list(EVAL_SUITES)
 
 
 def test_every_suite_runs_against_a_local_server(tmp_path, isolated_cache):

@@ -12,24 +12,14 @@ from hypothesis import strategies as st
 from bakeoff.endpoints import CallResult
 from bakeoff.endpoints._types import ToolCall
 from bakeoff.plugins import suites as all_suites
-from bakeoff.suites import extract_number
+from bakeoff.suites import EVAL_SUITES, extract_number
 from bakeoff.suites.code import extract_code
 from bakeoff.suites.datasets import extract_choice
 from bakeoff.suites.instructions import Constraint
 from bakeoff.suites.long_output import LongOutputSuite
 from bakeoff.suites.tools import ToolsSuite, call_matches
 
-BUILTIN = [
-    "arith",
-    "math",
-    "instructions",
-    "tools",
-    "code",
-    "long-context",
-    "long-output",
-    "structured",
-    "multilingual",
-]
+BUILTIN = ["arith", *EVAL_SUITES]
 
 
 @settings(max_examples=15, deadline=None)

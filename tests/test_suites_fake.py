@@ -14,18 +14,9 @@ from bakeoff.lineups import parse_lineup
 from bakeoff.plugins import suites as all_suites
 from bakeoff.runs import RunOptions, create_run, execute, suite_items, summarize
 from bakeoff.store import Store
-from bakeoff.suites import Reply
+from bakeoff.suites import EVAL_SUITES, Reply
 
-SUITES = [
-    "math",
-    "instructions",
-    "tools",
-    "code",
-    "long-context",
-    "long-output",
-    "structured",
-    "multilingual",
-]
+SUITES = list(EVAL_SUITES)
 
 
 def _last_user(messages: list[dict]) -> str:

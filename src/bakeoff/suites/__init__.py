@@ -4,7 +4,20 @@ from bakeoff.suites._scorers import ExactMatch, NumericMatch, extract_number, no
 from bakeoff.suites._types import Item, Reply, Score, Scorer, Suite
 from bakeoff.suites.arith import Arith
 
+EVAL_SUITES = (
+    "math",
+    "instructions",
+    "tools",
+    "code",
+    "long-context",
+    "long-output",
+    "structured",
+    "multilingual",
+)
+"""The built-in evaluation suites beyond `arith` (the fidelity audit's prompts are not among them)."""
+
 __all__ = [
+    "EVAL_SUITES",
     "Arith",
     "ExactMatch",
     "Item",
