@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bakeoff.endpoints import CallResult
 from bakeoff.endpoints._types import ToolCall
 from bakeoff.plugins import suites as all_suites
-from bakeoff.suites import EVAL_SUITES, extract_number
+from bakeoff.suites import EVAL_SUITES
 from bakeoff.suites.code import extract_code
 from bakeoff.suites.datasets import extract_choice
 from bakeoff.suites.instructions import Constraint
@@ -40,31 +40,6 @@ def test_other_seed_other_items(name: str) -> None:
     a = [x.messages for x in suite.items(seed=1, n=6)]
     b = [x.messages for x in suite.items(seed=2, n=6)]
     assert a != b
-
-
-@pytest.mark.parametrize(
-    ("text", "want"),
-    [
-        ("42", 42),
-        ("42.0", 42),
-        ("$42", 42),
-        ("= 42", 42),
-        ("**42**", 42),
-        ("The answer is 42.", 42),
-        ("1,234", 1234),
-        ("It costs $1,234.50 in total.", 1234.5),
-        ("The answer is 42. I hope this helps with your homework!", 42),
-        ("5 + 3 = 8", 8),
-        ("First 3 bags, then 4 more: 7", 7),
-        ("-17", -17),
-        ("−17", -17),
-        ("Answer: 12 apples", 12),
-        ("no number here", None),
-        ("**Final answer: 3,000**", 3000),
-    ],
-)
-def test_extract_number(text: str, want: float | None) -> None:
-    assert extract_number(text) == want
 
 
 @pytest.mark.parametrize(

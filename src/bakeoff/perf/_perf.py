@@ -117,16 +117,17 @@ def _row(perf_id: str, endpoint: str, label: str, r: dict[str, Any]) -> dict[str
 
 
 def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
-    """Seconds over which the measured requests ran: the measurement window, cut short when a
-    request budget ended the level early."""
+    """Seconds over which the measured requests ran. Closed loop: from the end of the warmup (or the
+    first send) to the last end. Open loop: from the first measured slot to the later of the last
+    slot's end of period and the last completion — an endpoint that falls behind the schedule
+    stretches the window, so its throughput shows below the offered rate."""
     if not measured:
         return 0.0
-    start = min(r["sent_s"] for r in measured)
     end = max(r["end_s"] for r in measured)
     if spec.mode == "open":
-        start = min(spec.warmup_s, start)
-        end = max(end, max(r["intended_ms"] for r in measured) / 1000 + 1 / spec.value)
-        return min(end, spec.duration_s - spec.cooldown_s + 30) - start
+        slots = [r["intended_ms"] / 1000 for r in measured]
+        return max(end, max(slots) + 1 / spec.value) - min(slots)
+    start = min(r["sent_s"] for r in measured)
     return max(end - max(start, spec.warmup_s), 1e-9)
 
 

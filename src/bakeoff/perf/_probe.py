@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bakeoff.endpoints import CallError, CallRequest, CallResult, EndpointClient
-from bakeoff.suites.long_context import CHARS_PER_TOKEN, build_haystack
+from bakeoff.suites.long_context import build_haystack
 
 NEEDLE = "The secret code is {code}."
 
@@ -268,10 +268,6 @@ async def probe_endpoint(
         "max_output": await probe_output(client, opts.output_tokens),
         **features,
     }
-
-
-def context_tokens_from_chars(chars: int) -> int:
-    return int(chars / CHARS_PER_TOKEN)
 
 
 async def run_probes(

@@ -469,11 +469,6 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
     return out
 
 
-def total_calls(store: Store, run_id: str, lineup: Lineup) -> int:
-    """Calls the run plans in all (finished or not)."""
-    return sum(planned_calls(store, run_id, lineup, ep.name) for ep in lineup.endpoints)
-
-
 def planned_calls(store: Store, run_id: str, lineup: Lineup, endpoint: str) -> int:
     ep = lineup.endpoint(endpoint)
     rows = [r for r in store.items(run_id) if r["suite"] in lineup.run.suites]

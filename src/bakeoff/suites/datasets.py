@@ -59,7 +59,7 @@ def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-def _read_arrow_table(table: Any, label: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_arrow_table(table: Any) -> list[tuple[int, dict[str, Any]]]:
     return [(i + 1, rec) for i, rec in enumerate(table.to_pylist())]
 
 
@@ -71,7 +71,7 @@ def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
             f"{path}: reading Parquet needs pyarrow (pip install 'bakeoff[parquet]')"
         ) from None
     try:
-        return _read_arrow_table(pq.read_table(path), path)
+        return _read_arrow_table(pq.read_table(path))
     except Exception as e:
         raise DatasetError(f"{path}: not a readable Parquet file: {e}") from None
 
@@ -97,7 +97,7 @@ def _read_hf_dir(path: Path, split: str | None) -> tuple[Path, list[tuple[int, d
             with pa.memory_map(str(fp)) as src:
                 table = pa.ipc.open_stream(src).read_all()
             base = len(rows)
-            rows += [(base + i, r) for i, r in _read_arrow_table(table, fp)]
+            rows += [(base + i, r) for i, r in _read_arrow_table(table)]
         return path / state["_data_files"][0]["filename"], rows
     files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".parquet", ".csv"))
     if split:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,6 +351,3 @@ class InstructionsSuite:
 
     def reference_reply(self, item: Item) -> Reply:
         return Reply(content=build_reply(item.meta["topic"], self._constraints(item)))
-
-
-CHECKS: dict[str, Callable[..., Any]] = {"words": words, "sentences": sentences}
