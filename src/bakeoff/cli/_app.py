@@ -5,7 +5,7 @@ import logging
 import typer
 
 from bakeoff import __version__
-from bakeoff.cli import _audit, _calibrate, _fake, _local, _perf, _run, _store, _suites
+from bakeoff.cli import _audit, _calibrate, _fake, _local, _perf, _run, _store, _suites, _ui
 
 app = typer.Typer(
     name="bakeoff",
@@ -40,6 +40,9 @@ app.command("perf")(_perf.perf)
 app.command("probe")(_perf.probe)
 app.command("audit")(_audit.audit)
 app.command("calibrate")(_calibrate.calibrate)
+app.command("ui")(_ui.ui)
+app.command("report")(_ui.report)
+app.command("arena")(_ui.arena)
 app.command("runs")(_store.runs)
 app.command("show")(_store.show)
 app.command("export")(_store.export)

@@ -69,6 +69,13 @@ def run(
         "--no-audit",
         help="Skip the fidelity audit (on by default when there is a reference).",
     ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Where to write the run's HTML report (default bakeoff-reports/<run>.html).",
+        dir_okay=False,
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML report."),
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison."""
@@ -120,6 +127,12 @@ def run(
         err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
         raise typer.Exit(130)
     err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
+    if not no_report:
+        from bakeoff.cli._ui import default_report_path, write_report_with_progress
+
+        write_report_with_progress(
+            store, run_id, report or default_report_path(store, run_id), quiet=quiet
+        )
 
 
 def _check_env(lineup: Lineup) -> None:

@@ -53,7 +53,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     if run is None:
         raise KeyError(run_id)
     lineup: Lineup = lineup_of_run(store, run_id)
-    calls = store.calls(run_id)
+    calls = store.calls_light(run_id)
     score_rows = store.scores(run_id)
 
     per_ep: dict[str, list[Any]] = defaultdict(list)
@@ -170,7 +170,7 @@ def _outcomes(
                 passed=passed,
                 error=err,
                 metrics={r["scorer"]: float(r["value"]) for r in rows[1:]},
-                tool_call=bool(c["tool_calls_json"]) or c["finish_reason"] == "tool_calls",
+                tool_call=bool(c["has_tool_calls"]) or c["finish_reason"] == "tool_calls",
                 prompt_tokens=c["prompt_tokens"],
             )
         )

@@ -1,5 +1,6 @@
 """Small pure statistics: intervals, percentiles, paired comparisons and corrections."""
 
+from bakeoff.stats._bt import Vote, bradley_terry
 from bakeoff.stats._compare import (
     bootstrap_mean_ci,
     holm,
@@ -10,7 +11,9 @@ from bakeoff.stats._compare import (
 from bakeoff.stats._intervals import percentile, wilson_interval
 
 __all__ = [
+    "Vote",
     "bootstrap_mean_ci",
+    "bradley_terry",
     "holm",
     "mcnemar_exact",
     "paired_bootstrap",

@@ -19,6 +19,14 @@ from bakeoff.store._migrations import migrate
 DEFAULT_DB = "bakeoff.db"
 
 
+LIGHT_CALL_COLUMNS = (
+    "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
+    " started_at, finished_at, http_status, finish_reason, tool_calls_json IS NOT NULL"
+    " AND tool_calls_json != 'null' AS has_tool_calls, prompt_tokens, completion_tokens,"
+    " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms"
+)
+
+
 def default_db_path() -> str:
     return os.environ.get("BAKEOFF_DB") or DEFAULT_DB
 
@@ -273,6 +281,25 @@ class Store:
             (run_id,),
         ).fetchall()
 
+    def call(self, call_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+
+    def calls_light(self, run_id: str) -> list[sqlite3.Row]:
+        """The calls of a run without their large text columns (request, raw response, output,
+        logprobs, chunk timings): what summaries need, at a fraction of the reading cost."""
+        return self.db.execute(
+            f"SELECT {LIGHT_CALL_COLUMNS} FROM calls WHERE run_id = ?"
+            " ORDER BY endpoint, suite, item_id, repeat",
+            (run_id,),
+        ).fetchall()
+
+    def item_calls(self, run_id: str, suite: str, item_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM calls WHERE run_id = ? AND suite = ? AND item_id = ?"
+            " ORDER BY endpoint, repeat",
+            (run_id, suite, item_id),
+        ).fetchall()
+
     def attempts(self, call_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
             "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
@@ -333,6 +360,41 @@ class Store:
     def probes(self, owner_id: str) -> dict[str, Any]:
         rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
         return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
+
+    def perf_runs(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT id, run_id, created_at, finished_at, status, summary_json FROM perf_runs"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    # -- arena votes -----------------------------------------------------------------------------
+    def add_vote(self, run_id: str, vote: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO votes (run_id, suite, item_id, repeat, left, right, winner, voter,"
+                " left_chars, right_chars, detail_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    vote["suite"],
+                    vote["item_id"],
+                    vote.get("repeat", 0),
+                    vote["left"],
+                    vote["right"],
+                    vote["winner"],
+                    vote["voter"],
+                    vote.get("left_chars"),
+                    vote.get("right_chars"),
+                    self.scrub(dumps(vote["detail"])) if vote.get("detail") else None,
+                    now_iso(),
+                ),
+            )
+
+    def votes(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM votes WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
 
     def put_verdict(
         self, run_id: str, endpoint: str, verdict: str, p_value: float | None, evidence: Any

@@ -180,6 +180,31 @@ def m003_perf_and_probes(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_votes_and_item_index(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE INDEX calls_item ON calls(run_id, suite, item_id);
+        CREATE TABLE votes (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            suite TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            repeat INTEGER NOT NULL,
+            left TEXT NOT NULL,                -- endpoint shown first (as "A")
+            right TEXT NOT NULL,               -- endpoint shown second (as "B")
+            winner TEXT NOT NULL,              -- left | right | tie | both_bad
+            voter TEXT NOT NULL,               -- human | judge:<endpoint>
+            left_chars INTEGER,
+            right_chars INTEGER,
+            detail_json TEXT,                  -- the judge's raw answers in both orders
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX votes_run ON votes(run_id);
+        """
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; return the names applied."""
     db.execute(

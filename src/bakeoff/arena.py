@@ -1,0 +1,353 @@
+"""Blind pairwise comparison ("arena"): two anonymised outputs for the same prompt, a vote, and
+Bradley–Terry ratings — from people in the UI, or from an LLM judge of the lineup asked in both orders.
+
+Votes live in the `votes` table. A judge is asked A-vs-B and then B-vs-A; when its two answers do not
+name the same output the pair counts as a tie (and as a position-inconsistent answer in the judge's
+stats). Ratings are computed raw and with a length control (Bradley–Terry with a length covariate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from bakeoff.lineups import Lineup
+from bakeoff.stats import Vote, bradley_terry
+from bakeoff.store import Store
+
+WINNERS = ("left", "right", "tie", "both_bad")
+
+JUDGE_PROMPT = """You are judging two AI assistant responses to the same user request.
+
+[User request]
+{prompt}
+
+[Response A]
+{a}
+
+[Response B]
+{b}
+
+Which response answers the request better (correct, helpful, follows instructions)? Do not let the
+order or the length of the responses influence you. Reply with one letter only: A, B, or T for a tie."""
+
+
+def _prompt_text(input_json: str) -> str:
+    inp = orjson.loads(input_json)
+    if inp.get("messages"):
+        return "\n\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in inp["messages"])
+    return str(inp.get("prompt") or "")
+
+
+def pairs_pool(store: Store, run_id: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every (suite, item, repeat) of the run's suites with at least two successful outputs:
+    {key: {endpoint: (call id, output text)}}."""
+    rows = store.db.execute(
+        "SELECT id, endpoint, suite, item_id, repeat, output_text FROM calls WHERE run_id = ?"
+        " AND status = 'ok' AND suite NOT LIKE 'fidelity.%' ORDER BY endpoint",
+        (run_id,),
+    ).fetchall()
+    pool: dict[tuple[str, str, int], dict[str, Any]] = defaultdict(dict)
+    for r in rows:
+        pool[(r["suite"], r["item_id"], r["repeat"])][r["endpoint"]] = (
+            r["id"],
+            r["output_text"] or "",
+        )
+    return {k: v for k, v in pool.items() if len(v) >= 2}
+
+
+def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> dict[str, Any] | None:
+    """A pair for a person to judge: an item and two endpoints in random order, preferring the
+    endpoint pairs with the fewest human votes so far. None when the run has nothing to compare."""
+    rng = rng or random.Random()
+    pool = pairs_pool(store, run_id)
+    if not pool:
+        return None
+    voted = Counter(
+        frozenset((v["left"], v["right"])) for v in store.votes(run_id) if v["voter"] == "human"
+    )
+    seen = {
+        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+        for v in store.votes(run_id)
+        if v["voter"] == "human"
+    }
+    options = []
+    for key, outs in pool.items():
+        names = sorted(outs)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if (*key, frozenset((a, b))) not in seen:
+                    options.append((voted[frozenset((a, b))], key, a, b))
+    if not options:
+        return None
+    fewest = min(o[0] for o in options)
+    _, key, a, b = rng.choice([o for o in options if o[0] == fewest])
+    if rng.random() < 0.5:
+        a, b = b, a
+    suite, item_id, repeat = key
+    item = store.db.execute(
+        "SELECT input_json FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
+        (run_id, suite, item_id),
+    ).fetchone()
+    outs = pool[key]
+    return {
+        "suite": suite,
+        "item_id": item_id,
+        "repeat": repeat,
+        "prompt": _prompt_text(item["input_json"]) if item else "",
+        "left": {"call_id": outs[a][0], "text": outs[a][1]},
+        "right": {"call_id": outs[b][0], "text": outs[b][1]},
+    }
+
+
+def record_human_vote(
+    store: Store, run_id: str, left_call: str, right_call: str, winner: str
+) -> None:
+    """Store a person's vote on two calls of the run (given by call id, so the page never names the
+    endpoints)."""
+    if winner not in WINNERS:
+        raise ValueError(f"winner must be one of {', '.join(WINNERS)}")
+    rows = {}
+    for cid in (left_call, right_call):
+        r = store.db.execute(
+            "SELECT endpoint, suite, item_id, repeat, output_text FROM calls"
+            " WHERE id = ? AND run_id = ? AND status = 'ok'",
+            (cid, run_id),
+        ).fetchone()
+        if r is None:
+            raise ValueError("unknown call")
+        rows[cid] = r
+    lc, rc = rows[left_call], rows[right_call]
+    if (lc["suite"], lc["item_id"], lc["repeat"]) != (rc["suite"], rc["item_id"], rc["repeat"]):
+        raise ValueError("the two calls answer different items")
+    if lc["endpoint"] == rc["endpoint"]:
+        raise ValueError("the two calls come from the same endpoint")
+    store.add_vote(
+        run_id,
+        {
+            "suite": lc["suite"],
+            "item_id": lc["item_id"],
+            "repeat": lc["repeat"],
+            "left": lc["endpoint"],
+            "right": rc["endpoint"],
+            "winner": winner,
+            "voter": "human",
+            "left_chars": len(lc["output_text"] or ""),
+            "right_chars": len(rc["output_text"] or ""),
+        },
+    )
+
+
+def parse_choice(text: str) -> str | None:
+    """A judge's answer: 'A', 'B' or 'T' (the first standalone letter, or a worded tie)."""
+    m = re.search(r"\b([ABT])\b", text.strip().upper())
+    if m:
+        return m.group(1)
+    if re.search(r"\btie\b|\bequal", text, re.I):
+        return "T"
+    return None
+
+
+def combine_orders(first: str | None, second: str | None) -> tuple[str, bool]:
+    """The judge's verdict on (left, right) from its answer with left shown as A (`first`) and its
+    answer with left shown as B (`second`); and whether the two answers were consistent."""
+    as_left = {"A": "left", "B": "right", "T": "tie"}
+    swapped = {"A": "right", "B": "left", "T": "tie"}
+    w1 = as_left.get(first or "")
+    w2 = swapped.get(second or "")
+    if w1 is None or w2 is None:
+        return "tie", False
+    if w1 == w2:
+        return w1, True
+    return "tie", False
+
+
+async def judge_pairs(
+    store: Store,
+    run_id: str,
+    lineup: Lineup,
+    judge: str,
+    n_pairs: int,
+    *,
+    seed: int = 0,
+    on_done: Callable[[], None] | None = None,
+) -> int:
+    """Ask endpoint `judge` of the lineup to compare `n_pairs` random pairs, both orders each;
+    store one vote per pair (voter `judge:<name>`). Returns the number of votes stored."""
+    from bakeoff.endpoints import CallRequest
+    from bakeoff.runs._runner import EndpointSession, RunOptions
+
+    rng = random.Random(seed)
+    pool = pairs_pool(store, run_id)
+    done = {
+        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+        for v in store.votes(run_id)
+        if v["voter"] == f"judge:{judge}"
+    }
+    todo = []
+    for key, outs in sorted(pool.items()):
+        names = sorted(n for n in outs if n != judge)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if (*key, frozenset((a, b))) not in done:
+                    todo.append((key, a, b))
+    rng.shuffle(todo)
+    todo = todo[:n_pairs]
+    if not todo:
+        return 0
+    items = {(r["suite"], r["item_id"]): _prompt_text(r["input_json"]) for r in store.items(run_id)}
+    keep = {judge}
+    for e in lineup.endpoints:  # a proxy judge needs its targets running
+        if e.name in keep and e.proxy is not None:
+            keep |= {e.proxy.target, *([e.proxy.route_to] if e.proxy.route_to else [])}
+    sub = lineup.model_copy(deep=True)
+    sub.endpoints = [e for e in sub.endpoints if e.name in keep]
+    stored = 0
+    async with EndpointSession(store, run_id, sub, RunOptions(use_cache=False)) as session:
+        runner = session.runners[judge]
+        assert runner.client is not None
+        client = runner.client
+        sem = asyncio.Semaphore(max(1, runner.ep.max_concurrency))
+
+        async def ask(prompt: str, a: str, b: str) -> str:
+            req = CallRequest(
+                messages=[
+                    {"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, a=a, b=b)}
+                ],
+                params={"temperature": 0, "max_tokens": 8},
+                stream=False,
+            )
+            async with sem:
+                await runner.limiter.acquire()
+                try:
+                    return (await client.call(req)).text
+                except Exception as e:  # a failed judge call is a missing answer, never a crash
+                    return f"<error: {type(e).__name__}>"
+
+        async def one(key: tuple[str, str, int], a: str, b: str) -> None:
+            nonlocal stored
+            suite, item_id, repeat = key
+            ta, tb = pool[key][a][1], pool[key][b][1]
+            prompt = items.get((suite, item_id), "")
+            r1, r2 = await asyncio.gather(ask(prompt, ta, tb), ask(prompt, tb, ta))
+            winner, consistent = combine_orders(parse_choice(r1), parse_choice(r2))
+            store.add_vote(
+                run_id,
+                {
+                    "suite": suite,
+                    "item_id": item_id,
+                    "repeat": repeat,
+                    "left": a,
+                    "right": b,
+                    "winner": winner,
+                    "voter": f"judge:{judge}",
+                    "left_chars": len(ta),
+                    "right_chars": len(tb),
+                    "detail": {
+                        "a_first": r1,
+                        "b_first": r2,
+                        "choices": [parse_choice(r1), parse_choice(r2)],
+                        "consistent": consistent,
+                    },
+                },
+            )
+            stored += 1
+            if on_done:
+                on_done()
+
+        await asyncio.gather(*(one(*t) for t in todo))
+    return stored
+
+
+def _bt_votes(rows: list[Any]) -> list[Vote]:
+    out = []
+    for v in rows:
+        y = {"left": 1.0, "right": 0.0}.get(v["winner"], 0.5)
+        lc, rc = v["left_chars"] or 0, v["right_chars"] or 0
+        x = (lc - rc) / (lc + rc) if lc + rc else 0.0
+        out.append(Vote(v["left"], v["right"], y, x))
+    return out
+
+
+def _judge_stats(rows: list[Any]) -> dict[str, Any]:
+    """Position bias (answers that change with the order; how often the first-shown output won) and
+    length bias (how often the longer output won a decided vote)."""
+    n = len(rows)
+    details = [orjson.loads(v["detail_json"]) for v in rows if v["detail_json"]]
+    consistent = sum(1 for d in details if d.get("consistent"))
+    first_won = sum(1 for d in details for c in d.get("choices", [])[:2] if c == "A")
+    answered = sum(1 for d in details for c in d.get("choices", [])[:2] if c in ("A", "B"))
+    decided = [v for v in rows if v["winner"] in ("left", "right")]
+    longer_won = sum(
+        1
+        for v in decided
+        if (v["left_chars"] or 0) != (v["right_chars"] or 0)
+        and ((v["winner"] == "left") == ((v["left_chars"] or 0) > (v["right_chars"] or 0)))
+    )
+    unequal = sum(1 for v in decided if (v["left_chars"] or 0) != (v["right_chars"] or 0))
+    return {
+        "pairs": n,
+        "consistent_rate": round(consistent / len(details), 3) if details else None,
+        "first_position_win_rate": round(first_won / answered, 3) if answered else None,
+        "longer_won_rate": round(longer_won / unequal, 3) if unequal else None,
+    }
+
+
+def _agreement(human: list[Any], judge: list[Any]) -> dict[str, Any] | None:
+    """Agreement between people and a judge on the pairs both voted on (Cohen's kappa over
+    winner ∈ {endpoint x, endpoint y, tie})."""
+
+    def key(v: Any) -> tuple[Any, ...]:
+        return (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+
+    def outcome(v: Any) -> str:
+        if v["winner"] == "left":
+            return v["left"]
+        if v["winner"] == "right":
+            return v["right"]
+        return "tie"
+
+    j = {key(v): outcome(v) for v in judge}
+    pairs = [(outcome(v), j[key(v)]) for v in human if key(v) in j]
+    if not pairs:
+        return None
+    n = len(pairs)
+    po = sum(a == b for a, b in pairs) / n
+    ca, cb = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
+    pe = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    kappa = (po - pe) / (1 - pe) if pe < 1 else None
+    return {
+        "pairs": n,
+        "agreement": round(po, 3),
+        "kappa": None if kappa is None else round(kappa, 3),
+    }
+
+
+def arena_summary(store: Store, run_id: str, reference: str | None = None) -> dict[str, Any]:
+    """Ratings for human votes and for each judge (raw and length-controlled), judge biases, and
+    judge–human agreement."""
+    votes = store.votes(run_id)
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for v in votes:
+        groups[v["voter"]].append(v)
+    out: dict[str, Any] = {"votes": len(votes), "voters": {}}
+    human = groups.get("human", [])
+    for voter, rows in sorted(groups.items()):
+        bt = _bt_votes(rows)
+        entry: dict[str, Any] = {
+            "votes": len(rows),
+            "outcomes": dict(Counter(v["winner"] for v in rows)),
+            "bt": bradley_terry(bt, anchor=reference),
+            "bt_length_controlled": bradley_terry(bt, anchor=reference, style=True),
+        }
+        if voter.startswith("judge:"):
+            entry["judge"] = _judge_stats(rows)
+            entry["agreement_with_humans"] = _agreement(human, rows)
+        out["voters"][voter] = entry
+    return out

@@ -1,0 +1,102 @@
+"""Rendering helpers shared by the web app and the static report: the Jinja environment (autoescape
+on, always), word-level diffs, number formats and chart specs.
+
+Everything a model wrote reaches the page through Jinja's escaping or `escape()` here: it is shown as
+text, never interpreted as markup (no markdown rendering, no raw HTML)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
+from markupsafe import Markup, escape
+
+_TOKENS = re.compile(r"\s+|[^\s]+")
+MAX_DIFF_TOKENS = 4000
+
+
+def url(path: str, **query: Any) -> str:
+    """A page's canonical address: the path plus its query sorted, None values left out. The web app
+    serves it; the report uses the same string as its page key (after `#`)."""
+    q = {k: v for k, v in sorted(query.items()) if v is not None and v != ""}
+    return path + ("?" + urlencode(q) if q else "")
+
+
+def word_diff(reference: str | None, text: str | None) -> Markup:
+    """`text` with the words it adds over `reference` in <ins> and the words it drops in <del>."""
+    a, b = reference or "", text or ""
+    ta, tb = _TOKENS.findall(a), _TOKENS.findall(b)
+    if len(ta) + len(tb) > 2 * MAX_DIFF_TOKENS:
+        return Markup(escape(b))
+    out: list[str] = []
+    sm = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "equal":
+            out.append(str(escape("".join(tb[j1:j2]))))
+            continue
+        if op in ("delete", "replace"):
+            out.append(f"<del>{escape(''.join(ta[i1:i2]))}</del>")
+        if op in ("insert", "replace"):
+            out.append(f"<ins>{escape(''.join(tb[j1:j2]))}</ins>")
+    return Markup("".join(out))
+
+
+def fmt_num(x: Any, nd: int = 2) -> str:
+    if x is None or isinstance(x, Undefined):
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def fmt_p(p: Any) -> str:
+    if p is None or isinstance(p, Undefined):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def pretty_json(text: str | None) -> str:
+    """Indented JSON if `text` parses, else the text as is."""
+    if not text:
+        return ""
+    try:
+        return orjson.dumps(orjson.loads(text), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return text
+
+
+def chart(data: list[dict[str, Any]], layout: dict[str, Any] | None = None) -> str:
+    """A Plotly figure as JSON, for a `<div class="chart" data-fig="...">` (escaped by Jinja)."""
+    base = {
+        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
+        "height": 340,
+        "font": {"family": "system-ui, sans-serif", "size": 12},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+    }
+    return orjson.dumps(
+        {"data": data, "layout": {**base, **(layout or {})}},
+        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+    ).decode()
+
+
+def make_env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bakeoff.ui", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(url=url, word_diff=word_diff)
+    env.filters.update(num=fmt_num, p=fmt_p, pretty_json=pretty_json)
+    return env

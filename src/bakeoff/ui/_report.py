@@ -1,0 +1,95 @@
+"""`bakeoff report RUN_ID -o report.html`: one self-contained, offline HTML file.
+
+The report holds the same pages as the web app (overview, every suite and item side by side, every
+call's trace, the audit, the arena's ratings, the run's perf runs), rendered by the same views, gzipped
+and base64-encoded inside the file; a small script (inlined, like plotly.js and the CSS) inflates them
+in the browser and shows the page named by the URL's `#`. Nothing is fetched: the page's
+Content-Security-Policy allows no network at all."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import orjson
+from markupsafe import Markup
+
+from bakeoff.store import Store
+from bakeoff.ui._render import url
+from bakeoff.ui._server import plotly_js_path
+from bakeoff.ui._views import NotFound, Views
+
+
+@dataclass
+class ReportStats:
+    path: Path
+    pages: int
+    bytes: int
+    raw_bytes: int
+
+
+def report_addresses(store: Store, run_id: str) -> list[str]:
+    """Every page of a run that goes into its report, the overview first."""
+    base = f"/run/{run_id}"
+    out = [url(base)]
+    views = Views(store, report=True)
+    suites = views.run(run_id).suites
+    for s in suites:
+        out += [url(base + "/suite", name=s, show=show) for show in (None, "disagree", "differ")]
+    out += [url(base + "/audit"), url(base + "/arena")]
+    for r in store.db.execute(
+        "SELECT suite, item_id FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
+    ):
+        out.append(url(base + "/item", suite=r["suite"], id=r["item_id"]))
+    for r in store.db.execute("SELECT id FROM calls WHERE run_id = ? ORDER BY rowid", (run_id,)):
+        out.append(url(base + "/call", id=r["id"]))
+    for r in store.db.execute("SELECT id FROM perf_runs WHERE run_id = ?", (run_id,)):
+        out.append(url("/perf", id=r["id"]))
+    return out
+
+
+def write_report(
+    store: Store,
+    run_id: str,
+    path: str | Path,
+    on_page: Callable[[int, int], None] | None = None,
+) -> ReportStats:
+    """Render every page of the run into one HTML file at `path` (written atomically)."""
+    views = Views(store, report=True)
+    views.run(run_id)  # NotFound before any work
+    addresses = report_addresses(store, run_id)
+    pages: dict[str, dict[str, str]] = {}
+    for i, address in enumerate(addresses):
+        try:
+            page = views.page(address)
+        except NotFound:
+            continue
+        pages[address] = {"title": page.title, "html": page.html}
+        if on_page:
+            on_page(i + 1, len(addresses))
+    raw = orjson.dumps(pages)
+    packed = base64.b64encode(gzip.compress(raw, compresslevel=6)).decode()
+    static = resources.files("bakeoff.ui").joinpath("static")
+    html = views.env.get_template("report.html").render(
+        run_id=run_id,
+        home=addresses[0],
+        written=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        n_pages=len(pages),
+        nonce=secrets.token_urlsafe(12),
+        css=Markup(static.joinpath("app.css").read_text()),
+        app_js=Markup(static.joinpath("app.js").read_text()),
+        plotly_js=Markup(plotly_js_path().read_text()),
+        pages_b64=packed,
+    )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    return ReportStats(out, len(pages), out.stat().st_size, len(raw))

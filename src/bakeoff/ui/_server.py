@@ -1,0 +1,162 @@
+"""`bakeoff ui`: the web app over a bakeoff database (aiohttp, server-side rendered pages).
+
+Bound to 127.0.0.1 unless told otherwise. Requests whose Host header is not the address the server
+listens on are refused (DNS rebinding); the one write — an arena vote — needs the page's token.
+Static files come from a fixed table (no path from the request reaches the file system)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bakeoff.store import Store
+from bakeoff.ui._views import NotFound, Views
+
+log = logging.getLogger(__name__)
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    " font-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none';"
+    " base-uri 'none'"
+)
+
+
+def plotly_js_path() -> Path:
+    """plotly.js as shipped inside the `plotly` Python package (never fetched)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.exists():
+        raise FileNotFoundError(f"plotly.min.js not found in the plotly package at {path}")
+    return path
+
+
+def static_file(name: str) -> tuple[bytes, str]:
+    if name == "plotly.min.js":
+        return plotly_js_path().read_bytes(), "text/javascript"
+    if name in ("app.js", "app.css"):
+        data = resources.files("bakeoff.ui").joinpath("static", name).read_bytes()
+        return data, "text/javascript" if name.endswith(".js") else "text/css"
+    raise KeyError(name)
+
+
+def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Application:
+    """The aiohttp application. `allowed_hosts`: Host header values accepted (None: any)."""
+    token = secrets.token_urlsafe(16)
+    app = web.Application(client_max_size=64 * 1024)
+    store_key = web.AppKey("store", Store)
+
+    async def on_startup(app: web.Application) -> None:
+        app[store_key] = Store(db_path)
+
+    async def on_cleanup(app: web.Application) -> None:
+        app[store_key].close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if allowed_hosts is not None and request.host not in allowed_hosts:
+            return web.Response(status=421, text="unexpected Host header\n")
+        resp = await handler(request)
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        return resp
+
+    app.middlewares.append(guard)
+
+    def views() -> Views:
+        v = Views(app[store_key])
+        v.env.globals["token"] = token
+        return v
+
+    def page_response(views: Views, address: str) -> web.Response:
+        from bakeoff.ui._render import url
+
+        try:
+            page = views.page(address)
+        except NotFound as e:
+            body = views.env.get_template("layout.html").render(
+                title="Not found",
+                body=views.env.from_string(
+                    '<div class="notfound"><h1>Not found</h1><p>{{ m }}</p></div>'
+                ).render(m=str(e)),
+                run_id=None,
+            )
+            return web.Response(status=404, text=body, content_type="text/html")
+        html = views.env.get_template("layout.html").render(
+            title=page.title, body=_markup(page.html), run_id=page.run_id, url=url
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    async def static(request: web.Request) -> web.Response:
+        try:
+            data, ctype = static_file(request.match_info["name"])
+        except KeyError:
+            raise web.HTTPNotFound() from None
+        return web.Response(
+            body=data, content_type=ctype, headers={"Cache-Control": "max-age=3600"}
+        )
+
+    async def vote(request: web.Request) -> web.Response:
+        from bakeoff.arena import record_human_vote
+
+        run_id = request.match_info["run_id"]
+        form = await request.post()
+        if not secrets.compare_digest(str(form.get("token", "")), token):
+            return web.Response(status=403, text="missing or stale page token: reload the page\n")
+        try:
+            record_human_vote(
+                app[store_key],
+                run_id,
+                str(form.get("left", "")),
+                str(form.get("right", "")),
+                str(form.get("winner", "")),
+            )
+        except ValueError as e:
+            return web.Response(status=400, text=f"{e}\n")
+        raise web.HTTPSeeOther(f"/run/{run_id}/arena")
+
+    async def any_page(request: web.Request) -> web.Response:
+        address = request.path + ("?" + request.query_string if request.query_string else "")
+        # rendered on the loop: one local user, and the SQLite connection belongs to this thread
+        return page_response(views(), address)
+
+    async def favicon(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_post("/run/{run_id}/arena", vote)
+    app.router.add_get("/{tail:.*}", any_page)
+    return app
+
+
+def _markup(html: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(html)  # a page fragment rendered (and escaped) by our templates
+
+
+def serve(
+    db_path: str, host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False
+) -> None:
+    """Run the web app until interrupted."""
+    allowed = {f"{host}:{port}"}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        allowed |= {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
+    elif host in ("0.0.0.0", "::"):
+        allowed = None  # type: ignore[assignment]  # the user chose to serve every interface
+    app = make_app(db_path, allowed_hosts=allowed)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/")
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -1,0 +1,627 @@
+"""The pages: each view reads the store and renders a template to an HTML fragment.
+
+One set of views serves both the web app (`bakeoff ui`) and the static report (`bakeoff report`):
+a page is addressed by its canonical URL (`url()`); the report renders the same pages and keys them
+by that URL. Views never write, except the arena's vote (a POST handled by the server)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from jinja2 import Environment
+
+from bakeoff.lineups import Lineup
+from bakeoff.runs import summarize
+from bakeoff.runs._runner import lineup_of_run
+from bakeoff.stats import holm, mcnemar_exact
+from bakeoff.store import Store
+from bakeoff.ui._render import chart, make_env, url
+
+PAGE_SIZE = 100
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#65a30d"]
+
+
+class NotFound(Exception):
+    """No such page, run, item or call."""
+
+
+@dataclass
+class Page:
+    title: str
+    html: str
+    run_id: str | None = None
+
+
+@dataclass
+class RunData:
+    """What several pages of one run need, read once per request (or once per report)."""
+
+    store: Store
+    run_id: str
+
+    @cached_property
+    def row(self) -> Any:
+        row = self.store.run(self.run_id)
+        if row is None:
+            raise NotFound(f"no run {self.run_id}")
+        return row
+
+    @cached_property
+    def lineup(self) -> Lineup:
+        self.row  # noqa: B018 - raises NotFound first
+        return lineup_of_run(self.store, self.run_id)
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        return summarize(self.store, self.run_id)
+
+    @cached_property
+    def endpoints(self) -> list[str]:
+        return [e.name for e in self.lineup.endpoints]
+
+    @cached_property
+    def colors(self) -> dict[str, str]:
+        return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(self.endpoints)}
+
+    @cached_property
+    def verdicts(self) -> dict[str, Any]:
+        return self.store.verdicts(self.run_id)
+
+    @cached_property
+    def suites(self) -> list[str]:
+        return list(self.lineup.run.suites)
+
+    def primary_scores(self, suite: str) -> dict[str, Any]:
+        """{call id: first score row} for the calls of one suite."""
+        rows = self.store.db.execute(
+            "SELECT s.call_id, s.scorer, s.value, s.passed, s.detail FROM scores s"
+            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? AND c.suite = ?"
+            " ORDER BY s.rowid",
+            (self.run_id, suite),
+        ).fetchall()
+        out: dict[str, Any] = {}
+        for r in rows:
+            out.setdefault(r["call_id"], r)
+        return out
+
+
+@dataclass
+class Views:
+    """Renders pages. `report=True` leaves out what needs a server (voting, filters by form)."""
+
+    store: Store
+    report: bool = False
+    env: Environment = field(default_factory=make_env)
+    _runs: dict[str, RunData] = field(default_factory=dict)
+
+    def run(self, run_id: str) -> RunData:
+        if run_id not in self._runs:
+            rd = RunData(self.store, run_id)
+            rd.row  # noqa: B018 - NotFound now rather than in a template
+            self._runs[run_id] = rd
+        return self._runs[run_id]
+
+    def _render(self, template: str, **ctx: Any) -> str:
+        return self.env.get_template(template).render(report=self.report, href=self._href, **ctx)
+
+    def _href(self, address: str) -> str:
+        """A link to a page: the address itself, or in a report the in-file anchor."""
+        return "#" + address if self.report else address
+
+    # -- dispatch --------------------------------------------------------------------------------
+    ROUTES = (
+        (re.compile(r"^/$"), "index"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)$"), "overview"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)/suite$"), "suite"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)/item$"), "item"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)/call$"), "call"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)/audit$"), "audit"),
+        (re.compile(r"^/run/(?P<run_id>[^/]+)/arena$"), "arena"),
+        (re.compile(r"^/perf$"), "perf"),
+        (re.compile(r"^/compare$"), "compare"),
+    )
+
+    def page(self, address: str) -> Page:
+        """The page at a canonical address (`/run/X/item?id=...&suite=...`)."""
+        path, _, qs = address.partition("?")
+        query = dict(parse_qsl(qs))
+        for rx, name in self.ROUTES:
+            m = rx.match(path)
+            if m:
+                return getattr(self, name)(**m.groupdict(), **_only(query, name))
+        raise NotFound(f"no page {path}")
+
+    # -- pages -----------------------------------------------------------------------------------
+    def index(self) -> Page:
+        runs = self.store.runs(200)
+        perf = []
+        for r in self.store.perf_runs(100):
+            s = orjson.loads(r["summary_json"]) if r["summary_json"] else {}
+            perf.append({"row": r, "endpoints": list((s.get("endpoints") or {}).keys())})
+        return Page("Runs", self._render("index.html", runs=runs, perf=perf))
+
+    def overview(self, run_id: str) -> Page:
+        rd = self.run(run_id)
+        s = rd.summary
+        pts = s["pareto"]["points"]
+        fig = None
+        if pts:
+            with_cost = "cost_usd" in s["pareto"]["axes"]
+            data = []
+            for name, p in pts.items():
+                on_front = name in s["pareto"]["front"]
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "markers+text",
+                        "name": name,
+                        "x": [p["output_tok_s"]],
+                        "y": [p["quality"]],
+                        "text": [name],
+                        "textposition": "top center",
+                        "marker": {
+                            "size": 12 + (20 * p["cost_usd"] / max_cost(pts) if with_cost else 4),
+                            "color": rd.colors.get(name),
+                            "symbol": "star" if on_front else "circle",
+                            "line": {"width": 2 if on_front else 0, "color": "#111"},
+                        },
+                        "hovertemplate": (
+                            f"{name}<br>quality %{{y:.3f}}<br>%{{x:.1f}} tok/s"
+                            + (f"<br>${p['cost_usd']:.4f}" if with_cost else "")
+                            + "<extra></extra>"
+                        ),
+                    }
+                )
+            fig = chart(
+                data,
+                {
+                    "showlegend": False,
+                    "xaxis": {"title": {"text": "output tokens/s (p50)"}},
+                    "yaxis": {"title": {"text": "quality (mean suite score)"}},
+                },
+            )
+        errors = sorted({k for e in s["endpoints"] for k in e["errors"]})
+        return Page(
+            f"Run {run_id}",
+            self._render(
+                "overview.html",
+                rd=rd,
+                s=s,
+                run=rd.row,
+                pareto_fig=fig,
+                error_classes=errors,
+                capability_columns=_capability_columns(s),
+            ),
+            run_id,
+        )
+
+    def suite(self, run_id: str, name: str, show: str = "all", page: str = "1") -> Page:
+        rd = self.run(run_id)
+        if name not in rd.suites:
+            raise NotFound(f"no suite {name} in run {run_id}")
+        rows = self.store.db.execute(
+            "SELECT id, endpoint, item_id, repeat, status, error_class, output_text FROM calls"
+            " WHERE run_id = ? AND suite = ?",
+            (run_id, name),
+        ).fetchall()
+        scores = rd.primary_scores(name)
+        cells: dict[str, dict[str, Any]] = defaultdict(dict)
+        for r in rows:
+            if r["repeat"] == 0:
+                cells[r["item_id"]][r["endpoint"]] = {"call": r, "score": scores.get(r["id"])}
+        ref = rd.lineup.reference
+        items = self.store.items(run_id, name)
+        listed = []
+        for it in items:
+            c = cells.get(it["item_id"], {})
+            r = c.get(ref) if ref else None
+            differs_score = differs_output = False
+            if r is not None:
+                for ep, v in c.items():
+                    if ep == ref:
+                        continue
+                    if _outcome(v) != _outcome(r):
+                        differs_score = True
+                    if (v["call"]["output_text"] or "") != (r["call"]["output_text"] or ""):
+                        differs_output = True
+            if show == "disagree" and not differs_score:
+                continue
+            if show == "differ" and not differs_output:
+                continue
+            listed.append({"item": it, "cells": c, "prompt": _prompt_excerpt(it["input_json"])})
+        n = len(listed)
+        if self.report:
+            pages, cur = 1, 1
+        else:
+            pages = max(1, -(-n // PAGE_SIZE))
+            cur = min(max(1, int(page) if page.isdigit() else 1), pages)
+            listed = listed[(cur - 1) * PAGE_SIZE : cur * PAGE_SIZE]
+        return Page(
+            f"{name} · {run_id}",
+            self._render(
+                "suite.html",
+                rd=rd,
+                suite=name,
+                show=show,
+                listed=listed,
+                total=n,
+                n_items=len(items),
+                page=cur,
+                pages=pages,
+            ),
+            run_id,
+        )
+
+    def item(self, run_id: str, suite: str, id: str) -> Page:
+        rd = self.run(run_id)
+        it = self.store.db.execute(
+            "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
+            (run_id, suite, id),
+        ).fetchone()
+        if it is None:
+            raise NotFound(f"no item {id} in suite {suite}")
+        calls = self.store.item_calls(run_id, suite, id)
+        scores: dict[str, list[Any]] = defaultdict(list)
+        if calls:
+            marks = ",".join("?" * len(calls))
+            for s in self.store.db.execute(
+                f"SELECT * FROM scores WHERE call_id IN ({marks}) ORDER BY rowid",
+                [c["id"] for c in calls],
+            ):
+                scores[s["call_id"]].append(s)
+        ref = rd.lineup.reference
+        ref_text = {c["repeat"]: c["output_text"] for c in calls if c["endpoint"] == ref}
+        by_ep: dict[str, list[Any]] = defaultdict(list)
+        for c in calls:
+            by_ep[c["endpoint"]].append(c)
+        columns = [
+            {
+                "endpoint": ep,
+                "calls": [
+                    {
+                        "row": c,
+                        "scores": scores.get(c["id"], []),
+                        "tool_calls": orjson.loads(c["tool_calls_json"])
+                        if c["tool_calls_json"]
+                        else None,
+                        "ref_text": ref_text.get(c["repeat"]) if ep != ref else None,
+                    }
+                    for c in by_ep[ep]
+                ],
+            }
+            for ep in rd.endpoints
+            if ep in by_ep
+        ]
+        inp = orjson.loads(it["input_json"])
+        return Page(
+            f"{id} · {suite}",
+            self._render(
+                "item.html",
+                rd=rd,
+                suite=suite,
+                item=it,
+                messages=inp.get("messages") or [{"role": "prompt", "content": inp.get("prompt")}],
+                params=inp.get("params") or {},
+                tools=inp.get("tools"),
+                target=it["target_json"],
+                columns=columns,
+                ref=ref,
+            ),
+            run_id,
+        )
+
+    def call(self, run_id: str, id: str) -> Page:
+        rd = self.run(run_id)
+        c = self.store.call(id)
+        if c is None or c["run_id"] != run_id:
+            raise NotFound(f"no call {id} in run {run_id}")
+        attempts = self.store.attempts(id)
+        scores = self.store.db.execute(
+            "SELECT * FROM scores WHERE call_id = ? ORDER BY rowid", (id,)
+        ).fetchall()
+        chunks = orjson.loads(c["chunk_ms_json"]) if c["chunk_ms_json"] else []
+        fig = None
+        if chunks:
+            fig = chart(
+                [
+                    {
+                        "type": "scatter",
+                        "mode": "lines+markers",
+                        "x": chunks,
+                        "y": list(range(1, len(chunks) + 1)),
+                        "line": {"shape": "hv", "color": rd.colors.get(c["endpoint"])},
+                        "marker": {"size": 4},
+                        "hovertemplate": "chunk %{y} at %{x:.1f} ms<extra></extra>",
+                    }
+                ],
+                {
+                    "height": 260,
+                    "xaxis": {"title": {"text": "ms since the request was sent"}},
+                    "yaxis": {"title": {"text": "token chunks"}},
+                },
+            )
+        return Page(
+            f"call {id[:12]}",
+            self._render(
+                "call.html",
+                rd=rd,
+                c=c,
+                attempts=attempts,
+                scores=scores,
+                chunks_fig=fig,
+                n_chunks=len(chunks),
+            ),
+            run_id,
+        )
+
+    def audit(self, run_id: str) -> Page:
+        rd = self.run(run_id)
+        v = rd.verdicts
+        figs = {}
+        for ep, ev in v.items():
+            data = []
+            for i, (test, t) in enumerate((ev.get("tests") or {}).items()):
+                w = t.get("wealth") or []
+                if w:
+                    data.append(
+                        {
+                            "type": "scatter",
+                            "mode": "lines",
+                            "name": test,
+                            "x": list(range(1, len(w) + 1)),
+                            "y": w,
+                            "line": {"color": PALETTE[i % len(PALETTE)]},
+                        }
+                    )
+            if data:
+                alpha = ev.get("alpha") or 0.05
+                n = max(len(d["x"]) for d in data)
+                data.append(
+                    {
+                        "type": "scatter",
+                        "mode": "lines",
+                        "name": f"reject at 1/α = {1 / alpha:g}",
+                        "x": [1, n],
+                        "y": [1 / alpha, 1 / alpha],
+                        "line": {"dash": "dash", "color": "#6b7280"},
+                    }
+                )
+                figs[ep] = chart(
+                    data,
+                    {
+                        "height": 260,
+                        "yaxis": {
+                            "type": "log",
+                            "title": {"text": "wealth (e-value)"},
+                            "range": [
+                                -0.5,
+                                math.log10(max(2 / alpha, *(max(d["y"]) for d in data))) + 0.2,
+                            ],
+                        },
+                        "xaxis": {"title": {"text": "paired observations"}},
+                    },
+                )
+        return Page(
+            f"Audit · {run_id}",
+            self._render("audit.html", rd=rd, verdicts=v, figs=figs),
+            run_id,
+        )
+
+    def arena(self, run_id: str, seed: str | None = None) -> Page:
+        import random
+
+        from bakeoff.arena import arena_summary, next_pair
+
+        rd = self.run(run_id)
+        pair = None
+        if not self.report:
+            pair = next_pair(self.store, run_id, random.Random(seed) if seed else None)
+        summary = arena_summary(self.store, run_id, rd.lineup.reference)
+        return Page(
+            f"Arena · {run_id}",
+            self._render("arena.html", rd=rd, pair=pair, a=summary),
+            run_id,
+        )
+
+    def perf(self, id: str) -> Page:
+        row = self.store.perf_run(id)
+        if row is None:
+            raise NotFound(f"no perf run {id}")
+        s = orjson.loads(row["summary_json"]) if row["summary_json"] else {"endpoints": {}}
+        names = list((s.get("endpoints") or {}).keys())
+        colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+        curve = [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": n,
+                "x": [p["level"] for p in e["curve"]],
+                "y": [p["output_tok_s"] for p in e["curve"]],
+                "line": {"color": colors[n]},
+            }
+            for n, e in s["endpoints"].items()
+        ]
+        mode = (s.get("config") or {}).get("mode", "closed")
+        level_name = "concurrency" if mode == "closed" else "request rate (req/s)"
+        figs = {
+            "curve": chart(
+                curve,
+                {
+                    "xaxis": {"title": {"text": level_name}},
+                    "yaxis": {"title": {"text": "output tokens/s"}},
+                },
+            )
+        }
+        ttft: list[dict[str, Any]] = []
+        itl: list[dict[str, Any]] = []
+        for r in self.store.db.execute(
+            "SELECT endpoint, level, ttft_ms, chunks_json FROM perf_requests"
+            " WHERE perf_id = ? AND phase = 'measure' AND status = 'ok' ORDER BY endpoint, seq",
+            (id,),
+        ):
+            ttft.append({"e": r["endpoint"], "l": r["level"], "v": r["ttft_ms"]})
+            ch = orjson.loads(r["chunks_json"]) if r["chunks_json"] else []
+            itl.extend(
+                {"e": r["endpoint"], "l": r["level"], "v": b - a} for a, b in itertools.pairwise(ch)
+            )
+        for key, rows, title in (
+            ("ttft", ttft, "TTFT (ms)"),
+            ("itl", itl, "inter-token latency (ms)"),
+        ):
+            data = []
+            for n in names:
+                pts = [x for x in rows if x["e"] == n and x["v"] is not None]
+                if pts:
+                    data.append(
+                        {
+                            "type": "box",
+                            "name": n,
+                            "x": [x["l"] for x in pts],
+                            "y": [round(x["v"], 3) for x in pts],
+                            "marker": {"color": colors[n]},
+                            "boxpoints": False,
+                        }
+                    )
+            if data:
+                figs[key] = chart(
+                    data,
+                    {
+                        "boxmode": "group",
+                        "xaxis": {"title": {"text": "level"}},
+                        "yaxis": {"title": {"text": title}},
+                    },
+                )
+        return Page(
+            f"Perf {id}",
+            self._render("perf.html", row=row, s=s, figs=figs, level_name=level_name),
+            row["run_id"],
+        )
+
+    def compare(self, a: str = "", b: str = "") -> Page:
+        runs = self.store.runs(200)
+        result = None
+        if a and b:
+            result = compare_runs(self.store, a, b)
+        return Page(
+            "Compare runs", self._render("compare.html", runs=runs, a=a, b=b, result=result)
+        )
+
+
+def _only(query: dict[str, str], view: str) -> dict[str, str]:
+    allowed = {
+        "suite": {"name", "show", "page"},
+        "item": {"suite", "id"},
+        "call": {"id"},
+        "arena": {"seed"},
+        "perf": {"id"},
+        "compare": {"a", "b"},
+    }.get(view, set())
+    out = {k: v for k, v in query.items() if k in allowed}
+    required = {"suite": {"name"}, "item": {"suite", "id"}, "call": {"id"}, "perf": {"id"}}
+    missing = required.get(view, set()) - set(out)
+    if missing:
+        raise NotFound(f"missing {', '.join(sorted(missing))}")
+    return out
+
+
+def _outcome(cell: dict[str, Any]) -> Any:
+    if cell["call"]["status"] != "ok":
+        return "error"
+    s = cell["score"]
+    if s is None:
+        return None
+    return bool(s["passed"]) if s["passed"] is not None else round(s["value"], 3)
+
+
+def _prompt_excerpt(input_json: str, n: int = 140) -> str:
+    inp = orjson.loads(input_json)
+    msgs = inp.get("messages") or []
+    text = (msgs[-1].get("content") if msgs else inp.get("prompt")) or ""
+    if not isinstance(text, str):
+        text = orjson.dumps(text).decode()
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def max_cost(points: dict[str, Any]) -> float:
+    return max((p.get("cost_usd") or 0.0) for p in points.values()) or 1.0
+
+
+def _capability_columns(s: dict[str, Any]) -> list[str]:
+    cols: list[str] = []
+    for e in s["endpoints"]:
+        for k in e.get("capabilities") or {}:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def compare_runs(store: Store, a: str, b: str) -> dict[str, Any]:
+    """Before/after: per endpoint (by name) and suite, both scores, Δ, and an exact McNemar test on
+    the items both runs asked (same seed → same items), Holm-adjusted over the table."""
+    ra, rb = store.find_run(a), store.find_run(b)
+    if ra is None or rb is None:
+        raise NotFound(f"no run {a if ra is None else b}")
+    sa, sb = summarize(store, ra["id"]), summarize(store, rb["id"])
+    ea = {e["name"]: e for e in sa["endpoints"]}
+    eb = {e["name"]: e for e in sb["endpoints"]}
+
+    def outcomes(run_id: str) -> dict[tuple[str, str, str, int], bool]:
+        out = {}
+        for r in store.db.execute(
+            "SELECT c.endpoint, c.suite, c.item_id, c.repeat, c.status,"
+            " (SELECT passed FROM scores s WHERE s.call_id = c.id ORDER BY rowid LIMIT 1) AS passed"
+            " FROM calls c WHERE c.run_id = ?",
+            (run_id,),
+        ):
+            if r["status"] != "ok":
+                out[(r["endpoint"], r["suite"], r["item_id"], r["repeat"])] = False
+            elif r["passed"] is not None:
+                out[(r["endpoint"], r["suite"], r["item_id"], r["repeat"])] = bool(r["passed"])
+        return out
+
+    oa, ob = outcomes(ra["id"]), outcomes(rb["id"])
+    rows = []
+    for name in [n for n in ea if n in eb]:
+        for suite in [s for s in sa["suites"] if s in sb["suites"]]:
+            x, y = ea[name]["suites"].get(suite), eb[name]["suites"].get(suite)
+            if x is None or y is None:
+                continue
+            keys = [k for k in oa if k[0] == name and k[1] == suite and k in ob]
+            p = None
+            if keys:
+                p, _, _ = mcnemar_exact([oa[k] for k in keys], [ob[k] for k in keys])
+            delta = None
+            if x["score"] is not None and y["score"] is not None:
+                delta = round(y["score"] - x["score"], 4)
+            rows.append(
+                {
+                    "endpoint": name,
+                    "suite": suite,
+                    "a": x,
+                    "b": y,
+                    "delta": delta,
+                    "paired": len(keys),
+                    "p_value": p,
+                }
+            )
+    for r, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        r["p_holm"] = adj
+        r["significant"] = adj is not None and adj < 0.05
+    fid = []
+    for name in [n for n in ea if n in eb]:
+        fa, fb = ea[name].get("fidelity"), eb[name].get("fidelity")
+        if fa or fb:
+            fid.append({"endpoint": name, "a": fa, "b": fb})
+    return {"a": ra, "b": rb, "rows": rows, "fidelity": fid, "sa": sa, "sb": sb}
+
+
+__all__ = ["NotFound", "Page", "Views", "compare_runs", "url"]
