@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 LOCAL := $(VENV)/.installed-local
 DEV := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint fmt bench clean fuzz
+# the browser tests drive Debian's Chromium (no browser is downloaded by a test tool)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test lint fmt bench clean fuzz screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,13 +25,18 @@ $(DEV): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $@ $(LOCAL)
 
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the browser tests need Chromium at $(CHROMIUM) (Debian/Ubuntu package: chromium)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
 install: $(LOCAL)
 
 # the main job: the local lineup of llama.cpp servers (no API key, no network)
 demo: $(LOCAL)
 	$(BIN)/bakeoff run
 
-test: $(DEV)
+test: $(DEV) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: $(DEV)
@@ -42,8 +51,13 @@ fmt: $(DEV)
 fuzz: $(DEV)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
 
+# refresh the screenshots in docs/ from the browser tests
+screenshots: $(DEV) $(CHROMIUM)
+	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+
 bench: $(DEV)
 	$(BIN)/python bench/client_overhead.py
+	$(BIN)/python bench/ui_scale.py
 	bash bench/default_run.sh
 
 clean:

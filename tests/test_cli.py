@@ -14,6 +14,7 @@ import pytest
 
 from bakeoff.suites import Arith
 from conftest import BAKEOFF, bakeoff, wait_for
+from uirun import report_pages
 
 KEY = "sk-test-SECRETVALUE-0123456789abcdefXYZ"
 
@@ -239,6 +240,17 @@ def test_api_key_never_stored_logged_or_exported(tmp_path, fake_proc, debug):
     for path in tmp_path.iterdir():
         if path.name.startswith("b.db"):
             assert b"SECRETVALUE" not in path.read_bytes(), path
+    # the HTML report `bakeoff run` wrote, and one written on demand: every page, decoded
+    reports = [*(tmp_path / "bakeoff-reports").glob("*.html"), tmp_path / "r.html"]
+    rep = bakeoff("report", "last", "--db", str(db), "-o", str(reports[-1]))
+    assert rep.returncode == 0, rep.stderr
+    assert len(reports) == 2
+    for path in reports:
+        pages = report_pages(path)
+        assert len(pages) > 8
+        for page in pages.values():
+            assert KEY not in page["html"] and "SECRETVALUE" not in page["html"]
+        assert KEY not in path.read_text()
     # the stored request shows that an Authorization header was sent, redacted
     req = sqlite3.connect(db).execute("SELECT request_json FROM calls LIMIT 1").fetchone()[0]
     assert json.loads(req)["headers"]["Authorization"] == "***"

@@ -45,20 +45,20 @@ def _prompt_text(input_json: str) -> str:
     return str(inp.get("prompt") or "")
 
 
-def pairs_pool(store: Store, run_id: str) -> dict[tuple[str, str, int], dict[str, Any]]:
+def pairs_pool(
+    store: Store, run_id: str, *, texts: bool = True
+) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (suite, item, repeat) of the run's suites with at least two successful outputs:
-    {key: {endpoint: (call id, output text)}}."""
+    {key: {endpoint: (call id, output text or None)}}."""
     rows = store.db.execute(
-        "SELECT id, endpoint, suite, item_id, repeat, output_text FROM calls WHERE run_id = ?"
-        " AND status = 'ok' AND suite NOT LIKE 'fidelity.%' ORDER BY endpoint",
+        f"SELECT id, endpoint, suite, item_id, repeat, {'output_text' if texts else 'NULL'}"
+        " FROM calls WHERE run_id = ? AND status = 'ok' AND suite NOT LIKE 'fidelity.%'"
+        " ORDER BY endpoint",
         (run_id,),
     ).fetchall()
     pool: dict[tuple[str, str, int], dict[str, Any]] = defaultdict(dict)
-    for r in rows:
-        pool[(r["suite"], r["item_id"], r["repeat"])][r["endpoint"]] = (
-            r["id"],
-            r["output_text"] or "",
-        )
+    for cid, ep, suite, item, rep, text in rows:
+        pool[(suite, item, rep)][ep] = (cid, (text or "") if texts else None)
     return {k: v for k, v in pool.items() if len(v) >= 2}
 
 
@@ -66,16 +66,13 @@ def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> di
     """A pair for a person to judge: an item and two endpoints in random order, preferring the
     endpoint pairs with the fewest human votes so far. None when the run has nothing to compare."""
     rng = rng or random.Random()
-    pool = pairs_pool(store, run_id)
+    pool = pairs_pool(store, run_id, texts=False)
     if not pool:
         return None
-    voted = Counter(
-        frozenset((v["left"], v["right"])) for v in store.votes(run_id) if v["voter"] == "human"
-    )
+    human = [v for v in store.votes(run_id) if v["voter"] == "human"]
+    voted = Counter(frozenset((v["left"], v["right"])) for v in human)
     seen = {
-        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
-        for v in store.votes(run_id)
-        if v["voter"] == "human"
+        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"]))) for v in human
     }
     options = []
     for key, outs in pool.items():
@@ -96,13 +93,18 @@ def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> di
         (run_id, suite, item_id),
     ).fetchone()
     outs = pool[key]
+
+    def text(call_id: str) -> str:
+        row = store.db.execute("SELECT output_text FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return (row[0] if row else None) or ""
+
     return {
         "suite": suite,
         "item_id": item_id,
         "repeat": repeat,
         "prompt": _prompt_text(item["input_json"]) if item else "",
-        "left": {"call_id": outs[a][0], "text": outs[a][1]},
-        "right": {"call_id": outs[b][0], "text": outs[b][1]},
+        "left": {"call_id": outs[a][0], "text": text(outs[a][0])},
+        "right": {"call_id": outs[b][0], "text": text(outs[b][0])},
     }
 
 
@@ -145,13 +147,20 @@ def record_human_vote(
 
 
 def parse_choice(text: str) -> str | None:
-    """A judge's answer: 'A', 'B' or 'T' (the first standalone letter, or a worded tie)."""
-    m = re.search(r"\b([ABT])\b", text.strip().upper())
-    if m:
-        return m.group(1)
-    if re.search(r"\btie\b|\bequal", text, re.I):
+    """A judge's answer: 'A', 'B' or 'T' (tie), or None when it cannot be read.
+
+    A bare letter (with any punctuation or markdown around it) is taken as is; otherwise a worded
+    tie, then "Response A/B", then a standalone capital A or B."""
+    core = re.sub(r"[^A-Za-z]", "", text)
+    if core.upper() in ("A", "B", "T"):
+        return core.upper()
+    if re.search(r"\btie\b|\bequal(ly)?\b|\bneither\b", text, re.I):
         return "T"
-    return None
+    m = re.search(r"\b(?:response|answer|output|assistant)\s+([AB])\b", text, re.I)
+    if m:
+        return m.group(1).upper()
+    m = re.search(r"\b([AB])\b", text)
+    return m.group(1) if m else None
 
 
 def combine_orders(first: str | None, second: str | None) -> tuple[str, bool]:

@@ -41,6 +41,8 @@ FAULTS: dict[str, str] = {
 }
 _MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
+T0 = web.RequestKey("t0", float)
+T0_NS = web.RequestKey("t0_ns", int)
 
 
 class FakeConfig(BaseModel):
@@ -194,8 +196,8 @@ class FakeServer:
     # -- the handler -----------------------------------------------------------------------------
     async def _handle(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         t_arrive = time.time()
-        request["t0"] = asyncio.get_running_loop().time()
-        request["t0_ns"] = time.monotonic_ns()
+        request[T0] = asyncio.get_running_loop().time()
+        request[T0_NS] = time.monotonic_ns()
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -220,7 +222,7 @@ class FakeServer:
                 return await self._respond(request, body, prompt, fault, chat)
             async with self._slots:
                 # service starts once a slot is free: the wait in the queue adds to TTFT
-                request["t0"] = asyncio.get_running_loop().time()
+                request[T0] = asyncio.get_running_loop().time()
                 return await self._respond(request, body, prompt, fault, chat)
         finally:
             self.in_flight -= 1
@@ -302,7 +304,7 @@ class FakeServer:
             obj = {**base, "choices": choices, **extra}
             if stamps:
                 obj["x_fake_sent_ns"] = time.monotonic_ns()
-                obj["x_fake_arrived_ns"] = request["t0_ns"]
+                obj["x_fake_arrived_ns"] = request[T0_NS]
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
         def tok_event(t: str) -> bytes:
@@ -317,7 +319,7 @@ class FakeServer:
 
         # delays on an absolute schedule from the request's arrival: token i goes out at
         # arrival + ttft + i * itl, so sleep overshoot does not accumulate
-        t0 = request["t0"]
+        t0 = request[T0]
         if ttft:
             await _until(t0 + ttft)
         if fault == "no_choices":

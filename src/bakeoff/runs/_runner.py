@@ -469,10 +469,19 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
     return out
 
 
-def planned_calls(store: Store, run_id: str, lineup: Lineup, endpoint: str) -> int:
+def planned_calls(
+    store: Store, run_id: str, lineup: Lineup, endpoint: str, items: list[Item] | None = None
+) -> int:
+    """Suite calls planned for an endpoint: every item that fits its claimed context, × repeats.
+    `items`: the run's suite items, when the caller has them already."""
     ep = lineup.endpoint(endpoint)
-    rows = [r for r in store.items(run_id) if r["suite"] in lineup.run.suites]
-    return sum(fits(ep, Item.from_stored(r)) for r in rows) * lineup.run.repeats
+    if items is None:
+        items = suite_items_of_run(store, run_id, lineup)
+    return sum(fits(ep, it) for it in items) * lineup.run.repeats
+
+
+def suite_items_of_run(store: Store, run_id: str, lineup: Lineup) -> list[Item]:
+    return [Item.from_stored(r) for r in store.items(run_id) if r["suite"] in lineup.run.suites]
 
 
 class EndpointSession:

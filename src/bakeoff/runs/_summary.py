@@ -26,6 +26,7 @@ from bakeoff.stats import (
     wilson_interval,
 )
 from bakeoff.store import Store
+from bakeoff.suites import Item
 
 
 def _round(x: float | None, nd: int = 2) -> float | None:
@@ -54,7 +55,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         raise KeyError(run_id)
     lineup: Lineup = lineup_of_run(store, run_id)
     calls = store.calls_light(run_id)
-    score_rows = store.scores(run_id)
+    score_rows = store.scores(run_id, light=True)
 
     per_ep: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
@@ -63,7 +64,9 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
 
     verdicts = store.verdicts(run_id)
     probes = store.probes(run_id)
-    items = {r["item_id"]: r for r in store.items(run_id)}
+    item_rows = store.items(run_id)
+    items = {r["item_id"]: r for r in item_rows}
+    suite_items = [Item.from_stored(r) for r in item_rows if r["suite"] in lineup.run.suites]
     outcomes = _outcomes(calls, score_rows, lineup)
     endpoints = []
     for ep in lineup.endpoints:
@@ -87,7 +90,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "model": ep.model,
             "provider": ep.provider,
             "reference": ep.name == lineup.reference,
-            "planned": planned_calls(store, run_id, lineup, ep.name),
+            "planned": planned_calls(store, run_id, lineup, ep.name, suite_items),
             "calls": len(rows),
             "successes": len(ok),
             "errors": dict(sorted(errors.items())),

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 SCALE = 400 / math.log(10)
 
@@ -33,34 +32,26 @@ class Vote:
     """Style covariate: (len_a − len_b) / (len_a + len_b)."""
 
 
-def _fit(
-    ia: np.ndarray, ib: np.ndarray, y: np.ndarray, x: np.ndarray, n: int, anchor: int, style: bool
-) -> np.ndarray:
-    """Free parameters: the β of every player but the anchor, then γ if style."""
-    free = [i for i in range(n) if i != anchor]
-    k = len(free) + (1 if style else 0)
-    ridge = 1e-3
+def _fit(design: np.ndarray, y: np.ndarray, weights: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """Penalised logistic maximum likelihood for many weightings of the votes at once (the point
+    estimate and every bootstrap replicate): damped Newton steps, batched over replicates.
 
-    def unpack(theta: np.ndarray) -> tuple[np.ndarray, float]:
-        beta = np.zeros(n)
-        beta[free] = theta[: len(free)]
-        return beta, (theta[-1] if style else 0.0)
-
-    def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        beta, gamma = unpack(theta)
-        z = beta[ia] - beta[ib] + gamma * x
-        p = 1 / (1 + np.exp(-z))
-        eps = 1e-12
-        loss = -np.sum(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + ridge * theta @ theta
-        r = p - y  # d loss / d z
-        g_beta = np.bincount(ia, r, n) - np.bincount(ib, r, n)
-        grad = g_beta[free]
-        if style:
-            grad = np.append(grad, np.sum(r * x))
-        return float(loss), grad + 2 * ridge * theta
-
-    res = minimize(nll, np.zeros(k), jac=True, method="L-BFGS-B")
-    return np.asarray(res.x)
+    design: (votes, params) with +1 for a, −1 for b (the anchor has no column), then x if styled;
+    weights: (replicates, votes). Returns (replicates, params)."""
+    b, k = weights.shape[0], design.shape[1]
+    theta = np.zeros((b, k))
+    eye = np.eye(k)
+    outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(theta @ design.T)))  # (b, votes)
+        grad = (weights * (p - y)) @ design + 2 * ridge * theta
+        h = ((weights * p * (1 - p)) @ outer).reshape(b, k, k) + 2 * ridge * eye
+        step = np.linalg.solve(h, grad[..., None])[..., 0]
+        step = np.clip(step, -2.0, 2.0)  # damped: a vote set one player swept stays finite
+        theta -= step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    return theta
 
 
 def bradley_terry(
@@ -89,9 +80,11 @@ def bradley_terry(
     n = len(names)
     counts = np.bincount(ia, minlength=n) + np.bincount(ib, minlength=n)
 
+    free = [i for i in range(n) if i != anc]
+
     def ratings(theta: np.ndarray) -> np.ndarray:
-        beta = np.zeros(n)
-        beta[[i for i in range(n) if i != anc]] = theta[: n - 1]
+        beta = np.zeros((theta.shape[0], n))
+        beta[:, free] = theta[:, : n - 1]
         return 1000 + SCALE * beta
 
     if not votes:
@@ -99,15 +92,25 @@ def bradley_terry(
         boots = np.empty((0, n))
         gamma = None
     else:
-        theta = _fit(ia, ib, y, x, n, anc, style)
-        point = ratings(theta)
-        gamma = float(theta[-1]) if style else None
+        design = np.zeros((len(votes), n - 1 + (1 if style else 0)))
+        col = {p: j for j, p in enumerate(free)}
+        rows = np.arange(len(votes))
+        for arr, sign in ((ia, 1.0), (ib, -1.0)):
+            keep = arr != anc
+            design[rows[keep], [col[i] for i in arr[keep]]] = sign
+        if style:
+            design[:, -1] = x
         rng = np.random.default_rng(seed)
-        rows = []
-        for _ in range(n_boot):
-            s = rng.integers(0, len(votes), len(votes))
-            rows.append(ratings(_fit(ia[s], ib[s], y[s], x[s], n, anc, style)))
-        boots = np.array(rows)
+        weights = np.vstack(
+            [
+                np.ones(len(votes)),
+                rng.multinomial(len(votes), np.full(len(votes), 1 / len(votes)), n_boot),
+            ]
+        )
+        theta = _fit(design, y, weights)
+        all_ratings = ratings(theta)
+        point, boots = all_ratings[0], all_ratings[1:]
+        gamma = float(theta[0, -1]) if style else None
     out: dict[str, dict[str, Any]] = {}
     for i, p in enumerate(names):
         ci = (

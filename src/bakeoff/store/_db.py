@@ -305,7 +305,15 @@ class Store:
             "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
         ).fetchall()
 
-    def scores(self, run_id: str) -> list[sqlite3.Row]:
+    def scores(self, run_id: str, *, light: bool = False) -> list[sqlite3.Row]:
+        """Every score of a run, in the order written; `light`: without the detail text and the
+        call's columns."""
+        if light:
+            return self.db.execute(
+                "SELECT s.call_id, s.scorer, s.value, s.passed FROM scores s"
+                " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
+                (run_id,),
+            ).fetchall()
         return self.db.execute(
             "SELECT s.*, c.endpoint, c.suite, c.item_id, c.repeat FROM scores s"
             " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",

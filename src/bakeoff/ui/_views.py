@@ -6,7 +6,6 @@ by that URL. Views never write, except the arena's vote (a POST handled by the s
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections import defaultdict
@@ -15,6 +14,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
+import numpy as np
 import orjson
 from jinja2 import Environment
 
@@ -460,42 +460,52 @@ class Views:
                 },
             )
         }
-        ttft: list[dict[str, Any]] = []
-        itl: list[dict[str, Any]] = []
+        # distributions as precomputed boxes (p5, p25, p50, p75, p95): the page carries five
+        # numbers per box, not every sample
+        samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = {"ttft": {}, "itl": {}}
         for r in self.store.db.execute(
             "SELECT endpoint, level, ttft_ms, chunks_json FROM perf_requests"
-            " WHERE perf_id = ? AND phase = 'measure' AND status = 'ok' ORDER BY endpoint, seq",
+            " WHERE perf_id = ? AND phase = 'measure' AND status = 'ok'",
             (id,),
         ):
-            ttft.append({"e": r["endpoint"], "l": r["level"], "v": r["ttft_ms"]})
-            ch = orjson.loads(r["chunks_json"]) if r["chunks_json"] else []
-            itl.extend(
-                {"e": r["endpoint"], "l": r["level"], "v": b - a} for a, b in itertools.pairwise(ch)
-            )
-        for key, rows, title in (
-            ("ttft", ttft, "TTFT (ms)"),
-            ("itl", itl, "inter-token latency (ms)"),
-        ):
+            key = (r["endpoint"], r["level"])
+            if r["ttft_ms"] is not None:
+                samples["ttft"].setdefault(key, []).append(np.array([r["ttft_ms"]]))
+            if r["chunks_json"]:
+                ch = np.asarray(orjson.loads(r["chunks_json"]), dtype=float)
+                if ch.size > 1:
+                    samples["itl"].setdefault(key, []).append(np.diff(ch))
+        for kind, title in (("ttft", "TTFT (ms)"), ("itl", "inter-token latency (ms)")):
             data = []
             for n in names:
-                pts = [x for x in rows if x["e"] == n and x["v"] is not None]
-                if pts:
-                    data.append(
-                        {
-                            "type": "box",
-                            "name": n,
-                            "x": [x["l"] for x in pts],
-                            "y": [round(x["v"], 3) for x in pts],
-                            "marker": {"color": colors[n]},
-                            "boxpoints": False,
-                        }
-                    )
+                keys = sorted(
+                    (k for k in samples[kind] if k[0] == n), key=lambda k: _level_value(k[1])
+                )
+                if not keys:
+                    continue
+                qs = [
+                    np.percentile(np.concatenate(samples[kind][k]), [5, 25, 50, 75, 95])
+                    for k in keys
+                ]
+                data.append(
+                    {
+                        "type": "box",
+                        "name": n,
+                        "x": [k[1] for k in keys],
+                        "lowerfence": [round(float(q[0]), 3) for q in qs],
+                        "q1": [round(float(q[1]), 3) for q in qs],
+                        "median": [round(float(q[2]), 3) for q in qs],
+                        "q3": [round(float(q[3]), 3) for q in qs],
+                        "upperfence": [round(float(q[4]), 3) for q in qs],
+                        "marker": {"color": colors[n]},
+                    }
+                )
             if data:
-                figs[key] = chart(
+                figs[kind] = chart(
                     data,
                     {
                         "boxmode": "group",
-                        "xaxis": {"title": {"text": "level"}},
+                        "xaxis": {"title": {"text": "level (whiskers: p5 and p95)"}},
                         "yaxis": {"title": {"text": title}},
                     },
                 )
@@ -513,6 +523,14 @@ class Views:
         return Page(
             "Compare runs", self._render("compare.html", runs=runs, a=a, b=b, result=result)
         )
+
+
+def _level_value(label: str) -> float:
+    """ "c=8" → 8.0, for ordering levels."""
+    try:
+        return float(label.split("=", 1)[1])
+    except (IndexError, ValueError):
+        return 0.0
 
 
 def _only(query: dict[str, str], view: str) -> dict[str, str]:
@@ -564,64 +582,80 @@ def _capability_columns(s: dict[str, Any]) -> list[str]:
     return cols
 
 
+def _outcomes_of_run(store: Store, run_id: str) -> dict[tuple[str, str, str, int], float]:
+    """{(endpoint, suite, item, repeat): primary score} for the suite calls of a run (a failed call
+    scores 0, as in the summary)."""
+    first: dict[str, tuple[float, Any]] = {}
+    for call_id, value, passed in store.db.execute(
+        "SELECT s.call_id, s.value, s.passed FROM scores s JOIN calls c ON c.id = s.call_id"
+        " WHERE c.run_id = ? ORDER BY s.rowid",
+        (run_id,),
+    ):
+        first.setdefault(call_id, (value, passed))
+    out = {}
+    for cid, ep, suite, item, rep, status in store.db.execute(
+        "SELECT id, endpoint, suite, item_id, repeat, status FROM calls WHERE run_id = ?"
+        " AND suite NOT LIKE 'fidelity.%'",
+        (run_id,),
+    ):
+        if status != "ok":
+            out[(ep, suite, item, rep)] = 0.0
+        elif cid in first:
+            value, passed = first[cid]
+            out[(ep, suite, item, rep)] = float(passed) if passed is not None else float(value)
+    return out
+
+
 def compare_runs(store: Store, a: str, b: str) -> dict[str, Any]:
-    """Before/after: per endpoint (by name) and suite, both scores, Δ, and an exact McNemar test on
-    the items both runs asked (same seed → same items), Holm-adjusted over the table."""
+    """Before/after: per endpoint (by name) and suite, both mean scores, Δ, and an exact McNemar
+    test on the pass/fail outcomes of the items both runs asked (same seed → same items),
+    Holm-adjusted over the table."""
     ra, rb = store.find_run(a), store.find_run(b)
     if ra is None or rb is None:
         raise NotFound(f"no run {a if ra is None else b}")
-    sa, sb = summarize(store, ra["id"]), summarize(store, rb["id"])
-    ea = {e["name"]: e for e in sa["endpoints"]}
-    eb = {e["name"]: e for e in sb["endpoints"]}
+    oa, ob = _outcomes_of_run(store, ra["id"]), _outcomes_of_run(store, rb["id"])
 
-    def outcomes(run_id: str) -> dict[tuple[str, str, str, int], bool]:
-        out = {}
-        for r in store.db.execute(
-            "SELECT c.endpoint, c.suite, c.item_id, c.repeat, c.status,"
-            " (SELECT passed FROM scores s WHERE s.call_id = c.id ORDER BY rowid LIMIT 1) AS passed"
-            " FROM calls c WHERE c.run_id = ?",
-            (run_id,),
-        ):
-            if r["status"] != "ok":
-                out[(r["endpoint"], r["suite"], r["item_id"], r["repeat"])] = False
-            elif r["passed"] is not None:
-                out[(r["endpoint"], r["suite"], r["item_id"], r["repeat"])] = bool(r["passed"])
-        return out
+    def grouped(o: dict[tuple[str, str, str, int], float]) -> dict[tuple[str, str], list[Any]]:
+        g: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for k in o:
+            g[(k[0], k[1])].append(k)
+        return g
 
-    oa, ob = outcomes(ra["id"]), outcomes(rb["id"])
-    rows = []
-    for name in [n for n in ea if n in eb]:
-        for suite in [s for s in sa["suites"] if s in sb["suites"]]:
-            x, y = ea[name]["suites"].get(suite), eb[name]["suites"].get(suite)
-            if x is None or y is None:
-                continue
-            keys = [k for k in oa if k[0] == name and k[1] == suite and k in ob]
-            p = None
-            if keys:
-                p, _, _ = mcnemar_exact([oa[k] for k in keys], [ob[k] for k in keys])
-            delta = None
-            if x["score"] is not None and y["score"] is not None:
-                delta = round(y["score"] - x["score"], 4)
-            rows.append(
-                {
-                    "endpoint": name,
-                    "suite": suite,
-                    "a": x,
-                    "b": y,
-                    "delta": delta,
-                    "paired": len(keys),
-                    "p_value": p,
-                }
-            )
+    ga, gb = grouped(oa), grouped(ob)
+    order_a = [e.name for e in lineup_of_run(store, ra["id"]).endpoints]
+    rows: list[dict[str, Any]] = []
+    for key in sorted(set(ga) & set(gb), key=lambda k: (_pos(order_a, k[0]), k[1])):
+        xa = [oa[k] for k in ga[key]]
+        xb = [ob[k] for k in gb[key]]
+        both = [k for k in ga[key] if k in ob]
+        p = None
+        if both and all(oa[k] in (0.0, 1.0) and ob[k] in (0.0, 1.0) for k in both):
+            p, _, _ = mcnemar_exact([oa[k] == 1.0 for k in both], [ob[k] == 1.0 for k in both])
+        sa, sb = sum(xa) / len(xa), sum(xb) / len(xb)
+        rows.append(
+            {
+                "endpoint": key[0],
+                "suite": key[1],
+                "a": {"score": round(sa, 4), "n": len(xa)},
+                "b": {"score": round(sb, 4), "n": len(xb)},
+                "delta": round(sb - sa, 4),
+                "paired": len(both),
+                "p_value": p,
+            }
+        )
     for r, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         r["p_holm"] = adj
         r["significant"] = adj is not None and adj < 0.05
-    fid = []
-    for name in [n for n in ea if n in eb]:
-        fa, fb = ea[name].get("fidelity"), eb[name].get("fidelity")
-        if fa or fb:
-            fid.append({"endpoint": name, "a": fa, "b": fb})
-    return {"a": ra, "b": rb, "rows": rows, "fidelity": fid, "sa": sa, "sb": sb}
+    va, vb = store.verdicts(ra["id"]), store.verdicts(rb["id"])
+    fid = [
+        {"endpoint": n, "a": va.get(n), "b": vb.get(n)}
+        for n in sorted(set(va) | set(vb), key=lambda n: _pos(order_a, n))
+    ]
+    return {"a": ra, "b": rb, "rows": rows, "fidelity": fid}
+
+
+def _pos(order: list[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
 
 
 __all__ = ["NotFound", "Page", "Views", "compare_runs", "url"]

@@ -1,0 +1,173 @@
+"""Arena: Bradley–Terry ratings, the length control, the judge's two orders, votes from people."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+
+import pytest
+
+from bakeoff.arena import (
+    arena_summary,
+    combine_orders,
+    judge_pairs,
+    next_pair,
+    parse_choice,
+    record_human_vote,
+)
+from bakeoff.runs._runner import lineup_of_run
+from bakeoff.stats import Vote, bradley_terry
+from uirun import make_run
+
+TRUE = {"ref": 0.0, "good": 1.0, "bad": -1.0}  # log-strengths
+
+
+def _simulate(n: int, seed: int, length_bias: float = 0.0, lengths=None) -> list[Vote]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.sample(sorted(TRUE), 2)
+        # each output's length varies around its endpoint's typical length
+        la = (lengths or {}).get(a, 100) * rng.uniform(0.3, 1.7)
+        lb = (lengths or {}).get(b, 100) * rng.uniform(0.3, 1.7)
+        x = (la - lb) / (la + lb)
+        p = 1 / (1 + math.exp(-(TRUE[a] - TRUE[b] + length_bias * x)))
+        out.append(Vote(a, b, 1.0 if rng.random() < p else 0.0, x))
+    return out
+
+
+def test_bradley_terry_recovers_known_strengths():
+    res = bradley_terry(_simulate(1500, 0), anchor="ref")
+    r = res["ratings"]
+    assert list(r) == ["good", "ref", "bad"]
+    assert r["ref"]["rating"] == 1000
+    for name, beta in TRUE.items():
+        expected = 1000 + 400 / math.log(10) * beta
+        lo, hi = r[name]["ci95"]
+        if name != "ref":
+            assert lo <= expected <= hi, (name, expected, r[name])
+            assert hi - lo < 120  # 1,500 votes pin each rating to about ±60 points
+
+
+def test_ties_count_half_and_a_sweep_stays_finite():
+    even = [Vote("a", "b", 0.5)] * 40
+    assert bradley_terry(even, anchor="a")["ratings"]["b"]["rating"] == pytest.approx(1000, abs=1)
+    swept = bradley_terry([Vote("a", "b", 1.0)] * 40, anchor="a")["ratings"]["b"]["rating"]
+    assert math.isfinite(swept) and swept < 700
+
+
+def test_length_control_removes_a_taste_for_long_answers():
+    # "bad" writes three times as long, and the voter likes length: raw ratings flatter it
+    lengths = {"ref": 100, "good": 100, "bad": 300}
+    votes = _simulate(3000, 1, length_bias=4.0, lengths=lengths)
+    raw = bradley_terry(votes, anchor="ref")
+    ctl = bradley_terry(votes, anchor="ref", style=True)
+    expected_bad = 1000 + 400 / math.log(10) * TRUE["bad"]
+    assert raw["ratings"]["bad"]["rating"] > expected_bad + 100  # biased upwards
+    lo, hi = ctl["ratings"]["bad"]["ci95"]
+    assert lo <= expected_bad <= hi
+    assert ctl["style_coef"] == pytest.approx(4.0, abs=1.0)
+
+
+@pytest.mark.parametrize(
+    "text,choice",
+    [
+        ("A", "A"),
+        ("B.", "B"),
+        (" T", "T"),
+        ("Response B is better", "B"),
+        ("It's a tie", "T"),
+        ("**A**", "A"),
+        ("I cannot decide", None),
+        ("A tie.", "T"),
+        ("[[B]]", "B"),
+        ("I prefer response a", "A"),
+        ("", None),
+    ],
+)
+def test_parse_choice(text, choice):
+    assert parse_choice(text) == choice
+
+
+def test_combine_orders_needs_the_same_answer_both_ways():
+    assert combine_orders("A", "B") == ("left", True)  # left shown first, then second: both left
+    assert combine_orders("B", "A") == ("right", True)
+    assert combine_orders("T", "T") == ("tie", True)
+    assert combine_orders("A", "A") == ("tie", False)  # always the first shown: position bias
+    assert combine_orders("A", None) == ("tie", False)
+
+
+JUDGED = """
+reference: ref
+defaults: {temperature: 0, max_tokens: 32}
+run: {suites: [arith], limit: 6}
+audit: {enabled: false}
+endpoints:
+  - {name: ref, provider: fake, fake: {mode: echo}}
+  - {name: terse, provider: fake, fake: {mode: fixed, reply: "The answer is 7."}}
+  - {name: wordy, provider: fake, fake: {mode: fixed, reply: "Let me think about it at length. The answer is, I believe, 7."}}
+  - {name: judge, provider: fake, fake: {mode: fixed, reply: "A"}}
+"""
+
+
+def test_a_judge_that_always_says_A_is_caught_and_counted_as_ties(tmp_path):
+    db = tmp_path / "a.db"
+    run_id = make_run(db, JUDGED)
+    from bakeoff.store import Store
+
+    store = Store(db)
+    lineup = lineup_of_run(store, run_id)
+    n = asyncio.run(judge_pairs(store, run_id, lineup, "judge", 10))
+    assert n == 10
+    # the judge is never one of the compared endpoints; each pair was asked in both orders
+    votes = store.votes(run_id)
+    assert all("judge" not in (v["left"], v["right"]) for v in votes)
+    s = arena_summary(store, run_id, "ref")["voters"]["judge:judge"]
+    assert s["outcomes"] == {"tie": 10}
+    assert s["judge"]["consistent_rate"] == 0.0
+    assert s["judge"]["first_position_win_rate"] == 1.0
+    # asking again judges other pairs, never the same pair twice
+    assert asyncio.run(judge_pairs(store, run_id, lineup, "judge", 100)) == 3 * 6 - 10
+    assert asyncio.run(judge_pairs(store, run_id, lineup, "judge", 100)) == 0
+    # people vote on the same pairs: agreement with the judge is reported
+    shared = 0
+    while shared < 5:
+        pair = next_pair(store, run_id, random.Random(0))
+        assert pair is not None
+        record_human_vote(store, run_id, pair["left"]["call_id"], pair["right"]["call_id"], "tie")
+        endpoints = {store.call(pair[side]["call_id"])["endpoint"] for side in ("left", "right")}
+        shared += "judge" not in endpoints  # people may also rate the judge's own answers
+    agree = arena_summary(store, run_id, "ref")["voters"]["judge:judge"]["agreement_with_humans"]
+    assert agree["pairs"] == 5 and agree["agreement"] == 1.0
+
+
+def test_human_votes_are_checked(tmp_path):
+    db = tmp_path / "a.db"
+    run_id = make_run(db, JUDGED)
+    from bakeoff.store import Store
+
+    store = Store(db)
+    calls = store.db.execute(
+        "SELECT id, endpoint, item_id FROM calls WHERE run_id = ? ORDER BY item_id, endpoint",
+        (run_id,),
+    ).fetchall()
+    same_item = [c for c in calls if c["item_id"] == calls[0]["item_id"]]
+    other_item = next(c for c in calls if c["item_id"] != calls[0]["item_id"])
+    with pytest.raises(ValueError, match="different items"):
+        record_human_vote(store, run_id, same_item[0]["id"], other_item["id"], "left")
+    with pytest.raises(ValueError, match="same endpoint"):
+        record_human_vote(store, run_id, same_item[0]["id"], same_item[0]["id"], "left")
+    with pytest.raises(ValueError, match="unknown call"):
+        record_human_vote(store, run_id, "nope", same_item[0]["id"], "left")
+    with pytest.raises(ValueError, match="winner"):
+        record_human_vote(store, run_id, same_item[0]["id"], same_item[1]["id"], "me")
+    assert store.votes(run_id) == []
+    # a pair is offered until every pair of every item has a human vote, fewest-voted pairs first
+    seen = set()
+    while (pair := next_pair(store, run_id)) is not None:
+        key = (pair["item_id"], frozenset((pair["left"]["call_id"], pair["right"]["call_id"])))
+        assert key not in seen
+        seen.add(key)
+        record_human_vote(store, run_id, pair["left"]["call_id"], pair["right"]["call_id"], "left")
+    assert len(seen) == 6 * 6  # 6 items × C(4, 2) endpoint pairs

@@ -1,0 +1,187 @@
+"""The web app and the report over HTTP and on disk (the browser tests are in test_browser.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import re
+import socket
+import sqlite3
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from bakeoff.store import Store
+from bakeoff.ui import Views, make_app, write_report
+from uirun import HOSTILE, make_run, report_pages
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, str]:
+    db = tmp_path_factory.mktemp("ui") / "ui.db"
+    return db, make_run(db)
+
+
+class Server:
+    """The real aiohttp app on a loopback port, in a thread, with the Host check `bakeoff ui` sets
+    for 127.0.0.1."""
+
+    def __init__(self, db: Path) -> None:
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        allowed = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+        self.runner = web.AppRunner(make_app(str(db), allowed_hosts=allowed))
+        ready = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+            self.loop.run_until_complete(site.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def get(self, path: str, host: str | None = None, method: str = "GET", body: str | None = None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Host": host or f"127.0.0.1:{self.port}"}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read().decode(errors="replace")
+        c.close()
+        return r.status, dict(r.getheaders()), data
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def open_server(run):
+    srv = Server(run[0])
+    yield srv
+    srv.stop()
+
+
+def test_every_page_of_a_run_renders(open_server, run):
+    _db, run_id = run
+    status, headers, html = open_server.get("/")
+    assert status == 200 and run_id in html
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    status, _, html = open_server.get(f"/run/{run_id}")
+    assert status == 200
+    for name in ("ref", "twin", "evil", "flaky", "different", "server_error"):
+        assert name in html
+    # crawl: every internal link of the overview, one suite page, one item and one call page
+    seen, todo = set(), [f"/run/{run_id}"]
+    while todo and len(seen) < 60:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        status, _, html = open_server.get(path.replace("&amp;", "&"))
+        assert status == 200, path
+        todo += [
+            link
+            for link in re.findall(r'href="(/[^"#]*)"', html)
+            if not link.startswith("/static") and link not in seen
+        ]
+    kinds = {re.sub(r"\?.*", "", p).rsplit("/", 1)[-1] for p in seen}
+    assert {"suite", "item", "call", "audit", "arena", "compare"} <= kinds
+
+
+def test_model_output_is_escaped_everywhere(open_server, run):
+    db, run_id = run
+    con = sqlite3.connect(db)
+    call_id, item_id, suite = con.execute(
+        "SELECT id, item_id, suite FROM calls WHERE endpoint = 'evil' AND suite = 'arith'"
+    ).fetchone()
+    pages = [
+        f"/run/{run_id}/item?id={item_id}&suite={suite}",
+        f"/run/{run_id}/call?id={call_id}",
+        f"/run/{run_id}/audit",
+    ]
+    for page in pages:
+        status, _, html = open_server.get(page)
+        assert status == 200
+        assert "window.__pwned" in html  # the text is there...
+        assert "<script>window" not in html and "<img src=x" not in html  # ...as text only
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
+        assert 'href="javascript' not in html and "<iframe" not in html
+
+
+def test_refuses_foreign_host_bad_tokens_and_paths(open_server, run):
+    _, run_id = run
+    # DNS rebinding: a page reached under another host name gets nothing
+    status, _, _ = open_server.get("/", host="evil.example:80")
+    assert status == 421
+    # a vote needs the page's token
+    status, _, _ = open_server.get(
+        f"/run/{run_id}/arena", method="POST", body="left=a&right=b&winner=left&token=nope"
+    )
+    assert status == 403
+    for path in ("/static/../../../etc/passwd", "/static/%2e%2e%2fetc%2fpasswd", "/static/x.js"):
+        status, _, body = open_server.get(path)
+        assert status == 404 and "root:" not in body
+    status, _, body = open_server.get("/run/nope")
+    assert status == 404 and "no run nope" in body
+    status, _, body = open_server.get(f"/run/{run_id}/item?suite=arith&id=%3Cscript%3E")
+    assert status == 404 and "<script>" not in body
+
+
+def test_vote_with_token_is_stored(open_server, run):
+    db, run_id = run
+    status, _, html = open_server.get(f"/run/{run_id}/arena")
+    form = dict(re.findall(r'name="(left|right|token)" value="([^"]+)"', html))
+    assert set(form) == {"left", "right", "token"}
+    # the page never names the endpoints of the pair
+    vote_section = html.split('id="vote"')[1].split("</section>")[0]
+    for name in ("ref", "twin", "evil", "flaky"):
+        assert f">{name}<" not in vote_section
+    body = urllib.parse.urlencode({**form, "winner": "left"})
+    status, _, _ = open_server.get(f"/run/{run_id}/arena", method="POST", body=body)
+    assert status == 303  # back to the arena for the next pair
+    n = sqlite3.connect(db).execute("SELECT COUNT(*) FROM votes WHERE voter = 'human'").fetchone()
+    assert n[0] == 1
+
+
+def test_report_holds_every_page_and_no_network_reference(run, tmp_path):
+    db, run_id = run
+    store = Store(db)
+    stats = write_report(store, run_id, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    # no external resource: every script and style is inline
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)
+    pages = report_pages(tmp_path / "r.html")
+    assert stats.pages == len(pages)
+    n_calls = store.db.execute("SELECT COUNT(*) FROM calls WHERE run_id = ?", (run_id,)).fetchone()
+    n_items = store.db.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()
+    kinds = [re.sub(r"\?.*", "", k).rsplit("/", 1)[-1] for k in pages]
+    assert kinds.count("call") == n_calls[0] and kinds.count("item") == n_items[0]
+    # every link inside a page points at a page of the report
+    for page in pages.values():
+        for target in re.findall(r'href="#([^"]*)"', page["html"]):
+            key = target.replace("&amp;", "&").split("#")[0]
+            assert key in pages, key
+        assert "<script>window" not in page["html"]
+    # the same views render the same content as the web app (minus the vote form)
+    v = Views(store)
+    overview = v.page(f"/run/{run_id}").html
+    assert overview.replace('href="/', 'href="#/') == pages[f"/run/{run_id}"]["html"]
+    assert HOSTILE not in html

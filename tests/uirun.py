@@ -1,0 +1,67 @@
+"""A real run for the UI tests: fake providers on loopback, one of which answers with hostile
+markup, two suites, the fidelity audit. Used by test_ui.py and test_browser.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+import re
+from pathlib import Path
+
+from bakeoff.audit import run_audit
+from bakeoff.lineups import parse_lineup
+from bakeoff.runs import RunOptions, create_run, execute
+from bakeoff.store import Store
+
+HOSTILE = (
+    '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
+    '[click me](javascript:window.__pwned=3) <a href="javascript:window.__pwned=4">link</a> '
+    '<iframe src="javascript:window.__pwned=5"></iframe> The answer is 7.'
+)
+
+LINEUP = f"""
+reference: ref
+defaults: {{temperature: 0, max_tokens: 48}}
+run: {{suites: [arith, instructions], limit: 6}}
+audit: {{regimes: [greedy], budget: 10, batch: 5}}
+endpoints:
+  - {{name: ref, provider: fake, fake: {{mode: echo, ttft_ms: 2, itl_ms: 1}}, price: {{input_per_m: 0.1, output_per_m: 0.2}}}}
+  - {{name: twin, provider: fake, fake: {{mode: echo, ttft_ms: 1, itl_ms: 1}}, price: {{input_per_m: 0.2, output_per_m: 0.4}}}}
+  - name: evil
+    provider: fake
+    fake: {{mode: fixed, reply: {json.dumps(HOSTILE)}}}
+    price: {{input_per_m: 0.05, output_per_m: 0.1}}
+  - {{name: flaky, provider: fake, fake: {{mode: echo, faults: {{server_error: 0.4}}, seed: 3}}, retry: {{max_retries: 0}}}}
+"""
+
+
+def make_run(db: Path, text: str = LINEUP) -> str:
+    """Run the lineup into `db` (in a thread of its own: Playwright's sync API keeps an event loop
+    running in the test's thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_make_run, db, text).result()
+
+
+def _make_run(db: Path, text: str) -> str:
+    lineup = parse_lineup(text)
+    store = Store(db)
+    run_id = create_run(store, lineup)
+
+    async def after(session):
+        await run_audit(session, lineup.audit)
+
+    asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
+    store.close()
+    return run_id
+
+
+def report_pages(path: Path) -> dict[str, dict[str, str]]:
+    """The pages stored inside a report file, decoded as the browser does."""
+    html = path.read_text()
+    m = re.search(r'<script type="application/octet-stream" id="pages"[^>]*>([^<]*)</script>', html)
+    assert m, "no pages in the report"
+    return json.loads(gzip.decompress(base64.b64decode(m.group(1))))
