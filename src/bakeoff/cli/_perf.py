@@ -13,7 +13,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, load_lineup_or_default, open_store, out
+from bakeoff.cli._common import (
+    DbOption,
+    err,
+    fail,
+    find_run_or_fail,
+    load_lineup_or_default,
+    open_store,
+    out,
+)
 from bakeoff.lineups import Lineup, missing_env
 
 ConfigOption = typer.Option(
@@ -82,6 +90,9 @@ def perf(
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    run_ref: str | None = typer.Option(
+        None, "--run", help="Attach the measurements to this run (shown in its report)."
+    ),
 ) -> None:
     """Measure latency and throughput under load: sweep concurrency (closed loop) or request rate
     (open loop, absolute schedule) up to saturation, per endpoint, and store every request."""
@@ -91,6 +102,9 @@ def perf(
         raise fail("--mode: closed or open")
     if arrival not in ("constant", "poisson"):
         raise fail("--arrival: constant or poisson")
+    run_id = None
+    if run_ref is not None:
+        run_id = find_run_or_fail(open_store(db), run_ref)["id"]
     m = re.fullmatch(r"(\d+)[xX](\d+)", workload)
     if not m:
         raise fail(f"--workload: expected INPUTxOUTPUT tokens like 128x128, got {workload!r}")
@@ -135,7 +149,9 @@ def perf(
 
     try:
         with progress:
-            perf_id, summary = asyncio.run(run_perf(store, lineup, opts, on_level=on_level))
+            perf_id, summary = asyncio.run(
+                run_perf(store, lineup, opts, run_id=run_id, on_level=on_level)
+            )
     except ValueError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:

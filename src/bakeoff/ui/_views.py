@@ -199,6 +199,10 @@ class Views:
                 pareto_fig=fig,
                 error_classes=errors,
                 capability_columns=_capability_columns(s),
+                perf_runs=self.store.db.execute(
+                    "SELECT id, created_at, status FROM perf_runs WHERE run_id = ? ORDER BY rowid",
+                    (run_id,),
+                ).fetchall(),
             ),
             run_id,
         )
@@ -344,7 +348,10 @@ class Views:
                 ],
                 {
                     "height": 260,
-                    "xaxis": {"title": {"text": "ms since the request was sent"}},
+                    "xaxis": {
+                        "title": {"text": "ms since the request was sent"},
+                        "rangemode": "tozero",
+                    },
                     "yaxis": {"title": {"text": "token chunks"}},
                 },
             )
