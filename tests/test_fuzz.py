@@ -183,3 +183,93 @@ def test_scorers_never_crash(name, index, text, calls, finish, prompt_tokens) ->
     )
     scores = suite.score(item, result)
     assert scores and all(0.0 <= s.value <= 1.0 for s in scores)
+
+
+# -- report and page rendering ------------------------------------------------------------------
+MARKUP = st.text(
+    alphabet=st.sampled_from(
+        [*list("<>&\"'/=` \n\tabcscriptimgonerror()[]:javascript!-"), "é", "💥"]
+    ),
+    max_size=300,
+)
+
+
+@given(reference=MARKUP | TEXT, text=MARKUP | TEXT)
+def test_word_diff_is_escaped_and_loses_nothing(reference: str, text: str) -> None:
+    """The diff marks words with <ins>/<del> only; everything else is escaped text, and removing
+    the marks (and what <del> shows of the reference) gives the candidate's text back exactly."""
+    import html
+    import re
+
+    from bakeoff.ui._render import word_diff
+
+    out = str(word_diff(reference, text))
+    bare = re.sub(r"</?(ins|del)>", "", out)
+    assert "<" not in bare and ">" not in bare  # no markup of the model's survives
+    candidate = re.sub(r"<del>.*?</del>", "", out, flags=re.S)
+    assert html.unescape(re.sub(r"</?ins>", "", candidate)) == text
+
+
+_PAGES: dict[str, object] = {}
+
+
+def _page_fixture():
+    """One real run (fake providers, stored in SQLite) shared by the examples below."""
+    if not _PAGES:
+        import tempfile
+        from pathlib import Path
+
+        from bakeoff.store import Store
+        from uirun import make_run
+
+        db = Path(tempfile.mkdtemp(prefix="bakeoff-fuzz-ui-")) / "f.db"
+        run_id = make_run(db)
+        store = Store(db)
+        row = store.db.execute(
+            "SELECT id, suite, item_id FROM calls WHERE run_id = ? AND endpoint = 'evil'"
+            " AND suite = 'arith' LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        _PAGES.update(store=store, run_id=run_id, call=row)
+    return _PAGES
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(text=MARKUP | TEXT)
+def test_pages_render_any_model_output_as_text(text: str) -> None:
+    """Whatever a model writes, the item page, the call trace and the report's copy of them render
+    without an exception, and the output creates no element: every tag in the page is ours."""
+    from html.parser import HTMLParser
+
+    from bakeoff.ui import Views
+
+    f = _page_fixture()
+    store, run_id, call = f["store"], f["run_id"], f["call"]
+    store.db.execute(  # type: ignore[attr-defined]
+        "UPDATE calls SET output_text = ?, response_raw = ? WHERE id = ?", (text, text, call["id"])
+    )
+    ours = {"h1", "h2", "h3", "h4", "span", "div", "a", "b", "i", "p", "nav", "pre", "table",
+            "thead", "tbody", "tr", "th", "td", "section", "details", "summary", "ins", "del",
+            "code", "ul", "li", "br"}  # fmt: skip
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            self.tags.add(tag)
+            for name, value in attrs:
+                assert not name.startswith("on"), (tag, name)
+                assert not (value or "").strip().lower().startswith("javascript"), (tag, value)
+
+    for report in (False, True):
+        v = Views(store, report=report)  # type: ignore[arg-type]
+        for address in (
+            f"/run/{run_id}/item?id={call['item_id']}&suite={call['suite']}",
+            f"/run/{run_id}/call?id={call['id']}",
+        ):
+            html = v.page(address).html
+            p = Tags()
+            p.feed(html)
+            assert p.tags <= ours, p.tags - ours

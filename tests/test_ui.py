@@ -2,74 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import http.client
 import re
-import socket
 import sqlite3
-import threading
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from bakeoff.store import Store
-from bakeoff.ui import Views, make_app, write_report
-from uirun import HOSTILE, make_run, report_pages
+from bakeoff.ui import Views, write_report
+from uirun import HOSTILE, Server, make_run, report_pages
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, str]:
     db = tmp_path_factory.mktemp("ui") / "ui.db"
     return db, make_run(db)
-
-
-class Server:
-    """The real aiohttp app on a loopback port, in a thread, with the Host check `bakeoff ui` sets
-    for 127.0.0.1."""
-
-    def __init__(self, db: Path) -> None:
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        allowed = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
-        self.runner = web.AppRunner(make_app(str(db), allowed_hosts=allowed))
-        ready = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-            self.loop.run_until_complete(site.start())
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=main, daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def get(self, path: str, host: str | None = None, method: str = "GET", body: str | None = None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        headers = {"Host": host or f"127.0.0.1:{self.port}"}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read().decode(errors="replace")
-        c.close()
-        return r.status, dict(r.getheaders()), data
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -52,4 +52,11 @@ app.add_typer(_local.app, name="local")
 
 
 def main() -> None:
-    app()
+    from bakeoff.cli._common import err
+    from bakeoff.store import StoreError
+
+    try:
+        app()
+    except StoreError as e:  # the database cannot be opened or written: say so, no traceback
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise SystemExit(2) from None

@@ -31,7 +31,7 @@ from bakeoff.runs import (
     summarize,
 )
 from bakeoff.runs._runner import lineup_of_run
-from bakeoff.store import Store
+from bakeoff.store import Store, StoreError
 from bakeoff.suites.datasets import DatasetError
 
 
@@ -203,7 +203,7 @@ def execute_with_progress(
             outcome = asyncio.run(execute(store, run_id, opts, after=after))
         except KeyboardInterrupt:
             return "interrupted"
-        except (AssetError, ServerError, AuditError, OSError) as e:
+        except (AssetError, ServerError, AuditError, StoreError, OSError) as e:
             progress.stop()
             msg = f"run {run_id} stopped: {e}\nfix it, then: bakeoff run --resume {run_id}"
             raise fail(msg) from None

@@ -37,7 +37,7 @@ from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_provider, get_suite
 from bakeoff.providers import StartContext
 from bakeoff.runs._ratelimit import RateLimiter
-from bakeoff.store import Store, dumps
+from bakeoff.store import Store, StoreError, dumps
 from bakeoff.suites import Item, Score
 
 
@@ -591,5 +591,10 @@ async def execute(
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGTERM)
-        store.set_run_status(run_id, status)
+        try:
+            store.set_run_status(run_id, status)
+        except StoreError:
+            # the database cannot be written (the error being raised says why); the run stays
+            # `running` with a dead pid, which resumes like an interrupted one
+            pass
     return RunOutcome(run_id, status, {n: r.progress for n, r in session.runners.items()})

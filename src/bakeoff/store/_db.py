@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,17 +53,54 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -> None:
         self.path = str(path)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.readonly = False
+        timeout = float(os.environ.get("BAKEOFF_DB_TIMEOUT", "30"))
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             migrate(self.db)
         except sqlite3.Error as e:
+            if self._open_readonly(e, timeout):
+                return
             raise StoreError(f"cannot open database {self.path}: {e}") from None
+
+    def _open_readonly(self, error: sqlite3.Error, timeout: float) -> bool:
+        """A database on read-only media (or without write permission) can still be read: open it
+        immutable, so that `show`, `ui`, `report` and `export` work; any write then fails clearly."""
+        text = str(error)
+        if self.path == ":memory:" or not Path(self.path).is_file():
+            return False
+        if not ("readonly" in text or "read-only" in text or "unable to open" in text):
+            return False
+        with suppress(Exception):
+            self.db.close()
+        wal = Path(self.path + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"the database {self.path} is read-only and has writes still in {wal.name} that "
+                "only a writable copy can apply: copy both files somewhere writable"
+            ) from None
+        try:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro&immutable=1"
+            self.db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+        except sqlite3.Error:
+            return False
+        from bakeoff.store._migrations import MIGRATIONS
+
+        if {name for name, _ in MIGRATIONS} - done:
+            raise StoreError(
+                f"the database {self.path} is read-only and older than this bakeoff "
+                "(it needs a schema migration): copy it somewhere writable"
+            ) from None
+        self.readonly = True
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -82,14 +119,43 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """One atomic write. A database that cannot be written (disk full, read-only, locked by
+        another process past the busy timeout) raises StoreError with what to do; the transaction is
+        rolled back, so what was stored before stays whole."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(self._write_error(e)) from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as e:
+            with suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(self._write_error(e)) from None
             raise
         else:
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as e:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise StoreError(self._write_error(e)) from None
+
+    def _write_error(self, e: sqlite3.Error) -> str:
+        text = str(e)
+        hint = ""
+        if "full" in text:
+            hint = "free some disk space"
+        elif "readonly" in text or "read-only" in text:
+            hint = "make the database file and its folder writable, or use --db elsewhere"
+        elif "locked" in text or "busy" in text:
+            hint = "another process holds the database; wait for it or stop it"
+        return (
+            f"cannot write to the database {self.path}: {text}"
+            + (f" ({hint})" if hint else "")
+            + "; everything stored before this write is kept"
+        )
 
     # -- runs ------------------------------------------------------------------------------------
     def create_run(
