@@ -62,7 +62,7 @@ endpoints:
     max_concurrency: 16
   - name: faulty
     provider: fake
-    fake: {{mode: echo, ttft_ms: 2, itl_ms: 1, retry_after_s: 0.05, seed: 7, faults: {{{FAULTS}}}}}
+    fake: {{mode: echo, ttft_ms: 2, itl_ms: 1, seed: 7, faults: {{{FAULTS}}}}}
     max_concurrency: 32
     timeouts: {{first_token: 2, stall: 0.5, total: 10}}
     retry: {{max_retries: 2, backoff_base_s: 0.005, backoff_max_s: 0.05}}

@@ -493,3 +493,41 @@ def test_perf_counts_tokens_with_the_models_tokenizer(tmp_path, isolated_cache):
     m = e["levels"][0]["metrics"]
     assert m["ok"] == 3 and set(m["token_sources"]) == {"tokenizer"}
     assert e["curve"][0]["request_throughput"] > 0
+
+
+def test_http_reference_scorer_matches_the_in_process_one(servers):
+    """The reference scorer over HTTP (echo + logprobs of the reference's own server) gives the
+    in-process teacher-forcing numbers: same tokens, same log-probabilities, found from the end of
+    the echo whatever the server does with special tokens."""
+    import numpy as np
+
+    from bakeoff.audit._scorer import HttpReferenceScorer, LocalReferenceScorer
+
+    local = LocalReferenceScorer(variant_path("F16"))
+    llm = local.llm
+    http = HttpReferenceScorer(
+        servers["f16"].url,
+        "smol",
+        chat_template=llm.metadata["tokenizer.chat_template"],
+        bos_token=llm.detokenize([llm.token_bos()]).decode(),
+        eos_token=llm.detokenize([llm.token_eos()]).decode(),
+    )
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    assert http.chat_prompt(messages) == local.chat_prompt(messages)
+    # the prompt's length is the server's count (its echo leaves special tokens out)
+    assert len(http.prompt_tokens(messages)) == len(local.prompt_tokens(messages))
+    means = {}
+    for completion in (
+        "The capital of France is Paris.",
+        "Bananas sing loudly under green tables.",
+    ):
+        a = local.score(local.prompt_tokens(messages), completion)
+        b = http.score(http.prompt_tokens(messages), completion)
+        assert len(b.logprobs) == len(a.logprobs) > 3
+        assert np.max(np.abs(a.logprobs - b.logprobs)) < 0.05, (a.logprobs, b.logprobs)
+        means[completion] = b.mean_logprob
+    assert http.shift == 0  # entry i scores token i (the first entry is null)
+    assert (
+        means["The capital of France is Paris."]
+        > means["Bananas sing loudly under green tables."] + 1
+    )

@@ -50,8 +50,14 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-def scorer_factory_for(lineup: Lineup, settings: AuditSettings) -> Callable[[], Any] | None:
-    """A loader of the reference token scorer, or None when no reference GGUF is known."""
+def scorer_factory_for(
+    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
+) -> Callable[[], Any] | None:
+    """A loader of the reference token scorer, or None when there is none (`audit.scorer`)."""
+    if settings.scorer == "none":
+        return None
+    if settings.scorer == "endpoint":
+        return _endpoint_scorer(lineup, settings, session)
     path: Any = settings.reference_gguf
     ref = lineup.endpoint(lineup.reference) if lineup.reference else None
     if path is None and ref is not None and ref.provider == "local" and ref.local is not None:
@@ -59,6 +65,10 @@ def scorer_factory_for(lineup: Lineup, settings: AuditSettings) -> Callable[[], 
 
         path = variant_path(ref.local.variant)
     if path is None:
+        if settings.scorer == "local":
+            raise AuditError(
+                "audit.scorer is local but no reference GGUF is known: set reference_gguf"
+            )
         return None
     cache: dict[str, Any] = {}
 
@@ -67,6 +77,46 @@ def scorer_factory_for(lineup: Lineup, settings: AuditSettings) -> Callable[[], 
             from bakeoff.audit._scorer import LocalReferenceScorer
 
             cache["s"] = LocalReferenceScorer(path)
+        return cache["s"]
+
+    return load
+
+
+def _endpoint_scorer(
+    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None
+) -> Callable[[], Any]:
+    """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
+    running (a run), else its configured base_url (a rerun) with the key from the environment."""
+    import os
+
+    from bakeoff.audit._scorer import HttpReferenceScorer
+
+    name = settings.scorer_endpoint or lineup.reference
+    if name is None:
+        raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
+    ep = lineup.endpoint(name)
+    runner = session.runners.get(name) if session is not None else None
+    if runner is not None and runner.client is not None:
+        base_url, key = runner.client.base_url, runner.api_key
+    elif ep.base_url:
+        base_url = ep.base_url
+        key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
+    else:
+        raise AuditError(
+            f"the scorer endpoint {name} has no fixed base_url: it can only score while running "
+            "(use audit.scorer local for a rerun)"
+        )
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "s" not in cache:
+            cache["s"] = HttpReferenceScorer(
+                base_url,
+                ep.model,
+                api_key=key,
+                chat_template=settings.scorer_template,
+                shift=settings.scorer_shift,
+            )
         return cache["s"]
 
     return load
@@ -84,7 +134,7 @@ async def run_audit(
     if ref is None:
         raise AuditError("the audit needs a `reference:` endpoint in the lineup")
     items = audit_items_for_run(store, run_id, settings)
-    scorer = scorer_factory_for(lineup, settings)
+    scorer = scorer_factory_for(lineup, settings, session)
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
     n_rounds = -(-settings.budget // settings.batch)
     verdicts: dict[str, dict[str, Any]] = {}

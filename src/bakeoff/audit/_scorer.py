@@ -1,9 +1,11 @@
 """The reference scorer: per-token log-probabilities and ranks of any completion under the reference
-model, by teacher forcing in-process with llama.cpp on the reference GGUF.
+model, by teacher forcing — in-process with llama.cpp on the reference GGUF (`LocalReferenceScorer`),
+or over HTTP from the reference's own server (`HttpReferenceScorer`: `/v1/completions` with `echo`
+and `logprobs`).
 
 Alignment: with `logits_all=True`, row i of the logits is the distribution of token i+1 given tokens
-0..i, so completion token j (at sequence position p) is scored by row p-1. (llama-cpp-python's server
-`echo` + `logprobs` is shifted by one position; this scorer is tested on a known sentence instead.)
+0..i, so completion token j (at sequence position p) is scored by row p-1. Both scorers are tested on
+known text (tests/test_audit_local.py, tests/test_local.py).
 """
 
 from __future__ import annotations
@@ -110,3 +112,204 @@ class LocalReferenceScorer:
             start = len(seq) - len(comp)
             logits = np.array(self.llm.scores[start - 1 : len(seq) - 1], dtype=np.float64)
         return comp, logits
+
+
+class HttpReferenceScorer:
+    """Teacher forcing over HTTP, for a reference served by the user's own server (vLLM, llama.cpp):
+    `/v1/completions` with `echo: true` and `logprobs: k` returns the log-probability of every
+    prompt token, so the prompt text + the completion text, sent with `max_tokens: 1`, gives each
+    completion token's log-probability under the reference.
+
+    - The completion's tokens are those whose `text_offset` falls inside the completion text.
+    - `shift`: which entry of `token_logprobs` scores a token. Standard servers (vLLM, llama.cpp's
+      server) put log p(token_i | tokens before i) at i (shift 0, the first entry being null);
+      llama-cpp-python's server puts it one entry later (shift 1). `None` detects it: a null first
+      entry means 0, otherwise 1.
+    - Ranks and the PIT come from the top-k list: exact when the token is in the top k, a lower
+      bound (rank k, the top-k mass) otherwise. The sampled-regime test uses the log-probabilities,
+      which are exact.
+    - The chat template: `chat_template` (a Jinja chat template, as in a tokenizer config), else the
+      server's own (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` + `/detokenize`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        chat_template: str | None = None,
+        bos_token: str = "",
+        eos_token: str = "",
+        top_logprobs: int = 5,
+        shift: int | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        self.model = model
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._template = chat_template
+        self._bos, self._eos = bos_token, eos_token
+        self.k = top_logprobs
+        self.shift = shift
+        self.timeout = timeout
+        self._texts: dict[tuple[int, ...], str] = {}
+        self._memo: dict[tuple[str, str], Any] = {}
+        self._prompt_len: dict[str, int] = {}
+        self._last_prompt_tokens: int | None = None
+        self._lock = threading.Lock()
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def _post(self, url: str, body: dict[str, Any]) -> Any:
+        import urllib.error
+        import urllib.request
+
+        import orjson
+
+        req = urllib.request.Request(
+            url, data=orjson.dumps(body), headers=self._headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return orjson.loads(r.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read()[:300].decode("utf-8", "replace")
+            raise ReferenceScorerError(f"{url} answered {e.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ReferenceScorerError(f"{url}: {e}") from None
+
+    # -- the prompt ----------------------------------------------------------------------------------
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+        if self._template is not None:
+            return render_chat_template(self._template, messages, self._bos, self._eos)
+        try:  # llama.cpp's server
+            return str(self._post(self.root + "/apply-template", {"messages": messages})["prompt"])
+        except (ReferenceScorerError, KeyError):
+            pass
+        try:  # vLLM
+            toks = self._post(
+                self.root + "/tokenize",
+                {"model": self.model, "messages": messages, "add_generation_prompt": True},
+            )["tokens"]
+            return str(
+                self._post(self.root + "/detokenize", {"model": self.model, "tokens": toks})[
+                    "prompt"
+                ]
+            )
+        except (ReferenceScorerError, KeyError) as e:
+            raise ReferenceScorerError(
+                f"{self.root} offers no chat template (/apply-template or /tokenize with messages): "
+                "set audit.scorer_template"
+            ) from e
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+        """A key for `score()` whose length is the prompt's token count (from the echo)."""
+        text = self.chat_prompt(messages)
+        with self._lock:
+            if text not in self._prompt_len:
+                n_echo = len(self._echo(text, "")[0])
+                # the server's own count when it reports usage (echoes may leave tokens out)
+                self._prompt_len[text] = int(self._last_prompt_tokens or n_echo)
+        n = self._prompt_len[text]
+        key = [hash(text) & 0x7FFFFFFF, *range(n - 1)] if n else []
+        self._texts[tuple(key)] = text
+        return key
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _echo(self, prompt: str, completion: str) -> tuple[list[int], list[Any], list[Any]]:
+        """(indices of the completion's tokens — of the prompt's when `completion` is empty —,
+        token_logprobs, top_logprobs) of prompt + completion.
+
+        Tokens are located from the end of the echo by their text, not by `text_offset`: servers
+        differ in how they render special tokens (llama-cpp-python renders them as '' and leaves
+        out the first token), but the echo's last tokens always spell the completion."""
+        body = {
+            "model": self.model,
+            "prompt": prompt + completion,
+            "max_tokens": 1,
+            "echo": True,
+            "logprobs": self.k,
+            "temperature": 0,
+        }
+        out = self._post(self.base_url + "/completions", body)
+        self._last_prompt_tokens = (out.get("usage") or {}).get("prompt_tokens")
+        lp = out["choices"][0]["logprobs"]
+        tokens: list[str] = [t or "" for t in lp["tokens"]]
+        token_lps = lp["token_logprobs"]
+        if self.shift is None:
+            self.shift = 0 if token_lps and token_lps[0] is None else 1
+        # the end of the echo: one generated token after it, or none (an immediate stop)
+        end = len(tokens)
+        for k in (len(tokens) - 1, len(tokens)):
+            if k >= 0 and "".join(tokens[:k]).endswith(completion):
+                end = k
+                break
+        if not completion:
+            return list(range(end)), token_lps, lp.get("top_logprobs") or []
+        start, length = end, 0
+        while start > 0 and length < len(completion):
+            start -= 1
+            length += len(tokens[start])
+        return list(range(start, end)), token_lps, lp.get("top_logprobs") or []
+
+    def score(
+        self, prompt_tokens: list[int], completion: str, rng: np.random.Generator | None = None
+    ) -> TokenScores:
+        rng = rng or np.random.default_rng(0)
+        text = self._texts.get(tuple(prompt_tokens))
+        if text is None:
+            raise ReferenceScorerError("score() needs a key from prompt_tokens() of this scorer")
+        key = (text, completion)
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = self._per_token(text, completion)
+        lps, ranks, above = self._memo[key]
+        pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
+        return TokenScores(list(range(len(lps))), lps, ranks, pit)
+
+    def _per_token(self, text: str, completion: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not completion:
+            z = np.zeros(0)
+            return z, z.astype(int), z
+        idx, token_lps, tops = self._echo(text, completion)
+        s = self.shift or 0
+        lps, ranks, above = [], [], []
+        for i in idx:
+            j = i + s
+            if j >= len(token_lps) or token_lps[j] is None:
+                continue
+            lp = float(token_lps[j])
+            top = tops[j] if j < len(tops) and tops[j] else {}
+            higher = [v for v in top.values() if v is not None and v > lp + 1e-9]
+            lps.append(lp)
+            ranks.append(len(higher))
+            above.append(float(np.sum(np.exp(higher))) if higher else 0.0)
+        return np.array(lps), np.array(ranks, dtype=int), np.array(above)
+
+
+class ReferenceScorerError(Exception):
+    """The reference scorer's server cannot score (unreachable, no echo/logprobs, no template)."""
+
+
+def render_chat_template(
+    template: str, messages: list[dict[str, Any]], bos_token: str = "", eos_token: str = ""
+) -> str:
+    """A Hugging Face-style Jinja chat template rendered as `transformers` does (sandboxed, with
+    `raise_exception`, the generation prompt added)."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(
+        messages=messages,
+        add_generation_prompt=True,
+        bos_token=bos_token,
+        eos_token=eos_token,
+    )

@@ -153,11 +153,11 @@ class EndpointClient:
                     return result
         except CallError:
             raise
+        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one
+            raise CallError(ErrorClass.timeout, "connect timeout") from None
         except TimeoutError:
             detail = "total" if loop.time() >= hard_end - 1e-3 else phase[0]
             raise CallError(ErrorClass.timeout, f"{detail} timeout") from None
-        except aiohttp.ConnectionTimeoutError:
-            raise CallError(ErrorClass.timeout, "connect timeout") from None
         except aiohttp.ClientPayloadError as e:
             raise CallError(
                 ErrorClass.connection_error, f"connection closed mid-response: {_short(e)}"

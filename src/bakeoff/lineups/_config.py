@@ -260,6 +260,19 @@ class AuditSettings(_Strict):
     it made, it had power >= 0.8 to detect a change of at least this fraction of greedy outputs."""
     reference_gguf: str | None = None
     """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
+    scorer: Literal["auto", "local", "endpoint", "none"] = "auto"
+    """The reference token scorer of the sampled regime: `local` (llama.cpp in-process on
+    `reference_gguf`), `endpoint` (an OpenAI-compatible server of the reference answering
+    `/v1/completions` with `echo` + `logprobs`, as vLLM and llama.cpp do), `none`; `auto` takes the
+    local GGUF when one is known."""
+    scorer_endpoint: str | None = None
+    """For `scorer: endpoint`: the lineup endpoint to ask (default: the reference)."""
+    scorer_template: str | None = None
+    """For `scorer: endpoint`: the reference's Jinja chat template, when its server does not offer
+    one (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` with messages)."""
+    scorer_shift: int | None = Field(default=None, ge=0, le=1)
+    """For `scorer: endpoint`: the position of each token's log-probability in the echo (0 standard,
+    1 for llama-cpp-python's server); detected when unset."""
 
 
 class DatasetSpec(_Strict):

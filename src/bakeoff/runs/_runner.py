@@ -10,6 +10,7 @@ run is marked interrupted. Resuming issues only calls without a stored success.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import os
@@ -591,10 +592,8 @@ async def execute(
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGTERM)
-        try:
+        # a database that cannot be written (the error being raised says why) leaves the run
+        # `running` with a dead pid, which resumes like an interrupted one
+        with contextlib.suppress(StoreError):
             store.set_run_status(run_id, status)
-        except StoreError:
-            # the database cannot be written (the error being raised says why); the run stays
-            # `running` with a dead pid, which resumes like an interrupted one
-            pass
     return RunOutcome(run_id, status, {n: r.progress for n, r in session.runners.items()})

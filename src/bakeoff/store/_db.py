@@ -67,7 +67,11 @@ class Store:
         except sqlite3.Error as e:
             if self._open_readonly(e, timeout):
                 return
-            raise StoreError(f"cannot open database {self.path}: {e}") from None
+            hint = ""
+            parent = Path(self.path).resolve().parent
+            if self.path != ":memory:" and not os.access(parent, os.W_OK):
+                hint = f" ({parent} is read-only: use --db somewhere writable)"
+            raise StoreError(f"cannot open database {self.path}: {e}{hint}") from None
 
     def _open_readonly(self, error: sqlite3.Error, timeout: float) -> bool:
         """A database on read-only media (or without write permission) can still be read: open it
