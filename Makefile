@@ -58,6 +58,7 @@ screenshots: $(DEV) $(CHROMIUM)
 bench: $(DEV)
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/ui_scale.py
+	$(BIN)/python bench/crash_trials.py
 	bash bench/default_run.sh
 
 clean:

@@ -2,8 +2,7 @@
 
 A fake provider (its own process, logging every request) answers a scripted arith suite with a known
 score. One uninterrupted run gives the reference scores. Then, per trial: a fresh database, `bakeoff
-run` killed with SIGKILL at a random moment (from process start to near the end, so some kills land
-while the database is being created), the prompts that had a stored success at the kill noted, then the
+run` killed with SIGKILL at a random moment (see below), the prompts that had a stored success at the kill noted, then the
 same command run again (it resumes the unfinished run). Checked per trial: no call finished before the
 kill was asked again (the server's log), the final scores equal the uninterrupted run's, one run in the
 database, `PRAGMA integrity_check` ok.
@@ -116,6 +115,12 @@ endpoints:
     base = subprocess.run(cmd(tmp / "base.db"), capture_output=True, text=True, check=True)
     base_s = time.perf_counter() - t
     reference = json.loads(base.stdout)["endpoints"][0]["suites"]
+    con = sqlite3.connect(tmp / "base.db")
+    first_call = con.execute("SELECT MIN(started_at) FROM calls").fetchone()[0]
+    created = con.execute("SELECT MAX(started_at) FROM calls").fetchone()[0]
+    con.close()
+    # start-up: from the process start to the first call (measured: the run's span subtracted)
+    startup_s = max(0.2, base_s - (created - first_call) - 0.2)
     print(
         f"uninterrupted run: {args.items} calls in {base_s:.2f} s, arith score "
         f"{reference['arith']['score']}"
@@ -128,11 +133,23 @@ endpoints:
     env = dict(os.environ)
     for i in range(args.trials):
         db = tmp / f"t{i}.db"
-        at = rng.uniform(0.05, base_s * 0.95)
-        p = subprocess.Popen(cmd(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(at)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+        while True:  # a kill must land while the run is still going: else draw again
+            db.unlink(missing_ok=True)
+            p = subprocess.Popen(
+                cmd(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+            )
+            t0 = time.perf_counter()
+            if i % 2 == 0:  # during start-up: imports, the database and the run being created
+                time.sleep(rng.uniform(0.05, startup_s))
+            else:  # while calls land: after a random number of stored successes
+                target = rng.randint(1, args.items - 4)
+                while len(ok_prompts(db)) < target and p.poll() is None:
+                    time.sleep(0.005)
+            at = time.perf_counter() - t0
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            if p.returncode == -signal.SIGKILL:
+                break
         finished = ok_prompts(db)
         seen = len(served())
         r = subprocess.run(cmd(db), capture_output=True, text=True, env=env)

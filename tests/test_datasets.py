@@ -248,3 +248,39 @@ def test_judge_must_be_an_endpoint() -> None:
             "endpoints:\n  - {name: a, provider: fake}\n",
             "t.yaml",
         )
+
+
+def test_a_scorer_that_raises_loses_no_call(tmp_path: Path) -> None:
+    """A record whose target the scorer cannot use (here: a "schema" that is not JSON) makes the
+    scorer raise: the call is kept, successful, with a failed `scorer_error` score saying why."""
+    p = tmp_path / "broken.jsonl"
+    p.write_text(
+        json.dumps({"question": "Give me JSON.", "schema": "{not json"})
+        + "\n"
+        + json.dumps({"question": "Give me more JSON.", "schema": '{"type": "object"}'})
+        + "\n"
+    )
+    lineup = parse_lineup(
+        f"""
+run: {{suites: [mine]}}
+datasets:
+  - {{name: mine, path: {p}, target: schema, scorer: json_schema}}
+endpoints:
+  - {{name: fake, provider: fake, fake: {{mode: fixed, reply: '{{"a": 1}}'}}}}
+""",
+        "t.yaml",
+    )
+    store = Store(tmp_path / "runs.db")
+    run_id = create_run(store, lineup)
+    asyncio.run(execute(store, run_id, RunOptions()))
+    rows = store.db.execute(
+        "SELECT c.status, s.scorer, s.passed, s.detail FROM calls c JOIN scores s ON s.call_id = c.id"
+        " ORDER BY s.scorer"
+    ).fetchall()
+    assert [(r["status"], r["scorer"], r["passed"]) for r in rows] == [
+        ("ok", "json_schema", 1),
+        ("ok", "scorer_error", 0),
+    ]
+    assert "JSONDecodeError" in rows[1]["detail"]
+    s = summarize(store, run_id)["endpoints"][0]
+    assert s["calls"] == 2 and s["successes"] == 2 and s["suites"]["mine"]["correct"] == 1
