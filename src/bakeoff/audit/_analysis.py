@@ -150,6 +150,79 @@ def _sampled(
     return out
 
 
+def _reported(row: Any) -> list[float] | None:
+    """The log-probabilities an endpoint reported for the tokens it sampled (OpenAI `logprobs`)."""
+    import orjson
+
+    if not row["logprobs_json"]:
+        return None
+    entries = orjson.loads(row["logprobs_json"])
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("logprob"), int | float):
+            return None
+        out.append(float(e["logprob"]))
+    return out
+
+
+def _logprob_gap(reported: list[float], computed: np.ndarray) -> float | None:
+    """Mean |reported − computed| over the tokens both have (a reported list may carry one more
+    entry: the stop token); None when they do not line up."""
+    n = len(computed)
+    if n == 0 or len(reported) not in (n, n + 1):
+        return None
+    return float(np.mean(np.abs(np.asarray(reported[:n]) - computed)))
+
+
+def _logprobs(
+    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any
+) -> dict[str, Any] | None:
+    """Logprob comparison, for endpoints that report the log-probabilities of what they sample.
+
+    Per prompt: how far the log-probabilities the candidate *reports* for its sampled tokens are
+    from the reference model's own (teacher forcing by the reference scorer), minus the same gap for
+    the reference endpoint's samples (the null: the engine's numerics). Under H0 (same model, same
+    engine) the two gaps are exchangeable, so their difference is symmetric about 0: tested with the
+    betting test (sequential) and a sign-flip permutation test (Fisher 1935). A quantized model
+    reports log-probabilities of its own weights: every token moves the gap, so this sees what
+    sampled text alone barely shows (8-bit)."""
+    if scorer is None:
+        return None
+    suite = SUITES["sampled"]
+    rng = np.random.default_rng(0)
+    d: list[float] = []
+    gaps_c: list[float] = []
+    gaps_r: list[float] = []
+    for it in items:
+        r0 = calls.ok.get((ref, suite, it.id, 0))
+        c0 = calls.ok.get((cand, suite, it.id, 0))
+        if r0 is None or c0 is None:
+            continue
+        lc, lr = _reported(c0), _reported(r0)
+        if lc is None or lr is None:
+            continue
+        prompt = scorer.prompt_tokens(it.messages or [])
+        gc = _logprob_gap(lc, scorer.score(prompt, c0["output_text"] or "", rng).logprobs)
+        gr = _logprob_gap(lr, scorer.score(prompt, r0["output_text"] or "", rng).logprobs)
+        if gc is None or gr is None:
+            continue
+        gaps_c.append(gc)
+        gaps_r.append(gr)
+        d.append(gc - gr)
+    if not d:
+        return None
+    bet = symmetric_betting_test(bounded(d), alpha)
+    return {
+        "n": len(d),
+        "p_value": bet.p_value,
+        "rejected_at": bet.rejected_at,
+        "wealth": bet.wealth,
+        "sign_flip_p_value": sign_flip_test(d),
+        "mean_gap_candidate": round(float(np.mean(gaps_c)), 5),
+        "mean_gap_reference": round(float(np.mean(gaps_r)), 5),
+    }
+
+
 def _style(rows: list[Any]) -> dict[str, float]:
     texts = [r["output_text"] or "" for r in rows]
     if not texts:
@@ -251,6 +324,9 @@ def analyse(
             )
         if "sampled" in items:
             tests["sampled"] = _sampled(calls, ref, ep.name, items["sampled"], alpha, scorer)
+            lp = _logprobs(calls, ref, ep.name, items["sampled"], alpha, scorer)
+            if lp is not None:
+                tests["logprobs"] = lp
         combined = _combine([t["wealth"] for t in tests.values()])
         max_k = max(combined) if combined else 1.0
         p_value = min(1.0, 1.0 / max_k)

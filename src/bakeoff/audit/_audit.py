@@ -37,7 +37,11 @@ def audit_items_for_run(
         rows = store.items(run_id, suite)
         if not rows:
             items = audit_items(
-                regime, seed=settings.seed, n=settings.budget, max_tokens=settings.max_tokens
+                regime,
+                seed=settings.seed,
+                n=settings.budget,
+                max_tokens=settings.max_tokens,
+                logprobs=settings.logprobs,
             )
             store.add_items(run_id, suite, [it.stored() for it in items])
             rows = store.items(run_id, suite)

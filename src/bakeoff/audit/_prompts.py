@@ -66,8 +66,11 @@ _TOPICS = [
 ]
 
 
-def audit_items(regime: str, *, seed: int = 0, n: int = 200, max_tokens: int = 48) -> list[Item]:
-    """`n` distinct prompts (distinct while templates × topics last), in a seeded order."""
+def audit_items(
+    regime: str, *, seed: int = 0, n: int = 200, max_tokens: int = 48, logprobs: bool = False
+) -> list[Item]:
+    """`n` distinct prompts (distinct while templates × topics last), in a seeded order; with
+    `logprobs`, sampled calls also ask for the log-probabilities of the sampled tokens."""
     combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
     random.Random(f"fidelity:{seed}").shuffle(combos)
     temperature = 0.0 if regime == "greedy" else 1.0
@@ -79,7 +82,15 @@ def audit_items(regime: str, *, seed: int = 0, n: int = 200, max_tokens: int = 4
                 id=f"fid-{seed}-{i:04d}",
                 tier=regime,
                 messages=[{"role": "user", "content": tp.format(t=tc)}],
-                params={"temperature": temperature, "max_tokens": max_tokens},
+                params={
+                    "temperature": temperature,
+                    "max_tokens": max_tokens,
+                    **(
+                        {"logprobs": True, "top_logprobs": 1}
+                        if logprobs and regime == "sampled"
+                        else {}
+                    ),
+                },
                 meta={"regime": regime},
             )
         )

@@ -260,6 +260,10 @@ class AuditSettings(_Strict):
     it made, it had power >= 0.8 to detect a change of at least this fraction of greedy outputs."""
     reference_gguf: str | None = None
     """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
+    logprobs: bool = False
+    """Sampled calls also ask for the log-probabilities of the sampled tokens (`logprobs: true`), and
+    the `logprobs` test compares what each endpoint reports with the reference scorer's numbers.
+    Only for endpoints that return logprobs (the capability probe says which)."""
     scorer: Literal["auto", "local", "endpoint", "none"] = "auto"
     """The reference token scorer of the sampled regime: `local` (llama.cpp in-process on
     `reference_gguf`), `endpoint` (an OpenAI-compatible server of the reference answering

@@ -7,6 +7,7 @@ text, never interpreted as markup (no markdown rendering, no raw HTML)."""
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -90,7 +91,10 @@ def chart(data: list[dict[str, Any]], layout: dict[str, Any] | None = None) -> s
     ).decode()
 
 
+@functools.cache
 def make_env() -> Environment:
+    """The one Jinja environment (templates compiled once per process; nothing per request lives
+    in it)."""
     env = Environment(
         loader=PackageLoader("bakeoff.ui", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -73,9 +73,7 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
     app.middlewares.append(guard)
 
     def views() -> Views:
-        v = Views(app[store_key])
-        v.env.globals["token"] = token
-        return v
+        return Views(app[store_key], context={"token": token})
 
     def page_response(views: Views, address: str) -> web.Response:
         from bakeoff.ui._render import url

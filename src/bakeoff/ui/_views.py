@@ -100,6 +100,8 @@ class Views:
     store: Store
     report: bool = False
     env: Environment = field(default_factory=make_env)
+    context: dict[str, Any] = field(default_factory=dict)
+    """Extra template variables (the web app's form token)."""
     _runs: dict[str, RunData] = field(default_factory=dict)
 
     def run(self, run_id: str) -> RunData:
@@ -110,7 +112,9 @@ class Views:
         return self._runs[run_id]
 
     def _render(self, template: str, **ctx: Any) -> str:
-        return self.env.get_template(template).render(report=self.report, href=self._href, **ctx)
+        return self.env.get_template(template).render(
+            report=self.report, href=self._href, **self.context, **ctx
+        )
 
     def _href(self, address: str) -> str:
         """A link to a page: the address itself, or in a report the in-file anchor."""
