@@ -37,7 +37,7 @@ LINEUP = """
 reference: f16
 defaults: {temperature: 0, max_tokens: 16}
 run: {suites: []}
-audit: {regimes: [greedy, sampled], budget: 12, batch: 6, max_tokens: 24}
+audit: {regimes: [greedy, sampled], budget: 12, batch: 6, max_tokens: 24, logprobs: true}
 endpoints:
   - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
   - {name: f16-other, provider: local, model: smol, local: {variant: F16, n_threads: 2}, max_concurrency: 1}
@@ -70,6 +70,12 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     assert v["f16-other"]["tests"]["greedy"]["differ"] <= 1
     sampled = v["q2_k"]["tests"]["sampled"]
     assert sampled["mean_logprob_candidate"] is not None and 0 <= sampled["mmd_p_value"] <= 1
+    # the log-probabilities each endpoint reports for its samples, against the reference scorer's:
+    # the same weights report the same numbers (to llama.cpp's numerics), 2-bit weights do not
+    same = v["f16-other"]["tests"]["logprobs"]
+    assert same["n"] >= 8 and same["mean_gap_candidate"] < 0.01
+    q2 = v["q2_k"]["tests"]["logprobs"]
+    assert q2["mean_gap_candidate"] > 20 * q2["mean_gap_reference"]
 
     # recomputed from the store, without a call: the same verdicts
     again = rerun_audit(store, run_id, lineup)

@@ -150,8 +150,8 @@ def _sampled(
     return out
 
 
-def _reported(row: Any) -> list[float] | None:
-    """The log-probabilities an endpoint reported for the tokens it sampled (OpenAI `logprobs`)."""
+def _reported(row: Any) -> list[tuple[str, float]] | None:
+    """(token, log-probability) an endpoint reported for each token it sampled (OpenAI `logprobs`)."""
     import orjson
 
     if not row["logprobs_json"]:
@@ -161,17 +161,20 @@ def _reported(row: Any) -> list[float] | None:
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("logprob"), int | float):
             return None
-        out.append(float(e["logprob"]))
+        out.append((str(e.get("token") or ""), float(e["logprob"])))
     return out
 
 
-def _logprob_gap(reported: list[float], computed: np.ndarray) -> float | None:
-    """Mean |reported − computed| over the tokens both have (a reported list may carry one more
-    entry: the stop token); None when they do not line up."""
-    n = len(computed)
+def _logprob_gap(reported: list[tuple[str, float]], scored: Any) -> float | None:
+    """Mean |reported − computed| log-probability over the sampled tokens, or None when the
+    endpoint's tokens are not the ones the reference scorer got by re-tokenizing the text (a text
+    can be sampled as other tokens than its canonical tokenization; such prompts are left out)."""
+    n = len(scored.logprobs)
     if n == 0 or len(reported) not in (n, n + 1):
         return None
-    return float(np.mean(np.abs(np.asarray(reported[:n]) - computed)))
+    if scored.pieces is not None and [t for t, _ in reported[:n]] != list(scored.pieces):
+        return None
+    return float(np.mean(np.abs(np.array([lp for _, lp in reported[:n]]) - scored.logprobs)))
 
 
 def _logprobs(
@@ -202,8 +205,8 @@ def _logprobs(
         if lc is None or lr is None:
             continue
         prompt = scorer.prompt_tokens(it.messages or [])
-        gc = _logprob_gap(lc, scorer.score(prompt, c0["output_text"] or "", rng).logprobs)
-        gr = _logprob_gap(lr, scorer.score(prompt, r0["output_text"] or "", rng).logprobs)
+        gc = _logprob_gap(lc, scorer.score(prompt, c0["output_text"] or "", rng))
+        gr = _logprob_gap(lr, scorer.score(prompt, r0["output_text"] or "", rng))
         if gc is None or gr is None:
             continue
         gaps_c.append(gc)

@@ -28,6 +28,8 @@ class TokenScores:
     pit: np.ndarray
     """Randomised probability integral transform: P(ranked above) + U * p(token), tokens ordered by
     reference probability; Uniform(0, 1) for tokens sampled from the reference itself."""
+    pieces: list[str] | None = None
+    """Each token's text (to line tokens up with what an endpoint reports)."""
 
     @property
     def mean_logprob(self) -> float:
@@ -77,7 +79,8 @@ class LocalReferenceScorer:
             self._memo[key] = self._per_token(prompt_tokens, completion)
         comp, logprobs, ranks, above = self._memo[key]
         pit = above + rng.random(len(comp)) * np.exp(logprobs)
-        return TokenScores(comp, logprobs, ranks, pit)
+        pieces = [self.llm.detokenize([t]).decode("utf-8", "replace") for t in comp]
+        return TokenScores(comp, logprobs, ranks, pit, pieces)
 
     def _per_token(
         self, prompt_tokens: list[int], completion: str
@@ -160,6 +163,7 @@ class HttpReferenceScorer:
         self._memo: dict[tuple[str, str], Any] = {}
         self._prompt_len: dict[str, int] = {}
         self._last_prompt_tokens: int | None = None
+        self._last_tokens: list[str] = []
         self._lock = threading.Lock()
 
     # -- HTTP ----------------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ class HttpReferenceScorer:
         self._last_prompt_tokens = (out.get("usage") or {}).get("prompt_tokens")
         lp = out["choices"][0]["logprobs"]
         tokens: list[str] = [t or "" for t in lp["tokens"]]
+        self._last_tokens = tokens
         token_lps = lp["token_logprobs"]
         if self.shift is None:
             self.shift = 0 if token_lps and token_lps[0] is None else 1
@@ -266,17 +271,19 @@ class HttpReferenceScorer:
         with self._lock:
             if key not in self._memo:
                 self._memo[key] = self._per_token(text, completion)
-        lps, ranks, above = self._memo[key]
+        lps, ranks, above, pieces = self._memo[key]
         pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
-        return TokenScores(list(range(len(lps))), lps, ranks, pit)
+        return TokenScores(list(range(len(lps))), lps, ranks, pit, pieces)
 
-    def _per_token(self, text: str, completion: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _per_token(
+        self, text: str, completion: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         if not completion:
             z = np.zeros(0)
-            return z, z.astype(int), z
+            return z, z.astype(int), z, []
         idx, token_lps, tops = self._echo(text, completion)
         s = self.shift or 0
-        lps, ranks, above = [], [], []
+        lps, ranks, above, pieces = [], [], [], []
         for i in idx:
             j = i + s
             if j >= len(token_lps) or token_lps[j] is None:
@@ -285,9 +292,10 @@ class HttpReferenceScorer:
             top = tops[j] if j < len(tops) and tops[j] else {}
             higher = [v for v in top.values() if v is not None and v > lp + 1e-9]
             lps.append(lp)
+            pieces.append(self._last_tokens[i] if i < len(self._last_tokens) else "")
             ranks.append(len(higher))
             above.append(float(np.sum(np.exp(higher))) if higher else 0.0)
-        return np.array(lps), np.array(ranks, dtype=int), np.array(above)
+        return np.array(lps), np.array(ranks, dtype=int), np.array(above), pieces
 
 
 class ReferenceScorerError(Exception):
