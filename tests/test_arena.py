@@ -171,3 +171,16 @@ def test_human_votes_are_checked(tmp_path):
         seen.add(key)
         record_human_vote(store, run_id, pair["left"]["call_id"], pair["right"]["call_id"], "left")
     assert len(seen) == 6 * 6  # 6 items × C(4, 2) endpoint pairs
+
+
+def test_arena_command_judges_and_prints_ratings(tmp_path):
+    from conftest import bakeoff
+
+    db = tmp_path / "a.db"
+    run_id = make_run(db, JUDGED)
+    r = bakeoff("arena", run_id[:10], "--db", str(db), "--judge", "judge", "--pairs", "6")
+    assert r.returncode == 0, r.stderr
+    assert "6 judge votes stored" in r.stderr
+    assert "judge:judge: 6 votes" in r.stdout and "consistent across orders 0.0" in r.stdout
+    bad = bakeoff("arena", run_id, "--db", str(db), "--judge", "nobody")
+    assert bad.returncode == 2 and "no endpoint 'nobody'" in bad.stderr
