@@ -58,3 +58,43 @@ def test_small_budget_is_inconclusive_never_same(tmp_path):
     v = store.verdicts(run_id)
     assert v["twin"]["verdict"] == "inconclusive"
     assert "too low" in v["twin"]["why"]
+
+
+def test_suite_behaviour_checks_tool_calls_against_the_reference(tmp_path):
+    """With the tools suite in the run, the audit's behaviour compares each endpoint's tool calls with
+    the reference's: when it calls a tool (F1) and whether its arguments fit the tool's schema."""
+    import orjson
+
+    from bakeoff.plugins import suites as all_suites
+    from bakeoff.runs import suite_items
+
+    head = """
+reference: ref
+defaults: {temperature: 0}
+run: {suites: [tools], limit: 10}
+audit: {regimes: [greedy], budget: 6, batch: 6}
+endpoints:
+"""
+    suite = all_suites()["tools"]
+    probe = parse_lineup(head + "  - {name: ref, provider: fake}\n")
+    script = {
+        it.messages[-1]["content"]: suite.reference_reply(it).model_dump()
+        for it in suite_items(probe, "tools")
+    }
+    (tmp_path / "ref.json").write_bytes(orjson.dumps(script))
+    text = (
+        head
+        + f"""
+  - {{name: ref, provider: fake, fake: {{mode: script, script_file: {tmp_path}/ref.json}}}}
+  - {{name: twin, provider: fake, fake: {{mode: script, script_file: {tmp_path}/ref.json}}}}
+  - {{name: talker, provider: fake, fake: {{mode: fixed, reply: "I would rather explain it in words."}}}}
+"""
+    )
+    store, run_id, _ = _run(tmp_path, text)
+    v = store.verdicts(run_id)
+    twin, talker = v["twin"]["behaviour"], v["talker"]["behaviour"]
+    assert twin["suites"]["tool_call_f1"] == 1.0
+    assert twin["suites"]["tool_args_valid_rate"] == 1.0
+    assert not any("tool" in f for f in twin["flags"])
+    assert talker["suites"]["tool_call_f1"] < 0.8
+    assert any("F1" in f for f in talker["flags"])

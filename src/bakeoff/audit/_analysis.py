@@ -290,6 +290,74 @@ def _behaviour(calls: Calls, ref: str, cand: str, items: list[Item], scorer: Any
     return out
 
 
+def _suite_checks(store: Store, run_id: str, ref: str, cand: str) -> dict[str, Any]:
+    """Behavioural checks from the run's own suite calls, when it ran them: tool calls (does the
+    candidate call a tool where the reference does — F1 —, and are its arguments valid against the
+    tool's schema) and silent truncation of long prompts (the long-context scorer's flag)."""
+    import jsonschema
+    import orjson
+
+    out: dict[str, Any] = {}
+    rows = store.db.execute(
+        "SELECT c.endpoint, c.item_id, c.finish_reason, c.tool_calls_json, i.input_json FROM calls c"
+        " JOIN items i ON i.run_id = c.run_id AND i.suite = c.suite AND i.item_id = c.item_id"
+        " WHERE c.run_id = ? AND c.suite = 'tools' AND c.repeat = 0 AND c.status = 'ok'"
+        " AND c.endpoint IN (?, ?)",
+        (run_id, ref, cand),
+    ).fetchall()
+    called: dict[str, dict[str, bool]] = {ref: {}, cand: {}}
+    valid: dict[str, list[bool]] = {ref: [], cand: []}
+    for r in rows:
+        tcs = orjson.loads(r["tool_calls_json"]) if r["tool_calls_json"] else []
+        called[r["endpoint"]][r["item_id"]] = bool(tcs) or r["finish_reason"] == "tool_calls"
+        tools = (orjson.loads(r["input_json"]).get("params") or {}).get("tools") or []
+        schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
+        for tc in tcs:
+            try:
+                args = orjson.loads(tc.get("arguments") or "{}")
+                schema = schemas.get(tc.get("name"))
+                ok = schema is not None and jsonschema.Draft202012Validator(schema).is_valid(args)
+            except (orjson.JSONDecodeError, jsonschema.SchemaError):
+                ok = False
+            valid[r["endpoint"]].append(ok)
+    shared = sorted(set(called[ref]) & set(called[cand]))
+    if shared:
+        t = [called[ref][i] for i in shared]
+        p = [called[cand][i] for i in shared]
+        tp = sum(a and b for a, b in zip(t, p, strict=True))
+        wrong = sum(a != b for a, b in zip(t, p, strict=True))
+        out["tool_call_f1"] = round(2 * tp / (2 * tp + wrong), 3) if tp + wrong else None
+        out["tool_items"] = len(shared)
+        for ep, key in ((cand, "tool_args_valid_rate"), (ref, "reference_tool_args_valid_rate")):
+            if valid[ep]:
+                out[key] = round(sum(valid[ep]) / len(valid[ep]), 3)
+    trunc = dict(
+        store.db.execute(
+            "SELECT c.endpoint, SUM(s.value) FROM scores s JOIN calls c ON c.id = s.call_id"
+            " WHERE c.run_id = ? AND s.scorer = 'truncation_suspected' AND c.endpoint IN (?, ?)"
+            " GROUP BY c.endpoint",
+            (run_id, ref, cand),
+        ).fetchall()
+    )
+    if trunc:
+        out["truncation_suspected"] = int(trunc.get(cand) or 0)
+        out["reference_truncation_suspected"] = int(trunc.get(ref) or 0)
+    flags = []
+    f1 = out.get("tool_call_f1")
+    if f1 is not None and f1 < 0.8 and out["tool_items"] >= 5:
+        flags.append(f"calls tools where the reference does not, or not where it does (F1 {f1})")
+    va, vr = out.get("tool_args_valid_rate"), out.get("reference_tool_args_valid_rate")
+    if va is not None and vr is not None and va < vr - 0.2:
+        flags.append(f"tool arguments valid {va:.0%} of the time, the reference's {vr:.0%}")
+    if trunc and out["truncation_suspected"] > out["reference_truncation_suspected"] + 1:
+        flags.append(
+            f"long prompts look silently truncated on {out['truncation_suspected']} items "
+            f"(reference: {out['reference_truncation_suspected']})"
+        )
+    out["flags"] = flags
+    return out
+
+
 def _combine(paths: list[list[float]]) -> list[float]:
     """Average of e-processes observed on a common index (a shorter path keeps its last value)."""
     paths = [p for p in paths if p]
@@ -374,4 +442,9 @@ def analyse(
             "tests": tests,
             "behaviour": _behaviour(calls, ref, ep.name, unique_items, scorer),
         }
+        checks = _suite_checks(store, run_id, ref, ep.name)
+        if len(checks) > 1:  # more than the (empty) flags: the run had tools or long-context calls
+            b = out[ep.name]["behaviour"]
+            b["suites"] = {k: v for k, v in checks.items() if k != "flags"}
+            b["flags"] = [*b.get("flags", []), *checks["flags"]]
     return out
