@@ -43,6 +43,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _storage_fault(e: BaseException) -> bool:
+    """Disk full, read-only, locked, I/O error, corruption — not a constraint or API misuse."""
+    return isinstance(e, sqlite3.OperationalError) or type(e) is sqlite3.DatabaseError
+
+
 class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
@@ -135,9 +140,9 @@ class Store:
         except BaseException as e:
             with suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise StoreError(self._write_error(e)) from None
-            raise
+            if _storage_fault(e):
+                raise StoreError(self._write_error(e)) from None  # type: ignore[arg-type]
+            raise  # a constraint violation is a bug, not a storage fault: as it is
         else:
             try:
                 self.db.execute("COMMIT")
