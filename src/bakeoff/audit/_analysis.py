@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -105,10 +105,21 @@ def _greedy(
     }
 
 
+def _sampled_pairs(
+    calls: Calls, ref: str, cand: str, items: list[Item]
+) -> Iterator[tuple[Item, Any, Any]]:
+    """(item, reference's sample, candidate's sample) for every prompt both answered at T=1."""
+    suite = SUITES["sampled"]
+    for it in items:
+        r0 = calls.ok.get((ref, suite, it.id, 0))
+        c0 = calls.ok.get((cand, suite, it.id, 0))
+        if r0 is not None and c0 is not None:
+            yield it, r0, c0
+
+
 def _sampled(
     calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any
 ) -> dict[str, Any]:
-    suite = SUITES["sampled"]
     rng = np.random.default_rng(0)
     d: list[float] = []
     lp_c: list[float] = []
@@ -116,11 +127,7 @@ def _sampled(
     pit_c: list[float] = []
     texts_c: list[str] = []
     texts_r: list[str] = []
-    for it in items:
-        r0 = calls.ok.get((ref, suite, it.id, 0))
-        c0 = calls.ok.get((cand, suite, it.id, 0))
-        if r0 is None or c0 is None:
-            continue
+    for it, r0, c0 in _sampled_pairs(calls, ref, cand, items):
         texts_r.append(r0["output_text"] or "")
         texts_c.append(c0["output_text"] or "")
         if scorer is None:
@@ -191,16 +198,11 @@ def _logprobs(
     sampled text alone barely shows (8-bit)."""
     if scorer is None:
         return None
-    suite = SUITES["sampled"]
     rng = np.random.default_rng(0)
     d: list[float] = []
     gaps_c: list[float] = []
     gaps_r: list[float] = []
-    for it in items:
-        r0 = calls.ok.get((ref, suite, it.id, 0))
-        c0 = calls.ok.get((cand, suite, it.id, 0))
-        if r0 is None or c0 is None:
-            continue
+    for it, r0, c0 in _sampled_pairs(calls, ref, cand, items):
         lc, lr = _reported(c0), _reported(r0)
         if lc is None or lr is None:
             continue

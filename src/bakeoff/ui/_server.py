@@ -83,9 +83,7 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
         except NotFound as e:
             body = views.env.get_template("layout.html").render(
                 title="Not found",
-                body=views.env.from_string(
-                    '<div class="notfound"><h1>Not found</h1><p>{{ m }}</p></div>'
-                ).render(m=str(e)),
+                body=_markup(views.env.get_template("notfound.html").render(m=str(e))),
                 run_id=None,
             )
             return web.Response(status=404, text=body, content_type="text/html")
