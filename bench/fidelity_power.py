@@ -1,8 +1,9 @@
 """False-positive rate and power of the fidelity audit on the local ladder, per test, regime and
 budget: the same as `bakeoff calibrate` (see `bakeoff.audit._calibrate` for the method).
 
-Usage: python bench/fidelity_power.py [--greedy-pool 40] [--sampled-pool 150] [--reps 40] [--json F]
-Takes ~20-30 min on 2 cores (collecting the pools dominates).
+Usage: python bench/fidelity_power.py [--greedy-pool 40] [--sampled-pool 200] [--reps 40] [--json F]
+    [--keep DIR]
+Takes ~45-60 min on 2 cores (collecting the pools and scoring the samples under three models).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from bakeoff.audit._calibrate import calibrate, format_table
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--greedy-pool", type=int, default=40)
-    ap.add_argument("--sampled-pool", type=int, default=150)
+    ap.add_argument("--sampled-pool", type=int, default=200)
     ap.add_argument("--reps", type=int, default=40)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="keep the pools' databases in this directory")
     args = ap.parse_args()
     results = calibrate(
         greedy_pool=args.greedy_pool,
         sampled_pool=args.sampled_pool,
         reps=args.reps,
         alpha=args.alpha,
+        db_dir=args.keep,
     )
     print()
     print(format_table(results, args.alpha, args.reps))

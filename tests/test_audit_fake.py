@@ -8,6 +8,7 @@ from bakeoff.audit import rerun_audit, run_audit
 from bakeoff.lineups import parse_lineup
 from bakeoff.runs import RunOptions, create_run, execute, summarize
 from bakeoff.store import Store
+from conftest import bakeoff
 
 LINEUP = """
 reference: ref
@@ -98,3 +99,17 @@ endpoints:
     assert not any("tool" in f for f in twin["flags"])
     assert talker["suites"]["tool_call_f1"] < 0.8
     assert any("F1" in f for f in talker["flags"])
+
+
+def test_an_unknown_alternative_is_refused_before_any_call(tmp_path):
+    text = LINEUP.replace("batch: 5}", "batch: 5, alternatives: [Q5_X]}")
+    path = tmp_path / "lineup.yaml"
+    path.write_text(text)
+    r = bakeoff("audit", "-c", str(path), "--db", str(tmp_path / "a.db"))
+    assert r.returncode != 0
+    assert "audit.alternatives: 'Q5_X' is neither" in r.stderr and "Traceback" not in r.stderr
+    store = Store(tmp_path / "a.db")
+    assert (
+        store.db.execute("SELECT COUNT(*) FROM calls WHERE suite LIKE 'fidelity.%'").fetchone()[0]
+        == 0
+    )

@@ -92,3 +92,53 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     assert r.returncode == 0, r.stderr
     cli = json.loads(r.stdout)["verdicts"]
     assert {k: x["verdict"] for k, x in cli.items()} == {k: x["verdict"] for k, x in v.items()}
+
+
+LR_LINEUP = """
+reference: f16
+run: {suites: []}
+audit: {regimes: [sampled], budget: 12, batch: 12, max_tokens: 24, alternatives: [Q4_K_M]}
+endpoints:
+  - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
+  - name: f16-other
+    provider: local
+    model: smol
+    local: {variant: F16, n_threads: 1, n_batch: 8}
+    max_concurrency: 1
+  - {name: q4_k_m, provider: local, model: smol, local: {variant: Q4_K_M, n_threads: 1}, max_concurrency: 1}
+"""
+
+
+def test_likelihood_ratio_toward_a_suspected_quantization(tmp_path):
+    """4-bit weights are near invisible to the reference's log-probability of sampled text, but
+    their samples are likelier under the 4-bit model than the reference's own samples are."""
+    lineup = parse_lineup(LR_LINEUP)
+    store = Store(tmp_path / "lr.db")
+    run_id = create_run(store, lineup)
+
+    async def after(session):
+        await run_audit(session, lineup.audit)
+
+    out = asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
+    assert out.status == "complete"
+    # every sampled call asked for the model's own distribution (llama.cpp truncates by default)
+    body = json.loads(
+        store.db.execute(
+            "SELECT request_json FROM calls WHERE run_id = ? AND suite = 'fidelity.sampled'",
+            (run_id,),
+        ).fetchone()[0]
+    )["body"]
+    assert body["top_p"] == 1.0 and body["top_k"] == 0 and body["min_p"] == 0.0
+    assert body["repeat_penalty"] == 1.0 and body["temperature"] == 1.0
+    v = store.verdicts(run_id)
+    q4 = v["q4_k_m"]["tests"]["lr:Q4_K_M"]
+    assert q4["n"] >= 10
+    assert q4["mean_llr_candidate"] > q4["mean_llr_reference"] + 0.05
+    assert q4["sign_flip_p_value"] < 0.01
+    same = v["f16-other"]["tests"]["lr:Q4_K_M"]
+    assert abs(same["mean_llr_candidate"] - same["mean_llr_reference"]) < 0.05
+    assert v["f16-other"]["verdict"] != "different"
+    # the rerun rescored every sample under both models: the same verdicts
+    again = rerun_audit(store, run_id, lineup)
+    assert {k: x["verdict"] for k, x in again.items()} == {k: x["verdict"] for k, x in v.items()}
+    assert np.isclose(again["q4_k_m"]["p_value"], v["q4_k_m"]["p_value"])

@@ -121,6 +121,7 @@ class LocalProvider(Provider):
             port=spec.port,
             n_threads=spec.n_threads or threads_per_server(n_local),
             n_ctx=spec.n_ctx,
+            n_batch=spec.n_batch,
             seed=spec.seed,
         )
         await wait_ready(self.server)

@@ -157,6 +157,57 @@ def _sampled(
     return out
 
 
+def _likelihood_ratio(
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    alpha: float,
+    scorer: Any,
+    alternative: Any,
+) -> dict[str, Any] | None:
+    """Likelihood-ratio test toward a suspected substitute (a quantization of the reference, say).
+
+    Per prompt, r(x) = mean over the tokens of a sample x of log p_alt(token) − log p_ref(token):
+    the Neyman–Pearson statistic of "x came from the alternative" against "from the reference"
+    (Neyman & Pearson 1933). d = r(candidate's sample) − r(reference endpoint's own sample of the
+    prompt); under H0 (the candidate samples as the reference does) the two samples are
+    exchangeable, so d is symmetric about 0 whatever the alternative: tested with the betting test
+    (sequential) and a sign-flip p-value. Valid against every difference, most powerful toward the
+    named one: a Q4_K_M candidate raises r by the two models' symmetrised KL per token, which a
+    statistic of the reference alone (mean log-probability) barely sees."""
+    rng = np.random.default_rng(0)
+    d: list[float] = []
+    r_c: list[float] = []
+    r_r: list[float] = []
+    for it, r0, c0 in _sampled_pairs(calls, ref, cand, items):
+        rs = []
+        for row in (c0, r0):
+            text = row["output_text"] or ""
+            s_ref = scorer.score(scorer.prompt_tokens(it.messages or []), text, rng)
+            s_alt = alternative.score(alternative.prompt_tokens(it.messages or []), text, rng)
+            if s_ref.tokens != s_alt.tokens or not s_ref.tokens:
+                break  # not the same tokenizer, or an empty sample: nothing to compare
+            rs.append(float(np.mean(s_alt.logprobs - s_ref.logprobs)))
+        if len(rs) < 2:
+            continue
+        r_c.append(rs[0])
+        r_r.append(rs[1])
+        d.append(rs[0] - rs[1])
+    if not d:
+        return None
+    bet = symmetric_betting_test(bounded(d), alpha)
+    return {
+        "n": len(d),
+        "p_value": bet.p_value,
+        "rejected_at": bet.rejected_at,
+        "wealth": bet.wealth,
+        "sign_flip_p_value": sign_flip_test(d),
+        "mean_llr_candidate": round(float(np.mean(r_c)), 4),
+        "mean_llr_reference": round(float(np.mean(r_r)), 4),
+    }
+
+
 def _reported(row: Any) -> list[tuple[str, float]] | None:
     """(token, log-probability) an endpoint reported for each token it sampled (OpenAI `logprobs`)."""
     import orjson
@@ -378,8 +429,12 @@ def analyse(
     scorer_factory: Callable[[], Any] | None = None,
     *,
     final: bool = True,
+    alternatives: dict[str, Callable[[], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Verdicts for every candidate endpoint from the fidelity calls stored for the run."""
+    """Verdicts for every candidate endpoint from the fidelity calls stored for the run.
+
+    `alternatives`: loaders of scorers of suspected substitutes (name → loader), one
+    likelihood-ratio test each in the sampled regime (tests `lr:<name>`)."""
     ref = lineup.reference
     assert ref is not None
     calls = _load(store, run_id)
@@ -400,6 +455,13 @@ def analyse(
             lp = _logprobs(calls, ref, ep.name, items["sampled"], alpha, scorer)
             if lp is not None:
                 tests["logprobs"] = lp
+            if scorer is not None:
+                for alt_name, load in (alternatives or {}).items():
+                    lr = _likelihood_ratio(
+                        calls, ref, ep.name, items["sampled"], alpha, scorer, load()
+                    )
+                    if lr is not None:
+                        tests[f"lr:{alt_name}"] = lr
         combined = _combine([t["wealth"] for t in tests.values()])
         max_k = max(combined) if combined else 1.0
         p_value = min(1.0, 1.0 / max_k)
@@ -415,6 +477,11 @@ def analyse(
             verdict = "different"
             strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
             why = f"the {strongest} test rejected at alpha={alpha}"
+            if strongest.startswith("lr:"):
+                why = (
+                    f"the likelihood-ratio test toward {strongest[3:]} rejected at alpha={alpha}: "
+                    f"the samples are likelier under {strongest[3:]} than the reference's own are"
+                )
         elif final and powered:
             verdict = "same"
             why = (

@@ -54,6 +54,23 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
+LLAMA_CPP_UNTRUNCATED = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+"""What llama-cpp-python's server needs to sample from the model's own distribution at T=1."""
+
+
+def sampled_params_for(lineup: Lineup, name: str, settings: AuditSettings) -> dict[str, Any]:
+    """Extra body fields of an endpoint's sampled-regime calls: `audit.sampled_params`, over the
+    untruncated-sampling fields of llama.cpp for endpoints bakeoff serves with it (a proxy is
+    followed to its target)."""
+    seen = set()
+    ep = lineup.endpoint(name)
+    while ep.provider == "proxy" and ep.proxy is not None and ep.name not in seen:
+        seen.add(ep.name)
+        ep = lineup.endpoint(ep.proxy.target)
+    base = dict(LLAMA_CPP_UNTRUNCATED) if ep.provider == "local" else {}
+    return {**base, **settings.sampled_params}
+
+
 def scorer_factory_for(
     lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
 ) -> Callable[[], Any] | None:
@@ -86,8 +103,58 @@ def scorer_factory_for(
     return load
 
 
+DEFAULT_ALTERNATIVES = ["Q8_0", "Q4_K_M"]
+
+
+def alternative_scorers_for(
+    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
+) -> dict[str, Callable[[], Any]]:
+    """Loaders of the scorers of `audit.alternatives` (the suspected substitutes), by name."""
+    names = settings.alternatives
+    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
+    if names is None:
+        local_ref = ref is not None and ref.provider == "local"
+        names = DEFAULT_ALTERNATIVES if local_ref and settings.scorer != "none" else []
+    out: dict[str, Callable[[], Any]] = {}
+    for name in names:
+        if any(e.name == name for e in lineup.endpoints):
+            out[name] = _endpoint_scorer(lineup, settings, session, name=name)
+        else:
+            out[name] = _gguf_scorer(name)
+    return out
+
+
+def _gguf_scorer(spec: str) -> Callable[[], Any]:
+    """A local variant name of the packaged model, or a GGUF path (checked now, loaded on use)."""
+    from pathlib import Path
+
+    from bakeoff.local import VARIANTS
+
+    if spec not in VARIANTS and not Path(spec).expanduser().is_file():
+        raise AuditError(
+            f"audit.alternatives: {spec!r} is neither a lineup endpoint, a local variant "
+            f"({', '.join(VARIANTS)}) nor a GGUF file"
+        )
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "s" not in cache:
+            from bakeoff.audit._scorer import LocalReferenceScorer
+            from bakeoff.local import variant_path
+
+            path = variant_path(spec) if spec in VARIANTS else Path(spec).expanduser()
+            cache["s"] = LocalReferenceScorer(path)
+        return cache["s"]
+
+    return load
+
+
 def _endpoint_scorer(
-    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None
+    lineup: Lineup,
+    settings: AuditSettings,
+    session: EndpointSession | None,
+    *,
+    name: str | None = None,
 ) -> Callable[[], Any]:
     """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
     running (a run), else its configured base_url (a rerun) with the key from the environment."""
@@ -95,7 +162,7 @@ def _endpoint_scorer(
 
     from bakeoff.audit._scorer import HttpReferenceScorer
 
-    name = settings.scorer_endpoint or lineup.reference
+    name = name or settings.scorer_endpoint or lineup.reference
     if name is None:
         raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
     ep = lineup.endpoint(name)
@@ -139,7 +206,11 @@ async def run_audit(
         raise AuditError("the audit needs a `reference:` endpoint in the lineup")
     items = audit_items_for_run(store, run_id, settings)
     scorer = scorer_factory_for(lineup, settings, session)
+    alternatives = alternative_scorers_for(lineup, settings, session)  # checked before any call
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
+    sampled_params = {
+        e.name: sampled_params_for(lineup, e.name, settings) for e in lineup.endpoints
+    }
     n_rounds = -(-settings.budget // settings.batch)
     verdicts: dict[str, dict[str, Any]] = {}
     for r in range(n_rounds):
@@ -154,7 +225,11 @@ async def run_audit(
                     cid = call_id(run_id, ep, suite, it.id, k)
                     if cid in done:
                         continue
-                    params = {"seed": _seed(ep, it.id, k)} if regime == "sampled" else {}
+                    params = (
+                        {**sampled_params[ep], "seed": _seed(ep, it.id, k)}
+                        if regime == "sampled"
+                        else {}
+                    )
                     # not streamed: usage (prompt tokens) is then reported by more servers
                     jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
         for name, js in jobs.items():
@@ -163,13 +238,17 @@ async def run_audit(
             runner._notify()
         await session.run_jobs(jobs)
         last = r == n_rounds - 1
-        verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=last)
+        verdicts = analyse(
+            store, run_id, lineup, settings, items, scorer, final=last, alternatives=alternatives
+        )
         if on_round:
             on_round(r, verdicts)
         undecided = [c for c in undecided if verdicts[c]["verdict"] != "different"]
         if not undecided:
             break
-    verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=True)
+    verdicts = analyse(
+        store, run_id, lineup, settings, items, scorer, final=True, alternatives=alternatives
+    )
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
     return verdicts
@@ -187,7 +266,10 @@ def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str
         raise AuditError(f"run {run_id} has no fidelity calls to re-analyse")
     settings = settings.model_copy(update={"regimes": list(items)})
     scorer = scorer_factory_for(lineup, settings) if "sampled" in items else None
-    verdicts = analyse(store, run_id, lineup, settings, items, scorer, final=True)
+    alternatives = alternative_scorers_for(lineup, settings)
+    verdicts = analyse(
+        store, run_id, lineup, settings, items, scorer, final=True, alternatives=alternatives
+    )
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
     return verdicts

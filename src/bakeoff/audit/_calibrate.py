@@ -8,10 +8,12 @@ pool), so they are not independent draws of fresh prompts: say so beside the fig
 
 Endpoints: F16 (reference), nulls (F16 on another thread count, F32), quantizations (Q8_0, Q4_K_M,
 Q3_K_S, Q2_K) and proxy distortions (system-prompt injection, forced greedy, 30% routed to Q2_K).
-Regimes: greedy (T=0, our betting test on output disagreement) and sampled (T=1, our betting test on
-reference-scored mean log-probability, beside the MMD/Hamming baseline on the same samples).
+Regimes: greedy (T=0, our betting test on output disagreement) and sampled (T=1: the audit's sampled
+tests — reference-scored mean log-probability and the likelihood-ratio tests toward Q8_0 and Q4_K_M —
+combined as the audit combines them, by averaging their e-processes; beside the MMD/Hamming baseline
+on the same samples).
 
-Takes ~20-30 min on 2 cores with the default pools (collecting them dominates).
+Takes ~45-60 min on 2 cores with the default pools (collecting and scoring them).
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bakeoff.audit._analysis import SUITES, _load
-from bakeoff.audit._audit import audit_items_for_run, run_audit, scorer_factory_for
+from bakeoff.audit._analysis import SUITES, _combine, _load
+from bakeoff.audit._audit import (
+    DEFAULT_ALTERNATIVES,
+    _gguf_scorer,
+    audit_items_for_run,
+    run_audit,
+    scorer_factory_for,
+)
 from bakeoff.audit._stats import bounded, mmd_hamming_test, normalize_text, symmetric_betting_test
 from bakeoff.lineups import parse_lineup
 from bakeoff.runs import RunOptions, create_run, execute
@@ -35,19 +44,33 @@ NULLS = ["f16-other", "f32"]
 LINEUP = """
 reference: f16
 run: {{suites: []}}
-audit: {{regimes: [{regimes}], budget: {budget}, batch: {budget}, alpha: 1.0e-12, max_tokens: 48}}
+audit:
+  regimes: [{regimes}]
+  budget: {budget}
+  batch: {budget}
+  alpha: 1.0e-12
+  max_tokens: 48
+  scorer: none  # the pools are analysed here, not after collecting
 endpoints:
   - {{name: f16, provider: local, model: smol, local: {{variant: F16, n_threads: 1}}, max_concurrency: 1}}
   - name: f16-other
     provider: local
     model: smol
-    local: {{variant: F16, n_threads: 2}}
+    local: {{variant: F16, n_threads: 1, n_batch: 8}}
     max_concurrency: 1
-  - {{name: f32, provider: local, model: smol, local: {{variant: F32}}, max_concurrency: 1}}
-  - {{name: q8_0, provider: local, model: smol, local: {{variant: Q8_0}}, max_concurrency: 1}}
-  - {{name: q4_k_m, provider: local, model: smol, local: {{variant: Q4_K_M}}, max_concurrency: 1}}
-  - {{name: q3_k_s, provider: local, model: smol, local: {{variant: Q3_K_S}}, max_concurrency: 1}}
-  - {{name: q2_k, provider: local, model: smol, local: {{variant: Q2_K}}, max_concurrency: 1}}
+  - {{name: f32, provider: local, model: smol, local: {{variant: F32, n_threads: 1}}, max_concurrency: 1}}
+  - {{name: q8_0, provider: local, model: smol, local: {{variant: Q8_0, n_threads: 1}}, max_concurrency: 1}}
+  - name: q4_k_m
+    provider: local
+    model: smol
+    local: {{variant: Q4_K_M, n_threads: 1}}
+    max_concurrency: 1
+  - name: q3_k_s
+    provider: local
+    model: smol
+    local: {{variant: Q3_K_S, n_threads: 1}}
+    max_concurrency: 1
+  - {{name: q2_k, provider: local, model: smol, local: {{variant: Q2_K, n_threads: 1}}, max_concurrency: 1}}
   - name: sysprompt
     provider: proxy
     model: smol
@@ -92,46 +115,70 @@ def greedy_diffs(store, run_id, items):
     return out
 
 
-def sampled_diffs(store, run_id, lineup, items):
+def sampled_diffs(store, run_id, lineup, items, log: Callable[[str], None] = print):
+    """Per candidate: each sampled test's per-prompt differences (aligned: prompts every test could
+    score), and the texts for the MMD baseline."""
     calls = _load(store, run_id)
     suite = SUITES["sampled"]
-    factory = scorer_factory_for(lineup, lineup.audit)
+    factory = scorer_factory_for(lineup, lineup.audit.model_copy(update={"scorer": "auto"}))
     assert factory is not None, "the local reference has a GGUF"
     scorer = factory()
+    alts = {name: _gguf_scorer(name)() for name in DEFAULT_ALTERNATIVES}
     rng = np.random.default_rng(0)
+    t0 = time.time()
+
+    def stats(it: Any, text: str) -> dict[str, float] | None:
+        s = scorer.score(scorer.prompt_tokens(it.messages or []), text, rng)
+        if not s.tokens:
+            return None
+        out = {"mean-logprob": s.mean_logprob}
+        for name, alt in alts.items():
+            a = alt.score(alt.prompt_tokens(it.messages or []), text, rng)
+            if a.tokens != s.tokens:
+                return None
+            out[f"lr:{name}"] = float(np.mean(a.logprobs - s.logprobs))
+        return out
+
     out = {}
     names = {k[0] for k in calls.ok} - {"f16"}
     for name in sorted(names):
-        d, tc, tr = [], [], []
+        d: dict[str, list[float]] = {}
+        tc, tr = [], []
         for it in items:
             r0, c0 = calls.ok.get(("f16", suite, it.id, 0)), calls.ok.get((name, suite, it.id, 0))
             if not (r0 and c0):
                 continue
-            p = scorer.prompt_tokens(it.messages or [])
-            d.append(
-                scorer.score(p, c0["output_text"] or "", rng).mean_logprob
-                - scorer.score(p, r0["output_text"] or "", rng).mean_logprob
-            )
+            sc, sr = stats(it, c0["output_text"] or ""), stats(it, r0["output_text"] or "")
+            if sc is None or sr is None:
+                continue
+            for k in sc:
+                d.setdefault(k, []).append(sc[k] - sr[k])
             tc.append(c0["output_text"] or "")
             tr.append(r0["output_text"] or "")
-        out[name] = (np.array(d), tc, tr)
+        out[name] = ({k: np.array(v) for k, v in d.items()}, tc, tr)
+        log(f"scored {name}'s samples ({len(tc)} prompts, {time.time() - t0:.0f} s so far)")
     return out
+
+
+SAMPLED_CELLS = (50, 100, 150, 200, 250)
 
 
 def calibrate(
     *,
     greedy_pool: int = 40,
-    sampled_pool: int = 150,
+    sampled_pool: int = 200,
     reps: int = 40,
     alpha: float = 0.05,
     db_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, float]]:
-    """Rejection rate per endpoint and cell (`greedy@k`, `sampled@k`, `MMD@k`) over `reps` subsets."""
+    """Rejection rate per endpoint and cell (`greedy@k`, `sampled@k` — the audit's sampled tests
+    combined —, each test alone as `<test>@k`, `MMD@k`) over `reps` subsets."""
     rng = np.random.default_rng(7)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = db_dir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
         if greedy_pool:
             store, run_id, _, items = collect(base / "greedy.db", "greedy", greedy_pool, log)
             for name, d in greedy_diffs(store, run_id, items).items():
@@ -139,49 +186,79 @@ def calibrate(
                 for k in (10, 20, 30):
                     if k > len(d):
                         continue
-                    hits = [
+                    greedy_hits = [
                         symmetric_betting_test(rng.permutation(d)[:k].tolist(), alpha).rejected_at
                         is not None
                         for _ in range(reps)
                     ]
-                    row[f"greedy@{k}"] = float(np.mean(hits))
+                    row[f"greedy@{k}"] = float(np.mean(greedy_hits))
                 row["greedy differ rate"] = float(np.mean(d > 0))
         if sampled_pool:
             store, run_id, lineup, items = collect(
                 base / "sampled.db", "sampled", sampled_pool, log
             )
-            for name, (d, tc, tr) in sampled_diffs(store, run_id, lineup, items).items():
+            for name, (ds, tc, tr) in sampled_diffs(store, run_id, lineup, items, log).items():
                 row = results.setdefault(name, {})
-                for k in (50, 100, 150, 250):
-                    if k > len(d):
+                n = len(tc)
+                for k in SAMPLED_CELLS:
+                    if k > n:
                         continue
-                    ours, mmd = [], []
+                    hits: dict[str, list[bool]] = {}
                     for rep in range(reps):
-                        idx = rng.permutation(len(d))[:k]
-                        res = symmetric_betting_test(bounded(d[idx].tolist()), alpha)
-                        ours.append(res.rejected_at is not None)
+                        idx = rng.permutation(n)[:k]
+                        paths = []
+                        for test, d in ds.items():
+                            res = symmetric_betting_test(bounded(d[idx].tolist()), alpha)
+                            hits.setdefault(test, []).append(res.rejected_at is not None)
+                            paths.append(res.wealth)
+                        hits.setdefault("combined", []).append(max(_combine(paths)) >= 1.0 / alpha)
                         p = mmd_hamming_test(
                             [tc[i] for i in idx], [tr[i] for i in idx], n_perm=200, seed=rep
                         )[1]
-                        mmd.append(p <= alpha)
-                    row[f"sampled@{k}"] = float(np.mean(ours))
-                    row[f"MMD@{k}"] = float(np.mean(mmd))
+                        hits.setdefault("MMD", []).append(p <= alpha)
+                    for test, h in hits.items():
+                        key = "sampled" if test == "combined" else test
+                        row[f"{key}@{k}"] = float(np.mean(h))
     return results
 
 
 def format_table(results: dict[str, dict[str, float]], alpha: float, reps: int) -> str:
-    cols = sorted(
-        {c for r in results.values() for c in r}, key=lambda c: (c.split("@")[0], len(c), c)
-    )
-    lines = [
-        f"rejection rate at alpha={alpha} over {reps} subsets of one pool per endpoint",
-        "(rows f16-other and f32 are nulls: their rate is the false-positive rate)",
-        "",
-        "endpoint".ljust(14) + "".join(c.rjust(19) for c in cols),
+    """Two markdown tables: the audit's decisions (greedy, sampled combined, MMD beside), then each
+    sampled test alone."""
+    cols = {c for r in results.values() for c in r}
+
+    def order(c: str) -> tuple[str, int]:
+        test, _, k = c.partition("@")
+        return (test, int(k) if k else 0)
+
+    main = [
+        c for c in cols if c.split("@")[0] in ("greedy differ rate", "greedy", "sampled", "MMD")
     ]
-    for name in sorted(results, key=lambda n: (n not in NULLS, n)):
-        row = results[name]
-        lines.append(
-            name.ljust(14) + "".join((f"{row[c]:.2f}" if c in row else "-").rjust(19) for c in cols)
+    main.sort(
+        key=lambda c: (
+            ["greedy differ rate", "greedy", "sampled", "MMD"].index(c.split("@")[0]),
+            order(c)[1],
         )
+    )
+    per_test = sorted((c for c in cols if c not in main), key=order)
+    names = sorted(results, key=lambda n: (n not in NULLS, n))
+
+    def table(columns: list[str]) -> list[str]:
+        out = ["| endpoint | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for name in names:
+            row = results[name]
+            cells = [f"{row[c]:.2f}" if c in row else "-" for c in columns]
+            label = f"{name} (null)" if name in NULLS else name
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        return out
+
+    lines = [
+        f"Rejection rate at alpha={alpha} over {reps} random subsets (and orders) of one pool per",
+        "endpoint; on a null row it is the false-positive rate. `sampled` = the audit's sampled",
+        "tests combined (average of their e-processes); MMD = the MET baseline on the same samples.",
+        "",
+        *table(main),
+    ]
+    if per_test:
+        lines += ["", "Each sampled test alone:", "", *table(per_test)]
     return "\n".join(lines)

@@ -85,6 +85,7 @@ def audit_items(
                 params={
                     "temperature": temperature,
                     "max_tokens": max_tokens,
+                    **({"top_p": 1.0} if regime == "sampled" else {}),
                     **(
                         {"logprobs": True, "top_logprobs": 1}
                         if logprobs and regime == "sampled"

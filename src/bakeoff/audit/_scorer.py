@@ -109,10 +109,20 @@ class LocalReferenceScorer:
         if len(seq) > n_ctx:
             seq = seq[-n_ctx:]
             comp = comp[-(n_ctx - 1) :] if len(comp) >= n_ctx else comp
+        start = len(seq) - len(comp)
         with self._lock:
-            self.llm.reset()
-            self.llm.eval(seq)
-            start = len(seq) - len(comp)
+            # keep the KV cache of the prompt the last call shared (the reference's and every
+            # candidate's sample of a prompt are scored one after another): evaluate from the
+            # first token that differs, but at least the last prompt token (its logits row
+            # scores the first completion token)
+            cached = self.llm.input_ids[: self.llm.n_tokens]
+            keep = 0
+            for x, y in zip(cached, seq[: max(start - 1, 0)], strict=False):
+                if x != y:
+                    break
+                keep += 1
+            self.llm.n_tokens = keep
+            self.llm.eval(seq[keep:])
             logits = np.array(self.llm.scores[start - 1 : len(seq) - 1], dtype=np.float64)
         return comp, logits
 

@@ -12,13 +12,16 @@ from bakeoff.cli._common import err, fail, out
 
 def calibrate(
     greedy_pool: int = typer.Option(40, help="Prompts in the greedy pool (0 skips the regime)."),
-    sampled_pool: int = typer.Option(150, help="Prompts in the sampled pool (0 skips the regime)."),
+    sampled_pool: int = typer.Option(200, help="Prompts in the sampled pool (0 skips the regime)."),
     reps: int = typer.Option(40, help="Audits drawn from the pools per cell."),
     alpha: float = typer.Option(0.05, help="Significance level."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON here."),
+    keep: Path | None = typer.Option(
+        None, help="Keep the pools' databases in this directory (default: a temporary one)."
+    ),
 ) -> None:
     """Run the audit on known answers (null pairs and known distortions of the local lineup) and
-    print, per test and budget, the false-positive rate and the power. Takes ~20-30 min."""
+    print, per test and budget, the false-positive rate and the power. Takes ~45-60 min."""
     from bakeoff.audit._calibrate import calibrate as run_calibration
     from bakeoff.audit._calibrate import format_table
     from bakeoff.local import AssetError, ServerError
@@ -29,6 +32,7 @@ def calibrate(
             sampled_pool=sampled_pool,
             reps=reps,
             alpha=alpha,
+            db_dir=keep,
             log=lambda m: err.print(m),
         )
     except (AssetError, ServerError) as e:

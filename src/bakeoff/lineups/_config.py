@@ -90,6 +90,9 @@ class LocalSpec(_Strict):
     """Threads of this server (default: the machine's cores split between the local servers)."""
     n_ctx: int = Field(default=2048, ge=64)
     """Context window the server allocates."""
+    n_batch: int | None = Field(default=None, ge=1)
+    """Prompt tokens evaluated per step (llama.cpp's default 512): another batch size gives other
+    floating-point rounding, the same model (a null for the fidelity audit)."""
     port: int = Field(default=0, ge=0, le=65535)
     """Loopback port (0: a free one)."""
     seed: int = 0
@@ -277,6 +280,21 @@ class AuditSettings(_Strict):
     scorer_shift: int | None = Field(default=None, ge=0, le=1)
     """For `scorer: endpoint`: the position of each token's log-probability in the echo (0 standard,
     1 for llama-cpp-python's server); detected when unset."""
+    alternatives: list[str] | None = None
+    """Suspected substitutes of the reference for the sampled regime's likelihood-ratio tests: each
+    a local variant name (`Q8_0`, `Q4_K_M`, ...), a GGUF path, or a lineup endpoint whose server
+    scores text over HTTP (as `scorer: endpoint`). Every sample is scored under each, and a test per
+    alternative asks whether the candidate's samples are likelier under it, relative to the
+    reference, than the reference's own samples are. Default: `[Q8_0, Q4_K_M]` when the reference
+    is local, else none."""
+    sampled_params: dict[str, Any] = Field(default_factory=dict)
+    """Extra body fields for every sampled-regime call, so an engine samples from the model's own
+    distribution at T=1 (the audit always sends `top_p: 1`). Endpoints bakeoff starts on llama.cpp
+    (`provider: local`, and proxies in front of one) always get `top_k: 0, min_p: 0,
+    repeat_penalty: 1` (llama-cpp-python's server otherwise truncates to top_k 40, top_p 0.95,
+    min_p 0.05 and penalises repeats by 1.1). For other engines set what they take, e.g. vLLM:
+    `{top_k: -1, min_p: 0, repetition_penalty: 1}`; the reference and the candidates must sample
+    the same way, or the sampled test sees the samplers differ, not the weights."""
 
 
 class DatasetSpec(_Strict):

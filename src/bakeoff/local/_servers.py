@@ -96,6 +96,7 @@ def launch(
     port: int = 0,
     n_threads: int = 1,
     n_ctx: int = 2048,
+    n_batch: int | None = None,
     seed: int = 0,
 ) -> LocalServer:
     """Start a server process (returns at once; see `wait_ready`)."""
@@ -131,6 +132,8 @@ def launch(
         "--interrupt_requests",
         "False",
     ]
+    if n_batch is not None:
+        cmd += ["--n_batch", str(n_batch)]
     srv = LocalServer(name, model_path, alias, port, n_threads, n_ctx, log_path)
     with log_path.open("wb") as log:
         srv.proc = subprocess.Popen(
