@@ -50,9 +50,10 @@ endpoints:
 """
 
 
-def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
-    lineup = parse_lineup(LINEUP)
-    store = Store(tmp_path / "a.db")
+def _audited(text, db):
+    """Run the audit of a lineup as `bakeoff audit` does: (lineup, store, run id)."""
+    lineup = parse_lineup(text)
+    store = Store(db)
     run_id = create_run(store, lineup)
 
     async def after(session):
@@ -60,6 +61,11 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
 
     out = asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
     assert out.status == "complete"
+    return lineup, store, run_id
+
+
+def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
+    lineup, store, run_id = _audited(LINEUP, tmp_path / "a.db")
     v = store.verdicts(run_id)
     assert v["q2_k"]["verdict"] == "different"
     assert v["q2_k"]["p_value"] < 0.05
@@ -112,15 +118,7 @@ endpoints:
 def test_likelihood_ratio_toward_a_suspected_quantization(tmp_path):
     """4-bit weights are near invisible to the reference's log-probability of sampled text, but
     their samples are likelier under the 4-bit model than the reference's own samples are."""
-    lineup = parse_lineup(LR_LINEUP)
-    store = Store(tmp_path / "lr.db")
-    run_id = create_run(store, lineup)
-
-    async def after(session):
-        await run_audit(session, lineup.audit)
-
-    out = asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
-    assert out.status == "complete"
+    lineup, store, run_id = _audited(LR_LINEUP, tmp_path / "lr.db")
     # every sampled call asked for the model's own distribution (llama.cpp truncates by default)
     body = json.loads(
         store.db.execute(

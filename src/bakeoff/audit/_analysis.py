@@ -157,6 +157,19 @@ def _sampled(
     return out
 
 
+def _paired(d: list[float], alpha: float) -> dict[str, Any]:
+    """The betting test (sequential) and the sign-flip p-value on per-prompt differences d that are
+    symmetric about 0 under H0."""
+    bet = symmetric_betting_test(bounded(d), alpha)
+    return {
+        "n": len(d),
+        "p_value": bet.p_value,
+        "rejected_at": bet.rejected_at,
+        "wealth": bet.wealth,
+        "sign_flip_p_value": sign_flip_test(d),
+    }
+
+
 def _likelihood_ratio(
     calls: Calls,
     ref: str,
@@ -196,13 +209,8 @@ def _likelihood_ratio(
         d.append(rs[0] - rs[1])
     if not d:
         return None
-    bet = symmetric_betting_test(bounded(d), alpha)
     return {
-        "n": len(d),
-        "p_value": bet.p_value,
-        "rejected_at": bet.rejected_at,
-        "wealth": bet.wealth,
-        "sign_flip_p_value": sign_flip_test(d),
+        **_paired(d, alpha),
         "mean_llr_candidate": round(float(np.mean(r_c)), 4),
         "mean_llr_reference": round(float(np.mean(r_r)), 4),
     }
@@ -267,13 +275,8 @@ def _logprobs(
         d.append(gc - gr)
     if not d:
         return None
-    bet = symmetric_betting_test(bounded(d), alpha)
     return {
-        "n": len(d),
-        "p_value": bet.p_value,
-        "rejected_at": bet.rejected_at,
-        "wealth": bet.wealth,
-        "sign_flip_p_value": sign_flip_test(d),
+        **_paired(d, alpha),
         "mean_gap_candidate": round(float(np.mean(gaps_c)), 5),
         "mean_gap_reference": round(float(np.mean(gaps_r)), 5),
     }
