@@ -21,7 +21,7 @@ def calibrate(
     ),
 ) -> None:
     """Run the audit on known answers (null pairs and known distortions of the local lineup) and
-    print, per test and budget, the false-positive rate and the power. Takes ~45-60 min."""
+    print, per test and budget, the false-positive rate and the power. Takes ~70-90 min."""
     from bakeoff.audit._calibrate import calibrate as run_calibration
     from bakeoff.audit._calibrate import format_table
     from bakeoff.local import AssetError, ServerError
