@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_ONS_C = 2.0 / (2.0 - math.log(3.0))
-
 
 @dataclass
 class BettingResult:
@@ -44,27 +42,32 @@ class BettingResult:
         return min(1.0, 1.0 / max(max(self.wealth), 1e-300))
 
 
+_BETS = np.concatenate([-np.linspace(0.05, 0.8, 16), np.linspace(0.05, 0.8, 16)])
+"""The constant bets the e-process mixes: ±0.05, ±0.10, ..., ±0.80 (two-sided)."""
+
+
 def symmetric_betting_test(d: Sequence[float], alpha: float = 0.05) -> BettingResult:
     """Sequential test that paired differences d_t in [-1, 1] are symmetric about 0 (two-sided).
 
-    Testing by betting with the online Newton step (ONS) bet, as in Shekhar & Ramdas (2023),
-    "Nonparametric two-sample testing by betting", IEEE Trans. Inf. Theory; ONS from Cutkosky &
-    Orabona (2018). Wealth K_t = prod (1 + lambda_t d_t) with lambda_t in [-1/2, 1/2] chosen from
-    d_1..d_{t-1} only; under H0 (each d_t symmetric given the past) K is a nonnegative martingale, so
-    P(sup_t K_t >= 1/alpha) <= alpha (Ville): the test may be stopped at any time.
+    Testing by betting (Shafer 2021; Shekhar & Ramdas 2023, "Nonparametric two-sample testing by
+    betting", IEEE Trans. Inf. Theory), with the wealth an equal-weight mixture of constant bets
+    lambda on a grid — "diversified Kelly" of Waudby-Smith & Ramdas (2023, JRSSB), §5:
+    K_t = mean over lambda of prod_s (1 + lambda d_s), lambda in ±{0.05, ..., 0.80}. Under H0 (each
+    d_t symmetric given the past) every product is a nonnegative martingale (1 + lambda d >= 0.2),
+    so their average is one and P(sup_t K_t >= 1/alpha) <= alpha (Ville): the test may be stopped at
+    any time. Measured on the calibration pools it reached 1/alpha sooner than the online Newton
+    step bet it replaced (Cutkosky & Orabona 2018), at no cost in level.
     """
     wealth: list[float] = []
-    k, lam, a = 1.0, 0.0, 1.0
+    k = np.ones_like(_BETS)
     rejected = None
     for t, x in enumerate(d, 1):
         x = float(min(1.0, max(-1.0, x)))
-        k *= 1.0 + lam * x
-        wealth.append(k)
-        if rejected is None and k >= 1.0 / alpha:
+        k = k * (1.0 + _BETS * x)
+        w = float(k.mean())
+        wealth.append(w)
+        if rejected is None and w >= 1.0 / alpha:
             rejected = t
-        z = x / (1.0 + lam * x)
-        a += z * z
-        lam = min(0.5, max(-0.5, lam + _ONS_C * z / a))
     return BettingResult(wealth, rejected)
 
 
