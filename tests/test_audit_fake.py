@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from bakeoff.audit import rerun_audit, run_audit
 from bakeoff.lineups import parse_lineup
@@ -113,3 +114,30 @@ def test_an_unknown_alternative_is_refused_before_any_call(tmp_path):
         store.db.execute("SELECT COUNT(*) FROM calls WHERE suite LIKE 'fidelity.%'").fetchone()[0]
         == 0
     )
+
+
+def test_sampled_calls_send_the_audit_sampling_and_nothing_else(tmp_path):
+    """T=1 with the nucleus `audit.top_p` (0.95 unless set) and the user's `sampled_params` for an
+    engine bakeoff does not start; llama.cpp's own fields only go to servers bakeoff starts."""
+
+    def bodies(audit: str) -> list[dict]:
+        text = LINEUP.replace("audit: {regimes: [greedy], budget: 30, batch: 5}", audit)
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        d.mkdir()
+        store, run_id, _ = _run(d, text)
+        rows = store.db.execute(
+            "SELECT request_json FROM calls WHERE run_id = ? AND suite = 'fidelity.sampled'",
+            (run_id,),
+        ).fetchall()
+        return [json.loads(r[0])["body"] for r in rows]
+
+    default = bodies("audit: {regimes: [sampled], budget: 4, batch: 4, scorer: none}")
+    assert default and all(b["temperature"] == 1.0 and b["top_p"] == 0.95 for b in default)
+    assert not any("top_k" in b or "min_p" in b for b in default)
+    full = bodies(
+        "audit: {regimes: [sampled], budget: 4, batch: 4, scorer: none, top_p: 1,"
+        " sampled_params: {top_k: -1}}"
+    )
+    assert full and all(b["top_p"] == 1.0 and b["top_k"] == -1 for b in full)
+    # a seed per call: the endpoints' samples are independent draws
+    assert len({b["seed"] for b in full}) == len(full)

@@ -119,14 +119,15 @@ def test_likelihood_ratio_toward_a_suspected_quantization(tmp_path):
     """4-bit weights are near invisible to the reference's log-probability of sampled text, but
     their samples are likelier under the 4-bit model than the reference's own samples are."""
     lineup, store, run_id = _audited(LR_LINEUP, tmp_path / "lr.db")
-    # every sampled call asked for the model's own distribution (llama.cpp truncates by default)
+    # every sampled call asked for the model's own distribution, cut at the nucleus audit.top_p
+    # and nothing else (llama.cpp's server otherwise applies top_k 40, min_p 0.05, repeat penalty)
     body = json.loads(
         store.db.execute(
             "SELECT request_json FROM calls WHERE run_id = ? AND suite = 'fidelity.sampled'",
             (run_id,),
         ).fetchone()[0]
     )["body"]
-    assert body["top_p"] == 1.0 and body["top_k"] == 0 and body["min_p"] == 0.0
+    assert body["top_p"] == 0.95 and body["top_k"] == 0 and body["min_p"] == 0.0
     assert body["repeat_penalty"] == 1.0 and body["temperature"] == 1.0
     v = store.verdicts(run_id)
     q4 = v["q4_k_m"]["tests"]["lr:Q4_K_M"]

@@ -42,6 +42,7 @@ def audit_items_for_run(
                 n=settings.budget,
                 max_tokens=settings.max_tokens,
                 logprobs=settings.logprobs,
+                top_p=settings.top_p,
             )
             store.add_items(run_id, suite, [it.stored() for it in items])
             rows = store.items(run_id, suite)
@@ -60,7 +61,7 @@ LLAMA_CPP_UNTRUNCATED = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 
 def sampled_params_for(lineup: Lineup, name: str, settings: AuditSettings) -> dict[str, Any]:
     """Extra body fields of an endpoint's sampled-regime calls: `audit.sampled_params`, over the
-    untruncated-sampling fields of llama.cpp for endpoints bakeoff serves with it (a proxy is
+    fields that turn off llama.cpp's own truncation for endpoints bakeoff serves with it (a proxy is
     followed to its target)."""
     seen = set()
     ep = lineup.endpoint(name)

@@ -67,10 +67,17 @@ _TOPICS = [
 
 
 def audit_items(
-    regime: str, *, seed: int = 0, n: int = 200, max_tokens: int = 48, logprobs: bool = False
+    regime: str,
+    *,
+    seed: int = 0,
+    n: int = 200,
+    max_tokens: int = 48,
+    logprobs: bool = False,
+    top_p: float = 0.95,
 ) -> list[Item]:
-    """`n` distinct prompts (distinct while templates × topics last), in a seeded order; with
-    `logprobs`, sampled calls also ask for the log-probabilities of the sampled tokens."""
+    """`n` distinct prompts (distinct while templates × topics last), in a seeded order; sampled
+    calls ask for T=1 with nucleus `top_p`; with `logprobs`, also for the log-probabilities of the
+    sampled tokens."""
     combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
     random.Random(f"fidelity:{seed}").shuffle(combos)
     temperature = 0.0 if regime == "greedy" else 1.0
@@ -85,7 +92,7 @@ def audit_items(
                 params={
                     "temperature": temperature,
                     "max_tokens": max_tokens,
-                    **({"top_p": 1.0} if regime == "sampled" else {}),
+                    **({"top_p": top_p} if regime == "sampled" else {}),
                     **(
                         {"logprobs": True, "top_logprobs": 1}
                         if logprobs and regime == "sampled"

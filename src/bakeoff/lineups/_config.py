@@ -287,9 +287,14 @@ class AuditSettings(_Strict):
     alternative asks whether the candidate's samples are likelier under it, relative to the
     reference, than the reference's own samples are. Default: `[Q8_0, Q4_K_M]` when the reference
     is local, else none."""
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    """Nucleus sampling of the sampled regime's calls (T=1): every engine applies `top_p` the same
+    way (the smallest set of tokens holding this much probability), and cutting the model's long
+    tail of rare tokens makes the reference-scored tests steadier. `1` samples the full
+    distribution."""
     sampled_params: dict[str, Any] = Field(default_factory=dict)
     """Extra body fields for every sampled-regime call, so an engine samples from the model's own
-    distribution at T=1 (the audit always sends `top_p: 1`). Endpoints bakeoff starts on llama.cpp
+    distribution at T=1 with the nucleus `top_p` and nothing else. Endpoints bakeoff starts on llama.cpp
     (`provider: local`, and proxies in front of one) always get `top_k: 0, min_p: 0,
     repeat_penalty: 1` (llama-cpp-python's server otherwise truncates to top_k 40, top_p 0.95,
     min_p 0.05 and penalises repeats by 1.1). For other engines set what they take, e.g. vLLM:
