@@ -3,8 +3,9 @@ budget: the same as `bakeoff calibrate` (see `bakeoff.audit._calibrate` for the 
 
 Usage: python bench/fidelity_power.py [--greedy-pool 40] [--sampled-pool 200] [--reps 40] [--json F]
     [--keep DIR]
-Takes ~70-90 min on 2 cores (67 min with --sampled-pool 150: collecting the pools 40, scoring
-the samples under three models 25).
+Takes ~70-90 min on 2 cores (66 min with --sampled-pool 150: collecting the pools 40, scoring
+the samples under three models 24). With --keep DIR, the same command again resumes an interrupted
+calibration, or re-analyses a finished one from the kept pools and scores (1.5 min, no call).
 """
 
 from __future__ import annotations

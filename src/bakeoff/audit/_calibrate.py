@@ -13,13 +13,15 @@ tests — reference-scored mean log-probability and the likelihood-ratio tests t
 combined as the audit combines them, by averaging their e-processes; beside the MMD/Hamming baseline
 on the same samples).
 
-Takes ~70-90 min on 2 cores with the default pools (67 min measured with a 150-prompt sampled
-pool: collecting 40 min, scoring every sample under three models 25 min).
+Takes ~70-90 min on 2 cores with the default pools (66 min measured with a 150-prompt sampled
+pool: collecting 40 min, scoring every sample under three models 24 min); kept pools and scores
+(`db_dir`) are resumed or re-analysed, never collected twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,7 +40,7 @@ from bakeoff.audit._audit import (
 )
 from bakeoff.audit._stats import bounded, mmd_hamming_test, normalize_text, symmetric_betting_test
 from bakeoff.lineups import parse_lineup
-from bakeoff.runs import RunOptions, create_run, execute
+from bakeoff.runs import RunOptions, config_hash, create_run, execute
 from bakeoff.store import Store
 
 NULLS = ["f16-other", "f32"]
@@ -85,9 +87,24 @@ endpoints:
 
 
 def collect(db: Path, regime: str, pool: int, log: Callable[[str], None] = print):
+    """The pool of one regime: a stored run of the calibration lineup. A kept database that already
+    holds this pool's run (same lineup) is resumed, not started again: finished calls are not
+    repeated, and a finished pool makes no call."""
     lineup = parse_lineup(LINEUP.format(regimes=regime, budget=pool))
     store = Store(db)
-    run_id = create_run(store, lineup)
+    same = store.db.execute(
+        "SELECT id, status FROM runs WHERE config_hash = ? ORDER BY created_at DESC LIMIT 1",
+        (config_hash(lineup),),
+    ).fetchone()
+    if same is not None and same["status"] == "complete":
+        log(f"{regime} pool: no new call, it is kept in {db} (run {same['id']})")
+        items = audit_items_for_run(store, same["id"], lineup.audit)[regime]
+        return store, same["id"], lineup, items
+    if same is not None:
+        run_id = same["id"]
+        log(f"resuming the kept {regime} pool (run {run_id})")
+    else:
+        run_id = create_run(store, lineup)
 
     async def after(session):
         await run_audit(session, lineup.audit)
@@ -161,6 +178,33 @@ def sampled_diffs(store, run_id, lineup, items, log: Callable[[str], None] = pri
     return out
 
 
+SCORES_VERSION = 1
+"""Of the per-prompt statistics `sampled_diffs` computes: kept scores of another version are
+recomputed."""
+
+
+def _cached_sampled_diffs(path: Path, store, run_id, lineup, items, log: Callable[[str], None]):
+    """`sampled_diffs`, kept beside the pools: scoring every sample under three models is most of a
+    rerun's time, and the same pool always scores the same."""
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept.get("run_id") == run_id and kept.get("version") == SCORES_VERSION:
+            log(f"scores of the kept sampled pool read from {path}")
+            return {
+                n: ({t: np.array(d) for t, d in v["d"].items()}, v["candidate"], v["reference"])
+                for n, v in kept["endpoints"].items()
+            }
+    out = sampled_diffs(store, run_id, lineup, items, log)
+    endpoints = {
+        n: {"d": {t: d.tolist() for t, d in ds.items()}, "candidate": tc, "reference": tr}
+        for n, (ds, tc, tr) in out.items()
+    }
+    path.write_text(
+        json.dumps({"run_id": run_id, "version": SCORES_VERSION, "endpoints": endpoints})
+    )
+    return out
+
+
 SAMPLED_CELLS = (50, 100, 150, 200, 250)
 
 
@@ -198,7 +242,10 @@ def calibrate(
             store, run_id, lineup, items = collect(
                 base / "sampled.db", "sampled", sampled_pool, log
             )
-            for name, (ds, tc, tr) in sampled_diffs(store, run_id, lineup, items, log).items():
+            diffs = _cached_sampled_diffs(
+                base / "sampled_scores.json", store, run_id, lineup, items, log
+            )
+            for name, (ds, tc, tr) in diffs.items():
                 row = results.setdefault(name, {})
                 n = len(tc)
                 for k in SAMPLED_CELLS:

@@ -17,7 +17,10 @@ def calibrate(
     alpha: float = typer.Option(0.05, help="Significance level."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON here."),
     keep: Path | None = typer.Option(
-        None, help="Keep the pools' databases in this directory (default: a temporary one)."
+        None,
+        help="Keep the pools and their scores in this directory (default: a temporary one); "
+        "the same directory again resumes an interrupted calibration, or re-analyses a finished "
+        "one without a new call.",
     ),
 ) -> None:
     """Run the audit on known answers (null pairs and known distortions of the local lineup) and
