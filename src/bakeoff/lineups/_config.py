@@ -294,10 +294,10 @@ class AuditSettings(_Strict):
     distribution."""
     sampled_params: dict[str, Any] = Field(default_factory=dict)
     """Extra body fields for every sampled-regime call, so an engine samples from the model's own
-    distribution at T=1 with the nucleus `top_p` and nothing else. Endpoints bakeoff starts on llama.cpp
-    (`provider: local`, and proxies in front of one) always get `top_k: 0, min_p: 0,
-    repeat_penalty: 1` (llama-cpp-python's server otherwise truncates to top_k 40, top_p 0.95,
-    min_p 0.05 and penalises repeats by 1.1). For other engines set what they take, e.g. vLLM:
+    distribution at T=1, cut by the nucleus `top_p` and nothing else. Endpoints bakeoff starts on
+    llama.cpp (`provider: local`, and proxies in front of one) always get `top_k: 0, min_p: 0,
+    repeat_penalty: 1` (llama-cpp-python's server otherwise truncates to top_k 40 and min_p 0.05
+    and penalises repeats by 1.1). For other engines set what they take, e.g. vLLM:
     `{top_k: -1, min_p: 0, repetition_penalty: 1}`; the reference and the candidates must sample
     the same way, or the sampled test sees the samplers differ, not the weights."""
 
