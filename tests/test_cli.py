@@ -187,9 +187,10 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path, fake_proc):
 
 def test_ctrl_c_marks_the_run_interrupted(tmp_path, fake_proc):
     n = 30
-    # ~0.6 s a call, 2 at a time: ~9 s of calls, so Ctrl-C after the third lands mid-run even on
-    # a loaded machine (at 20 ms a call, a slow poll once saw the run finish first)
-    srv = fake_proc("--itl-ms", "60")
+    # 0.4 s before each reply, 2 at a time: ~6 s of calls, so Ctrl-C after the third lands
+    # mid-run even on a loaded machine (a per-token delay did not: the replies are 1-2 tokens, and
+    # a clean-clone run twice saw the run finish before its Ctrl-C)
+    srv = fake_proc("--ttft-ms", "400")
     f = tmp_path / "l.yaml"
     write_lineup(f, srv.url, n)
     db = str(tmp_path / "b.db")
