@@ -201,6 +201,9 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path, fake_proc):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as at a terminal: a test suite started in the background (`make test &`) inherits an
+        # ignored SIGINT, and the run would rightly ignore the Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for(lambda: len(_ok_prompts(db)) >= 3, timeout=60, interval=0.01)
     p.send_signal(signal.SIGINT)
