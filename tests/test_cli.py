@@ -188,8 +188,7 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path, fake_proc):
 def test_ctrl_c_marks_the_run_interrupted(tmp_path, fake_proc):
     n = 30
     # 0.4 s before each reply, 2 at a time: ~6 s of calls, so Ctrl-C after the third lands
-    # mid-run even on a loaded machine (a per-token delay did not: the replies are 1-2 tokens, and
-    # a clean-clone run twice saw the run finish before its Ctrl-C)
+    # mid-run even on a loaded machine (the replies are 1-2 tokens: a per-token delay adds little)
     srv = fake_proc("--ttft-ms", "400")
     f = tmp_path / "l.yaml"
     write_lineup(f, srv.url, n)

@@ -92,16 +92,15 @@ def collect(db: Path, regime: str, pool: int, log: Callable[[str], None] = print
     repeated, and a finished pool makes no call."""
     lineup = parse_lineup(LINEUP.format(regimes=regime, budget=pool))
     store = Store(db)
-    same = store.db.execute(
-        "SELECT id, status FROM runs WHERE config_hash = ? ORDER BY created_at DESC LIMIT 1",
-        (config_hash(lineup),),
-    ).fetchone()
-    if same is not None and same["status"] == "complete":
-        log(f"{regime} pool: no new call, it is kept in {db} (run {same['id']})")
-        items = audit_items_for_run(store, same["id"], lineup.audit)[regime]
-        return store, same["id"], lineup, items
-    if same is not None:
-        run_id = same["id"]
+    h = config_hash(lineup)
+    done = store.complete_run(h)
+    if done is not None:
+        log(f"{regime} pool: no new call, it is kept in {db} (run {done['id']})")
+        items = audit_items_for_run(store, done["id"], lineup.audit)[regime]
+        return store, done["id"], lineup, items
+    prior = store.unfinished_run(h)  # as `bakeoff run` finds a run to resume
+    if prior is not None:
+        run_id = prior["id"]
         log(f"resuming the kept {regime} pool (run {run_id})")
     else:
         run_id = create_run(store, lineup)

@@ -241,6 +241,14 @@ class Store:
             (limit,),
         ).fetchall()
 
+    def complete_run(self, config_hash: str) -> sqlite3.Row | None:
+        """The newest run of this config that completed."""
+        return self.db.execute(
+            "SELECT * FROM runs WHERE config_hash = ? AND status = 'complete'"
+            " ORDER BY created_at DESC, rowid DESC",
+            (config_hash,),
+        ).fetchone()
+
     def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
         """The newest run of this config that did not complete and is not running in a live process."""
         for row in self.db.execute(
