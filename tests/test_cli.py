@@ -62,6 +62,34 @@ def test_bad_lineup_names_file_line_field(tmp_path):
     assert f"{f}:4: endpoints[0].max_concurrency" in r.stderr
 
 
+def test_messages_are_never_elided_at_any_width(tmp_path):
+    """A long path and a 40-column console that is not a terminal: every message comes out whole,
+    on one line (a fresh clone in a deep folder once saw "disk is full" broken off its message),
+    and a table folds its cells instead of ending them in an ellipsis."""
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name-for-this-test"] * 4)
+    deep.mkdir(parents=True)
+    assert len(str(deep)) > 120
+    env = {"COLUMNS": "40"}
+    db = deep / "b.db"
+    r = bakeoff("show", "nope", "--db", str(db), env=env)
+    assert r.returncode == 2
+    assert f"no run 'nope' in {db} (see `bakeoff runs`)" in r.stderr.splitlines()[0], r.stderr
+    bad = deep / "l.yaml"
+    bad.write_text(
+        "endpoints:\n  - name: x\n    base_url: http://h/v1\n    model: m\n"
+        "    max_concurrency: lots\n"
+    )
+    r = bakeoff("run", "-c", str(bad), "--db", str(db), env=env)
+    assert r.returncode == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {bad}:5: endpoints[0].max_concurrency: Input should be"), (
+        r.stderr
+    )
+    r = bakeoff("runs", "--db", str(db), env=env)
+    assert r.returncode == 0 and "…" not in r.stdout
+    assert str(db) in "".join(x.strip() for x in r.stdout.splitlines()), r.stdout
+
+
 def test_missing_env_var_stops_before_any_call(tmp_path, fake_proc):
     log = tmp_path / "server.jsonl"
     srv = fake_proc(log=log)

@@ -2,19 +2,40 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from bakeoff.lineups import Lineup, LineupError, load_lineup
 from bakeoff.store import Store, StoreError, default_db_path
 
 
+class _Console(Console):
+    """A console that never elides what it prints, at any width.
+
+    A message (a string or a `Text`) is printed soft-wrapped: rich inserts no line break of its own,
+    so a long path cannot push the cause of an error onto another line or out of a `grep`; the
+    terminal wraps it. A table's cells fold onto more lines instead of ending in "…" (rich's
+    default for a column that does not fit)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for o in objects:
+            if isinstance(o, Table):
+                for col in o.columns:
+                    col.overflow = "fold"
+        if objects and all(isinstance(o, str | Text) for o in objects):
+            kwargs.setdefault("soft_wrap", True)
+        super().print(*objects, **kwargs)
+
+
 def _console(stderr: bool) -> Console:
-    c = Console(stderr=stderr)
+    c = _Console(stderr=stderr)
     if not c.is_terminal:
         # piped or captured: do not squeeze tables into 80 columns
-        c = Console(stderr=stderr, width=max(c.width, 160))
+        c = _Console(stderr=stderr, width=max(c.width, 160))
     return c
 
 
