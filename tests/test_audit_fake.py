@@ -14,7 +14,7 @@ from conftest import bakeoff
 LINEUP = """
 reference: ref
 run: {suites: [arith], limit: 3}
-audit: {regimes: [greedy], budget: 30, batch: 5}
+audit: {regimes: [greedy], budget: 80, batch: 10}
 endpoints:
   - {name: ref, provider: fake, fake: {mode: echo}}
   - {name: twin, provider: fake, fake: {mode: echo}}
@@ -25,6 +25,7 @@ endpoints:
 
 def _run(tmp_path, text=LINEUP):
     lineup = parse_lineup(text)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     store = Store(tmp_path / "a.db")
     run_id = create_run(store, lineup)
 
@@ -40,10 +41,16 @@ def test_same_different_and_early_stop(tmp_path):
     v = store.verdicts(run_id)
     assert v["other"]["verdict"] == "different"
     assert v["other"]["calls"] < lineup.audit.budget  # decided early, stopped querying
-    assert v["other"]["tests"]["greedy"]["rejected_at"] <= 15
-    assert v["twin"]["verdict"] == "same"  # budget spent, powered, nothing different
-    assert v["twin"]["calls"] == lineup.audit.budget
-    assert v["twin"]["tests"]["greedy"]["power_at_stated_effect"] >= 0.8
+    assert v["other"]["tests"]["greedy"]["rejected_at"] <= 10
+    assert v["other"]["claim"] == "different (p=0.024, 10/10)"
+    # "same" is an equivalence bound: 0 divergences in 68 calls bound the share below 5%, and
+    # the audit stops there (the bound holds at any stopping time)
+    twin = v["twin"]
+    assert twin["verdict"] == "same" and twin["claim"] == "same ≤5% (0/70)"
+    assert twin["calls"] == 70 < lineup.audit.budget
+    g = twin["tests"]["greedy"]
+    assert g["same_at"] == 68 and g["rate_upper_bound"] < 0.05
+    assert g["power_at_stated_effect"] >= 0.99 and g["power_is_exact"]
     # failed calls are counted as errors, and left out of the evidence, never as agreement
     fl = v["flaky"]
     assert fl["errors"] > 0 and fl["tests"]["greedy"]["n"] == fl["calls"] - fl["errors"]
@@ -51,15 +58,51 @@ def test_same_different_and_early_stop(tmp_path):
     s = summarize(store, run_id)
     by = {e["name"]: e for e in s["endpoints"]}
     assert by["other"]["fidelity"]["verdict"] == "different"
+    assert by["twin"]["fidelity"]["claim"] == "same ≤5% (0/70)"
     assert by["ref"]["calls"] == 3  # suite calls; audit calls are reported under fidelity
     assert rerun_audit(store, run_id, lineup)["twin"]["verdict"] == "same"
 
 
 def test_small_budget_is_inconclusive_never_same(tmp_path):
-    store, run_id, _ = _run(tmp_path, LINEUP.replace("budget: 30", "budget: 6"))
+    store, run_id, _ = _run(tmp_path, LINEUP.replace("budget: 80", "budget: 30"))
     v = store.verdicts(run_id)
     assert v["twin"]["verdict"] == "inconclusive"
-    assert "too low" in v["twin"]["why"]
+    assert v["twin"]["claim"] == "inconclusive (0/30, ≤11%)"
+    assert "'same' needs 68 greedy calls" in v["twin"]["why"]
+
+
+ROUTED = """
+reference: ref
+run: {{suites: []}}
+audit: {{regimes: [greedy], seed: {seed}}}
+endpoints:
+  - {{name: ref, provider: fake, fake: {{mode: echo}}}}
+  - {{name: twin, provider: fake, fake: {{mode: echo}}}}
+  - {{name: other, provider: fake, fake: {{mode: fixed, reply: "Something else entirely."}}}}
+  - name: route10
+    provider: proxy
+    proxy: {{target: ref, route_fraction: 0.1, route_to: other, seed: {seed}}}
+  - name: route20
+    provider: proxy
+    proxy: {{target: ref, route_fraction: 0.2, route_to: other, seed: {seed}}}
+"""
+
+
+def test_routed_endpoints_are_never_same_and_a_twin_never_different(tmp_path):
+    """20 seeded audits at the default budget and settings: an endpoint that answers 10% or 20% of
+    requests from another model is never called "same" (the old rule — "same" when the greedy test
+    did not reject — said so in 10 of 12 audits at 20%), and a twin is never "different"."""
+    seen: dict[str, list[str]] = {"twin": [], "route10": [], "route20": []}
+    for seed in range(20):
+        store, run_id, _ = _run(tmp_path / str(seed), ROUTED.format(seed=seed))
+        v = store.verdicts(run_id)
+        for name in seen:
+            seen[name].append(v[name]["verdict"])
+        assert v["other"]["verdict"] == "different"
+    assert "same" not in seen["route10"] and "same" not in seen["route20"], seen
+    assert "different" not in seen["twin"] and seen["twin"].count("same") == 20, seen
+    # and they are not let off either: 20% routed is "different" in most audits
+    assert seen["route20"].count("different") >= 15, seen
 
 
 def test_suite_behaviour_checks_tool_calls_against_the_reference(tmp_path):
@@ -103,7 +146,7 @@ endpoints:
 
 
 def test_an_unknown_alternative_is_refused_before_any_call(tmp_path):
-    text = LINEUP.replace("batch: 5}", "batch: 5, alternatives: [Q5_X]}")
+    text = LINEUP.replace("batch: 10}", "batch: 10, alternatives: [Q5_X]}")
     path = tmp_path / "lineup.yaml"
     path.write_text(text)
     r = bakeoff("audit", "-c", str(path), "--db", str(tmp_path / "a.db"))
@@ -121,7 +164,7 @@ def test_sampled_calls_send_the_audit_sampling_and_nothing_else(tmp_path):
     engine bakeoff does not start; llama.cpp's own fields only go to servers bakeoff starts."""
 
     def bodies(audit: str) -> list[dict]:
-        text = LINEUP.replace("audit: {regimes: [greedy], budget: 30, batch: 5}", audit)
+        text = LINEUP.replace("audit: {regimes: [greedy], budget: 80, batch: 10}", audit)
         d = tmp_path / str(len(list(tmp_path.iterdir())))
         d.mkdir()
         store, run_id, _ = _run(d, text)

@@ -6,10 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bakeoff.audit import (
-    betting_power,
     bounded,
+    calls_for_equivalence,
+    e_bh,
+    greedy_power,
     mmd_hamming_test,
     normalize_text,
+    rate_upper_bound,
     sign_flip_test,
     symmetric_betting_test,
 )
@@ -41,8 +44,108 @@ def test_betting_power_against_a_clear_alternative():
     res = symmetric_betting_test([1.0] * 30)
     assert res.rejected_at is not None and res.rejected_at <= 10
     assert res.p_value < 0.05
-    assert betting_power(0.72, 30) >= 0.95  # the measured Q8_0 greedy disagreement rate
-    assert betting_power(0.05, 30) < 0.2
+    assert greedy_power(0.72, 30, 20.0) >= 0.95  # the measured Q8_0 greedy disagreement rate
+    assert greedy_power(0.05, 30, 20.0) < 0.01
+
+
+def _decide_greedy(x, budget=70, alpha=0.05, extra_tests=0):
+    """The audit's verdict on one candidate whose per-prompt confident-divergence indicators are
+    x (the reference's repeat never diverging), through the rule the audit applies."""
+    from bakeoff.audit._greedy import equivalence_path
+    from bakeoff.audit._verdict import decide
+    from bakeoff.lineups import AuditSettings
+
+    settings = AuditSettings(budget=budget, alpha=alpha)
+    g = {
+        "n": len(x),
+        "confident_differ": int(sum(x)),
+        "wealth": symmetric_betting_test([float(v) for v in x], alpha).wealth,
+        "same_at": next(
+            (t for t, e in enumerate(equivalence_path(list(x), 0.05), 1) if e >= 1 / alpha), None
+        ),
+        "rate_upper_bound": 1.0,  # only printed in the "why" of an inconclusive verdict
+        "calls_for_same": None,
+        "margin": 1.0,
+        "near_ties": 0,
+        "sampler_flag": None,
+    }
+    tests = {"greedy": g}
+    for i in range(extra_tests):  # tests that see nothing: wealth stays at 1
+        tests[f"null{i}"] = {"n": len(x), "wealth": [1.0] * len(x)}
+    return decide({"c": tests}, settings)["c"], g
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.35])
+@pytest.mark.parametrize("extra", [0, 2])
+def test_printed_power_is_the_rejection_rate_of_the_applied_rule(rate, extra):
+    """Simulated audits through the verdict rule itself: the share that end "different" within the
+    budget equals the power the verdict prints (exact when greedy is alone; a lower bound with other
+    tests beside it, here tests that see nothing, so still equal), within Monte Carlo error."""
+    rng = np.random.default_rng(int(rate * 100) + extra)
+    reps, budget = 1000, 30
+    hits = 0
+    printed = None
+    for _ in range(reps):
+        x = (rng.random(budget) < rate).astype(int)
+        v, g = _decide_greedy(x, budget=budget, extra_tests=extra)
+        hits += v["verdict"] == "different"
+        printed = greedy_power(rate, budget, 20.0 * (1 + extra))
+    se = np.sqrt(printed * (1 - printed) / reps) + 1e-3
+    assert abs(hits / reps - printed) <= 3.5 * se, (hits / reps, printed)
+    _, g = _decide_greedy([0] * budget, budget=budget, extra_tests=extra)
+    assert g["power_is_exact"] == (extra == 0)
+
+
+def test_the_upper_bound_covers_the_true_rate_at_every_time():
+    """Anytime validity: over whole paths of 300 prompts, the bound falls below the true rate at
+    some time in at most alpha of them (the "same within delta" claim's guarantee)."""
+    from bakeoff.audit._greedy import _log_mixture
+
+    rng = np.random.default_rng(11)
+    reps, n, alpha = 1000, 300, 0.05
+    for p in (0.02, 0.05, 0.1):
+        misses = 0
+        for _ in range(reps):
+            x = rng.random(n) < p
+            # the bound below p at some t <=> the e-process against "rate >= p" crossed 1/alpha
+            logs = _log_mixture(np.cumsum(x), np.arange(1, n + 1), p)
+            misses += bool(np.max(logs) >= np.log(1 / alpha))
+        assert misses / reps <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / reps), (p, misses)
+
+
+def test_equivalence_needs_the_calls_it_says_and_the_bound_agrees():
+    assert calls_for_equivalence(0.05, 0.05) == 68
+    assert calls_for_equivalence(0.1, 0.05) == 33
+    assert rate_upper_bound([0] * 67, 0.05) > 0.05 > rate_upper_bound([0] * 68, 0.05)
+    one = calls_for_equivalence(0.05, 0.05, k=1)
+    x = [1] + [0] * (one - 1)
+    assert rate_upper_bound(x, 0.05) < 0.05 < rate_upper_bound(x[:-1], 0.05)
+    # a bound only tightens (running intersection) and is 1 with no data
+    assert rate_upper_bound([], 0.05) == 1.0
+    b = [rate_upper_bound([0] * 20 + [1] * k, 0.05) for k in range(5)]
+    assert b == sorted(b)
+
+
+def test_e_bh_controls_the_false_discovery_rate():
+    """8 candidates, 3 truly different (e-values large), 5 honest (e-values of a nonnegative
+    martingale at a fixed time: mean 1); FDR <= alpha, and the different ones are found."""
+    assert e_bh({"a": 200.0, "b": 1.0}, 0.05) == {"a"}
+    assert e_bh({"a": 30.0, "b": 1.0}, 0.05) == set()  # 30 < 2 / 0.05: not alone
+    assert e_bh({"a": 30.0, "b": 25.0}, 0.05) == {"a", "b"}  # 25 >= 2 / (2 * 0.05)
+    rng = np.random.default_rng(5)
+    fdp, found = [], []
+    for _ in range(3000):
+        e = {f"null{i}": float(np.prod(1 + 0.5 * rng.choice([-1, 1], 20))) for i in range(5)}
+        e.update(
+            {
+                f"alt{i}": float(np.prod(1 + 0.5 * (rng.random(20) < 0.9) * 2 - 0.5))
+                for i in range(3)
+            }
+        )
+        rej = e_bh(e, 0.05)
+        fdp.append(sum(k.startswith("null") for k in rej) / max(len(rej), 1))
+        found.append(sum(k.startswith("alt") for k in rej) / 3)
+    assert np.mean(fdp) <= 0.05 and np.mean(found) > 0.5
 
 
 def test_bounded_is_predictable_and_keeps_sign():

@@ -2,8 +2,9 @@
 
 A provider turns a lineup `Endpoint` into a base URL — starting something first if it must, as the
 `fake`, `local` and `proxy` providers do — and the extra body fields it needs. Heavy dependencies
-(llama.cpp) are imported only in `start()`. Providers with `after_others = True` start once every
-other endpoint of the lineup is reachable (a proxy needs its target's URL).
+(llama.cpp) are imported only in `start()`, torch only in the transformers server's own process.
+Providers with `after_others = True` start once every other endpoint of the lineup is reachable (a
+proxy needs its target's URL).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class FakeProvider(Provider):
 
 
 class LocalProvider(Provider):
-    """`provider: local`: a llama.cpp server of one variant of the packaged model, for the run."""
+    """`provider: local`: a server of one variant of the packaged model, for the run — llama.cpp's,
+    or bakeoff's own over transformers (`local.engine`)."""
 
     name = "local"
     upstream_field = None
@@ -123,6 +125,9 @@ class LocalProvider(Provider):
             n_ctx=spec.n_ctx,
             n_batch=spec.n_batch,
             seed=spec.seed,
+            engine=spec.engine,
+            max_batch=spec.max_batch,
+            forced_repetition_penalty=spec.forced_repetition_penalty,
         )
         await wait_ready(self.server)
         return str(self.server.url)

@@ -9,11 +9,17 @@ from bakeoff.audit._audit import (
     run_audit,
     scorer_factory_for,
 )
+from bakeoff.audit._greedy import (
+    calls_for_equivalence,
+    first_divergence,
+    greedy_power,
+    rate_upper_bound,
+)
 from bakeoff.audit._prompts import audit_items
 from bakeoff.audit._stats import (
     BettingResult,
-    betting_power,
     bounded,
+    e_bh,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
@@ -27,10 +33,14 @@ __all__ = [
     "analyse",
     "audit_items",
     "audit_items_for_run",
-    "betting_power",
     "bounded",
+    "calls_for_equivalence",
+    "e_bh",
+    "first_divergence",
+    "greedy_power",
     "mmd_hamming_test",
     "normalize_text",
+    "rate_upper_bound",
     "rerun_audit",
     "run_audit",
     "scorer_factory_for",

@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from bakeoff.audit._greedy import greedy_evidence
 from bakeoff.audit._stats import (
-    betting_power,
     bounded,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
     symmetric_betting_test,
 )
+from bakeoff.audit._verdict import decide
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.store import Store
 from bakeoff.suites import Item
@@ -53,56 +54,29 @@ def _load(store: Store, run_id: str) -> Calls:
     return out
 
 
-def _first_divergence(a: str, b: str) -> int:
-    wa, wb = a.split(), b.split()
-    for i, (x, y) in enumerate(zip(wa, wb, strict=False)):
-        if x != y:
-            return i
-    return min(len(wa), len(wb))
-
-
 def _greedy(
-    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, effect: float
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    settings: AuditSettings,
+    scorer: Any,
 ) -> dict[str, Any]:
     suite = SUITES["greedy"]
-    d: list[float] = []
-    examples: list[dict[str, Any]] = []
-    n_diff = n_null = 0
+    pairs = []
     for it in items:
         r0 = calls.ok.get((ref, suite, it.id, 0))
         r1 = calls.ok.get((ref, suite, it.id, 1))
         c0 = calls.ok.get((cand, suite, it.id, 0))
-        if r0 is None or r1 is None or c0 is None:
-            continue
-        rt, rt2, ct = (normalize_text(x["output_text"] or "") for x in (r0, r1, c0))
-        diff, null = ct != rt, rt2 != rt
-        n_diff += diff
-        n_null += null
-        d.append(float(diff) - float(null))
-        if diff and len(examples) < 5:
-            examples.append(
-                {
-                    "item": it.id,
-                    "prompt": (it.messages or [{}])[-1].get("content"),
-                    "reference": r0["output_text"],
-                    "candidate": c0["output_text"],
-                    "diverges_at_word": _first_divergence(rt, ct),
-                }
-            )
-    bet = symmetric_betting_test(d, alpha)
-    n = len(d)
-    return {
-        "n": n,
-        "differ": n_diff,
-        "reference_repeat_differ": n_null,
-        "disagreement_rate": round(n_diff / n, 4) if n else None,
-        "p_value": bet.p_value,
-        "rejected_at": bet.rejected_at,
-        "wealth": bet.wealth,
-        "stated_effect": effect,
-        "power_at_stated_effect": betting_power(effect, n, alpha=alpha) if n else 0.0,
-        "examples": examples,
-    }
+        if r0 is not None and r1 is not None and c0 is not None:
+            pairs.append((it, r0, r1, c0))
+    return greedy_evidence(
+        pairs,
+        scorer,
+        margin=settings.margin,
+        delta=settings.same_within,
+        alpha=settings.alpha,
+    )
 
 
 def _sampled_pairs(
@@ -414,15 +388,6 @@ def _suite_checks(store: Store, run_id: str, ref: str, cand: str) -> dict[str, A
     return out
 
 
-def _combine(paths: list[list[float]]) -> list[float]:
-    """Average of e-processes observed on a common index (a shorter path keeps its last value)."""
-    paths = [p for p in paths if p]
-    if not paths:
-        return []
-    n = max(len(p) for p in paths)
-    return [sum(p[min(i, len(p) - 1)] for p in paths) / len(paths) for i in range(n)]
-
-
 def analyse(
     store: Store,
     run_id: str,
@@ -431,7 +396,6 @@ def analyse(
     items: dict[str, list[Item]],
     scorer_factory: Callable[[], Any] | None = None,
     *,
-    final: bool = True,
     alternatives: dict[str, Callable[[], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Verdicts for every candidate endpoint from the fidelity calls stored for the run.
@@ -442,81 +406,59 @@ def analyse(
     assert ref is not None
     calls = _load(store, run_id)
     scorer = scorer_factory() if scorer_factory is not None else None
-    alpha = settings.alpha
     unique_items = list({i.id: i for v in items.values() for i in v}.values())
+    candidates = [ep.name for ep in lineup.endpoints if ep.name != ref]
+    evidence: dict[str, dict[str, Any]] = {}
+    for name in candidates:
+        evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives)
+    decided = decide(evidence, settings)
     out: dict[str, dict[str, Any]] = {}
-    for ep in lineup.endpoints:
-        if ep.name == ref:
-            continue
-        tests: dict[str, Any] = {}
-        if "greedy" in items:
-            tests["greedy"] = _greedy(
-                calls, ref, ep.name, items["greedy"], alpha, settings.same_effect
-            )
-        if "sampled" in items:
-            tests["sampled"] = _sampled(calls, ref, ep.name, items["sampled"], alpha, scorer)
-            lp = _logprobs(calls, ref, ep.name, items["sampled"], alpha, scorer)
-            if lp is not None:
-                tests["logprobs"] = lp
-            if scorer is not None:
-                for alt_name, load in (alternatives or {}).items():
-                    lr = _likelihood_ratio(
-                        calls, ref, ep.name, items["sampled"], alpha, scorer, load()
-                    )
-                    if lr is not None:
-                        tests[f"lr:{alt_name}"] = lr
-        combined = _combine([t["wealth"] for t in tests.values()])
-        max_k = max(combined) if combined else 1.0
-        p_value = min(1.0, 1.0 / max_k)
-        rejected = max_k >= 1.0 / alpha
-        g = tests.get("greedy")
-        powered = (
-            g is not None
-            and g["n"] >= settings.budget
-            and g["power_at_stated_effect"] >= 0.8
-            and g["reference_repeat_differ"] == 0
-        )
-        if rejected:
-            verdict = "different"
-            strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
-            why = f"the {strongest} test rejected at alpha={alpha}"
-            if strongest.startswith("lr:"):
-                why = (
-                    f"the likelihood-ratio test toward {strongest[3:]} rejected at alpha={alpha}: "
-                    f"the samples are likelier under {strongest[3:]} than the reference's own are"
-                )
-        elif final and powered:
-            verdict = "same"
-            why = (
-                f"no difference after {g['n'] if g else 0} greedy calls; power "
-                f"{g['power_at_stated_effect'] if g else 0:.2f} to detect "
-                f"{settings.same_effect:.0%} of greedy outputs changed"
-            )
-        else:
-            verdict = "inconclusive"
-            why = f"not rejected (p={p_value:.2g})"
-            if g is not None:
-                why += (
-                    f"; after {g['n']} greedy calls the power to detect "
-                    f"{settings.same_effect:.0%} of outputs changed is "
-                    f"{g['power_at_stated_effect']:.2f}, too low to say 'same'"
-                )
+    for name in candidates:
+        tests = evidence[name]
         for t in tests.values():
             t["wealth"] = [round(w, 4) for w in t["wealth"]]
-        out[ep.name] = {
-            "verdict": verdict,
-            "p_value": p_value,
-            "why": why,
-            "calls": calls.used.get(ep.name, 0),
-            "tokens": calls.tokens.get(ep.name, 0),
-            "errors": calls.errors.get(ep.name, 0),
-            "alpha": alpha,
+        out[name] = {
+            **decided[name],
+            "calls": calls.used.get(name, 0),
+            "tokens": calls.tokens.get(name, 0),
+            "errors": calls.errors.get(name, 0),
+            "alpha": settings.alpha,
             "tests": tests,
-            "behaviour": _behaviour(calls, ref, ep.name, unique_items, scorer),
+            "behaviour": _behaviour(calls, ref, name, unique_items, scorer),
         }
-        checks = _suite_checks(store, run_id, ref, ep.name)
+        b = out[name]["behaviour"]
+        g = tests.get("greedy")
+        if g is not None and g.get("sampler_flag"):
+            b["flags"] = [*b.get("flags", []), g["sampler_flag"]]
+        checks = _suite_checks(store, run_id, ref, name)
         if len(checks) > 1:  # more than the (empty) flags: the run had tools or long-context calls
-            b = out[ep.name]["behaviour"]
             b["suites"] = {k: v for k, v in checks.items() if k != "flags"}
             b["flags"] = [*b.get("flags", []), *checks["flags"]]
     return out
+
+
+def _tests(
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: dict[str, list[Item]],
+    settings: AuditSettings,
+    scorer: Any,
+    alternatives: dict[str, Callable[[], Any]] | None,
+) -> dict[str, Any]:
+    """Every test of one candidate, by name (`greedy`, `sampled`, `logprobs`, `lr:<alt>`)."""
+    alpha = settings.alpha
+    tests: dict[str, Any] = {}
+    if "greedy" in items:
+        tests["greedy"] = _greedy(calls, ref, cand, items["greedy"], settings, scorer)
+    if "sampled" in items:
+        tests["sampled"] = _sampled(calls, ref, cand, items["sampled"], alpha, scorer)
+        lp = _logprobs(calls, ref, cand, items["sampled"], alpha, scorer)
+        if lp is not None:
+            tests["logprobs"] = lp
+        if scorer is not None:
+            for alt_name, load in (alternatives or {}).items():
+                lr = _likelihood_ratio(calls, ref, cand, items["sampled"], alpha, scorer, load())
+                if lr is not None:
+                    tests[f"lr:{alt_name}"] = lr
+    return tests

@@ -16,6 +16,7 @@ from typing import Any
 
 from bakeoff.audit._analysis import SUITES, analyse
 from bakeoff.audit._prompts import audit_items
+from bakeoff.audit._verdict import stop_threshold
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.runs import call_id
 from bakeoff.runs._runner import EndpointSession, Job
@@ -55,21 +56,43 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-LLAMA_CPP_UNTRUNCATED = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
-"""What llama-cpp-python's server needs to sample from the model's own distribution at T=1."""
+NEUTRAL_SAMPLER: dict[str, dict[str, Any]] = {
+    "llama.cpp": {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0},
+    "vllm": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
+    "sglang": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
+    "transformers": {"top_k": 0, "repetition_penalty": 1.0},
+    "openai": {},
+}
+"""Per engine, the body fields that switch off its own sampler defaults: llama.cpp's server
+truncates to top_k 40 and min_p 0.05 and penalises repeats by 1.1 — also at temperature 0, where
+that decides greedy outputs (same F16 weights, llama.cpp vs PyTorch: 0/40 greedy outputs equal with
+the defaults, 39/40 with these); vLLM and SGLang spell the penalty `repetition_penalty` and switch
+top_k off with -1. Sent with every audit call, greedy and sampled."""
 
 
-def sampled_params_for(lineup: Lineup, name: str, settings: AuditSettings) -> dict[str, Any]:
-    """Extra body fields of an endpoint's sampled-regime calls: `audit.sampled_params`, over the
-    fields that turn off llama.cpp's own truncation for endpoints bakeoff serves with it (a proxy is
-    followed to its target)."""
+def engine_of(lineup: Lineup, name: str) -> str | None:
+    """The engine serving an endpoint: its `engine`, else that of a local server (its
+    `local.engine`, llama.cpp by default); a proxy is followed to its target."""
     seen = set()
     ep = lineup.endpoint(name)
-    while ep.provider == "proxy" and ep.proxy is not None and ep.name not in seen:
+    while ep.engine is None and ep.provider == "proxy" and ep.proxy and ep.name not in seen:
         seen.add(ep.name)
         ep = lineup.endpoint(ep.proxy.target)
-    base = dict(LLAMA_CPP_UNTRUNCATED) if ep.provider == "local" else {}
-    return {**base, **settings.sampled_params}
+    if ep.engine is not None:
+        return ep.engine
+    if ep.provider == "local" and ep.local is not None:
+        return str(getattr(ep.local, "engine", "llama.cpp"))
+    return None
+
+
+def audit_params_for(
+    lineup: Lineup, name: str, settings: AuditSettings, regime: str
+) -> dict[str, Any]:
+    """Extra body fields of an endpoint's audit calls in a regime: the neutral sampler of its
+    engine (`NEUTRAL_SAMPLER`), then `audit.sampled_params` over them for sampled calls."""
+    engine = engine_of(lineup, name)
+    base = dict(NEUTRAL_SAMPLER.get(engine, {})) if engine else {}
+    return {**base, **settings.sampled_params} if regime == "sampled" else base
 
 
 def scorer_factory_for(
@@ -209,10 +232,13 @@ async def run_audit(
     scorer = scorer_factory_for(lineup, settings, session)
     alternatives = alternative_scorers_for(lineup, settings, session)  # checked before any call
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
-    sampled_params = {
-        e.name: sampled_params_for(lineup, e.name, settings) for e in lineup.endpoints
+    params_for = {
+        (e.name, regime): audit_params_for(lineup, e.name, settings, regime)
+        for e in lineup.endpoints
+        for regime in items
     }
     n_rounds = -(-settings.budget // settings.batch)
+    threshold = stop_threshold(settings, len(undecided))
     verdicts: dict[str, dict[str, Any]] = {}
     for r in range(n_rounds):
         done = store.succeeded_call_ids(run_id)
@@ -226,11 +252,9 @@ async def run_audit(
                     cid = call_id(run_id, ep, suite, it.id, k)
                     if cid in done:
                         continue
-                    params = (
-                        {**sampled_params[ep], "seed": _seed(ep, it.id, k)}
-                        if regime == "sampled"
-                        else {}
-                    )
+                    params = dict(params_for[(ep, regime)])
+                    if regime == "sampled":
+                        params["seed"] = _seed(ep, it.id, k)
                     # not streamed: usage (prompt tokens) is then reported by more servers
                     jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
         for name, js in jobs.items():
@@ -238,21 +262,29 @@ async def run_audit(
             runner.progress.total += len(js)
             runner._notify()
         await session.run_jobs(jobs)
-        last = r == n_rounds - 1
         verdicts = analyse(
-            store, run_id, lineup, settings, items, scorer, final=last, alternatives=alternatives
+            store, run_id, lineup, settings, items, scorer, alternatives=alternatives
         )
         if on_round:
             on_round(r, verdicts)
-        undecided = [c for c in undecided if verdicts[c]["verdict"] != "different"]
+        undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
         if not undecided:
             break
-    verdicts = analyse(
-        store, run_id, lineup, settings, items, scorer, final=True, alternatives=alternatives
-    )
+    verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
     return verdicts
+
+
+def _decided(v: dict[str, Any], threshold: float) -> bool:
+    """No more calls for this candidate: "same" is claimed (the bound holds at any stopping
+    time), or its e-value reached the threshold at which "different" is decided whatever the
+    others show (1/alpha, or K/alpha under fdr)."""
+    if v["verdict"] == "same":
+        return True
+    return v["e_value"] >= threshold or (
+        v["verdict"] == "different" and v["multiplicity"] == "per_endpoint"
+    )
 
 
 def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str, Any]]:
@@ -268,9 +300,7 @@ def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str
     settings = settings.model_copy(update={"regimes": list(items)})
     scorer = scorer_factory_for(lineup, settings) if "sampled" in items else None
     alternatives = alternative_scorers_for(lineup, settings)
-    verdicts = analyse(
-        store, run_id, lineup, settings, items, scorer, final=True, alternatives=alternatives
-    )
+    verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
     return verdicts

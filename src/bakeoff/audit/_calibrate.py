@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bakeoff.audit._analysis import SUITES, _combine, _load
+from bakeoff.audit._analysis import SUITES, _load
 from bakeoff.audit._audit import (
     DEFAULT_ALTERNATIVES,
     _gguf_scorer,
@@ -39,6 +39,7 @@ from bakeoff.audit._audit import (
     scorer_factory_for,
 )
 from bakeoff.audit._stats import bounded, mmd_hamming_test, normalize_text, symmetric_betting_test
+from bakeoff.audit._verdict import combine as _combine
 from bakeoff.lineups import parse_lineup
 from bakeoff.runs import RunOptions, config_hash, create_run, execute
 from bakeoff.store import Store

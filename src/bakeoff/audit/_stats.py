@@ -156,14 +156,14 @@ def mmd_hamming_test(
     return obs, (1 + count) / (1 + n_perm)
 
 
-def betting_power(
-    effect: float, n: int, *, alpha: float = 0.05, reps: int = 400, seed: int = 0
-) -> float:
-    """Power of `symmetric_betting_test` within n observations against binary differences
-    d in {-1, 0, +1} with P(+1) - P(-1) = effect (and P(-1) = 0): the stated distortion size."""
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(reps):
-        d = (rng.random(n) < effect).astype(float)
-        hits += symmetric_betting_test(d.tolist(), alpha).rejected_at is not None
-    return hits / reps
+def e_bh(e_values: dict[str, float], alpha: float) -> set[str]:
+    """The e-BH procedure (Wang & Ramdas 2022, "False discovery rate control with e-values", JRSSB
+    84(3)): with K e-values, reject the k* largest, k* = max{k : e_(k) >= K / (k alpha)}. Controls
+    the false discovery rate at alpha under arbitrary dependence between the e-values."""
+    k_total = len(e_values)
+    ranked = sorted(e_values.items(), key=lambda kv: -kv[1])
+    k_star = 0
+    for k, (_, e) in enumerate(ranked, 1):
+        if e >= k_total / (k * alpha):
+            k_star = k
+    return {name for name, _ in ranked[:k_star]}

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
@@ -88,7 +89,7 @@ def verdict_table(run_id: str, verdicts: dict[str, Any]) -> Table:
         "verdict",
         "p-value",
         "calls",
-        "greedy differ",
+        "greedy: confident / differ / n",
         "sampled",
         "MMD p",
         "why",
@@ -101,10 +102,10 @@ def verdict_table(run_id: str, verdicts: dict[str, Any]) -> Table:
         why = v["why"] + "".join(f"\n! {f}" for f in v["behaviour"].get("flags", []))
         t.add_row(
             name,
-            f"[{colour}]{v['verdict']}[/]",
+            f"[{colour}]{escape(v.get('claim') or v['verdict'])}[/]",
             f"{v['p_value']:.2g}",
             str(v["calls"]),
-            f"{g['differ']}/{g['n']}" if g else "-",
+            f"{g.get('confident_differ', '-')} / {g['differ']} / {g['n']}" if g else "-",
             f"p={s['p_value']:.2g} n={s['n']}" if s else "-",
             f"{s['mmd_p_value']:.2g}" if s else "-",
             why,

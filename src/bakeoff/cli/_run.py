@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -76,6 +77,12 @@ def run(
         dir_okay=False,
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML report."),
+    unsafe_code: bool = typer.Option(
+        False,
+        "--unsafe-code",
+        help="Where no bubblewrap sandbox can be made, run model-written code (the code suite, "
+        "scorer: code) without isolation instead of refusing; the summary and report say so.",
+    ),
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison."""
@@ -87,6 +94,7 @@ def run(
             err.print(f"run {run_id} is already complete; nothing to resume")
         lineup = lineup_of_run(store, run_id)
         _check_env(lineup)
+        _check_sandbox(lineup, unsafe_code)
     else:
         config, lineup = load_lineup_or_default(config)
         if suite:
@@ -99,6 +107,7 @@ def run(
             lineup.audit.enabled = False
         _check_plugins(lineup)
         _check_env(lineup)
+        _check_sandbox(lineup, unsafe_code)
         _check_local(lineup)
         prior = None if new else store.unfinished_run(config_hash(lineup))
         if prior is not None:
@@ -121,6 +130,8 @@ def run(
         from bakeoff.cli._perf import capability_rows_table
 
         console.print(capability_rows_table(caps))
+    for w in summary.get("warnings", []):
+        err.print(f"[bold red]warning:[/] {escape(w)}")
     if json_out:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     if status != "complete":
@@ -139,6 +150,31 @@ def _check_env(lineup: Lineup) -> None:
     problems = missing_env(lineup)
     if problems:
         raise fail("no call was made:\n  " + "\n  ".join(problems))
+
+
+def _check_sandbox(lineup: Lineup, unsafe_code: bool) -> None:
+    """Suites that run model-written code need the bubblewrap sandbox: refused before any call
+    without it, unless --unsafe-code (then they run unisolated, and the summary says so)."""
+    try:
+        needs = [
+            s for s in lineup.run.suites if getattr(suite_for(lineup, s), "runs_model_code", False)
+        ]
+    except (UnknownPluginError, DatasetError) as e:
+        raise fail(str(e)) from None
+    if not needs:
+        return
+    from bakeoff.sandbox import isolation_problem, permit_unisolated, refusal
+
+    problem = isolation_problem()
+    if problem is None:
+        return
+    if not unsafe_code:
+        raise fail(f"no call was made: {', '.join(needs)}: {refusal(problem)}")
+    permit_unisolated()
+    err.print(
+        f"[bold red]warning:[/] {escape(', '.join(needs))}: model-written code will run "
+        f"UNISOLATED (--unsafe-code): {escape(problem)}"
+    )
 
 
 def _check_local(lineup: Lineup) -> None:
@@ -229,7 +265,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t.add_column("cost $", justify="right")
     has_fid = any(e.get("fidelity") for e in summary["endpoints"])
     if has_fid:
-        t.add_column("fidelity (p, calls)")
+        t.add_column("fidelity (confident divergences / greedy calls)")
+        t.caption = f"{t.caption}\n{fidelity_caption(summary)}"
     for e in summary["endpoints"]:
         errs = ", ".join(f"{k} {v}" for k, v in e["errors"].items()) or "-"
         cells = []
@@ -263,13 +300,32 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return t
 
 
+def fidelity_caption(summary: dict[str, Any]) -> str:
+    """What the fidelity column claims, and what its alpha controls."""
+    f: dict[str, Any] = next(
+        (e["fidelity"] for e in summary["endpoints"] if e.get("fidelity", {}).get("multiplicity")),
+        {},
+    )
+    mult, alpha = f.get("multiplicity", "per_endpoint"), f.get("alpha") or 0.05
+    controls = (
+        "false discovery rate over the candidates (e-BH)" if mult == "fdr" else "each verdict alone"
+    )
+    return (
+        "fidelity: k/n = greedy prompts whose output parts from the reference's where it was sure "
+        "of its token; same ≤δ = a 95% anytime-valid bound on that share below δ; "
+        f"alpha {alpha:g} controls {controls}; ! = a behavioural flag"
+    )
+
+
 def fidelity_cell(f: dict[str, Any] | None) -> str:
     if not f:
         return "-"
     if f["verdict"] == "reference":
         return "reference"
     colour = {"same": "green", "different": "red"}.get(f["verdict"], "yellow")
-    cell = f"[{colour}]{f['verdict']}[/] (p={f['p_value']:.2g}, {f['calls']})"
+    claim = f.get("claim") or f"{f['verdict']} (p={f['p_value']:.2g}, {f['calls']})"
+    verdict, _, rest = claim.partition(" ")
+    cell = f"[{colour}]{escape(verdict)}[/] {escape(rest)}"
     if f.get("flags"):
         cell += " [yellow]![/]"
     return cell

@@ -80,22 +80,49 @@ class FakeSpec(_Strict):
 
 
 class LocalSpec(_Strict):
-    """For `provider: local`: a llama.cpp server bakeoff starts for the run, serving one variant of
-    the packaged SmolLM2-135M-Instruct (quantized into the user cache dir on first use)."""
+    """For `provider: local`: a server bakeoff starts for the run, serving one variant of the
+    packaged SmolLM2-135M-Instruct (quantized into the user cache dir on first use) on one of two
+    engines (`engine`)."""
 
     variant: str = "F16"
     """F16 (the reference: shipped weights dequantized), F32, Q8_0, Q4_K_M, Q3_K_S, Q2_K, or Q4_1
     (the shipped file itself)."""
+    engine: Literal["llama.cpp", "transformers"] = "llama.cpp"
+    """`llama.cpp`: llama-cpp-python's server. `transformers`: bakeoff's own small OpenAI-compatible
+    server over PyTorch on CPU in float32 (the GGUF dequantized by transformers, its own chat
+    template): the same weights on another engine, an honest provider for the fidelity audit.
+    It batches concurrent requests (`max_batch`), so a request's numerics depend on the load, as
+    on real providers, and its sampler defaults are neutral (no repetition penalty, top_k or
+    min_p, where llama.cpp's server applies 1.1 / 40 / 0.05)."""
     n_threads: int | None = Field(default=None, ge=1)
     """Threads of this server (default: the machine's cores split between the local servers)."""
     n_ctx: int = Field(default=2048, ge=64)
     """Context window the server allocates."""
     n_batch: int | None = Field(default=None, ge=1)
     """Prompt tokens evaluated per step (llama.cpp's default 512): another batch size gives other
-    floating-point rounding, the same model (a null for the fidelity audit)."""
+    floating-point rounding, the same model (a null for the fidelity audit). llama.cpp only."""
+    max_batch: int | None = Field(default=None, ge=1)
+    """Engine `transformers`: requests run together in one batch at most (default 8; 1: never
+    batched)."""
+    forced_repetition_penalty: float | None = Field(default=None, gt=0)
+    """Engine `transformers`, a test and calibration knob: apply this repetition penalty to every
+    request, whatever the request says — a provider whose sampler cannot be switched off."""
     port: int = Field(default=0, ge=0, le=65535)
     """Loopback port (0: a free one)."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> LocalSpec:
+        if self.engine == "transformers" and self.n_batch is not None:
+            raise ValueError(
+                "n_batch is llama.cpp's prompt batch size; engine transformers has none "
+                "(remove it; max_batch sets how many requests run together)"
+            )
+        if self.engine == "llama.cpp":
+            for k in ("max_batch", "forced_repetition_penalty"):
+                if getattr(self, k) is not None:
+                    raise ValueError(f"{k} is a setting of engine transformers (set engine too)")
+        return self
 
 
 class ProxySpec(_Strict):
@@ -146,6 +173,12 @@ class Endpoint(_Strict):
     """Provider routing passed through to the endpoint (OpenRouter `provider` object)."""
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """Extra JSON body fields sent as they are."""
+    engine: Literal["llama.cpp", "vllm", "sglang", "transformers", "openai"] | None = None
+    """The inference engine behind the endpoint, when known: the fidelity audit then sends, with
+    every audit call (greedy too), the fields that switch off that engine's own sampler defaults
+    (llama.cpp penalises repeats by 1.1 even at temperature 0). `openai`: a strict API that takes
+    no extra field. Unset: `llama.cpp` for `provider: local` (or its `local.engine`), followed
+    through a proxy to its target; nothing is sent otherwise. See docs/FIDELITY.md."""
     api: Literal["chat", "completions"] = "chat"
     stream: bool = True
     stream_usage: bool = True
@@ -251,16 +284,37 @@ class AuditSettings(_Strict):
     regimes: list[Literal["greedy", "sampled"]] = Field(default_factory=lambda: ["greedy"])  # type: ignore[arg-type]
     """`greedy` (T=0: outputs compared with the reference's) and/or `sampled` (T=1: samples scored
     token by token under the reference model)."""
-    budget: int = Field(default=30, ge=2, le=10000)
+    budget: int = Field(default=70, ge=2, le=10000)
     """Most calls per regime per candidate endpoint; the test stops earlier once decided."""
     batch: int = Field(default=10, ge=1, le=1000)
     """Calls per round between two looks at the evidence."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
     max_tokens: int = Field(default=48, ge=1)
     seed: int = 0
+    same_within: float = Field(default=0.05, gt=0, lt=1)
+    """δ of the "same" claim: "same" only when a 95% anytime-valid upper confidence bound on the
+    share of prompts whose greedy output parts *confidently* from the reference's (see `margin`)
+    is below δ — an equivalence bound, never "no difference was found". At 0 such divergences
+    δ = 0.05 takes 68 greedy calls (0.1: 33, 0.2: 16); an endpoint routing 10% of requests
+    elsewhere cannot be called "same" at 0.05."""
+    margin: float = Field(default=0.1, ge=0)
+    """Nats by which the reference must prefer its own token over the candidate's, at the first
+    token where their greedy outputs part, for the divergence to count as evidence. Honest engines
+    (another GPU, batch size, kernel) flip the argmax only at near-ties; substitutes part where the
+    reference was surer. Measured on the local ladder over 40 prompts: every divergence of the
+    same weights on another engine or precision (PyTorch fp32 1/40, F32 3/40) at < 0.005 nats;
+    divergences kept at 0.1: Q8_0 9/40, Q4_K_M 31/40, Q2_K 38/40 (docs/FIDELITY.md). BF16 engines
+    on GPUs were not measured here: raise it if their near-ties are wider. 0 counts every
+    divergence (the rule when no reference scorer is available)."""
+    multiplicity: Literal["per_endpoint", "fdr"] = "per_endpoint"
+    """What α controls across the candidates: `per_endpoint` — each "different" verdict alone is
+    wrong with probability ≤ α; `fdr` — the expected share of wrong "different" verdicts among all
+    the lineup's is ≤ α (e-BH over the candidates' e-values, valid under the dependence their
+    shared reference answers create; a candidate is then decided at K/α). "same" claims are per
+    endpoint in both."""
     same_effect: float = Field(default=0.5, gt=0, le=1)
-    """The stated distortion size for a "same" verdict: the audit says "same" only if, with the calls
-    it made, it had power >= 0.8 to detect a change of at least this fraction of greedy outputs."""
+    """The effect the printed power is quoted at: the share of prompts whose greedy output parts
+    confidently from the reference's (exact, binomial, for the greedy test)."""
     reference_gguf: str | None = None
     """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
     logprobs: bool = False
@@ -293,13 +347,11 @@ class AuditSettings(_Strict):
     tail of rare tokens makes the reference-scored tests steadier. `1` samples the full
     distribution."""
     sampled_params: dict[str, Any] = Field(default_factory=dict)
-    """Extra body fields for every sampled-regime call, so an engine samples from the model's own
-    distribution at T=1, cut by the nucleus `top_p` and nothing else. Endpoints bakeoff starts on
-    llama.cpp (`provider: local`, and proxies in front of one) always get `top_k: 0, min_p: 0,
-    repeat_penalty: 1` (llama-cpp-python's server otherwise truncates to top_k 40 and min_p 0.05
-    and penalises repeats by 1.1). For other engines set what they take, e.g. vLLM:
-    `{top_k: -1, min_p: 0, repetition_penalty: 1}`; the reference and the candidates must sample
-    the same way, or the sampled test sees the samplers differ, not the weights."""
+    """Extra body fields for every sampled-regime call, over the neutral sampler of each
+    endpoint's `engine` (which every audit call gets, greedy too: llama.cpp `top_k: 0, min_p: 0,
+    repeat_penalty: 1`; vLLM and SGLang `top_k: -1, min_p: 0, repetition_penalty: 1`). Use it for
+    an engine bakeoff does not know; the reference and the candidates must sample the same way,
+    or the sampled test sees the samplers differ, not the weights."""
 
 
 class DatasetSpec(_Strict):

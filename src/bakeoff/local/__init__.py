@@ -1,5 +1,6 @@
 """The embedded default: the packaged SmolLM2-135M-Instruct at several precisions, served by real
-llama.cpp servers on loopback."""
+llama.cpp servers on loopback (or, with engine `transformers`, by bakeoff's own server over
+PyTorch: `_torch_server.py`)."""
 
 from bakeoff.local._assets import (
     MODEL_NAME,

@@ -1,4 +1,5 @@
-"""llama.cpp servers (`python -m llama_cpp.server`), one per variant, on loopback ports.
+"""Local servers, one per variant, on loopback ports: llama.cpp's (`python -m llama_cpp.server`), or
+bakeoff's own over transformers (`python -m bakeoff.local._torch_server`, engine `transformers`).
 
 Each server is started in its own session (a Ctrl-C in the terminal reaches bakeoff, which stops the
 servers after in-flight calls are stored) with the kernel told to kill it when its parent dies
@@ -18,12 +19,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 
 from bakeoff.local._assets import cache_dir
 
 _PR_SET_PDEATHSIG = 1
+
+EngineName = Literal["llama.cpp", "transformers"]
 
 
 class ServerError(Exception):
@@ -71,6 +75,7 @@ class LocalServer:
     n_ctx: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    engine: EngineName = "llama.cpp"
 
     @property
     def url(self) -> str:
@@ -88,24 +93,15 @@ class LocalServer:
         return "\n".join(lines[-n:])
 
 
-def launch(
-    name: str,
+def _llama_cmd(
     model_path: Path,
-    *,
     alias: str,
-    port: int = 0,
-    n_threads: int = 1,
-    n_ctx: int = 2048,
-    n_batch: int | None = None,
-    seed: int = 0,
-) -> LocalServer:
-    """Start a server process (returns at once; see `wait_ready`)."""
-    if port and port_in_use(port):
-        raise ServerError(f"{name}: port {port} on 127.0.0.1 is already in use; pick another")
-    port = port or free_port()
-    logs = cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}-{port}.log"
+    port: int,
+    n_threads: int,
+    n_ctx: int,
+    n_batch: int | None,
+    seed: int,
+) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -134,7 +130,81 @@ def launch(
     ]
     if n_batch is not None:
         cmd += ["--n_batch", str(n_batch)]
-    srv = LocalServer(name, model_path, alias, port, n_threads, n_ctx, log_path)
+    return cmd
+
+
+def _torch_cmd(
+    model_path: Path,
+    alias: str,
+    port: int,
+    n_threads: int,
+    n_ctx: int,
+    seed: int,
+    max_batch: int | None,
+    forced_repetition_penalty: float | None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bakeoff.local._torch_server",
+        "--model",
+        str(model_path),
+        "--alias",
+        alias,
+        "--port",
+        str(port),
+        "--threads",
+        str(n_threads),
+        "--n-ctx",
+        str(n_ctx),
+        "--seed",
+        str(seed),
+    ]
+    if max_batch is not None:
+        cmd += ["--max-batch", str(max_batch)]
+    if forced_repetition_penalty is not None:
+        cmd += ["--forced-repetition-penalty", str(forced_repetition_penalty)]
+    return cmd
+
+
+def launch(
+    name: str,
+    model_path: Path,
+    *,
+    alias: str,
+    port: int = 0,
+    n_threads: int = 1,
+    n_ctx: int = 2048,
+    n_batch: int | None = None,
+    seed: int = 0,
+    engine: EngineName = "llama.cpp",
+    max_batch: int | None = None,
+    forced_repetition_penalty: float | None = None,
+) -> LocalServer:
+    """Start a server process (returns at once; see `wait_ready`). `n_batch` is llama.cpp's;
+    `max_batch` and `forced_repetition_penalty` are the transformers server's."""
+    if port and port_in_use(port):
+        raise ServerError(f"{name}: port {port} on 127.0.0.1 is already in use; pick another")
+    if engine == "transformers":
+        if n_batch is not None:
+            raise ServerError(
+                f"{name}: n_batch is a llama.cpp setting; engine transformers has none"
+            )
+    elif max_batch is not None or forced_repetition_penalty is not None:
+        raise ServerError(
+            f"{name}: max_batch and forced_repetition_penalty are settings of engine transformers"
+        )
+    port = port or free_port()
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}-{port}.log"
+    if engine == "transformers":
+        cmd = _torch_cmd(
+            model_path, alias, port, n_threads, n_ctx, seed, max_batch, forced_repetition_penalty
+        )
+    else:
+        cmd = _llama_cmd(model_path, alias, port, n_threads, n_ctx, n_batch, seed)
+    srv = LocalServer(name, model_path, alias, port, n_threads, n_ctx, log_path, engine=engine)
     with log_path.open("wb") as log:
         srv.proc = subprocess.Popen(
             cmd,
@@ -156,7 +226,7 @@ async def wait_ready(srv: LocalServer, timeout: float = 180.0) -> None:
             code = srv.proc.poll()
             if code is not None:
                 raise ServerError(
-                    f"{srv.name}: llama.cpp server exited with code {code} before it was ready; "
+                    f"{srv.name}: {srv.engine} server exited with code {code} before it was ready; "
                     f"log {srv.log_path}:\n{srv.log_tail()}"
                 )
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):

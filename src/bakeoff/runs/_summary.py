@@ -40,7 +40,10 @@ def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | 
         return None
     return {
         "verdict": v["verdict"],
+        "claim": v.get("claim"),
         "p_value": v["p_value"],
+        "multiplicity": v.get("multiplicity", "per_endpoint"),
+        "alpha": v.get("alpha"),
         "calls": v["calls"],
         "tokens": v["tokens"],
         "why": v["why"],
@@ -120,6 +123,13 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         endpoints.append(entry)
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
+    warnings = [
+        f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
+        f"{st['unisolated_calls']} of {st['n']} calls"
+        for e in endpoints
+        for suite, st in e["suites"].items()
+        if st.get("unisolated_calls")
+    ]
     return {
         "run_id": run_id,
         "status": run["status"],
@@ -130,6 +140,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "repeats": lineup.run.repeats,
         "endpoints": endpoints,
         "pareto": pareto,
+        "warnings": warnings,
     }
 
 
@@ -210,6 +221,9 @@ def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
     names = sorted({k for o in rows for k in o.metrics})
     if names:
         out["metrics"] = {k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / n, 4) for k in names}
+    unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
+    if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
+        out["unisolated_calls"] = unisolated
     # unbiased pass@k when items were asked more than once
     by_item: dict[str, list[bool]] = defaultdict(list)
     for o in rows:
