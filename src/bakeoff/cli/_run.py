@@ -303,7 +303,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
 def fidelity_caption(summary: dict[str, Any]) -> str:
     """What the fidelity column claims, and what its alpha controls."""
     f: dict[str, Any] = next(
-        (e["fidelity"] for e in summary["endpoints"] if e.get("fidelity", {}).get("multiplicity")),
+        (
+            e["fidelity"]
+            for e in summary["endpoints"]
+            if (e.get("fidelity") or {}).get("multiplicity")
+        ),
         {},
     )
     mult, alpha = f.get("multiplicity", "per_endpoint"), f.get("alpha") or 0.05
