@@ -98,7 +98,9 @@ def test_open_loop_keeps_its_schedule(tmp_path, fake_proc):
     )
     lv = s["endpoints"]["fk"]["levels"][0]
     m = lv["metrics"]
-    assert m["request_throughput"] == pytest.approx(40, rel=0.1)
+    # 2.2 s of measured slots at 40/s; throughput only bounded above (a late reply stretches the
+    # window it divides by, see test_sharded_client_processes)
+    assert m["requests"] == 88 and m["request_throughput"] <= 40 * 1.05
     # a send counts as late past LATE_MS (5 ms): the client's own lateness, which on a loaded
     # 2-core machine is scheduling delay; 5% of sends (the self-check itself flags 1%) leaves room
     # for that noise while a schedule that drifts (every send late) still fails
@@ -154,9 +156,14 @@ def test_sharded_client_processes(tmp_path, fake_proc):
     _, _, s = _run(tmp_path, fk.url, mode="open", levels=[30], processes=2, duration_s=3.0)
     lv = s["endpoints"]["fk"]["levels"][0]
     assert lv["self_check"]["processes"] == 2
-    assert lv["all_requests"] == 90 and lv["metrics"]["request_throughput"] == pytest.approx(
-        30, rel=0.15
-    )
+    assert lv["all_requests"] == 90
+    # The two shards together hold the offered 30/s schedule: the measured phase (0.5 s warmup and
+    # 0.3 s cooldown cut from 3 s) holds 2.2 s of slots. Throughput divides by a window that a late
+    # reply stretches (a loaded CI machine's fake server measured 21/s), so only its upper bound is
+    # a property of the client.
+    m = lv["metrics"]
+    assert abs(m["requests"] - 66) <= 2 and m["ok"] == m["requests"]
+    assert m["request_throughput"] <= 30 * 1.05
 
 
 def test_cli_perf_json(tmp_path, fake_proc):
