@@ -9,9 +9,11 @@ DEV := $(VENV)/.installed-dev
 
 # the browser tests drive Debian's Chromium (no browser is downloaded by a test tool)
 CHROMIUM ?= /usr/bin/chromium
+# model-written code (the code suite, scorer: code) runs only inside bubblewrap (Debian: bubblewrap)
+BWRAP ?= /usr/bin/bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint fmt bench clean fuzz screenshots
+.PHONY: install demo test lint fmt bench clean fuzz screenshots sandbox
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,13 +32,21 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
+$(BWRAP):
+	@command -v apt-get >/dev/null || { echo "the code suite's sandbox needs bubblewrap at $(BWRAP) (Debian/Ubuntu package: bubblewrap)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+
+# the sandbox for model-written code alone (`make test` installs it too)
+sandbox: $(BWRAP)
+
 install: $(LOCAL)
 
 # the main job: the local lineup of llama.cpp servers (no API key, no network)
 demo: $(LOCAL)
 	$(BIN)/bakeoff run
 
-test: $(DEV) $(CHROMIUM)
+test: $(DEV) $(CHROMIUM) $(BWRAP)
 	$(BIN)/python -m pytest -q
 
 lint: $(DEV)
@@ -48,17 +58,18 @@ fmt: $(DEV)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-fuzz: $(DEV)
+fuzz: $(DEV) $(BWRAP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 # refresh the screenshots in docs/ from the browser tests
 screenshots: $(DEV) $(CHROMIUM)
 	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
 
-bench: $(DEV)
+bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/ui_scale.py
 	$(BIN)/python bench/crash_trials.py
+	$(BIN)/python bench/code_sandbox.py
 	bash bench/default_run.sh
 
 clean:

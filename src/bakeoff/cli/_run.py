@@ -35,6 +35,13 @@ from bakeoff.runs._runner import lineup_of_run
 from bakeoff.store import Store, StoreError
 from bakeoff.suites.datasets import DatasetError
 
+UnsafeCodeOption = typer.Option(
+    False,
+    "--unsafe-code",
+    help="Where no bubblewrap sandbox can be made, run model-written code (the code suite, "
+    "scorer: code) without isolation instead of refusing; the summary and report say so.",
+)
+
 
 def run(
     config: Path | None = typer.Option(
@@ -77,12 +84,7 @@ def run(
         dir_okay=False,
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML report."),
-    unsafe_code: bool = typer.Option(
-        False,
-        "--unsafe-code",
-        help="Where no bubblewrap sandbox can be made, run model-written code (the code suite, "
-        "scorer: code) without isolation instead of refusing; the summary and report say so.",
-    ),
+    unsafe_code: bool = UnsafeCodeOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison."""

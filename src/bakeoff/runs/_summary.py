@@ -123,13 +123,6 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         endpoints.append(entry)
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
-    warnings = [
-        f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
-        f"{st['unisolated_calls']} of {st['n']} calls"
-        for e in endpoints
-        for suite, st in e["suites"].items()
-        if st.get("unisolated_calls")
-    ]
     return {
         "run_id": run_id,
         "status": run["status"],
@@ -140,8 +133,19 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "repeats": lineup.run.repeats,
         "endpoints": endpoints,
         "pareto": pareto,
-        "warnings": warnings,
+        "warnings": _isolation_warnings(endpoints),
     }
+
+
+def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
+    """One line per endpoint and suite whose model-written code ran without the sandbox."""
+    return [
+        f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
+        f"{st['unisolated_calls']} of {st['n']} calls"
+        for e in endpoints
+        for suite, st in e["suites"].items()
+        if st.get("unisolated_calls")
+    ]
 
 
 @dataclass

@@ -1,17 +1,32 @@
-"""Bootstrap of a sandboxed Python process: install the audit hook, then run the program.
+"""Bootstrap of a sandboxed Python process: lower the process limit, install the audit hook, then
+run the program — or, in `calls` mode, load it as a module and call its function on each input.
 
-Run as `python -I -S -B _boot.py SANDBOX_DIR PROGRAM`. Runs before any untrusted code; everything it
-needs is imported before the hook goes in. A forbidden action ends the process at once with exit code
-97 and one line `BAKEOFF-SANDBOX-VIOLATION: <event> <detail>` on stderr — the program cannot catch it.
+Run as `python -I -S -B _boot.py IN_DIR WORK_DIR`; IN_DIR holds `config.json`, `program.py` and, in
+`calls` mode, `inputs.json` (argument lists only: the expected values never enter the sandbox).
+Runs before any untrusted code; everything it needs is imported before the hook goes in.
+
+The audit hook is NOT the security boundary (one line of the program can switch it off; bubblewrap is
+the boundary): it exists to end, with a named reason, a program doing what a solution never needs —
+exit code 97 and one line `BAKEOFF-SANDBOX-VIOLATION: <event> <detail>` on stderr.
+
+In `calls` mode the program's own stdout is sent to stderr, and this file writes one line
+`BAKEOFF-RETURNS <json>` to the original stdout: each call's return value in a tagged encoding (or
+the exception it raised). The program can write that line too: it is read as the program's answers,
+never as a verdict — the parent compares the values with expected values it never sent.
 """
 
+import json
 import os
+import resource
 import sys
 import sysconfig
+import types
 
 _VIOLATION = 97
-_BOX = os.path.realpath(sys.argv[1])
-_PROGRAM = sys.argv[2]
+_IN = os.path.realpath(sys.argv[1])
+_BOX = os.path.realpath(sys.argv[2])
+with open(os.path.join(_IN, "config.json"), encoding="utf-8") as _fh:
+    _CONFIG = json.load(_fh)
 _READ_ROOTS = tuple(
     {
         os.path.realpath(p)
@@ -20,12 +35,14 @@ _READ_ROOTS = tuple(
             sysconfig.get_paths()["platstdlib"],
             os.path.dirname(os.__file__),
             os.path.dirname(os.path.realpath(__file__)),
+            _IN,
         )
     }
 )
 _READ_FILES = ("/dev/null", "/dev/urandom", "/dev/zero")
 _WRITE_OPEN_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _MAX_WRITTEN_FILES = 64
+_RETURNS = "BAKEOFF-RETURNS "
 
 _BLOCKED_EVENTS = {
     "os.system",
@@ -53,6 +70,7 @@ _BLOCKED_EVENTS = {
     "http.client.connect",
     "ftplib.connect",
     "smtplib.connect",
+    "sqlite3.connect",
 }
 _BLOCKED_IMPORTS = ("ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "mmap")
 _PATH_WRITE_EVENTS = {
@@ -117,22 +135,7 @@ def _check(event, args):
             _die(event, f"of {name} is not allowed in the sandbox")
         return
     if event == "open":
-        path = _resolve(args[0])
-        if path is None:
-            return
-        mode = args[1] if len(args) > 1 else None
-        flags = args[2] if len(args) > 2 else 0
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
-            (flags or 0) & _WRITE_OPEN_FLAGS
-        )
-        if writing:
-            if not _inside(path, (_BOX,)):
-                _die(event, f"for writing outside the sandbox dir: {path}")
-            _state["written"] += 1
-            if _state["written"] > _MAX_WRITTEN_FILES:
-                _die(event, f"more than {_MAX_WRITTEN_FILES} files opened for writing")
-        elif not _readable(path):
-            _die(event, f"outside the sandbox dir: {path}")
+        _check_open(event, args)
         return
     if event in _PATH_WRITE_EVENTS:
         idx = _PATH_WRITE_EVENTS[event]
@@ -148,14 +151,101 @@ def _check(event, args):
             _die(event, f"outside the sandbox dir: {path}")
 
 
+def _check_open(event, args):
+    path = _resolve(args[0])
+    if path is None:
+        return
+    mode = args[1] if len(args) > 1 else None
+    flags = args[2] if len(args) > 2 else 0
+    writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
+        (flags or 0) & _WRITE_OPEN_FLAGS
+    )
+    if writing:
+        if not _inside(path, (_BOX,)):
+            _die(event, f"for writing outside the sandbox dir: {path}")
+        _state["written"] += 1
+        if _state["written"] > _MAX_WRITTEN_FILES:
+            _die(event, f"more than {_MAX_WRITTEN_FILES} files opened for writing")
+    elif not _readable(path):
+        _die(event, f"outside the sandbox dir: {path}")
+
+
+def _encode(v, depth=0):
+    """A JSON-able tagged form that keeps the types `==` cares about (tuple vs list, float, set,
+    bytes); a value of any other type is opaque (it equals nothing)."""
+    if depth > 60:
+        return {"t": "opaque", "v": "nested too deeply"}
+    if v is None or type(v) in (bool, int, str):
+        return v
+    d = depth + 1
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, float):
+        return {"t": "float", "v": repr(float(v))}
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, list):
+        return [_encode(x, d) for x in v]
+    if isinstance(v, tuple):
+        return {"t": "tuple", "v": [_encode(x, d) for x in v]}
+    if isinstance(v, dict):
+        return {"t": "dict", "v": [[_encode(k, d), _encode(x, d)] for k, x in v.items()]}
+    if isinstance(v, (set, frozenset)):
+        return {"t": "set", "v": [_encode(x, d) for x in v]}
+    if isinstance(v, (bytes, bytearray)):
+        return {"t": "bytes", "v": bytes(v).hex()}
+    return {"t": "opaque", "v": f"{type(v).__name__}: {repr(v)[:200]}"}
+
+
+def _call_each(ns, func, inputs):
+    out = []
+    fn = ns.get(func)
+    for args in inputs:
+        if not callable(fn):
+            out.append({"raised": "NameError"})  # as calling the undefined name would
+            continue
+        try:
+            out.append({"value": _encode(fn(*args))})
+        except Exception as e:  # the exception the program raised is its answer for this input
+            out.append({"raised": type(e).__name__})
+    return out
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def main():
     os.chdir(_BOX)
-    with open(_PROGRAM, encoding="utf-8") as fh:
+    for name, value in _CONFIG.get("rlimits", {}).items():  # soft = hard: none can be raised
+        resource.setrlimit(getattr(resource, name), (value, value))
+    program = os.path.join(_IN, "program.py")  # its tracebacks' source lines are read from here
+    with open(program, encoding="utf-8") as fh:
         source = fh.read()
-    code = compile(source, "program.py", "exec")
+    calls = _CONFIG.get("mode") == "calls"
+    inputs = None
+    if calls:
+        with open(os.path.join(_IN, "inputs.json"), encoding="utf-8") as fh:
+            inputs = json.load(fh)
+        result_fd = os.dup(1)
+        os.dup2(2, 1)  # the program's prints go to stderr
+    code = compile(source, program, "exec")
     sys.addaudithook(_hook)
     sys.argv = ["program.py"]
-    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+    if calls:  # a real module (dataclasses and pickle look the module up in sys.modules)
+        module = types.ModuleType("solution")
+        sys.modules["solution"] = module
+        ns = module.__dict__
+    else:
+        ns = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(code, ns)
+    if calls:
+        line = _RETURNS + json.dumps(_call_each(ns, _CONFIG["func"], inputs)) + "\n"
+        _write_all(result_fd, line.encode("utf-8", "replace"))
 
 
 main()

@@ -3,9 +3,12 @@
 Each task family has our own description, a reference implementation and an input generator; the
 hidden tests are the reference's outputs on seeded inputs, so they are right by construction.
 Function names and constants are drawn per item. The reply's code is taken from its markdown code
-block (or the whole reply if it has none), the tests are appended, and the program runs in the
-sandbox (`bakeoff.sandbox`): separate process, CPU/wall/memory limits, no network, a fresh temp dir, a
-clean environment. pass@1 per call; with repeats, the summary adds unbiased pass@k.
+block (or the whole reply if it has none) and loaded as a module in the sandbox (`bakeoff.sandbox`:
+bubblewrap namespaces, a read-only minimal root, no network, CPU/wall/memory/process limits),
+which calls the function on each test's arguments and reports the return values; this process
+compares them with the expected values, which never enter the sandbox — so a program printing a
+test report of its own gains nothing. pass@1 per call; with repeats, the summary adds unbiased
+pass@k.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bakeoff.endpoints import CallResult
-from bakeoff.sandbox import Limits, run_python
+from bakeoff.sandbox import Limits, call_function
 from bakeoff.suites._types import Item, Reply, Score, rng, unique_items
 
 
@@ -134,34 +137,52 @@ def extract_code(text: str, func: str | None = None) -> str:
     return blocks[0] if blocks else text
 
 
-def _harness(code: str, func: str, cases: list[dict[str, Any]]) -> str:
-    return (
-        code
-        + "\n\n# --- hidden tests (appended by bakeoff) ---\n"
-        + "import json as _j, sys as _s\n"
-        + f"_cases = _j.loads({json.dumps(json.dumps(cases))})\n"
-        + "_passed = 0\n"
-        + "for _c in _cases:\n"
-        + "    try:\n"
-        + f"        _ok = {func}(*_c['args']) == _c['expected']\n"
-        + "    except Exception:\n"
-        + "        _ok = False\n"
-        + "    _passed += bool(_ok)\n"
-        + "_s.stdout.write('\\nBAKEOFF-TESTS %d/%d\\n' % (_passed, len(_cases)))\n"
-    )
+class TestRun(NamedTuple):
+    passed: int
+    total: int
+    why: str
+    """`ok`, or how the program failed (`timeout: …`, `forbidden: …`, `no answers`, …)."""
+    isolated: bool
+    """Ran in the bubblewrap sandbox (False only under `bakeoff run --unsafe-code`)."""
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def run_tests(
     code: str, func: str, cases: list[dict[str, Any]], limits: Limits | None = None
-) -> tuple[int, int, str]:
-    """(passed, total, reason) of the hidden tests on this code, in the sandbox."""
+) -> TestRun:
+    """The hidden tests on this code: the program runs in the sandbox, which calls `func` on each
+    case's arguments and reports what it returned; the comparison with the expected values happens
+    here, and they never enter the sandbox. Whatever the program prints — a forged report included —
+    can only be taken as its answers."""
+    n = len(cases)
     with _SANDBOX_SLOTS:
-        res = run_python(_harness(code, func, cases), limits or Limits(wall_s=10, cpu_s=5))
-    m = re.findall(r"BAKEOFF-TESTS (\d+)/(\d+)", res.stdout)
-    if res.reason == "ok" and m:
-        return int(m[-1][0]), int(m[-1][1]), "ok"
-    why = res.reason if res.reason != "ok" else "no test report"
-    return 0, len(cases), f"{why}: {res.detail}".strip(": ")
+        run = call_function(code, func, [c["args"] for c in cases], limits or Limits(wall_s=10))
+    res = run.result
+    if res.reason != "ok":
+        return TestRun(0, n, f"{res.reason}: {res.detail}".strip(": "), res.isolated)
+    if run.returns is None:
+        return TestRun(
+            0, n, "no answers: the program ended before its function was called", res.isolated
+        )
+    passed, first_failure = 0, ""
+    for c, got in zip(cases, run.returns, strict=True):
+        expected = json.loads(json.dumps(c["expected"]))  # as stored: tuples are lists
+        if got.raised is None and got.value == expected:
+            passed += 1
+        elif not first_failure:
+            what = f"raised {got.raised}" if got.raised else f"returned {_short(got.value)}"
+            first_failure = f"; {func}(*{_short(c['args'])}) {what}, expected {_short(expected)}"
+    return TestRun(passed, n, "ok" + first_failure, res.isolated)
+
+
+def isolation_score(isolated: bool) -> Score:
+    """Stored with every code score: whether the program ran in the sandbox."""
+    detail = "bubblewrap sandbox" if isolated else "UNISOLATED (--unsafe-code)"
+    return Score(scorer="isolated", value=float(isolated), detail=detail)
 
 
 def _ordinal(k: int) -> str:
@@ -170,6 +191,7 @@ def _ordinal(k: int) -> str:
 
 class CodeSuite:
     name = "code"
+    runs_model_code = True
     description = "Write-a-function tasks with hidden unit tests run in a sandbox; pass@1 (pass@k)."
     default_size = 30
     tiers = ("easy", "medium", "hard")
@@ -211,13 +233,14 @@ class CodeSuite:
     def score(self, item: Item, result: CallResult) -> list[Score]:
         func = item.target["func"]
         code = extract_code(result.text, func)
-        passed, total, why = run_tests(code, func, item.target["cases"])
+        passed, total, why, isolated = run_tests(code, func, item.target["cases"])
         ok = passed == total and total > 0
         return [
             Score(
                 scorer="pass", value=float(ok), passed=ok, detail=f"{passed}/{total} tests; {why}"
             ),
             Score(scorer="tests", value=passed / total if total else 0.0),
+            isolation_score(isolated),
         ]
 
     async def ascore(self, item: Item, result: CallResult) -> list[Score]:

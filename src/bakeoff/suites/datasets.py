@@ -22,7 +22,7 @@ import orjson
 from bakeoff.endpoints import CallResult
 from bakeoff.suites._scorers import ExactMatch, NumericMatch
 from bakeoff.suites._types import Item, Score
-from bakeoff.suites.code import extract_code, run_tests
+from bakeoff.suites.code import extract_code, isolation_score, run_tests
 from bakeoff.suites.structured import parse_json
 
 LETTERS = "ABCDEFGHIJ"
@@ -183,6 +183,8 @@ class DatasetSuite:
             raise DatasetError(
                 f"dataset {spec.name!r}: prompt template line {e.lineno}: {e.message}"
             ) from None
+        self.runs_model_code = spec.scorer == "code"
+        """The sandbox must be available (or --unsafe-code given) before a run starts."""
         self._records: list[Item] | None = None
         self._judge_tpl = env.from_string(spec.judge_prompt or JUDGE_PROMPT)
 
@@ -285,10 +287,13 @@ class DatasetSuite:
             tests = item.target
             func = self.spec.entry_point
             cases = tests if isinstance(tests, list) else json.loads(str(tests))
-            passed, total, why = run_tests(extract_code(result.text, func), func or "", cases)
+            passed, total, why, isolated = run_tests(
+                extract_code(result.text, func), func or "", cases
+            )
             ok = passed == total and total > 0
             return [
-                Score(scorer="pass", value=float(ok), passed=ok, detail=f"{passed}/{total}; {why}")
+                Score(scorer="pass", value=float(ok), passed=ok, detail=f"{passed}/{total}; {why}"),
+                isolation_score(isolated),
             ]
         raise ValueError(f"unknown scorer {kind!r}")
 
