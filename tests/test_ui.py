@@ -133,3 +133,44 @@ def test_report_holds_every_page_and_no_network_reference(run, tmp_path):
     overview = v.page(f"/run/{run_id}").html
     assert overview.replace('href="/', 'href="#/') == pages[f"/run/{run_id}"]["html"]
     assert HOSTILE not in html
+
+
+def test_every_interface_still_checks_the_host(run):
+    """`--host 0.0.0.0` accepts this machine's names and the ones given, not any Host header
+    (DNS rebinding: a page on evil.example resolving to this machine reads nothing)."""
+    import http.client
+    import socket
+    import subprocess
+
+    from conftest import BAKEOFF, wait_for
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [*BAKEOFF, "ui", "--db", str(run[0]), "--host", "0.0.0.0", "--port", str(port)]
+    p = subprocess.Popen([*cmd, "--allow-host", "bakeoff.lan"], stderr=subprocess.PIPE, text=True)
+
+    def status(host: str) -> int:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            con.request("GET", "/", headers={"Host": host})
+            return con.getresponse().status
+        finally:
+            con.close()
+
+    def up() -> bool:
+        try:
+            return status(f"127.0.0.1:{port}") == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=30)
+        assert status(f"localhost:{port}") == 200
+        assert status(f"bakeoff.lan:{port}") == 200
+        assert status(f"{socket.gethostname()}:{port}") == 200
+        assert status(f"evil.example:{port}") == 421
+        assert status(f"bakeoff.lan.evil.example:{port}") == 421
+    finally:
+        p.terminate()
+        p.communicate(timeout=10)

@@ -4,24 +4,57 @@ The public API. Everything else lives in the concept packages (`endpoints`, `lin
 `runs`, `store`, `fake`) and may change without notice.
 """
 
+import typing
+
 __version__ = "0.1.0"
 
-from bakeoff.endpoints import (
-    CallError,
-    CallRequest,
-    CallResult,
-    EndpointClient,
-    ErrorClass,
-    RetryPolicy,
-    Timeouts,
-)
-from bakeoff.fake import FakeConfig, FakeServer
-from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup
-from bakeoff.plugins import hookimpl
-from bakeoff.providers import Provider
-from bakeoff.runs import RunOptions, create_run, execute, summarize
-from bakeoff.store import Store
-from bakeoff.suites import Item, Score, Suite
+if typing.TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from bakeoff.endpoints import (
+        CallError,
+        CallRequest,
+        CallResult,
+        EndpointClient,
+        ErrorClass,
+        RetryPolicy,
+        Timeouts,
+    )
+    from bakeoff.fake import FakeConfig, FakeServer
+    from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup
+    from bakeoff.plugins import hookimpl
+    from bakeoff.providers import Provider
+    from bakeoff.runs import RunOptions, create_run, execute, summarize
+    from bakeoff.store import Store
+    from bakeoff.suites import Item, Score, Suite
+
+_HOME = {
+    "CallError": "bakeoff.endpoints",
+    "CallRequest": "bakeoff.endpoints",
+    "CallResult": "bakeoff.endpoints",
+    "Endpoint": "bakeoff.lineups",
+    "EndpointClient": "bakeoff.endpoints",
+    "ErrorClass": "bakeoff.endpoints",
+    "FakeConfig": "bakeoff.fake",
+    "FakeServer": "bakeoff.fake",
+    "Item": "bakeoff.suites",
+    "Lineup": "bakeoff.lineups",
+    "LineupError": "bakeoff.lineups",
+    "Provider": "bakeoff.providers",
+    "RetryPolicy": "bakeoff.endpoints",
+    "RunOptions": "bakeoff.runs",
+    "Score": "bakeoff.suites",
+    "Store": "bakeoff.store",
+    "Suite": "bakeoff.suites",
+    "Timeouts": "bakeoff.endpoints",
+    "create_run": "bakeoff.runs",
+    "execute": "bakeoff.runs",
+    "hookimpl": "bakeoff.plugins",
+    "load_lineup": "bakeoff.lineups",
+    "parse_lineup": "bakeoff.lineups",
+    "summarize": "bakeoff.runs",
+}
+"""Where each public name lives: imported on first use, so `import bakeoff` (and every CLI
+command) does not pay for aiohttp, numpy and the stores before it needs them."""
+
 
 __all__ = [
     "CallError",
@@ -50,3 +83,17 @@ __all__ = [
     "parse_lineup",
     "summarize",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _HOME:
+        import importlib
+
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bakeoff' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

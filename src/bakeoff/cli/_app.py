@@ -1,11 +1,24 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 
 import typer
 
 from bakeoff import __version__
-from bakeoff.cli import _audit, _calibrate, _fake, _local, _perf, _run, _store, _suites, _ui
+from bakeoff.cli import (
+    _audit,
+    _calibrate,
+    _fake,
+    _interrupted_early,
+    _local,
+    _perf,
+    _run,
+    _store,
+    _suites,
+    _ui,
+)
 
 app = typer.Typer(
     name="bakeoff",
@@ -55,8 +68,24 @@ def main() -> None:
     from bakeoff.cli._common import err
     from bakeoff.store import StoreError
 
+    # SIGTERM is handled as Ctrl-C everywhere (the same clean message, work stored, exit 130);
+    # not a signal our parent set to be ignored
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.SIG_DFL, _interrupted_early):
+            signal.signal(sig, signal.default_int_handler)
     try:
         app()
+    except SystemExit as e:
+        # typer turns a Ctrl-C (or SIGTERM) that no command handled into a silent exit 130
+        ctx = e.__context__
+        if e.code == 130 and ctx is not None and isinstance(ctx.__cause__, KeyboardInterrupt):
+            sys.stderr.write("interrupted (what finished before is stored)\n")
+        raise
     except StoreError as e:  # the database cannot be opened or written: say so, no traceback
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise SystemExit(2) from None
+    finally:
+        # the command is over and its work stored: Python resets its handlers while it shuts
+        # down, and a SIGTERM then would turn a finished command's exit status into a kill
+        if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)

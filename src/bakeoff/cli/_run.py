@@ -239,7 +239,7 @@ def execute_with_progress(
     with progress:
         try:
             outcome = asyncio.run(execute(store, run_id, opts, after=after))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM
             return "interrupted"
         except (AssetError, ServerError, AuditError, StoreError, OSError) as e:
             progress.stop()

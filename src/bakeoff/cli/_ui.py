@@ -18,6 +18,13 @@ def ui(
     ),
     port: int = typer.Option(8765, "--port", "-p", help="Port to listen on."),
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
+    allow_host: list[str] = typer.Option(
+        [],
+        "--allow-host",
+        help="A host name the UI is reached by besides its address (repeatable; with --host "
+        "0.0.0.0 this machine's own names and addresses are accepted already). Requests with any "
+        "other Host header are refused (DNS rebinding).",
+    ),
 ) -> None:
     """Browse runs in a local web app: the endpoint × suite matrix, items side by side with diffs,
     every call's trace, the audit's evidence, perf charts, run comparisons and blind arena votes."""
@@ -33,7 +40,7 @@ def ui(
         )
     err.print(f"bakeoff ui on [bold]http://{host}:{port}/[/] over {path} (Ctrl-C to stop)")
     try:
-        serve(path, host, port, open_browser=open_browser)
+        serve(path, host, port, open_browser=open_browser, allow_hosts=allow_host)
     except OSError as e:
         raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 

@@ -34,13 +34,13 @@ MAX_RAW_BYTES = 1_000_000
 class Timeouts(BaseModel):
     """Seconds. Each phase has its own limit so that a timeout says where the endpoint stopped."""
 
-    connect: float = Field(default=10.0, gt=0)
+    connect: float = Field(default=10.0, gt=0, le=86400, allow_inf_nan=False)
     """TCP (and TLS) connection set-up."""
-    first_token: float = Field(default=120.0, gt=0)
+    first_token: float = Field(default=120.0, gt=0, le=86400, allow_inf_nan=False)
     """From sending the request to the first token (or the whole body when not streaming)."""
-    stall: float = Field(default=60.0, gt=0)
+    stall: float = Field(default=60.0, gt=0, le=86400, allow_inf_nan=False)
     """Longest silence allowed between two chunks of a stream."""
-    total: float = Field(default=600.0, gt=0)
+    total: float = Field(default=600.0, gt=0, le=7 * 86400, allow_inf_nan=False)
     """Whole call, whatever the phase."""
 
 

@@ -14,13 +14,13 @@ class RetryPolicy(BaseModel):
 
     max_retries: int = Field(default=4, ge=0, le=50)
     """Maximum number of retries, so 4 allows five attempts in total."""
-    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_base_s: float = Field(default=0.5, ge=0, le=3600, allow_inf_nan=False)
     """First backoff; doubles with each retry (exponential backoff)."""
-    backoff_max_s: float = Field(default=30.0, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
     """Upper bound of one backoff, before jitter."""
     jitter: float = Field(default=0.5, ge=0, le=1)
     """Fraction of the backoff drawn at random ("equal jitter"): 0.5 waits between 50% and 100%."""
-    retry_after_max_s: float = Field(default=120.0, ge=0)
+    retry_after_max_s: float = Field(default=120.0, ge=0, le=3600, allow_inf_nan=False)
     """A server's Retry-After longer than this is capped (the wait is still recorded)."""
 
 

@@ -13,34 +13,39 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+MAX_ITEMS = 100_000
+"""Items one suite may hold in a run (`run.limit`, and the records of a dataset)."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # every number is finite; each field has an upper bound a real lineup stays far below
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Price(_Strict):
     """Prices in dollars per million tokens."""
 
-    input_per_m: float = Field(default=0.0, ge=0)
+    input_per_m: float = Field(default=0.0, ge=0, le=1e6)
     """$ per 1M prompt (input) tokens."""
-    output_per_m: float = Field(default=0.0, ge=0)
+    output_per_m: float = Field(default=0.0, ge=0, le=1e6)
     """$ per 1M completion (output) tokens."""
 
 
 class RateLimit(_Strict):
     """Client-side limits, so a run stays inside the provider's quota."""
 
-    rpm: float | None = Field(default=None, gt=0)
+    rpm: float | None = Field(default=None, gt=0, le=1e9)
     """Requests per minute."""
-    tpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0, le=1e12)
     """Tokens (prompt + completion) per minute, charged when each call finishes."""
 
 
 class Sampling(_Strict):
     """Default sampling parameters sent with every request (an item may override max_tokens)."""
 
-    temperature: float | None = Field(default=0.0, ge=0)
+    temperature: float | None = Field(default=0.0, ge=0, le=100)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=256, gt=0)
+    max_tokens: int | None = Field(default=256, gt=0, le=10_000_000)
     seed: int | None = None
 
 
@@ -68,11 +73,11 @@ class FakeSpec(_Strict):
     script_file: str | None = None
     """A JSON file with the same mapping (relative to the lineup file)."""
     reply: str = "I don't know."
-    ttft_ms: float = Field(default=0.0, ge=0)
-    itl_ms: float = Field(default=0.0, ge=0)
-    reply_tokens: int | None = Field(default=None, ge=1)
+    ttft_ms: float = Field(default=0.0, ge=0, le=3_600_000)
+    itl_ms: float = Field(default=0.0, ge=0, le=3_600_000)
+    reply_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     """Mode `fixed`: a reply of exactly this many tokens (for load tests)."""
-    capacity: int | None = Field(default=None, ge=1)
+    capacity: int | None = Field(default=None, ge=1, le=1_000_000)
     """Requests served at once; more wait in a queue (a server's batch limit)."""
     faults: dict[str, float] = Field(default_factory=dict)
     """Fault name → probability per request (see `bakeoff fake-server --help`)."""
@@ -94,17 +99,17 @@ class LocalSpec(_Strict):
     It batches concurrent requests (`max_batch`), so a request's numerics depend on the load, as
     on real providers, and its sampler defaults are neutral (no repetition penalty, top_k or
     min_p, where llama.cpp's server applies 1.1 / 40 / 0.05)."""
-    n_threads: int | None = Field(default=None, ge=1)
+    n_threads: int | None = Field(default=None, ge=1, le=4096)
     """Threads of this server (default: the machine's cores split between the local servers)."""
-    n_ctx: int = Field(default=2048, ge=64)
+    n_ctx: int = Field(default=2048, ge=64, le=10_000_000)
     """Context window the server allocates."""
-    n_batch: int | None = Field(default=None, ge=1)
+    n_batch: int | None = Field(default=None, ge=1, le=1_000_000)
     """Prompt tokens evaluated per step (llama.cpp's default 512): another batch size gives other
     floating-point rounding, the same model (a null for the fidelity audit). llama.cpp only."""
-    max_batch: int | None = Field(default=None, ge=1)
+    max_batch: int | None = Field(default=None, ge=1, le=4096)
     """Engine `transformers`: requests run together in one batch at most (default 8; 1: never
     batched)."""
-    forced_repetition_penalty: float | None = Field(default=None, gt=0)
+    forced_repetition_penalty: float | None = Field(default=None, gt=0, le=100)
     """Engine `transformers`, a test and calibration knob: apply this repetition penalty to every
     request, whatever the request says — a provider whose sampler cannot be switched off."""
     port: int = Field(default=0, ge=0, le=65535)
@@ -131,7 +136,7 @@ class ProxySpec(_Strict):
 
     target: str
     """Name of the endpoint behind the proxy."""
-    truncate_prompt_tokens: int | None = Field(default=None, ge=1)
+    truncate_prompt_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     """Silently keep only the last N prompt tokens (oldest content dropped; the request stays valid)."""
     inject_system: str | None = None
     """Prepend this system prompt to every chat request."""
@@ -140,9 +145,9 @@ class ProxySpec(_Strict):
     route_fraction: float = Field(default=0.0, ge=0, le=1)
     """Send this fraction of requests to `route_to` instead (drawn per request from `seed`)."""
     route_to: str | None = None
-    cap_output_tokens: int | None = Field(default=None, ge=1)
+    cap_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     """Cap max_tokens at N (the endpoint then stops with finish_reason `length`)."""
-    added_latency_ms: float = Field(default=0.0, ge=0)
+    added_latency_ms: float = Field(default=0.0, ge=0, le=3_600_000)
     """Delay before forwarding each request."""
     seed: int = 0
 
@@ -184,7 +189,7 @@ class Endpoint(_Strict):
     stream_usage: bool = True
     """Ask for usage in the stream (`stream_options.include_usage`)."""
     price: Price | None = None
-    context: int | None = Field(default=None, ge=64)
+    context: int | None = Field(default=None, ge=64, le=100_000_000)
     """The context length (tokens) the provider claims; long-context items beyond it are skipped
     for this endpoint (for `provider: local`, the server's n_ctx)."""
     max_concurrency: int = Field(default=4, ge=1, le=4096)
@@ -260,7 +265,7 @@ class RunSettings(_Strict):
 
     suites: list[str] = Field(default_factory=lambda: ["arith"])
     """Suite names (see `bakeoff suites`)."""
-    limit: int | None = Field(default=None, gt=0)
+    limit: int | None = Field(default=None, gt=0, le=MAX_ITEMS)
     """Items per suite (default: each suite's default size)."""
     repeats: int = Field(default=1, ge=1, le=1000)
     """Calls per item per endpoint (for sampled runs)."""
@@ -269,7 +274,7 @@ class RunSettings(_Strict):
     probe: bool = True
     """Probe each endpoint's capabilities (context, output limit, logprobs, tools, JSON mode, seed
     determinism) after the suites: the capability matrix."""
-    probe_max_context: int = Field(default=8192, ge=256)
+    probe_max_context: int = Field(default=8192, ge=256, le=100_000_000)
     """Largest prompt (tokens) the run's context probe sends, so a run against a paid 128k-context
     endpoint stays cheap; `bakeoff probe` searches up to 1.25x the claimed context."""
     suite_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -289,7 +294,7 @@ class AuditSettings(_Strict):
     batch: int = Field(default=10, ge=1, le=1000)
     """Calls per round between two looks at the evidence."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    max_tokens: int = Field(default=48, ge=1)
+    max_tokens: int = Field(default=48, ge=1, le=100_000)
     seed: int = 0
     same_within: float = Field(default=0.05, gt=0, lt=1)
     """δ of the "same" claim: "same" only when a 95% anytime-valid upper confidence bound on the
@@ -297,7 +302,7 @@ class AuditSettings(_Strict):
     is below δ — an equivalence bound, never "no difference was found". At 0 such divergences
     δ = 0.05 takes 68 greedy calls (0.1: 33, 0.2: 16); an endpoint routing 10% of requests
     elsewhere cannot be called "same" at 0.05."""
-    margin: float = Field(default=0.1, ge=0)
+    margin: float = Field(default=0.1, ge=0, le=100)
     """Nats by which the reference must prefer its own token over the candidate's, at the first
     token where their greedy outputs part, for the divergence to count as evidence. Honest engines
     (another GPU, batch size, kernel) flip the argmax only at near-ties; substitutes part where the

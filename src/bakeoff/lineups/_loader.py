@@ -13,6 +13,14 @@ from bakeoff.lineups._config import Lineup
 
 Loc = tuple[str | int, ...]
 
+MAX_VALUES = 100_000
+"""Values a lineup may expand to, aliases counted at each use: a 384-byte file of nine nested
+aliases expands to 10^9 (a billion laughs) — refused at the first value over the cap."""
+MAX_CHARS = 8_000_000
+"""Characters of scalar text a lineup may expand to (a long string reused by alias is counted at
+each use: each use is a copy)."""
+MAX_FILE_BYTES = 4_000_000
+
 
 class LineupError(Exception):
     """A lineup that cannot be used. `str()` is the message to show, one problem per line."""
@@ -37,8 +45,30 @@ def _scalar(node: yaml.Node) -> Any:
         raise _NodeError(node.start_mark.line + 1, f"invalid YAML value: {problem}") from None
 
 
-def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
+class _Budget:
+    """What is left of `MAX_VALUES` and `MAX_CHARS` while a lineup is built."""
+
+    def __init__(self) -> None:
+        self.values, self.chars = MAX_VALUES, MAX_CHARS
+        self.scalars: dict[int, Any] = {}
+        """Resolved scalars by node identity: an alias is the same node, resolved once."""
+
+    def spend(self, node: yaml.Node) -> None:
+        self.values -= 1
+        if isinstance(node, yaml.ScalarNode):
+            self.chars -= len(node.value)
+        if self.values < 0 or self.chars < 0:
+            what = f"{MAX_VALUES} values" if self.values < 0 else f"{MAX_CHARS} characters"
+            raise _NodeError(
+                node.start_mark.line + 1,
+                f"the lineup expands to more than {what} (aliases count at each use: "
+                "nested `*alias` references multiply)",
+            )
+
+
+def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int], budget: _Budget) -> Any:
     """Build plain data from a composed YAML node, recording each path's line (1-based)."""
+    budget.spend(node)
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -48,12 +78,14 @@ def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int]) -> Any:
                 # YAML allows lists, mappings, floats and null as keys; a lineup never needs them
                 raise _NodeError(k.start_mark.line + 1, "a mapping key must be a name or a number")
             lines[(*path, key)] = k.start_mark.line + 1
-            out[key] = _to_python(v, (*path, key), lines)
+            out[key] = _to_python(v, (*path, key), lines, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    # scalars: resolve the tag the way safe_load would
-    return _scalar(node)
+        return [_to_python(v, (*path, i), lines, budget) for i, v in enumerate(node.value)]
+    # scalars: resolve the tag the way safe_load would (immutable values: shared by aliases)
+    if id(node) not in budget.scalars:
+        budget.scalars[id(node)] = _scalar(node)
+    return budget.scalars[id(node)]
 
 
 def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
@@ -77,6 +109,10 @@ def _fmt_loc(loc: Loc) -> str:
 
 def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
     """Parse lineup YAML text. Raises `LineupError` naming `source`, line and field."""
+    if len(text) > MAX_FILE_BYTES:
+        raise LineupError(
+            [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
@@ -92,7 +128,7 @@ def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
         raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
     lines: dict[Loc, int] = {}
     try:
-        data = _to_python(node, (), lines)
+        data = _to_python(node, (), lines, _Budget())
     except _NodeError as e:
         raise LineupError([f"{source}:{e.line}: {e.message}"]) from None
     if not isinstance(data, dict):

@@ -18,7 +18,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +57,22 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def create_run(store: Store, lineup: Lineup, source: str | None = None) -> str:
-    """Store a new run: its lineup, endpoints and the items of every suite (generated once, here)."""
+def api_keys(lineup: Lineup, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Each endpoint's API key, from the variable its `api_key_env` names (None without one)."""
+    env = os.environ if environ is None else environ
+    return {ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints}
+
+
+def create_run(
+    store: Store,
+    lineup: Lineup,
+    source: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Store a new run: its lineup, endpoints and the items of every suite (generated once, here).
+    The keys are known to the store before anything is written: a key pasted into a dataset is
+    scrubbed from the items as from the calls."""
+    store.add_secrets(k for k in api_keys(lineup, environ).values() if k)
     run_id = new_run_id()
     store.create_run(
         run_id,
@@ -490,10 +504,7 @@ class EndpointSession:
 
     def __init__(self, store: Store, run_id: str, lineup: Lineup, opts: RunOptions) -> None:
         self.store, self.run_id, self.lineup, self.opts = store, run_id, lineup, opts
-        env = os.environ if opts.environ is None else opts.environ
-        self.keys = {
-            ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints
-        }
+        self.keys = api_keys(lineup, opts.environ)
         store.add_secrets(k for k in self.keys.values() if k)
         self.runners: dict[str, _EndpointRunner] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -565,7 +576,8 @@ async def execute(
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     installed = False
-    if me is not None:
+    before = signal.getsignal(signal.SIGTERM)
+    if me is not None and before is not signal.SIG_IGN:
         try:
             loop.add_signal_handler(signal.SIGTERM, me.cancel)
             installed = True
@@ -591,7 +603,9 @@ async def execute(
         raise
     finally:
         if installed:
-            loop.remove_signal_handler(signal.SIGTERM)
+            loop.remove_signal_handler(signal.SIGTERM)  # which sets SIG_DFL: put back ours
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
         # a database that cannot be written (the error being raised says why) leaves the run
         # `running` with a dead pid, which resumes like an interrupted one
         with contextlib.suppress(StoreError):

@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 
 def bootstrap_mean_ci(
@@ -37,6 +36,10 @@ def mcnemar_exact(ref: Sequence[bool], cand: Sequence[bool]) -> tuple[float, int
     n = b + c
     if n == 0:
         return 1.0, b, c
+    from scipy import (
+        stats as sps,
+    )  # 0.5 s to import: only when a test runs, not for every CLI command
+
     p = float(sps.binomtest(b, n, 0.5, alternative="two-sided").pvalue)
     return min(1.0, p), b, c
 

@@ -126,6 +126,9 @@ class Store:
                 text = text.replace(s, "***")
         return text
 
+    def _scrubbed(self, v: Any) -> Any:
+        return self.scrub(v) if isinstance(v, str) else v
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write. A database that cannot be written (disk full, read-only, locked by
@@ -279,9 +282,9 @@ class Store:
                         suite,
                         it["id"],
                         it.get("tier"),
-                        dumps(it["input"]),
-                        dumps(it.get("target")),
-                        dumps(it.get("meta") or {}),
+                        self.scrub(dumps(it["input"])),  # a key rendered into a prompt
+                        self.scrub(dumps(it.get("target"))),
+                        self.scrub(dumps(it.get("meta") or {})),
                     )
                     for it in items
                 ],
@@ -422,7 +425,7 @@ class Store:
             f" VALUES ({', '.join('?' for _ in cols)})"
         )
         with self.transaction() as db:
-            db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+            db.executemany(sql, [tuple(self._scrubbed(r[c]) for c in cols) for r in rows])
 
     def finish_perf(self, perf_id: str, status: str, summary: Any) -> None:
         with self.transaction() as db:

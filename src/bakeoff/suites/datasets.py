@@ -16,16 +16,55 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 import jsonschema
 import orjson
 
 from bakeoff.endpoints import CallResult
+from bakeoff.lineups._config import MAX_ITEMS
 from bakeoff.suites._scorers import ExactMatch, NumericMatch
 from bakeoff.suites._types import Item, Score
 from bakeoff.suites.code import extract_code, isolation_score, run_tests
 from bakeoff.suites.structured import parse_json
 
 LETTERS = "ABCDEFGHIJ"
+MAX_RENDERED = 1_000_000
+"""Characters one rendered prompt may have."""
+
+
+class TemplateEnv(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The environment of every user template: Jinja's sandbox (no attribute starting with `_`, no
+    `__globals__`, no method that mutates), and no `*` or `**` that builds a huge value — a
+    template is configuration, it never runs code or exhausts memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise jinja2.sandbox.SecurityError(f"the power {right} is too large in a template")
+        if operator == "*":
+            for seq, k in ((left, right), (right, left)):
+                big = isinstance(seq, str | list | tuple) and isinstance(k, int)
+                if big and len(seq) * k > MAX_RENDERED:
+                    raise jinja2.sandbox.SecurityError(
+                        f"a repetition of {len(seq) * k} items is too large in a template"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+def render(template: jinja2.Template, where: str, **ctx: Any) -> str:
+    """Render a user template; a forbidden or oversized construct is a `DatasetError` at `where`."""
+    try:
+        out = template.render(**ctx)
+    except jinja2.UndefinedError as e:
+        raise DatasetError(f"{where}: {e.message}") from None
+    except jinja2.sandbox.SecurityError as e:
+        raise DatasetError(f"{where}: not allowed in a template: {e}") from None
+    except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError) as e:
+        raise DatasetError(f"{where}: {type(e).__name__}: {e}") from None
+    if len(out) > MAX_RENDERED:
+        raise DatasetError(f"{where}: renders to {len(out)} characters (at most {MAX_RENDERED})")
+    return out
 
 
 class DatasetError(ValueError):
@@ -173,7 +212,7 @@ class DatasetSuite:
         self.name = spec.name
         self.description = f"Your data: {spec.path} ({spec.scorer})"
         self.default_size = 10**9
-        env = jinja2.Environment(
+        env = TemplateEnv(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         try:
@@ -195,6 +234,11 @@ class DatasetSuite:
         path = Path(spec.path)
         items = []
         for line, rec in read_records(path, spec.split):
+            if len(items) >= MAX_ITEMS:
+                raise DatasetError(
+                    f"{path}:{line}: dataset {spec.name!r} has more than {MAX_ITEMS} records "
+                    "(the most one suite holds in a run); split the file"
+                )
             values: dict[str, Any] = {}
             for var, col in {**spec.fields}.items():
                 if col not in rec:
@@ -212,11 +256,11 @@ class DatasetSuite:
                     )
                 ctx["choices"] = opts
                 ctx["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-            try:
-                prompt = self._prompt.render(**ctx)
-                system = self._system.render(**ctx) if self._system else None
-            except jinja2.UndefinedError as e:
-                raise DatasetError(f"{path}:{line}: prompt template: {e.message}") from None
+            prompt = render(
+                self._prompt, f"{path}:{line}: dataset {spec.name!r} prompt template", **ctx
+            )
+            where = f"{path}:{line}: dataset {spec.name!r} system template"
+            system = render(self._system, where, **ctx) if self._system else None
             target = rec[spec.target] if spec.target else None
             if spec.scorer == "choice" and target is not None:
                 target = self._choice_target(target, ctx.get("choices"), path, line)
@@ -308,9 +352,9 @@ class DatasetSuite:
             question = next(
                 (m["content"] for m in reversed(item.messages or []) if m["role"] == "user"), ""
             )
-            prompt = self._judge_tpl.render(
-                question=question, reply=result.text, reference=item.target, **item.meta
-            )
+            ctx = {**item.meta, "question": question, "reply": result.text}
+            ctx["reference"] = item.target
+            prompt = render(self._judge_tpl, f"dataset {self.spec.name!r} judge_prompt", **ctx)
             verdict_text = await judge(prompt)
             ok = parse_verdict(verdict_text)
             detail = f"judge {self.spec.judge}: {verdict_text.strip()[:200]}"

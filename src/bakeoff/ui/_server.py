@@ -6,6 +6,7 @@ Static files come from a fixed table (no path from the request reaches the file 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from importlib import resources
@@ -63,7 +64,12 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if allowed_hosts is not None and request.host not in allowed_hosts:
-            return web.Response(status=421, text="unexpected Host header\n")
+            return web.Response(
+                status=421,
+                text=f"unexpected Host header {request.host[:100]!r}: to accept it, start the UI "
+                f"with --allow-host {request.host[:100].rsplit(':', 1)[0]}\n",
+                headers={"X-Content-Type-Options": "nosniff"},
+            )
         resp = await handler(request)
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
@@ -141,16 +147,44 @@ def _markup(html: str) -> Any:
     return Markup(html)  # a page fragment rendered (and escaped) by our templates
 
 
+def allowed_hosts(host: str, port: int, extra: list[str] | None = None) -> set[str]:
+    """The Host header values a server listening on `host:port` accepts: the address itself, the
+    loopback names when it listens there, and when it listens on every interface (`0.0.0.0`,
+    `::`) this machine's name and addresses — never any Host, which DNS rebinding would use —
+    plus the names given (`--allow-host`, e.g. the DNS name users reach it by)."""
+    names = {host, *(extra or [])}
+    if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+        names |= {"127.0.0.1", "localhost", "::1"}
+    if host in ("0.0.0.0", "::"):
+        names |= _own_names()
+    names -= {"0.0.0.0", "::"}
+    return {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
+
+
+def _own_names() -> set[str]:
+    import socket
+
+    names = {socket.gethostname(), socket.getfqdn()}
+    for name in list(names):
+        with contextlib.suppress(OSError):
+            names |= {str(a[4][0]) for a in socket.getaddrinfo(name, None)}
+    # the address of the interface that routes out (a UDP connect sends nothing)
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        names.add(s.getsockname()[0])
+    return {n for n in names if n}
+
+
 def serve(
-    db_path: str, host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False
+    db_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    open_browser: bool = False,
+    allow_hosts: list[str] | None = None,
 ) -> None:
     """Run the web app until interrupted."""
-    allowed = {f"{host}:{port}"}
-    if host in ("127.0.0.1", "localhost", "::1"):
-        allowed |= {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
-    elif host in ("0.0.0.0", "::"):
-        allowed = None  # type: ignore[assignment]  # the user chose to serve every interface
-    app = make_app(db_path, allowed_hosts=allowed)
+    app = make_app(db_path, allowed_hosts=allowed_hosts(host, port, allow_hosts))
     if open_browser:
         import webbrowser
 
