@@ -15,6 +15,13 @@ from bakeoff.endpoints import CallResult
 from bakeoff.sandbox import SandboxUnavailable, permit_unisolated
 from bakeoff.suites.code import CodeSuite
 from conftest import BAKEOFF
+from test_sandbox import (  # the corpus, and the host it must not reach
+    CORPUS,
+    HOOK_OFF,
+    assert_host_unharmed,
+    host,  # noqa: F401  (a fixture)
+    processes_with,
+)
 from uirun import report_pages
 
 SUITE = CodeSuite()
@@ -113,3 +120,52 @@ def test_dataset_code_scorer_uses_the_same_path(tmp_path: Path) -> None:
     assert good["pass"].passed and good["isolated"].value == 1.0
     forged = suite.score(item, CallResult(text=FORGED))
     assert forged[0].passed is False and "no answers" in (forged[0].detail or "")
+
+
+def test_the_hostile_corpus_through_bakeoff_run(tmp_path: Path, fake_proc, host) -> None:  # noqa: F811
+    """Every program of `tests/test_sandbox.py`'s corpus, the audit hook switched off, as the
+    replies of an endpoint to a `bakeoff run` (plus one that goes for that run's own database, and
+    its parent by pid): the run completes, every call is stored and scores 0, and the host, the
+    test process and bakeoff itself are unharmed."""
+    import sqlite3
+
+    db = tmp_path / "b.db"
+    programs = {
+        n: host.fill(HOOK_OFF + src.replace("{func}", "f")) for n, (src, _) in CORPUS.items()
+    }
+    programs["UPDATE the run's own scores"] = (
+        f"import sqlite3\nc = sqlite3.connect({str(db)!r})\n"
+        "c.execute('update scores set value = 1, passed = 1')\nc.commit()"
+    )
+    tests = [{"args": [1], "expected": "only the reference knows"}]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"q": n, "tests": tests}) + "\n" for n in programs))
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({n: f"```python\n{p}\n```" for n, p in programs.items()}))
+    srv = fake_proc("--script", str(script))
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [hostile], probe: false}\n"
+        f"datasets:\n  - {{name: hostile, path: {data}, prompt: '{{{{ q }}}}', target: tests,"
+        " scorer: code, entry_point: f}\n"
+        f"endpoints:\n  - {{name: ep, base_url: '{srv.url}', api_key_env: BAKEOFF_TEST_KEY,"
+        " max_concurrency: 4}\n"
+    )
+    cmd = [*BAKEOFF, "run", "-c", str(lu), "--db", str(db), "--json", "--no-report"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **KEY}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    ep = summary["endpoints"][0]
+    n = len(programs)
+    assert ep["calls"] == ep["successes"] == n and summary["status"] == "complete"
+    assert ep["suites"]["hostile"]["score"] == 0.0 and ep["suites"]["hostile"]["n"] == n
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT count(*), sum(passed), sum(value) FROM scores WHERE scorer = 'pass'"
+    ).fetchone()
+    assert rows == (n, 0, 0.0)
+    assert con.execute("SELECT count(*) FROM calls WHERE status = 'ok'").fetchone()[0] == n
+    con.close()
+    srv.stop()
+    assert_host_unharmed(host, r.stdout + r.stderr)  # no child left but the witness, either
+    assert processes_with(host.marker) == []
