@@ -72,14 +72,17 @@ def _ro_roots(python: str) -> list[str]:
     return roots
 
 
-def privileges() -> dict[str, object]:
-    """`subprocess.Popen` arguments that start bwrap as uid/gid 65534 on the host when we are root
-    (done in C between fork and exec: no Python runs in the child of a threaded process). A user
-    namespace alone would leave the sandbox host root (kuid 0): exempt from RLIMIT_NPROC, and the
-    owner of root's files — /proc/sys among them."""
-    if os.geteuid() == 0:
-        return {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
-    return {}
+def run_as() -> int | None:
+    """The uid and gid bwrap is started as (`subprocess` `user=`/`group=`, set in C between fork
+    and exec: no Python runs in the child of a threaded process): 65534 when we are root, else
+    None (ours). A user namespace alone would leave the sandbox host root (kuid 0): exempt from
+    RLIMIT_NPROC, and the owner of root's files — /proc/sys among them."""
+    return SANDBOX_UID if os.geteuid() == 0 else None
+
+
+def no_groups() -> list[int] | None:
+    """Supplementary groups to start bwrap with: none when we drop to 65534."""
+    return [] if run_as() is not None else None
 
 
 def bwrap_argv(
@@ -87,7 +90,7 @@ def bwrap_argv(
 ) -> list[str]:
     """The bwrap command running `argv` (which starts `python`) in the sandbox; `files` maps a name
     under /sandbox to an open file descriptor whose content becomes that read-only file (the fds
-    must be passed on). Start it with `privileges()`."""
+    must be passed on). Start it as `run_as()`."""
     cmd = [
         bwrap,
         "--unshare-all",
@@ -157,7 +160,9 @@ def _probe(bwrap: str, python: str) -> str | None:
             timeout=30,
             env={},
             pass_fds=[fd],
-            **privileges(),  # type: ignore[arg-type]
+            user=run_as(),
+            group=run_as(),
+            extra_groups=no_groups(),
         )
     except (OSError, subprocess.SubprocessError) as e:
         return f"{bwrap} could not be started: {e}"

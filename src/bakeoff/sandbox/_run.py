@@ -37,8 +37,9 @@ from bakeoff.sandbox._bwrap import (
     bwrap_argv,
     isolation_problem,
     memfd,
-    privileges,
+    no_groups,
     require_isolation,
+    run_as,
     sandbox_env,
     setup,
 )
@@ -221,7 +222,9 @@ def _communicate(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        **(privileges() if in_bwrap else {}),  # type: ignore[arg-type]
+        user=run_as() if in_bwrap else None,
+        group=run_as() if in_bwrap else None,
+        extra_groups=no_groups() if in_bwrap else None,
         close_fds=True,
         pass_fds=tuple(pass_fds),
     )

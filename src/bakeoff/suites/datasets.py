@@ -232,7 +232,7 @@ class DatasetSuite:
             return self._records
         spec = self.spec
         path = Path(spec.path)
-        items = []
+        items: list[Item] = []
         for line, rec in read_records(path, spec.split):
             if len(items) >= MAX_ITEMS:
                 raise DatasetError(
