@@ -13,7 +13,7 @@ CHROMIUM ?= /usr/bin/chromium
 BWRAP ?= /usr/bin/bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint fmt bench clean fuzz screenshots sandbox
+.PHONY: install demo test check lint fmt bench clean fuzz screenshots sandbox
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ demo: $(LOCAL)
 
 test: $(DEV) $(CHROMIUM) $(BWRAP)
 	$(BIN)/python -m pytest -q
+
+# the fast subset for iteration: everything but the modules marked slow in tests/conftest.py
+check: $(DEV) $(BWRAP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(DEV)
 	$(BIN)/ruff format --check src tests bench

@@ -93,3 +93,26 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("BAKEOFF_CACHE_DIR", None)
     else:
         os.environ["BAKEOFF_CACHE_DIR"] = old
+
+
+# The modules `make check` leaves out (they stay in `make test`): real llama.cpp and PyTorch
+# servers, Chromium, the calibration pools, the fault and fuzz runs, the hostile-code corpus.
+SLOW_MODULES = {
+    "test_local.py",
+    "test_audit_local.py",
+    "test_audit_engines.py",
+    "test_torch_engine.py",
+    "test_browser.py",
+    "test_calibrate.py",
+    "test_fuzz.py",
+    "test_faults.py",
+    "test_sandbox.py",
+    "test_sandbox_run.py",
+    "test_audit_fake.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
