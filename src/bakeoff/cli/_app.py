@@ -64,23 +64,31 @@ app.command("fake-server")(_fake.fake_server)
 app.add_typer(_local.app, name="local")
 
 
+INTERRUPTED = "interrupted (what finished before is stored)\n"
+
+
 def main() -> None:
     from bakeoff.cli._common import err
     from bakeoff.store import StoreError
 
-    # SIGTERM is handled as Ctrl-C everywhere (the same clean message, work stored, exit 130);
-    # not a signal our parent set to be ignored
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) in (signal.SIG_DFL, _interrupted_early):
-            signal.signal(sig, signal.default_int_handler)
     try:
+        # SIGTERM is handled as Ctrl-C everywhere (the same clean message, work stored, exit
+        # 130); not a signal our parent set to be ignored
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) in (signal.SIG_DFL, _interrupted_early):
+                signal.signal(sig, signal.default_int_handler)
         app()
     except SystemExit as e:
         # typer turns a Ctrl-C (or SIGTERM) that no command handled into a silent exit 130
         ctx = e.__context__
         if e.code == 130 and ctx is not None and isinstance(ctx.__cause__, KeyboardInterrupt):
-            sys.stderr.write("interrupted (what finished before is stored)\n")
+            sys.stderr.write(INTERRUPTED)
         raise
+    except KeyboardInterrupt:
+        # one that landed outside click's own handling: while typer builds the command tree
+        # (before click runs), or while it handles another exit
+        sys.stderr.write(INTERRUPTED)
+        raise SystemExit(130) from None
     except StoreError as e:  # the database cannot be opened or written: say so, no traceback
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise SystemExit(2) from None

@@ -5,9 +5,10 @@ import sys
 import typer
 
 from bakeoff.cli._common import fail
-from bakeoff.fake import FAULTS, FakeConfig, load_script, serve_forever
+from bakeoff.fake import FAULTS, HOSTILE, FakeConfig, load_script, serve_forever
 
 _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
+_ALL_FAULTS = {**FAULTS, **HOSTILE}
 
 
 def fake_server(
@@ -29,7 +30,13 @@ def fake_server(
         None, "--capacity", min=1, help="Requests served at once; more wait in a queue."
     ),
     fault: list[str] | None = typer.Option(
-        None, "--fault", help=f"NAME=PROBABILITY, repeatable. Faults: {_FAULT_HELP}."
+        None,
+        "--fault",
+        help=f"NAME=PROBABILITY, repeatable. Faults: {_FAULT_HELP}; and the hostile replies"
+        f" of docs/RELIABILITY.md ({', '.join(HOSTILE)}).",
+    ),
+    markers: bool = typer.Option(
+        True, "--markers/--no-markers", help="Obey `[[fault:NAME]]` in the last user message."
     ),
     max_faults_per_prompt: int | None = typer.Option(
         None, "--max-faults-per-prompt", help="Stop faulting a prompt after this many faults."
@@ -44,8 +51,8 @@ def fake_server(
     faults: dict[str, float] = {}
     for f in fault or []:
         name, _, p = f.partition("=")
-        if name not in FAULTS:
-            raise fail(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        if name not in _ALL_FAULTS:
+            raise fail(f"unknown fault {name!r}; known: {', '.join(_ALL_FAULTS)}")
         try:
             faults[name] = float(p) if p else 1.0
         except ValueError:
@@ -65,6 +72,7 @@ def fake_server(
         stamps=stamps,
         upstream=upstream,
         model=model,
+        markers=markers,
     )
 
     def ready(url: str) -> None:

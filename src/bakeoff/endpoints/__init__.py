@@ -1,9 +1,9 @@
 """The wire: OpenAI-compatible requests, streamed responses, timings and classified errors."""
 
-from bakeoff.endpoints._client import EndpointClient, Timeouts, redact_headers
+from bakeoff.endpoints._client import EndpointClient, Limits, Timeouts, redact_headers
 from bakeoff.endpoints._errors import classify_status, parse_retry_after
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
-from bakeoff.endpoints._sse import SSEParser
+from bakeoff.endpoints._sse import SSELimitError, SSEParser
 from bakeoff.endpoints._types import (
     RETRYABLE,
     CallError,
@@ -21,8 +21,10 @@ __all__ = [
     "CallResult",
     "EndpointClient",
     "ErrorClass",
+    "Limits",
     "RetryDecision",
     "RetryPolicy",
+    "SSELimitError",
     "SSEParser",
     "Timeouts",
     "Timings",

@@ -4,20 +4,25 @@ Hot path. Every read from the socket is stamped with `perf_counter_ns` before an
 event takes the stamp of the read that completed it. Timeouts use one `asyncio.Timeout` whose deadline
 is moved as the stream advances (connect → first token → stall between chunks), so a healthy stream
 costs no extra tasks or timers.
+
+Nothing an endpoint sends is trusted: the body is decompressed here, by bounded steps, and read up to
+`Limits`; every field is checked for its type before it is used; redirects are not followed. Whatever
+the reply, one attempt ends in a `CallResult` or a classified `CallError`, never another exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff.endpoints._errors import classify_error_object, classify_status
-from bakeoff.endpoints._sse import SSEParser
+from bakeoff.endpoints._sse import SSELimitError, SSEParser
 from bakeoff.endpoints._types import (
     CallError,
     CallRequest,
@@ -34,6 +39,8 @@ MAX_RAW_BYTES = 1_000_000
 class Timeouts(BaseModel):
     """Seconds. Each phase has its own limit so that a timeout says where the endpoint stopped."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a default
+
     connect: float = Field(default=10.0, gt=0, le=86400, allow_inf_nan=False)
     """TCP (and TLS) connection set-up."""
     first_token: float = Field(default=120.0, gt=0, le=86400, allow_inf_nan=False)
@@ -42,6 +49,23 @@ class Timeouts(BaseModel):
     """Longest silence allowed between two chunks of a stream."""
     total: float = Field(default=600.0, gt=0, le=7 * 86400, allow_inf_nan=False)
     """Whole call, whatever the phase."""
+
+
+class Limits(BaseModel):
+    """Bytes. What one reply may send before the call ends as `too_large` (nothing beyond is held)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a default
+
+    max_response_bytes: int = Field(default=16_000_000, ge=1024, le=2_000_000_000)
+    """The whole reply body, counted after decompression (a gzip bomb stops here)."""
+    max_event_bytes: int = Field(default=4_000_000, ge=1024, le=2_000_000_000)
+    """One line, and one event, of a stream."""
+
+
+MAX_ERROR_BODY = 65_536
+"""Of an error reply (4xx/5xx, HTML), only this much is read: 500 characters are kept."""
+MAX_TOKEN_COUNT = 100_000_000
+"""Usage counts above this (or negative, or not integers) are recorded as invalid."""
 
 
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -71,15 +95,22 @@ class EndpointClient:
         timeouts: Timeouts | None = None,
         stream_usage: bool = True,
         upstream_field: str | None = "provider",
+        limits: Limits | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
         self.extra_body = dict(extra_body or {})
         self.stream_usage = stream_usage
         self.upstream_field = upstream_field
-        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        # only the encodings decompressed here, by bounded steps (`_Body`)
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            **(headers or {}),
+        }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._client_timeout = aiohttp.ClientTimeout(
@@ -125,30 +156,49 @@ class EndpointClient:
         try:
             async with asyncio.timeout_at(min(start + self.timeouts.first_token, hard_end)) as tm:
                 async with self.session.post(
-                    url, data=payload, headers=self._headers, timeout=self._client_timeout
+                    url,
+                    data=payload,
+                    headers=self._headers,
+                    timeout=self._client_timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,
                 ) as resp:
+                    body = _Body(resp, self.limits.max_response_bytes)
+                    ctype = resp.headers.get("Content-Type", "")
                     if resp.status >= 400:
-                        body = (await resp.read()).decode("utf-8", "replace")
                         raise classify_status(
                             resp.status,
-                            body,
-                            resp.headers.get("Content-Type", ""),
+                            await body.text(MAX_ERROR_BODY),
+                            ctype,
                             resp.headers.get("Retry-After"),
                         )
-                    ctype = resp.headers.get("Content-Type", "")
+                    if 300 <= resp.status < 400:
+                        where = resp.headers.get("Location", "")[:200]
+                        raise CallError(
+                            ErrorClass.bad_request,
+                            f"HTTP {resp.status} redirect to {where!r}, not followed (set the"
+                            " endpoint's base_url to where it should go, if you trust it)",
+                            status=resp.status,
+                        )
                     if "html" in ctype:
-                        body = (await resp.read()).decode("utf-8", "replace")
                         raise CallError(
                             ErrorClass.bad_response,
                             f"HTML page instead of JSON (HTTP {resp.status})",
                             status=resp.status,
-                            body=body[:500],
+                            body=(await body.text(MAX_ERROR_BODY))[:500],
                         )
-                    if req.stream and "text/event-stream" in ctype:
-                        result = await self._read_stream(resp, req, t0, tm, hard_end, loop, phase)
-                    else:
-                        raw = await resp.read()
-                        result = self._parse_body(raw, req, t0)
+                    try:
+                        if req.stream and "text/event-stream" in ctype:
+                            result = await self._read_stream(
+                                body, req, t0, tm, hard_end, loop, phase
+                            )
+                        else:
+                            result = self._parse_body(await body.read(), req, t0)
+                    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+                        # a shape no check below foresaw: still one bad call, with the reason
+                        raise CallError(
+                            ErrorClass.bad_response, f"unexpected response shape: {_short(e)}"
+                        ) from None
                     result.status = resp.status
                     return result
         except CallError:
@@ -171,7 +221,7 @@ class EndpointClient:
 
     async def _read_stream(
         self,
-        resp: aiohttp.ClientResponse,
+        body: _Body,
         req: CallRequest,
         t0: int,
         tm: asyncio.Timeout,
@@ -179,7 +229,8 @@ class EndpointClient:
         loop: asyncio.AbstractEventLoop,
         phase: list[str],
     ) -> CallResult:
-        parser = SSEParser()
+        ev_cap = self.limits.max_event_bytes
+        parser = SSEParser(max_line=ev_cap, max_event=ev_cap)
         timings = Timings(sent_ns=t0)
         chunk_ms = timings.token_chunk_ms
         text_parts: list[str] = []
@@ -193,18 +244,21 @@ class EndpointClient:
         n_token_chunks = 0
         done = False
         stall = self.timeouts.stall
-        content = resp.content
         is_chat = req.api == "chat"
         first_token_seen = False
         while True:
-            data = await content.readany()
+            data = await body.readany()
             now = time.perf_counter_ns()
             if not data:
                 break
             if timings.first_byte_ms is None:
                 timings.first_byte_ms = (now - t0) / 1e6
             ms = (now - t0) / 1e6
-            for ev in parser.feed(data):
+            try:
+                events = parser.feed(data)
+            except SSELimitError as e:
+                raise CallError(ErrorClass.too_large, str(e)) from None
+            for ev in events:
                 if raw_size < MAX_RAW_BYTES:
                     raw_events.append(ev)
                     raw_size += len(ev) + 1
@@ -226,48 +280,50 @@ class EndpointClient:
                 if obj.get("usage"):
                     usage = obj["usage"]
                 if self.upstream_field and obj.get(self.upstream_field) and not result.upstream:
-                    result.upstream = str(obj[self.upstream_field])
+                    result.upstream = _label(obj[self.upstream_field])
                 if result.response_model is None and obj.get("model"):
-                    result.response_model = str(obj["model"])
-                choices = obj.get("choices")
+                    result.response_model = _label(obj["model"])
+                choices = _list(obj.get("choices"), "choices")
                 if not choices:
                     continue
-                ch = choices[0]
+                ch = _dict(choices[0], "choices[0]")
                 token = False
                 if is_chat:
-                    delta = ch.get("delta") or {}
-                    c = delta.get("content")
+                    delta = _dict(ch.get("delta"), "delta")
+                    c = _text(delta.get("content"), "delta.content")
                     if c:
                         text_parts.append(c)
                         token = True
-                    r = delta.get("reasoning_content") or delta.get("reasoning")
+                    r = _text(
+                        delta.get("reasoning_content") or delta.get("reasoning"), "delta.reasoning"
+                    )
                     if r:
                         reasoning_parts.append(r)
                         token = True
-                    tcs = delta.get("tool_calls")
+                    tcs = _list(delta.get("tool_calls"), "delta.tool_calls")
                     if tcs:
                         token = True
                         for tc in tcs:
-                            _merge_tool_delta(tools, tc)
+                            _merge_tool_delta(tools, _dict(tc, "tool call delta"))
                     if not token and delta.get("role") and timings.role_ms is None:
                         timings.role_ms = ms
-                    lp = ch.get("logprobs")
-                    if lp and lp.get("content"):
+                    lp = _dict(ch.get("logprobs"), "logprobs")
+                    if lp.get("content"):
                         if logprobs is None:
                             logprobs = []
-                        logprobs.extend(lp["content"])
+                        logprobs.extend(_list(lp["content"], "logprobs.content"))
                 else:
-                    c = ch.get("text")
+                    c = _text(ch.get("text"), "text")
                     if c:
                         text_parts.append(c)
                         token = True
-                    lp = ch.get("logprobs")
+                    lp = _dict(ch.get("logprobs"), "logprobs")
                     if lp:
                         if logprobs is None:
                             logprobs = []
                         logprobs.append(lp)
                 if ch.get("finish_reason"):
-                    result.finish_reason = ch["finish_reason"]
+                    result.finish_reason = _label(ch["finish_reason"])
                 if token:
                     n_token_chunks += 1
                     chunk_ms.append(ms)
@@ -295,7 +351,7 @@ class EndpointClient:
         _apply_usage(result, usage, n_token_chunks)
         return result
 
-    def _parse_body(self, raw: bytes, req: CallRequest, t0: int) -> CallResult:
+    def _parse_body(self, raw: bytes | bytearray, req: CallRequest, t0: int) -> CallResult:
         end_ms = (time.perf_counter_ns() - t0) / 1e6
         try:
             obj = orjson.loads(raw)
@@ -309,69 +365,203 @@ class EndpointClient:
             raise CallError(ErrorClass.bad_response, "body is not a JSON object")
         if obj.get("error"):
             raise classify_error_object(obj["error"])
-        choices = obj.get("choices")
+        choices = _list(obj.get("choices"), "choices")
         if not choices:
             raise CallError(ErrorClass.bad_response, "response has no choices")
-        ch = choices[0]
+        ch = _dict(choices[0], "choices[0]")
         result = CallResult(
             timings=Timings(sent_ns=t0, first_byte_ms=end_ms, end_ms=end_ms),
-            finish_reason=ch.get("finish_reason"),
-            response_model=obj.get("model"),
+            finish_reason=_label(ch.get("finish_reason")),
+            response_model=_label(obj.get("model")),
         )
         if self.upstream_field and obj.get(self.upstream_field):
-            result.upstream = str(obj[self.upstream_field])
+            result.upstream = _label(obj[self.upstream_field])
         if req.api == "chat":
-            msg = ch.get("message") or {}
-            result.text = msg.get("content") or ""
-            result.reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-            for i, tc in enumerate(msg.get("tool_calls") or []):
-                fn = tc.get("function") or {}
-                args = fn.get("arguments")
+            msg = _dict(ch.get("message"), "message")
+            result.text = _text(msg.get("content"), "message.content")
+            result.reasoning = (
+                _text(msg.get("reasoning_content") or msg.get("reasoning"), "message.reasoning")
+                or None
+            )
+            for i, tc in enumerate(_list(msg.get("tool_calls"), "message.tool_calls")):
+                tc = _dict(tc, "tool call")
+                fn = _dict(tc.get("function"), "tool call function")
                 result.tool_calls.append(
                     ToolCall(
-                        id=tc.get("id") or f"call_{i}",
-                        name=fn.get("name"),
-                        arguments=args if isinstance(args, str) else orjson.dumps(args).decode(),
+                        id=_label(tc.get("id")) or f"call_{i}",
+                        name=_label(fn.get("name")),
+                        arguments=_arguments(fn.get("arguments")),
                     )
                 )
-            lp = ch.get("logprobs")
-            if lp and lp.get("content"):
-                result.logprobs = lp["content"]
+            lp = _dict(ch.get("logprobs"), "logprobs")
+            if lp.get("content"):
+                result.logprobs = _list(lp["content"], "logprobs.content")
         else:
-            result.text = ch.get("text") or ""
-            if ch.get("logprobs"):
-                result.logprobs = [ch["logprobs"]]
+            result.text = _text(ch.get("text"), "text")
+            lp = _dict(ch.get("logprobs"), "logprobs")
+            if lp:
+                result.logprobs = [lp]
         _apply_usage(result, obj.get("usage"), None)
-        text = raw.decode("utf-8", "replace")
-        result.raw = text if len(text) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
+        text = raw[: MAX_RAW_BYTES + 4].decode("utf-8", "replace")
+        result.raw = text if len(raw) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
         return result
 
 
 def _merge_tool_delta(tools: dict[int, ToolCall], tc: dict[str, Any]) -> None:
     idx = tc.get("index", len(tools))
+    if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < 10_000:
+        raise CallError(
+            ErrorClass.bad_response, f"tool call index is not a small integer: {idx!r:.40}"
+        )
     cur = tools.get(idx)
     if cur is None:
         cur = tools[idx] = ToolCall()
     if tc.get("id"):
-        cur.id = tc["id"]
-    fn = tc.get("function") or {}
-    if fn.get("name"):
-        cur.name = (
-            (cur.name or "") + fn["name"] if cur.name and cur.name != fn["name"] else fn["name"]
-        )
+        cur.id = _label(tc["id"])
+    fn = _dict(tc.get("function"), "tool call function")
+    name = _text(fn.get("name"), "tool call name")
+    if name:
+        cur.name = (cur.name or "") + name if cur.name and cur.name != name else name
     args = fn.get("arguments")
     if args:
-        cur.arguments += args if isinstance(args, str) else orjson.dumps(args).decode()
+        cur.arguments += _arguments(args)
+
+
+def _dict(v: Any, what: str) -> dict[str, Any]:
+    """A JSON object where one is expected (missing or null: empty)."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise CallError(ErrorClass.bad_response, f"{what} is {_kind(v)}, not an object")
+    return v
+
+
+def _list(v: Any, what: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise CallError(ErrorClass.bad_response, f"{what} is {_kind(v)}, not an array")
+    return v
+
+
+def _text(v: Any, what: str) -> str:
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise CallError(ErrorClass.bad_response, f"{what} is {_kind(v)}, not a string")
+    return v
+
+
+def _label(v: Any) -> str | None:
+    """A short field kept as text whatever its type (model, provider, id, finish_reason)."""
+    if v is None:
+        return None
+    return (v if isinstance(v, str) else orjson.dumps(v).decode("utf-8", "replace"))[:200]
+
+
+def _arguments(v: Any) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(v), "a number" if isinstance(v, int | float) else type(v).__name__
+    )
+
+
+def _count(v: Any) -> int | None:
+    """A usage count as it may be stored: a non-negative integer of sane size, else None."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, float) and not v.is_integer():
+        return None
+    return int(v) if 0 <= v <= MAX_TOKEN_COUNT else None
 
 
 def _apply_usage(result: CallResult, usage: Any, n_token_chunks: int | None) -> None:
-    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-        result.prompt_tokens = usage.get("prompt_tokens")
-        result.completion_tokens = usage.get("completion_tokens")
-        result.usage_source = "usage"
-    elif n_token_chunks is not None:
+    """The endpoint's usage when its counts are valid; otherwise `usage_source` says `invalid` and,
+    in a stream, the token-bearing chunks are counted instead."""
+    reported = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if reported is not None:
+        completion = _count(reported)
+        if completion is not None:
+            result.prompt_tokens = _count(usage.get("prompt_tokens"))
+            result.completion_tokens = completion
+            result.usage_source = "usage"
+            return
+        result.usage_source = "invalid"
+        result.prompt_tokens = _count(usage.get("prompt_tokens"))
+        if n_token_chunks is not None:
+            result.completion_tokens = n_token_chunks
+        return
+    if n_token_chunks is not None:
         result.completion_tokens = n_token_chunks
         result.usage_source = "chunks"
+
+
+class _Body:
+    """The reply body, decompressed here by bounded steps and cut at `limit` bytes: more is a
+    `too_large` error, never more memory."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, limit: int) -> None:
+        self.content = resp.content
+        self.limit = limit
+        self.size = 0
+        enc = resp.headers.get("Content-Encoding", "").strip().lower()
+        self.inflate: Any = None
+        if enc in ("gzip", "x-gzip"):
+            self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif enc == "deflate":
+            self.inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header
+        elif enc not in ("", "identity"):
+            raise CallError(ErrorClass.bad_response, f"unsupported Content-Encoding {enc[:40]!r}")
+
+    async def readany(self) -> bytes:
+        """The next bytes of the body (b"" at its end)."""
+        while True:
+            data = await self.content.readany()
+            if self.inflate is not None:
+                if not data:
+                    data = self.inflate.flush()
+                    self.inflate = None
+                else:
+                    try:
+                        data = self.inflate.decompress(data, self.limit - self.size + 1)
+                    except zlib.error as e:
+                        raise CallError(
+                            ErrorClass.bad_response, f"cannot decompress the body: {e}"
+                        ) from None
+                    if self.inflate.unconsumed_tail:
+                        self.size = self.limit + 1
+                if not data and not self.content.at_eof():
+                    continue  # compressed bytes that decompress to nothing yet
+            self.size += len(data)
+            if self.size > self.limit:
+                raise CallError(
+                    ErrorClass.too_large, f"the reply passed {self.limit:,} bytes (limits)"
+                )
+            return data
+
+    async def read(self) -> bytearray:
+        """The whole body, in one buffer (no second copy to join parts)."""
+        buf = bytearray()
+        while data := await self.readany():
+            buf += data
+        return buf
+
+    async def text(self, cap: int) -> str:
+        """The start of an error body (the rest is not read)."""
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < cap and (data := await self.readany()):
+                parts.append(data)
+                got += len(data)
+        except CallError:
+            pass
+        return b"".join(parts)[:cap].decode("utf-8", "replace")
 
 
 def _short(e: BaseException) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff.endpoints._types import RETRYABLE, CallError
 
 
 class RetryPolicy(BaseModel):
     """How failed attempts are retried. Only infrastructure errors are retried."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a default
 
     max_retries: int = Field(default=4, ge=0, le=50)
     """Maximum number of retries, so 4 allows five attempts in total."""

@@ -22,7 +22,10 @@ class ErrorClass(StrEnum):
     connection_error = "connection_error"
     """Connection refused or reset before a response was complete."""
     bad_response = "bad_response"
-    """HTML page, malformed JSON or SSE, no choices, stream cut before [DONE]."""
+    """HTML page, malformed JSON or SSE, a field of the wrong type, no choices, stream cut before
+    [DONE]."""
+    too_large = "too_large"
+    """The reply passed the endpoint's `limits` (bytes, one stream line or event): not retried."""
     context_overflow = "context_overflow"
     """The prompt (plus max_tokens) exceeds what the endpoint accepts."""
     content_filter = "content_filter"

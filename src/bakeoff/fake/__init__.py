@@ -1,5 +1,5 @@
 """The fake provider: a real OpenAI-compatible server on loopback with scripted outputs and faults."""
 
-from bakeoff.fake._server import FAULTS, FakeConfig, FakeServer, load_script, serve_forever
+from bakeoff.fake._server import FAULTS, HOSTILE, FakeConfig, FakeServer, load_script, serve_forever
 
-__all__ = ["FAULTS", "FakeConfig", "FakeServer", "load_script", "serve_forever"]
+__all__ = ["FAULTS", "HOSTILE", "FakeConfig", "FakeServer", "load_script", "serve_forever"]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bakeoff.endpoints import RetryPolicy, Timeouts
+from bakeoff.endpoints import Limits, RetryPolicy, Timeouts
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -196,6 +196,8 @@ class Endpoint(_Strict):
     """Requests in flight at once to this endpoint."""
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits)
+    """How much one reply may send (bytes); past it the call is a `too_large` error."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     params: Sampling | None = None
     """Sampling parameters for this endpoint; unset fields fall back to the lineup's `defaults`."""

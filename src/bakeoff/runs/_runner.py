@@ -192,6 +192,10 @@ class RunOutcome:
     progress: dict[str, EndpointProgress] = field(default_factory=dict)
 
 
+LARGE_OUTPUT_CHARS = 200_000
+"""Replies longer than this are scored in a worker thread, off the event loop."""
+
+
 class _EndpointRunner:
     def __init__(
         self,
@@ -230,6 +234,7 @@ class _EndpointRunner:
             headers=self.ep.headers,
             extra_body=self.provider.extra_body(),
             timeouts=self.ep.timeouts,
+            limits=self.ep.limits,
             stream_usage=self.ep.stream_usage,
             upstream_field=self.provider.upstream_field,
         )
@@ -247,6 +252,9 @@ class _EndpointRunner:
                 return list(await suite.ascore(job.item, result, judge=self._judge(spec.judge)))
             if hasattr(suite, "ascore"):
                 return list(await suite.ascore(job.item, result))
+            if len(result.text) + len(result.reasoning or "") > LARGE_OUTPUT_CHARS:
+                # a long reply's regexes and parsing must not hold the other endpoints' streams
+                return list(await asyncio.to_thread(suite.score, job.item, result))
             return list(suite.score(job.item, result))
         except Exception as e:
             return [
@@ -304,8 +312,11 @@ class _EndpointRunner:
         if self.opts.use_cache:
             hit = self.store.cache_get(cache_key)
             if hit is not None:
-                result = CallResult.model_validate(hit)
-                cached = True
+                try:
+                    result = CallResult.model_validate(hit)
+                    cached = True
+                except ValueError:  # an entry that does not load back is a miss, asked again
+                    result = None
         try:
             n = 0
             while result is None:
@@ -314,7 +325,15 @@ class _EndpointRunner:
                 t_attempt = time.time()
                 t0 = time.perf_counter()
                 try:
-                    result = await client.call(req)
+                    try:
+                        result = await client.call(req)
+                    except (CallError, asyncio.CancelledError):
+                        raise
+                    except Exception as e:  # a reply no check foresaw: one bad call, not a crash
+                        raise CallError(
+                            ErrorClass.bad_response,
+                            f"the reply could not be read: {type(e).__name__}: {str(e)[:200]}",
+                        ) from None
                 except CallError as e:
                     dur = (time.perf_counter() - t0) * 1000
                     decision = decide(self.ep.retry, n, e, self.rng)
@@ -361,7 +380,13 @@ class _EndpointRunner:
                 raise
         self._record(job, stored_req, started, attempts, result, error, cached, scores)
         if result is not None and not cached and self.opts.use_cache:
-            self.store.cache_put(cache_key, result.model_dump(mode="json"))
+            entry = result.model_dump(mode="json")
+            try:  # only what loads back is cached
+                CallResult.model_validate(entry)
+            except ValueError:
+                pass
+            else:
+                self.store.cache_put(cache_key, entry)
         if result is not None:
             self.limiter.charge((result.prompt_tokens or 0) + (result.completion_tokens or 0))
 
@@ -434,7 +459,15 @@ class _EndpointRunner:
         self._notify()
 
 
-_NOT_IN_CACHE_KEY = {"name", "max_concurrency", "rate_limit", "timeouts", "retry", "price"}
+_NOT_IN_CACHE_KEY = {
+    "name",
+    "max_concurrency",
+    "rate_limit",
+    "timeouts",
+    "limits",
+    "retry",
+    "price",
+}
 
 
 async def _start_all(runners: list[_EndpointRunner], lineup: Lineup) -> None:
