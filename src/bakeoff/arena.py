@@ -220,9 +220,8 @@ async def judge_pairs(
     stored = 0
     async with EndpointSession(store, run_id, sub, RunOptions(use_cache=False)) as session:
         runner = session.runners[judge]
-        assert runner.client is not None
-        client = runner.client
-        sem = asyncio.Semaphore(max(1, runner.ep.max_concurrency))
+        assert runner.policy is not None
+        policy = runner.policy  # the judge's slots, rate limit and retries
 
         async def ask(prompt: str, a: str, b: str) -> str:
             req = CallRequest(
@@ -232,12 +231,10 @@ async def judge_pairs(
                 params={"temperature": 0, "max_tokens": 8},
                 stream=False,
             )
-            async with sem:
-                await runner.limiter.acquire()
-                try:
-                    return (await client.call(req)).text
-                except Exception as e:  # a failed judge call is a missing answer, never a crash
-                    return f"<error: {type(e).__name__}>"
+            try:
+                return (await policy.call(req)).text
+            except Exception as e:  # a failed judge call is a missing answer, never a crash
+                return f"<error: {type(e).__name__}>"
 
         async def one(key: tuple[str, str, int], a: str, b: str) -> None:
             nonlocal stored

@@ -6,6 +6,7 @@ from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
 from bakeoff.endpoints._types import (
     RETRYABLE,
+    Caller,
     CallError,
     CallRequest,
     CallResult,
@@ -19,6 +20,7 @@ __all__ = [
     "CallError",
     "CallRequest",
     "CallResult",
+    "Caller",
     "EndpointClient",
     "ErrorClass",
     "Limits",

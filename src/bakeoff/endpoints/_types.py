@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -121,3 +121,10 @@ class CallResult(BaseModel):
     status: int = 200
     raw: Any = None
     """The raw response: the JSON body, or the list of parsed stream events."""
+
+
+class Caller(Protocol):
+    """Anything that makes a call: an `EndpointClient` (one attempt) or a run's `CallPolicy` (slots,
+    rate limit and retries around it)."""
+
+    async def call(self, req: CallRequest) -> CallResult: ...

@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from bakeoff.endpoints import CallError, CallRequest, CallResult, EndpointClient
+from bakeoff.endpoints import Caller, CallError, CallRequest, CallResult
 from bakeoff.suites.long_context import build_haystack
 
 NEEDLE = "The secret code is {code}."
@@ -34,9 +34,7 @@ class ProbeOptions:
     bisect_steps: int = 6
 
 
-async def _try(
-    client: EndpointClient, req: CallRequest
-) -> tuple[CallResult | None, CallError | None]:
+async def _try(client: Caller, req: CallRequest) -> tuple[CallResult | None, CallError | None]:
     try:
         return await client.call(req), None
     except CallError as e:
@@ -51,9 +49,7 @@ def _err(e: CallError | None) -> str | None:
     return None if e is None else f"{e.error_class}: {e.detail}"
 
 
-async def probe_context(
-    client: EndpointClient, claimed: int | None, opts: ProbeOptions
-) -> dict[str, Any]:
+async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions) -> dict[str, Any]:
     limit = opts.max_context or (int(claimed * 1.25) if claimed else 16384)
     rng = random.Random(0)
     code = rng.randint(1000, 9999)
@@ -134,7 +130,7 @@ async def probe_context(
     }
 
 
-async def probe_output(client: EndpointClient, n: int) -> dict[str, Any]:
+async def probe_output(client: Caller, n: int) -> dict[str, Any]:
     req = _chat(
         "Count from 1 to 2000, one number per line, with no other text.",
         max_tokens=n,
@@ -168,7 +164,7 @@ _TOOL = {
 }
 
 
-async def probe_features(client: EndpointClient) -> dict[str, Any]:
+async def probe_features(client: Caller) -> dict[str, Any]:
     out: dict[str, Any] = {}
     stream_req = CallRequest(
         messages=[{"role": "user", "content": "Say hello."}], params={"max_tokens": 8}, stream=True
@@ -259,7 +255,7 @@ def _is_json(text: str) -> bool:
 
 
 async def probe_endpoint(
-    client: EndpointClient, claimed_context: int | None, opts: ProbeOptions | None = None
+    client: Caller, claimed_context: int | None, opts: ProbeOptions | None = None
 ) -> dict[str, Any]:
     opts = opts or ProbeOptions()
     features = await probe_features(client)
@@ -299,7 +295,7 @@ async def run_probes(
                 bisect_steps=o.bisect_steps,
             )
         try:
-            result = await probe_endpoint(runner.client, claim, o)
+            result = await probe_endpoint(runner.policy, claim, o)  # limits and retries apply
         except Exception as e:
             result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)

@@ -32,12 +32,11 @@ from bakeoff.endpoints import (
     CallResult,
     EndpointClient,
     ErrorClass,
-    decide,
 )
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_provider, get_suite
 from bakeoff.providers import StartContext
-from bakeoff.runs._ratelimit import RateLimiter
+from bakeoff.runs._policy import CallPolicy
 from bakeoff.store import Store, StoreError, dumps
 from bakeoff.suites import Item, Score
 
@@ -216,9 +215,10 @@ class _EndpointRunner:
         self.session = session
         self.api_key = api_key
         self.defaults = lineup.sampling_for(ep)
-        self.limiter = RateLimiter(ep.rate_limit.rpm, ep.rate_limit.tpm)
         self.progress = EndpointProgress()
         self.client: EndpointClient | None = None
+        self.policy: CallPolicy | None = None
+        """Every call to this endpoint goes through it (slots, rate limit, retries)."""
         self.rng = random.Random()
         self.peers: dict[str, _EndpointRunner] = {}
         """The other endpoints of the session (for scorers that ask one of them, as a judge)."""
@@ -237,6 +237,14 @@ class _EndpointRunner:
             limits=self.ep.limits,
             stream_usage=self.ep.stream_usage,
             upstream_field=self.provider.upstream_field,
+        )
+        self.policy = CallPolicy(
+            self.client,
+            retry=self.ep.retry,
+            rpm=self.ep.rate_limit.rpm,
+            tpm=self.ep.rate_limit.tpm,
+            max_concurrency=self.ep.max_concurrency,
+            rng=self.rng,
         )
 
     async def stop(self) -> None:
@@ -271,14 +279,13 @@ class _EndpointRunner:
         peer = self.peers[name]
 
         async def ask(prompt: str) -> str:
-            assert peer.client is not None
+            assert peer.policy is not None
             req = CallRequest(
                 messages=[{"role": "user", "content": prompt}],
                 params={"temperature": 0, "max_tokens": 16},
                 stream=False,
             )
-            await peer.limiter.acquire()
-            res = await peer.client.call(req)
+            res = await peer.policy.call(req)
             return res.text
 
         return ask
@@ -296,8 +303,8 @@ class _EndpointRunner:
             await self.run_job(job)
 
     async def run_job(self, job: Job) -> None:
-        assert self.client is not None
-        client = self.client
+        assert self.client is not None and self.policy is not None
+        client, policy = self.client, self.policy
         stream = self.ep.stream if job.stream is None else job.stream
         req = job.item.request(self.ep.api, stream, self.defaults)
         if job.params:
@@ -318,53 +325,9 @@ class _EndpointRunner:
                 except ValueError:  # an entry that does not load back is a miss, asked again
                     result = None
         try:
-            n = 0
-            while result is None:
-                n += 1
-                await self.limiter.acquire()
-                t_attempt = time.time()
-                t0 = time.perf_counter()
-                try:
-                    try:
-                        result = await client.call(req)
-                    except (CallError, asyncio.CancelledError):
-                        raise
-                    except Exception as e:  # a reply no check foresaw: one bad call, not a crash
-                        raise CallError(
-                            ErrorClass.bad_response,
-                            f"the reply could not be read: {type(e).__name__}: {str(e)[:200]}",
-                        ) from None
-                except CallError as e:
-                    dur = (time.perf_counter() - t0) * 1000
-                    decision = decide(self.ep.retry, n, e, self.rng)
-                    attempts.append(
-                        {
-                            "n": n,
-                            "started_at": t_attempt,
-                            "duration_ms": dur,
-                            "http_status": e.status,
-                            "error_class": str(e.error_class),
-                            "error_detail": e.detail
-                            + (f" | body: {e.body[:200]}" if e.body else ""),
-                            "decision": "retry" if decision.retry else "give_up",
-                            "decision_reason": decision.reason,
-                            "wait_s": decision.wait_s,
-                        }
-                    )
-                    if not decision.retry:
-                        error = e
-                        break
-                    await asyncio.sleep(decision.wait_s)
-                else:
-                    attempts.append(
-                        {
-                            "n": n,
-                            "started_at": t_attempt,
-                            "duration_ms": (time.perf_counter() - t0) * 1000,
-                            "http_status": result.status,
-                            "decision": "ok",
-                        }
-                    )
+            if result is None:
+                outcome = await policy.attempt(req, attempts)
+                result, error = outcome.result, outcome.error
         except asyncio.CancelledError:
             error = CallError(ErrorClass.cancelled, "run interrupted while the call was in flight")
             self._record(job, stored_req, started, attempts, None, error, False, [])
@@ -387,8 +350,6 @@ class _EndpointRunner:
                 pass
             else:
                 self.store.cache_put(cache_key, entry)
-        if result is not None:
-            self.limiter.charge((result.prompt_tokens or 0) + (result.completion_tokens or 0))
 
     def _record(
         self,
