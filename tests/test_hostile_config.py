@@ -221,3 +221,19 @@ def test_an_ignored_sigterm_stays_ignored(tmp_path, fake_proc):
     p.send_signal(signal.SIGTERM)
     _, stderr = p.communicate(timeout=60)
     assert p.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--repeats", "0"], "--repeats 0: Input should be greater than or equal to 1"),
+        (["run", "--limit", "0"], "--limit 0: Input should be greater than 0"),
+        (["run", "--limit", "5000000"], "--limit 5000000: Input should be less than or equal to"),
+        (["audit", "--budget", "1"], "--budget 1: Input should be greater than or equal to 2"),
+    ],
+)
+def test_command_line_overrides_are_checked_like_the_file(tmp_path, fake_proc, args, message):
+    """`--repeats 0` and `--budget 1` used to get through onto the validated lineup."""
+    srv = fake_proc()
+    r = bakeoff(*args, "-c", _lineup(tmp_path, srv.url, 3), "--db", str(tmp_path / "b.db"))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
+from bakeoff.cli._common import (
+    DbOption,
+    err,
+    fail,
+    find_run_or_fail,
+    open_store,
+    out,
+    override,
+)
 from bakeoff.cli._run import _check_env, _check_local, execute_with_progress
 from bakeoff.lineups import LineupError, load_lineup
 
@@ -62,7 +70,7 @@ def audit(
                 raise fail(f"unknown regime {bad[0]!r}; use greedy or sampled")
             lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
         if budget is not None:
-            lineup.audit.budget = budget
+            override(lineup.audit, "budget", budget, "--budget")
         _check_env(lineup)
         _check_local(lineup)
         run_id = create_run(store, lineup, str(config))

@@ -52,6 +52,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def override(model: Any, field: str, value: Any, flag: str) -> None:
+    """Set a command-line value on a validated settings model, checked as the file's would be."""
+    from pydantic import ValidationError
+
+    try:
+        setattr(model, field, value)
+    except ValidationError as e:
+        msg = "; ".join(er["msg"] for er in e.errors())
+        raise fail(f"{flag} {value!r}: {msg}") from None
+
+
 def open_store(db: str | None) -> Store:
     try:
         return Store(db or default_db_path())

@@ -19,6 +19,7 @@ from bakeoff.cli._common import (
     load_lineup_or_default,
     open_store,
     out,
+    override,
 )
 from bakeoff.lineups import Lineup, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider
@@ -100,11 +101,11 @@ def run(
     else:
         config, lineup = load_lineup_or_default(config)
         if suite:
-            lineup.run.suites = list(suite)
+            override(lineup.run, "suites", list(suite), "--suite")
         if limit is not None:
-            lineup.run.limit = limit
+            override(lineup.run, "limit", limit, "--limit")
         if repeats is not None:
-            lineup.run.repeats = repeats
+            override(lineup.run, "repeats", repeats, "--repeats")
         if no_audit:
             lineup.audit.enabled = False
         _check_plugins(lineup)

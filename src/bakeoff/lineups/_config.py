@@ -265,6 +265,9 @@ class Endpoint(_Strict):
 class RunSettings(_Strict):
     """What to run over the lineup."""
 
+    # the CLI's --limit/--repeats/--suite land here: checked like the file's values
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
     suites: list[str] = Field(default_factory=lambda: ["arith"])
     """Suite names (see `bakeoff suites`)."""
     limit: int | None = Field(default=None, gt=0, le=MAX_ITEMS)
@@ -285,6 +288,8 @@ class RunSettings(_Strict):
 
 class AuditSettings(_Strict):
     """The fidelity audit: is each endpoint serving the reference model?"""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     enabled: bool = True
     """Run the audit as part of `bakeoff run` (needs a `reference`)."""
