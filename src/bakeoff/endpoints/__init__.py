@@ -1,6 +1,12 @@
 """The wire: OpenAI-compatible requests, streamed responses, timings and classified errors."""
 
-from bakeoff.endpoints._client import EndpointClient, Limits, Timeouts, redact_headers
+from bakeoff.endpoints._client import (
+    CREDENTIAL_HEADERS,
+    EndpointClient,
+    Limits,
+    Timeouts,
+    redact_headers,
+)
 from bakeoff.endpoints._errors import classify_status, parse_retry_after
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
@@ -16,6 +22,7 @@ from bakeoff.endpoints._types import (
 )
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "RETRYABLE",
     "CallError",
     "CallRequest",

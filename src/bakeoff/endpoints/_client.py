@@ -68,12 +68,17 @@ MAX_TOKEN_COUNT = 100_000_000
 """Usage counts above this (or negative, or not integers) are recorded as invalid."""
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+"""Headers that carry a credential: refused in a lineup file (keys come from `api_key_env`), and
+redacted before anything is stored (with every header whose name contains `key`)."""
+
+
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     """Headers as they may be stored: credentials replaced."""
     out = {}
     for k, v in headers.items():
         lk = k.lower()
-        if lk in ("authorization", "api-key", "x-api-key", "proxy-authorization") or "key" in lk:
+        if lk in CREDENTIAL_HEADERS or "key" in lk:
             out[k] = "***"
         else:
             out[k] = v

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bakeoff.endpoints import Limits, RetryPolicy, Timeouts
+from bakeoff.endpoints import CREDENTIAL_HEADERS, Limits, RetryPolicy, Timeouts
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -228,7 +228,7 @@ class Endpoint(_Strict):
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
         for k in v:
-            if k.lower() in ("authorization", "api-key", "x-api-key"):
+            if k.lower() in CREDENTIAL_HEADERS:
                 raise ValueError(
                     f"header {k!r} would put a credential in the lineup file; use api_key_env"
                 )
