@@ -30,6 +30,7 @@ from pathlib import Path
 from bakeoff.fake import HOSTILE, FakeConfig, FakeServer
 
 TARGET_MB = 300
+EXTRA: list[str] = []
 
 
 def serve(configs: list[FakeConfig]) -> list[str]:
@@ -75,7 +76,7 @@ def lineup(d: Path, hostile: str | None, healthy: str, repeats: int) -> Path:
 
 def run(lu: Path, db: Path) -> tuple[float, int, str]:
     t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "bakeoff", "run", "-c", str(lu), "--db", str(db), "-q"]
+    cmd = [sys.executable, "-m", "bakeoff", "run", "-c", str(lu), "--db", str(db), "-q", *EXTRA]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     return time.monotonic() - t0, r.returncode, r.stderr[-2000:] if r.returncode else ""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bakeoff.lineups import Lineup
+from bakeoff.lineups import Lineup, purposes
 from bakeoff.stats import Vote, bradley_terry
 from bakeoff.store import Store
 
@@ -228,7 +228,7 @@ async def judge_pairs(
                 messages=[
                     {"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, a=a, b=b)}
                 ],
-                params={"temperature": 0, "max_tokens": 8},
+                params=dict(purposes.ARENA_JUDGE),
                 stream=False,
             )
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from bakeoff.lineups import purposes
 from bakeoff.suites import Item
 
 _TEMPLATES = [
@@ -80,7 +81,6 @@ def audit_items(
     sampled tokens."""
     combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
     random.Random(f"fidelity:{seed}").shuffle(combos)
-    temperature = 0.0 if regime == "greedy" else 1.0
     items = []
     for i in range(n):
         tp, tc = combos[i % len(combos)]
@@ -90,7 +90,7 @@ def audit_items(
                 tier=regime,
                 messages=[{"role": "user", "content": tp.format(t=tc)}],
                 params={
-                    "temperature": temperature,
+                    **purposes.audit_regime(regime),
                     "max_tokens": max_tokens,
                     **({"top_p": top_p} if regime == "sampled" else {}),
                     **(

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bakeoff.lineups import purposes
+
 
 @dataclass
 class TokenScores:
@@ -246,7 +248,7 @@ class HttpReferenceScorer:
             "max_tokens": 1,
             "echo": True,
             "logprobs": self.k,
-            "temperature": 0,
+            **purposes.GREEDY,
         }
         out = self._post(self.base_url + "/completions", body)
         self._last_prompt_tokens = (out.get("usage") or {}).get("prompt_tokens")

@@ -13,8 +13,10 @@ the reply, one attempt ends in a `CallResult` or a classified `CallError`, never
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import zlib
+from array import array
 from typing import Any
 
 import aiohttp
@@ -56,7 +58,7 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a default
 
-    max_response_bytes: int = Field(default=16_000_000, ge=1024, le=2_000_000_000)
+    max_response_bytes: int = Field(default=8_000_000, ge=1024, le=2_000_000_000)
     """The whole reply body, counted after decompression (a gzip bomb stops here)."""
     max_event_bytes: int = Field(default=4_000_000, ge=1024, le=2_000_000_000)
     """One line, and one event, of a stream."""
@@ -64,6 +66,11 @@ class Limits(BaseModel):
 
 MAX_ERROR_BODY = 65_536
 """Of an error reply (4xx/5xx, HTML), only this much is read: 500 characters are kept."""
+MAX_LOGPROB_ENTRIES = 65_536
+"""Logprob entries (one per token) one reply may carry; more is `too_large`."""
+MAX_JSON_CONTAINERS = 400_000
+"""JSON objects and arrays one body or one stream event may hold (counted by their opening
+brackets, strings included, before parsing); a long reply with top-20 logprobs holds ~100,000."""
 MAX_TOKEN_COUNT = 100_000_000
 """Usage counts above this (or negative, or not integers) are recorded as invalid."""
 
@@ -237,10 +244,12 @@ class EndpointClient:
         ev_cap = self.limits.max_event_bytes
         parser = SSEParser(max_line=ev_cap, max_event=ev_cap)
         timings = Timings(sent_ns=t0)
-        chunk_ms = timings.token_chunk_ms
-        text_parts: list[str] = []
-        reasoning_parts: list[str] = []
-        tools: dict[int, ToolCall] = {}
+        # compact while the stream lasts (a 16 MB stream is ~250,000 chunks): 8 bytes a stamp,
+        # one buffer of text, instead of a float and a str object per chunk (~40 MB a call)
+        chunk_ms = array("d")
+        text_parts = io.StringIO()
+        reasoning_parts = io.StringIO()
+        tools: dict[int, _ToolParts] = {}
         logprobs: list[dict[str, Any]] | None = None
         raw_events: list[bytes] = []
         raw_size = 0
@@ -271,6 +280,7 @@ class EndpointClient:
                     done = True
                     continue
                 try:
+                    _objects(ev)
                     obj = orjson.loads(ev)
                 except orjson.JSONDecodeError:
                     raise CallError(
@@ -297,13 +307,13 @@ class EndpointClient:
                     delta = _dict(ch.get("delta"), "delta")
                     c = _text(delta.get("content"), "delta.content")
                     if c:
-                        text_parts.append(c)
+                        text_parts.write(c)
                         token = True
                     r = _text(
                         delta.get("reasoning_content") or delta.get("reasoning"), "delta.reasoning"
                     )
                     if r:
-                        reasoning_parts.append(r)
+                        reasoning_parts.write(r)
                         token = True
                     tcs = _list(delta.get("tool_calls"), "delta.tool_calls")
                     if tcs:
@@ -316,17 +326,22 @@ class EndpointClient:
                     if lp.get("content"):
                         if logprobs is None:
                             logprobs = []
-                        logprobs.extend(_list(lp["content"], "logprobs.content"))
+                        logprobs.extend(_logprobs(lp["content"], len(logprobs)))
                 else:
                     c = _text(ch.get("text"), "text")
                     if c:
-                        text_parts.append(c)
+                        text_parts.write(c)
                         token = True
                     lp = _dict(ch.get("logprobs"), "logprobs")
                     if lp:
                         if logprobs is None:
                             logprobs = []
-                        logprobs.append(lp)
+                        logprobs.append(_completion_logprobs(lp))
+                        if len(logprobs) > MAX_LOGPROB_ENTRIES:
+                            raise CallError(
+                                ErrorClass.too_large,
+                                f"more than {MAX_LOGPROB_ENTRIES:,} logprob entries",
+                            )
                 if ch.get("finish_reason"):
                     result.finish_reason = _label(ch["finish_reason"])
                 if token:
@@ -343,15 +358,16 @@ class EndpointClient:
         timings.end_ms = (end - t0) / 1e6
         if chunk_ms:
             timings.last_token_ms = chunk_ms[-1]
+            timings.token_chunk_ms = chunk_ms.tolist()
         result.raw = b"\n".join(raw_events).decode("utf-8", "replace")
         if not done:
             what = "mid-event" if parser.pending else "before [DONE]"
             raise CallError(ErrorClass.bad_response, f"stream ended {what}")
         if not first_token_seen and result.finish_reason is None:
             raise CallError(ErrorClass.bad_response, "stream had no choices")
-        result.text = "".join(text_parts)
-        result.reasoning = "".join(reasoning_parts) or None
-        result.tool_calls = [tools[k] for k in sorted(tools)]
+        result.text = text_parts.getvalue()
+        result.reasoning = reasoning_parts.getvalue() or None
+        result.tool_calls = [tools[k].call() for k in sorted(tools)]
         result.logprobs = logprobs
         _apply_usage(result, usage, n_token_chunks)
         return result
@@ -359,6 +375,7 @@ class EndpointClient:
     def _parse_body(self, raw: bytes | bytearray, req: CallRequest, t0: int) -> CallResult:
         end_ms = (time.perf_counter_ns() - t0) / 1e6
         try:
+            _objects(raw)
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise CallError(
@@ -400,19 +417,34 @@ class EndpointClient:
                 )
             lp = _dict(ch.get("logprobs"), "logprobs")
             if lp.get("content"):
-                result.logprobs = _list(lp["content"], "logprobs.content")
+                result.logprobs = _logprobs(lp["content"], 0)
         else:
             result.text = _text(ch.get("text"), "text")
             lp = _dict(ch.get("logprobs"), "logprobs")
             if lp:
-                result.logprobs = [lp]
+                result.logprobs = [_completion_logprobs(lp)]
         _apply_usage(result, obj.get("usage"), None)
         text = raw[: MAX_RAW_BYTES + 4].decode("utf-8", "replace")
         result.raw = text if len(raw) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
         return result
 
 
-def _merge_tool_delta(tools: dict[int, ToolCall], tc: dict[str, Any]) -> None:
+class _ToolParts:
+    """One streamed tool call, its argument fragments kept apart until the end (appending to one
+    string copied it whole on every delta: quadratic in the number of deltas)."""
+
+    __slots__ = ("args", "id", "name")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.args: list[str] = []
+
+    def call(self) -> ToolCall:
+        return ToolCall(id=self.id, name=self.name, arguments="".join(self.args))
+
+
+def _merge_tool_delta(tools: dict[int, _ToolParts], tc: dict[str, Any]) -> None:
     idx = tc.get("index", len(tools))
     if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < 10_000:
         raise CallError(
@@ -420,16 +452,48 @@ def _merge_tool_delta(tools: dict[int, ToolCall], tc: dict[str, Any]) -> None:
         )
     cur = tools.get(idx)
     if cur is None:
-        cur = tools[idx] = ToolCall()
+        cur = tools[idx] = _ToolParts()
     if tc.get("id"):
         cur.id = _label(tc["id"])
     fn = _dict(tc.get("function"), "tool call function")
     name = _text(fn.get("name"), "tool call name")
     if name:
+        # some servers repeat the whole name in every delta, others stream it in pieces
         cur.name = (cur.name or "") + name if cur.name and cur.name != name else name
+        if len(cur.name) > 1000:
+            raise CallError(ErrorClass.bad_response, "a tool call name of over 1,000 characters")
     args = fn.get("arguments")
     if args:
-        cur.arguments += _arguments(args)
+        cur.args.append(_arguments(args))
+
+
+def _logprobs(v: Any, have: int) -> list[dict[str, Any]]:
+    """Chat logprob entries (one object per token), `have` already held: capped, objects only."""
+    entries = _list(v, "logprobs.content")
+    if have + len(entries) > MAX_LOGPROB_ENTRIES:
+        raise CallError(ErrorClass.too_large, f"more than {MAX_LOGPROB_ENTRIES:,} logprob entries")
+    if not all(isinstance(e, dict) for e in entries):
+        raise CallError(ErrorClass.bad_response, "a logprobs.content entry is not an object")
+    return entries
+
+
+def _completion_logprobs(lp: dict[str, Any]) -> dict[str, Any]:
+    """A completions `logprobs` object: its per-token arrays capped."""
+    for key, value in lp.items():
+        if isinstance(value, list) and len(value) > MAX_LOGPROB_ENTRIES:
+            raise CallError(ErrorClass.too_large, f"logprobs.{key[:40]} has over 65,536 entries")
+    return lp
+
+
+def _objects(raw: bytes | bytearray) -> None:
+    """Refuse, before parsing, JSON that would build more than MAX_JSON_CONTAINERS objects and
+    arrays: 16 MB of `{}` become 5 million dicts, 50 times the bytes in memory."""
+    n = raw.count(b"{") + raw.count(b"[")
+    if n > MAX_JSON_CONTAINERS:
+        raise CallError(
+            ErrorClass.too_large,
+            f"the reply holds {n:,} JSON objects and arrays (more than {MAX_JSON_CONTAINERS:,})",
+        )
 
 
 def _dict(v: Any, what: str) -> dict[str, Any]:
@@ -508,46 +572,78 @@ def _apply_usage(result: CallResult, usage: Any, n_token_chunks: int | None) -> 
 
 class _Body:
     """The reply body, decompressed here by bounded steps and cut at `limit` bytes: more is a
-    `too_large` error, never more memory."""
+    `too_large` error, never more memory. One step yields at most `STEP` bytes, so a compressed
+    read that inflates to megabytes is handed out (and parsed) piece by piece, with the event loop
+    free between pieces."""
+
+    STEP = 65_536
 
     def __init__(self, resp: aiohttp.ClientResponse, limit: int) -> None:
         self.content = resp.content
         self.limit = limit
         self.size = 0
-        enc = resp.headers.get("Content-Encoding", "").strip().lower()
+        self.wire = 0
+        self.encoding = resp.headers.get("Content-Encoding", "").strip().lower()
         self.inflate: Any = None
-        if enc in ("gzip", "x-gzip"):
+        self.pending = b""  # compressed bytes not yet inflated
+        if self.encoding in ("gzip", "x-gzip"):
             self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif enc == "deflate":
+        elif self.encoding == "deflate":
             self.inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header
-        elif enc not in ("", "identity"):
-            raise CallError(ErrorClass.bad_response, f"unsupported Content-Encoding {enc[:40]!r}")
+
+    def _grow(self, n: int) -> None:
+        self.size += n
+        if self.size > self.limit:
+            raise CallError(
+                ErrorClass.too_large,
+                f"the reply passed {self.limit:,} bytes (raise the endpoint's"
+                " limits.max_response_bytes if such replies are legitimate)",
+            )
 
     async def readany(self) -> bytes:
         """The next bytes of the body (b"" at its end)."""
-        while True:
-            data = await self.content.readany()
-            if self.inflate is not None:
-                if not data:
-                    data = self.inflate.flush()
-                    self.inflate = None
-                else:
-                    try:
-                        data = self.inflate.decompress(data, self.limit - self.size + 1)
-                    except zlib.error as e:
-                        raise CallError(
-                            ErrorClass.bad_response, f"cannot decompress the body: {e}"
-                        ) from None
-                    if self.inflate.unconsumed_tail:
-                        self.size = self.limit + 1
-                if not data and not self.content.at_eof():
-                    continue  # compressed bytes that decompress to nothing yet
-            self.size += len(data)
-            if self.size > self.limit:
-                raise CallError(
-                    ErrorClass.too_large, f"the reply passed {self.limit:,} bytes (limits)"
-                )
+        if self.encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise CallError(
+                ErrorClass.bad_response, f"unsupported Content-Encoding {self.encoding[:40]!r}"
+            )
+        if self.inflate is None:
+            data = await self.content.read(self.STEP)
+            self._grow(len(data))
             return data
+        while True:
+            if not self.pending:
+                self.pending = await self.content.read(self.STEP)
+                self.wire += len(self.pending)
+                if self.wire > self.limit:
+                    raise CallError(
+                        ErrorClass.too_large,
+                        f"the reply passed {self.limit:,} bytes (raise the endpoint's"
+                        " limits.max_response_bytes if such replies are legitimate)",
+                    )
+                if not self.pending:  # end of the body
+                    if not self.inflate.eof:
+                        raise CallError(ErrorClass.bad_response, "compressed body cut short")
+                    return b""
+            else:
+                await asyncio.sleep(0)  # a step of the same read: let the other calls run
+            if self.inflate.eof:
+                # bytes after the end of the compressed body: a second member, or a flood
+                # zlib would only pile up, unread and uncounted
+                raise CallError(
+                    ErrorClass.bad_response, "bytes after the end of the compressed body"
+                )
+            try:
+                data = self.inflate.decompress(self.pending, self.STEP)
+            except zlib.error as e:
+                raise CallError(
+                    ErrorClass.bad_response, f"cannot decompress the body: {e}"
+                ) from None
+            self.pending = self.inflate.unconsumed_tail or (
+                self.inflate.unused_data if self.inflate.eof else b""
+            )
+            if data:
+                self._grow(len(data))
+                return data
 
     async def read(self) -> bytearray:
         """The whole body, in one buffer (no second copy to join parts)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 
 from bakeoff.endpoints._types import CallError, ErrorClass
@@ -24,11 +25,13 @@ def parse_retry_after(value: str | None) -> float | None:
     """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:100]
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" would sort wrongly in asyncio's timer heap and stall every other timer
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -42,6 +45,8 @@ def classify_status(
     """Turn a non-2xx response into a classified error. `body` is kept short and never has headers."""
     snippet = body[:500]
     lower = snippet.lower()
+    if retry_after:  # a header shown in the detail: printable, short
+        retry_after = retry_after[:40].encode("utf-8", "replace").decode("utf-8")
     if status in (401, 403):
         return CallError(ErrorClass.auth, f"HTTP {status}", status=status, body=snippet)
     if status == 429:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,7 +49,7 @@ def decide(
         return RetryDecision(
             retry=False, reason=f"gave up after {attempt} attempts ({policy.max_retries} retries)"
         )
-    if error.retry_after is not None:
+    if error.retry_after is not None and math.isfinite(error.retry_after):
         wait = min(max(error.retry_after, 0.0), policy.retry_after_max_s)
         return RetryDecision(retry=True, reason="Retry-After honoured", wait_s=wait)
     backoff = min(policy.backoff_base_s * 2 ** (attempt - 1), policy.backoff_max_s)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gzip
 import random
 import re
 import time
@@ -73,6 +75,13 @@ HOSTILE: dict[str, str] = {
     "huge_error": "a 500 whose body never ends",
     "bad_encoding": "Content-Encoding: br with bytes that are not brotli",
     "redirect": "307 to another port",
+    # found by an attacker's review of the first version
+    "retry_after_bytes": "429 whose Retry-After holds a byte that is not UTF-8",
+    "retry_after_nan": "429 with `Retry-After: nan` (a NaN timer stalls asyncio's others)",
+    "gzip_stream_burst": "6 MB of token events and [DONE], gzip-compressed in one piece (~20 KB)",
+    "gzip_trailing": "a gzip body that is whole, then zeros forever after its end",
+    "tool_args_flood": "tool-call argument deltas of 200 characters, 100,000 of them",
+    "logprobs_flood": "logprobs entries `{}` by the hundred thousand (an object per 3 bytes)",
 }
 """Hostile replies (`[[fault:NAME]]`): the shapes, sizes, bombs, floods and usage values a broken or
 malicious endpoint sends. `hostile_bytes` bounds what the endless ones send before they stop."""
@@ -411,6 +420,11 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
+@functools.cache
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, 9)
+
+
 def _shape(fault: str, chat: bool, stream: bool) -> bytes | None:
     """The one bad object of a shape fault, as a stream event's or a body's JSON bytes."""
     key = "delta" if stream else "message"
@@ -468,6 +482,26 @@ async def _hostile(
 ) -> web.StreamResponse:
     if fault == "redirect":
         raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:9/{request.path}")
+    if fault == "retry_after_nan":
+        return web.json_response({"error": {"message": "slow"}}, status=429,
+                                 headers={"Retry-After": "nan"})  # fmt: skip
+    if fault == "retry_after_bytes" and request.transport is not None:
+        # aiohttp encodes headers as UTF-8: the raw response goes straight to the socket
+        request.transport.write(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xff1\r\n"
+                                b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")  # fmt: skip
+        request.transport.close()
+        raise asyncio.CancelledError  # nothing more to send; aiohttp drops the handler
+    if fault in ("tool_args_flood", "logprobs_flood"):
+        return await _flood(request, fault, chat, stream, c)
+    if fault == "gzip_stream_burst":
+        delta = {"delta": {"content": "a"}} if chat else {"text": "a"}
+        events = _sse({"choices": [{"index": 0, **delta}]}) * (6_000_000 // 50)
+        headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+        resp = web.StreamResponse(headers=headers)
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await resp.write(_gzip(events + b"data: [DONE]\n\n"))
+        return resp
     shape = _shape(fault, chat, stream)
     usage = _usage(fault)
     ctype = "text/event-stream" if stream else "application/json"
@@ -504,13 +538,49 @@ async def _hostile(
     return await _endless(request, fault, chat, c)
 
 
+async def _flood(
+    request: web.Request, fault: str, chat: bool, stream: bool, c: FakeConfig
+) -> web.StreamResponse:
+    if not stream:
+        if fault == "logprobs_flood":
+            n = 2_000_000
+            many = b'{"content": [' + b"{}," * (n - 1) + b"{}]}"
+            body = b'{"choices": [{"index": 0, "message": {"content": "x"}, "text": "x",'
+            return web.Response(body=body + b' "logprobs": ' + many + b"}]}",
+                                content_type="application/json")  # fmt: skip
+        arg = {"index": 0, "function": {"arguments": "a" * 200}}
+        calls = [{"id": "c0", "function": {"name": "f", "arguments": "a" * 20_000_000}}, arg]
+        body = orjson.dumps({"choices": [{"index": 0, "message": {"tool_calls": calls}}]})
+        return web.Response(body=body, content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    if fault == "logprobs_flood":
+        lp: dict[str, list[Any]] = {"content": [{}] * 1000} if chat else {"tokens": ["x"] * 1000}
+        delta = {"delta": {"content": "x"}} if chat else {"text": "x"}
+        unit = _sse({"choices": [{"index": 0, **delta, "logprobs": lp}]})
+    else:
+        args = {"index": 0, "function": {"arguments": "a" * 200}}
+        if chat:
+            unit = _sse({"choices": [{"index": 0, "delta": {"tool_calls": [args]}}]})
+        else:
+            unit = _sse({"choices": [{"index": 0, "text": "a" * 200}]})
+    with contextlib.suppress(ConnectionError):
+        for i in range(100_000):
+            await resp.write(unit)
+            if i % 64 == 0:
+                await asyncio.sleep(0)
+        await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
 async def _endless(
     request: web.Request, fault: str, chat: bool, c: FakeConfig
 ) -> web.StreamResponse:
     """The size faults: bytes until the client hangs up (or `hostile_bytes` are sent)."""
-    headers = {"Content-Type": "application/json" if fault == "huge_body" else "text/event-stream"}
+    json_body = fault in ("huge_body", "gzip_trailing")
+    headers = {"Content-Type": "application/json" if json_body else "text/event-stream"}
     status = 500 if fault == "huge_error" else 200
-    if fault in ("gzip_bomb", "gzip_stream_bomb"):
+    if fault in ("gzip_bomb", "gzip_stream_bomb", "gzip_trailing"):
         headers["Content-Encoding"] = "gzip"
     if fault == "bad_encoding":
         headers["Content-Encoding"] = "br"
@@ -536,6 +606,14 @@ async def _endless(
     }.get(fault, b"")
     gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if "gzip" in fault else None
     sent = 0
+    if fault == "gzip_trailing" and gz is not None:
+        whole = {
+            "choices": [
+                {"index": 0, **({"message": {"content": "ok"}} if chat else {"text": "ok"})}
+            ]
+        }
+        first, unit = gz.compress(orjson.dumps(whole)) + gz.flush(), b"\0" * 65536
+        gz = None
     with contextlib.suppress(ConnectionError, asyncio.CancelledError):
         if first:
             await resp.write(first)

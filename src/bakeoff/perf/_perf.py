@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bakeoff.endpoints import CallRequest
-from bakeoff.lineups import Lineup
+from bakeoff.lineups import Lineup, purposes
 from bakeoff.perf._load import LevelSpec, Target, run_level
 from bakeoff.perf._metrics import SLO, level_metrics
 from bakeoff.store import Store, dumps
@@ -60,7 +60,7 @@ def synthetic_requests(
         out.append(
             CallRequest(
                 messages=[{"role": "user", "content": prompt}],
-                params={"max_tokens": output_tokens, "temperature": 0},
+                params={"max_tokens": output_tokens, **purposes.GREEDY},
             )
         )
     return out
@@ -72,7 +72,7 @@ def suite_requests(lineup: Lineup, suite: str, n: int) -> list[CallRequest]:
     items = suite_items(lineup, suite)[:n] or []
     if not items:
         raise ValueError(f"suite {suite!r} has no items")
-    return [it.request("chat", True, {"temperature": 0}) for it in items]
+    return [it.request("chat", True, dict(purposes.GREEDY)) for it in items]
 
 
 def _saturated(

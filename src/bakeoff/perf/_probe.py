@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bakeoff.endpoints import Caller, CallError, CallRequest, CallResult
+from bakeoff.lineups import purposes
 from bakeoff.suites.long_context import build_haystack
 
 NEEDLE = "The secret code is {code}."
@@ -63,7 +64,7 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
     points: list[dict[str, Any]] = []
 
     async def attempt(tokens: int) -> bool:
-        res, err = await _try(client, _chat(prompt(tokens), max_tokens=1, temperature=0))
+        res, err = await _try(client, _chat(prompt(tokens), max_tokens=1, **purposes.GREEDY))
         points.append(
             {
                 "sent_tokens_est": tokens,
@@ -115,7 +116,7 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
             break
     needle = None
     if accepted is not None and accepted >= 512:
-        res, _ = await _try(client, _chat(prompt(accepted), max_tokens=16, temperature=0))
+        res, _ = await _try(client, _chat(prompt(accepted), max_tokens=16, **purposes.GREEDY))
         if res is not None:
             needle = {"tokens_est": accepted, "found": str(code) in res.text}
     return {
@@ -134,7 +135,7 @@ async def probe_output(client: Caller, n: int) -> dict[str, Any]:
     req = _chat(
         "Count from 1 to 2000, one number per line, with no other text.",
         max_tokens=n,
-        temperature=0,
+        **purposes.GREEDY,
     )
     res, err = await _try(client, req)
     if res is None:
@@ -235,7 +236,9 @@ async def probe_features(client: Caller) -> dict[str, Any]:
     for _ in range(3):
         res, err = await _try(
             client,
-            _chat("Write a short sentence about the sea.", max_tokens=24, temperature=0, seed=7),
+            _chat(
+                "Write a short sentence about the sea.", max_tokens=24, **purposes.GREEDY, seed=7
+            ),
         )
         if res is not None:
             texts.append(res.text)

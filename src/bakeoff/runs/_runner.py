@@ -33,7 +33,7 @@ from bakeoff.endpoints import (
     EndpointClient,
     ErrorClass,
 )
-from bakeoff.lineups import Endpoint, Lineup
+from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.plugins import get_provider, get_suite
 from bakeoff.providers import StartContext
 from bakeoff.runs._policy import CallPolicy
@@ -282,7 +282,7 @@ class _EndpointRunner:
             assert peer.policy is not None
             req = CallRequest(
                 messages=[{"role": "user", "content": prompt}],
-                params={"temperature": 0, "max_tokens": 16},
+                params=dict(purposes.JUDGE),
                 stream=False,
             )
             res = await peer.policy.call(req)

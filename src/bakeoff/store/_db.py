@@ -118,8 +118,17 @@ class Store:
         self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
 
     def scrub(self, text: str | None) -> str | None:
-        """Remove any known secret value from text about to be stored (belt and braces)."""
-        if text is None or not self._secrets:
+        """Remove any known secret value from text about to be stored (belt and braces); text that
+        is not valid Unicode (a header's undecodable bytes arrive as lone surrogates, which SQLite
+        cannot take) has those characters replaced."""
+        if text is None:
+            return text
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = text.encode("utf-8", "replace").decode("utf-8")
+        if not self._secrets:
             return text
         for s in self._secrets:
             if s in text:

@@ -1,0 +1,23 @@
+"""Sampling for the calls bakeoff makes for its own purposes, in one place.
+
+A suite item's request merges the lineup's `defaults`, the endpoint's `params` and the item's own
+(`Lineup.sampling_for`, `Item.request`). The calls below are not the user's to tune — a judge must
+be deterministic, a probe must not wander — so their settings are named here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GREEDY: dict[str, Any] = {"temperature": 0.0}
+"""Deterministic decoding: probes, perf's synthetic load, the reference scorer."""
+SAMPLED: dict[str, Any] = {"temperature": 1.0}
+"""The model's own distribution (the fidelity audit's sampled regime)."""
+JUDGE: dict[str, Any] = {**GREEDY, "max_tokens": 16}
+"""An LLM judge of a dataset scorer: PASS or FAIL."""
+ARENA_JUDGE: dict[str, Any] = {**GREEDY, "max_tokens": 8}
+"""The arena's judge: A, B or tie."""
+
+
+def audit_regime(regime: str) -> dict[str, Any]:
+    """The fidelity audit's decoding for a regime: `greedy` or `sampled`."""
+    return dict(GREEDY if regime == "greedy" else SAMPLED)
