@@ -586,23 +586,28 @@ class _Body:
         self.encoding = resp.headers.get("Content-Encoding", "").strip().lower()
         self.inflate: Any = None
         self.pending = b""  # compressed bytes not yet inflated
+        # refused when first read, so that an error status is classified before its body
+        self.supported = self.encoding in ("", "identity", "gzip", "x-gzip", "deflate")
         if self.encoding in ("gzip", "x-gzip"):
             self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif self.encoding == "deflate":
             self.inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip header
 
-    def _grow(self, n: int) -> None:
-        self.size += n
-        if self.size > self.limit:
+    def _check(self, n: int) -> None:
+        if n > self.limit:
             raise CallError(
                 ErrorClass.too_large,
                 f"the reply passed {self.limit:,} bytes (raise the endpoint's"
                 " limits.max_response_bytes if such replies are legitimate)",
             )
 
+    def _grow(self, n: int) -> None:
+        self.size += n
+        self._check(self.size)
+
     async def readany(self) -> bytes:
         """The next bytes of the body (b"" at its end)."""
-        if self.encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        if not self.supported:
             raise CallError(
                 ErrorClass.bad_response, f"unsupported Content-Encoding {self.encoding[:40]!r}"
             )
@@ -614,12 +619,7 @@ class _Body:
             if not self.pending:
                 self.pending = await self.content.read(self.STEP)
                 self.wire += len(self.pending)
-                if self.wire > self.limit:
-                    raise CallError(
-                        ErrorClass.too_large,
-                        f"the reply passed {self.limit:,} bytes (raise the endpoint's"
-                        " limits.max_response_bytes if such replies are legitimate)",
-                    )
+                self._check(self.wire)  # compressed bytes count too
                 if not self.pending:  # end of the body
                     if not self.inflate.eof:
                         raise CallError(ErrorClass.bad_response, "compressed body cut short")
