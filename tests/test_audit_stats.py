@@ -203,3 +203,18 @@ def test_betting_wealth_stays_positive(d):
 def test_degenerate_inputs(n):
     assert symmetric_betting_test([0.0] * n).p_value == 1.0
     assert mmd_hamming_test(["a"] * n, ["b"] * n)[1] == 1.0
+
+
+def test_audit_prompts_are_distinct_and_a_longer_audit_extends_a_shorter_one():
+    """Calibration draws independent audits from disjoint slices of one sequence: it needs many
+    distinct prompts, and a stored audit's prompts must stay its prompts (rerun) when the sequence
+    grows."""
+    from bakeoff.audit._prompts import audit_items
+
+    long = [it.messages[0]["content"] for it in audit_items("greedy", seed=0, n=1600)]
+    assert len(set(long)) == 1600
+    for n in (10, 70, 400, 700):
+        short = [it.messages[0]["content"] for it in audit_items("greedy", seed=0, n=n)]
+        assert short == long[:n]
+    other = [it.messages[0]["content"] for it in audit_items("greedy", seed=1, n=70)]
+    assert other != long[:70]

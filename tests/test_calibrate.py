@@ -1,4 +1,4 @@
-"""`bakeoff calibrate` as a user runs it, on small pools (the full table is bench/fidelity_power.py)."""
+"""`bakeoff calibrate` as a user runs it, on small audits (the full table is bench/fidelity_power.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,41 @@ import sqlite3
 from conftest import bakeoff
 
 
-def test_calibrate_prints_false_positive_rate_and_power(tmp_path):
+def test_calibrate_runs_independent_audits_and_prints_exact_intervals(tmp_path):
     out = tmp_path / "cal.json"
-    args = ("calibrate", "--greedy-pool", "10", "--sampled-pool", "0", "--reps", "10")
-    r = bakeoff(*args, "--keep", str(tmp_path / "pools"), "--json", str(out))
+    keep = tmp_path / "audits"
+    args = ("calibrate", "--reps", "2", "--greedy-budget", "20", "--sampled-budget", "0")
+    args += ("--endpoints", "f16-batch8,f16-torch,q2_k,sysprompt")
+    r = bakeoff(*args, "--keep", str(keep), "--json", str(out))
     assert r.returncode == 0, r.stderr
-    assert "false-positive rate" in r.stdout and "greedy@10" in r.stdout
+    assert "different@20" in r.stdout and "engine nulls pooled" in r.stdout
+    assert "0/2 (0.00–0.84)" in r.stdout  # the nulls' exact interval at 0 of 2
     res = json.loads(out.read_text())
-    for null in ("f16-other", "f32"):
-        assert res[null]["greedy@10"] <= 0.2
-    for distorted in ("q2_k", "q3_k_s", "sysprompt"):
-        assert res[distorted]["greedy@10"] >= 0.8
-        assert res[distorted]["greedy differ rate"] > res["f16-other"]["greedy differ rate"]
+    eps = res["regimes"]["greedy"]["endpoints"]
+    for null in ("f16-batch8", "f16-torch"):
+        assert eps[null]["counts"]["different@20"] == 0, eps[null]
+    for distorted in ("q2_k", "sysprompt"):
+        assert eps[distorted]["counts"]["different@20"] == 2, eps[distorted]
 
-    # the kept pool is re-analysed without a call: the same table from the same samples
-    db = sqlite3.connect(tmp_path / "pools" / "greedy.db")
+    # the two repetitions are independent audits: no prompt in common, each its own database
+    prompts = []
+    for rep in (0, 1):
+        db = sqlite3.connect(keep / f"greedy-{rep:02d}.db")
+        prompts.append({row[0] for row in db.execute("SELECT input_json FROM items")})
+    assert len(prompts[0]) == len(prompts[1]) == 20 and not prompts[0] & prompts[1]
+
+    # kept audits are re-read without a call: the same results
+    db = sqlite3.connect(keep / "greedy-00.db")
     n_calls = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     again = tmp_path / "again.json"
-    r = bakeoff(*args, "--keep", str(tmp_path / "pools"), "--json", str(again))
+    r = bakeoff(*args, "--keep", str(keep), "--json", str(again))
     assert r.returncode == 0, r.stderr
     assert "no new call" in r.stderr
     assert db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == n_calls
     assert json.loads(again.read_text()) == res
+
+
+def test_calibrate_refuses_an_unknown_endpoint():
+    r = bakeoff("calibrate", "--endpoints", "q2_k,nope")
+    assert r.returncode == 2
+    assert "nope" in r.stderr and "f16-torch" in r.stderr

@@ -124,3 +124,21 @@ def test_bootstrap_ci_covers_the_mean() -> None:
         lo, hi = bootstrap_mean_ci(list(x), n_boot=1000, seed=seed)
         covered += lo <= 2 / 7 <= hi
     assert covered / 200 >= 0.9
+
+
+def test_clopper_pearson_covers_every_rate_exactly():
+    """Exact coverage (binomial sums, no simulation) on a grid of true rates: never below 95%;
+    and the textbook values."""
+    from scipy.stats import binom
+
+    from bakeoff.stats import clopper_pearson
+
+    assert clopper_pearson(0, 10)[1] == pytest.approx(0.3085, abs=1e-4)
+    lo, hi = clopper_pearson(5, 10)
+    assert (lo, hi) == (pytest.approx(0.1871, abs=1e-4), pytest.approx(0.8129, abs=1e-4))
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+    for n in (10, 40):
+        bounds = [clopper_pearson(k, n) for k in range(n + 1)]
+        for p in np.linspace(0.001, 0.999, 199):
+            cover = sum(binom.pmf(k, n, p) for k, (lo, hi) in enumerate(bounds) if lo <= p <= hi)
+            assert cover >= 0.95 - 1e-9, (n, p, cover)

@@ -23,6 +23,18 @@ _TEMPLATES = [
     "How would you explain {t} in one paragraph?",
     "Write a friendly note about {t}.",
 ]
+_MORE_TEMPLATES = [
+    "Imagine you are visiting {t}. What do you notice first?",
+    "Write a haiku about {t}.",
+    "What would a scientist find interesting about {t}?",
+    "Give a short, vivid description of {t}.",
+    "Write the opening line of a novel about {t}.",
+    "What could go wrong with {t}, and why?",
+    "Compare {t} with something very different.",
+    "Write a short dialogue between two friends about {t}.",
+    "Share a piece of advice that involves {t}.",
+    "Describe {t} using all five senses.",
+]
 _TOPICS = [
     "the sea",
     "bread",
@@ -65,6 +77,48 @@ _TOPICS = [
     "candles",
     "a garden party",
 ]
+_MORE_TOPICS = [
+    "glaciers",
+    "a bakery",
+    "foxes",
+    "a train station",
+    "rain",
+    "lanterns",
+    "the harbour",
+    "a violin",
+    "wolves",
+    "a meadow",
+    "sunflowers",
+    "a tunnel",
+    "whales",
+    "a windmill",
+    "a puzzle",
+    "the first day of school",
+    "a picnic",
+    "pebbles",
+    "a typewriter",
+    "a waterfall",
+    "the city at night",
+    "a notebook",
+    "fireflies",
+    "a castle",
+    "strawberries",
+    "a ferry",
+    "a telescope",
+    "the wind",
+    "a village fair",
+    "penguins",
+    "a recipe",
+    "a street musician",
+    "a quiet morning",
+    "an old photograph",
+    "a canyon",
+    "a letter",
+    "deer",
+    "a lake",
+    "pumpkins",
+    "a hot air balloon",
+]
 
 
 def audit_items(
@@ -76,11 +130,22 @@ def audit_items(
     logprobs: bool = False,
     top_p: float = 0.95,
 ) -> list[Item]:
-    """`n` distinct prompts (distinct while templates × topics last), in a seeded order; sampled
-    calls ask for T=1 with nucleus `top_p`; with `logprobs`, also for the log-probabilities of the
-    sampled tokens."""
+    """`n` distinct prompts (distinct while templates × topics last: 1,600), in a seeded order;
+    sampled calls ask for T=1 with nucleus `top_p`; with `logprobs`, also for the
+    log-probabilities of the sampled tokens.
+
+    The first 400 of a seed are the first templates × topics, in the order they always had (stored
+    audits re-analyse alike); the combinations added later follow in their own seeded order."""
     combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
     random.Random(f"fidelity:{seed}").shuffle(combos)
+    more = [
+        (tp, tc)
+        for tp in _TEMPLATES + _MORE_TEMPLATES
+        for tc in _TOPICS + _MORE_TOPICS
+        if tp in _MORE_TEMPLATES or tc in _MORE_TOPICS
+    ]
+    random.Random(f"fidelity:{seed}:more").shuffle(more)
+    combos += more
     items = []
     for i in range(n):
         tp, tc = combos[i % len(combos)]

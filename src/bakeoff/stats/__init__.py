@@ -8,12 +8,13 @@ from bakeoff.stats._compare import (
     paired_bootstrap,
     pass_at_k,
 )
-from bakeoff.stats._intervals import percentile, wilson_interval
+from bakeoff.stats._intervals import clopper_pearson, percentile, wilson_interval
 
 __all__ = [
     "Vote",
     "bootstrap_mean_ci",
     "bradley_terry",
+    "clopper_pearson",
     "holm",
     "mcnemar_exact",
     "paired_bootstrap",

@@ -28,6 +28,24 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return (lo, hi)
 
 
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval for a binomial proportion: coverage at least `confidence`
+    at every true rate — the interval to quote for a calibration's error rates, where a rate near
+    0 must not be made to look surer than its n allows (0/10 reads 0.00–0.31).
+
+    Clopper, C. J. & Pearson, E. S. (1934), Biometrika 26(4). n = 0 gives (0, 1)."""
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return (0.0, 1.0)
+    from scipy.stats import beta
+
+    a = (1 - confidence) / 2
+    lo = 0.0 if successes == 0 else float(beta.ppf(a, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(beta.ppf(1 - a, successes + 1, n - successes))
+    return (lo, hi)
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0–100) by linear interpolation (numpy's default); None if empty."""
     if not values:
