@@ -20,10 +20,10 @@ import json
 import numpy as np
 
 from bakeoff.audit._greedy import first_divergence
-from bakeoff.audit._prompts import audit_items
 from bakeoff.audit._scorer import LocalReferenceScorer
 from bakeoff.audit._stats import normalize_text
 from bakeoff.local import variant_path
+from bakeoff.suites.fidelity import audit_items
 
 Outputs = list[tuple[str, str]]
 

@@ -16,7 +16,7 @@ from bakeoff.arena import (
     parse_choice,
     record_human_vote,
 )
-from bakeoff.runs._runner import lineup_of_run
+from bakeoff.runs import lineup_of_run
 from bakeoff.stats import Vote, bradley_terry
 from uirun import make_run
 

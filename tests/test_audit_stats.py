@@ -209,7 +209,7 @@ def test_audit_prompts_are_distinct_and_a_longer_audit_extends_a_shorter_one():
     """Calibration draws independent audits from disjoint slices of one sequence: it needs many
     distinct prompts, and a stored audit's prompts must stay its prompts (rerun) when the sequence
     grows."""
-    from bakeoff.audit._prompts import audit_items
+    from bakeoff.suites.fidelity import audit_items
 
     long = [it.messages[0]["content"] for it in audit_items("greedy", seed=0, n=1600)]
     assert len(set(long)) == 1600

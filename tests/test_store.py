@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from bakeoff.store import MIGRATIONS, Store, migrate
+from bakeoff.store import MIGRATIONS, CallRecord, Store, migrate
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path):
@@ -31,21 +31,22 @@ def test_record_call_is_atomic_and_scrubs_secrets(tmp_path):
         endpoints=[{"name": "e", "provider": "openai", "model": "m"}],
         version="0",
     )
-    call = {
-        "id": "c1",
-        "run_id": "r1",
-        "endpoint": "e",
-        "suite": "s",
-        "item_id": "i",
-        "repeat": 0,
-        "status": "error",
-        "error_class": "auth",
-        "error_detail": "key topsecret123 rejected",
-        "n_attempts": 1,
-        "started_at": 0.0,
-        "finished_at": 1.0,
-        "request_json": "{}",
-    }
+    call = CallRecord(
+        id="c1",
+        run_id="r1",
+        endpoint="e",
+        suite="s",
+        item_id="i",
+        repeat=0,
+        status="error",
+        error_class="auth",
+        error_detail="key topsecret123 rejected",
+        n_attempts=1,
+        cached=False,
+        started_at=0.0,
+        finished_at=1.0,
+        request={},
+    )
     # a score row that violates the schema makes the whole call roll back
     bad_score = [{"scorer": "x", "value": None}]
     with pytest.raises(sqlite3.IntegrityError):

@@ -6,7 +6,7 @@ The public API. Everything else lives in the concept packages (`endpoints`, `lin
 
 import typing
 
-__version__ = "0.1.0"
+from bakeoff._version import __version__
 
 if typing.TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
     from bakeoff.endpoints import (

@@ -50,12 +50,7 @@ def pairs_pool(
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Every (suite, item, repeat) of the run's suites with at least two successful outputs:
     {key: {endpoint: (call id, output text or None)}}."""
-    rows = store.db.execute(
-        f"SELECT id, endpoint, suite, item_id, repeat, {'output_text' if texts else 'NULL'}"
-        " FROM calls WHERE run_id = ? AND status = 'ok' AND suite NOT LIKE 'fidelity.%'"
-        " ORDER BY endpoint",
-        (run_id,),
-    ).fetchall()
+    rows = store.ok_suite_outputs(run_id, texts=texts)
     pool: dict[tuple[str, str, int], dict[str, Any]] = defaultdict(dict)
     for cid, ep, suite, item, rep, text in rows:
         pool[(suite, item, rep)][ep] = (cid, (text or "") if texts else None)
@@ -88,15 +83,11 @@ def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> di
     if rng.random() < 0.5:
         a, b = b, a
     suite, item_id, repeat = key
-    item = store.db.execute(
-        "SELECT input_json FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
-        (run_id, suite, item_id),
-    ).fetchone()
+    item = store.item(run_id, suite, item_id)
     outs = pool[key]
 
     def text(call_id: str) -> str:
-        row = store.db.execute("SELECT output_text FROM calls WHERE id = ?", (call_id,)).fetchone()
-        return (row[0] if row else None) or ""
+        return store.output_text(call_id) or ""
 
     return {
         "suite": suite,
@@ -117,11 +108,7 @@ def record_human_vote(
         raise ValueError(f"winner must be one of {', '.join(WINNERS)}")
     rows = {}
     for cid in (left_call, right_call):
-        r = store.db.execute(
-            "SELECT endpoint, suite, item_id, repeat, output_text FROM calls"
-            " WHERE id = ? AND run_id = ? AND status = 'ok'",
-            (cid, run_id),
-        ).fetchone()
+        r = store.ok_call(run_id, cid)
         if r is None:
             raise ValueError("unknown call")
         rows[cid] = r
@@ -190,7 +177,7 @@ async def judge_pairs(
     """Ask endpoint `judge` of the lineup to compare `n_pairs` random pairs, both orders each;
     store one vote per pair (voter `judge:<name>`). Returns the number of votes stored."""
     from bakeoff.endpoints import CallRequest
-    from bakeoff.runs._runner import EndpointSession, RunOptions
+    from bakeoff.runs import EndpointSession, RunOptions
 
     rng = random.Random(seed)
     pool = pairs_pool(store, run_id)

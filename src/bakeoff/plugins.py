@@ -57,9 +57,9 @@ class _Builtins:
 
     @hookimpl
     def register_suites(self, register: Callable[[Any], None]) -> None:
-        from bakeoff.audit._prompts import FidelitySuite
         from bakeoff.suites import Arith
         from bakeoff.suites.code import CodeSuite
+        from bakeoff.suites.fidelity import FidelitySuite
         from bakeoff.suites.instructions import InstructionsSuite
         from bakeoff.suites.long_context import LongContextSuite
         from bakeoff.suites.long_output import LongOutputSuite

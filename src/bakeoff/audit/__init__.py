@@ -15,7 +15,6 @@ from bakeoff.audit._greedy import (
     greedy_power,
     rate_upper_bound,
 )
-from bakeoff.audit._prompts import audit_items
 from bakeoff.audit._stats import (
     BettingResult,
     bounded,
@@ -25,6 +24,7 @@ from bakeoff.audit._stats import (
     sign_flip_test,
     symmetric_betting_test,
 )
+from bakeoff.suites.fidelity import audit_items
 
 __all__ = [
     "SUITES",

@@ -328,13 +328,7 @@ def _suite_checks(store: Store, run_id: str, ref: str, cand: str) -> dict[str, A
     import orjson
 
     out: dict[str, Any] = {}
-    rows = store.db.execute(
-        "SELECT c.endpoint, c.item_id, c.finish_reason, c.tool_calls_json, i.input_json FROM calls c"
-        " JOIN items i ON i.run_id = c.run_id AND i.suite = c.suite AND i.item_id = c.item_id"
-        " WHERE c.run_id = ? AND c.suite = 'tools' AND c.repeat = 0 AND c.status = 'ok'"
-        " AND c.endpoint IN (?, ?)",
-        (run_id, ref, cand),
-    ).fetchall()
+    rows = store.tool_calls(run_id, (ref, cand))
     called: dict[str, dict[str, bool]] = {ref: {}, cand: {}}
     valid: dict[str, list[bool]] = {ref: [], cand: []}
     for r in rows:
@@ -361,14 +355,7 @@ def _suite_checks(store: Store, run_id: str, ref: str, cand: str) -> dict[str, A
         for ep, key in ((cand, "tool_args_valid_rate"), (ref, "reference_tool_args_valid_rate")):
             if valid[ep]:
                 out[key] = round(sum(valid[ep]) / len(valid[ep]), 3)
-    trunc = dict(
-        store.db.execute(
-            "SELECT c.endpoint, SUM(s.value) FROM scores s JOIN calls c ON c.id = s.call_id"
-            " WHERE c.run_id = ? AND s.scorer = 'truncation_suspected' AND c.endpoint IN (?, ?)"
-            " GROUP BY c.endpoint",
-            (run_id, ref, cand),
-        ).fetchall()
-    )
+    trunc = store.score_sums(run_id, "truncation_suspected", (ref, cand))
     if trunc:
         out["truncation_suspected"] = int(trunc.get(cand) or 0)
         out["reference_truncation_suspected"] = int(trunc.get(ref) or 0)

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bakeoff.audit._analysis import SUITES, analyse
-from bakeoff.audit._prompts import audit_items
 from bakeoff.audit._verdict import stop_threshold
 from bakeoff.lineups import AuditSettings, Lineup
-from bakeoff.runs import call_id
-from bakeoff.runs._runner import EndpointSession, Job
+from bakeoff.runs import EndpointSession, Job, call_id
 from bakeoff.store import Store
 from bakeoff.suites import Item
+from bakeoff.suites.fidelity import audit_items
 
 
 class AuditError(Exception):

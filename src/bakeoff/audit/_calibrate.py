@@ -28,11 +28,11 @@ from typing import Any
 
 from bakeoff.audit._analysis import SUITES
 from bakeoff.audit._audit import run_audit
-from bakeoff.audit._prompts import audit_items
 from bakeoff.lineups import parse_lineup
 from bakeoff.runs import RunOptions, config_hash, create_run, execute
 from bakeoff.stats import clopper_pearson
 from bakeoff.store import Store
+from bakeoff.suites.fidelity import audit_items
 
 _LOCAL = "provider: local\n    model: smol\n    max_concurrency: {c}\n    local: {{{spec}}}"
 ENDPOINTS: dict[str, tuple[str, str]] = {

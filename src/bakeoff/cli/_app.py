@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from bakeoff import __version__
+from bakeoff._version import __version__
 from bakeoff.cli import (
     _audit,
     _calibrate,

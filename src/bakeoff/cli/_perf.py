@@ -230,7 +230,7 @@ def probe(
     import uuid
 
     from bakeoff.perf import ProbeOptions, run_probes
-    from bakeoff.runs._runner import EndpointSession, RunOptions
+    from bakeoff.runs import EndpointSession, RunOptions
 
     _, lineup = load_or_default(config)
     if endpoint:
@@ -268,14 +268,14 @@ def probe(
 
 
 def capability_table(results: dict[str, Any]) -> Table:
-    from bakeoff.perf._probe import capability_row
+    from bakeoff.runs import capability_row
 
     return capability_rows_table({name: capability_row(r) for name, r in results.items()})
 
 
 def capability_rows_table(rows: dict[str, dict[str, Any]]) -> Table:
     """The capability matrix: one row per endpoint, coloured yes / accepted / no."""
-    from bakeoff.perf._probe import CAPABILITY_COLUMNS
+    from bakeoff.runs import CAPABILITY_COLUMNS
 
     t = Table(title="capabilities", title_justify="left")
     t.add_column("endpoint")

@@ -29,10 +29,10 @@ from bakeoff.runs import (
     config_hash,
     create_run,
     execute,
+    lineup_of_run,
     suite_for,
     summarize,
 )
-from bakeoff.runs._runner import lineup_of_run
 from bakeoff.store import Store, StoreError
 from bakeoff.suites.datasets import DatasetError
 

@@ -100,7 +100,7 @@ def arena(
     """Arena ratings (Bradley–Terry, raw and length-controlled) from the votes cast in `bakeoff ui`;
     with --judge, first let an endpoint judge pairs of outputs (both orders asked)."""
     from bakeoff.arena import arena_summary, judge_pairs
-    from bakeoff.runs._runner import lineup_of_run
+    from bakeoff.runs import lineup_of_run
 
     store = open_store(db)
     row = find_run_or_fail(store, run_id)

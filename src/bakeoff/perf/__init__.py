@@ -3,7 +3,8 @@
 from bakeoff.perf._load import LevelSpec, Target, run_level, schedule
 from bakeoff.perf._metrics import SLO, dist, level_metrics
 from bakeoff.perf._perf import PerfOptions, run_perf, synthetic_requests
-from bakeoff.perf._probe import ProbeOptions, capability_row, probe_endpoint, run_probes
+from bakeoff.perf._probe import ProbeOptions, probe_endpoint, run_probes
+from bakeoff.runs import capability_row
 
 __all__ = [
     "SLO",

@@ -211,7 +211,7 @@ async def run_perf(
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary)."""
-    from bakeoff.runs._runner import EndpointSession, RunOptions
+    from bakeoff.runs import EndpointSession, RunOptions
 
     perf_id = "perf-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     config = {**asdict(opts), "slo": opts.slo.as_dict()}

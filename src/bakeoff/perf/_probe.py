@@ -280,7 +280,7 @@ async def run_probes(
     unexpected way is stored as that endpoint's error; it never stops the run."""
     import asyncio
 
-    from bakeoff.runs._runner import claimed_context
+    from bakeoff.runs import claimed_context
 
     store = session.store
     have = store.probes(session.run_id) if only_missing else {}
@@ -305,41 +305,3 @@ async def run_probes(
 
     await asyncio.gather(*(one(n, r) for n, r in session.runners.items()))
     return store.probes(session.run_id)
-
-
-FEATURES = (
-    "stream_usage",
-    "logprobs",
-    "top_logprobs",
-    "tools",
-    "parallel_tools",
-    "json_mode",
-    "json_schema",
-    "seed_determinism",
-)
-CAPABILITY_COLUMNS = (
-    "context_tokens",
-    "context_claimed",
-    "silent_truncation",
-    "max_output_honoured",
-    "output_capped_at",
-    *FEATURES,
-)
-"""The capability matrix's columns, in order."""
-
-
-def capability_row(p: dict[str, Any]) -> dict[str, Any]:
-    """The compact capability matrix row of a probe result (for summaries and tables)."""
-    ctx = p.get("context") or {}
-    out = p.get("max_output") or {}
-    row: dict[str, Any] = {
-        "context_tokens": ctx.get("largest_prompt_tokens"),
-        "context_claimed": ctx.get("claimed"),
-        "silent_truncation": (ctx.get("silent_truncation") or {}).get("at_prompt_tokens"),
-        "max_output_honoured": out.get("honoured"),
-        "output_capped_at": out.get("capped_at"),
-    }
-    for k in FEATURES:
-        v = p.get(k) or {}
-        row[k] = "yes" if v.get("honoured") else ("accepted" if v.get("accepted") else "no")
-    return row

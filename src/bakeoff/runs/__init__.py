@@ -1,10 +1,15 @@
 """Runs: turning a lineup into calls, scheduling them, and summarising what the store holds."""
 
+from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
+from bakeoff.runs._policy import CallPolicy
 from bakeoff.runs._runner import (
     EndpointProgress,
+    EndpointSession,
+    Job,
     RunOptions,
     RunOutcome,
     call_id,
+    claimed_context,
     config_hash,
     create_run,
     execute,
@@ -16,10 +21,17 @@ from bakeoff.runs._runner import (
 from bakeoff.runs._summary import summarize
 
 __all__ = [
+    "CAPABILITY_COLUMNS",
+    "FEATURES",
+    "CallPolicy",
     "EndpointProgress",
+    "EndpointSession",
+    "Job",
     "RunOptions",
     "RunOutcome",
     "call_id",
+    "capability_row",
+    "claimed_context",
     "config_hash",
     "create_run",
     "execute",

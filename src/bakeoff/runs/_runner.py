@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bakeoff import __version__
+from bakeoff._version import __version__
 from bakeoff.endpoints import (
     CallError,
     CallRequest,
@@ -37,7 +37,7 @@ from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.plugins import get_provider, get_suite
 from bakeoff.providers import StartContext
 from bakeoff.runs._policy import CallPolicy
-from bakeoff.store import Store, StoreError, dumps
+from bakeoff.store import CallRecord, Store, StoreError, dumps
 from bakeoff.suites import Item, Score
 
 
@@ -362,32 +362,31 @@ class _EndpointRunner:
         cached: bool,
         scores: list[Score],
     ) -> None:
-        row: dict[str, Any] = {
-            "id": job.id,
-            "run_id": self.run_id,
-            "endpoint": self.ep.name,
-            "suite": job.suite,
-            "item_id": job.item.id,
-            "repeat": job.repeat,
-            "n_attempts": len(attempts),
-            "cached": int(cached),
-            "started_at": attempts[0]["started_at"] if attempts else started,
-            "finished_at": time.time(),
-            "request_json": dumps(stored_req),
-        }
+        common: dict[str, Any] = dict(
+            id=job.id,
+            run_id=self.run_id,
+            endpoint=self.ep.name,
+            suite=job.suite,
+            item_id=job.item.id,
+            repeat=job.repeat,
+            n_attempts=len(attempts),
+            cached=cached,
+            started_at=attempts[0]["started_at"] if attempts else started,
+            finished_at=time.time(),
+            request=stored_req,
+        )
         if result is not None:
             t = result.timings
-            row.update(
+            record = CallRecord(
+                **common,
                 status="ok",
                 response_raw=result.raw if isinstance(result.raw, str) else dumps(result.raw),
                 http_status=result.status,
                 output_text=result.text,
                 reasoning_text=result.reasoning,
                 finish_reason=result.finish_reason,
-                tool_calls_json=dumps([tc.model_dump() for tc in result.tool_calls])
-                if result.tool_calls
-                else None,
-                logprobs_json=dumps(result.logprobs) if result.logprobs is not None else None,
+                tool_calls=[tc.model_dump() for tc in result.tool_calls] or None,
+                logprobs=result.logprobs,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
                 usage_source=result.usage_source,
@@ -398,18 +397,19 @@ class _EndpointRunner:
                 ttft_ms=t.first_token_ms,
                 last_token_ms=t.last_token_ms,
                 e2e_ms=t.end_ms,
-                chunk_ms_json=dumps(t.token_chunk_ms) if t.token_chunk_ms else None,
+                chunk_ms=t.token_chunk_ms or None,
             )
         else:
             assert error is not None
-            row.update(
+            record = CallRecord(
+                **common,
                 status="error",
                 error_class=str(error.error_class),
                 error_detail=error.detail,
                 http_status=error.status,
                 response_raw=error.body,
             )
-        self.store.record_call(row, attempts, [s.model_dump() for s in scores])
+        self.store.record_call(record, attempts, [s.model_dump() for s in scores])
         p = self.progress
         p.done += 1
         if result is None:

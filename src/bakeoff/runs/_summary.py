@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from bakeoff.lineups import Lineup
-from bakeoff.perf._probe import capability_row
+from bakeoff.runs._capabilities import capability_row
 from bakeoff.runs._runner import lineup_of_run, planned_calls
 from bakeoff.stats import (
     bootstrap_mean_ci,

@@ -1,11 +1,14 @@
 """The store: SQLite (WAL, versioned migrations) holding runs, endpoints, items, calls and scores."""
 
-from bakeoff.store._db import Store, StoreError, default_db_path, dumps, loads
+from bakeoff.store._db import Store, StoreError, default_db_path, dumps
 from bakeoff.store._export import export_run
 from bakeoff.store._migrations import MIGRATIONS, migrate
+from bakeoff.store._reads import loads
+from bakeoff.store._records import CallRecord
 
 __all__ = [
     "MIGRATIONS",
+    "CallRecord",
     "Store",
     "StoreError",
     "default_db_path",

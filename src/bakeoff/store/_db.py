@@ -11,32 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from bakeoff._procs import pid_alive
 from bakeoff.store._migrations import migrate
+from bakeoff.store._reads import Reads
+from bakeoff.store._records import CallRecord, dumps
 
 DEFAULT_DB = "bakeoff.db"
 
 
-LIGHT_CALL_COLUMNS = (
-    "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
-    " started_at, finished_at, http_status, finish_reason, tool_calls_json IS NOT NULL"
-    " AND tool_calls_json != 'null' AS has_tool_calls, prompt_tokens, completion_tokens,"
-    " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms"
-)
-
-
 def default_db_path() -> str:
     return os.environ.get("BAKEOFF_DB") or DEFAULT_DB
-
-
-def dumps(obj: Any) -> str:
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
 
 
 def now_iso() -> str:
@@ -52,7 +35,7 @@ class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
 
-class Store:
+class Store(Reads):
     """A bakeoff database. One connection per process; WAL so readers never block the writer."""
 
     def __init__(self, path: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -> None:
@@ -228,57 +211,6 @@ class Store:
                 (status, finished, os.getpid() if status == "running" else None, run_id),
             )
 
-    def run(self, run_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-
-    def find_run(self, prefix: str) -> sqlite3.Row | None:
-        """A run by id or unique id prefix (or `last`)."""
-        if prefix == "last":
-            return self.db.execute(
-                "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"
-            ).fetchone()
-        rows = self.db.execute(
-            "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
-        ).fetchall()
-        if len(rows) == 1:
-            return rows[0]
-        exact = [r for r in rows if r["id"] == prefix]
-        return exact[0] if exact else None
-
-    def runs(self, limit: int = 50) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT r.*, (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id) AS n_calls,"
-            " (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id AND c.status = 'ok') AS n_ok"
-            " FROM runs r ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-
-    def complete_run(self, config_hash: str) -> sqlite3.Row | None:
-        """The newest run of this config that completed."""
-        return self.db.execute(
-            "SELECT * FROM runs WHERE config_hash = ? AND status = 'complete'"
-            " ORDER BY created_at DESC, rowid DESC",
-            (config_hash,),
-        ).fetchone()
-
-    def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
-        """The newest run of this config that did not complete and is not running in a live process."""
-        for row in self.db.execute(
-            "SELECT * FROM runs WHERE config_hash = ?"
-            " AND status IN ('running', 'interrupted', 'failed')"
-            " ORDER BY created_at DESC, rowid DESC",
-            (config_hash,),
-        ):
-            if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
-                continue
-            return row
-        return None
-
-    def endpoints(self, run_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM endpoints WHERE run_id = ? ORDER BY rowid", (run_id,)
-        ).fetchall()
-
     # -- items -----------------------------------------------------------------------------------
     def add_items(self, run_id: str, suite: str, items: list[dict[str, Any]]) -> None:
         with self.transaction() as db:
@@ -299,27 +231,10 @@ class Store:
                 ],
             )
 
-    def items(self, run_id: str, suite: str | None = None) -> list[sqlite3.Row]:
-        if suite is None:
-            return self.db.execute(
-                "SELECT * FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
-            ).fetchall()
-        return self.db.execute(
-            "SELECT * FROM items WHERE run_id = ? AND suite = ? ORDER BY rowid", (run_id, suite)
-        ).fetchall()
-
     # -- calls -----------------------------------------------------------------------------------
-    def succeeded_call_ids(self, run_id: str) -> set[str]:
-        return {
-            r[0]
-            for r in self.db.execute(
-                "SELECT id FROM calls WHERE run_id = ? AND status = 'ok'", (run_id,)
-            )
-        }
-
     def record_call(
         self,
-        call: dict[str, Any],
+        record: CallRecord,
         attempts: list[dict[str, Any]],
         scores: list[dict[str, Any]],
     ) -> None:
@@ -327,6 +242,7 @@ class Store:
 
         A call id already stored (an error from an earlier session of the run) is replaced.
         """
+        call = record.columns()
         cols = list(call)
         scrub = self.scrub
         values = [scrub(v) if isinstance(v, str) else v for v in call.values()]
@@ -370,51 +286,6 @@ class Store:
                 ],
             )
 
-    def calls(self, run_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM calls WHERE run_id = ? ORDER BY endpoint, suite, item_id, repeat",
-            (run_id,),
-        ).fetchall()
-
-    def call(self, call_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
-
-    def calls_light(self, run_id: str) -> list[sqlite3.Row]:
-        """The calls of a run without their large text columns (request, raw response, output,
-        logprobs, chunk timings): what summaries need, at a fraction of the reading cost."""
-        return self.db.execute(
-            f"SELECT {LIGHT_CALL_COLUMNS} FROM calls WHERE run_id = ?"
-            " ORDER BY endpoint, suite, item_id, repeat",
-            (run_id,),
-        ).fetchall()
-
-    def item_calls(self, run_id: str, suite: str, item_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM calls WHERE run_id = ? AND suite = ? AND item_id = ?"
-            " ORDER BY endpoint, repeat",
-            (run_id, suite, item_id),
-        ).fetchall()
-
-    def attempts(self, call_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
-        ).fetchall()
-
-    def scores(self, run_id: str, *, light: bool = False) -> list[sqlite3.Row]:
-        """Every score of a run, in the order written; `light`: without the detail text and the
-        call's columns."""
-        if light:
-            return self.db.execute(
-                "SELECT s.call_id, s.scorer, s.value, s.passed FROM scores s"
-                " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
-                (run_id,),
-            ).fetchall()
-        return self.db.execute(
-            "SELECT s.*, c.endpoint, c.suite, c.item_id, c.repeat FROM scores s"
-            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
-            (run_id,),
-        ).fetchall()
-
     # -- fidelity verdicts ------------------------------------------------------------------------
     # -- perf runs and probes ---------------------------------------------------------------------
     def create_perf(self, perf_id: str, run_id: str | None, lineup_json: str, config: Any) -> None:
@@ -443,15 +314,6 @@ class Store:
                 (status, now_iso(), self.scrub(dumps(summary)), perf_id),
             )
 
-    def perf_run(self, perf_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)).fetchone()
-
-    def perf_requests(self, perf_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM perf_requests WHERE perf_id = ? ORDER BY endpoint, level, seq",
-            (perf_id,),
-        ).fetchall()
-
     def put_probe(self, owner_id: str, endpoint: str, result: Any) -> None:
         with self.transaction() as db:
             db.execute(
@@ -459,17 +321,6 @@ class Store:
                 " VALUES (?, ?, ?, ?)",
                 (owner_id, endpoint, now_iso(), self.scrub(dumps(result))),
             )
-
-    def probes(self, owner_id: str) -> dict[str, Any]:
-        rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
-        return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
-
-    def perf_runs(self, limit: int = 50) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT id, run_id, created_at, finished_at, status, summary_json FROM perf_runs"
-            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
 
     # -- arena votes -----------------------------------------------------------------------------
     def add_vote(self, run_id: str, vote: dict[str, Any]) -> None:
@@ -494,11 +345,6 @@ class Store:
                 ),
             )
 
-    def votes(self, run_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM votes WHERE run_id = ? ORDER BY id", (run_id,)
-        ).fetchall()
-
     def put_verdict(
         self, run_id: str, endpoint: str, verdict: str, p_value: float | None, evidence: Any
     ) -> None:
@@ -509,24 +355,7 @@ class Store:
                 (run_id, endpoint, now_iso(), verdict, p_value, self.scrub(dumps(evidence))),
             )
 
-    def verdicts(self, run_id: str) -> dict[str, Any]:
-        rows = self.db.execute("SELECT * FROM verdicts WHERE run_id = ?", (run_id,)).fetchall()
-        return {
-            r["endpoint"]: {
-                "verdict": r["verdict"],
-                "p_value": r["p_value"],
-                **loads(r["evidence_json"]),
-            }
-            for r in rows
-        }
-
     # -- response cache --------------------------------------------------------------------------
-    def cache_get(self, key: str) -> Any:
-        row = self.db.execute(
-            "SELECT result_json FROM response_cache WHERE key = ?", (key,)
-        ).fetchone()
-        return loads(row[0]) if row else None
-
     def cache_put(self, key: str, result: Any) -> None:
         with self.transaction() as db:
             db.execute(

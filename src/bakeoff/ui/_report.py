@@ -43,13 +43,11 @@ def report_addresses(store: Store, run_id: str) -> list[str]:
     for s in suites:
         out += [url(base + "/suite", name=s, show=show) for show in (None, "disagree", "differ")]
     out += [url(base + "/audit"), url(base + "/arena")]
-    for r in store.db.execute(
-        "SELECT suite, item_id FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
-    ):
+    for r in store.item_keys(run_id):
         out.append(url(base + "/item", suite=r["suite"], id=r["item_id"]))
-    for r in store.db.execute("SELECT id FROM calls WHERE run_id = ? ORDER BY rowid", (run_id,)):
-        out.append(url(base + "/call", id=r["id"]))
-    for r in store.db.execute("SELECT id FROM perf_runs WHERE run_id = ?", (run_id,)):
+    for call_id in store.call_ids(run_id):
+        out.append(url(base + "/call", id=call_id))
+    for r in store.perf_runs_of(run_id):
         out.append(url("/perf", id=r["id"]))
     return out
 

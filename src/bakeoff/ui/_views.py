@@ -19,8 +19,7 @@ import orjson
 from jinja2 import Environment
 
 from bakeoff.lineups import Lineup
-from bakeoff.runs import summarize
-from bakeoff.runs._runner import lineup_of_run
+from bakeoff.runs import lineup_of_run, summarize
 from bakeoff.stats import holm, mcnemar_exact
 from bakeoff.store import Store
 from bakeoff.ui._render import chart, make_env, url
@@ -84,12 +83,7 @@ class RunData:
 
     def primary_scores(self, suite: str) -> dict[str, Any]:
         """{call id: first score row} for the calls of one suite."""
-        rows = self.store.db.execute(
-            "SELECT s.call_id, s.scorer, s.value, s.passed, s.detail FROM scores s"
-            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? AND c.suite = ?"
-            " ORDER BY s.rowid",
-            (self.run_id, suite),
-        ).fetchall()
+        rows = self.store.suite_scores(self.run_id, suite)
         out: dict[str, Any] = {}
         for r in rows:
             out.setdefault(r["call_id"], r)
@@ -206,10 +200,7 @@ class Views:
                 pareto_fig=fig,
                 error_classes=errors,
                 capability_columns=_capability_columns(s),
-                perf_runs=self.store.db.execute(
-                    "SELECT id, created_at, status FROM perf_runs WHERE run_id = ? ORDER BY rowid",
-                    (run_id,),
-                ).fetchall(),
+                perf_runs=self.store.perf_runs_of(run_id),
             ),
             run_id,
         )
@@ -218,16 +209,15 @@ class Views:
         rd = self.run(run_id)
         if name not in rd.suites:
             raise NotFound(f"no suite {name} in run {run_id}")
-        rows = self.store.db.execute(
-            "SELECT id, endpoint, item_id, repeat, status, error_class, output_text FROM calls"
-            " WHERE run_id = ? AND suite = ?",
-            (run_id, name),
-        ).fetchall()
+        rows = self.store.suite_calls(run_id, name)
         scores = rd.primary_scores(name)
         cells: dict[str, dict[str, Any]] = defaultdict(dict)
-        for r in rows:
-            if r["repeat"] == 0:
-                cells[r["item_id"]][r["endpoint"]] = {"call": r, "score": scores.get(r["id"])}
+        for row in rows:
+            if row["repeat"] == 0:
+                cells[row["item_id"]][row["endpoint"]] = {
+                    "call": row,
+                    "score": scores.get(row["id"]),
+                }
         ref = rd.lineup.reference
         items = self.store.items(run_id, name)
         listed = []
@@ -273,21 +263,13 @@ class Views:
 
     def item(self, run_id: str, suite: str, id: str) -> Page:
         rd = self.run(run_id)
-        it = self.store.db.execute(
-            "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
-            (run_id, suite, id),
-        ).fetchone()
+        it = self.store.item(run_id, suite, id)
         if it is None:
             raise NotFound(f"no item {id} in suite {suite}")
         calls = self.store.item_calls(run_id, suite, id)
         scores: dict[str, list[Any]] = defaultdict(list)
-        if calls:
-            marks = ",".join("?" * len(calls))
-            for s in self.store.db.execute(
-                f"SELECT * FROM scores WHERE call_id IN ({marks}) ORDER BY rowid",
-                [c["id"] for c in calls],
-            ):
-                scores[s["call_id"]].append(s)
+        for s in self.store.call_scores([c["id"] for c in calls]):
+            scores[s["call_id"]].append(s)
         ref = rd.lineup.reference
         ref_text = {c["repeat"]: c["output_text"] for c in calls if c["endpoint"] == ref}
         by_ep: dict[str, list[Any]] = defaultdict(list)
@@ -335,9 +317,7 @@ class Views:
         if c is None or c["run_id"] != run_id:
             raise NotFound(f"no call {id} in run {run_id}")
         attempts = self.store.attempts(id)
-        scores = self.store.db.execute(
-            "SELECT * FROM scores WHERE call_id = ? ORDER BY rowid", (id,)
-        ).fetchall()
+        scores = self.store.call_scores([id])
         chunks = orjson.loads(c["chunk_ms_json"]) if c["chunk_ms_json"] else []
         fig = None
         if chunks:
@@ -483,11 +463,7 @@ class Views:
         # distributions as precomputed boxes (p5, p25, p50, p75, p95): the page carries five
         # numbers per box, not every sample
         samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = {"ttft": {}, "itl": {}}
-        for r in self.store.db.execute(
-            "SELECT endpoint, level, ttft_ms, chunks_json FROM perf_requests"
-            " WHERE perf_id = ? AND phase = 'measure' AND status = 'ok'",
-            (id,),
-        ):
+        for r in self.store.perf_measurements(id):
             key = (r["endpoint"], r["level"])
             if r["ttft_ms"] is not None:
                 samples["ttft"].setdefault(key, []).append(np.array([r["ttft_ms"]]))
@@ -606,18 +582,10 @@ def _outcomes_of_run(store: Store, run_id: str) -> dict[tuple[str, str, str, int
     """{(endpoint, suite, item, repeat): primary score} for the suite calls of a run (a failed call
     scores 0, as in the summary)."""
     first: dict[str, tuple[float, Any]] = {}
-    for call_id, value, passed in store.db.execute(
-        "SELECT s.call_id, s.value, s.passed FROM scores s JOIN calls c ON c.id = s.call_id"
-        " WHERE c.run_id = ? ORDER BY s.rowid",
-        (run_id,),
-    ):
-        first.setdefault(call_id, (value, passed))
+    for s in store.scores(run_id, light=True):
+        first.setdefault(s["call_id"], (s["value"], s["passed"]))
     out = {}
-    for cid, ep, suite, item, rep, status in store.db.execute(
-        "SELECT id, endpoint, suite, item_id, repeat, status FROM calls WHERE run_id = ?"
-        " AND suite NOT LIKE 'fidelity.%'",
-        (run_id,),
-    ):
+    for cid, ep, suite, item, rep, status in store.suite_outcomes(run_id):
         if status != "ok":
             out[(ep, suite, item, rep)] = 0.0
         elif cid in first:

@@ -1,4 +1,5 @@
-"""Audit prompts: short, open-ended requests in our own words, generated from a seed.
+"""The fidelity audit's prompts (suites `fidelity.greedy` and `fidelity.sampled`, judged by `bakeoff.audit`):
+short, open-ended requests in our own words, generated from a seed.
 
 Open-ended prompts give the model room to show its distribution (a quantized model diverges on them
 sooner than on closed questions). Stable ids: `fid-<seed>-<index>`.

@@ -1,0 +1,162 @@
+"""One streamed reply, event by event: the text, reasoning, tool calls and logprobs it carries, and
+the time each token-bearing event arrived."""
+
+from __future__ import annotations
+
+import io
+from array import array
+from typing import Any
+
+from bakeoff.endpoints._shapes import (
+    MAX_LOGPROB_ENTRIES,
+    _apply_usage,
+    _completion_logprobs,
+    _dict,
+    _json_object,
+    _label,
+    _list,
+    _logprobs,
+    _merge_tool_delta,
+    _text,
+    _ToolParts,
+)
+from bakeoff.endpoints._sse import SSELimitError, SSEParser
+from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, Timings
+
+MAX_RAW_BYTES = 1_000_000
+"""Raw responses stored beyond this size are cut (and say so)."""
+
+
+class StreamReader:
+    """The state of one streamed attempt. `feed` each socket read with its arrival stamp, then
+    `finish`. `phase` names the deadline the attempt is under (`first_token`, then `stall`), for
+    the timeout's message.
+
+    Compact while the stream lasts (a 16 MB stream is ~250,000 chunks): 8 bytes a stamp and one
+    buffer of text, instead of a float and a str object per chunk (~40 MB a call)."""
+
+    def __init__(
+        self, t0: int, *, is_chat: bool, max_event: int, upstream_field: str | None
+    ) -> None:
+        self.t0 = t0
+        self.is_chat = is_chat
+        self.upstream_field = upstream_field
+        self.parser = SSEParser(max_line=max_event, max_event=max_event)
+        self.timings = Timings(sent_ns=t0)
+        self.result = CallResult(timings=self.timings)
+        self.phase = "first_token"
+        self.first_token_seen = False
+        self.done = False
+        self.chunk_ms = array("d")
+        self.text = io.StringIO()
+        self.reasoning = io.StringIO()
+        self.tools: dict[int, _ToolParts] = {}
+        self.logprobs: list[dict[str, Any]] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.n_token_chunks = 0
+        self.raw_events: list[bytes] = []
+        self.raw_size = 0
+
+    def feed(self, data: bytes, now_ns: int) -> None:
+        """One socket read, stamped `now_ns`: each event it completes takes that stamp."""
+        ms = (now_ns - self.t0) / 1e6
+        if self.timings.first_byte_ms is None:
+            self.timings.first_byte_ms = ms
+        try:
+            events = self.parser.feed(data)
+        except SSELimitError as e:
+            raise CallError(ErrorClass.too_large, str(e)) from None
+        for ev in events:
+            self._event(ev, ms)
+
+    def _event(self, ev: bytes, ms: float) -> None:
+        if self.raw_size < MAX_RAW_BYTES:
+            self.raw_events.append(ev)
+            self.raw_size += len(ev) + 1
+        if ev == b"[DONE]":
+            self.done = True
+            return
+        obj = _json_object(ev, "stream event", f"malformed JSON in stream event: {ev[:80]!r}")
+        result = self.result
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+        if self.upstream_field and obj.get(self.upstream_field) and not result.upstream:
+            result.upstream = _label(obj[self.upstream_field])
+        if result.response_model is None and obj.get("model"):
+            result.response_model = _label(obj["model"])
+        choices = _list(obj.get("choices"), "choices")
+        if not choices:
+            return
+        ch = _dict(choices[0], "choices[0]")
+        token = self._chat_delta(ch, ms) if self.is_chat else self._completion_choice(ch)
+        if ch.get("finish_reason"):
+            result.finish_reason = _label(ch["finish_reason"])
+        if token:
+            self.n_token_chunks += 1
+            self.chunk_ms.append(ms)
+            if not self.first_token_seen:
+                self.first_token_seen = True
+                self.timings.first_token_ms = ms
+                self.phase = "stall"
+
+    def _chat_delta(self, ch: dict[str, Any], ms: float) -> bool:
+        """A chat choice's delta; True when it carries a token (text, reasoning or a tool call)."""
+        delta = _dict(ch.get("delta"), "delta")
+        token = False
+        c = _text(delta.get("content"), "delta.content")
+        if c:
+            self.text.write(c)
+            token = True
+        r = _text(delta.get("reasoning_content") or delta.get("reasoning"), "delta.reasoning")
+        if r:
+            self.reasoning.write(r)
+            token = True
+        tcs = _list(delta.get("tool_calls"), "delta.tool_calls")
+        if tcs:
+            token = True
+            for tc in tcs:
+                _merge_tool_delta(self.tools, _dict(tc, "tool call delta"))
+        if not token and delta.get("role") and self.timings.role_ms is None:
+            self.timings.role_ms = ms
+        lp = _dict(ch.get("logprobs"), "logprobs")
+        if lp.get("content"):
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(_logprobs(lp["content"], len(self.logprobs)))
+        return token
+
+    def _completion_choice(self, ch: dict[str, Any]) -> bool:
+        """A completions choice; True when it carries text."""
+        c = _text(ch.get("text"), "text")
+        if c:
+            self.text.write(c)
+        lp = _dict(ch.get("logprobs"), "logprobs")
+        if lp:
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.append(_completion_logprobs(lp))
+            if len(self.logprobs) > MAX_LOGPROB_ENTRIES:
+                raise CallError(
+                    ErrorClass.too_large, f"more than {MAX_LOGPROB_ENTRIES:,} logprob entries"
+                )
+        return bool(c)
+
+    def finish(self, end_ns: int) -> CallResult:
+        """The result of a stream that ended at `end_ns`, or why it is not one."""
+        timings, result = self.timings, self.result
+        timings.end_ms = (end_ns - self.t0) / 1e6
+        if self.chunk_ms:
+            timings.last_token_ms = self.chunk_ms[-1]
+            timings.token_chunk_ms = self.chunk_ms.tolist()
+        result.raw = b"\n".join(self.raw_events).decode("utf-8", "replace")
+        if not self.done:
+            what = "mid-event" if self.parser.pending else "before [DONE]"
+            raise CallError(ErrorClass.bad_response, f"stream ended {what}")
+        if not self.first_token_seen and result.finish_reason is None:
+            raise CallError(ErrorClass.bad_response, "stream had no choices")
+        result.text = self.text.getvalue()
+        result.reasoning = self.reasoning.getvalue() or None
+        result.tool_calls = [self.tools[k].call() for k in sorted(self.tools)]
+        result.logprobs = self.logprobs
+        _apply_usage(result, self.usage, self.n_token_chunks)
+        return result

@@ -1,0 +1,295 @@
+"""The store's reads: every query a caller needs, by name, so no SQL lives outside `store/`."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from bakeoff._procs import pid_alive
+
+LIGHT_CALL_COLUMNS = (
+    "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
+    " started_at, finished_at, http_status, finish_reason, tool_calls_json IS NOT NULL"
+    " AND tool_calls_json != 'null' AS has_tool_calls, prompt_tokens, completion_tokens,"
+    " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms"
+)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+class Reads:
+    """The read queries of `Store` (a mixin over its connection)."""
+
+    db: sqlite3.Connection
+
+    def run(self, run_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def find_run(self, prefix: str) -> sqlite3.Row | None:
+        """A run by id or unique id prefix (or `last`)."""
+        if prefix == "last":
+            return self.db.execute(
+                "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"
+            ).fetchone()
+        rows = self.db.execute(
+            "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
+        ).fetchall()
+        if len(rows) == 1:
+            return rows[0]
+        exact = [r for r in rows if r["id"] == prefix]
+        return exact[0] if exact else None
+
+    def runs(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id) AS n_calls,"
+            " (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id AND c.status = 'ok') AS n_ok"
+            " FROM runs r ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def complete_run(self, config_hash: str) -> sqlite3.Row | None:
+        """The newest run of this config that completed."""
+        return self.db.execute(
+            "SELECT * FROM runs WHERE config_hash = ? AND status = 'complete'"
+            " ORDER BY created_at DESC, rowid DESC",
+            (config_hash,),
+        ).fetchone()
+
+    def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
+        """The newest run of this config that did not complete and is not running in a live process."""
+        for row in self.db.execute(
+            "SELECT * FROM runs WHERE config_hash = ?"
+            " AND status IN ('running', 'interrupted', 'failed')"
+            " ORDER BY created_at DESC, rowid DESC",
+            (config_hash,),
+        ):
+            if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
+                continue
+            return row
+        return None
+
+    def endpoints(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM endpoints WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+
+    def items(self, run_id: str, suite: str | None = None) -> list[sqlite3.Row]:
+        if suite is None:
+            return self.db.execute(
+                "SELECT * FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        return self.db.execute(
+            "SELECT * FROM items WHERE run_id = ? AND suite = ? ORDER BY rowid", (run_id, suite)
+        ).fetchall()
+
+    def succeeded_call_ids(self, run_id: str) -> set[str]:
+        return {
+            r[0]
+            for r in self.db.execute(
+                "SELECT id FROM calls WHERE run_id = ? AND status = 'ok'", (run_id,)
+            )
+        }
+
+    def calls(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM calls WHERE run_id = ? ORDER BY endpoint, suite, item_id, repeat",
+            (run_id,),
+        ).fetchall()
+
+    def call(self, call_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+
+    def calls_light(self, run_id: str) -> list[sqlite3.Row]:
+        """The calls of a run without their large text columns (request, raw response, output,
+        logprobs, chunk timings): what summaries need, at a fraction of the reading cost."""
+        return self.db.execute(
+            f"SELECT {LIGHT_CALL_COLUMNS} FROM calls WHERE run_id = ?"
+            " ORDER BY endpoint, suite, item_id, repeat",
+            (run_id,),
+        ).fetchall()
+
+    def item_calls(self, run_id: str, suite: str, item_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM calls WHERE run_id = ? AND suite = ? AND item_id = ?"
+            " ORDER BY endpoint, repeat",
+            (run_id, suite, item_id),
+        ).fetchall()
+
+    def attempts(self, call_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
+        ).fetchall()
+
+    def scores(self, run_id: str, *, light: bool = False) -> list[sqlite3.Row]:
+        """Every score of a run, in the order written; `light`: without the detail text and the
+        call's columns."""
+        if light:
+            return self.db.execute(
+                "SELECT s.call_id, s.scorer, s.value, s.passed FROM scores s"
+                " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
+                (run_id,),
+            ).fetchall()
+        return self.db.execute(
+            "SELECT s.*, c.endpoint, c.suite, c.item_id, c.repeat FROM scores s"
+            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? ORDER BY s.rowid",
+            (run_id,),
+        ).fetchall()
+
+    def perf_run(self, perf_id: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)).fetchone()
+
+    def perf_requests(self, perf_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM perf_requests WHERE perf_id = ? ORDER BY endpoint, level, seq",
+            (perf_id,),
+        ).fetchall()
+
+    def probes(self, owner_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
+        return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
+
+    def perf_runs(self, limit: int = 50) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT id, run_id, created_at, finished_at, status, summary_json FROM perf_runs"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def votes(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT * FROM votes WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+
+    def verdicts(self, run_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT * FROM verdicts WHERE run_id = ?", (run_id,)).fetchall()
+        return {
+            r["endpoint"]: {
+                "verdict": r["verdict"],
+                "p_value": r["p_value"],
+                **loads(r["evidence_json"]),
+            }
+            for r in rows
+        }
+
+    def cache_get(self, key: str) -> Any:
+        row = self.db.execute(
+            "SELECT result_json FROM response_cache WHERE key = ?", (key,)
+        ).fetchone()
+        return loads(row[0]) if row else None
+
+    # -- pages and reports -------------------------------------------------------------------------
+    def item(self, run_id: str, suite: str, item_id: str) -> sqlite3.Row | None:
+        return self.db.execute(
+            "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
+            (run_id, suite, item_id),
+        ).fetchone()
+
+    def item_keys(self, run_id: str) -> list[sqlite3.Row]:
+        """(suite, item_id) of every item of a run, in the order stored."""
+        return self.db.execute(
+            "SELECT suite, item_id FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+
+    def call_ids(self, run_id: str) -> list[str]:
+        """Every call id of a run, in the order stored."""
+        rows = self.db.execute("SELECT id FROM calls WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [r[0] for r in rows]
+
+    def output_text(self, call_id: str) -> str | None:
+        row = self.db.execute("SELECT output_text FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return row[0] if row else None
+
+    def suite_calls(self, run_id: str, suite: str) -> list[sqlite3.Row]:
+        """The calls of one suite: id, endpoint, item, repeat, status, error class, output."""
+        return self.db.execute(
+            "SELECT id, endpoint, item_id, repeat, status, error_class, output_text FROM calls"
+            " WHERE run_id = ? AND suite = ?",
+            (run_id, suite),
+        ).fetchall()
+
+    def suite_scores(self, run_id: str, suite: str) -> list[sqlite3.Row]:
+        """The scores of one suite's calls, in the order written."""
+        return self.db.execute(
+            "SELECT s.call_id, s.scorer, s.value, s.passed, s.detail FROM scores s"
+            " JOIN calls c ON c.id = s.call_id WHERE c.run_id = ? AND c.suite = ?"
+            " ORDER BY s.rowid",
+            (run_id, suite),
+        ).fetchall()
+
+    def call_scores(self, call_ids: list[str]) -> list[sqlite3.Row]:
+        """Every score of these calls, in the order written."""
+        if not call_ids:
+            return []
+        marks = ",".join("?" * len(call_ids))
+        return self.db.execute(
+            f"SELECT * FROM scores WHERE call_id IN ({marks}) ORDER BY rowid", call_ids
+        ).fetchall()
+
+    def suite_outcomes(self, run_id: str) -> list[sqlite3.Row]:
+        """id, endpoint, suite, item, repeat and status of every suite call (not the audit's)."""
+        return self.db.execute(
+            "SELECT id, endpoint, suite, item_id, repeat, status FROM calls WHERE run_id = ?"
+            " AND suite NOT LIKE 'fidelity.%'",
+            (run_id,),
+        ).fetchall()
+
+    def ok_suite_outputs(self, run_id: str, *, texts: bool = True) -> list[sqlite3.Row]:
+        """The successful suite calls (not the audit's), by endpoint: id, endpoint, suite, item,
+        repeat and (with `texts`) the output."""
+        return self.db.execute(
+            f"SELECT id, endpoint, suite, item_id, repeat, {'output_text' if texts else 'NULL'}"
+            " FROM calls WHERE run_id = ? AND status = 'ok' AND suite NOT LIKE 'fidelity.%'"
+            " ORDER BY endpoint",
+            (run_id,),
+        ).fetchall()
+
+    def ok_call(self, run_id: str, call_id: str) -> sqlite3.Row | None:
+        """A successful call of this run: endpoint, suite, item, repeat, output."""
+        return self.db.execute(
+            "SELECT endpoint, suite, item_id, repeat, output_text FROM calls"
+            " WHERE id = ? AND run_id = ? AND status = 'ok'",
+            (call_id, run_id),
+        ).fetchone()
+
+    def perf_runs_of(self, run_id: str) -> list[sqlite3.Row]:
+        """The perf sweeps attached to a run: id, created_at, status."""
+        return self.db.execute(
+            "SELECT id, created_at, status FROM perf_runs WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        ).fetchall()
+
+    def perf_measurements(self, perf_id: str) -> list[sqlite3.Row]:
+        """The successful measured requests of a sweep: endpoint, level, TTFT, chunk timings."""
+        return self.db.execute(
+            "SELECT endpoint, level, ttft_ms, chunks_json FROM perf_requests"
+            " WHERE perf_id = ? AND phase = 'measure' AND status = 'ok'",
+            (perf_id,),
+        ).fetchall()
+
+    # -- the audit's behaviour checks --------------------------------------------------------------
+    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[sqlite3.Row]:
+        """The first repeat of every successful `tools` suite call of these endpoints, with its
+        item's input: endpoint, item_id, finish_reason, tool_calls_json, input_json."""
+        marks = ",".join("?" * len(endpoints))
+        return self.db.execute(
+            "SELECT c.endpoint, c.item_id, c.finish_reason, c.tool_calls_json, i.input_json"
+            " FROM calls c JOIN items i ON i.run_id = c.run_id AND i.suite = c.suite"
+            " AND i.item_id = c.item_id WHERE c.run_id = ? AND c.suite = 'tools'"
+            f" AND c.repeat = 0 AND c.status = 'ok' AND c.endpoint IN ({marks})",
+            (run_id, *endpoints),
+        ).fetchall()
+
+    def score_sums(self, run_id: str, scorer: str, endpoints: tuple[str, ...]) -> dict[str, float]:
+        """{endpoint: the sum of one scorer's values over its calls}."""
+        marks = ",".join("?" * len(endpoints))
+        rows = self.db.execute(
+            "SELECT c.endpoint, SUM(s.value) FROM scores s JOIN calls c ON c.id = s.call_id"
+            f" WHERE c.run_id = ? AND s.scorer = ? AND c.endpoint IN ({marks})"
+            " GROUP BY c.endpoint",
+            (run_id, scorer, *endpoints),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}

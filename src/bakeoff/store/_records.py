@@ -1,0 +1,65 @@
+"""Typed records the store is handed: callers name fields, the store owns the columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import orjson
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """One finished call (success or its final error), as the `calls` table keeps it. Structured
+    fields (`request`, `tool_calls`, `logprobs`, `chunk_ms`) are given as values and stored as
+    JSON; `response_raw` is the body text (or the stream's event lines) as received."""
+
+    id: str
+    run_id: str
+    endpoint: str
+    suite: str
+    item_id: str
+    repeat: int
+    status: Literal["ok", "error"]
+    n_attempts: int
+    cached: bool
+    started_at: float
+    finished_at: float
+    request: Any
+    error_class: str | None = None
+    error_detail: str | None = None
+    http_status: int | None = None
+    response_raw: str | None = None
+    output_text: str | None = None
+    reasoning_text: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[Any] | None = None
+    logprobs: Any = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_source: str | None = None
+    upstream: str | None = None
+    response_model: str | None = None
+    first_byte_ms: float | None = None
+    role_ms: float | None = None
+    ttft_ms: float | None = None
+    last_token_ms: float | None = None
+    e2e_ms: float | None = None
+    chunk_ms: list[float] | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """{column: value} of the `calls` table."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}  # no deep copy of logprobs
+        row["cached"] = int(self.cached)
+        row["request_json"] = dumps(row.pop("request"))
+        tool_calls = row.pop("tool_calls")
+        row["tool_calls_json"] = dumps(tool_calls) if tool_calls else None
+        logprobs = row.pop("logprobs")
+        row["logprobs_json"] = dumps(logprobs) if logprobs is not None else None
+        chunks = row.pop("chunk_ms")
+        row["chunk_ms_json"] = dumps(chunks) if chunks else None
+        return row
