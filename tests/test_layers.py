@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"perf", "audit"},
     {"arena"},
     {"ui"},
+    {"_pipeline"},
     {"cli"},
     {"__init__", "__main__"},
 ]
@@ -108,10 +109,9 @@ MAX_MODULE_LINES = 500
 LONG_FUNCTIONS_LEFT = {
     "arena.py:judge_pairs",
     "cli/_perf.py:perf",
-    "cli/_run.py:run",
     "fake/_server.py:_respond",
     "perf/_probe.py:probe_features",
-    "runs/_summary.py:summarize",
+    "runs/_summary.py:summary_of",
     "store/_migrations.py:m001_initial",
     "ui/_server.py:make_app",
 }

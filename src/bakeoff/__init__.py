@@ -9,6 +9,7 @@ import typing
 from bakeoff._version import __version__
 
 if typing.TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use
+    from bakeoff._pipeline import RunError, arun, run
     from bakeoff.endpoints import (
         CallError,
         CallRequest,
@@ -22,7 +23,7 @@ if typing.TYPE_CHECKING:  # what type checkers see; at run time each name is imp
     from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup
     from bakeoff.plugins import hookimpl
     from bakeoff.providers import Provider
-    from bakeoff.runs import RunOptions, create_run, execute, summarize
+    from bakeoff.runs import RunOptions, RunSummary, create_run, execute, summarize
     from bakeoff.store import Store
     from bakeoff.suites import Item, Score, Suite
 
@@ -40,16 +41,20 @@ _HOME = {
     "LineupError": "bakeoff.lineups",
     "Provider": "bakeoff.providers",
     "RetryPolicy": "bakeoff.endpoints",
+    "RunError": "bakeoff._pipeline",
     "RunOptions": "bakeoff.runs",
+    "RunSummary": "bakeoff.runs",
     "Score": "bakeoff.suites",
     "Store": "bakeoff.store",
     "Suite": "bakeoff.suites",
     "Timeouts": "bakeoff.endpoints",
+    "arun": "bakeoff._pipeline",
     "create_run": "bakeoff.runs",
     "execute": "bakeoff.runs",
     "hookimpl": "bakeoff.plugins",
     "load_lineup": "bakeoff.lineups",
     "parse_lineup": "bakeoff.lineups",
+    "run": "bakeoff._pipeline",
     "summarize": "bakeoff.runs",
 }
 """Where each public name lives: imported on first use, so `import bakeoff` (and every CLI
@@ -70,17 +75,21 @@ __all__ = [
     "LineupError",
     "Provider",
     "RetryPolicy",
+    "RunError",
     "RunOptions",
+    "RunSummary",
     "Score",
     "Store",
     "Suite",
     "Timeouts",
     "__version__",
+    "arun",
     "create_run",
     "execute",
     "hookimpl",
     "load_lineup",
     "parse_lineup",
+    "run",
     "summarize",
 ]
 

@@ -119,7 +119,9 @@ def _rep(
     done = store.complete_run(h)
     if done is not None:
         log(f"{regime} repetition {rep + 1}: no new call, it is kept in {db}")
-        return dict(store.verdicts(done["id"]))
+        verdicts = dict(store.verdicts(done["id"]))
+        store.close()
+        return verdicts
     prior = store.unfinished_run(h)
     run_id = prior["id"] if prior is not None else create_run(store, lineup)
     suite = SUITES[regime]
@@ -135,6 +137,7 @@ def _rep(
     t0 = time.time()
     asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
     verdicts = dict(store.verdicts(run_id))
+    store.close()
     claims = ", ".join(f"{n} {verdicts[n]['claim']}" for n in names if n in verdicts)
     log(f"{regime} repetition {rep + 1} ({time.time() - t0:.0f} s): {claims}")
     return verdicts

@@ -20,7 +20,7 @@ from bakeoff.cli._common import (
     out,
     override,
 )
-from bakeoff.cli._run import _check_env, _check_local, execute_with_progress
+from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError, load_lineup
 
 
@@ -71,8 +71,13 @@ def audit(
             lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
         if budget is not None:
             override(lineup.audit, "budget", budget, "--budget")
-        _check_env(lineup)
-        _check_local(lineup)
+        from bakeoff._pipeline import RunError, check_env, check_local
+
+        try:
+            check_env(lineup)
+            check_local(lineup)
+        except RunError as e:
+            raise fail(str(e)) from None
         run_id = create_run(store, lineup, str(config))
         status = execute_with_progress(store, run_id, lineup, use_cache=False, quiet=quiet)
         if status != "complete":

@@ -21,20 +21,12 @@ from bakeoff.cli._common import (
     out,
     override,
 )
-from bakeoff.lineups import Lineup, missing_env
-from bakeoff.plugins import UnknownPluginError, get_provider
+from bakeoff.lineups import Lineup
 from bakeoff.runs import (
     EndpointProgress,
-    RunOptions,
-    config_hash,
-    create_run,
-    execute,
-    lineup_of_run,
-    suite_for,
     summarize,
 )
-from bakeoff.store import Store, StoreError
-from bakeoff.suites.datasets import DatasetError
+from bakeoff.store import Store
 
 UnsafeCodeOption = typer.Option(
     False,
@@ -88,55 +80,24 @@ def run(
     unsafe_code: bool = UnsafeCodeOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
-    the comparison."""
-    store = open_store(db)
-    if resume:
-        row = find_run_or_fail(store, resume)
-        run_id = row["id"]
-        if row["status"] == "complete":
-            err.print(f"run {run_id} is already complete; nothing to resume")
-        lineup = lineup_of_run(store, run_id)
-        _check_env(lineup)
-        _check_sandbox(lineup, unsafe_code)
-    else:
-        config, lineup = load_lineup_or_default(config)
-        if suite:
-            override(lineup.run, "suites", list(suite), "--suite")
-        if limit is not None:
-            override(lineup.run, "limit", limit, "--limit")
-        if repeats is not None:
-            override(lineup.run, "repeats", repeats, "--repeats")
-        if no_audit:
-            lineup.audit.enabled = False
-        _check_plugins(lineup)
-        _check_env(lineup)
-        _check_sandbox(lineup, unsafe_code)
-        _check_local(lineup)
-        prior = None if new else store.unfinished_run(config_hash(lineup))
-        if prior is not None:
-            run_id = prior["id"]
-            err.print(
-                f"resuming unfinished run [bold]{run_id}[/] of this lineup "
-                "(use --new for a fresh run)"
-            )
-        else:
-            try:
-                run_id = create_run(store, lineup, str(config))
-            except (DatasetError, ValueError) as e:
-                raise fail(str(e)) from None
-    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
-    summary = summarize(store, run_id)
-    console = err if json_out else out
-    console.print(summary_table(summary))
-    caps = {e["name"]: e["capabilities"] for e in summary["endpoints"] if e.get("capabilities")}
-    if caps:
-        from bakeoff.cli._perf import capability_rows_table
+    the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
+    from bakeoff._pipeline import RunError, prepare
 
-        console.print(capability_rows_table(caps))
-    for w in summary.get("warnings", []):
-        err.print(f"[bold red]warning:[/] {escape(w)}")
-    if json_out:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    store = open_store(db)
+    lineup, source = None, None
+    if not resume:
+        config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
+        source = str(config)
+    elif store.find_run(resume) is None:
+        find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or no such run
+    try:
+        run_id, lineup = prepare(
+            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, source=source, log=_say
+        )
+    except RunError as e:
+        raise fail(str(e)) from None
+    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    _print_summary(summarize(store, run_id), json_out)
     if status != "complete":
         err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
         raise typer.Exit(130)
@@ -149,61 +110,56 @@ def run(
         )
 
 
-def _check_env(lineup: Lineup) -> None:
-    problems = missing_env(lineup)
-    if problems:
-        raise fail("no call was made:\n  " + "\n  ".join(problems))
+def _lineup_with_overrides(
+    config: Path | None,
+    suite: list[str] | None,
+    limit: int | None,
+    repeats: int | None,
+    no_audit: bool,
+) -> tuple[Path, Lineup]:
+    """The lineup file (or the default one) with the command line's overrides, each validated."""
+    config, lineup = load_lineup_or_default(config)
+    if suite:
+        override(lineup.run, "suites", list(suite), "--suite")
+    if limit is not None:
+        override(lineup.run, "limit", limit, "--limit")
+    if repeats is not None:
+        override(lineup.run, "repeats", repeats, "--repeats")
+    if no_audit:
+        lineup.audit.enabled = False
+    return config, lineup
 
 
-def _check_sandbox(lineup: Lineup, unsafe_code: bool) -> None:
-    """Suites that run model-written code need the bubblewrap sandbox: refused before any call
-    without it, unless --unsafe-code (then they run unisolated, and the summary says so)."""
-    try:
-        needs = [
-            s for s in lineup.run.suites if getattr(suite_for(lineup, s), "runs_model_code", False)
-        ]
-    except (UnknownPluginError, DatasetError) as e:
-        raise fail(str(e)) from None
-    if not needs:
-        return
-    from bakeoff.sandbox import isolation_problem, permit_unisolated, refusal
+def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+    """The summary and capability tables (on stderr with --json, which prints the JSON on
+    stdout), then any warning."""
+    console = err if json_out else out
+    console.print(summary_table(summary))
+    caps = {e["name"]: e["capabilities"] for e in summary["endpoints"] if e.get("capabilities")}
+    if caps:
+        from bakeoff.cli._perf import capability_rows_table
 
-    problem = isolation_problem()
-    if problem is None:
-        return
-    if not unsafe_code:
-        raise fail(f"no call was made: {', '.join(needs)}: {refusal(problem)}")
-    permit_unisolated()
-    err.print(
-        f"[bold red]warning:[/] {escape(', '.join(needs))}: model-written code will run "
-        f"UNISOLATED (--unsafe-code): {escape(problem)}"
-    )
+        console.print(capability_rows_table(caps))
+    for w in summary.get("warnings", []):
+        err.print(f"[bold red]warning:[/] {escape(w)}")
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _check_local(lineup: Lineup) -> None:
-    if any(ep.provider == "local" for ep in lineup.endpoints):
-        from bakeoff.local import AssetError, source_model
-
-        try:
-            source_model()
-        except AssetError as e:
-            raise fail(str(e)) from None
-
-
-def _check_plugins(lineup: Lineup) -> None:
-    try:
-        for s in lineup.run.suites:
-            suite_for(lineup, s)
-        for ep in lineup.endpoints:
-            get_provider(ep.provider)
-    except (UnknownPluginError, DatasetError) as e:
-        raise fail(str(e)) from None
+def _say(message: str) -> None:
+    """The pipeline's notes on stderr, a warning in red."""
+    if message.startswith("warning: "):
+        err.print(f"[bold red]warning:[/] {escape(message[9:])}")
+    else:
+        err.print(escape(message))
 
 
 def execute_with_progress(
     store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quiet: bool
 ) -> str:
     """Execute a stored run (suites, then the audit if enabled) with a live progress display."""
+    from bakeoff._pipeline import RunError, execute_run
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -224,29 +180,16 @@ def execute_with_progress(
             tasks[name], total=p.total, completed=p.done, errors=p.errors, tok_s=p.tok_s
         )
 
-    opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
-    from bakeoff.audit import AuditError, run_audit
-    from bakeoff.local import AssetError, ServerError
-    from bakeoff.perf import run_probes
-
-    wants_audit = lineup.audit.enabled and lineup.reference and len(lineup.endpoints) > 1
-
-    async def after(session: Any) -> None:
-        if lineup.run.probe:
-            await run_probes(session, max_context_cap=lineup.run.probe_max_context)
-        if wants_audit:
-            await run_audit(session, lineup.audit)
-
     with progress:
         try:
-            outcome = asyncio.run(execute(store, run_id, opts, after=after))
+            return asyncio.run(
+                execute_run(store, run_id, lineup, use_cache=use_cache, on_progress=on_progress)
+            )
         except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM
             return "interrupted"
-        except (AssetError, ServerError, AuditError, StoreError, OSError) as e:
+        except RunError as e:
             progress.stop()
-            msg = f"run {run_id} stopped: {e}\nfix it, then: bakeoff run --resume {run_id}"
-            raise fail(msg) from None
-    return outcome.status
+            raise fail(f"{e}\nfix it, then: bakeoff run --resume {run_id}") from None
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -2,6 +2,13 @@
 
 from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
 from bakeoff.runs._policy import CallPolicy
+from bakeoff.runs._results import (
+    SCHEMA_VERSION,
+    EndpointSummary,
+    Fidelity,
+    RunSummary,
+    SuiteStats,
+)
 from bakeoff.runs._runner import (
     EndpointProgress,
     EndpointSession,
@@ -18,17 +25,22 @@ from bakeoff.runs._runner import (
     suite_for,
     suite_items,
 )
-from bakeoff.runs._summary import summarize
+from bakeoff.runs._summary import summarize, summary_of
 
 __all__ = [
     "CAPABILITY_COLUMNS",
     "FEATURES",
+    "SCHEMA_VERSION",
     "CallPolicy",
     "EndpointProgress",
     "EndpointSession",
+    "EndpointSummary",
+    "Fidelity",
     "Job",
     "RunOptions",
     "RunOutcome",
+    "RunSummary",
+    "SuiteStats",
     "call_id",
     "capability_row",
     "claimed_context",
@@ -40,4 +52,5 @@ __all__ = [
     "suite_for",
     "suite_items",
     "summarize",
+    "summary_of",
 ]

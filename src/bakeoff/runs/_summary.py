@@ -15,6 +15,7 @@ import orjson
 
 from bakeoff.lineups import Lineup
 from bakeoff.runs._capabilities import capability_row
+from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
 from bakeoff.runs._runner import lineup_of_run, planned_calls
 from bakeoff.stats import (
     bootstrap_mean_ci,
@@ -52,7 +53,13 @@ def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | 
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
-    """A JSON-ready summary of a run: per endpoint, counts, errors by class, scores, speed, cost."""
+    """A JSON-ready summary of a run (`summary_of(...).to_json()`): per endpoint, counts, errors
+    by class, scores, speed, cost, fidelity, capabilities."""
+    return summary_of(store, run_id).to_json()
+
+
+def summary_of(store: Store, run_id: str) -> RunSummary:
+    """The typed summary of a run, recomputed from the store."""
     run = store.run(run_id)
     if run is None:
         raise KeyError(run_id)
@@ -123,18 +130,21 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         endpoints.append(entry)
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
-    return {
-        "run_id": run_id,
-        "status": run["status"],
-        "created_at": run["created_at"],
-        "finished_at": run["finished_at"],
-        "reference": lineup.reference,
-        "suites": list(lineup.run.suites),
-        "repeats": lineup.run.repeats,
-        "endpoints": endpoints,
-        "pareto": pareto,
-        "warnings": _isolation_warnings(endpoints),
-    }
+    return RunSummary.model_validate(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "status": run["status"],
+            "created_at": run["created_at"],
+            "finished_at": run["finished_at"],
+            "reference": lineup.reference,
+            "suites": list(lineup.run.suites),
+            "repeats": lineup.run.repeats,
+            "endpoints": endpoints,
+            "pareto": pareto,
+            "warnings": _isolation_warnings(endpoints),
+        }
+    )
 
 
 def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,270 @@
+"""The pipeline as a library call: `bakeoff.run(lineup)` does what `bakeoff run` does — resume or
+create the run, the suites, the capability probes, the fidelity audit, the report — and returns the
+typed summary that `bakeoff run --json` prints. The CLI is a shell over it (options, progress bars,
+tables, exit codes).
+
+    import bakeoff
+    summary = bakeoff.run("lineup.yaml", db="results.db")
+    for ep in summary.endpoints:
+        print(ep.name, ep.suites["arith"].score, ep.fidelity and ep.fidelity.claim)
+
+`arun` is the same as a coroutine, for code that already runs an event loop (a notebook cell can
+`await bakeoff.arun(...)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
+from bakeoff.plugins import UnknownPluginError, get_provider
+from bakeoff.runs import (
+    EndpointProgress,
+    RunOptions,
+    RunSummary,
+    config_hash,
+    create_run,
+    execute,
+    lineup_of_run,
+    suite_for,
+    summary_of,
+)
+from bakeoff.store import Store, StoreError
+from bakeoff.suites.datasets import DatasetError
+
+Log = Callable[[str], None]
+
+
+class RunError(Exception):
+    """The run could not start (no call was made) or stopped; the message says why and what to do
+    next."""
+
+
+def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = None) -> None:
+    """Everything that would stop the run, checked before any call: the suites and providers
+    exist, every key variable is set, model-written code has its sandbox (or `unsafe_code`), the
+    local model is installed."""
+    try:
+        for s in lineup.run.suites:
+            suite_for(lineup, s)
+        for ep in lineup.endpoints:
+            get_provider(ep.provider)
+    except (UnknownPluginError, DatasetError) as e:
+        raise RunError(str(e)) from None
+    check_env(lineup)
+    check_sandbox(lineup, unsafe_code, log)
+    check_local(lineup)
+
+
+def check_env(lineup: Lineup) -> None:
+    problems = missing_env(lineup)
+    if problems:
+        raise RunError("no call was made:\n  " + "\n  ".join(problems))
+
+
+def check_sandbox(lineup: Lineup, unsafe_code: bool, log: Log | None = None) -> None:
+    """Suites that run model-written code need the bubblewrap sandbox: refused before any call
+    without it, unless `unsafe_code` (then they run unisolated, and the summary says so)."""
+    try:
+        needs = [
+            s for s in lineup.run.suites if getattr(suite_for(lineup, s), "runs_model_code", False)
+        ]
+    except (UnknownPluginError, DatasetError) as e:
+        raise RunError(str(e)) from None
+    if not needs:
+        return
+    from bakeoff.sandbox import isolation_problem, permit_unisolated, refusal
+
+    problem = isolation_problem()
+    if problem is None:
+        return
+    if not unsafe_code:
+        raise RunError(f"no call was made: {', '.join(needs)}: {refusal(problem)}")
+    permit_unisolated()
+    if log:
+        log(
+            f"warning: {', '.join(needs)}: model-written code will run UNISOLATED "
+            f"(unsafe_code): {problem}"
+        )
+
+
+def check_local(lineup: Lineup) -> None:
+    if any(ep.provider == "local" for ep in lineup.endpoints):
+        from bakeoff.local import AssetError, source_model
+
+        try:
+            source_model()
+        except AssetError as e:
+            raise RunError(str(e)) from None
+
+
+def prepare(
+    store: Store,
+    lineup: Lineup | str | Path | None = None,
+    *,
+    resume: str | None = None,
+    new: bool = False,
+    unsafe_code: bool = False,
+    source: str | None = None,
+    log: Log | None = None,
+) -> tuple[str, Lineup]:
+    """Resume or create: the run to execute and its lineup. `resume` names a stored run; else an
+    unfinished run of the same lineup is resumed (unless `new`), or a new one is created.
+    `source`: the lineup file's path, stored with the run (set when `lineup` is a path)."""
+    if resume is not None:
+        row = store.find_run(resume)
+        if row is None:
+            raise RunError(f"no run {resume!r} in {store.path}")
+        if row["status"] == "complete" and log:
+            log(f"run {row['id']} is already complete; nothing to resume")
+        lineup = lineup_of_run(store, row["id"])
+        check_env(lineup)
+        check_sandbox(lineup, unsafe_code, log)
+        return row["id"], lineup
+    if not isinstance(lineup, Lineup):
+        source = str(lineup) if lineup is not None else None
+        lineup = _load(lineup, log)
+    preflight(lineup, unsafe_code=unsafe_code, log=log)
+    prior = None if new else store.unfinished_run(config_hash(lineup))
+    if prior is not None:
+        if log:
+            log(
+                f"resuming unfinished run {prior['id']} of this lineup (for a fresh run: --new, new=True)"
+            )
+        return prior["id"], lineup
+    try:
+        return create_run(store, lineup, source), lineup
+    except (DatasetError, ValueError) as e:
+        raise RunError(str(e)) from None
+
+
+def _load(path: str | Path | None, log: Log | None) -> Lineup:
+    if path is None:
+        from bakeoff.local import default_lineup_path
+
+        path = default_lineup_path()
+        if log:
+            log(f"no lineup given: using the default local lineup ({path})")
+    try:
+        return load_lineup(Path(path))
+    except LineupError as e:
+        raise RunError(str(e)) from None
+
+
+async def execute_run(
+    store: Store,
+    run_id: str,
+    lineup: Lineup,
+    *,
+    use_cache: bool = True,
+    on_progress: Callable[[str, EndpointProgress], None] | None = None,
+) -> str:
+    """Execute a stored run: its suites, then (endpoints still up) the capability probes and the
+    fidelity audit as the lineup asks. Returns the run's status; a storage, server or audit
+    failure is a `RunError` (the calls made so far are kept: fix it, then resume the run)."""
+    from bakeoff.audit import AuditError, run_audit
+    from bakeoff.local import AssetError, ServerError
+    from bakeoff.perf import run_probes
+
+    wants_audit = lineup.audit.enabled and lineup.reference and len(lineup.endpoints) > 1
+
+    async def after(session: Any) -> None:
+        if lineup.run.probe:
+            await run_probes(session, max_context_cap=lineup.run.probe_max_context)
+        if wants_audit:
+            await run_audit(session, lineup.audit)
+
+    opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
+    try:
+        outcome = await execute(store, run_id, opts, after=after)
+    except (AssetError, ServerError, AuditError, StoreError, OSError) as e:
+        raise RunError(f"run {run_id} stopped: {e}") from None
+    return outcome.status
+
+
+def default_report_path(store: Store, run_id: str) -> Path:
+    """`bakeoff-reports/<run id>.html` next to the database."""
+    return Path(store.path).resolve().parent / "bakeoff-reports" / f"{run_id}.html"
+
+
+def _open(db: str | Path | None) -> Store:
+    from bakeoff.store import default_db_path
+
+    return Store(db if db is not None else default_db_path())
+
+
+def _report(store: Store, run_id: str, report: str | Path | bool) -> Path | None:
+    if report is False:
+        return None
+    from bakeoff.ui import write_report
+
+    path = default_report_path(store, run_id) if report is True else Path(report)
+    return write_report(store, run_id, path).path
+
+
+async def arun(
+    lineup: Lineup | str | Path | None = None,
+    *,
+    db: str | Path | None = None,
+    resume: str | None = None,
+    new: bool = False,
+    use_cache: bool = True,
+    report: str | Path | bool = True,
+    unsafe_code: bool = False,
+    on_progress: Callable[[str, EndpointProgress], None] | None = None,
+    log: Log | None = None,
+) -> RunSummary:
+    """`run` as a coroutine (cancelling it stores the run as interrupted, then re-raises)."""
+    store = _open(db)
+    try:
+        run_id, lineup = prepare(
+            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+        )
+        status = await execute_run(
+            store, run_id, lineup, use_cache=use_cache, on_progress=on_progress
+        )
+        if status == "complete":
+            await asyncio.to_thread(_report, store, run_id, report)
+        return summary_of(store, run_id)
+    finally:
+        store.close()
+
+
+def run(
+    lineup: Lineup | str | Path | None = None,
+    *,
+    db: str | Path | None = None,
+    resume: str | None = None,
+    new: bool = False,
+    use_cache: bool = True,
+    report: str | Path | bool = True,
+    unsafe_code: bool = False,
+    on_progress: Callable[[str, EndpointProgress], None] | None = None,
+    log: Log | None = None,
+) -> RunSummary:
+    """Run a lineup (a `Lineup`, a YAML path, or None for the default local lineup) exactly as
+    `bakeoff run` does and return its summary — the model whose JSON `bakeoff run --json` prints.
+
+    Every call is stored in `db` (default `./bakeoff.db`); an unfinished run of the same lineup is
+    resumed unless `new`; `resume` names a run. `report` is where the HTML report goes (True:
+    `bakeoff-reports/<run>.html` beside the database; False: none). A Ctrl-C stops the calls,
+    stores the run as interrupted and returns its summary (`status == "interrupted"`); a problem
+    before any call, or a fatal one during the run, raises `RunError`."""
+    store = _open(db)
+    try:
+        run_id, lineup = prepare(
+            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+        )
+        coro = execute_run(store, run_id, lineup, use_cache=use_cache, on_progress=on_progress)
+        try:
+            status = asyncio.run(coro)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            status = "interrupted"
+        if status == "complete":
+            _report(store, run_id, report)
+        return summary_of(store, run_id)
+    finally:
+        store.close()

@@ -1,0 +1,131 @@
+"""The run summary as typed models: what `bakeoff run --json` prints is `RunSummary.to_json()`, and
+what `bakeoff.run()` returns is the model itself. Keys appear as they always have (a key a run has
+no value for is left out, not null), plus `schema_version`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+SCHEMA_VERSION = 1
+"""Of the summary's shape: raised when a key changes meaning or goes away."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paired(_Model):
+    """An endpoint against the reference on the same items of one suite."""
+
+    n_pairs: int
+    test: Literal["mcnemar", "paired_bootstrap"] | None = None
+    ref_only: int | None = None
+    cand_only: int | None = None
+    delta: float | None = None
+    delta_ci95: list[float] | None = None
+    p_value: float | None = None
+    p_holm: float | None = None
+    significant: bool | None = None
+    tool_call_f1: float | None = None
+
+
+class TierStats(_Model):
+    score: float | None
+    n: int
+
+
+class SuiteStats(_Model):
+    """One suite's primary score over every stored call (errors count as wrong), with its 95% CI
+    and what else the suite measures."""
+
+    score: float | None
+    correct: int | None
+    n: int
+    ci95: list[float]
+    ci_method: Literal["wilson", "bootstrap"]
+    errors: int
+    error_rate: float | None
+    tiers: dict[str, TierStats]
+    metrics: dict[str, float | None] | None = None
+    unisolated_calls: int | None = None
+    pass_at_k: dict[str, float] | None = None
+    effective_context: int | None = None
+    by_length: dict[str, float | None] | None = None
+    truncation_suspected: int | None = None
+    vs_reference: Paired | None = None
+
+
+class Fidelity(_Model):
+    """The audit's verdict on an endpoint (`verdict: reference` for the reference itself)."""
+
+    verdict: Literal["same", "different", "inconclusive", "reference"]
+    claim: str | None = None
+    p_value: float | None = None
+    multiplicity: Literal["per_endpoint", "fdr"] | None = None
+    alpha: float | None = None
+    calls: int | None = None
+    tokens: int | None = None
+    why: str | None = None
+    flags: list[str] | None = None
+
+
+class Percentiles(_Model):
+    p50: float | None
+    p90: float | None = None
+
+
+class Tokens(_Model):
+    prompt: int
+    completion: int
+
+
+class EndpointSummary(_Model):
+    name: str
+    model: str
+    provider: str
+    reference: bool
+    planned: int
+    calls: int
+    successes: int
+    errors: dict[str, int]
+    error_rate: float | None
+    cached: int
+    attempts: int
+    suites: dict[str, SuiteStats]
+    ttft_ms: Percentiles
+    output_tok_s: Percentiles
+    tokens: Tokens
+    usage_sources: dict[str, int]
+    upstreams: dict[str, int]
+    cost_usd: float | None
+    cost_per_1m_tokens: float | None = None
+    cost_per_correct: float | None = None
+    fidelity: Fidelity | None
+    capabilities: dict[str, Any] | None
+    """The capability matrix's row (`bakeoff.runs.CAPABILITY_COLUMNS`), when probes ran."""
+
+
+class RunSummary(_Model):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    status: str
+    created_at: str
+    finished_at: str | None
+    reference: str | None
+    suites: list[str]
+    repeats: int
+    endpoints: list[EndpointSummary]
+    pareto: dict[str, Any]
+    warnings: list[str]
+
+    def endpoint(self, name: str) -> EndpointSummary:
+        for e in self.endpoints:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready dict `bakeoff run --json` prints."""
+        return self.model_dump(mode="json", exclude_unset=True)

@@ -1,0 +1,121 @@
+"""`bakeoff.run()` from Python: the same pipeline and the same summary as `bakeoff run --json`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import bakeoff
+from conftest import bakeoff as cli
+
+LINEUP = """
+reference: ref
+run: {suites: [arith], limit: 4, probe: true, probe_max_context: 512}
+audit: {budget: 20, batch: 10}
+endpoints:
+  - {name: ref, provider: fake, fake: {mode: echo}}
+  - {name: twin, provider: fake, fake: {mode: echo}}
+  - {name: other, provider: fake, fake: {mode: fixed, reply: "Something else entirely."}}
+"""
+VOLATILE_RUN = ("run_id", "created_at", "finished_at", "pareto")  # ids, clocks, speed
+VOLATILE_ENDPOINT = ("ttft_ms", "output_tok_s")
+
+
+def _stable(summary: bakeoff.RunSummary) -> dict:
+    d = summary.to_json()
+    for k in VOLATILE_RUN:
+        d.pop(k)
+    for e in d["endpoints"]:
+        for k in VOLATILE_ENDPOINT:
+            e.pop(k)
+    return d
+
+
+def test_library_run_returns_the_summary_the_cli_prints(tmp_path):
+    lu = tmp_path / "l.yaml"
+    lu.write_text(LINEUP)
+    report = tmp_path / "r.html"
+    notes: list[str] = []
+    lib = bakeoff.run(lu, db=tmp_path / "lib.db", report=report, use_cache=False, log=notes.append)
+    assert isinstance(lib, bakeoff.RunSummary) and lib.status == "complete"
+    assert lib.schema_version == 1 and report.stat().st_size > 10_000
+    # fidelity and capabilities are in it, typed
+    assert lib.endpoint("ref").fidelity.verdict == "reference"
+    assert lib.endpoint("other").fidelity.verdict == "different"
+    assert lib.endpoint("twin").fidelity.verdict != "different"
+    assert lib.endpoint("twin").capabilities["stream_usage"] in ("yes", "accepted", "no")
+    assert lib.endpoint("twin").suites["arith"].n == 4
+
+    r = cli("run", "-c", str(lu), "--db", str(tmp_path / "cli.db"), "--json", "--no-report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = bakeoff.RunSummary.model_validate_json(r.stdout)
+    assert '"schema_version": 1' in r.stdout
+    assert _stable(printed) == _stable(lib)
+
+    # the async twin, and the same lineup again resumes nothing: a new run of the same calls
+    again = asyncio.run(bakeoff.arun(lu, db=tmp_path / "lib.db", report=False, use_cache=False))
+    assert again.run_id != lib.run_id and _stable(again) == _stable(lib)
+
+
+def test_library_run_refuses_before_any_call_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "endpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m,"
+        " api_key_env: NO_SUCH_KEY_VAR}\nrun: {suites: [arith]}\n"
+    )
+    with pytest.raises(bakeoff.RunError, match="NO_SUCH_KEY_VAR"):
+        bakeoff.run(lu, db=tmp_path / "b.db")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("endpoints:\n  - {name: a, provider: fake, max_concurrency: -1}\n")
+    with pytest.raises(bakeoff.RunError, match=r"bad\.yaml:2: endpoints\[0\]\.max_concurrency"):
+        bakeoff.run(bad, db=tmp_path / "b.db")
+
+
+def test_ctrl_c_in_library_run_returns_the_interrupted_summary(tmp_path, fake_proc):
+    """A notebook user's Ctrl-C: the calls stop, the run is stored as interrupted, its summary is
+    returned; `run(resume=...)` finishes it."""
+    import json
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    srv = fake_proc("--ttft-ms", "400")
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        f"run: {{suites: [arith], limit: 30, probe: false}}\n"
+        f"endpoints:\n  - {{name: ep, base_url: '{srv.url}', max_concurrency: 2}}\n"
+    )
+    db = tmp_path / "b.db"
+    code = (
+        "import json, sys, bakeoff\n"
+        f"s = bakeoff.run({str(lu)!r}, db={str(db)!r}, report=False)\n"
+        "print(json.dumps({'status': s.status, 'run_id': s.run_id}))\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+    )
+
+    def ok_calls() -> int:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            return con.execute("SELECT COUNT(*) FROM calls WHERE status = 'ok'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    wait_for(lambda: ok_calls() >= 3, timeout=60, interval=0.01)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=30)
+    assert p.returncode == 0, stderr[-2000:]
+    got = json.loads(stdout)
+    assert got["status"] == "interrupted"
+    done = bakeoff.run(resume=got["run_id"], db=db, report=False)
+    assert done.status == "complete" and done.endpoints[0].successes == 30
