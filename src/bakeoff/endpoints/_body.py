@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Any
 
 import aiohttp
 
@@ -25,7 +24,7 @@ class Body:
         self.size = 0
         self.wire = 0
         self.encoding = resp.headers.get("Content-Encoding", "").strip().lower()
-        self.inflate: Any = None
+        self.inflate: zlib._Decompress | None = None
         self.pending = b""  # compressed bytes not yet inflated
         # refused when first read, so that an error status is classified before its body
         self.supported = self.encoding in ("", "identity", "gzip", "x-gzip", "deflate")

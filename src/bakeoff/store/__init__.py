@@ -1,10 +1,10 @@
 """The store: SQLite (WAL, versioned migrations) holding runs, endpoints, items, calls and scores."""
 
-from bakeoff.store._db import Store, StoreError, default_db_path, dumps
+from bakeoff.store._db import Store, StoreError, default_db_path
 from bakeoff.store._export import export_run
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
-from bakeoff.store._records import CallRecord
+from bakeoff.store._records import CallRecord, dumps
 
 __all__ = [
     "MIGRATIONS",

@@ -21,21 +21,24 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def _one(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = cursor.fetchone()
+    return row
+
+
 class Reads:
     """The read queries of `Store` (a mixin over its connection)."""
 
     db: sqlite3.Connection
 
     def run(self, run_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _one(self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
     def find_run(self, prefix: str) -> sqlite3.Row | None:
         """A run by id or unique id prefix (or `last`)."""
         if prefix == "last":
-            return self.db.execute(
-                "SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"
-            ).fetchone()
-        rows = self.db.execute(
+            return _one(self.db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"))
+        rows: list[sqlite3.Row] = self.db.execute(
             "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
         ).fetchall()
         if len(rows) == 1:
@@ -53,11 +56,13 @@ class Reads:
 
     def complete_run(self, config_hash: str) -> sqlite3.Row | None:
         """The newest run of this config that completed."""
-        return self.db.execute(
-            "SELECT * FROM runs WHERE config_hash = ? AND status = 'complete'"
-            " ORDER BY created_at DESC, rowid DESC",
-            (config_hash,),
-        ).fetchone()
+        return _one(
+            self.db.execute(
+                "SELECT * FROM runs WHERE config_hash = ? AND status = 'complete'"
+                " ORDER BY created_at DESC, rowid DESC",
+                (config_hash,),
+            )
+        )
 
     def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
         """The newest run of this config that did not complete and is not running in a live process."""
@@ -69,7 +74,8 @@ class Reads:
         ):
             if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
                 continue
-            return row
+            found: sqlite3.Row = row
+            return found
         return None
 
     def endpoints(self, run_id: str) -> list[sqlite3.Row]:
@@ -101,7 +107,7 @@ class Reads:
         ).fetchall()
 
     def call(self, call_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return _one(self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)))
 
     def calls_light(self, run_id: str) -> list[sqlite3.Row]:
         """The calls of a run without their large text columns (request, raw response, output,
@@ -140,7 +146,7 @@ class Reads:
         ).fetchall()
 
     def perf_run(self, perf_id: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)).fetchone()
+        return _one(self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)))
 
     def perf_requests(self, perf_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
@@ -183,10 +189,12 @@ class Reads:
 
     # -- pages and reports -------------------------------------------------------------------------
     def item(self, run_id: str, suite: str, item_id: str) -> sqlite3.Row | None:
-        return self.db.execute(
-            "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
-            (run_id, suite, item_id),
-        ).fetchone()
+        return _one(
+            self.db.execute(
+                "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
+                (run_id, suite, item_id),
+            )
+        )
 
     def item_keys(self, run_id: str) -> list[sqlite3.Row]:
         """(suite, item_id) of every item of a run, in the order stored."""
@@ -249,11 +257,13 @@ class Reads:
 
     def ok_call(self, run_id: str, call_id: str) -> sqlite3.Row | None:
         """A successful call of this run: endpoint, suite, item, repeat, output."""
-        return self.db.execute(
-            "SELECT endpoint, suite, item_id, repeat, output_text FROM calls"
-            " WHERE id = ? AND run_id = ? AND status = 'ok'",
-            (call_id, run_id),
-        ).fetchone()
+        return _one(
+            self.db.execute(
+                "SELECT endpoint, suite, item_id, repeat, output_text FROM calls"
+                " WHERE id = ? AND run_id = ? AND status = 'ok'",
+                (call_id, run_id),
+            )
+        )
 
     def perf_runs_of(self, run_id: str) -> list[sqlite3.Row]:
         """The perf sweeps attached to a run: id, created_at, status."""
