@@ -13,7 +13,7 @@ CHROMIUM ?= /usr/bin/chromium
 BWRAP ?= /usr/bin/bwrap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test check lint fmt bench clean fuzz screenshots sandbox
+.PHONY: install demo test check lint fmt bench clean fuzz screenshots sandbox docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -64,6 +64,10 @@ fmt: $(DEV)
 
 fuzz: $(DEV) $(BWRAP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# docs/CLI.md from every command's --help (tests/test_cli_reference.py checks it)
+docs: $(DEV)
+	$(BIN)/python -m bakeoff.cli._reference
 
 # refresh the screenshots in docs/ from the browser tests
 screenshots: $(DEV) $(CHROMIUM)
