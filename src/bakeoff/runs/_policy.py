@@ -25,6 +25,7 @@ from bakeoff.endpoints import (
     RetryPolicy,
     decide,
 )
+from bakeoff.lineups import Endpoint
 from bakeoff.runs._ratelimit import RateLimiter
 
 
@@ -55,6 +56,21 @@ class CallPolicy:
         self.limiter = RateLimiter(rpm, tpm)
         self.slots = asyncio.Semaphore(max(1, max_concurrency))
         self.rng = rng or random.Random()
+
+    @classmethod
+    def for_endpoint(
+        cls, ep: Endpoint, client: EndpointClient, rng: random.Random | None = None
+    ) -> CallPolicy:
+        """The policy the endpoint's lineup entry declares: its `retry`, `rate_limit` (rpm, tpm)
+        and `max_concurrency`, said once."""
+        return cls(
+            client,
+            retry=ep.retry,
+            rpm=ep.rate_limit.rpm,
+            tpm=ep.rate_limit.tpm,
+            max_concurrency=ep.max_concurrency,
+            rng=rng,
+        )
 
     async def call(self, req: CallRequest) -> CallResult:
         """The result, after the retries the policy allows; else the last attempt's `CallError`."""

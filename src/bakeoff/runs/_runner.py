@@ -238,14 +238,7 @@ class _EndpointRunner:
             stream_usage=self.ep.stream_usage,
             upstream_field=self.provider.upstream_field,
         )
-        self.policy = CallPolicy(
-            self.client,
-            retry=self.ep.retry,
-            rpm=self.ep.rate_limit.rpm,
-            tpm=self.ep.rate_limit.tpm,
-            max_concurrency=self.ep.max_concurrency,
-            rng=self.rng,
-        )
+        self.policy = CallPolicy.for_endpoint(self.ep, self.client, self.rng)
 
     async def stop(self) -> None:
         await self.provider.stop()
