@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import gzip
 import random
 import re
 import time
-import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field
+
+from bakeoff.fake._hostile import HOSTILE, _hostile, _until
 
 FAULTS: dict[str, str] = {
     "rate_limit": "429 with Retry-After",
@@ -42,51 +42,9 @@ FAULTS: dict[str, str] = {
     "stall": "stream stops sending mid-way (until the client gives up)",
     "slow": "every delay ten times longer",
 }
-HOSTILE: dict[str, str] = {
-    # shapes: each must be one bad_response call (or, where the value is only a label, an ok one)
-    "choices_strings": '`"choices": ["x"]`',
-    "choices_object": "`choices` is an object",
-    "delta_string": '`"delta": "oops"` (a message that is a string, unstreamed)',
-    "message_list": "the message (or delta) is an array",
-    "content_number": "`content: 42`",
-    "tool_index_mixed": "tool-call deltas indexed 0 then '0' (completions: `text` an array)",
-    "tool_calls_string": '`"tool_calls": "call"`',
-    "logprobs_string": '`"logprobs": "x"`',
-    "finish_object": "finish_reason is an object (kept as its JSON text: an ok call)",
-    "event_array": "an event (or body) that is a JSON array",
-    "body_null": "an event (or body) that is `null`",
-    "deep_nesting": "20,000 nested arrays",
-    # usage: each an ok call, usage recorded as invalid, tokens counted
-    "usage_string": '`completion_tokens: "lots"`',
-    "usage_huge": "`completion_tokens: 1e308`",
-    "usage_negative": "`completion_tokens: -5`",
-    "usage_bool": "`completion_tokens: true`",
-    "usage_bigint": "`completion_tokens: 10**30`",
-    "usage_fraction": "`completion_tokens: 3.5`",
-    # sizes, bombs and floods: each a too_large call (or a timeout), memory bounded
-    "endless": "valid token events forever, never [DONE]",
-    "token_flood": "one-character tokens as fast as the socket takes them",
-    "huge_body": "an unstreamed body that never ends",
-    "huge_line": "one `data:` line that never ends",
-    "huge_event": "`data:` lines forever, never a blank line",
-    "comment_flood": "`: ping` keep-alives forever, never an event",
-    "gzip_bomb": "1 MB of gzip that inflates to 1 GB (Content-Encoding: gzip)",
-    "gzip_stream_bomb": "a gzip stream of token events that never ends",
-    "huge_error": "a 500 whose body never ends",
-    "bad_encoding": "Content-Encoding: br with bytes that are not brotli",
-    "redirect": "307 to another port",
-    # found by an attacker's review of the first version
-    "retry_after_bytes": "429 whose Retry-After holds a byte that is not UTF-8",
-    "retry_after_nan": "429 with `Retry-After: nan` (a NaN timer stalls asyncio's others)",
-    "gzip_stream_burst": "6 MB of token events and [DONE], gzip-compressed in one piece (~20 KB)",
-    "gzip_trailing": "a gzip body that is whole, then zeros forever after its end",
-    "tool_args_flood": "tool-call argument deltas of 200 characters, 100,000 of them",
-    "logprobs_flood": "logprobs entries `{}` by the hundred thousand (an object per 3 bytes)",
-}
-"""Hostile replies (`[[fault:NAME]]`): the shapes, sizes, bombs, floods and usage values a broken or
-malicious endpoint sends. `hostile_bytes` bounds what the endless ones send before they stop."""
 _MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
+DONE = b"data: [DONE]\n\n"
 T0 = web.RequestKey("t0", float)
 T0_NS = web.RequestKey("t0_ns", int)
 
@@ -122,6 +80,17 @@ class FakeConfig(BaseModel):
     """Obey `[[fault:NAME]]` in the prompt (off: a healthy server beside a hostile one)."""
     hostile_bytes: int = 1_000_000_000
     """What an endless hostile reply sends at most (the client is expected to stop far sooner)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    toks: list[str]
+    finish: str
+    tool_calls: list[dict[str, Any]]
+    usage: dict[str, int]
+    cid: str
+    created: int
+    slow: float
 
 
 def _tokens(text: str) -> list[str]:
@@ -280,12 +249,21 @@ class FakeServer:
     async def _respond(
         self, request: web.Request, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
     ) -> web.StreamResponse:
-        c = self.config
-        early = _early_fault(fault, c)
+        early = _early_fault(fault, self.config)
         if early is not None:
             return early
         if fault in HOSTILE:
-            return await _hostile(request, fault, chat, bool(body.get("stream")), c)
+            assert fault is not None
+            return await _hostile(request, fault, chat, bool(body.get("stream")), self.config)
+        r = self._planned(body, prompt, fault, chat)
+        if not body.get("stream"):
+            return await self._whole(r, fault, chat)
+        return await self._stream(request, body, r, fault, chat)
+
+    def _planned(
+        self, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
+    ) -> _Planned:
+        """The reply to send: its tokens (cut at `max_tokens`), tool calls, finish reason, usage."""
         reply, calls = self._reply(prompt)
         toks = _tokens(reply)
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -306,46 +284,63 @@ class FakeServer:
         ]
         if tool_calls and finish == "stop":
             finish = "tool_calls"
-        slow = 10.0 if fault == "slow" else 1.0
         created = int(time.time())
-        cid = f"fake-{created}-{len(self.log)}"
-        usage = {
-            "prompt_tokens": len(_tokens(prompt)),
-            "completion_tokens": len(toks),
-            "total_tokens": len(_tokens(prompt)) + len(toks),
-        }
-        if not body.get("stream"):
-            if c.ttft_ms or c.itl_ms:
-                await asyncio.sleep(slow * (c.ttft_ms + c.itl_ms * max(len(toks) - 1, 0)) / 1000)
-            text = "".join(toks)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
-            if chat:
-                choice["message"] = {
-                    "role": "assistant",
-                    "content": text or (None if tool_calls else ""),
-                }
-                if tool_calls:
-                    choice["message"]["tool_calls"] = tool_calls
-            else:
-                choice["text"] = text
-            out: dict[str, Any] = {
-                "id": cid,
-                "object": "chat.completion" if chat else "text_completion",
-                "created": created,
-                "model": c.model,
-                "choices": [] if fault == "no_choices" else [choice],
-                "usage": usage,
-            }
-            if c.upstream:
-                out["provider"] = c.upstream
-            return web.Response(body=orjson.dumps(out), content_type="application/json")
+        n_prompt = len(_tokens(prompt))
+        return _Planned(
+            toks=toks,
+            finish=finish,
+            tool_calls=tool_calls,
+            usage={
+                "prompt_tokens": n_prompt,
+                "completion_tokens": len(toks),
+                "total_tokens": n_prompt + len(toks),
+            },
+            cid=f"fake-{created}-{len(self.log)}",
+            created=created,
+            slow=10.0 if fault == "slow" else 1.0,
+        )
 
+    async def _whole(self, r: _Planned, fault: str | None, chat: bool) -> web.Response:
+        """An unstreamed reply, after the time the stream would have taken."""
+        c = self.config
+        if c.ttft_ms or c.itl_ms:
+            await asyncio.sleep(r.slow * (c.ttft_ms + c.itl_ms * max(len(r.toks) - 1, 0)) / 1000)
+        text = "".join(r.toks)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": r.finish}
+        if chat:
+            choice["message"] = {
+                "role": "assistant",
+                "content": text or (None if r.tool_calls else ""),
+            }
+            if r.tool_calls:
+                choice["message"]["tool_calls"] = r.tool_calls
+        else:
+            choice["text"] = text
+        out: dict[str, Any] = {
+            "id": r.cid,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": r.created,
+            "model": c.model,
+            "choices": [] if fault == "no_choices" else [choice],
+            "usage": r.usage,
+        }
+        if c.upstream:
+            out["provider"] = c.upstream
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], r: _Planned, fault: str | None, chat: bool
+    ) -> web.StreamResponse:
+        """A streamed reply: tokens on an absolute schedule from the request's arrival (token i
+        at arrival + ttft + i * itl, so sleep overshoot does not accumulate), cut where a fault
+        says."""
+        c = self.config
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         base: dict[str, Any] = {
-            "id": cid,
+            "id": r.cid,
             "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": created,
+            "created": r.created,
             "model": c.model,
         }
         if c.upstream:
@@ -364,38 +359,30 @@ class FakeServer:
                 return event([{"index": 0, "delta": {"content": t}, "finish_reason": None}])
             return event([{"index": 0, "text": t, "finish_reason": None}])
 
+        toks = r.toks
         cut_at = len(toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        ttft = slow * c.ttft_ms / 1000
-        itl = slow * c.itl_ms / 1000
+        ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
 
-        # delays on an absolute schedule from the request's arrival: token i goes out at
-        # arrival + ttft + i * itl, so sleep overshoot does not accumulate
+        def tail() -> list[bytes]:  # stamped when sent
+            out = [*_tool_events(event, r.tool_calls), _final(event, chat, r.finish)]
+            return [*out, event([], usage=r.usage)] if want_usage else out
+
         t0 = request[T0]
         if ttft:
             await _until(t0 + ttft)
         if fault == "no_choices":
-            await resp.write(b"data: [DONE]\n\n")
+            await resp.write(DONE)
             return resp
+        role = event([{"index": 0, "delta": {"role": "assistant"}}]) if chat else b""
         if itl == 0 and cut_at is None:
             # the whole stream in one write: what a fast server on loopback looks like
-            parts = [event([{"index": 0, "delta": {"role": "assistant"}}])] if chat else []
-            rest = toks
-            if stamps and toks:
-                # the first token goes out on its own, right after its send stamp was taken
-                await resp.write(b"".join([*parts, tok_event(toks[0])]))
-                parts, rest = [], toks[1:]
-            parts.extend(tok_event(t) for t in rest)
-            parts.extend(_tool_events(event, tool_calls))
-            parts.append(_final(event, chat, finish))
-            if want_usage:
-                parts.append(event([], usage=usage))
-            parts.append(b"data: [DONE]\n\n")
-            await resp.write(b"".join(parts))
+            if stamps and toks:  # the first token on its own, right after its send stamp
+                await resp.write(role + tok_event(toks[0]))
+                role, toks = b"", toks[1:]
+            await resp.write(b"".join([role, *(tok_event(t) for t in toks), *tail(), DONE]))
             return resp
-
         # the role chunk goes out with the first token, in one write, as fast servers send them
-        role = event([{"index": 0, "delta": {"role": "assistant"}}]) if chat else b""
         if not toks or cut_at == 0:
             await resp.write(role)
         for i, t in enumerate(toks):
@@ -406,241 +393,10 @@ class FakeServer:
             await resp.write((role if i == 0 else b"") + tok_event(t))
         if cut_at is not None:
             return await _cut(resp, request, fault, c)
-        for ev in _tool_events(event, tool_calls):
+        for ev in tail():
             await resp.write(ev)
-        await resp.write(_final(event, chat, finish))
-        if want_usage:
-            await resp.write(event([], usage=usage))
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(DONE)
         return resp
-
-
-def _sse(obj: Any) -> bytes:
-    data = obj if isinstance(obj, bytes) else orjson.dumps(obj)
-    return b"data: " + data + b"\n\n"
-
-
-@functools.cache
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, 9)
-
-
-def _shape(fault: str, chat: bool, stream: bool) -> bytes | None:
-    """The one bad object of a shape fault, as a stream event's or a body's JSON bytes."""
-    key = "delta" if stream else "message"
-    good: dict[str, Any] = (
-        {"index": 0, key: {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-        if chat
-        else {"index": 0, "text": "ok", "finish_reason": "stop"}
-    )
-    bad: Any
-    if fault == "choices_strings":
-        bad = {"choices": ["x"]}
-    elif fault == "choices_object":
-        bad = {"choices": {"0": good}}
-    elif fault == "delta_string":
-        bad = {"choices": [{**good, key: "oops", "text": ["oops"]}]}
-    elif fault == "message_list":
-        bad = {"choices": [{**good, key: [good[key] if chat else "x"], "text": {"t": 1}}]}
-    elif fault == "content_number":
-        bad = {"choices": [{**good, key: {"content": 42}, "text": 42}]}
-    elif fault == "tool_calls_string":
-        bad = {"choices": [{**good, key: {"tool_calls": "call"}, "text": None}]}
-        if not chat:
-            bad = {"choices": [{**good, "text": True}]}
-    elif fault == "logprobs_string":
-        bad = {"choices": [{**good, "logprobs": "x"}]}
-    elif fault == "finish_object":
-        bad = {"choices": [{**good, "finish_reason": {"why": "ok"}}]}
-    elif fault == "event_array":
-        bad = [1, 2, 3]
-    elif fault == "body_null":
-        bad = None
-    elif fault == "deep_nesting":
-        return b"[" * 20_000 + b"]" * 20_000
-    else:
-        return None
-    return orjson.dumps(bad)
-
-
-def _usage(fault: str) -> bytes | None:
-    value = {
-        "usage_string": b'"lots"',
-        "usage_huge": b"1e308",
-        "usage_negative": b"-5",
-        "usage_bool": b"true",
-        "usage_bigint": b"1" + b"0" * 30,
-        "usage_fraction": b"3.5",
-    }.get(fault)
-    if value is None:
-        return None
-    return b'{"prompt_tokens": 3, "completion_tokens": ' + value + b', "total_tokens": 7}'
-
-
-async def _hostile(
-    request: web.Request, fault: str, chat: bool, stream: bool, c: FakeConfig
-) -> web.StreamResponse:
-    if fault == "redirect":
-        raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:9/{request.path}")
-    if fault == "retry_after_nan":
-        return web.json_response({"error": {"message": "slow"}}, status=429,
-                                 headers={"Retry-After": "nan"})  # fmt: skip
-    if fault == "retry_after_bytes" and request.transport is not None:
-        # aiohttp encodes headers as UTF-8: the raw response goes straight to the socket
-        request.transport.write(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xff1\r\n"
-                                b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")  # fmt: skip
-        request.transport.close()
-        raise asyncio.CancelledError  # nothing more to send; aiohttp drops the handler
-    if fault in ("tool_args_flood", "logprobs_flood"):
-        return await _flood(request, fault, chat, stream, c)
-    if fault == "gzip_stream_burst":
-        delta = {"delta": {"content": "a"}} if chat else {"text": "a"}
-        events = _sse({"choices": [{"index": 0, **delta}]}) * (6_000_000 // 50)
-        headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
-        resp = web.StreamResponse(headers=headers)
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            await resp.write(_gzip(events + b"data: [DONE]\n\n"))
-        return resp
-    shape = _shape(fault, chat, stream)
-    usage = _usage(fault)
-    ctype = "text/event-stream" if stream else "application/json"
-    if shape is not None or usage is not None:
-        msg = {"role": "assistant", "content": "a b c"}
-        choice = {"index": 0, "finish_reason": "stop", **({"delta" if stream else "message": msg}
-                  if chat else {"text": "a b c"})}  # fmt: skip
-        if not stream:
-            if shape is not None:
-                return web.Response(body=shape, content_type=ctype)
-            body = orjson.dumps({"model": c.model, "choices": [choice]})
-            return web.Response(body=body[:-1] + b', "usage": ' + usage + b"}",  # type: ignore[operator]
-                                content_type=ctype)  # fmt: skip
-        resp = web.StreamResponse(headers={"Content-Type": ctype})
-        await resp.prepare(request)
-        if fault == "tool_index_mixed" and not chat:  # no tools in completions: text an array
-            await resp.write(_sse({"choices": [{"index": 0, "text": ["a", 1]}]}))
-        elif fault == "tool_index_mixed":
-            head = {"index": 0, "id": "c0", "function": {"name": "f", "arguments": ""}}
-            tail = {"index": "0", "function": {"arguments": "{}"}}
-            for tc in (head, tail):
-                await resp.write(_sse({"choices": [{"index": 0, "delta": {"tool_calls": [tc]}}]}))
-        elif shape is not None:
-            await resp.write(_sse(shape))
-        else:
-            await resp.write(_sse({"model": c.model, "choices": [choice]}))
-            await resp.write(b'data: {"choices": [], "usage": ' + usage + b"}\n\n")  # type: ignore[operator]
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-    if fault == "tool_index_mixed":  # unstreamed: the same fault as a body
-        calls = [{"id": "c0", "function": {"name": "f", "arguments": "{}"}}, "x"]
-        bad = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "text": ["a", 1]}]}
-        return web.Response(body=orjson.dumps(bad), content_type="application/json")
-    return await _endless(request, fault, chat, c)
-
-
-async def _flood(
-    request: web.Request, fault: str, chat: bool, stream: bool, c: FakeConfig
-) -> web.StreamResponse:
-    if not stream:
-        if fault == "logprobs_flood":
-            n = 2_000_000
-            many = b'{"content": [' + b"{}," * (n - 1) + b"{}]}"
-            body = b'{"choices": [{"index": 0, "message": {"content": "x"}, "text": "x",'
-            return web.Response(body=body + b' "logprobs": ' + many + b"}]}",
-                                content_type="application/json")  # fmt: skip
-        arg = {"index": 0, "function": {"arguments": "a" * 200}}
-        calls = [{"id": "c0", "function": {"name": "f", "arguments": "a" * 20_000_000}}, arg]
-        body = orjson.dumps({"choices": [{"index": 0, "message": {"tool_calls": calls}}]})
-        return web.Response(body=body, content_type="application/json")
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
-    if fault == "logprobs_flood":
-        lp: dict[str, list[Any]] = {"content": [{}] * 1000} if chat else {"tokens": ["x"] * 1000}
-        delta = {"delta": {"content": "x"}} if chat else {"text": "x"}
-        unit = _sse({"choices": [{"index": 0, **delta, "logprobs": lp}]})
-    else:
-        args = {"index": 0, "function": {"arguments": "a" * 200}}
-        if chat:
-            unit = _sse({"choices": [{"index": 0, "delta": {"tool_calls": [args]}}]})
-        else:
-            unit = _sse({"choices": [{"index": 0, "text": "a" * 200}]})
-    with contextlib.suppress(ConnectionError):
-        for i in range(100_000):
-            await resp.write(unit)
-            if i % 64 == 0:
-                await asyncio.sleep(0)
-        await resp.write(b"data: [DONE]\n\n")
-    return resp
-
-
-async def _endless(
-    request: web.Request, fault: str, chat: bool, c: FakeConfig
-) -> web.StreamResponse:
-    """The size faults: bytes until the client hangs up (or `hostile_bytes` are sent)."""
-    json_body = fault in ("huge_body", "gzip_trailing")
-    headers = {"Content-Type": "application/json" if json_body else "text/event-stream"}
-    status = 500 if fault == "huge_error" else 200
-    if fault in ("gzip_bomb", "gzip_stream_bomb", "gzip_trailing"):
-        headers["Content-Encoding"] = "gzip"
-    if fault == "bad_encoding":
-        headers["Content-Encoding"] = "br"
-    resp = web.StreamResponse(status=status, headers=headers)
-    await resp.prepare(request)
-    delta = (lambda t: {"delta": {"content": t}}) if chat else (lambda t: {"text": t})
-    token = _sse({"choices": [{"index": 0, **delta(" tok")}]})
-    one = _sse({"choices": [{"index": 0, **delta("x")}]})
-    unit = {
-        "endless": token * 64,
-        "token_flood": one * 256,
-        "huge_body": b"a" * 65536,
-        "huge_line": b"b" * 65536,
-        "huge_event": b"data: " + b"c" * 1000 + b"\n",
-        "comment_flood": b": ping\n" * 4096,
-        "huge_error": b"<error>" * 8192,
-        "bad_encoding": bytes(range(256)) * 64,
-        "gzip_stream_bomb": token * 256,
-    }.get(fault, b"\0" * 65536)
-    first = {
-        "huge_body": b'{"choices": [{"index": 0, "message": {"content": "',
-        "huge_line": b'data: {"choices": [{"index": 0, "delta": {"content": "',
-    }.get(fault, b"")
-    gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if "gzip" in fault else None
-    sent = 0
-    if fault == "gzip_trailing" and gz is not None:
-        whole = {
-            "choices": [
-                {"index": 0, **({"message": {"content": "ok"}} if chat else {"text": "ok"})}
-            ]
-        }
-        first, unit = gz.compress(orjson.dumps(whole)) + gz.flush(), b"\0" * 65536
-        gz = None
-    with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-        if first:
-            await resp.write(first)
-        while sent < c.hostile_bytes:
-            if gz is not None:  # flushed per unit: ~70 bytes for 64 KB of zeros
-                await resp.write(gz.compress(unit) + gz.flush(zlib.Z_SYNC_FLUSH))
-            else:
-                await resp.write(unit)
-            sent += len(unit)
-            await asyncio.sleep(0)  # small writes do not yield: let a client in this loop read
-            if fault == "gzip_bomb" and sent >= 1_000_000_000:
-                break
-        if gz is not None:
-            await resp.write(gz.flush())
-        await resp.write_eof()
-    return resp
-
-
-async def _until(deadline: float) -> None:
-    """Sleep until the loop clock reaches `deadline`, to well under a millisecond: the selector
-    rounds timeouts up to whole milliseconds, so the last millisecond is spent yielding."""
-    loop = asyncio.get_running_loop()
-    left = deadline - loop.time()
-    if left > 0.0015:
-        await asyncio.sleep(left - 0.0015)
-    while loop.time() < deadline:
-        await asyncio.sleep(0)
 
 
 def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:
