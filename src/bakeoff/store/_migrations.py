@@ -14,10 +14,7 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
-@migration
-def m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
+_INITIAL = """
         CREATE TABLE runs (
             id TEXT PRIMARY KEY,
             created_at TEXT NOT NULL,
@@ -112,7 +109,13 @@ def m001_initial(db: sqlite3.Connection) -> None:
             result_json TEXT NOT NULL
         );
         """
-    )
+"""The first schema (runs, endpoints, items, calls, attempts, scores, the response cache), as it
+was first applied: a migration never changes once released."""
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(_INITIAL)
 
 
 @migration

@@ -6,7 +6,6 @@ by that URL. Views never write, except the arena's vote (a POST handled by the s
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -14,7 +13,6 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
-import numpy as np
 import orjson
 from jinja2 import Environment
 
@@ -22,13 +20,10 @@ from bakeoff.lineups import Lineup
 from bakeoff.runs import lineup_of_run, summarize
 from bakeoff.stats import holm, mcnemar_exact
 from bakeoff.store import Store
-from bakeoff.ui._render import chart, make_env, url
+from bakeoff.ui._charts import PALETTE, chunks_chart, pareto_chart, perf_charts, wealth_chart
+from bakeoff.ui._render import make_env, url
 
 PAGE_SIZE = 100
-PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#65a30d"]
-
-CHART_POINTS = 2000
-"""Most points of one call's token-arrival chart."""
 
 
 class NotFound(Exception):
@@ -152,43 +147,7 @@ class Views:
     def overview(self, run_id: str) -> Page:
         rd = self.run(run_id)
         s = rd.summary
-        pts = s["pareto"]["points"]
-        fig = None
-        if pts:
-            with_cost = "cost_usd" in s["pareto"]["axes"]
-            data = []
-            for name, p in pts.items():
-                on_front = name in s["pareto"]["front"]
-                data.append(
-                    {
-                        "type": "scatter",
-                        "mode": "markers+text",
-                        "name": name,
-                        "x": [p["output_tok_s"]],
-                        "y": [p["quality"]],
-                        "text": [name],
-                        "textposition": "top center",
-                        "marker": {
-                            "size": 12 + (20 * p["cost_usd"] / max_cost(pts) if with_cost else 4),
-                            "color": rd.colors.get(name),
-                            "symbol": "star" if on_front else "circle",
-                            "line": {"width": 2 if on_front else 0, "color": "#111"},
-                        },
-                        "hovertemplate": (
-                            f"{name}<br>quality %{{y:.3f}}<br>%{{x:.1f}} tok/s"
-                            + (f"<br>${p['cost_usd']:.4f}" if with_cost else "")
-                            + "<extra></extra>"
-                        ),
-                    }
-                )
-            fig = chart(
-                data,
-                {
-                    "showlegend": False,
-                    "xaxis": {"title": {"text": "output tokens/s (p50)"}},
-                    "yaxis": {"title": {"text": "quality (mean suite score)"}},
-                },
-            )
+        fig = pareto_chart(s["pareto"], rd.colors)
         errors = sorted({k for e in s["endpoints"] for k in e["errors"]})
         return Page(
             f"Run {run_id}",
@@ -319,35 +278,7 @@ class Views:
         attempts = self.store.attempts(id)
         scores = self.store.call_scores([id])
         chunks = orjson.loads(c["chunk_ms_json"]) if c["chunk_ms_json"] else []
-        fig = None
-        if chunks:
-            # at most ~CHART_POINTS points: a reply of 240,000 chunks made the page (and the
-            # report holding it) 66 MB heavier to build; the step shape stays, the last kept
-            step = -(-len(chunks) // CHART_POINTS)
-            ys = list(range(1, len(chunks) + 1, step))
-            if ys[-1] != len(chunks):
-                ys.append(len(chunks))
-            fig = chart(
-                [
-                    {
-                        "type": "scatter",
-                        "mode": "lines+markers",
-                        "x": [chunks[y - 1] for y in ys],
-                        "y": ys,
-                        "line": {"shape": "hv", "color": rd.colors.get(c["endpoint"])},
-                        "marker": {"size": 4},
-                        "hovertemplate": "chunk %{y} at %{x:.1f} ms<extra></extra>",
-                    }
-                ],
-                {
-                    "height": 260,
-                    "xaxis": {
-                        "title": {"text": "ms since the request was sent"},
-                        "rangemode": "tozero",
-                    },
-                    "yaxis": {"title": {"text": "token chunks"}},
-                },
-            )
+        fig = chunks_chart(chunks, rd.colors.get(c["endpoint"]))
         return Page(
             f"call {id[:12]}",
             self._render(
@@ -365,50 +296,7 @@ class Views:
     def audit(self, run_id: str) -> Page:
         rd = self.run(run_id)
         v = rd.verdicts
-        figs = {}
-        for ep, ev in v.items():
-            data = []
-            for i, (test, t) in enumerate((ev.get("tests") or {}).items()):
-                w = t.get("wealth") or []
-                if w:
-                    data.append(
-                        {
-                            "type": "scatter",
-                            "mode": "lines",
-                            "name": test,
-                            "x": list(range(1, len(w) + 1)),
-                            "y": w,
-                            "line": {"color": PALETTE[i % len(PALETTE)]},
-                        }
-                    )
-            if data:
-                alpha = ev.get("alpha") or 0.05
-                n = max(len(d["x"]) for d in data)
-                data.append(
-                    {
-                        "type": "scatter",
-                        "mode": "lines",
-                        "name": f"reject at 1/α = {1 / alpha:g}",
-                        "x": [1, n],
-                        "y": [1 / alpha, 1 / alpha],
-                        "line": {"dash": "dash", "color": "#6b7280"},
-                    }
-                )
-                figs[ep] = chart(
-                    data,
-                    {
-                        "height": 260,
-                        "yaxis": {
-                            "type": "log",
-                            "title": {"text": "wealth (e-value)"},
-                            "range": [
-                                -0.5,
-                                math.log10(max(2 / alpha, *(max(d["y"]) for d in data))) + 0.2,
-                            ],
-                        },
-                        "xaxis": {"title": {"text": "paired observations"}},
-                    },
-                )
+        figs = {ep: fig for ep, ev in v.items() if (fig := wealth_chart(ev)) is not None}
         return Page(
             f"Audit · {run_id}",
             self._render("audit.html", rd=rd, verdicts=v, figs=figs),
@@ -436,75 +324,7 @@ class Views:
         if row is None:
             raise NotFound(f"no perf run {id}")
         s = orjson.loads(row["summary_json"]) if row["summary_json"] else {"endpoints": {}}
-        names = list((s.get("endpoints") or {}).keys())
-        colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-        curve = [
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": n,
-                "x": [p["level"] for p in e["curve"]],
-                "y": [p["output_tok_s"] for p in e["curve"]],
-                "line": {"color": colors[n]},
-            }
-            for n, e in s["endpoints"].items()
-        ]
-        mode = (s.get("config") or {}).get("mode", "closed")
-        level_name = "concurrency" if mode == "closed" else "request rate (req/s)"
-        figs = {
-            "curve": chart(
-                curve,
-                {
-                    "xaxis": {"title": {"text": level_name}},
-                    "yaxis": {"title": {"text": "output tokens/s"}},
-                },
-            )
-        }
-        # distributions as precomputed boxes (p5, p25, p50, p75, p95): the page carries five
-        # numbers per box, not every sample
-        samples: dict[str, dict[tuple[str, str], list[np.ndarray]]] = {"ttft": {}, "itl": {}}
-        for r in self.store.perf_measurements(id):
-            key = (r["endpoint"], r["level"])
-            if r["ttft_ms"] is not None:
-                samples["ttft"].setdefault(key, []).append(np.array([r["ttft_ms"]]))
-            if r["chunks_json"]:
-                ch = np.asarray(orjson.loads(r["chunks_json"]), dtype=float)
-                if ch.size > 1:
-                    samples["itl"].setdefault(key, []).append(np.diff(ch))
-        for kind, title in (("ttft", "TTFT (ms)"), ("itl", "inter-token latency (ms)")):
-            data = []
-            for n in names:
-                keys = sorted(
-                    (k for k in samples[kind] if k[0] == n), key=lambda k: _level_value(k[1])
-                )
-                if not keys:
-                    continue
-                qs = [
-                    np.percentile(np.concatenate(samples[kind][k]), [5, 25, 50, 75, 95])
-                    for k in keys
-                ]
-                data.append(
-                    {
-                        "type": "box",
-                        "name": n,
-                        "x": [k[1] for k in keys],
-                        "lowerfence": [round(float(q[0]), 3) for q in qs],
-                        "q1": [round(float(q[1]), 3) for q in qs],
-                        "median": [round(float(q[2]), 3) for q in qs],
-                        "q3": [round(float(q[3]), 3) for q in qs],
-                        "upperfence": [round(float(q[4]), 3) for q in qs],
-                        "marker": {"color": colors[n]},
-                    }
-                )
-            if data:
-                figs[kind] = chart(
-                    data,
-                    {
-                        "boxmode": "group",
-                        "xaxis": {"title": {"text": "level (whiskers: p5 and p95)"}},
-                        "yaxis": {"title": {"text": title}},
-                    },
-                )
+        figs, level_name = perf_charts(s, self.store.perf_measurements(id))
         return Page(
             f"Perf {id}",
             self._render("perf.html", row=row, s=s, figs=figs, level_name=level_name),
@@ -519,14 +339,6 @@ class Views:
         return Page(
             "Compare runs", self._render("compare.html", runs=runs, a=a, b=b, result=result)
         )
-
-
-def _level_value(label: str) -> float:
-    """ "c=8" → 8.0, for ordering levels."""
-    try:
-        return float(label.split("=", 1)[1])
-    except (IndexError, ValueError):
-        return 0.0
 
 
 def _only(query: dict[str, str], view: str) -> dict[str, str]:
@@ -563,10 +375,6 @@ def _prompt_excerpt(input_json: str, n: int = 140) -> str:
         text = orjson.dumps(text).decode()
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def max_cost(points: dict[str, Any]) -> float:
-    return max((p.get("cost_usd") or 0.0) for p in points.values()) or 1.0
 
 
 def _capability_columns(s: dict[str, Any]) -> list[str]:
