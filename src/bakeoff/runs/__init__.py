@@ -1,6 +1,17 @@
 """Runs: turning a lineup into calls, scheduling them, and summarising what the store holds."""
 
 from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
+from bakeoff.runs._plan import (
+    Job,
+    call_id,
+    claimed_context,
+    config_hash,
+    create_run,
+    lineup_of_run,
+    plan,
+    suite_for,
+    suite_items,
+)
 from bakeoff.runs._policy import CallPolicy
 from bakeoff.runs._results import (
     SCHEMA_VERSION,
@@ -12,18 +23,9 @@ from bakeoff.runs._results import (
 from bakeoff.runs._runner import (
     EndpointProgress,
     EndpointSession,
-    Job,
     RunOptions,
     RunOutcome,
-    call_id,
-    claimed_context,
-    config_hash,
-    create_run,
     execute,
-    lineup_of_run,
-    plan,
-    suite_for,
-    suite_items,
 )
 from bakeoff.runs._summary import summarize, summary_of
 

@@ -15,8 +15,8 @@ import orjson
 
 from bakeoff.lineups import Lineup
 from bakeoff.runs._capabilities import capability_row
+from bakeoff.runs._plan import lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
-from bakeoff.runs._runner import lineup_of_run, planned_calls
 from bakeoff.stats import (
     bootstrap_mean_ci,
     holm,
