@@ -13,13 +13,16 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bakeoff.lineups import Lineup, purposes
 from bakeoff.stats import Vote, bradley_terry
 from bakeoff.store import Store
+
+if TYPE_CHECKING:
+    from bakeoff.runs import CallPolicy
 
 WINNERS = ("left", "right", "tie", "both_bad")
 
@@ -176,60 +179,36 @@ async def judge_pairs(
 ) -> int:
     """Ask endpoint `judge` of the lineup to compare `n_pairs` random pairs, both orders each;
     store one vote per pair (voter `judge:<name>`). Returns the number of votes stored."""
-    from bakeoff.endpoints import CallRequest
     from bakeoff.runs import EndpointSession, RunOptions
 
-    rng = random.Random(seed)
     pool = pairs_pool(store, run_id)
-    done = {
-        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
-        for v in store.votes(run_id)
-        if v["voter"] == f"judge:{judge}"
-    }
-    todo = []
-    for key, outs in sorted(pool.items()):
-        names = sorted(n for n in outs if n != judge)
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                if (*key, frozenset((a, b))) not in done:
-                    todo.append((key, a, b))
-    rng.shuffle(todo)
+    todo = _unjudged(store, run_id, pool, judge)
+    random.Random(seed).shuffle(todo)
     todo = todo[:n_pairs]
     if not todo:
         return 0
     items = {(r["suite"], r["item_id"]): _prompt_text(r["input_json"]) for r in store.items(run_id)}
-    keep = {judge}
-    for e in lineup.endpoints:  # a proxy judge needs its targets running
-        if e.name in keep and e.proxy is not None:
-            keep |= {e.proxy.target, *([e.proxy.route_to] if e.proxy.route_to else [])}
-    sub = lineup.model_copy(deep=True)
-    sub.endpoints = [e for e in sub.endpoints if e.name in keep]
     stored = 0
+    sub = _judge_lineup(lineup, judge)
     async with EndpointSession(store, run_id, sub, RunOptions(use_cache=False)) as session:
-        runner = session.runners[judge]
-        assert runner.policy is not None
-        policy = runner.policy  # the judge's slots, rate limit and retries
-
-        async def ask(prompt: str, a: str, b: str) -> str:
-            req = CallRequest(
-                messages=[
-                    {"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, a=a, b=b)}
-                ],
-                params=dict(purposes.ARENA_JUDGE),
-                stream=False,
-            )
-            try:
-                return (await policy.call(req)).text
-            except Exception as e:  # a failed judge call is a missing answer, never a crash
-                return f"<error: {type(e).__name__}>"
+        policy = session.runners[judge].policy  # the judge's slots, rate limit and retries
+        assert policy is not None
 
         async def one(key: tuple[str, str, int], a: str, b: str) -> None:
             nonlocal stored
             suite, item_id, repeat = key
             ta, tb = pool[key][a][1], pool[key][b][1]
             prompt = items.get((suite, item_id), "")
-            r1, r2 = await asyncio.gather(ask(prompt, ta, tb), ask(prompt, tb, ta))
+            r1, r2 = await asyncio.gather(
+                _ask(policy, prompt, ta, tb), _ask(policy, prompt, tb, ta)
+            )
             winner, consistent = combine_orders(parse_choice(r1), parse_choice(r2))
+            detail = {
+                "a_first": r1,
+                "b_first": r2,
+                "choices": [parse_choice(r1), parse_choice(r2)],
+                "consistent": consistent,
+            }
             store.add_vote(
                 run_id,
                 {
@@ -242,12 +221,7 @@ async def judge_pairs(
                     "voter": f"judge:{judge}",
                     "left_chars": len(ta),
                     "right_chars": len(tb),
-                    "detail": {
-                        "a_first": r1,
-                        "b_first": r2,
-                        "choices": [parse_choice(r1), parse_choice(r2)],
-                        "consistent": consistent,
-                    },
+                    "detail": detail,
                 },
             )
             stored += 1
@@ -256,6 +230,53 @@ async def judge_pairs(
 
         await asyncio.gather(*(one(*t) for t in todo))
     return stored
+
+
+def _unjudged(
+    store: Store, run_id: str, pool: dict[tuple[str, str, int], dict[str, Any]], judge: str
+) -> list[tuple[tuple[str, str, int], str, str]]:
+    """Every (item, endpoint pair) of the pool this judge has not voted on, the judge's own
+    outputs left out."""
+    done = {
+        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+        for v in store.votes(run_id)
+        if v["voter"] == f"judge:{judge}"
+    }
+    todo = []
+    for key, outs in sorted(pool.items()):
+        names = sorted(n for n in outs if n != judge)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if (*key, frozenset((a, b))) not in done:
+                    todo.append((key, a, b))
+    return todo
+
+
+def _judge_lineup(lineup: Lineup, judge: str) -> Lineup:
+    """The lineup cut to the judge (and, for a proxy judge, the targets it needs running)."""
+    keep = {judge}
+    for e in lineup.endpoints:
+        if e.name in keep and e.proxy is not None:
+            keep |= {e.proxy.target, *([e.proxy.route_to] if e.proxy.route_to else [])}
+    sub = lineup.model_copy(deep=True)
+    sub.endpoints = [e for e in sub.endpoints if e.name in keep]
+    return sub
+
+
+async def _ask(policy: CallPolicy, prompt: str, a: str, b: str) -> str:
+    """The judge's answer to one order of a pair; a failed call is a missing answer, never a
+    crash."""
+    from bakeoff.endpoints import CallRequest
+
+    req = CallRequest(
+        messages=[{"role": "user", "content": JUDGE_PROMPT.format(prompt=prompt, a=a, b=b)}],
+        params=dict(purposes.ARENA_JUDGE),
+        stream=False,
+    )
+    try:
+        return (await policy.call(req)).text
+    except Exception as e:
+        return f"<error: {type(e).__name__}>"
 
 
 def _bt_votes(rows: list[Any]) -> list[Vote]:

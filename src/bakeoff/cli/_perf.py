@@ -96,15 +96,89 @@ def perf(
 ) -> None:
     """Measure latency and throughput under load: sweep concurrency (closed loop) or request rate
     (open loop, absolute schedule) up to saturation, per endpoint, and store every request."""
-    from bakeoff.perf import SLO, PerfOptions, run_perf
+    run_id = None
+    if run_ref is not None:
+        run_id = find_run_or_fail(open_store(db), run_ref)["id"]
+    opts = _perf_options(
+        mode=mode,
+        levels=levels,
+        duration=duration,
+        requests=requests,
+        warmup=warmup,
+        cooldown=cooldown,
+        workload=workload,
+        suite=suite,
+        arrival=arrival,
+        slo=slo,
+        processes=processes,
+        no_stop=no_stop,
+        seed=seed,
+        endpoint=endpoint,
+    )
+    _, lineup = load_or_default(config)
+    store = open_store(db)
+    perf_id, summary = _sweep(store, lineup, opts, run_id, quiet)
+    console = err if json_out else out
+    console.print(perf_table(summary))
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if not summary["valid"]:
+        err.print(
+            "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
+        )
+    err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
+
+
+def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) -> Any:
+    """The sweep with a progress bar per endpoint and level: (perf id, summary)."""
+    from bakeoff.perf import run_perf
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    )
+
+    def on_level(name: str, label: str, expected: int) -> Any:
+        task = progress.add_task(f"{name} {label}", total=expected or None)
+        return lambda: progress.advance(task)
+
+    try:
+        with progress:
+            return asyncio.run(run_perf(store, lineup, opts, run_id=run_id, on_level=on_level))
+    except ValueError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; the levels finished so far are stored", 130) from None
+
+
+def _perf_options(
+    *,
+    mode: str,
+    levels: str | None,
+    duration: float,
+    requests: int | None,
+    warmup: float,
+    cooldown: float,
+    workload: str,
+    suite: str | None,
+    arrival: str,
+    slo: str | None,
+    processes: int,
+    no_stop: bool,
+    seed: int,
+    endpoint: list[str] | None,
+) -> Any:
+    """The sweep's `PerfOptions` from the command line, each option checked (exit 2 naming it)."""
+    from bakeoff.perf import SLO, PerfOptions
 
     if mode not in ("closed", "open"):
         raise fail("--mode: closed or open")
     if arrival not in ("constant", "poisson"):
         raise fail("--arrival: constant or poisson")
-    run_id = None
-    if run_ref is not None:
-        run_id = find_run_or_fail(open_store(db), run_ref)["id"]
     m = re.fullmatch(r"(\d+)[xX](\d+)", workload)
     if not m:
         raise fail(f"--workload: expected INPUTxOUTPUT tokens like 128x128, got {workload!r}")
@@ -112,8 +186,10 @@ def perf(
         slo_v = SLO.parse(slo)
     except ValueError as e:
         raise fail(str(e)) from None
+    if warmup + cooldown >= duration:
+        raise fail("--warmup plus --cooldown must be shorter than --duration")
     default: list[float] = [1, 2, 4, 8, 16, 32, 64] if mode == "closed" else [1, 2, 5, 10, 20, 50]
-    opts = PerfOptions(
+    return PerfOptions(
         mode=mode,  # type: ignore[arg-type]
         levels=_levels(levels) if levels else default,
         duration_s=duration,
@@ -130,41 +206,6 @@ def perf(
         stop_at_saturation=not no_stop,
         endpoints=list(endpoint) if endpoint else None,
     )
-    if warmup + cooldown >= duration:
-        raise fail("--warmup plus --cooldown must be shorter than --duration")
-    _, lineup = load_or_default(config)
-    store = open_store(db)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-    )
-
-    def on_level(name: str, label: str, expected: int) -> Any:
-        task = progress.add_task(f"{name} {label}", total=expected or None)
-        return lambda: progress.advance(task)
-
-    try:
-        with progress:
-            perf_id, summary = asyncio.run(
-                run_perf(store, lineup, opts, run_id=run_id, on_level=on_level)
-            )
-    except ValueError as e:
-        raise fail(str(e)) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; the levels finished so far are stored", 130) from None
-    console = err if json_out else out
-    console.print(perf_table(summary))
-    if json_out:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not summary["valid"]:
-        err.print(
-            "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
-        )
-    err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
 
 
 def _ms(d: dict[str, Any] | None, q: str = "p50") -> str:

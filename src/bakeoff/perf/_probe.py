@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,76 +166,87 @@ _TOOL = {
 }
 
 
+_CITY_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def _feature_requests() -> list[tuple[str, CallRequest, Callable[[CallResult], bool]]]:
+    """(feature, the request that asks for it, whether a reply honoured it), in probing order;
+    `logprobs` also yields `top_logprobs`."""
+    return [
+        (
+            "stream_usage",
+            CallRequest(
+                messages=[{"role": "user", "content": "Say hello."}],
+                params={"max_tokens": 8},
+                stream=True,
+            ),
+            lambda r: r.usage_source == "usage",
+        ),
+        (
+            "logprobs",
+            _chat("Say hello.", max_tokens=4, logprobs=True, top_logprobs=3),
+            lambda r: bool(r.logprobs),
+        ),
+        (
+            "tools",
+            _chat("What is the weather in Lisbon? Use the tool.", tools=[_TOOL], max_tokens=64),
+            lambda r: bool(r.tool_calls),
+        ),
+        (
+            "parallel_tools",
+            _chat(
+                "What is the weather in Lisbon and in Oslo? Call the tool once per city, in "
+                "parallel.",
+                tools=[_TOOL],
+                parallel_tool_calls=True,
+                max_tokens=96,
+            ),
+            lambda r: len(r.tool_calls) >= 2,
+        ),
+        (
+            "json_mode",
+            _chat(
+                "Give a JSON object with a key 'city' set to Lisbon.",
+                response_format={"type": "json_object"},
+                max_tokens=48,
+            ),
+            lambda r: _is_json(r.text),
+        ),
+        (
+            "json_schema",
+            _chat(
+                "Give the city Lisbon as JSON.",
+                max_tokens=48,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "c", "schema": _CITY_SCHEMA},
+                },
+            ),
+            lambda r: _is_json(r.text),
+        ),
+    ]
+
+
 async def probe_features(client: Caller) -> dict[str, Any]:
+    """Per feature: was the request accepted, and did the reply honour it (with the error of a
+    refused one)."""
     out: dict[str, Any] = {}
-    stream_req = CallRequest(
-        messages=[{"role": "user", "content": "Say hello."}], params={"max_tokens": 8}, stream=True
-    )
-    res, err = await _try(client, stream_req)
-    out["stream_usage"] = {
-        "accepted": res is not None,
-        "honoured": bool(res and res.usage_source == "usage"),
-        "error": _err(err),
-    }
-    res, err = await _try(client, _chat("Say hello.", max_tokens=4, logprobs=True, top_logprobs=3))
-    lp = (res.logprobs or []) if res else []
-    out["logprobs"] = {"accepted": res is not None, "honoured": bool(lp), "error": _err(err)}
-    out["top_logprobs"] = {
-        "accepted": res is not None,
-        "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
-    }
-    res, err = await _try(
-        client, _chat("What is the weather in Lisbon? Use the tool.", tools=[_TOOL], max_tokens=64)
-    )
-    out["tools"] = {
-        "accepted": res is not None,
-        "honoured": bool(res and res.tool_calls),
-        "error": _err(err),
-    }
-    res, err = await _try(
-        client,
-        _chat(
-            "What is the weather in Lisbon and in Oslo? Call the tool once per city, in parallel.",
-            tools=[_TOOL],
-            parallel_tool_calls=True,
-            max_tokens=96,
-        ),
-    )
-    out["parallel_tools"] = {
-        "accepted": res is not None,
-        "honoured": bool(res and len(res.tool_calls) >= 2),
-        "error": _err(err),
-    }
-    res, err = await _try(
-        client,
-        _chat(
-            "Give a JSON object with a key 'city' set to Lisbon.",
-            response_format={"type": "json_object"},
-            max_tokens=48,
-        ),
-    )
-    out["json_mode"] = {
-        "accepted": res is not None,
-        "honoured": bool(res and _is_json(res.text)),
-        "error": _err(err),
-    }
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    res, err = await _try(
-        client,
-        _chat(
-            "Give the city Lisbon as JSON.",
-            max_tokens=48,
-            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
-        ),
-    )
-    out["json_schema"] = {
-        "accepted": res is not None,
-        "honoured": bool(res and _is_json(res.text)),
-        "error": _err(err),
-    }
+    for name, req, honoured in _feature_requests():
+        res, err = await _try(client, req)
+        out[name] = {
+            "accepted": res is not None,
+            "honoured": bool(res is not None and honoured(res)),
+            "error": _err(err),
+        }
+        if name == "logprobs":
+            lp = (res.logprobs or []) if res else []
+            out["top_logprobs"] = {
+                "accepted": res is not None,
+                "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
+            }
     texts = []
     for _ in range(3):
-        res, err = await _try(
+        res, _ = await _try(
             client,
             _chat(
                 "Write a short sentence about the sea.", max_tokens=24, **purposes.GREEDY, seed=7

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bakeoff.lineups import Lineup
+from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
 from bakeoff.runs._plan import lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
@@ -78,56 +78,18 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     items = {r["item_id"]: r for r in item_rows}
     suite_items = [Item.from_stored(r) for r in item_rows if r["suite"] in lineup.run.suites]
     outcomes = _outcomes(calls, score_rows, lineup)
-    endpoints = []
-    for ep in lineup.endpoints:
-        rows = per_ep.get(ep.name, [])
-        ok = [c for c in rows if c["status"] == "ok"]
-        errors = Counter(c["error_class"] for c in rows if c["status"] != "ok")
-        live = [c for c in ok if not c["cached"]]
-        ttft = [c["ttft_ms"] for c in live if c["ttft_ms"] is not None]
-        tps = []
-        for c in live:
-            n, first, last = c["completion_tokens"], c["ttft_ms"], c["last_token_ms"]
-            if n and n > 1 and first is not None and last is not None and last > first:
-                tps.append((n - 1) / ((last - first) / 1000))
-        suites = {
-            suite: _suite_stats(outcomes[(ep.name, suite)], items) for suite in lineup.run.suites
-        }
-        prompt_tokens = sum(c["prompt_tokens"] or 0 for c in live)
-        completion_tokens = sum(c["completion_tokens"] or 0 for c in live)
-        entry: dict[str, Any] = {
-            "name": ep.name,
-            "model": ep.model,
-            "provider": ep.provider,
-            "reference": ep.name == lineup.reference,
-            "planned": planned_calls(store, run_id, lineup, ep.name, suite_items),
-            "calls": len(rows),
-            "successes": len(ok),
-            "errors": dict(sorted(errors.items())),
-            "error_rate": _round(sum(errors.values()) / len(rows) if rows else None, 4),
-            "cached": sum(1 for c in rows if c["cached"]),
-            "attempts": sum(c["n_attempts"] for c in rows),
-            "suites": suites,
-            "ttft_ms": {"p50": _round(percentile(ttft, 50)), "p90": _round(percentile(ttft, 90))},
-            "output_tok_s": {"p50": _round(percentile(tps, 50), 1)},
-            "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-            "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
-            "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
-            "cost_usd": None,
-            "fidelity": _fidelity(verdicts.get(ep.name), ep.name == lineup.reference),
-            "capabilities": capability_row(probes[ep.name]) if ep.name in probes else None,
-        }
-        if ep.price is not None:
-            cost = (
-                prompt_tokens * ep.price.input_per_m / 1e6
-                + completion_tokens * ep.price.output_per_m / 1e6
-            )
-            correct = sum(v["correct"] or 0 for v in suites.values())
-            tokens = prompt_tokens + completion_tokens
-            entry["cost_usd"] = round(cost, 6)
-            entry["cost_per_1m_tokens"] = round(cost / tokens * 1e6, 4) if tokens else None
-            entry["cost_per_correct"] = round(cost / correct, 6) if correct else None
-        endpoints.append(entry)
+    endpoints = [
+        _endpoint_entry(
+            ep,
+            lineup,
+            per_ep.get(ep.name, []),
+            {suite: _suite_stats(outcomes[(ep.name, suite)], items) for suite in lineup.run.suites},
+            planned_calls(store, run_id, lineup, ep.name, suite_items),
+            verdicts.get(ep.name),
+            probes.get(ep.name),
+        )
+        for ep in lineup.endpoints
+    ]
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
     return RunSummary.model_validate(
@@ -145,6 +107,63 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "warnings": _isolation_warnings(endpoints),
         }
     )
+
+
+def _endpoint_entry(
+    ep: Endpoint,
+    lineup: Lineup,
+    rows: list[Any],
+    suites: dict[str, dict[str, Any]],
+    planned: int,
+    verdict: dict[str, Any] | None,
+    probe: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One endpoint's line of the summary, from its suite calls (`rows`): counts, errors by
+    class, speed of its live calls, tokens, cost, fidelity, capabilities."""
+    ok = [c for c in rows if c["status"] == "ok"]
+    errors = Counter(c["error_class"] for c in rows if c["status"] != "ok")
+    live = [c for c in ok if not c["cached"]]
+    ttft = [c["ttft_ms"] for c in live if c["ttft_ms"] is not None]
+    tps = []
+    for c in live:
+        n, first, last = c["completion_tokens"], c["ttft_ms"], c["last_token_ms"]
+        if n and n > 1 and first is not None and last is not None and last > first:
+            tps.append((n - 1) / ((last - first) / 1000))
+    prompt_tokens = sum(c["prompt_tokens"] or 0 for c in live)
+    completion_tokens = sum(c["completion_tokens"] or 0 for c in live)
+    entry: dict[str, Any] = {
+        "name": ep.name,
+        "model": ep.model,
+        "provider": ep.provider,
+        "reference": ep.name == lineup.reference,
+        "planned": planned,
+        "calls": len(rows),
+        "successes": len(ok),
+        "errors": dict(sorted(errors.items())),
+        "error_rate": _round(sum(errors.values()) / len(rows) if rows else None, 4),
+        "cached": sum(1 for c in rows if c["cached"]),
+        "attempts": sum(c["n_attempts"] for c in rows),
+        "suites": suites,
+        "ttft_ms": {"p50": _round(percentile(ttft, 50)), "p90": _round(percentile(ttft, 90))},
+        "output_tok_s": {"p50": _round(percentile(tps, 50), 1)},
+        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
+        "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
+        "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
+        "cost_usd": None,
+        "fidelity": _fidelity(verdict, ep.name == lineup.reference),
+        "capabilities": capability_row(probe) if probe is not None else None,
+    }
+    if ep.price is not None:
+        cost = (
+            prompt_tokens * ep.price.input_per_m / 1e6
+            + completion_tokens * ep.price.output_per_m / 1e6
+        )
+        correct = sum(v["correct"] or 0 for v in suites.values())
+        tokens = prompt_tokens + completion_tokens
+        entry["cost_usd"] = round(cost, 6)
+        entry["cost_per_1m_tokens"] = round(cost / tokens * 1e6, 4) if tokens else None
+        entry["cost_per_correct"] = round(cost / correct, 6) if correct else None
+    return entry
 
 
 def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:

@@ -46,42 +46,55 @@ def static_file(name: str) -> tuple[bytes, str]:
     raise KeyError(name)
 
 
+STORE = web.AppKey("store", Store)
+
+
 def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Application:
     """The aiohttp application. `allowed_hosts`: Host header values accepted (None: any)."""
-    token = secrets.token_urlsafe(16)
     app = web.Application(client_max_size=64 * 1024)
-    store_key = web.AppKey("store", Store)
+    h = _Handlers(app, allowed_hosts)
 
     async def on_startup(app: web.Application) -> None:
-        app[store_key] = Store(db_path)
+        app[STORE] = Store(db_path)
 
     async def on_cleanup(app: web.Application) -> None:
-        app[store_key].close()
+        app[STORE].close()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    app.middlewares.append(h.guard)
+    app.router.add_get("/favicon.ico", h.favicon)
+    app.router.add_get("/static/{name}", h.static)
+    app.router.add_post("/run/{run_id}/arena", h.vote)
+    app.router.add_get("/{tail:.*}", h.any_page)
+    return app
+
+
+class _Handlers:
+    """The app's middleware and routes; `token` guards the one form that writes (the vote)."""
+
+    def __init__(self, app: web.Application, allowed_hosts: set[str] | None) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.token = secrets.token_urlsafe(16)
 
     @web.middleware
-    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if allowed_hosts is not None and request.host not in allowed_hosts:
+    async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        hosts = self.allowed_hosts
+        if hosts is not None and request.host not in hosts:
             return web.Response(
                 status=421,
                 text=f"unexpected Host header {request.host[:100]!r}: to accept it, start the UI "
                 f"with --allow-host {request.host[:100].rsplit(':', 1)[0]}\n",
                 headers={"X-Content-Type-Options": "nosniff"},
             )
-        resp = await handler(request)
+        resp: web.StreamResponse = await handler(request)
         resp.headers["Content-Security-Policy"] = CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 
-    app.middlewares.append(guard)
-
-    def views() -> Views:
-        return Views(app[store_key], context={"token": token})
-
-    def page_response(views: Views, address: str) -> web.Response:
+    def page_response(self, views: Views, address: str) -> web.Response:
         from bakeoff.ui._render import url
 
         try:
@@ -98,7 +111,7 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
         )
         return web.Response(text=html, content_type="text/html")
 
-    async def static(request: web.Request) -> web.Response:
+    async def static(self, request: web.Request) -> web.Response:
         try:
             data, ctype = static_file(request.match_info["name"])
         except KeyError:
@@ -107,16 +120,16 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
             body=data, content_type=ctype, headers={"Cache-Control": "max-age=3600"}
         )
 
-    async def vote(request: web.Request) -> web.Response:
+    async def vote(self, request: web.Request) -> web.Response:
         from bakeoff.arena import record_human_vote
 
         run_id = request.match_info["run_id"]
         form = await request.post()
-        if not secrets.compare_digest(str(form.get("token", "")), token):
+        if not secrets.compare_digest(str(form.get("token", "")), self.token):
             return web.Response(status=403, text="missing or stale page token: reload the page\n")
         try:
             record_human_vote(
-                app[store_key],
+                self.app[STORE],
                 run_id,
                 str(form.get("left", "")),
                 str(form.get("right", "")),
@@ -126,19 +139,14 @@ def make_app(db_path: str, *, allowed_hosts: set[str] | None = None) -> web.Appl
             return web.Response(status=400, text=f"{e}\n")
         raise web.HTTPSeeOther(f"/run/{run_id}/arena")
 
-    async def any_page(request: web.Request) -> web.Response:
+    async def any_page(self, request: web.Request) -> web.Response:
         address = request.path + ("?" + request.query_string if request.query_string else "")
         # rendered on the loop: one local user, and the SQLite connection belongs to this thread
-        return page_response(views(), address)
+        views = Views(self.app[STORE], context={"token": self.token})
+        return self.page_response(views, address)
 
-    async def favicon(request: web.Request) -> web.Response:
+    async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
-
-    app.router.add_get("/favicon.ico", favicon)
-    app.router.add_get("/static/{name}", static)
-    app.router.add_post("/run/{run_id}/arena", vote)
-    app.router.add_get("/{tail:.*}", any_page)
-    return app
 
 
 def _markup(html: str) -> Any:
