@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorClass(StrEnum):
@@ -69,6 +69,8 @@ class CallError(Exception):
 
 class CallRequest(BaseModel):
     """One request to an endpoint, independent of wire details."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
 
     api: str = "chat"
     """`chat` (/chat/completions) or `completions` (/completions)."""

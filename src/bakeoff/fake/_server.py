@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
 
@@ -51,6 +51,8 @@ T0_NS = web.RequestKey("t0_ns", int)
 
 class FakeConfig(BaseModel):
     """How the fake server behaves."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
 
     mode: str = "echo"
     """`echo` (last user message), `script` (exact prompt → reply), `fixed` (always `reply`)."""

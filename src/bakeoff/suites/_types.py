@@ -7,13 +7,15 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff.endpoints import CallRequest, CallResult
 
 
 class Item(BaseModel):
     """One task. `id` is stable for a given suite, seed and index."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
 
     id: str
     tier: str | None = None
@@ -62,6 +64,8 @@ class Item(BaseModel):
 
 class Score(BaseModel):
     """A scorer's judgement of one answer."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
 
     scorer: str
     value: float
