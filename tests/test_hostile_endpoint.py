@@ -73,6 +73,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "huge_body": ("too_large", "too_large"),
     "huge_error": ("server_error", "server_error"),
     "bad_encoding": ("bad_response", "bad_response"),
+    "bad_encoding_error": ("rate_limited", "rate_limited"),
     "redirect": ("bad_request", "bad_request"),
     "retry_after_bytes": ("rate_limited", "rate_limited"),
     "retry_after_nan": ("rate_limited", "rate_limited"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections import Counter
 
@@ -181,3 +182,61 @@ def test_rate_limit_spaces_requests(tmp_path):
     starts = sorted(c["started_at"] for c in store.calls(run_id))
     # 600 rpm = one request every 100 ms: six requests span at least 0.5 s whatever the machine load
     assert starts[-1] - starts[0] >= 0.45
+
+
+def test_a_long_reply_is_scored_off_the_loop_while_other_streams_move(tmp_path):
+    """A suite whose scorer blocks for 1.5 s on replies over LARGE_OUTPUT_CHARS: run in the loop it
+    would freeze every other endpoint's stream for that long; in a worker thread the other
+    endpoint's token gaps stay near its 20 ms pace."""
+    import time as _time
+
+    import orjson
+
+    import bakeoff
+    from bakeoff.plugins import _suites, hookimpl, plugin_manager
+    from bakeoff.runs._runner import LARGE_OUTPUT_CHARS
+    from bakeoff.suites import Arith
+
+    class SlowScoring(Arith):
+        name = "slow-scoring"
+
+        def score(self, item, result):
+            if len(result.text) > LARGE_OUTPUT_CHARS:
+                _time.sleep(1.5)  # blocking: regexes over a huge reply
+            return super().score(item, result)
+
+    class Plugin:
+        @hookimpl
+        def register_suites(self, register):
+            register(SlowScoring())
+
+    pm = plugin_manager()
+    plugin = Plugin()
+    pm.register(plugin)
+    _suites.cache_clear()
+    try:
+        lu = tmp_path / "l.yaml"
+        lu.write_text(
+            "run: {suites: [slow-scoring], limit: 8, probe: false}\n"
+            "endpoints:\n"
+            "  - {name: big, provider: fake, stream: false, max_concurrency: 2,"
+            f"     fake: {{mode: fixed, reply: {'x' * 240_000}}}}}\n"  # one 240,000-character token
+            "  - {name: steady, provider: fake, max_concurrency: 1,"
+            "     fake: {mode: fixed, reply_tokens: 30, itl_ms: 20}}\n"
+        )
+        db = tmp_path / "b.db"
+        summary = bakeoff.run(lu, db=db, report=False)
+        assert summary.status == "complete"
+        store = bakeoff.Store(db)
+        gaps = []
+        for c in store.calls(summary.run_id):
+            if c["endpoint"] == "steady":
+                chunks = orjson.loads(c["chunk_ms_json"])
+                gaps += [b - a for a, b in itertools.pairwise(chunks)]
+        big = [c for c in store.calls(summary.run_id) if c["endpoint"] == "big"]
+        assert len(big) == 8 and all(len(c["output_text"]) > LARGE_OUTPUT_CHARS for c in big)
+        assert len(gaps) >= 8 * 10
+        assert max(gaps) < 750, max(gaps)  # a blocked loop shows a gap of >= 1,500 ms
+    finally:
+        pm.unregister(plugin)
+        _suites.cache_clear()

@@ -48,6 +48,7 @@ HOSTILE: dict[str, str] = {
     "gzip_stream_bomb": "a gzip stream of token events that never ends",
     "huge_error": "a 500 whose body never ends",
     "bad_encoding": "Content-Encoding: br with bytes that are not brotli",
+    "bad_encoding_error": "a 429 sent with Content-Encoding: br (classified by its status)",
     "redirect": "307 to another port",
     # found by an attacker's review of the first version
     "retry_after_bytes": "429 whose Retry-After holds a byte that is not UTF-8",
@@ -225,10 +226,10 @@ async def _endless(
     """The size faults: bytes until the client hangs up (or `hostile_bytes` are sent)."""
     json_body = fault in ("huge_body", "gzip_trailing")
     headers = {"Content-Type": "application/json" if json_body else "text/event-stream"}
-    status = 500 if fault == "huge_error" else 200
+    status = {"huge_error": 500, "bad_encoding_error": 429}.get(fault, 200)
     if fault in ("gzip_bomb", "gzip_stream_bomb", "gzip_trailing"):
         headers["Content-Encoding"] = "gzip"
-    if fault == "bad_encoding":
+    if fault in ("bad_encoding", "bad_encoding_error"):
         headers["Content-Encoding"] = "br"
     resp = web.StreamResponse(status=status, headers=headers)
     await resp.prepare(request)
@@ -244,6 +245,7 @@ async def _endless(
         "comment_flood": b": ping\n" * 4096,
         "huge_error": b"<error>" * 8192,
         "bad_encoding": bytes(range(256)) * 64,
+        "bad_encoding_error": bytes(range(256)) * 64,
         "gzip_stream_bomb": token * 256,
     }.get(fault, b"\0" * 65536)
     first = {
