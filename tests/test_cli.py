@@ -73,6 +73,12 @@ def test_messages_are_never_elided_at_any_width(tmp_path):
     db = deep / "b.db"
     r = bakeoff("show", "nope", "--db", str(db), env=env)
     assert r.returncode == 2
+    assert f"no database at {db}: `bakeoff run` makes one" in r.stderr.splitlines()[0], r.stderr
+    from bakeoff.store import Store
+
+    Store(db).close()
+    r = bakeoff("show", "nope", "--db", str(db), env=env)
+    assert r.returncode == 2
     assert f"no run 'nope' in {db} (see `bakeoff runs`)" in r.stderr.splitlines()[0], r.stderr
     bad = deep / "l.yaml"
     bad.write_text(
@@ -296,3 +302,24 @@ def test_fake_server_command_serves_models(fake_proc):
     with urllib.request.urlopen(srv.url + "/models", timeout=5) as resp:
         assert json.loads(resp.read())["data"][0]["id"] == "m1"
     time.sleep(0)
+
+
+def test_read_only_commands_and_refused_runs_leave_no_database(tmp_path):
+    db = tmp_path / "none.db"
+    for args in (["show", "last"], ["runs"], ["export", "last"], ["report", "last"]):
+        r = bakeoff(*args, "--db", str(db))
+        assert r.returncode == 2, (args, r.stderr)
+        assert "no database at" in r.stderr and not db.exists(), args
+    r = bakeoff("audit", "--rerun", "last", "--db", str(db))
+    assert r.returncode == 2 and not db.exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("endpoints:\n  - {name: a, provider: fake, max_concurrency: 0}\n")
+    r = bakeoff("run", "-c", str(bad), "--db", str(db))
+    assert r.returncode == 2 and "bad.yaml:2" in r.stderr and not db.exists()
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(
+        "run: {suites: [arith]}\nendpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1',"
+        " model: m, api_key_env: BAKEOFF_NO_SUCH_VAR}\n"
+    )
+    r = bakeoff("run", "-c", str(unset), "--db", str(db))
+    assert r.returncode == 2 and "BAKEOFF_NO_SUCH_VAR" in r.stderr and not db.exists()

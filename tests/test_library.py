@@ -67,10 +67,12 @@ def test_library_run_refuses_before_any_call_with_a_clear_error(tmp_path, monkey
     )
     with pytest.raises(bakeoff.RunError, match="NO_SUCH_KEY_VAR"):
         bakeoff.run(lu, db=tmp_path / "b.db")
+    assert not (tmp_path / "b.db").exists()  # refused before a database was made
     bad = tmp_path / "bad.yaml"
     bad.write_text("endpoints:\n  - {name: a, provider: fake, max_concurrency: -1}\n")
     with pytest.raises(bakeoff.RunError, match=r"bad\.yaml:2: endpoints\[0\]\.max_concurrency"):
         bakeoff.run(bad, db=tmp_path / "b.db")
+    assert not (tmp_path / "b.db").exists()
 
 
 def test_ctrl_c_in_library_run_returns_the_interrupted_summary(tmp_path, fake_proc):

@@ -109,11 +109,13 @@ def prepare(
     new: bool = False,
     unsafe_code: bool = False,
     source: str | None = None,
+    checked: bool = False,
     log: Log | None = None,
 ) -> tuple[str, Lineup]:
     """Resume or create: the run to execute and its lineup. `resume` names a stored run; else an
     unfinished run of the same lineup is resumed (unless `new`), or a new one is created.
-    `source`: the lineup file's path, stored with the run (set when `lineup` is a path)."""
+    `source`: the lineup file's path, stored with the run (set when `lineup` is a path);
+    `checked`: `preflight` already passed."""
     if resume is not None:
         row = store.find_run(resume)
         if row is None:
@@ -127,7 +129,8 @@ def prepare(
     if not isinstance(lineup, Lineup):
         source = str(lineup) if lineup is not None else None
         lineup = _load(lineup, log)
-    preflight(lineup, unsafe_code=unsafe_code, log=log)
+    if not checked:
+        preflight(lineup, unsafe_code=unsafe_code, log=log)
     prior = None if new else store.unfinished_run(config_hash(lineup))
     if prior is not None:
         if log:
@@ -190,6 +193,21 @@ def default_report_path(store: Store, run_id: str) -> Path:
     return Path(store.path).resolve().parent / "bakeoff-reports" / f"{run_id}.html"
 
 
+def _checked(
+    lineup: Lineup | str | Path | None, resume: str | None, unsafe_code: bool, log: Log | None
+) -> tuple[Lineup | None, str | None]:
+    """A new run's lineup loaded and preflighted before any database is opened (a file that
+    fails leaves none behind); a resumed run's lineup is read from the store."""
+    if resume is not None:
+        return None, None
+    source = None
+    if not isinstance(lineup, Lineup):
+        source = str(lineup) if lineup is not None else None
+        lineup = _load(lineup, log)
+    preflight(lineup, unsafe_code=unsafe_code, log=log)
+    return lineup, source
+
+
 def _open(db: str | Path | None) -> Store:
     from bakeoff.store import default_db_path
 
@@ -218,10 +236,18 @@ async def arun(
     log: Log | None = None,
 ) -> RunSummary:
     """`run` as a coroutine (cancelling it stores the run as interrupted, then re-raises)."""
+    lineup, source = _checked(lineup, resume, unsafe_code, log)
     store = _open(db)
     try:
         run_id, lineup = prepare(
-            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+            store,
+            lineup,
+            resume=resume,
+            new=new,
+            unsafe_code=unsafe_code,
+            source=source,
+            checked=resume is None,
+            log=log,
         )
         status = await execute_run(
             store, run_id, lineup, use_cache=use_cache, on_progress=on_progress
@@ -252,11 +278,20 @@ def run(
     resumed unless `new`; `resume` names a run. `report` is where the HTML report goes (True:
     `bakeoff-reports/<run>.html` beside the database; False: none). A Ctrl-C stops the calls,
     stores the run as interrupted and returns its summary (`status == "interrupted"`); a problem
-    before any call, or a fatal one during the run, raises `RunError`."""
+    before any call, or a fatal one during the run, raises `RunError` (and leaves no database
+    behind that was not there)."""
+    lineup, source = _checked(lineup, resume, unsafe_code, log)
     store = _open(db)
     try:
         run_id, lineup = prepare(
-            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+            store,
+            lineup,
+            resume=resume,
+            new=new,
+            unsafe_code=unsafe_code,
+            source=source,
+            checked=resume is None,
+            log=log,
         )
         coro = execute_run(store, run_id, lineup, use_cache=use_cache, on_progress=on_progress)
         try:

@@ -43,7 +43,7 @@ def audit(
     from bakeoff.audit import AuditError, rerun_audit
     from bakeoff.runs import create_run, lineup_of_run
 
-    store = open_store(db)
+    store = open_store(db, existing=bool(rerun))
     if rerun:
         row = find_run_or_fail(store, rerun)
         run_id = row["id"]

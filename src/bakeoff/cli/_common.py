@@ -63,9 +63,16 @@ def override(model: Any, field: str, value: Any, flag: str) -> None:
         raise fail(f"{flag} {value!r}: {msg}") from None
 
 
-def open_store(db: str | None) -> Store:
+def open_store(db: str | None, *, existing: bool = False) -> Store:
+    """The database (created if missing, unless `existing`: read-only commands never leave an
+    empty database behind)."""
+    path = db or default_db_path()
+    if existing and path != ":memory:" and not Path(path).exists():
+        raise fail(
+            f"no database at {path}: `bakeoff run` makes one; --db (or BAKEOFF_DB) names another"
+        )
     try:
-        return Store(db or default_db_path())
+        return Store(path)
     except StoreError as e:
         raise fail(str(e)) from None
 

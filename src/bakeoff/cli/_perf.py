@@ -98,7 +98,7 @@ def perf(
     (open loop, absolute schedule) up to saturation, per endpoint, and store every request."""
     run_id = None
     if run_ref is not None:
-        run_id = find_run_or_fail(open_store(db), run_ref)["id"]
+        run_id = find_run_or_fail(open_store(db, existing=True), run_ref)["id"]
     opts = _perf_options(
         mode=mode,
         levels=levels,

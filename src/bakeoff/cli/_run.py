@@ -81,18 +81,26 @@ def run(
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
-    from bakeoff._pipeline import RunError, prepare
+    from bakeoff._pipeline import RunError, preflight, prepare
 
-    store = open_store(db)
     lineup, source = None, None
-    if not resume:
-        config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
-        source = str(config)
-    elif store.find_run(resume) is None:
-        find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or no such run
     try:
+        if not resume:  # checked before a database is opened: a bad file leaves none behind
+            config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
+            source = str(config)
+            preflight(lineup, unsafe_code=unsafe_code, log=_say)
+        store = open_store(db, existing=bool(resume))
+        if resume and store.find_run(resume) is None:
+            find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or none
         run_id, lineup = prepare(
-            store, lineup, resume=resume, new=new, unsafe_code=unsafe_code, source=source, log=_say
+            store,
+            lineup,
+            resume=resume,
+            new=new,
+            unsafe_code=unsafe_code,
+            source=source,
+            checked=not resume,
+            log=_say,
         )
     except RunError as e:
         raise fail(str(e)) from None

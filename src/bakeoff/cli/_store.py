@@ -18,7 +18,7 @@ def runs(
     limit: int = typer.Option(20, "--limit", "-n", help="How many runs to list."),
 ) -> None:
     """List stored runs, newest first."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     t = Table(title=f"runs in {store.path}", title_justify="left")
     for col in ("run id", "created", "status", "calls", "ok", "lineup"):
         t.add_column(col)
@@ -40,7 +40,7 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary."),
 ) -> None:
     """Show a run's summary, recomputed from the store."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     summary = summarize(store, row["id"])
     if json_out:
@@ -58,7 +58,7 @@ def export(
     db: str | None = DbOption,
 ) -> None:
     """Export every call of a run (request, response, timings, scores)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     try:
         n = export_run(store, row["id"], fmt, output)

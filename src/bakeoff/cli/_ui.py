@@ -30,7 +30,7 @@ def ui(
     every call's trace, the audit's evidence, perf charts, run comparisons and blind arena votes."""
     from bakeoff.ui import serve
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     path = store.path
     store.close()
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -83,7 +83,7 @@ def report(
     db: str | None = DbOption,
 ) -> None:
     """Write one self-contained HTML file of a run (JS and CSS inlined, no network needed)."""
-    store = open_store(db)
+    store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     write_report_with_progress(store, row["id"], output or default_report_path(store, row["id"]))
 
@@ -102,7 +102,7 @@ def arena(
     from bakeoff.arena import arena_summary, judge_pairs
     from bakeoff.runs import lineup_of_run
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     lineup = lineup_of_run(store, row["id"])
     if judge is not None:
