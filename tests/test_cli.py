@@ -323,3 +323,40 @@ def test_read_only_commands_and_refused_runs_leave_no_database(tmp_path):
     )
     r = bakeoff("run", "-c", str(unset), "--db", str(db))
     assert r.returncode == 2 and "BAKEOFF_NO_SUCH_VAR" in r.stderr and not db.exists()
+
+
+GATED = """
+reference: ref
+run: {suites: [arith], limit: 3, probe: false}
+audit: {budget: 10, batch: 10}
+endpoints:
+  - {name: ref, provider: fake, fake: {mode: echo}}
+  - {name: twin, provider: fake, fake: {mode: echo}}
+"""
+
+
+def test_fail_on_gates_exit_100_with_the_reason(tmp_path):
+    """CI gates: `--fail-on different` fails (exit 100) when an endpoint is "different", passes
+    on twins; score and error-rate rules; a stored run gated again by `bakeoff show`."""
+    twins = tmp_path / "twins.yaml"
+    twins.write_text(GATED)
+    db = str(tmp_path / "b.db")
+    r = bakeoff("run", "-c", str(twins), "--db", db, "--no-report", "--fail-on", "different")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gates passed: different" in r.stderr
+    # echo answers arithmetic wrong, never errs: a score gate fails, an error-rate gate passes
+    r = bakeoff("show", "last", "--db", db, "--fail-on", "score<0.5", "--fail-on", "error-rate>0")
+    assert r.returncode == 100 and "gate failed: score<0.5: twin scored arith 0.000" in r.stderr
+    assert "error-rate>0" not in r.stderr.split("gate failed")[-1]
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        GATED + '  - {name: other, provider: fake, fake: {mode: fixed, reply: "No idea at all."}}\n'
+    )
+    r = bakeoff("run", "-c", str(other), "--db", db, "--no-report", "--fail-on", "different")
+    assert r.returncode == 100, r.stderr[-2000:]
+    failed = [x for x in r.stderr.splitlines() if x.startswith("gate failed")]
+    assert failed == [x for x in failed if "other is different" in x] and len(failed) == 1
+    r = bakeoff("show", "last", "--db", db, "--fail-on", "twin:different")
+    assert r.returncode == 0
+    r = bakeoff("run", "-c", str(other), "--db", db, "--fail-on", "score>3")
+    assert r.returncode == 2 and "expected different, not-same" in r.stderr

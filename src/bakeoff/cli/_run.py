@@ -23,11 +23,21 @@ from bakeoff.cli._common import (
 )
 from bakeoff.lineups import Lineup
 from bakeoff.runs import (
+    GATE_EXIT,
     EndpointProgress,
+    Gate,
+    failed_gates,
+    parse_gate,
     summarize,
 )
 from bakeoff.store import Store
 
+FailOnOption = typer.Option(
+    None,
+    "--fail-on",
+    help="Exit 100 when a rule fails (repeatable): different, not-same, error-rate>X, score<X, "
+    "SUITE.score<X; ENDPOINT:RULE for one endpoint (default: every endpoint but the reference).",
+)
 UnsafeCodeOption = typer.Option(
     False,
     "--unsafe-code",
@@ -78,11 +88,13 @@ def run(
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML report."),
     unsafe_code: bool = UnsafeCodeOption,
+    fail_on: list[str] | None = FailOnOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
     from bakeoff._pipeline import RunError, preflight, prepare
 
+    gates = parse_gates(fail_on)
     lineup, source = None, None
     try:
         if not resume:  # checked before a database is opened: a bad file leaves none behind
@@ -105,7 +117,8 @@ def run(
     except RunError as e:
         raise fail(str(e)) from None
     status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
-    _print_summary(summarize(store, run_id), json_out)
+    summary = summarize(store, run_id)
+    _print_summary(summary, json_out)
     if status != "complete":
         err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
         raise typer.Exit(130)
@@ -116,6 +129,25 @@ def run(
         write_report_with_progress(
             store, run_id, report or default_report_path(store, run_id), quiet=quiet
         )
+    check_gates(summary, gates)
+
+
+def parse_gates(rules: list[str] | None) -> list[Gate]:
+    try:
+        return [parse_gate(r) for r in rules or []]
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+def check_gates(summary: dict[str, Any], gates: list[Gate]) -> None:
+    """Exit GATE_EXIT (100), one line per failure, when a gate fails."""
+    failures = failed_gates(summary, gates)
+    for f in failures:
+        err.print(f"[bold red]gate failed:[/] {escape(f)}")
+    if failures:
+        raise typer.Exit(GATE_EXIT)
+    if gates:
+        err.print(f"gates passed: {', '.join(g.text for g in gates)}")
 
 
 def _lineup_with_overrides(

@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
-from bakeoff.cli._run import summary_table
+from bakeoff.cli._run import FailOnOption, check_gates, parse_gates, summary_table
 from bakeoff.runs import summarize
 from bakeoff.store import export_run
 from bakeoff.store._export import FORMATS
@@ -38,8 +38,10 @@ def show(
     run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary."),
+    fail_on: list[str] | None = FailOnOption,
 ) -> None:
-    """Show a run's summary, recomputed from the store."""
+    """Show a run's summary, recomputed from the store (with --fail-on: gate a stored run)."""
+    gates = parse_gates(fail_on)
     store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     summary = summarize(store, row["id"])
@@ -47,6 +49,7 @@ def show(
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         out.print(summary_table(summary))
+    check_gates(summary, gates)
 
 
 def export(

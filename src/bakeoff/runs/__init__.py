@@ -1,6 +1,7 @@
 """Runs: turning a lineup into calls, scheduling them, and summarising what the store holds."""
 
 from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
+from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
 from bakeoff.runs._plan import (
     Job,
     call_id,
@@ -32,12 +33,14 @@ from bakeoff.runs._summary import summarize, summary_of
 __all__ = [
     "CAPABILITY_COLUMNS",
     "FEATURES",
+    "GATE_EXIT",
     "SCHEMA_VERSION",
     "CallPolicy",
     "EndpointProgress",
     "EndpointSession",
     "EndpointSummary",
     "Fidelity",
+    "Gate",
     "Job",
     "RunOptions",
     "RunOutcome",
@@ -49,7 +52,9 @@ __all__ = [
     "config_hash",
     "create_run",
     "execute",
+    "failed_gates",
     "lineup_of_run",
+    "parse_gate",
     "plan",
     "suite_for",
     "suite_items",
