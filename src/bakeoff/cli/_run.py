@@ -117,18 +117,33 @@ def run(
     except RunError as e:
         raise fail(str(e)) from None
     status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    where = None if no_report else (report or False)
+    _conclude(store, run_id, status, json_out=json_out, report=where, quiet=quiet, gates=gates)
+
+
+def _conclude(
+    store: Store,
+    run_id: str,
+    status: str,
+    *,
+    json_out: bool,
+    report: Path | bool | None,
+    quiet: bool,
+    gates: list[Gate],
+) -> None:
+    """The summary, then the exit: 130 if interrupted; the report (`report` None: none; False:
+    the default path); the gates (exit 100 if one fails)."""
     summary = summarize(store, run_id)
     _print_summary(summary, json_out)
     if status != "complete":
         err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
         raise typer.Exit(130)
     err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
-    if not no_report:
+    if report is not None:
         from bakeoff.cli._ui import default_report_path, write_report_with_progress
 
-        write_report_with_progress(
-            store, run_id, report or default_report_path(store, run_id), quiet=quiet
-        )
+        path = report if isinstance(report, Path) else default_report_path(store, run_id)
+        write_report_with_progress(store, run_id, path, quiet=quiet)
     check_gates(summary, gates)
 
 
