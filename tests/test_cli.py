@@ -360,3 +360,57 @@ def test_fail_on_gates_exit_100_with_the_reason(tmp_path):
     assert r.returncode == 0
     r = bakeoff("run", "-c", str(other), "--db", db, "--fail-on", "score>3")
     assert r.returncode == 2 and "expected different, not-same" in r.stderr
+
+
+def test_preflight_names_a_dead_host_a_missing_v1_and_a_refused_key(tmp_path, fake_proc):
+    """Before any call: each endpoint's /models, one clear line each, exit 2, no call made (the
+    fake server's log stays empty) and no database left behind."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b'{"error": {"message": "bad key"}}')
+
+        def log_message(self, *a):
+            pass
+
+    refusing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
+    log = tmp_path / "fake.jsonl"
+    srv = fake_proc(log=log)
+    no_v1 = srv.url.removesuffix("/v1")
+    assert no_v1 != srv.url
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [arith], limit: 2, probe: false}\nendpoints:\n"
+        "  - {name: dead, base_url: 'http://127.0.0.1:9/v1', model: m}\n"
+        f"  - {{name: nov1, base_url: '{no_v1}', model: fake-model}}\n"
+        f"  - {{name: badkey, base_url: 'http://127.0.0.1:{refusing.server_port}/v1', model: m,"
+        " api_key_env: BAKEOFF_TEST_KEY}\n"
+        f"  - {{name: fine, base_url: '{srv.url}', model: other-model}}\n"
+    )
+    db = tmp_path / "b.db"
+    try:
+        r = bakeoff("run", "-c", str(lu), "--db", str(db), env={"BAKEOFF_TEST_KEY": KEY})
+    finally:
+        refusing.shutdown()
+        refusing.server_close()
+    assert r.returncode == 2, r.stderr
+    err = r.stderr
+    assert "endpoint 'dead': cannot reach http://127.0.0.1:9/v1" in err
+    assert "endpoint 'nov1'" in err and "answered 404" in err and "/v1" in err
+    assert "endpoint 'badkey'" in err and "refused the key in BAKEOFF_TEST_KEY (HTTP 401)" in err
+    assert "'fine'" not in err.split("no call was made")[1]  # only a warning: not listed
+    assert "warning: endpoint 'fine': model 'other-model' is not listed" in err
+    assert KEY not in err and not db.exists()
+    assert not log.exists() or all('"/v1/chat' not in x for x in log.read_text().splitlines())
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(
+        "run: {suites: [arith], limit: 2, probe: false}\nendpoints:\n"
+        "  - {name: dead, base_url: 'http://127.0.0.1:9/v1', model: m, retry: {max_retries: 0}}\n"
+    )
+    r = bakeoff("run", "-c", str(dead), "--db", str(db), "--no-preflight", "--no-report", "-q")
+    assert r.returncode == 0 and db.exists()  # no preflight: the calls fail one by one instead

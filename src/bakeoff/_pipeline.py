@@ -59,6 +59,63 @@ def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = No
     check_local(lineup)
 
 
+async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: float = 10.0) -> None:
+    """Before any call: every endpoint the run does not start itself (a `base_url` of the user's)
+    answers `GET /models` with the key it will be given. A dead host, a base URL without its
+    `/v1` or a refused key is one line each, in one `RunError`; a model the listing does not name
+    is a warning (gateways serve aliases they do not list)."""
+    import aiohttp
+
+    from bakeoff.runs import api_keys
+
+    keys = api_keys(lineup)
+    remote = [e for e in lineup.endpoints if e.base_url and e.provider not in ("local", "proxy")]
+    if not remote:
+        return
+    limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
+    async with aiohttp.ClientSession(timeout=limits) as session:
+        found = await asyncio.gather(*(_check(session, e, keys.get(e.name)) for e in remote))
+    for _, warning in found:
+        if warning and log:
+            log(f"warning: {warning}")
+    problems = [p for p, _ in found if p]
+    if problems:
+        lines = "\n  ".join(problems)
+        raise RunError(f"no call was made:\n  {lines}\n(preflight: --no-preflight skips it)")
+
+
+async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, str | None]:
+    """(why the endpoint cannot be used, a warning)."""
+    import aiohttp
+    import orjson
+
+    base = str(ep.base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        async with session.get(f"{base}/models", headers=headers, allow_redirects=False) as r:
+            status = r.status
+            body = await r.content.read(1_000_000) if status == 200 else b""
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        return f"endpoint {ep.name!r}: cannot reach {base} ({type(e).__name__})", None
+    if status == 404:
+        why = "is the base_url right? (OpenAI-compatible servers serve under /v1)"
+        return f"endpoint {ep.name!r}: {base}/models answered 404: {why}", None
+    if status in (401, 403):
+        which = f"the key in {ep.api_key_env}" if ep.api_key_env else "no key (api_key_env unset)"
+        return f"endpoint {ep.name!r}: {base} refused {which} (HTTP {status})", None
+    if status >= 400:
+        return f"endpoint {ep.name!r}: {base}/models answered HTTP {status}", None
+    try:
+        data = orjson.loads(body).get("data") or []
+        listed = [m.get("id") for m in data if isinstance(m, dict)]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None, None  # answered, but not a listing we can read: the calls will tell
+    if listed and ep.model not in listed:
+        shown = ", ".join(str(m) for m in listed[:5]) + (", ..." if len(listed) > 5 else "")
+        return None, f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
+    return None, None
+
+
 def check_env(lineup: Lineup) -> None:
     problems = missing_env(lineup)
     if problems:
@@ -232,11 +289,14 @@ async def arun(
     use_cache: bool = True,
     report: str | Path | bool = True,
     unsafe_code: bool = False,
+    check: bool = True,
     on_progress: Callable[[str, EndpointProgress], None] | None = None,
     log: Log | None = None,
 ) -> RunSummary:
     """`run` as a coroutine (cancelling it stores the run as interrupted, then re-raises)."""
     lineup, source = _checked(lineup, resume, unsafe_code, log)
+    if check and lineup is not None:
+        await check_endpoints(lineup, log=log)
     store = _open(db)
     try:
         run_id, lineup = prepare(
@@ -268,6 +328,7 @@ def run(
     use_cache: bool = True,
     report: str | Path | bool = True,
     unsafe_code: bool = False,
+    check: bool = True,
     on_progress: Callable[[str, EndpointProgress], None] | None = None,
     log: Log | None = None,
 ) -> RunSummary:
@@ -281,6 +342,8 @@ def run(
     before any call, or a fatal one during the run, raises `RunError` (and leaves no database
     behind that was not there)."""
     lineup, source = _checked(lineup, resume, unsafe_code, log)
+    if check and lineup is not None:
+        asyncio.run(check_endpoints(lineup, log=log))
     store = _open(db)
     try:
         run_id, lineup = prepare(

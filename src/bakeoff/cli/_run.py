@@ -89,10 +89,13 @@ def run(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML report."),
     unsafe_code: bool = UnsafeCodeOption,
     fail_on: list[str] | None = FailOnOption,
+    no_preflight: bool = typer.Option(
+        False, "--no-preflight", help="Do not check each endpoint's /models before the run."
+    ),
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
-    from bakeoff._pipeline import RunError, preflight, prepare
+    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare
 
     gates = parse_gates(fail_on)
     lineup, source = None, None
@@ -101,6 +104,8 @@ def run(
             config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
             source = str(config)
             preflight(lineup, unsafe_code=unsafe_code, log=_say)
+            if not no_preflight:
+                asyncio.run(check_endpoints(lineup, log=_say))
         store = open_store(db, existing=bool(resume))
         if resume and store.find_run(resume) is None:
             find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or none

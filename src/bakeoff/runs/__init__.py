@@ -4,6 +4,7 @@ from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_
 from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
 from bakeoff.runs._plan import (
     Job,
+    api_keys,
     call_id,
     claimed_context,
     config_hash,
@@ -46,6 +47,7 @@ __all__ = [
     "RunOutcome",
     "RunSummary",
     "SuiteStats",
+    "api_keys",
     "call_id",
     "capability_row",
     "claimed_context",
