@@ -75,7 +75,8 @@ endpoints:
     )
     db = tmp_path / "f.db"
     try:
-        r = bakeoff("run", "-c", str(lineup), "--db", str(db), "--json", "--no-report", "-q")
+        args = ("run", "-c", str(lineup), "--db", str(db), "--json", "--no-report", "-q")
+        r = bakeoff(*args, "--no-preflight")  # the unreachable endpoint is the point here
     finally:
         for s in (srv, *fillers):
             s.close()
