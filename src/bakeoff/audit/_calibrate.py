@@ -14,7 +14,8 @@ Q4_K_M, Q3_K_S, Q2_K); proxy distortions (an injected system prompt, forced gree
 and 30% of requests routed to Q2_K).
 
 Kept repetitions (`db_dir`, one database per regime and repetition) are resumed or re-read, never
-collected twice.
+collected twice. Measured: a greedy repetition of all 12 candidates at budget 70 takes 9-11 min on
+2 cores (10 repetitions: 100 min).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def calibrate(
     """Audit endpoints whose truth is known — the same weights on other engines, precisions and
     batch sizes (nulls), quantizations and silent distortions of the local lineup — in `reps`
     independent audits each (disjoint prompts, fresh samples), and print how often each verdict
-    came, with exact 95% intervals. Takes ~1 h per regime with the defaults on 2 cores."""
+    came, with exact 95% intervals. Greedy, the defaults: ~10 min per repetition on 2 cores
+    (100 min for 10)."""
     from bakeoff.audit._calibrate import ENDPOINTS, format_table, write_json
     from bakeoff.audit._calibrate import calibrate as run_calibration
     from bakeoff.local import AssetError, ServerError
