@@ -414,3 +414,37 @@ def test_preflight_names_a_dead_host_a_missing_v1_and_a_refused_key(tmp_path, fa
     )
     r = bakeoff("run", "-c", str(dead), "--db", str(db), "--no-preflight", "--no-report", "-q")
     assert r.returncode == 0 and db.exists()  # no preflight: the calls fail one by one instead
+
+
+def test_compare_prints_paired_deltas_and_gates_a_regression(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"q": f"Say {i}.", "a": str(i)}) + "\n" for i in range(12)))
+    script = tmp_path / "right.json"
+    script.write_text(json.dumps({f"Say {i}.": str(i) for i in range(12)}))
+    db = str(tmp_path / "b.db")
+
+    def lineup(fake: str) -> str:
+        f = tmp_path / f"{len(fake)}.yaml"
+        f.write_text(
+            "run: {suites: [qa], probe: false}\n"
+            f"datasets:\n  - {{name: qa, path: {qa}, prompt: '{{{{ q }}}}', target: a,"
+            " scorer: exact}\n"
+            f"endpoints:\n  - {{name: ep, provider: fake, fake: {fake}}}\n"
+        )
+        return str(f)
+
+    ids = []
+    for fake in (f"{{mode: script, script_file: {script}}}", "{mode: fixed, reply: nope}"):
+        r = bakeoff("run", "-c", lineup(fake), "--db", db, "--json", "--no-report", "-q")
+        assert r.returncode == 0, r.stderr[-2000:]
+        ids.append(json.loads(r.stdout)["run_id"])
+    r = bakeoff("compare", ids[0], ids[1], "--db", db, "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["rows"]
+    assert (row["endpoint"], row["suite"], row["delta"], row["paired"]) == ("ep", "qa", -1.0, 12)
+    assert row["significant"] and row["p_holm"] < 0.001  # McNemar exact: 2 / 2**12
+    r = bakeoff("compare", ids[0], ids[1], "--db", db, "--fail-on-regression")
+    assert r.returncode == 100 and "gate failed: regression: ep / qa -1.000" in r.stderr
+    assert "-1.000" in r.stdout
+    r = bakeoff("compare", ids[1], ids[0], "--db", db, "--fail-on-regression")
+    assert r.returncode == 0  # an improvement is no regression

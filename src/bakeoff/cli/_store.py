@@ -69,3 +69,61 @@ def export(
         raise fail(str(e)) from None
     if output:
         err.print(f"wrote {n} calls to {output}")
+
+
+def compare(
+    before: str = typer.Argument(..., help="The baseline run (id, prefix or `last`)."),
+    after: str = typer.Argument(..., help="The run to compare with it."),
+    db: str | None = DbOption,
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    fail_on_regression: bool = typer.Option(
+        False,
+        "--fail-on-regression",
+        help="Exit 100 when an endpoint's suite score fell significantly (Holm p < 0.05).",
+    ),
+) -> None:
+    """Before/after: per endpoint and suite, both scores, the difference and an exact McNemar test
+    on the items both runs asked, Holm-adjusted over the table; the fidelity verdicts side by
+    side (what the UI's compare page shows)."""
+    from rich.table import Table
+
+    from bakeoff.runs import GATE_EXIT
+    from bakeoff.ui._views import NotFound, compare_runs
+
+    store = open_store(db, existing=True)
+    a, b = find_run_or_fail(store, before)["id"], find_run_or_fail(store, after)["id"]
+    try:
+        res = compare_runs(store, a, b)
+    except NotFound as e:
+        raise fail(str(e)) from None
+    fid = [
+        {
+            "endpoint": f["endpoint"],
+            "before": (f["a"] or {}).get("claim") or (f["a"] or {}).get("verdict"),
+            "after": (f["b"] or {}).get("claim") or (f["b"] or {}).get("verdict"),
+        }
+        for f in res["fidelity"]
+    ]
+    if json_out:
+        doc = {"before": a, "after": b, "rows": res["rows"], "fidelity": fid}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        t = Table(title=f"{a} → {b}", title_justify="left")
+        for col in ("endpoint", "suite", "before", "after", "Δ", "paired", "p (Holm)"):
+            t.add_column(col, justify="left" if col in ("endpoint", "suite") else "right")
+        for r in res["rows"]:
+            p = (
+                "-"
+                if r["p_holm"] is None
+                else f"{r['p_holm']:.2g}" + ("*" if r["significant"] else "")
+            )
+            t.add_row(r["endpoint"], r["suite"], f"{r['a']['score']:.3f}", f"{r['b']['score']:.3f}",
+                      f"{r['delta']:+.3f}", str(r["paired"]), p)  # fmt: skip
+        out.print(t)
+        for f in fid:
+            out.print(f"fidelity {f['endpoint']}: {f['before'] or '-'} → {f['after'] or '-'}")
+    worse = [r for r in res["rows"] if r["significant"] and r["delta"] < 0]
+    if fail_on_regression and worse:
+        for r in worse:
+            err.print(f"gate failed: regression: {r['endpoint']} / {r['suite']} {r['delta']:+.3f}")
+        raise typer.Exit(GATE_EXIT)
