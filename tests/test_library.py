@@ -54,8 +54,10 @@ def test_library_run_returns_the_summary_the_cli_prints(tmp_path):
     assert _stable(printed) == _stable(lib)
 
     # the async twin, and the same lineup again resumes nothing: a new run of the same calls
-    again = asyncio.run(bakeoff.arun(lu, db=tmp_path / "lib.db", report=False, use_cache=False))
+    report2 = tmp_path / "r2.html"  # written off the loop, over its own connection
+    again = asyncio.run(bakeoff.arun(lu, db=tmp_path / "lib.db", report=report2, use_cache=False))
     assert again.run_id != lib.run_id and _stable(again) == _stable(lib)
+    assert report2.stat().st_size > 10_000
 
 
 def test_library_run_refuses_before_any_call_with_a_clear_error(tmp_path, monkeypatch):
@@ -120,4 +122,31 @@ def test_ctrl_c_in_library_run_returns_the_interrupted_summary(tmp_path, fake_pr
     got = json.loads(stdout)
     assert got["status"] == "interrupted"
     done = bakeoff.run(resume=got["run_id"], db=db, report=False)
+    assert done.status == "complete" and done.endpoints[0].successes == 30
+
+
+def test_cancelling_arun_stores_the_run_as_interrupted(tmp_path, fake_proc):
+    import sqlite3
+
+    srv = fake_proc("--ttft-ms", "300")
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [arith], limit: 30, probe: false}\n"
+        f"endpoints:\n  - {{name: ep, base_url: '{srv.url}', max_concurrency: 2}}\n"
+    )
+    db = tmp_path / "b.db"
+
+    async def main() -> None:
+        task = asyncio.create_task(bakeoff.arun(lu, db=db, report=False))
+        await asyncio.sleep(2.0)  # a few of the 30 calls (15 rounds of 0.3 s) are done
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    n_ok = con.execute("SELECT COUNT(*) FROM calls WHERE status = 'ok'").fetchone()[0]
+    assert 0 < n_ok < 30
+    done = bakeoff.run(db=db, resume=con.execute("SELECT id FROM runs").fetchone()[0], report=False)
     assert done.status == "complete" and done.endpoints[0].successes == 30

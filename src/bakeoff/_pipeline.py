@@ -271,13 +271,48 @@ def _open(db: str | Path | None) -> Store:
     return Store(db if db is not None else default_db_path())
 
 
-def _report(store: Store, run_id: str, report: str | Path | bool) -> Path | None:
+def _report(db_path: str, run_id: str, report: str | Path | bool) -> Path | None:
+    """Write the run's report over a connection of its own (`arun` writes it in a worker thread,
+    and a SQLite connection belongs to the thread that opened it)."""
     if report is False:
         return None
     from bakeoff.ui import write_report
 
-    path = default_report_path(store, run_id) if report is True else Path(report)
-    return write_report(store, run_id, path).path
+    store = Store(db_path)
+    try:
+        path = default_report_path(store, run_id) if report is True else Path(report)
+        return write_report(store, run_id, path).path
+    finally:
+        store.close()
+
+
+def _begin(
+    db: str | Path | None,
+    lineup: Lineup | None,
+    source: str | None,
+    *,
+    resume: str | None,
+    new: bool,
+    unsafe_code: bool,
+    log: Log | None,
+) -> tuple[Store, str, Lineup]:
+    """The database opened and the run to execute (resumed or created), once checks passed."""
+    store = _open(db)
+    try:
+        run_id, lineup = prepare(
+            store,
+            lineup,
+            resume=resume,
+            new=new,
+            unsafe_code=unsafe_code,
+            source=source,
+            checked=resume is None,
+            log=log,
+        )
+    except BaseException:
+        store.close()
+        raise
+    return store, run_id, lineup
 
 
 async def arun(
@@ -294,26 +329,18 @@ async def arun(
     log: Log | None = None,
 ) -> RunSummary:
     """`run` as a coroutine (cancelling it stores the run as interrupted, then re-raises)."""
-    lineup, source = _checked(lineup, resume, unsafe_code, log)
-    if check and lineup is not None:
-        await check_endpoints(lineup, log=log)
-    store = _open(db)
+    checked, source = _checked(lineup, resume, unsafe_code, log)
+    if check and checked is not None:
+        await check_endpoints(checked, log=log)
+    store, run_id, ready = _begin(
+        db, checked, source, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+    )
     try:
-        run_id, lineup = prepare(
-            store,
-            lineup,
-            resume=resume,
-            new=new,
-            unsafe_code=unsafe_code,
-            source=source,
-            checked=resume is None,
-            log=log,
-        )
         status = await execute_run(
-            store, run_id, lineup, use_cache=use_cache, on_progress=on_progress
+            store, run_id, ready, use_cache=use_cache, on_progress=on_progress
         )
         if status == "complete":
-            await asyncio.to_thread(_report, store, run_id, report)
+            await asyncio.to_thread(_report, store.path, run_id, report)
         return summary_of(store, run_id)
     finally:
         store.close()
@@ -337,32 +364,26 @@ def run(
 
     Every call is stored in `db` (default `./bakeoff.db`); an unfinished run of the same lineup is
     resumed unless `new`; `resume` names a run. `report` is where the HTML report goes (True:
-    `bakeoff-reports/<run>.html` beside the database; False: none). A Ctrl-C stops the calls,
+    `bakeoff-reports/<run>.html` beside the database; False: none). `check`: each endpoint of a
+    new run with a `base_url` of the user's answers `/models` first (`check_endpoints`; a dead
+    host, a missing `/v1`, a refused key raise `RunError`). A Ctrl-C stops the calls,
     stores the run as interrupted and returns its summary (`status == "interrupted"`); a problem
     before any call, or a fatal one during the run, raises `RunError` (and leaves no database
     behind that was not there)."""
-    lineup, source = _checked(lineup, resume, unsafe_code, log)
-    if check and lineup is not None:
-        asyncio.run(check_endpoints(lineup, log=log))
-    store = _open(db)
+    checked, source = _checked(lineup, resume, unsafe_code, log)
+    if check and checked is not None:
+        asyncio.run(check_endpoints(checked, log=log))
+    store, run_id, ready = _begin(
+        db, checked, source, resume=resume, new=new, unsafe_code=unsafe_code, log=log
+    )
     try:
-        run_id, lineup = prepare(
-            store,
-            lineup,
-            resume=resume,
-            new=new,
-            unsafe_code=unsafe_code,
-            source=source,
-            checked=resume is None,
-            log=log,
-        )
-        coro = execute_run(store, run_id, lineup, use_cache=use_cache, on_progress=on_progress)
+        coro = execute_run(store, run_id, ready, use_cache=use_cache, on_progress=on_progress)
         try:
             status = asyncio.run(coro)
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"
         if status == "complete":
-            _report(store, run_id, report)
+            _report(store.path, run_id, report)
         return summary_of(store, run_id)
     finally:
         store.close()

@@ -145,7 +145,8 @@ def _conclude(
         raise typer.Exit(130)
     err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
     if report is not None:
-        from bakeoff.cli._ui import default_report_path, write_report_with_progress
+        from bakeoff._pipeline import default_report_path
+        from bakeoff.cli._ui import write_report_with_progress
 
         path = report if isinstance(report, Path) else default_report_path(store, run_id)
         write_report_with_progress(store, run_id, path, quiet=quiet)

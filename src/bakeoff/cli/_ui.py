@@ -7,6 +7,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bakeoff._pipeline import default_report_path
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.store import Store
 
@@ -43,11 +44,6 @@ def ui(
         serve(path, host, port, open_browser=open_browser, allow_hosts=allow_host)
     except OSError as e:
         raise fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-
-
-def default_report_path(store: Store, run_id: str) -> Path:
-    """`bakeoff-reports/<run id>.html` next to the database."""
-    return Path(store.path).resolve().parent / "bakeoff-reports" / f"{run_id}.html"
 
 
 def write_report_with_progress(store: Store, run_id: str, path: Path, quiet: bool = False) -> Path:
