@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"sandbox"},
     {"suites"},
     {"proxy", "fake", "local"},
-    {"providers"},
+    {"providers", "discovery"},
     {"plugins"},
     {"runs"},
     {"perf", "audit"},

@@ -19,7 +19,9 @@ endpoints:
   - {name: other, provider: fake, fake: {mode: fixed, reply: "Something else entirely."}}
 """
 VOLATILE_RUN = ("run_id", "created_at", "finished_at", "pareto")  # ids, clocks, speed
-VOLATILE_ENDPOINT = ("ttft_ms", "output_tok_s")
+VOLATILE_ENDPOINT = ("ttft_ms", "output_tok_s", "bill")
+# the bill: the CLI run replays the audit's repeated calls from its cache (counted as cached),
+# the library run is told not to cache
 
 
 def _stable(summary: bakeoff.RunSummary) -> dict:
@@ -39,7 +41,7 @@ def test_library_run_returns_the_summary_the_cli_prints(tmp_path):
     notes: list[str] = []
     lib = bakeoff.run(lu, db=tmp_path / "lib.db", report=report, use_cache=False, log=notes.append)
     assert isinstance(lib, bakeoff.RunSummary) and lib.status == "complete"
-    assert lib.schema_version == 1 and report.stat().st_size > 10_000
+    assert lib.schema_version == 2 and report.stat().st_size > 10_000
     # fidelity and capabilities are in it, typed
     assert lib.endpoint("ref").fidelity.verdict == "reference"
     assert lib.endpoint("other").fidelity.verdict == "different"
@@ -50,7 +52,7 @@ def test_library_run_returns_the_summary_the_cli_prints(tmp_path):
     r = cli("run", "-c", str(lu), "--db", str(tmp_path / "cli.db"), "--json", "--no-report")
     assert r.returncode == 0, r.stderr[-2000:]
     printed = bakeoff.RunSummary.model_validate_json(r.stdout)
-    assert '"schema_version": 1' in r.stdout
+    assert '"schema_version": 2' in r.stdout
     assert _stable(printed) == _stable(lib)
 
     # the async twin, and the same lineup again resumes nothing: a new run of the same calls

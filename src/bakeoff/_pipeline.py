@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bakeoff.lineups import Lineup, LineupError, load_lineup, missing_env
-from bakeoff.plugins import UnknownPluginError, get_provider
+from bakeoff.lineups import FieldProblems, Lineup, LineupError, missing_env
+from bakeoff.plugins import UnknownPluginError, get_provider, load, resolve_lineup
 from bakeoff.runs import (
     EndpointProgress,
     RunOptions,
@@ -186,6 +186,7 @@ def prepare(
     if not isinstance(lineup, Lineup):
         source = str(lineup) if lineup is not None else None
         lineup = _load(lineup, log)
+    lineup = _resolved(lineup)
     if not checked:
         preflight(lineup, unsafe_code=unsafe_code, log=log)
     prior = None if new else store.unfinished_run(config_hash(lineup))
@@ -201,6 +202,16 @@ def prepare(
         raise RunError(str(e)) from None
 
 
+def _resolved(lineup: Lineup) -> Lineup:
+    """A lineup made in code, completed by its providers as a loaded file is."""
+    try:
+        return resolve_lineup(lineup)
+    except FieldProblems as e:
+        raise RunError(
+            "\n".join(f"{'.'.join(map(str, loc))}: {m}" for loc, m in e.problems)
+        ) from None
+
+
 def _load(path: str | Path | None, log: Log | None) -> Lineup:
     if path is None:
         from bakeoff.local import default_lineup_path
@@ -209,7 +220,7 @@ def _load(path: str | Path | None, log: Log | None) -> Lineup:
         if log:
             log(f"no lineup given: using the default local lineup ({path})")
     try:
-        return load_lineup(Path(path))
+        return load(Path(path))
     except LineupError as e:
         raise RunError(str(e)) from None
 
@@ -261,6 +272,7 @@ def _checked(
     if not isinstance(lineup, Lineup):
         source = str(lineup) if lineup is not None else None
         lineup = _load(lineup, log)
+    lineup = _resolved(lineup)
     preflight(lineup, unsafe_code=unsafe_code, log=log)
     return lineup, source
 

@@ -274,7 +274,7 @@ async def _ask(policy: CallPolicy, prompt: str, a: str, b: str) -> str:
         stream=False,
     )
     try:
-        return (await policy.call(req)).text
+        return (await policy.billed("arena-judge").call(req)).text
     except Exception as e:
         return f"<error: {type(e).__name__}>"
 

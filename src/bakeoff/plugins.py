@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pluggy
+
+from bakeoff.lineups import FieldProblems, Lineup, load_lineup
 
 hookspec = pluggy.HookspecMarker("bakeoff")
 hookimpl = pluggy.HookimplMarker("bakeoff")
@@ -45,6 +48,7 @@ class _Builtins:
     @hookimpl
     def register_providers(self, register: Callable[[type], None]) -> None:
         from bakeoff.providers import (
+            PRESETS,
             FakeProvider,
             LocalProvider,
             OpenRouterProvider,
@@ -52,7 +56,8 @@ class _Builtins:
             ProxyProvider,
         )
 
-        for cls in (Provider, OpenRouterProvider, FakeProvider, LocalProvider, ProxyProvider):
+        builtins: list[type[Provider]] = [Provider, OpenRouterProvider, *PRESETS]
+        for cls in (*builtins, FakeProvider, LocalProvider, ProxyProvider):
             register(cls)
 
     @hookimpl
@@ -126,6 +131,41 @@ def suites() -> dict[str, Any]:
 
 def scorers() -> dict[str, Any]:
     return _collect("register_scorers")
+
+
+def resolve_lineup(lineup: Lineup) -> Lineup:
+    """The lineup as its providers complete it: each endpoint's preset defaults filled in (base
+    URL, key variable, engine, neutral sampler fields). Raises `FieldProblems` naming the field of
+    each endpoint whose provider is unknown or that lacks what its provider needs."""
+    found = providers()
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    endpoints = []
+    for i, ep in enumerate(lineup.endpoints):
+        cls: Any = found.get(ep.provider)
+        if cls is None:
+            problems.append(
+                (
+                    ("endpoints", i, "provider"),
+                    f"unknown provider {ep.provider!r}; available: {', '.join(sorted(found))}",
+                )
+            )
+            endpoints.append(ep)
+            continue
+        resolved, problem = cls.resolve(ep)
+        if problem:
+            problems.append((("endpoints", i, "base_url"), problem))
+        endpoints.append(resolved)
+    if problems:
+        raise FieldProblems(problems)
+    if all(a is b for a, b in zip(endpoints, lineup.endpoints, strict=True)):
+        return lineup
+    return lineup.model_copy(update={"endpoints": endpoints})
+
+
+def load(path: str | Path) -> Lineup:
+    """`load_lineup()` with the providers' defaults filled in (`resolve_lineup`): what every
+    command loads. Errors name the file, line and field."""
+    return load_lineup(path, resolve=resolve_lineup)
 
 
 class UnknownPluginError(KeyError):

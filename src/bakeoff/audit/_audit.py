@@ -84,13 +84,24 @@ def engine_of(lineup: Lineup, name: str) -> str | None:
     return None
 
 
+def neutral_params_of(lineup: Lineup, name: str) -> dict[str, Any]:
+    """The fields that switch off an endpoint's sampler defaults: its `neutral_params` (a proxy
+    followed to its target), else its engine's (`NEUTRAL_SAMPLER`)."""
+    ep = lineup.endpoint(name)
+    if ep.neutral_params is None and ep.provider == "proxy" and ep.proxy is not None:
+        ep = lineup.endpoint(ep.proxy.target)
+    if ep.neutral_params is not None:
+        return dict(ep.neutral_params)
+    engine = engine_of(lineup, name)
+    return dict(NEUTRAL_SAMPLER.get(engine, {})) if engine else {}
+
+
 def audit_params_for(
     lineup: Lineup, name: str, settings: AuditSettings, regime: str
 ) -> dict[str, Any]:
     """Extra body fields of an endpoint's audit calls in a regime: the neutral sampler of its
     engine (`NEUTRAL_SAMPLER`), then `audit.sampled_params` over them for sampled calls."""
-    engine = engine_of(lineup, name)
-    base = dict(NEUTRAL_SAMPLER.get(engine, {})) if engine else {}
+    base = neutral_params_of(lineup, name)
     return {**base, **settings.sampled_params} if regime == "sampled" else base
 
 

@@ -12,6 +12,7 @@ from bakeoff.cli import (
     _calibrate,
     _fake,
     _interrupted_early,
+    _lineup,
     _local,
     _perf,
     _run,
@@ -64,6 +65,8 @@ app.command("compare")(_store.compare)
 app.add_typer(_suites.app, name="suites")
 app.command("fake-server")(_fake.fake_server)
 app.add_typer(_local.app, name="local")
+app.add_typer(_lineup.app, name="lineup")
+app.command("providers")(_lineup.providers)
 
 
 INTERRUPTED = "interrupted (what finished before is stored)\n"

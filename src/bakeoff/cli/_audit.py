@@ -21,7 +21,8 @@ from bakeoff.cli._common import (
     override,
 )
 from bakeoff.cli._run import execute_with_progress
-from bakeoff.lineups import LineupError, load_lineup
+from bakeoff.lineups import LineupError
+from bakeoff.plugins import load
 
 
 def audit(
@@ -57,7 +58,7 @@ def audit(
 
             config = default_lineup_path()
         try:
-            lineup = load_lineup(config)
+            lineup = load(config)
         except LineupError as e:
             raise fail(str(e)) from None
         if lineup.reference is None:

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bakeoff.lineups import Lineup, LineupError, load_lineup
+from bakeoff.lineups import Lineup, LineupError
+from bakeoff.plugins import load
 from bakeoff.store import Store, StoreError, default_db_path
 
 
@@ -94,6 +95,6 @@ def load_lineup_or_default(config: Path | None) -> tuple[Path, Lineup]:
         config = default_lineup_path()
         err.print(f"no lineup given: using the default local lineup ({config})")
     try:
-        return config, load_lineup(config)
+        return config, load(config)
     except LineupError as e:
         raise fail(str(e)) from None

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import orjson
 import typer
 
 from bakeoff.cli._common import fail
-from bakeoff.fake import FAULTS, HOSTILE, FakeConfig, load_script, serve_forever
+from bakeoff.fake import FAULTS, HOSTILE, PERSONAS, FakeConfig, load_script, serve_forever
 
 _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
 _ALL_FAULTS = {**FAULTS, **HOSTILE}
@@ -46,18 +48,28 @@ def fake_server(
     stamps: bool = typer.Option(False, "--stamps", help="Add send timestamps to stream events."),
     upstream: str | None = typer.Option(None, "--upstream", help="Name an upstream in responses."),
     model: str = typer.Option("fake-model", "--model", help="Model id reported."),
+    persona: str | None = typer.Option(
+        None,
+        "--persona",
+        help=f"Answer as this provider does (error bodies, refused fields, usage form, cost): "
+        f"{', '.join(PERSONAS)}.",
+    ),
+    upstreams: str | None = typer.Option(
+        None,
+        "--upstreams",
+        help="JSON file: the model's upstreams (list of {name, tag, quantization, "
+        "context_length, max_completion_tokens, prompt_per_m, completion_per_m}), listed at "
+        "/v1/models/{author}/{slug}/endpoints as OpenRouter lists them.",
+    ),
 ) -> None:
     """Serve a fake OpenAI-compatible provider on loopback, with scripted outputs and faults."""
-    faults: dict[str, float] = {}
-    for f in fault or []:
-        name, _, p = f.partition("=")
-        if name not in _ALL_FAULTS:
-            raise fail(f"unknown fault {name!r}; known: {', '.join(_ALL_FAULTS)}")
-        try:
-            faults[name] = float(p) if p else 1.0
-        except ValueError:
-            raise fail(f"--fault {f!r}: probability must be a number") from None
+    faults = _parse_faults(fault or [])
+    if persona is not None and persona not in PERSONAS:
+        raise fail(f"unknown persona {persona!r}; known: {', '.join(PERSONAS)}")
+    listed = _upstreams(upstreams)
     cfg = FakeConfig(
+        persona=persona,
+        upstreams=listed,
         mode="script" if script else mode,
         script=load_script(script) if script else {},
         reply=reply,
@@ -80,3 +92,32 @@ def fake_server(
         sys.stdout.flush()
 
     serve_forever(cfg, host, port, ready)
+
+
+def _parse_faults(given: list[str]) -> dict[str, float]:
+    """`--fault NAME=P` options as {name: probability}."""
+    faults: dict[str, float] = {}
+    for f in given:
+        name, _, p = f.partition("=")
+        if name not in _ALL_FAULTS:
+            raise fail(f"unknown fault {name!r}; known: {', '.join(_ALL_FAULTS)}")
+        try:
+            faults[name] = float(p) if p else 1.0
+        except ValueError:
+            raise fail(f"--fault {f!r}: probability must be a number") from None
+    return faults
+
+
+def _upstreams(path: str | None) -> list[dict[str, object]]:
+    """The `--upstreams` file: a JSON list of objects each with a `name` and a `tag`."""
+    if path is None:
+        return []
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise fail(f"--upstreams {path}: {e}") from None
+    if not isinstance(data, list) or not all(
+        isinstance(u, dict) and u.get("name") and u.get("tag") for u in data
+    ):
+        raise fail(f"--upstreams {path}: a JSON list of objects, each with a name and a tag")
+    return data

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from bakeoff._procs import pid_alive
 from bakeoff.cli._common import err, fail, out
-from bakeoff.lineups import Lineup, LineupError, load_lineup
+from bakeoff.lineups import Lineup, LineupError
+from bakeoff.plugins import load
 
 app = typer.Typer(help="The local lineup: model variants and llama.cpp servers on loopback.")
 
@@ -32,7 +33,7 @@ def _lineup(config: Path | None) -> Lineup:
     from bakeoff.local import default_lineup_path
 
     try:
-        return load_lineup(config or default_lineup_path())
+        return load(config or default_lineup_path())
     except LineupError as e:
         raise fail(str(e)) from None
 

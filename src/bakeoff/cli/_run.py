@@ -201,6 +201,8 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
         from bakeoff.cli._perf import capability_rows_table
 
         console.print(capability_rows_table(caps))
+    if (line := bill_line(summary)) is not None:
+        console.print(line)
     for w in summary.get("warnings", []):
         err.print(f"[bold red]warning:[/] {escape(w)}")
     if json_out:
@@ -301,10 +303,39 @@ def summary_table(summary: dict[str, Any]) -> Table:
             *cells,
             ttft_s,
             "-" if tps is None else f"{tps:.0f}",
-            "-" if e["cost_usd"] is None else f"{e['cost_usd']:.4f}",
+            cost_cell(e),
             *([fidelity_cell(e.get("fidelity"))] if has_fid else []),
         )
     return t
+
+
+def bill_line(summary: dict[str, Any]) -> str | None:
+    """The run's bill in one line: the total and its parts by purpose."""
+    total = summary.get("cost_usd")
+    if total is None:
+        return None
+    parts: dict[str, float] = {}
+    for e in summary["endpoints"]:
+        for purpose, usd in ((e.get("bill") or {}).get("by_purpose") or {}).items():
+            parts[purpose] = parts.get(purpose, 0.0) + usd
+    detail = ", ".join(f"{k} ${v:.4f}" for k, v in sorted(parts.items()))
+    return f"bill: ${total:.4f} ({detail})"
+
+
+def cost_cell(e: dict[str, Any]) -> str:
+    """The endpoint's bill: every call priced (suite, audit, probe, judge); replays from the cache
+    and unpriced calls said, never passed off as free."""
+    bill = e.get("bill") or {}
+    cost = e.get("cost_usd")
+    cell = "-" if cost is None else f"{cost:.4f}"
+    notes = []
+    if n := (bill.get("sources") or {}).get("cached"):
+        notes.append(f"{n} cached")
+    if n := bill.get("unpriced"):
+        notes.append(f"{n} unpriced")
+    if n := e.get("wrong_upstream"):
+        notes.append(f"[red]{n} wrong upstream[/]")
+    return cell + (f"\n({', '.join(notes)})" if notes else "")
 
 
 def fidelity_caption(summary: dict[str, Any]) -> str:

@@ -13,8 +13,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from bakeoff.cli._common import fail, out
-from bakeoff.lineups import LineupError, load_lineup
-from bakeoff.plugins import UnknownPluginError
+from bakeoff.lineups import LineupError
+from bakeoff.plugins import UnknownPluginError, load
 from bakeoff.plugins import suites as all_suites
 from bakeoff.runs import suite_for
 from bakeoff.suites.datasets import DatasetError
@@ -34,7 +34,7 @@ def _lineup(path: Path | None) -> Any:
     if path is None:
         return Lineup.model_validate({"endpoints": [{"name": "none", "provider": "fake"}]})
     try:
-        return load_lineup(path)
+        return load(path)
     except LineupError as e:
         raise fail(str(e)) from None
 

@@ -32,6 +32,7 @@ from bakeoff.endpoints._shapes import (
     _list,
     _logprobs,
     _text,
+    usage_of,
 )
 from bakeoff.endpoints._stream import MAX_RAW_BYTES, StreamReader
 from bakeoff.endpoints._types import (
@@ -105,8 +106,11 @@ class EndpointClient:
         stream_usage: bool = True,
         upstream_field: str | None = "provider",
         limits: Limits | None = None,
+        drop_fields: frozenset[str] = frozenset(),
     ) -> None:
         self.session = session
+        self.drop_fields = drop_fields
+        """Body fields the endpoint refuses: removed from every request (the stored one too)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeouts = timeouts or Timeouts()
@@ -142,6 +146,8 @@ class EndpointClient:
         body["stream"] = req.stream
         if req.stream and self.stream_usage:
             body["stream_options"] = {"include_usage": True}
+        for key in self.drop_fields & body.keys():
+            del body[key]
         return body
 
     def stored_request(self, req: CallRequest) -> dict[str, Any]:
@@ -293,7 +299,7 @@ class EndpointClient:
             lp = _dict(ch.get("logprobs"), "logprobs")
             if lp:
                 result.logprobs = [_completion_logprobs(lp)]
-        _apply_usage(result, obj.get("usage"), None)
+        _apply_usage(result, usage_of(obj), None)
         text = raw[: MAX_RAW_BYTES + 4].decode("utf-8", "replace")
         result.raw = text if len(raw) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
         return result

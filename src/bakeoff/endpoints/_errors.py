@@ -17,6 +17,9 @@ _CONTEXT_WORDS = (
     "prompt is too long",
     "exceeds the",
     "requested tokens",
+    "tokens + `max_new_tokens` must be",  # text-generation-inference (Together's error text)
+    "reduce the length of the messages",  # Groq
+    "maximum input length",
 )
 _FILTER_WORDS = ("content_filter", "content filter", "content policy", "safety", "moderation")
 

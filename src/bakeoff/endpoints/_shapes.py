@@ -140,11 +140,38 @@ def _count(v: Any) -> int | None:
     return int(v) if 0 <= v <= MAX_TOKEN_COUNT else None
 
 
+MAX_COST_USD = 1e6
+"""A reported cost of one call above this is not believed (a field of the wrong scale)."""
+
+
+def _cost(v: Any) -> float | None:
+    """A reported cost as it may be stored: a finite, non-negative number of sane size."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v) if 0 <= v <= MAX_COST_USD else None  # NaN fails both comparisons
+
+
+def usage_of(obj: dict[str, Any]) -> Any:
+    """The usage object of a reply or stream event: `usage`, or Groq's `x_groq.usage`."""
+    if obj.get("usage"):
+        return obj["usage"]
+    x = obj.get("x_groq")
+    return x.get("usage") if isinstance(x, dict) else None
+
+
 def _apply_usage(result: CallResult, usage: Any, n_token_chunks: int | None) -> None:
     """The endpoint's usage when its counts are valid; otherwise `usage_source` says `invalid` and,
-    in a stream, the token-bearing chunks are counted instead."""
+    in a stream, the token-bearing chunks are counted instead. The cost the endpoint reports
+    (`usage.cost`, OpenRouter's) and the prompt tokens it served from its cache
+    (`prompt_tokens_details.cached_tokens`) are kept when they are sane numbers."""
+    if isinstance(usage, dict):
+        result.cost_usd = _cost(usage.get("cost"))
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            result.cached_prompt_tokens = _count(details.get("cached_tokens"))
     reported = usage.get("completion_tokens") if isinstance(usage, dict) else None
     if reported is not None:
+        assert isinstance(usage, dict)
         completion = _count(reported)
         if completion is not None:
             result.prompt_tokens = _count(usage.get("prompt_tokens"))

@@ -19,6 +19,7 @@ from bakeoff.endpoints._shapes import (
     _merge_tool_delta,
     _text,
     _ToolParts,
+    usage_of,
 )
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
 from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, Timings
@@ -78,8 +79,9 @@ class StreamReader:
             return
         obj = _json_object(ev, "stream event", f"malformed JSON in stream event: {ev[:80]!r}")
         result = self.result
-        if obj.get("usage"):
-            self.usage = obj["usage"]
+        usage = usage_of(obj)
+        if usage:
+            self.usage = usage
         if self.upstream_field and obj.get(self.upstream_field) and not result.upstream:
             result.upstream = _label(obj[self.upstream_field])
         if result.response_model is None and obj.get("model"):

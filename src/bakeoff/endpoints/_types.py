@@ -116,6 +116,10 @@ class CallResult(BaseModel):
     completion_tokens: int | None = None
     usage_source: str = "none"
     """`usage` (reported by the endpoint) or `chunks` (token-bearing chunks counted) or `none`."""
+    cached_prompt_tokens: int | None = None
+    """Prompt tokens the endpoint says it served from its prompt cache (billed at a discount)."""
+    cost_usd: float | None = None
+    """The cost the endpoint reports for the call (`usage.cost`, as OpenRouter sends it)."""
     upstream: str | None = None
     """Who actually served the call, when the endpoint says (e.g. OpenRouter's `provider`)."""
     response_model: str | None = None

@@ -24,7 +24,16 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bakeoff.fake._faults import _cut, _early_fault, _final, _tool_events
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
+from bakeoff.fake._personas import (
+    PERSONAS,
+    Ledger,
+    endpoints_listing,
+    refused,
+    serving_upstream,
+    usage_for,
+)
 
 FAULTS: dict[str, str] = {
     "rate_limit": "429 with Retry-After",
@@ -41,6 +50,8 @@ FAULTS: dict[str, str] = {
     "reset": "connection reset mid-stream",
     "stall": "stream stops sending mid-way (until the client gives up)",
     "slow": "every delay ten times longer",
+    "credits": "402 out of credits (OpenRouter)",
+    "wrong_upstream": "served by another upstream than the one the routing pinned",
 }
 _MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
@@ -77,6 +88,15 @@ class FakeConfig(BaseModel):
     model: str = "fake-model"
     upstream: str | None = None
     """If set, a `provider` field naming the upstream, as OpenRouter does."""
+    persona: str | None = None
+    """Answer as this provider does (`bakeoff.fake._personas.PERSONAS`: its error bodies, refused
+    fields, usage form, cost, cached tokens, serving upstream)."""
+    upstreams: list[dict[str, Any]] = Field(default_factory=list)
+    """Persona `openrouter`: the model's upstreams (`name`, `tag`, `quantization`,
+    `context_length`, `max_completion_tokens`, `prompt_per_m`, `completion_per_m`), listed at
+    `/v1/models/{author}/{slug}/endpoints`; a request is served by the one its routing names."""
+    price_per_m: tuple[float, float, float] = (1.0, 2.0, 0.25)
+    """Persona cost: $ per 1M prompt, completion and cached prompt tokens."""
     log_file: str | None = None
     markers: bool = True
     """Obey `[[fault:NAME]]` in the prompt (off: a healthy server beside a hostile one)."""
@@ -89,10 +109,11 @@ class _Planned:
     toks: list[str]
     finish: str
     tool_calls: list[dict[str, Any]]
-    usage: dict[str, int]
+    usage: dict[str, Any]
     cid: str
     created: int
     slow: float
+    upstream: str | None
 
 
 def _tokens(text: str) -> list[str]:
@@ -123,6 +144,9 @@ class FakeServer:
         self.port: int | None = None
         self.in_flight = 0
         self._slots = asyncio.Semaphore(self.config.capacity) if self.config.capacity else None
+        self.persona = PERSONAS[self.config.persona] if self.config.persona else None
+        self.ledger = Ledger()
+        """What the persona billed (its `usage.cost` of every reply)."""
 
     # -- app -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -130,6 +154,7 @@ class FakeServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{author}/{slug}/endpoints", self._endpoints)
         app.router.add_get("/_fake/log", self._get_log)
         app.router.add_get("/health", self._health)
         return app
@@ -202,6 +227,14 @@ class FakeServer:
             {"object": "list", "data": [{"id": self.config.model, "object": "model"}]}
         )
 
+    async def _endpoints(self, request: web.Request) -> web.Response:
+        model = f"{request.match_info['author']}/{request.match_info['slug']}"
+        if model != self.config.model or not self.config.upstreams:
+            return web.json_response(
+                {"error": {"code": 404, "message": "Model not found"}}, status=404
+            )
+        return web.json_response(endpoints_listing(model, self.config.upstreams))
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -232,6 +265,7 @@ class FakeServer:
             "fault": fault,
             "stream": bool(body.get("stream")),
             "auth": bool(request.headers.get("Authorization")),
+            "body_keys": sorted(body),
             "params": {
                 k: body[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in body
             },
@@ -251,6 +285,9 @@ class FakeServer:
     async def _respond(
         self, request: web.Request, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
     ) -> web.StreamResponse:
+        no = refused(self.persona, body) if self.persona else None
+        if no is not None:
+            return web.json_response(no[1], status=no[0])
         early = _early_fault(fault, self.config)
         if early is not None:
             return early
@@ -292,14 +329,22 @@ class FakeServer:
             toks=toks,
             finish=finish,
             tool_calls=tool_calls,
-            usage={
-                "prompt_tokens": n_prompt,
-                "completion_tokens": len(toks),
-                "total_tokens": n_prompt + len(toks),
-            },
+            usage=usage_for(
+                self.persona,
+                self.ledger,
+                prompt,
+                {
+                    "prompt_tokens": n_prompt,
+                    "completion_tokens": len(toks),
+                    "total_tokens": n_prompt + len(toks),
+                },
+                self.config.price_per_m,
+            ),
             cid=f"fake-{created}-{len(self.log)}",
             created=created,
             slow=10.0 if fault == "slow" else 1.0,
+            upstream=serving_upstream(body, self.config.upstreams, fault == "wrong_upstream")
+            or self.config.upstream,
         )
 
     async def _whole(self, r: _Planned, fault: str | None, chat: bool) -> web.Response:
@@ -326,8 +371,8 @@ class FakeServer:
             "choices": [] if fault == "no_choices" else [choice],
             "usage": r.usage,
         }
-        if c.upstream:
-            out["provider"] = c.upstream
+        if r.upstream:
+            out["provider"] = r.upstream
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 
     async def _stream(
@@ -345,8 +390,8 @@ class FakeServer:
             "created": r.created,
             "model": c.model,
         }
-        if c.upstream:
-            base["provider"] = c.upstream
+        if r.upstream:
+            base["provider"] = r.upstream
         stamps = c.stamps
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -364,11 +409,18 @@ class FakeServer:
         toks = r.toks
         cut_at = len(toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage_in = "usage"
+        if self.persona is not None:
+            want_usage = want_usage or self.persona.usage_always or self.persona.usage_in != "usage"
+            usage_in = self.persona.usage_in
         ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
 
         def tail() -> list[bytes]:  # stamped when sent
             out = [*_tool_events(event, r.tool_calls), _final(event, chat, r.finish)]
-            return [*out, event([], usage=r.usage)] if want_usage else out
+            if not want_usage:
+                return out
+            usage = {"usage": r.usage} if usage_in == "usage" else {usage_in: {"usage": r.usage}}
+            return [*out, event([], **usage)]
 
         t0 = request[T0]
         if ttft:
@@ -399,74 +451,6 @@ class FakeServer:
             await resp.write(ev)
         await resp.write(DONE)
         return resp
-
-
-def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:
-    """Each tool call as two deltas: id + name, then the arguments (as providers stream them)."""
-    out = []
-    for i, tc in enumerate(tool_calls):
-        head = {
-            "index": i,
-            "id": tc["id"],
-            "type": "function",
-            "function": {"name": tc["function"]["name"], "arguments": ""},
-        }
-        args = {"index": i, "function": {"arguments": tc["function"]["arguments"]}}
-        out.append(event([{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}]))
-        out.append(event([{"index": 0, "delta": {"tool_calls": [args]}, "finish_reason": None}]))
-    return out
-
-
-def _final(event: Any, chat: bool, finish: str) -> bytes:
-    if chat:
-        return event([{"index": 0, "delta": {}, "finish_reason": finish}])
-    return event([{"index": 0, "text": "", "finish_reason": finish}])
-
-
-def _early_fault(fault: str | None, c: FakeConfig) -> web.StreamResponse | None:
-    if fault == "rate_limit":
-        return web.json_response(
-            {"error": {"message": "rate limited", "type": "rate_limit"}},
-            status=429,
-            headers={"Retry-After": f"{c.retry_after_s:g}"},
-        )
-    if fault == "rate_limit_bare":
-        return web.json_response({"error": {"message": "slow down"}}, status=429)
-    if fault == "server_error":
-        return web.json_response({"error": {"message": "internal error"}}, status=500)
-    if fault == "bad_gateway":
-        return web.Response(
-            text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-            status=502,
-            content_type="text/html",
-        )
-    if fault == "unavailable":
-        return web.json_response({"error": {"message": "overloaded"}}, status=503)
-    if fault == "auth":
-        return web.json_response({"error": {"message": "invalid api key"}}, status=401)
-    if fault == "context":
-        return web.json_response(
-            {"error": {"message": "This model's maximum context length is 2048 tokens"}},
-            status=400,
-        )
-    if fault == "html":
-        return web.Response(text="<html><body>Welcome</body></html>", content_type="text/html")
-    return None
-
-
-async def _cut(
-    resp: web.StreamResponse, request: web.Request, fault: str | None, c: FakeConfig
-) -> web.StreamResponse:
-    if fault == "malformed":
-        await resp.write(b'data: {"choices": [{"delta": {"content": "x"}\n\n')
-        await resp.write(b"data: [DONE]\n\n")
-    elif fault == "reset":
-        if request.transport is not None:
-            request.transport.abort()
-    elif fault == "stall":
-        await asyncio.sleep(c.stall_s)
-    # truncate: end the HTTP response cleanly without [DONE]
-    return resp
 
 
 def load_script(path: str | Path) -> dict[str, str | dict[str, Any]]:

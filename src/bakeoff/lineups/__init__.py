@@ -3,6 +3,7 @@
 from bakeoff.lineups import _purposes as purposes
 from bakeoff.lineups._config import (
     AuditSettings,
+    Claims,
     DatasetSpec,
     Endpoint,
     FakeSpec,
@@ -15,13 +16,21 @@ from bakeoff.lineups._config import (
     RunSettings,
     Sampling,
 )
-from bakeoff.lineups._loader import LineupError, load_lineup, missing_env, parse_lineup
+from bakeoff.lineups._loader import (
+    FieldProblems,
+    LineupError,
+    load_lineup,
+    missing_env,
+    parse_lineup,
+)
 
 __all__ = [
     "AuditSettings",
+    "Claims",
     "DatasetSpec",
     "Endpoint",
     "FakeSpec",
+    "FieldProblems",
     "Lineup",
     "LineupError",
     "LocalSpec",

@@ -29,6 +29,10 @@ class Price(_Strict):
     """$ per 1M prompt (input) tokens."""
     output_per_m: float = Field(default=0.0, ge=0, le=1e6)
     """$ per 1M completion (output) tokens."""
+    cached_input_per_m: float | None = Field(default=None, ge=0, le=1e6)
+    """$ per 1M prompt tokens the endpoint served from its prompt cache
+    (`usage.prompt_tokens_details.cached_tokens`); default: `input_per_m`. Used only when the
+    endpoint does not report the call's cost itself (`usage.cost`)."""
 
 
 class RateLimit(_Strict):
@@ -60,6 +64,17 @@ class Routing(_Strict):
     require_parameters: bool | None = None
     data_collection: Literal["allow", "deny"] | None = None
     sort: str | None = None
+
+
+class Claims(_Strict):
+    """What the provider says it serves, beside `context` (written by `bakeoff lineup openrouter`
+    from the listing): shown beside what the run measured."""
+
+    quantization: str | None = Field(default=None, max_length=40)
+    """The precision claimed (`bf16`, `fp8`, `int4`, ...): the audit says whether the outputs
+    agree with the reference's."""
+    max_output_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
+    """The longest reply claimed; the capability probe measures the real one."""
 
 
 class FakeSpec(_Strict):
@@ -164,14 +179,19 @@ class Endpoint(_Strict):
     name: str
     """Short unique name, shown in tables (letters, digits, `_ . -`)."""
     base_url: str | None = None
-    """API base, e.g. `https://openrouter.ai/api/v1` (not needed for `provider: fake`)."""
+    """API base, e.g. `http://gpu-box:8000/v1`. Default: the provider preset's (OpenRouter,
+    Together, Fireworks, Groq, DeepInfra, OpenAI; vLLM, SGLang, llama.cpp, Ollama, LM Studio on
+    their usual local ports); not needed for `fake`, `local` or `proxy`."""
     model: str = "default"
     """The model id sent in every request."""
     provider: str = "openai"
-    """Provider plugin: `openai` (any OpenAI-compatible API), `openrouter`, `local` (a llama.cpp
-    server of the packaged model), `proxy` (a distortion proxy), `fake`, or a plugin's."""
+    """Provider plugin and preset: `openai` (OpenAI, or any OpenAI-compatible API given a
+    `base_url`), `openrouter`, `together`, `fireworks`, `groq`, `deepinfra`, `vllm`, `sglang`,
+    `llamacpp`, `ollama`, `lmstudio`; `local` (a server of the packaged model), `proxy` (a
+    distortion proxy), `fake`; or a plugin's. See `bakeoff providers`."""
     api_key_env: str | None = None
-    """Name of the environment variable holding the API key (never the key itself)."""
+    """Name of the environment variable holding the API key (never the key itself). Default,
+    when `base_url` is left to the preset too: the preset's (`OPENROUTER_API_KEY`, ...)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra HTTP headers (no credentials here: use api_key_env)."""
     routing: Routing | None = None
@@ -184,6 +204,10 @@ class Endpoint(_Strict):
     (llama.cpp penalises repeats by 1.1 even at temperature 0). `openai`: a strict API that takes
     no extra field. Unset: `llama.cpp` for `provider: local` (or its `local.engine`), followed
     through a proxy to its target; nothing is sent otherwise. See docs/FIDELITY.md."""
+    neutral_params: dict[str, Any] | None = None
+    """The body fields that switch off this endpoint's own sampler defaults, sent with every audit
+    call (greedy and sampled). Default: those of its `engine`, else its provider preset's
+    (OpenRouter `top_k: 0, min_p: 0, repetition_penalty: 1`); `{}` sends none."""
     api: Literal["chat", "completions"] = "chat"
     stream: bool = True
     stream_usage: bool = True
@@ -192,6 +216,8 @@ class Endpoint(_Strict):
     context: int | None = Field(default=None, ge=64, le=100_000_000)
     """The context length (tokens) the provider claims; long-context items beyond it are skipped
     for this endpoint (for `provider: local`, the server's n_ctx)."""
+    claims: Claims | None = None
+    """Other claims of the provider (quantization, output limit), kept with the run."""
     max_concurrency: int = Field(default=4, ge=1, le=4096)
     """Requests in flight at once to this endpoint."""
     rate_limit: RateLimit = Field(default_factory=RateLimit)
@@ -252,11 +278,8 @@ class Endpoint(_Strict):
         elif self.provider == "local":
             if self.local is None:
                 self.local = LocalSpec()
-        elif self.provider == "proxy":
-            if self.proxy is None:
-                raise ValueError("provider: proxy needs a `proxy:` section naming its target")
-        elif not self.base_url:
-            raise ValueError("base_url is required (except for provider: fake, local or proxy)")
+        elif self.provider == "proxy" and self.proxy is None:
+            raise ValueError("provider: proxy needs a `proxy:` section naming its target")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
         return self

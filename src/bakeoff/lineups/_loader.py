@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ class LineupError(Exception):
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class FieldProblems(ValueError):
+    """Raised by a `resolve` step of `parse_lineup` (a check that needs what the lineup layer
+    cannot know, such as the registered providers): (data path, message) pairs, each reported
+    with the line of its field."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(m for _, m in problems))
         self.problems = problems
 
 
@@ -107,8 +118,11 @@ def _fmt_loc(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
-    """Parse lineup YAML text. Raises `LineupError` naming `source`, line and field."""
+def parse_lineup(
+    text: str, source: str = "<lineup>", *, resolve: Callable[[Lineup], Lineup] | None = None
+) -> Lineup:
+    """Parse lineup YAML text. Raises `LineupError` naming `source`, line and field. `resolve`, if
+    given, completes the validated lineup; its `FieldProblems` are reported the same way."""
     if len(text) > MAX_FILE_BYTES:
         raise LineupError(
             [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]
@@ -134,7 +148,15 @@ def parse_lineup(text: str, source: str = "<lineup>") -> Lineup:
     if not isinstance(data, dict):
         raise LineupError([f"{source}:1: a lineup is a mapping with an `endpoints:` list"])
     try:
-        return Lineup.model_validate(data)
+        lineup = Lineup.model_validate(data)
+        return resolve(lineup) if resolve is not None else lineup
+    except FieldProblems as e:
+        raise LineupError(
+            [
+                f"{source}:{_line_for(loc, lines) or '?'}: {_fmt_loc(loc)}: {msg}"
+                for loc, msg in e.problems
+            ]
+        ) from None
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -162,8 +184,10 @@ def _data_path(data: Any, loc: Loc) -> Loc:
     return tuple(out)
 
 
-def load_lineup(path: str | os.PathLike[str]) -> Lineup:
-    """Read and validate a lineup file."""
+def load_lineup(
+    path: str | os.PathLike[str], *, resolve: Callable[[Lineup], Lineup] | None = None
+) -> Lineup:
+    """Read and validate a lineup file (`resolve`: see `parse_lineup`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -171,7 +195,7 @@ def load_lineup(path: str | os.PathLike[str]) -> Lineup:
         raise LineupError([f"{p}: no such lineup file"]) from None
     except (OSError, UnicodeDecodeError) as e:
         raise LineupError([f"{p}: cannot read: {e}"]) from None
-    lineup = parse_lineup(text, str(p))
+    lineup = parse_lineup(text, str(p), resolve=resolve)
     # resolve relative paths against the lineup file
     for ep in lineup.endpoints:
         if ep.fake and ep.fake.script_file and not Path(ep.fake.script_file).is_absolute():

@@ -310,7 +310,9 @@ async def run_probes(
                 bisect_steps=o.bisect_steps,
             )
         try:
-            result = await probe_endpoint(runner.policy, claim, o)  # limits and retries apply
+            result = await probe_endpoint(
+                runner.policy.billed("probe"), claim, o
+            )  # limits, retries, bill
         except Exception as e:
             result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)

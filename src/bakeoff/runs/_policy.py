@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,8 @@ class CallPolicy:
         self.limiter = RateLimiter(rpm, tpm)
         self.slots = asyncio.Semaphore(max(1, max_concurrency))
         self.rng = rng or random.Random()
+        self.on_side_call: Callable[[str, float, Outcome], None] | None = None
+        """Told of every call made through `billed()` (the run stores its bill)."""
 
     @classmethod
     def for_endpoint(
@@ -74,11 +77,13 @@ class CallPolicy:
 
     async def call(self, req: CallRequest) -> CallResult:
         """The result, after the retries the policy allows; else the last attempt's `CallError`."""
-        out = await self.attempt(req)
-        if out.result is None:
-            assert out.error is not None
-            raise out.error
-        return out.result
+        return _result_of(await self.attempt(req))
+
+    def billed(self, purpose: str) -> Billed:
+        """A caller through this policy whose every call is reported to `on_side_call` under
+        `purpose` (`probe`, `judge`, `arena-judge`): calls a run makes beside its suite and audit
+        calls, so that its bill counts them too."""
+        return Billed(self, purpose)
 
     async def attempt(
         self, req: CallRequest, attempts: list[dict[str, Any]] | None = None
@@ -142,3 +147,24 @@ class CallPolicy:
                 ErrorClass.bad_response,
                 f"the reply could not be read: {type(e).__name__}: {str(e)[:200]}",
             ) from None
+
+
+def _result_of(out: Outcome) -> CallResult:
+    if out.result is None:
+        assert out.error is not None
+        raise out.error
+    return out.result
+
+
+class Billed:
+    """`CallPolicy.billed()`: the policy's calls, each one's bill reported under a purpose."""
+
+    def __init__(self, policy: CallPolicy, purpose: str) -> None:
+        self.policy, self.purpose = policy, purpose
+
+    async def call(self, req: CallRequest) -> CallResult:
+        started = time.time()
+        out = await self.policy.attempt(req)
+        if self.policy.on_side_call is not None:
+            self.policy.on_side_call(self.purpose, started, out)
+        return _result_of(out)

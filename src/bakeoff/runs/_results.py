@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = 1
-"""Of the summary's shape: raised when a key changes meaning or goes away."""
+SCHEMA_VERSION = 2
+"""Of the summary's shape: raised when a key changes meaning or goes away (2: `cost_usd` is the
+whole bill — suite, audit, probe and judge calls — where 1 priced suite calls alone)."""
 
 
 class _Model(BaseModel):
@@ -81,6 +82,24 @@ class Tokens(_Model):
     completion: int
 
 
+class Bill(_Model):
+    """What an endpoint's calls of the run cost: every call — suite, audit, capability probe,
+    judge — each priced by its own figure (`usage.cost`) or its tokens at the lineup's price."""
+
+    total_usd: float | None
+    """The sum over the priced calls (None when no call could be priced)."""
+    by_purpose: dict[str, float]
+    """`suite`, `audit`, `probe`, `judge`, `arena-judge` → USD."""
+    calls: int
+    """Calls with a reply (errors are not billed here: their cost is unknown)."""
+    sources: dict[str, int]
+    """How each call was priced: `usage` (the endpoint's figure), `price` (tokens × price),
+    `cached` (a replay from bakeoff's cache: not billed)."""
+    unpriced: int
+    """Calls with a reply but no figure (no `usage.cost`, no price, or no token counts)."""
+    cached_prompt_tokens: int
+
+
 class EndpointSummary(_Model):
     name: str
     model: str
@@ -100,8 +119,19 @@ class EndpointSummary(_Model):
     usage_sources: dict[str, int]
     upstreams: dict[str, int]
     cost_usd: float | None
+    """`bill.total_usd`: what the run cost on this endpoint, every call counted."""
     cost_per_1m_tokens: float | None = None
+    """Of the suite calls: their cost per million tokens."""
     cost_per_correct: float | None = None
+    """Of the suite calls: their cost per correct answer."""
+    bill: Bill | None = None
+    pinned_upstream: str | None = None
+    """The one upstream the endpoint's routing allows (`routing.only`, or `order` without
+    fallbacks)."""
+    wrong_upstream: int | None = None
+    """Calls whose reply names another upstream than the pinned one."""
+    claims: dict[str, Any] | None = None
+    """What the lineup says the provider claims (`context`, `quantization`, `max_output_tokens`)."""
     fidelity: Fidelity | None
     capabilities: dict[str, Any] | None
     """The capability matrix's row (`bakeoff.runs.CAPABILITY_COLUMNS`), when probes ran."""
@@ -119,6 +149,8 @@ class RunSummary(_Model):
     endpoints: list[EndpointSummary]
     pareto: dict[str, Any]
     warnings: list[str]
+    cost_usd: float | None = None
+    """The run's bill over every endpoint (None when no call could be priced)."""
 
     def endpoint(self, name: str) -> EndpointSummary:
         for e in self.endpoints:

@@ -32,6 +32,7 @@ from bakeoff.endpoints import (
 from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.plugins import get_provider
 from bakeoff.providers import StartContext
+from bakeoff.runs._cost import pinned_upstream, price_call
 from bakeoff.runs._plan import (
     Job,
     api_keys,
@@ -40,8 +41,8 @@ from bakeoff.runs._plan import (
     planned_calls,
     suite_for,
 )
-from bakeoff.runs._policy import CallPolicy
-from bakeoff.store import CallRecord, Store, StoreError, dumps
+from bakeoff.runs._policy import CallPolicy, Outcome
+from bakeoff.store import CallRecord, SideCallRecord, Store, StoreError, dumps
 from bakeoff.suites import Score
 
 
@@ -122,8 +123,31 @@ class _EndpointRunner:
             limits=self.ep.limits,
             stream_usage=self.ep.stream_usage,
             upstream_field=self.provider.upstream_field,
+            drop_fields=self.provider.drops,
         )
         self.policy = CallPolicy.for_endpoint(self.ep, self.client, self.rng)
+        self.policy.on_side_call = self._bill_side_call
+
+    def _bill_side_call(self, purpose: str, started: float, out: Outcome) -> None:
+        """Keep the bill of a probe's or judge's call (`side_calls`): priced like the others."""
+        res = out.result
+        cost, source = price_call(self.ep, res) if res is not None else (None, None)
+        self.store.record_side_call(
+            SideCallRecord(
+                run_id=self.run_id,
+                endpoint=self.ep.name,
+                purpose=purpose,
+                started_at=started,
+                status="ok" if res is not None else "error",
+                error_class=str(out.error.error_class) if out.error is not None else None,
+                prompt_tokens=res.prompt_tokens if res else None,
+                cached_tokens=res.cached_prompt_tokens if res else None,
+                completion_tokens=res.completion_tokens if res else None,
+                cost_usd=cost,
+                cost_source=source,
+                upstream=res.upstream if res else None,
+            )
+        )
 
     async def stop(self) -> None:
         await self.provider.stop()
@@ -163,7 +187,7 @@ class _EndpointRunner:
                 params=dict(purposes.JUDGE),
                 stream=False,
             )
-            res = await peer.policy.call(req)
+            res = await peer.policy.billed("judge").call(req)
             return res.text
 
         return ask
@@ -255,6 +279,7 @@ class _EndpointRunner:
         )
         if result is not None:
             t = result.timings
+            cost, cost_source = price_call(self.ep, result, cached=cached)
             record = CallRecord(
                 **common,
                 status="ok",
@@ -276,6 +301,10 @@ class _EndpointRunner:
                 last_token_ms=t.last_token_ms,
                 e2e_ms=t.end_ms,
                 chunk_ms=t.token_chunk_ms or None,
+                cached_tokens=result.cached_prompt_tokens,
+                cost_usd=cost,
+                cost_source=cost_source,
+                pinned_upstream=pinned_upstream(self.ep),
             )
         else:
             assert error is not None
@@ -286,6 +315,7 @@ class _EndpointRunner:
                 error_detail=error.detail,
                 http_status=error.status,
                 response_raw=error.body,
+                pinned_upstream=pinned_upstream(self.ep),
             )
         self.store.record_call(record, attempts, [s.model_dump() for s in scores])
         p = self.progress

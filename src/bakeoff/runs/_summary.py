@@ -15,6 +15,7 @@ import orjson
 
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
+from bakeoff.runs._cost import pinned_upstream, served_elsewhere
 from bakeoff.runs._plan import lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
 from bakeoff.stats import (
@@ -68,9 +69,16 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     score_rows = store.scores(run_id, light=True)
 
     per_ep: dict[str, list[Any]] = defaultdict(list)
+    all_of: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
+        all_of[c["endpoint"]].append(c)
         if not c["suite"].startswith("fidelity."):  # audit calls are summarised under `fidelity`
             per_ep[c["endpoint"]].append(c)
+    side_of: dict[str, list[Any]] = defaultdict(list)
+    for c in store.side_calls(run_id):
+        side_of[c["endpoint"]].append(c)
+    bills = {ep.name: _bill(all_of[ep.name], side_of[ep.name]) for ep in lineup.endpoints}
+    upstream_warnings = _upstream_warnings(lineup, all_of, side_of)
 
     verdicts = store.verdicts(run_id)
     probes = store.probes(run_id)
@@ -87,6 +95,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             planned_calls(store, run_id, lineup, ep.name, suite_items),
             verdicts.get(ep.name),
             probes.get(ep.name),
+            bills[ep.name],
+            (*all_of[ep.name], *side_of[ep.name]),
         )
         for ep in lineup.endpoints
     ]
@@ -104,7 +114,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "repeats": lineup.run.repeats,
             "endpoints": endpoints,
             "pareto": pareto,
-            "warnings": _isolation_warnings(endpoints),
+            "warnings": _isolation_warnings(endpoints) + upstream_warnings,
+            "cost_usd": _total(b["total_usd"] for b in bills.values()),
         }
     )
 
@@ -117,9 +128,12 @@ def _endpoint_entry(
     planned: int,
     verdict: dict[str, Any] | None,
     probe: dict[str, Any] | None,
+    bill: dict[str, Any],
+    every_call: tuple[Any, ...],
 ) -> dict[str, Any]:
     """One endpoint's line of the summary, from its suite calls (`rows`): counts, errors by
-    class, speed of its live calls, tokens, cost, fidelity, capabilities."""
+    class, speed of its live calls, tokens, fidelity, capabilities; and from `every_call` (suite,
+    audit, probe, judge) its bill and who served it."""
     ok = [c for c in rows if c["status"] == "ok"]
     errors = Counter(c["error_class"] for c in rows if c["status"] != "ok")
     live = [c for c in ok if not c["cached"]]
@@ -149,21 +163,83 @@ def _endpoint_entry(
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
         "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
         "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
-        "cost_usd": None,
+        "cost_usd": bill["total_usd"],
+        "bill": bill,
         "fidelity": _fidelity(verdict, ep.name == lineup.reference),
         "capabilities": capability_row(probe) if probe is not None else None,
     }
-    if ep.price is not None:
-        cost = (
-            prompt_tokens * ep.price.input_per_m / 1e6
-            + completion_tokens * ep.price.output_per_m / 1e6
+    claims = {"context": ep.context, **(ep.claims.model_dump() if ep.claims else {})}
+    if any(v is not None for v in claims.values()):
+        entry["claims"] = {k: v for k, v in claims.items() if v is not None}
+    pinned = pinned_upstream(ep)
+    if pinned is not None:
+        entry["pinned_upstream"] = pinned
+        entry["wrong_upstream"] = sum(
+            1 for c in every_call if served_elsewhere(pinned, c["upstream"])
         )
+    suite_cost = bill["by_purpose"].get("suite")
+    if suite_cost is not None:
         correct = sum(v["correct"] or 0 for v in suites.values())
         tokens = prompt_tokens + completion_tokens
-        entry["cost_usd"] = round(cost, 6)
-        entry["cost_per_1m_tokens"] = round(cost / tokens * 1e6, 4) if tokens else None
-        entry["cost_per_correct"] = round(cost / correct, 6) if correct else None
+        entry["cost_per_1m_tokens"] = round(suite_cost / tokens * 1e6, 4) if tokens else None
+        entry["cost_per_correct"] = round(suite_cost / correct, 6) if correct else None
     return entry
+
+
+def _bill(calls: list[Any], side: list[Any]) -> dict[str, Any]:
+    """What the endpoint's calls cost (`Bill`): stored suite and audit calls, and the bills of its
+    probe and judge calls, summed as stored — so the total is the sum of the stored costs."""
+    by_purpose: dict[str, float] = defaultdict(float)
+    sources: Counter[str] = Counter()
+    n = unpriced = cached_tokens = 0
+    for c, purpose in [
+        *((c, "audit" if c["suite"].startswith("fidelity.") else "suite") for c in calls),
+        *((c, c["purpose"]) for c in side),
+    ]:
+        if c["status"] != "ok":
+            continue
+        n += 1
+        cached_tokens += c["cached_tokens"] or 0
+        if c["cost_usd"] is None:
+            unpriced += 1
+            continue
+        sources[c["cost_source"]] += 1
+        by_purpose[purpose] += c["cost_usd"]
+    # replays from bakeoff's cache cost 0 but are no figure of what the endpoint charges
+    total = sum(by_purpose.values()) if sources.keys() - {"cached"} else None
+    return {
+        "total_usd": None if total is None else round(total, 6),
+        "by_purpose": {k: round(v, 6) for k, v in sorted(by_purpose.items())},
+        "calls": n,
+        "sources": dict(sorted(sources.items())),
+        "unpriced": unpriced,
+        "cached_prompt_tokens": cached_tokens,
+    }
+
+
+def _upstream_warnings(
+    lineup: Lineup, all_of: dict[str, list[Any]], side_of: dict[str, list[Any]]
+) -> list[str]:
+    """One line per endpoint pinned to an upstream that had calls served by another."""
+    out = []
+    for ep in lineup.endpoints:
+        pinned = pinned_upstream(ep)
+        wrong = Counter(
+            c["upstream"]
+            for c in (*all_of[ep.name], *side_of[ep.name])
+            if served_elsewhere(pinned, c["upstream"])
+        )
+        if wrong:
+            out.append(
+                f"{ep.name}: {sum(wrong.values())} calls served by another upstream than the "
+                f"pinned {pinned!r} ({', '.join(f'{k}: {v}' for k, v in wrong.most_common())})"
+            )
+    return out
+
+
+def _total(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 6) if known else None
 
 
 def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:

@@ -4,11 +4,12 @@ from bakeoff.store._db import Store, StoreError, default_db_path
 from bakeoff.store._export import export_run
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
-from bakeoff.store._records import CallRecord, dumps
+from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 
 __all__ = [
     "MIGRATIONS",
     "CallRecord",
+    "SideCallRecord",
     "Store",
     "StoreError",
     "default_db_path",

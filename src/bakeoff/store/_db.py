@@ -13,7 +13,7 @@ from typing import Any
 
 from bakeoff.store._migrations import migrate
 from bakeoff.store._reads import Reads
-from bakeoff.store._records import CallRecord, dumps
+from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 
 DEFAULT_DB = "bakeoff.db"
 
@@ -286,7 +286,15 @@ class Store(Reads):
                 ],
             )
 
-    # -- fidelity verdicts ------------------------------------------------------------------------
+    def record_side_call(self, record: SideCallRecord) -> None:
+        """Store the bill of a probe's or a judge's call (`side_calls`)."""
+        row = record.columns()
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT INTO side_calls ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+
     # -- perf runs and probes ---------------------------------------------------------------------
     def create_perf(self, perf_id: str, run_id: str | None, lineup_json: str, config: Any) -> None:
         with self.transaction() as db:

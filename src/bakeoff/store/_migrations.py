@@ -208,6 +208,34 @@ def m004_votes_and_item_index(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_costs_and_side_calls(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        ALTER TABLE calls ADD COLUMN cached_tokens INTEGER;  -- prompt tokens from its cache
+        ALTER TABLE calls ADD COLUMN cost_usd REAL;          -- what the call was billed
+        ALTER TABLE calls ADD COLUMN cost_source TEXT;       -- usage | price | cached (none: 0)
+        ALTER TABLE calls ADD COLUMN pinned_upstream TEXT;   -- the upstream the lineup pinned
+        CREATE TABLE side_calls (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,                -- a run id (or a perf id: `bakeoff probe`)
+            endpoint TEXT NOT NULL,
+            purpose TEXT NOT NULL,             -- probe | judge | arena-judge
+            started_at REAL NOT NULL,
+            status TEXT NOT NULL,              -- ok | error
+            error_class TEXT,
+            prompt_tokens INTEGER,
+            cached_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            cost_source TEXT,
+            upstream TEXT
+        );
+        CREATE INDEX side_calls_run ON side_calls(run_id, endpoint);
+        """
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; return the names applied."""
     db.execute(

@@ -13,7 +13,8 @@ LIGHT_CALL_COLUMNS = (
     "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
     " started_at, finished_at, http_status, finish_reason, tool_calls_json IS NOT NULL"
     " AND tool_calls_json != 'null' AS has_tool_calls, prompt_tokens, completion_tokens,"
-    " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms"
+    " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms,"
+    " cached_tokens, cost_usd, cost_source, pinned_upstream"
 )
 
 
@@ -123,6 +124,12 @@ class Reads:
             "SELECT * FROM calls WHERE run_id = ? AND suite = ? AND item_id = ?"
             " ORDER BY endpoint, repeat",
             (run_id, suite, item_id),
+        ).fetchall()
+
+    def side_calls(self, run_id: str) -> list[sqlite3.Row]:
+        """The bills of a run's probe and judge calls, in the order they were made."""
+        return self.db.execute(
+            "SELECT * FROM side_calls WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
 
     def attempts(self, call_id: str) -> list[sqlite3.Row]:

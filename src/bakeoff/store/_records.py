@@ -50,6 +50,12 @@ class CallRecord:
     last_token_ms: float | None = None
     e2e_ms: float | None = None
     chunk_ms: list[float] | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None
+    cost_source: str | None = None
+    """`usage` (the endpoint's own figure), `price` (tokens × the lineup's price), `cached` (a
+    replay from bakeoff's response cache: not billed), or None (no figure: unpriced)."""
+    pinned_upstream: str | None = None
 
     def columns(self) -> dict[str, Any]:
         """{column: value} of the `calls` table."""
@@ -63,3 +69,25 @@ class CallRecord:
         chunks = row.pop("chunk_ms")
         row["chunk_ms_json"] = dumps(chunks) if chunks else None
         return row
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SideCallRecord:
+    """A call a run made that is not one of its suite or audit calls (a capability probe, an LLM
+    judge's question): kept for its bill — tokens, cost, who served it — not its text."""
+
+    run_id: str
+    endpoint: str
+    purpose: str
+    started_at: float
+    status: Literal["ok", "error"]
+    error_class: str | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    cost_source: str | None = None
+    upstream: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

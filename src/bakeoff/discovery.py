@@ -1,0 +1,241 @@
+"""Lineups written from what an API lists: a model's upstreams on OpenRouter
+(`GET {base}/models/{author}/{slug}/endpoints`), one endpoint per upstream, pinned to it; or the
+models of any OpenAI-compatible server or gateway (`GET {base}/models`), one endpoint per model.
+
+`bakeoff lineup openrouter MODEL` and `bakeoff lineup models BASE_URL` print or write the YAML;
+the lineup is validated before it is written, so what is written loads.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bakeoff.lineups import parse_lineup
+
+OPENROUTER = "https://openrouter.ai/api/v1"
+MAX_LISTING_BYTES = 8_000_000
+
+
+class DiscoveryError(Exception):
+    """The listing could not be had or read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream serving a model on OpenRouter, as its listing claims."""
+
+    name: str
+    """Display name (`DeepInfra`): what a reply's `provider` field says."""
+    tag: str
+    """Routing slug (`deepinfra/fp8`): what `provider.order` / `only` take."""
+    quantization: str | None
+    context_length: int | None
+    max_completion_tokens: int | None
+    prompt_per_m: float | None
+    completion_per_m: float | None
+    cache_read_per_m: float | None
+    supported_parameters: tuple[str, ...]
+
+
+async def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=limits) as session,
+            session.get(url, headers=headers) as resp,
+        ):
+            body = await resp.content.read(MAX_LISTING_BYTES + 1)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise DiscoveryError(f"GET {url}: {type(e).__name__}: {str(e)[:200]}") from None
+    if len(body) > MAX_LISTING_BYTES:
+        raise DiscoveryError(f"GET {url}: the listing passed {MAX_LISTING_BYTES:,} bytes")
+    text = body[:300].decode("utf-8", "replace")
+    if status in (401, 403):
+        raise DiscoveryError(f"GET {url}: HTTP {status}: the key was refused ({text})")
+    if status != 200:
+        raise DiscoveryError(f"GET {url}: HTTP {status} ({text})")
+    try:
+        import orjson
+
+        return orjson.loads(body)
+    except ValueError:
+        raise DiscoveryError(f"GET {url}: the listing is not JSON ({text[:80]!r})") from None
+
+
+def _per_m(v: Any) -> float | None:
+    """OpenRouter's per-token price string → $ per million tokens."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return round(x * 1e6, 6) if 0 <= x < 1 else None
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else None
+
+
+async def openrouter_upstreams(
+    model: str, *, base_url: str = OPENROUTER, api_key: str | None = None, timeout: float = 20.0
+) -> list[Upstream]:
+    """The upstreams OpenRouter lists for `model` (`author/slug`)."""
+    if not re.fullmatch(r"[\w.\-]+/[\w.\-:]+", model):
+        raise DiscoveryError(f"{model!r}: an OpenRouter model id is author/slug")
+    data = await _get_json(f"{base_url.rstrip('/')}/models/{model}/endpoints", api_key, timeout)
+    listing = data.get("data") if isinstance(data, dict) else None
+    rows = listing.get("endpoints") if isinstance(listing, dict) else None
+    if not isinstance(rows, list):
+        raise DiscoveryError(f"{model}: the listing has no `data.endpoints` list")
+    out = []
+    for row in rows:
+        if not isinstance(row, dict) or not row.get("tag") or not row.get("provider_name"):
+            continue
+        given = row.get("pricing")
+        pricing: dict[str, Any] = given if isinstance(given, dict) else {}
+        params = row.get("supported_parameters")
+        out.append(
+            Upstream(
+                name=str(row["provider_name"])[:100],
+                tag=str(row["tag"])[:100],
+                quantization=str(row["quantization"])[:40] if row.get("quantization") else None,
+                context_length=_int(row.get("context_length")),
+                max_completion_tokens=_int(row.get("max_completion_tokens")),
+                prompt_per_m=_per_m(pricing.get("prompt")),
+                completion_per_m=_per_m(pricing.get("completion")),
+                cache_read_per_m=_per_m(pricing.get("input_cache_read")),
+                supported_parameters=tuple(str(p) for p in params)
+                if isinstance(params, list)
+                else (),
+            )
+        )
+    if not out:
+        raise DiscoveryError(f"{model}: OpenRouter lists no upstream for it")
+    return out
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.\-]+", "-", text).strip("-.").lower()
+    return s or "endpoint"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out
+
+
+def _dump(doc: dict[str, Any], header: str) -> str:
+    text = header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    parse_lineup(text, "<generated lineup>")  # what is written loads
+    return text
+
+
+def openrouter_lineup(
+    model: str,
+    upstreams: list[Upstream],
+    *,
+    base_url: str = OPENROUTER,
+    key_env: str = "OPENROUTER_API_KEY",
+    reference: str | None = None,
+    suites: list[str] | None = None,
+) -> str:
+    """A lineup with one endpoint per upstream, each pinned to it (`only` + `order`, no
+    fallbacks), with its claimed context, quantization, output limit and price. `reference`: the
+    tag of the upstream the others are audited against (default: the first one listed at bf16,
+    fp16 or fp32, if any)."""
+    names = _unique([_slug(u.tag) for u in upstreams])
+    if reference is None:
+        full = [u for u in upstreams if (u.quantization or "").lower() in ("bf16", "fp16", "fp32")]
+        reference = full[0].tag if full else None
+    endpoints = []
+    ref_name = None
+    for name, u in zip(names, upstreams, strict=True):
+        ep: dict[str, Any] = {"name": name, "provider": "openrouter", "model": model}
+        if base_url.rstrip("/") != OPENROUTER:
+            ep["base_url"] = base_url
+            ep["api_key_env"] = key_env
+        elif key_env != "OPENROUTER_API_KEY":
+            ep["api_key_env"] = key_env
+        ep["routing"] = {"only": [u.tag], "order": [u.tag], "allow_fallbacks": False}
+        if u.context_length:
+            ep["context"] = max(u.context_length, 64)
+        claims = {"quantization": u.quantization, "max_output_tokens": u.max_completion_tokens}
+        if any(v is not None for v in claims.values()):
+            ep["claims"] = {k: v for k, v in claims.items() if v is not None}
+        if u.prompt_per_m is not None and u.completion_per_m is not None:
+            price: dict[str, float] = {
+                "input_per_m": u.prompt_per_m,
+                "output_per_m": u.completion_per_m,
+            }
+            if u.cache_read_per_m is not None:
+                price["cached_input_per_m"] = u.cache_read_per_m
+            ep["price"] = price
+        endpoints.append(ep)
+        if u.tag == reference:
+            ref_name = name
+    doc: dict[str, Any] = {}
+    if ref_name:
+        doc["reference"] = ref_name
+    doc["run"] = {"suites": suites or ["arith", "instructions"]}
+    doc["endpoints"] = endpoints
+    when = time.strftime("%Y-%m-%d", time.gmtime())
+    header = (
+        f"# {model} on OpenRouter: one endpoint per upstream, pinned to it (no fallbacks).\n"
+        f"# Written by `bakeoff lineup openrouter` on {when} from {base_url}; prices and claims\n"
+        "# are the listing's. A call served by another upstream is flagged in the summary.\n"
+        + (
+            ""
+            if ref_name
+            else "# No upstream is listed at full precision: set `reference:` to the one you trust.\n"
+        )
+    )
+    return _dump(doc, header)
+
+
+async def gateway_models(
+    base_url: str, *, api_key: str | None = None, timeout: float = 20.0
+) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at `{base_url}/models`."""
+    data = await _get_json(f"{base_url.rstrip('/')}/models", api_key, timeout)
+    rows = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise DiscoveryError(f"{base_url}/models: the listing has no `data` list")
+    ids = [str(r["id"])[:200] for r in rows if isinstance(r, dict) and r.get("id")]
+    if not ids:
+        raise DiscoveryError(f"{base_url}/models lists no model")
+    return ids
+
+
+def gateway_lineup(
+    base_url: str,
+    models: list[str],
+    *,
+    provider: str = "openai",
+    key_env: str | None = None,
+    suites: list[str] | None = None,
+) -> str:
+    """A lineup with one endpoint per listed model of one server or gateway."""
+    names = _unique([_slug(m.rsplit("/", 1)[-1]) for m in models])
+    endpoints = []
+    for name, m in zip(names, models, strict=True):
+        ep: dict[str, Any] = {"name": name, "provider": provider, "base_url": base_url, "model": m}
+        if key_env:
+            ep["api_key_env"] = key_env
+        endpoints.append(ep)
+    doc = {"run": {"suites": suites or ["arith", "instructions"]}, "endpoints": endpoints}
+    header = (
+        f"# The models {base_url}/models lists, one endpoint each (`bakeoff lineup models`).\n"
+        "# Set `reference:` to the endpoint the others should be audited against.\n"
+    )
+    return _dump(doc, header)
