@@ -340,3 +340,31 @@ def test_every_lineup_in_the_readme_loads():
     assert len(blocks) >= 2
     for b in blocks:
         parse_lineup(b, "README.md", resolve=resolve_lineup)
+
+
+def test_a_hosted_preset_without_a_price_is_priced_from_genai_prices_list():
+    """No `price`, no `usage.cost`: the listed price of the provider's model (source `list`),
+    the cached prompt tokens at the listed cache rate; off with `run.list_prices: false`."""
+    import genai_prices
+
+    from bakeoff.endpoints import CallResult
+    from bakeoff.runs._cost import price_call
+
+    ep = _one("openai", ", model: gpt-4o-mini").endpoints[0]
+    r = CallResult(prompt_tokens=1000, cached_prompt_tokens=500, completion_tokens=50,
+                   usage_source="usage")  # fmt: skip
+    cost, src = price_call(ep, r, list_prices=True)
+    want = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, cache_read_tokens=500, output_tokens=50),
+        "gpt-4o-mini",
+        provider_id="openai",
+    ).total_price
+    full = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=50), "gpt-4o-mini", provider_id="openai"
+    ).total_price
+    assert src == "list" and cost == pytest.approx(float(want)) and want < full
+    assert price_call(ep, r, list_prices=False) == (None, None)
+    unknown = ep.model_copy(update={"model": "no-such-model-xyz"})
+    assert price_call(unknown, r, list_prices=True) == (None, None)
+    vllm = _one("vllm", ", model: gpt-4o-mini").endpoints[0]  # self-hosted: no list price
+    assert price_call(vllm, r, list_prices=True) == (None, None)

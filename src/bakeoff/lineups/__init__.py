@@ -6,11 +6,8 @@ from bakeoff.lineups._config import (
     Claims,
     DatasetSpec,
     Endpoint,
-    FakeSpec,
     Lineup,
-    LocalSpec,
     Price,
-    ProxySpec,
     RateLimit,
     Routing,
     RunSettings,
@@ -23,6 +20,7 @@ from bakeoff.lineups._loader import (
     missing_env,
     parse_lineup,
 )
+from bakeoff.lineups._specs import FakeSpec, LocalSpec, ProxySpec
 
 __all__ = [
     "AuditSettings",

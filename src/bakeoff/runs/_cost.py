@@ -2,23 +2,27 @@
 
 A call's cost is the endpoint's own figure when it reports one (`usage.cost`, as OpenRouter sends
 it), else its tokens at the lineup's `price` — prompt tokens the endpoint served from its prompt
-cache at `price.cached_input_per_m` when given. A replay from bakeoff's response cache was not
+cache at `price.cached_input_per_m` when given — else, for a hosted preset, its tokens at the
+price `genai-prices` lists for the provider and model (`list`: the package's bundled snapshot,
+never fetched; `run.list_prices: false` turns it off). A replay from bakeoff's response cache was not
 billed: it costs 0 and says `cached`, never passing for a free call. A call with neither figure is
 unpriced (None), and summaries count those rather than treat them as free.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups import Endpoint
 
-COST_SOURCES = ("usage", "price", "cached")
+COST_SOURCES = ("usage", "price", "list", "cached")
 
 
 def price_call(
-    ep: Endpoint, result: CallResult, *, cached: bool = False
+    ep: Endpoint, result: CallResult, *, cached: bool = False, list_prices: bool = False
 ) -> tuple[float | None, str | None]:
     """(cost in USD, its source) of one successful call."""
     if cached:
@@ -26,8 +30,11 @@ def price_call(
     if result.cost_usd is not None:
         return result.cost_usd, "usage"
     price = ep.price
-    if price is None or result.usage_source == "none":
+    if result.usage_source == "none":
         return None, None
+    if price is None:
+        listed = list_price(ep, result) if list_prices else None
+        return (listed, "list") if listed is not None else (None, None)
     prompt = result.prompt_tokens or 0
     from_cache = min(result.cached_prompt_tokens or 0, prompt)
     cached_rate = (
@@ -39,6 +46,48 @@ def price_call(
         + (result.completion_tokens or 0) * price.output_per_m
     ) / 1e6
     return cost, "price"
+
+
+LISTED_PROVIDERS = frozenset({"openai", "openrouter", "together", "fireworks", "groq"})
+"""Presets whose prices `genai-prices` lists under the same provider id (DeepInfra it does not)."""
+
+
+@functools.cache
+def _lookup(provider: str, model: str) -> Any:
+    """genai-prices' price of a model at a provider, or None (unknown model, or not installed)."""
+    try:
+        import genai_prices
+        from genai_prices import data_snapshot
+    except ImportError:
+        return None
+    try:
+        snapshot = data_snapshot.get_snapshot()
+        snapshot.calc(genai_prices.Usage(input_tokens=1), model, provider, None, None, None)
+    except (LookupError, ValueError):
+        return None
+    return snapshot
+
+
+def list_price(ep: Endpoint, result: CallResult) -> float | None:
+    """The call's tokens at the listed price of its provider and model, or None."""
+    if ep.provider not in LISTED_PROVIDERS:
+        return None
+    snapshot = _lookup(ep.provider, ep.model)
+    if snapshot is None:
+        return None
+    import genai_prices
+
+    prompt = result.prompt_tokens or 0
+    usage = genai_prices.Usage(
+        input_tokens=prompt,
+        cache_read_tokens=min(result.cached_prompt_tokens or 0, prompt),
+        output_tokens=result.completion_tokens or 0,
+    )
+    try:
+        calc = snapshot.calc(usage, ep.model, ep.provider, None, None, None)
+    except (LookupError, ValueError):
+        return None
+    return float(calc.total_price)
 
 
 def pinned_upstream(ep: Endpoint) -> str | None:

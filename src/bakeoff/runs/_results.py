@@ -94,7 +94,7 @@ class Bill(_Model):
     """Calls with a reply (errors are not billed here: their cost is unknown)."""
     sources: dict[str, int]
     """How each call was priced: `usage` (the endpoint's figure), `price` (tokens × price),
-    `cached` (a replay from bakeoff's cache: not billed)."""
+    `list` (tokens × the genai-prices list), `cached` (a replay from bakeoff's cache: not billed)."""
     unpriced: int
     """Calls with a reply but no figure (no `usage.cost`, no price, or no token counts)."""
     cached_prompt_tokens: int

@@ -131,7 +131,11 @@ class _EndpointRunner:
     def _bill_side_call(self, purpose: str, started: float, out: Outcome) -> None:
         """Keep the bill of a probe's or judge's call (`side_calls`): priced like the others."""
         res = out.result
-        cost, source = price_call(self.ep, res) if res is not None else (None, None)
+        cost, source = (
+            price_call(self.ep, res, list_prices=self.lineup.run.list_prices)
+            if res is not None
+            else (None, None)
+        )
         self.store.record_side_call(
             SideCallRecord(
                 run_id=self.run_id,
@@ -279,7 +283,9 @@ class _EndpointRunner:
         )
         if result is not None:
             t = result.timings
-            cost, cost_source = price_call(self.ep, result, cached=cached)
+            cost, cost_source = price_call(
+                self.ep, result, cached=cached, list_prices=self.lineup.run.list_prices
+            )
             record = CallRecord(
                 **common,
                 status="ok",

@@ -214,7 +214,7 @@ def m005_costs_and_side_calls(db: sqlite3.Connection) -> None:
         """
         ALTER TABLE calls ADD COLUMN cached_tokens INTEGER;  -- prompt tokens from its cache
         ALTER TABLE calls ADD COLUMN cost_usd REAL;          -- what the call was billed
-        ALTER TABLE calls ADD COLUMN cost_source TEXT;       -- usage | price | cached (none: 0)
+        ALTER TABLE calls ADD COLUMN cost_source TEXT;       -- usage | price | list | cached
         ALTER TABLE calls ADD COLUMN pinned_upstream TEXT;   -- the upstream the lineup pinned
         CREATE TABLE side_calls (
             id INTEGER PRIMARY KEY,

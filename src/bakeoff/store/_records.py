@@ -53,8 +53,9 @@ class CallRecord:
     cached_tokens: int | None = None
     cost_usd: float | None = None
     cost_source: str | None = None
-    """`usage` (the endpoint's own figure), `price` (tokens × the lineup's price), `cached` (a
-    replay from bakeoff's response cache: not billed), or None (no figure: unpriced)."""
+    """`usage` (the endpoint's own figure), `price` (tokens × the lineup's price), `list` (tokens
+    × the genai-prices list), `cached` (a replay from bakeoff's response cache: not billed), or
+    None (no figure: unpriced)."""
     pinned_upstream: str | None = None
 
     def columns(self) -> dict[str, Any]:
