@@ -144,7 +144,7 @@ def test_a_preset_request_body_and_error_mapping_against_its_persona(name, tmp_p
     assert e.capabilities is not None
     if name == "groq":
         # removed, so the probe's call is answered without logprobs, not refused with a 400
-        assert e.capabilities["logprobs"] in ("accepted", "no")
+        assert e.capabilities["logprobs"] == "accepted"  # refused ("no") without the drops
     for fault, want in EXPECTED_ERRORS.items():
         if fault == "context" and PERSONAS[name].silent_truncation:
             assert errors[fault] is None  # Ollama cuts the prompt: the probe is what sees it
@@ -177,7 +177,8 @@ def test_without_its_drops_groq_refuses_logprobs_with_a_400():
 UPSTREAMS = [
     {"name": "Alpha", "tag": "alpha/bf16", "quantization": "bf16", "context_length": 2048,
      "max_completion_tokens": 512, "prompt_per_m": 0.5, "completion_per_m": 1.5},
-    {"name": "Beta", "tag": "beta/fp8", "quantization": "fp8", "context_length": 4096,
+    # a reply name that is not its routing slug (OpenRouter: `novita/fp8` answers as NovitaAI)
+    {"name": "NovitaAI", "tag": "novita/fp8", "quantization": "fp8", "context_length": 4096,
      "max_completion_tokens": 1024, "prompt_per_m": 0.2, "completion_per_m": 0.6},
     {"name": "Gamma Cloud", "tag": "gamma-cloud", "quantization": "int4", "context_length": 1024,
      "prompt_per_m": 0.1, "completion_per_m": 0.3, "cache_read_per_m": 0.01},
@@ -229,13 +230,17 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
     finally:
         __import__("os").environ.pop("OR_TEST_KEY", None)
     eps = doc["endpoints"]
-    assert [e["name"] for e in eps] == ["alpha-bf16", "beta-fp8", "gamma-cloud", "delta"]
+    assert [e["name"] for e in eps] == ["alpha-bf16", "novita-fp8", "gamma-cloud", "delta"]
     assert doc["reference"] == "alpha-bf16"  # the one listed at full precision
     for e, u in zip(eps, UPSTREAMS, strict=True):
         assert e["routing"] == {"only": [u["tag"]], "order": [u["tag"]], "allow_fallbacks": False}
         assert e["context"] == u["context_length"]
         assert e["price"]["input_per_m"] == pytest.approx(u["prompt_per_m"])
-    assert eps[1]["claims"] == {"quantization": "fp8", "max_output_tokens": 1024}
+    assert eps[1]["claims"] == {
+        "upstream_name": "NovitaAI",
+        "quantization": "fp8",
+        "max_output_tokens": 1024,
+    }
     assert eps[2]["price"]["cached_input_per_m"] == pytest.approx(0.01)
 
     db = sqlite3.connect(tmp_path / "or.db")
@@ -257,12 +262,9 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
         *(e.bill.by_purpose for e in summary.endpoints)
     )
     # the calls another upstream served: as many as the fake routed elsewhere, each flagged
-    names = {u["tag"].split("/")[0]: u["name"] for u in UPSTREAMS}
-    wrong_stored = sum(
-        1
-        for ep, up, *_ in [*calls, *side]
-        if up != names[next(e["routing"]["only"][0] for e in eps if e["name"] == ep).split("/")[0]]
-    )
+    # who should have served each endpoint's calls: the fake's own name for the pinned tag
+    expected = {e["name"]: u["name"] for e, u in zip(eps, UPSTREAMS, strict=True)}
+    wrong_stored = sum(1 for ep, up, *_ in [*calls, *side] if up != expected[ep])
     wrong_served = sum(1 for r in server.log if r["fault"] == "wrong_upstream")
     assert wrong_served > 0 and wrong_stored == wrong_served
     assert sum(e.wrong_upstream or 0 for e in summary.endpoints) == wrong_served
@@ -368,3 +370,109 @@ def test_a_hosted_preset_without_a_price_is_priced_from_genai_prices_list():
     assert price_call(unknown, r, list_prices=True) == (None, None)
     vllm = _one("vllm", ", model: gpt-4o-mini").endpoints[0]  # self-hosted: no list price
     assert price_call(vllm, r, list_prices=True) == (None, None)
+
+
+def test_pinning_and_wrong_upstream_rules():
+    from bakeoff.runs._cost import pinned_upstream, served_elsewhere
+
+    def ep(routing, claims=None):
+        extra = f", routing: {routing}" + (f", claims: {claims}" if claims else "")
+        return _one("openrouter", extra).endpoints[0]
+
+    assert pinned_upstream(ep("{only: [novita/fp8]}")) == "novita/fp8"
+    assert pinned_upstream(ep("{order: [novita], allow_fallbacks: false}")) == "novita"
+    # two in order: either may serve, nothing is pinned
+    assert pinned_upstream(ep("{order: [deepinfra, together], allow_fallbacks: false}")) is None
+    assert pinned_upstream(ep("{order: [novita]}")) is None  # fallbacks allowed
+    assert pinned_upstream(ep("{only: [novita]}", "{upstream_name: NovitaAI}")) == "NovitaAI"
+    assert not served_elsewhere("novita/fp8", "NovitaAI")
+    assert not served_elsewhere("nebius", "Nebius AI Studio")
+    assert not served_elsewhere("google-vertex/global", "Google Vertex (Global)")
+    assert not served_elsewhere("NovitaAI", "NovitaAI")
+    assert served_elsewhere("novita/fp8", "Together")
+    assert served_elsewhere("NovitaAI", "Novita")  # a known reply name is compared whole
+    assert not served_elsewhere(None, "Together") and not served_elsewhere("novita", None)
+
+
+def test_partial_counts_are_not_billed_and_list_prices_skip_own_servers():
+    from bakeoff.endpoints import CallResult
+    from bakeoff.runs._cost import price_call
+
+    priced = parse_lineup(
+        "endpoints:\n  - {name: a, base_url: 'http://x/v1', price: {input_per_m: 1, output_per_m: 1}}\n"
+    ).endpoints[0]
+    chunks = CallResult(completion_tokens=40, usage_source="chunks")
+    assert price_call(priced, chunks) == (None, None)  # no prompt count: no bill
+    own = _one("openai", ', base_url: "http://10.0.0.5:8000/v1", model: gpt-4o-mini').endpoints[0]
+    r = CallResult(prompt_tokens=10, completion_tokens=5, usage_source="usage")
+    assert price_call(own, r, list_prices=True) == (None, None)
+
+
+def _listing_server(payload: bytes):
+    from aiohttp import web
+
+    async def handler(request):
+        return web.Response(body=payload, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/models", handler)
+    app.router.add_get("/v1/models/{a}/{b}/endpoints", handler)
+    return app
+
+
+async def _serve(payload: bytes):
+    from aiohttp import web
+
+    runner = web.AppRunner(_listing_server(payload))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+def test_discovery_reads_a_large_listing_and_refuses_a_hostile_one_clearly():
+    import json
+
+    from bakeoff.discovery import (
+        DiscoveryError,
+        gateway_lineup,
+        gateway_models,
+        openrouter_lineup,
+        openrouter_upstreams,
+    )
+
+    big = json.dumps({"data": [{"id": f"org/model-{i}", "pad": "x" * 200} for i in range(6000)]})
+    row = {"provider_name": "A", "tag": "a", "context_length": 1e12, "pricing": {"prompt": "x"}}
+    hostile = {"data": {"endpoints": [row, {**row, "tag": "a-2"}, {**row, "tag": "a"}, 7, None]}}
+
+    async def go():
+        out = {}
+        runner, url = await _serve(big.encode())
+        try:
+            out["ids"] = await gateway_models(url)
+        finally:
+            await runner.cleanup()
+        runner, url = await _serve(json.dumps(hostile).encode())
+        try:
+            out["ups"] = await openrouter_upstreams("acme/m", base_url=url)
+        finally:
+            await runner.cleanup()
+        runner, url = await _serve(b"x" * 9_000_000)
+        try:
+            with pytest.raises(DiscoveryError, match="passed"):
+                await gateway_models(url)
+        finally:
+            await runner.cleanup()
+        return out
+
+    out = asyncio.run(go())
+    assert len(out["ids"]) == 6000  # 1.4 MB, read whole
+    text = gateway_lineup("http://gw/v1", out["ids"])
+    assert text.count("- name:") == 500  # capped, and it loads
+    ups = out["ups"]
+    assert [u.context_length for u in ups] == [None, None, None]  # 1e12 is not believed
+    lineup = parse_lineup(openrouter_lineup("acme/m", ups), resolve=resolve_lineup)
+    assert [e.name for e in lineup.endpoints] == ["a", "a-2", "a-3"]
+    with pytest.raises(DiscoveryError, match="not a listed upstream"):
+        openrouter_lineup("acme/m", ups, reference="nope")

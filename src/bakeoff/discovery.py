@@ -16,10 +16,13 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bakeoff.lineups import parse_lineup
+from bakeoff.lineups import LineupError, parse_lineup
 
 OPENROUTER = "https://openrouter.ai/api/v1"
 MAX_LISTING_BYTES = 8_000_000
+MAX_ENDPOINTS = 500
+"""Endpoints a generated lineup may hold (a listing of more is cut, and said)."""
+MAX_CLAIM = 100_000_000
 
 
 class DiscoveryError(Exception):
@@ -51,13 +54,19 @@ async def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
             aiohttp.ClientSession(timeout=limits) as session,
             session.get(url, headers=headers) as resp,
         ):
-            body = await resp.content.read(MAX_LISTING_BYTES + 1)
             status = resp.status
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(65_536):
+                body += chunk
+                if len(body) > MAX_LISTING_BYTES:
+                    break
     except (aiohttp.ClientError, TimeoutError) as e:
         raise DiscoveryError(f"GET {url}: {type(e).__name__}: {str(e)[:200]}") from None
     if len(body) > MAX_LISTING_BYTES:
         raise DiscoveryError(f"GET {url}: the listing passed {MAX_LISTING_BYTES:,} bytes")
     text = body[:300].decode("utf-8", "replace")
+    if api_key:  # a server that echoes the request must not print the key
+        text = text.replace(api_key, "***")
     if status in (401, 403):
         raise DiscoveryError(f"GET {url}: HTTP {status}: the key was refused ({text})")
     if status != 200:
@@ -80,7 +89,10 @@ def _per_m(v: Any) -> float | None:
 
 
 def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v > 0 else None
+    """A claimed size: a positive number of sane size, else None (not believed)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= MAX_CLAIM:
+        return None
+    return int(v)
 
 
 async def openrouter_upstreams(
@@ -127,17 +139,25 @@ def _slug(text: str) -> str:
 
 
 def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """The names, each made unique against every name already taken (`a`, `a-2`, `a-3`, ...)."""
+    taken: set[str] = set()
     out = []
     for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+        name, k = n, 1
+        while name in taken:
+            k += 1
+            name = f"{n}-{k}"
+        taken.add(name)
+        out.append(name)
     return out
 
 
 def _dump(doc: dict[str, Any], header: str) -> str:
     text = header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
-    parse_lineup(text, "<generated lineup>")  # what is written loads
+    try:
+        parse_lineup(text, "<generated lineup>")  # what is written loads
+    except LineupError as e:
+        raise DiscoveryError(f"the listing does not make a valid lineup: {e}") from None
     return text
 
 
@@ -154,7 +174,11 @@ def openrouter_lineup(
     fallbacks), with its claimed context, quantization, output limit and price. `reference`: the
     tag of the upstream the others are audited against (default: the first one listed at bf16,
     fp16 or fp32, if any)."""
+    upstreams = upstreams[:MAX_ENDPOINTS]
     names = _unique([_slug(u.tag) for u in upstreams])
+    if reference is not None and reference not in {u.tag for u in upstreams}:
+        listed = ", ".join(u.tag for u in upstreams)
+        raise DiscoveryError(f"--reference {reference!r} is not a listed upstream ({listed})")
     if reference is None:
         full = [u for u in upstreams if (u.quantization or "").lower() in ("bf16", "fp16", "fp32")]
         reference = full[0].tag if full else None
@@ -170,7 +194,11 @@ def openrouter_lineup(
         ep["routing"] = {"only": [u.tag], "order": [u.tag], "allow_fallbacks": False}
         if u.context_length:
             ep["context"] = max(u.context_length, 64)
-        claims = {"quantization": u.quantization, "max_output_tokens": u.max_completion_tokens}
+        claims = {
+            "upstream_name": u.name,
+            "quantization": u.quantization,
+            "max_output_tokens": u.max_completion_tokens,
+        }
         if any(v is not None for v in claims.values()):
             ep["claims"] = {k: v for k, v in claims.items() if v is not None}
         if u.prompt_per_m is not None and u.completion_per_m is not None:
@@ -226,6 +254,7 @@ def gateway_lineup(
     suites: list[str] | None = None,
 ) -> str:
     """A lineup with one endpoint per listed model of one server or gateway."""
+    models = models[:MAX_ENDPOINTS]
     names = _unique([_slug(m.rsplit("/", 1)[-1]) for m in models])
     endpoints = []
     for name, m in zip(names, models, strict=True):

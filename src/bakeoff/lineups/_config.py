@@ -66,6 +66,9 @@ class Claims(_Strict):
     """What the provider says it serves, beside `context` (written by `bakeoff lineup openrouter`
     from the listing): shown beside what the run measured."""
 
+    upstream_name: str | None = Field(default=None, max_length=100)
+    """The name the pinned upstream goes by in replies (OpenRouter's `provider`, such as
+    `NovitaAI` for routing slug `novita`): a call another upstream served is told by it."""
     quantization: str | None = Field(default=None, max_length=40)
     """The precision claimed (`bf16`, `fp8`, `int4`, ...): the audit says whether the outputs
     agree with the reference's."""

@@ -30,8 +30,8 @@ def price_call(
     if result.cost_usd is not None:
         return result.cost_usd, "usage"
     price = ep.price
-    if result.usage_source == "none":
-        return None, None
+    if result.usage_source != "usage" or result.prompt_tokens is None:
+        return None, None  # counted chunks or broken usage: a partial count is no bill
     if price is None:
         listed = list_price(ep, result) if list_prices else None
         return (listed, "list") if listed is not None else (None, None)
@@ -72,6 +72,10 @@ def list_price(ep: Endpoint, result: CallResult) -> float | None:
     """The call's tokens at the listed price of its provider and model, or None."""
     if ep.provider not in LISTED_PROVIDERS:
         return None
+    from bakeoff.plugins import get_provider
+
+    if ep.base_url != getattr(get_provider(ep.provider), "default_base_url", None):
+        return None  # a server of the user's own: the provider's price is not its price
     snapshot = _lookup(ep.provider, ep.model)
     if snapshot is None:
         return None
@@ -91,25 +95,34 @@ def list_price(ep: Endpoint, result: CallResult) -> float | None:
 
 
 def pinned_upstream(ep: Endpoint) -> str | None:
-    """The one upstream an endpoint's routing allows (`only` or `order` with
-    `allow_fallbacks: false`), else None."""
+    """The one upstream an endpoint's routing allows (`only` or `order` with one entry and
+    `allow_fallbacks: false`), by the name replies give it when the lineup knows it
+    (`claims.upstream_name`), else by its routing slug; None when several may serve."""
     r = ep.routing
     if r is None:
         return None
+    slug = None
     if r.only and len(r.only) == 1:
-        return r.only[0]
-    if r.order and r.allow_fallbacks is False:
-        return r.order[0]
-    return None
+        slug = r.only[0]
+    elif r.order and len(r.order) == 1 and r.allow_fallbacks is False and not r.only:
+        slug = r.order[0]
+    if slug is None:
+        return None
+    return ep.claims.upstream_name if ep.claims and ep.claims.upstream_name else slug
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.split("/")[0].lower())
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def served_elsewhere(pinned: str | None, upstream: str | None) -> bool:
-    """Whether a call pinned to `pinned` (a routing slug such as `deepinfra/fp8`) says another
-    upstream served it (the reply's display name, such as `DeepInfra`)."""
+    """Whether a call pinned to `pinned` says another upstream served it. `pinned` is the
+    upstream's reply name (compared exactly, case and punctuation aside) or a routing slug
+    (`novita/fp8`: its provider part must begin the reply's name, as in `NovitaAI`)."""
     if not pinned or not upstream:
         return False
-    return _norm(pinned) != _norm(upstream)
+    served = _norm(upstream)
+    if "/" not in pinned and _norm(pinned) == served:
+        return False
+    slug = _norm(pinned.split("/")[0])
+    return not (slug and served.startswith(slug))

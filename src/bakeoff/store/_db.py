@@ -288,7 +288,7 @@ class Store(Reads):
 
     def record_side_call(self, record: SideCallRecord) -> None:
         """Store the bill of a probe's or a judge's call (`side_calls`)."""
-        row = record.columns()
+        row = {k: self.scrub(v) if isinstance(v, str) else v for k, v in record.columns().items()}
         with self.transaction() as db:
             db.execute(
                 f"INSERT INTO side_calls ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
