@@ -95,7 +95,7 @@ def test_combine_orders_needs_the_same_answer_both_ways():
     assert combine_orders("B", "A") == ("right", True)
     assert combine_orders("T", "T") == ("tie", True)
     assert combine_orders("A", "A") == ("tie", False)  # always the first shown: position bias
-    assert combine_orders("A", None) == ("tie", False)
+    assert combine_orders("A", None) == ("unread", False)  # counted as such, never a tie
 
 
 JUDGED = """
@@ -184,3 +184,69 @@ def test_arena_command_judges_and_prints_ratings(tmp_path):
     assert "judge:judge: 6 votes" in r.stdout and "consistent across orders 0.0" in r.stdout
     bad = bakeoff("arena", run_id, "--db", str(db), "--judge", "nobody")
     assert bad.returncode == 2 and "no endpoint 'nobody'" in bad.stderr
+
+
+def test_ties_are_left_out_of_the_fit_and_its_intervals_still_cover():
+    """20% ties unrelated to strength: counted as half-wins they narrowed the strongest player's
+    interval (measured coverage 0.71); left out, it covers. 100 seeded simulations of 300 votes
+    (Monte Carlo standard error ±0.022 at 0.95)."""
+    expected = 1000 + 400 / math.log(10) * TRUE["good"]
+    covered_out = covered_half = 0
+    for seed in range(100):
+        rng = random.Random(1000 + seed)
+        votes = [Vote(v.a, v.b, 0.5) if rng.random() < 0.2 else v for v in _simulate(300, seed)]
+        decided = [v for v in votes if v.y != 0.5]
+        lo, hi = bradley_terry(decided, anchor="ref", seed=seed)["ratings"]["good"]["ci95"]
+        covered_out += lo <= expected <= hi
+        lo, hi = bradley_terry(votes, anchor="ref", seed=seed)["ratings"]["good"]["ci95"]
+        covered_half += lo <= expected <= hi
+    assert covered_out >= 88, covered_out
+    assert covered_half < covered_out  # what leaving ties out fixes
+
+
+def test_the_arena_summary_counts_ties_and_unread_answers_and_warns_below_the_vote_count(tmp_path):
+    from bakeoff.arena import MIN_DECIDED, UNREAD
+    from bakeoff.store import Store
+
+    db = tmp_path / "a.db"
+    run_id = make_run(db, JUDGED)
+    store = Store(db)
+    winners = ["left"] * 6 + ["right"] * 2 + ["tie"] * 3 + [UNREAD] * 2
+    for i, w in enumerate(winners):
+        store.add_vote(
+            run_id,
+            {"suite": "arith", "item_id": f"x{i}", "repeat": 0, "left": "terse", "right": "wordy",
+             "winner": w, "voter": "judge:judge", "left_chars": 10, "right_chars": 30,
+             "detail": {}},
+        )  # fmt: skip
+    s = arena_summary(store, run_id, "terse")["voters"]["judge:judge"]
+    assert (s["votes"], s["decided"], s["ties"], s["unread"]) == (13, 8, 3, 2)
+    assert s["bt"]["n"] == 8  # ties and unread answers are not in the fit
+    assert f"below {MIN_DECIDED}" in s["warning"]
+
+
+def test_identical_outputs_are_never_offered_as_a_pair(tmp_path):
+    from bakeoff.arena import pairs_pool
+    from bakeoff.store import Store
+
+    twins = JUDGED.replace(
+        '{name: wordy, provider: fake, fake: {mode: fixed, reply: "Let me think about it at length. '
+        'The answer is, I believe, 7."}}',
+        '{name: wordy, provider: fake, fake: {mode: fixed, reply: "The answer is 7."}}',
+    )
+    assert twins != JUDGED
+    db = tmp_path / "t.db"
+    run_id = make_run(db, twins)
+    store = Store(db)
+    for outs in pairs_pool(store, run_id).values():
+        assert len({t for _, t in outs.values()}) >= 2
+    seen = set()
+    for _ in range(40):
+        pair = next_pair(store, run_id, random.Random(len(seen)))
+        if pair is None:
+            break
+        assert pair["left"]["text"] != pair["right"]["text"]
+        names = {store.call(pair[s]["call_id"])["endpoint"] for s in ("left", "right")}
+        assert names != {"terse", "wordy"}  # the two that always say the same
+        record_human_vote(store, run_id, pair["left"]["call_id"], pair["right"]["call_id"], "tie")
+        seen.add(1)

@@ -32,6 +32,8 @@ def test_every_kind_of_call_shares_the_endpoints_limits(tmp_path, fake_proc):
     # every prompt's first attempt is a 429 (Retry-After 0.05 s): each kind of call must retry it
     ep = fake_proc("--fault", "rate_limit=1", "--max-faults-per-prompt", "1", log=log)
     ref = fake_proc()
+    # another reply than ref's: the arena never offers a pair of identical outputs
+    other = fake_proc("--mode", "fixed", "--reply", "Something else entirely.")
     qa = tmp_path / "qa.jsonl"
     qa.write_text(
         "".join(json.dumps({"q": f"Name colour {i}.", "a": "red"}) + "\n" for i in range(3))
@@ -47,7 +49,7 @@ def test_every_kind_of_call_shares_the_endpoints_limits(tmp_path, fake_proc):
         f"  - {{name: ep, base_url: '{ep.url}', max_concurrency: 4, rate_limit: {{rpm: {RPM}}},"
         " retry: {backoff_base_s: 0.05}}\n"
         f"  - {{name: ref, base_url: '{ref.url}'}}\n"
-        f"  - {{name: other, base_url: '{ref.url}'}}\n"  # the arena pairs ref and other; ep judges
+        f"  - {{name: other, base_url: '{other.url}'}}\n"  # the arena pairs ref and other; ep judges
     )
     db = str(tmp_path / "b.db")
     r = bakeoff("run", "-c", str(lu), "--db", db, "--json", "--no-report")

@@ -448,3 +448,25 @@ def test_compare_prints_paired_deltas_and_gates_a_regression(tmp_path):
     assert "-1.000" in r.stdout
     r = bakeoff("compare", ids[1], ids[0], "--db", db, "--fail-on-regression")
     assert r.returncode == 0  # an improvement is no regression
+
+
+def test_stop_when_stops_a_suite_early_and_the_table_says_so(tmp_path):
+    lineup = tmp_path / "l.yaml"
+    lineup.write_text(
+        "run: {suites: [arith], limit: 200, probe: false, stop_when: {ci_width: 0.4, min_items: 20}}\n"
+        "audit: {enabled: false}\n"
+        "endpoints:\n  - {name: f, provider: fake, fake: {mode: fixed, reply: '7'}}\n"
+    )
+    db = str(tmp_path / "s.db")
+    r = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    arith = json.loads(r.stdout)["endpoints"][0]["suites"]["arith"]
+    assert arith["stopped_early"] is True and arith["items_planned"] == 200
+    assert 20 <= arith["n_items"] < 200 and arith["n"] == arith["n_items"]
+    assert arith["ci_method"] == "confidence_sequence"
+    assert arith["ci95"][1] - arith["ci95"][0] < 0.4
+    assert "stopped early" in r.stderr  # the table (on stderr with --json)
+    # in-flight calls finish after the stop (max_concurrency 4): at most 3 more than needed
+    again = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json")
+    e = json.loads(again.stdout)["endpoints"][0]  # a new run, every call from the cache
+    assert e["cached"] == e["calls"] and abs(e["suites"]["arith"]["n"] - arith["n"]) <= 3

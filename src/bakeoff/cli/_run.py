@@ -259,8 +259,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t = Table(
         title=f"run {summary['run_id']} ({summary['status']})",
         title_justify="left",
-        caption="Δ: score minus the reference's on the same items; p: McNemar (pass/fail) or "
-        "paired bootstrap, Holm-adjusted across endpoints; * significant at 0.05",
+        caption="Δ: score minus the reference's on the same items; p: McNemar (pass/fail, one call "
+        "per item) or sign-flip on per-item differences, Holm-adjusted across endpoints; "
+        "* significant at 0.05; intervals are over items",
         caption_justify="left",
     )
     t.add_column("endpoint")
@@ -286,6 +287,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
             else:
                 lo, hi = sc["ci95"]
                 cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}"
+                if sc.get("stopped_early"):
+                    cell += f"\nstopped early: {sc['n_items']}/{sc['items_planned']} items"
                 vs = sc.get("vs_reference")
                 if vs and vs.get("p_holm") is not None:
                     mark = "[red]*[/]" if vs["significant"] else ""

@@ -12,6 +12,7 @@ from bakeoff.lineups._config import (
     Routing,
     RunSettings,
     Sampling,
+    StopWhen,
 )
 from bakeoff.lineups._loader import (
     FieldProblems,
@@ -38,6 +39,7 @@ __all__ = [
     "Routing",
     "RunSettings",
     "Sampling",
+    "StopWhen",
     "load_lineup",
     "missing_env",
     "parse_lineup",

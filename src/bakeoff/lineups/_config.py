@@ -188,6 +188,15 @@ class Endpoint(_Strict):
         return self
 
 
+class StopWhen(_Strict):
+    """Stop asking a suite's items once its score is known well enough (per endpoint)."""
+
+    ci_width: float = Field(gt=0, le=1)
+    """Stop once the score's anytime-valid 95% interval is narrower than this (full width)."""
+    min_items: int = Field(default=20, ge=2, le=MAX_ITEMS)
+    """Never stop before this many items are answered."""
+
+
 class RunSettings(_Strict):
     """What to run over the lineup."""
 
@@ -208,6 +217,11 @@ class RunSettings(_Strict):
     probe_max_context: int = Field(default=8192, ge=256, le=100_000_000)
     """Largest prompt (tokens) the run's context probe sends, so a run against a paid 128k-context
     endpoint stays cheap; `bakeoff probe` searches up to 1.25x the claimed context."""
+    stop_when: StopWhen | None = None
+    """Stop each endpoint's suite early once its score is precise enough, e.g.
+    `stop_when: {ci_width: 0.1}`: items are asked in a seeded random order and the score's
+    interval is then an anytime-valid confidence sequence (valid at whatever item the run
+    stopped), which the summary reports with `stopped_early`."""
     list_prices: bool = True
     """Price the calls of a hosted preset (openai, openrouter, together, fireworks, groq) that has
     no `price` and reports no cost at the price `genai-prices` lists for its model (the package's

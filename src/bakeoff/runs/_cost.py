@@ -17,6 +17,7 @@ from typing import Any
 
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups import Endpoint
+from bakeoff.store import SideCallRecord
 
 COST_SOURCES = ("usage", "price", "list", "cached")
 
@@ -126,3 +127,25 @@ def served_elsewhere(pinned: str | None, upstream: str | None) -> bool:
         return False
     slug = _norm(pinned.split("/")[0])
     return not (slug and served.startswith(slug))
+
+
+def side_call_record(
+    run_id: str, ep: Endpoint, purpose: str, started: float, out: Any, list_prices: bool
+) -> SideCallRecord:
+    """The bill of a probe's or judge's call (`out`: the policy's `Outcome`), priced like any."""
+    res = out.result
+    cost, source = price_call(ep, res, list_prices=list_prices) if res is not None else (None, None)
+    return SideCallRecord(
+        run_id=run_id,
+        endpoint=ep.name,
+        purpose=purpose,
+        started_at=started,
+        status="ok" if res is not None else "error",
+        error_class=str(out.error.error_class) if out.error is not None else None,
+        prompt_tokens=res.prompt_tokens if res else None,
+        cached_tokens=res.cached_prompt_tokens if res else None,
+        completion_tokens=res.completion_tokens if res else None,
+        cost_usd=cost,
+        cost_source=source,
+        upstream=res.upstream if res else None,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -146,6 +147,9 @@ def plan(store: Store, run_id: str, lineup: Lineup) -> dict[str, list[Job]]:
     items: dict[str, list[Item]] = {}
     for row in store.items(run_id):
         items.setdefault(row["suite"], []).append(Item.from_stored(row))
+    if lineup.run.stop_when is not None:  # a random sample first: stopping early is unbiased
+        for suite, its in items.items():
+            random.Random(f"{lineup.run.seed}:{suite}").shuffle(its)
     out: dict[str, list[Job]] = {}
     for ep in lineup.endpoints:
         jobs = []

@@ -21,7 +21,11 @@ class Paired(_Model):
     """An endpoint against the reference on the same items of one suite."""
 
     n_pairs: int
-    test: Literal["mcnemar", "paired_bootstrap"] | None = None
+    n_items: int | None = None
+    """Items both answered: the sample size of the paired test."""
+    test: Literal["mcnemar", "sign_flip"] | None = None
+    """`mcnemar` (pass/fail, one call per item) or `sign_flip` (per-item mean differences:
+    repeats or graded scores)."""
     ref_only: int | None = None
     cand_only: int | None = None
     delta: float | None = None
@@ -42,10 +46,14 @@ class SuiteStats(_Model):
     and what else the suite measures."""
 
     score: float | None
+    """The mean of the per-item means (the call mean when each item was asked once)."""
     correct: int | None
     n: int
+    """Calls."""
+    n_items: int | None = None
+    """Items: the sample size of `ci95` (an item asked several times is one observation)."""
     ci95: list[float]
-    ci_method: Literal["wilson", "bootstrap"]
+    ci_method: Literal["wilson", "bootstrap", "confidence_sequence"]
     errors: int
     error_rate: float | None
     tiers: dict[str, TierStats]
@@ -56,6 +64,9 @@ class SuiteStats(_Model):
     by_length: dict[str, float | None] | None = None
     truncation_suspected: int | None = None
     vs_reference: Paired | None = None
+    stopped_early: bool | None = None
+    """Under `run.stop_when`: the suite stopped before its last item, its interval narrow enough."""
+    items_planned: int | None = None
 
 
 class Fidelity(_Model):

@@ -32,7 +32,7 @@ from bakeoff.endpoints import (
 from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.plugins import get_provider
 from bakeoff.providers import StartContext
-from bakeoff.runs._cost import pinned_upstream, price_call
+from bakeoff.runs._cost import pinned_upstream, price_call, side_call_record
 from bakeoff.runs._plan import (
     Job,
     api_keys,
@@ -42,7 +42,8 @@ from bakeoff.runs._plan import (
     suite_for,
 )
 from bakeoff.runs._policy import CallPolicy, Outcome
-from bakeoff.store import CallRecord, SideCallRecord, Store, StoreError, dumps
+from bakeoff.runs._stopping import Stopper, call_value, stored_values
+from bakeoff.store import CallRecord, Store, StoreError, dumps
 from bakeoff.suites import Score
 
 
@@ -108,6 +109,13 @@ class _EndpointRunner:
         self.rng = random.Random()
         self.peers: dict[str, _EndpointRunner] = {}
         """The other endpoints of the session (for scorers that ask one of them, as a judge)."""
+        stored = None
+        if lineup.run.stop_when is not None:  # a resumed run: what was answered already
+            stored = stored_values(
+                store.calls_light(run_id), store.scores(run_id, light=True), ep.name
+            )
+        self.stopper = Stopper(lineup, stored)
+        """Which suites stopped early (`run.stop_when`)."""
 
     async def start(self, ctx: StartContext) -> None:
         base_url = await self.provider.start(ctx)
@@ -130,26 +138,9 @@ class _EndpointRunner:
 
     def _bill_side_call(self, purpose: str, started: float, out: Outcome) -> None:
         """Keep the bill of a probe's or judge's call (`side_calls`): priced like the others."""
-        res = out.result
-        cost, source = (
-            price_call(self.ep, res, list_prices=self.lineup.run.list_prices)
-            if res is not None
-            else (None, None)
-        )
         self.store.record_side_call(
-            SideCallRecord(
-                run_id=self.run_id,
-                endpoint=self.ep.name,
-                purpose=purpose,
-                started_at=started,
-                status="ok" if res is not None else "error",
-                error_class=str(out.error.error_class) if out.error is not None else None,
-                prompt_tokens=res.prompt_tokens if res else None,
-                cached_tokens=res.cached_prompt_tokens if res else None,
-                completion_tokens=res.completion_tokens if res else None,
-                cost_usd=cost,
-                cost_source=source,
-                upstream=res.upstream if res else None,
+            side_call_record(
+                self.run_id, self.ep, purpose, started, out, self.lineup.run.list_prices
             )
         )
 
@@ -206,6 +197,11 @@ class _EndpointRunner:
                 job = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if self.stopper.skip(job.suite):  # precise enough: the rest of the suite is skipped
+                self.progress.done += 1
+                self.progress.skipped += 1
+                self._notify()
+                continue
             await self.run_job(job)
 
     async def run_job(self, job: Job) -> None:
@@ -282,36 +278,8 @@ class _EndpointRunner:
             request=stored_req,
         )
         if result is not None:
-            t = result.timings
-            cost, cost_source = price_call(
-                self.ep, result, cached=cached, list_prices=self.lineup.run.list_prices
-            )
-            record = CallRecord(
-                **common,
-                status="ok",
-                response_raw=result.raw if isinstance(result.raw, str) else dumps(result.raw),
-                http_status=result.status,
-                output_text=result.text,
-                reasoning_text=result.reasoning,
-                finish_reason=result.finish_reason,
-                tool_calls=[tc.model_dump() for tc in result.tool_calls] or None,
-                logprobs=result.logprobs,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                usage_source=result.usage_source,
-                upstream=result.upstream,
-                response_model=result.response_model,
-                first_byte_ms=t.first_byte_ms,
-                role_ms=t.role_ms,
-                ttft_ms=t.first_token_ms,
-                last_token_ms=t.last_token_ms,
-                e2e_ms=t.end_ms,
-                chunk_ms=t.token_chunk_ms or None,
-                cached_tokens=result.cached_prompt_tokens,
-                cost_usd=cost,
-                cost_source=cost_source,
-                pinned_upstream=pinned_upstream(self.ep),
-            )
+            list_prices = self.lineup.run.list_prices
+            record = _success_record(common, self.ep, result, cached, list_prices)
         else:
             assert error is not None
             record = CallRecord(
@@ -324,6 +292,12 @@ class _EndpointRunner:
                 pinned_upstream=pinned_upstream(self.ep),
             )
         self.store.record_call(record, attempts, [s.model_dump() for s in scores])
+        first = scores[0] if scores else None
+        self.stopper.record(
+            job.suite,
+            job.item.id,
+            call_value(first.passed, first.value) if result is not None and first else 0.0,
+        )
         p = self.progress
         p.done += 1
         if result is None:
@@ -483,3 +457,37 @@ async def execute(
         with contextlib.suppress(StoreError):
             store.set_run_status(run_id, status)
     return RunOutcome(run_id, status, {n: r.progress for n, r in session.runners.items()})
+
+
+def _success_record(
+    common: dict[str, Any], ep: Endpoint, result: CallResult, cached: bool, list_prices: bool
+) -> CallRecord:
+    """The stored row of a successful call: what the reply said, when, and what it cost."""
+    t = result.timings
+    cost, cost_source = price_call(ep, result, cached=cached, list_prices=list_prices)
+    return CallRecord(
+        **common,
+        status="ok",
+        response_raw=result.raw if isinstance(result.raw, str) else dumps(result.raw),
+        http_status=result.status,
+        output_text=result.text,
+        reasoning_text=result.reasoning,
+        finish_reason=result.finish_reason,
+        tool_calls=[tc.model_dump() for tc in result.tool_calls] or None,
+        logprobs=result.logprobs,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        usage_source=result.usage_source,
+        upstream=result.upstream,
+        response_model=result.response_model,
+        first_byte_ms=t.first_byte_ms,
+        role_ms=t.role_ms,
+        ttft_ms=t.first_token_ms,
+        last_token_ms=t.last_token_ms,
+        e2e_ms=t.end_ms,
+        chunk_ms=t.token_chunk_ms or None,
+        cached_tokens=result.cached_prompt_tokens,
+        cost_usd=cost,
+        cost_source=cost_source,
+        pinned_upstream=pinned_upstream(ep),
+    )

@@ -16,16 +16,18 @@ import orjson
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
 from bakeoff.runs._cost import pinned_upstream, served_elsewhere
-from bakeoff.runs._plan import lineup_of_run, planned_calls
+from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
+from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import (
-    bootstrap_mean_ci,
     holm,
+    item_bootstrap_ci,
+    item_mean_ci,
     mcnemar_exact,
-    paired_bootstrap,
+    paired_item_differences,
     pass_at_k,
     percentile,
-    wilson_interval,
+    sign_flip_test,
 )
 from bakeoff.store import Store
 from bakeoff.suites import Item
@@ -100,6 +102,15 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         )
         for ep in lineup.endpoints
     ]
+    if lineup.run.stop_when is not None:
+        of_suite: dict[str, list[Item]] = defaultdict(list)
+        for r in item_rows:
+            of_suite[r["suite"]].append(Item.from_stored(r))
+        for e in endpoints:
+            ep = lineup.endpoint(e["name"])
+            for suite in lineup.run.suites:
+                planned = sum(1 for it in of_suite[suite] if fits(ep, it))
+                _sequence_stats(e["suites"][suite], outcomes[(ep.name, suite)], lineup, planned)
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
     return RunSummary.model_validate(
@@ -301,21 +312,26 @@ def _outcomes(
 
 
 def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
+    """One suite's score: the mean of per-item means, with its interval over items (an item
+    asked several times is one observation; `stats/_items.py`)."""
     n = len(rows)
     binary = n > 0 and all(o.passed is not None for o in rows)
     values = [float(bool(o.passed)) if binary else o.value for o in rows]
-    mean = sum(values) / n if n else None
+    by_item: dict[str, list[float]] = defaultdict(list)
+    for o, v in zip(rows, values, strict=True):
+        by_item[o.item_id].append(v)
     if binary:
-        lo, hi = wilson_interval(int(sum(values)), n)
+        mean, (lo, hi), n_items = item_mean_ci(by_item)
         method = "wilson"
     else:
-        lo, hi = bootstrap_mean_ci(values) if n else (0.0, 1.0)
+        mean, (lo, hi), n_items = item_bootstrap_ci(by_item)
         method = "bootstrap"
     errors = sum(o.error for o in rows)
     out: dict[str, Any] = {
         "score": _round(mean, 4),
         "correct": int(sum(values)) if binary else None,
         "n": n,
+        "n_items": n_items,
         "ci95": [round(lo, 4), round(hi, 4)],
         "ci_method": method,
         "errors": errors,
@@ -334,14 +350,12 @@ def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
     if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
         out["unisolated_calls"] = unisolated
     # unbiased pass@k when items were asked more than once
-    by_item: dict[str, list[bool]] = defaultdict(list)
-    for o in rows:
-        by_item[o.item_id].append(bool(o.passed))
     reps = min((len(v) for v in by_item.values()), default=0)
-    if binary and reps > 1:
+    if binary and reps > 1:  # by_item holds 0/1 values here
         out["pass_at_k"] = {
             str(k): round(
-                sum(pass_at_k(len(v), sum(v), k) for v in by_item.values()) / len(by_item), 4
+                sum(pass_at_k(len(v), int(sum(v)), k) for v in by_item.values()) / len(by_item),
+                4,
             )
             for k in sorted({1, reps})
         }
@@ -366,8 +380,9 @@ def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
 
 
 def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
-    """Each endpoint vs the reference on the same items: McNemar for pass/fail, paired bootstrap for
-    scores; Holm-adjusted across the endpoints of each suite. Tools also get the tool-call F1."""
+    """Each endpoint vs the reference on the same items: McNemar for pass/fail with one call per
+    item, else the sign-flip test on per-item mean differences (repeats are not independent);
+    Holm-adjusted across the endpoints of each suite. Tools also get the tool-call F1."""
     ref = lineup.reference
     if ref is None:
         return
@@ -385,20 +400,24 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
             entry: dict[str, Any] = {"n_pairs": len(pairs)}
             p: float | None = None
             if pairs:
+                entry["n_items"] = len({o.item_id for _, o in pairs})
                 binary = all(a.passed is not None and b.passed is not None for a, b in pairs)
-                if binary:
+                if binary and entry["n_items"] == len(pairs):  # one call per item: McNemar
                     p, b, c = mcnemar_exact(
                         [bool(a.passed) for a, _ in pairs], [bool(b.passed) for _, b in pairs]
                     )
                     delta = (c - b) / len(pairs)
                     entry.update(test="mcnemar", ref_only=b, cand_only=c)
-                else:
-                    delta, p, ci = paired_bootstrap(
-                        [a.value for a, _ in pairs], [b.value for _, b in pairs]
-                    )
-                    entry.update(
-                        test="paired_bootstrap", delta_ci95=[round(ci[0], 4), round(ci[1], 4)]
-                    )
+                else:  # repeats, or graded scores: per-item differences, sign-flip test
+                    ref_by: dict[str, list[float]] = defaultdict(list)
+                    cand_by: dict[str, list[float]] = defaultdict(list)
+                    for a, o in pairs:
+                        ref_by[a.item_id].append(_val(a, binary))
+                        cand_by[o.item_id].append(_val(o, binary))
+                    delta, p, ci = sign_flip_test(paired_item_differences(ref_by, cand_by))
+                    entry["test"] = "sign_flip"
+                    if ci is not None:
+                        entry["delta_ci95"] = [round(ci[0], 4), round(ci[1], 4)]
                 entry.update(delta=round(delta, 4), p_value=p)
                 if suite == "tools":
                     entry["tool_call_f1"] = _f1(
@@ -410,6 +429,25 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
             if adj is not None:
                 entry["p_holm"] = adj
                 entry["significant"] = adj < 0.05
+
+
+def _sequence_stats(
+    stats: dict[str, Any], rows: list[Outcome], lineup: Lineup, planned_items: int
+) -> None:
+    """A suite under `run.stop_when`: its interval is the anytime-valid confidence sequence
+    (valid where the run stopped), and whether it stopped before its last item."""
+    by_item: dict[str, list[float]] = defaultdict(list)
+    for o in rows:
+        by_item[o.item_id].append(call_value(o.passed, o.value))
+    _, (lo, hi), _ = sequence_interval(by_item, lineup)
+    stats["ci95"] = [round(lo, 4), round(hi, 4)]
+    stats["ci_method"] = "confidence_sequence"
+    stats["stopped_early"] = len(by_item) < planned_items
+    stats["items_planned"] = planned_items
+
+
+def _val(o: Outcome, binary: bool) -> float:
+    return float(bool(o.passed)) if binary else o.value
 
 
 def _f1(truth: list[bool], pred: list[bool]) -> float | None:

@@ -2,7 +2,9 @@
 
 The model (Bradley & Terry 1952): P(a beats b) = σ(β_a − β_b [+ γ·x]), fitted by maximum likelihood
 with a tiny ridge penalty (so that an endpoint that won every vote gets a large but finite rating).
-Ties count as half a win each. Ratings are reported on the Elo-like scale of Chatbot Arena:
+A `Vote` is a decided one; the arena leaves ties out of the fit and reports them beside it (a tie
+given as y = 0.5 is still fitted as half a win each, for callers that want it).
+Ratings are reported on the Elo-like scale of Chatbot Arena:
 1000 + 400·β/ln 10, with one player anchored at 1000.
 
 Style control (Chatbot Arena's "style control", Li et al. 2024): x is the normalised length difference

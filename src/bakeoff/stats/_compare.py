@@ -11,12 +11,17 @@ import numpy as np
 def bootstrap_mean_ci(
     values: Sequence[float], confidence: float = 0.95, n_boot: int = 4000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (for scores that are not pass/fail)."""
+    """Percentile bootstrap interval of a mean (Efron & Tibshirani 1993, ch. 13). Fewer than two
+    values, or values all equal, say nothing of the spread: then the interval is that of a score in
+    [0, 1] (Wilson's at n values, or [0, 1] for none), never one of zero width."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return (0.0, 1.0)
     if x.size == 1 or np.all(x == x[0]):
-        return (float(x[0]), float(x[0]))
+        from bakeoff.stats._items import _wilson_p
+
+        m = float(x.mean())
+        return _wilson_p(min(max(m, 0.0), 1.0), int(x.size), confidence)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     a = (1 - confidence) / 2
@@ -57,7 +62,11 @@ def paired_bootstrap(
         return 0.0, 1.0, (0.0, 0.0)
     obs = float(d.mean())
     if np.all(d == d[0]):
-        return obs, (1.0 if obs == 0 else 0.0), (obs, obs)
+        # no spread to resample: the sign test of n equal differences (p = 2^(1-n), 1 at n = 1)
+        p = 1.0 if obs == 0 else min(1.0, 2.0 ** (1 - d.size))
+        from bakeoff.stats._items import sign_flip_test
+
+        return obs, p, sign_flip_test(d)[2] or (-1.0, 1.0)
     rng = np.random.default_rng(seed)
     boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
     centred = boots - obs
