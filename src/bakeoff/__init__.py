@@ -23,7 +23,7 @@ if typing.TYPE_CHECKING:  # what type checkers see; at run time each name is imp
     from bakeoff.lineups import Endpoint, Lineup, LineupError, load_lineup, parse_lineup
     from bakeoff.plugins import hookimpl
     from bakeoff.providers import Provider
-    from bakeoff.runs import RunOptions, RunSummary, create_run, execute, summarize
+    from bakeoff.runs import RunOptions, RunSummary, create_run, execute, export, load, summarize
     from bakeoff.store import Store
     from bakeoff.suites import Item, Score, Suite
 
@@ -51,7 +51,9 @@ _HOME = {
     "arun": "bakeoff._pipeline",
     "create_run": "bakeoff.runs",
     "execute": "bakeoff.runs",
+    "export": "bakeoff.runs",
     "hookimpl": "bakeoff.plugins",
+    "load": "bakeoff.runs",
     "load_lineup": "bakeoff.lineups",
     "parse_lineup": "bakeoff.lineups",
     "run": "bakeoff._pipeline",
@@ -86,7 +88,9 @@ __all__ = [
     "arun",
     "create_run",
     "execute",
+    "export",
     "hookimpl",
+    "load",
     "load_lineup",
     "parse_lineup",
     "run",

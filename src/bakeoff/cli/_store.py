@@ -9,8 +9,8 @@ from rich.table import Table
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.cli._run import FailOnOption, check_gates, parse_gates, summary_table
 from bakeoff.runs import summarize
-from bakeoff.store import export_run
-from bakeoff.store._export import FORMATS
+from bakeoff.runs._export import FORMATS, WHAT
+from bakeoff.runs._export import export as export_rows
 
 
 def runs(
@@ -54,21 +54,44 @@ def show(
 
 def export(
     run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
-    fmt: str = typer.Option("jsonl", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help=f"One of: {', '.join(FORMATS)} (default: the output's extension, else jsonl).",
+    ),
     output: str | None = typer.Option(
-        None, "--output", "-o", help="Output file (stdout for jsonl/csv if omitted)."
+        None, "--output", "-o", help="Output file (stdout if omitted, except for parquet)."
+    ),
+    what: str = typer.Option("calls", "--what", help=f"One of: {', '.join(WHAT)}."),
+    suite: list[str] | None = typer.Option(None, "--suite", help="Only this suite (repeatable)."),
+    endpoint: list[str] | None = typer.Option(
+        None, "--endpoint", help="Only this endpoint (repeatable)."
+    ),
+    purpose: str | None = typer.Option(
+        None, "--purpose", help="Calls only: `suite` or `audit` (default: both)."
     ),
     db: str | None = DbOption,
 ) -> None:
-    """Export every call of a run (request, response, timings, scores)."""
+    """Export a run's calls (with item, scores, timings, cost), its summary (one row per endpoint
+    and suite) or its verdicts, in one documented schema (docs/EXPORTS.md)."""
     store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
     try:
-        n = export_run(store, row["id"], fmt, output)
+        n = export_rows(
+            store,
+            row["id"],
+            what=what,
+            fmt=fmt,
+            out=output,
+            suites=suite or (),
+            endpoints=endpoint or (),
+            purpose=purpose,
+        )
     except ValueError as e:
         raise fail(str(e)) from None
     if output:
-        err.print(f"wrote {n} calls to {output}")
+        err.print(f"wrote {n} {what} rows to {output}")
 
 
 def compare(

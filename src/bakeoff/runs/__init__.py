@@ -1,6 +1,7 @@
 """Runs: turning a lineup into calls, scheduling them, and summarising what the store holds."""
 
 from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
+from bakeoff.runs._export import ExportError, export, load
 from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
 from bakeoff.runs._plan import (
     Job,
@@ -40,6 +41,7 @@ __all__ = [
     "EndpointProgress",
     "EndpointSession",
     "EndpointSummary",
+    "ExportError",
     "Fidelity",
     "Gate",
     "Job",
@@ -54,8 +56,10 @@ __all__ = [
     "config_hash",
     "create_run",
     "execute",
+    "export",
     "failed_gates",
     "lineup_of_run",
+    "load",
     "parse_gate",
     "plan",
     "suite_for",

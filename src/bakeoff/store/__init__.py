@@ -1,7 +1,6 @@
 """The store: SQLite (WAL, versioned migrations) holding runs, endpoints, items, calls and scores."""
 
 from bakeoff.store._db import Store, StoreError, default_db_path
-from bakeoff.store._export import export_run
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
@@ -14,7 +13,6 @@ __all__ = [
     "StoreError",
     "default_db_path",
     "dumps",
-    "export_run",
     "loads",
     "migrate",
 ]

@@ -1,0 +1,176 @@
+"""Exports read back with pandas, pyarrow and DuckDB equal what the store holds; one schema
+whatever the run; the format follows the file; `bakeoff.load()` gives DataFrames."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+import bakeoff
+from conftest import bakeoff as cli
+
+LINEUP = """
+reference: ref
+run: {{suites: [arith], limit: 5, probe: false}}
+audit: {{budget: 10, batch: 10}}
+endpoints:
+  - {{name: ref, provider: fake, fake: {{mode: echo}}{ref_extra}}}
+  - {{name: other, provider: fake, fake: {{mode: fixed, reply: "7"{faults}}}{other_extra}}}
+"""
+
+
+def _run(tmp_path, name: str, *, faults: str = "", price: bool = False) -> tuple[str, str]:
+    lu = tmp_path / f"{name}.yaml"
+    extra = ", price: {input_per_m: 1, output_per_m: 2}" if price else ""
+    lu.write_text(
+        LINEUP.format(
+            ref_extra=extra, other_extra=extra, faults=f", faults: {{{faults}}}" if faults else ""
+        )
+    )
+    db = str(tmp_path / f"{name}.db")
+    r = cli("run", "-c", str(lu), "--db", db, "--json", "--no-report", "--no-cache")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return db, json.loads(r.stdout)["run_id"]
+
+
+def _store_calls(db: str) -> dict[str, dict]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    return {r["id"]: dict(r) for r in con.execute("SELECT * FROM calls")}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exports")
+    db, run_id = _run(tmp, "a", price=True)
+    return tmp, db, run_id
+
+
+def test_calls_read_back_in_every_format_equal_the_store(run):
+    import duckdb
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    tmp, db, _ = run
+    stored = _store_calls(db)
+    frames = {}
+    for ext in ("jsonl", "json", "csv", "parquet"):
+        out = tmp / f"calls.{ext}"
+        r = cli("export", "last", "--db", db, "-o", str(out))  # the format from the extension
+        assert r.returncode == 0, r.stderr
+        frames[ext] = {
+            "jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+            "json": lambda p: pd.read_json(p, dtype=False),
+            "csv": lambda p: pd.read_csv(p, keep_default_na=False, na_values=[""]),
+            "parquet": pd.read_parquet,
+        }[ext](out)
+        source = {
+            "jsonl": f"read_json_auto('{out}')",
+            "json": f"read_json_auto('{out}')",
+            "csv": f"read_csv_auto('{out}')",
+            "parquet": f"read_parquet('{out}')",
+        }[ext]
+        con = duckdb.connect()
+        ids = {x for (x,) in con.execute(f"SELECT id FROM {source}").fetchall()}
+        tokens = dict(con.execute(f"SELECT id, prompt_tokens FROM {source}").fetchall())
+        con.close()
+        assert ids == set(stored), ext
+        assert all(tokens[k] == s["prompt_tokens"] for k, s in stored.items()), ext
+    table = pq.read_table(tmp / "calls.parquet")
+    assert table.num_rows == len(stored)
+    for ext, df in frames.items():
+        assert set(df["id"]) == set(stored), ext
+        for _, row in df.iterrows():
+            s = stored[row["id"]]
+            assert row["endpoint"] == s["endpoint"] and row["suite"] == s["suite"], ext
+            assert (row["output_text"] if isinstance(row["output_text"], str) else None) == (
+                s["output_text"] or None
+            ) or (s["output_text"] == "" and ext == "csv"), ext
+            assert int(row["prompt_tokens"]) == s["prompt_tokens"], ext
+            assert row["cost_usd"] == pytest.approx(s["cost_usd"]), ext
+            assert row["purpose"] == ("audit" if s["suite"].startswith("fidelity.") else "suite")
+    # items joined, ISO timestamps, the primary score
+    pq_df = frames["parquet"]
+    suite_rows = pq_df[pq_df["purpose"] == "suite"]
+    assert suite_rows["prompt"].str.contains("What is").all()
+    assert str(pq_df["started_at"].dtype).startswith("datetime64") and "UTC" in str(
+        pq_df["started_at"].dtype
+    )
+    first = json.loads((tmp / "calls.jsonl").read_text().splitlines()[0])
+    assert first["started_at"].endswith("+00:00") and "T" in first["started_at"]
+    assert suite_rows["score"].notna().all()
+
+
+def test_the_format_follows_the_file_and_a_contradiction_is_refused(run):
+    tmp, db, _ = run
+    r = cli("export", "last", "--db", db, "-f", "parquet", "-o", str(tmp / "x.jsonl"))
+    assert r.returncode == 2 and "would lie" in r.stderr and not (tmp / "x.jsonl").exists()
+    r = cli("export", "last", "--db", db, "-o", str(tmp / "x.xlsx"))
+    assert r.returncode == 2 and "unknown extension" in r.stderr
+    r = cli("export", "last", "--db", db, "-f", "parquet")
+    assert r.returncode == 2 and "needs an output file" in r.stderr
+
+
+def test_filters_and_the_summary_and_verdict_exports(run):
+    tmp, db, _ = run
+    stored = _store_calls(db)
+    audit = cli("export", "last", "--db", db, "--purpose", "audit").stdout.splitlines()
+    assert audit and all(json.loads(x)["suite"].startswith("fidelity.") for x in audit)
+    assert len(audit) == sum(1 for s in stored.values() if s["suite"].startswith("fidelity."))
+    one = cli("export", "last", "--db", db, "--endpoint", "other", "--suite", "arith").stdout
+    rows = [json.loads(x) for x in one.splitlines()]
+    assert len(rows) == 5 and {(r["endpoint"], r["suite"]) for r in rows} == {("other", "arith")}
+    summary = json.loads(cli("show", "last", "--db", db, "--json").stdout)
+    out = tmp / "summary.csv"
+    assert cli("export", "last", "--db", db, "--what", "summary", "-o", str(out)).returncode == 0
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == 2  # endpoints × suites
+    for e in summary["endpoints"]:
+        row = df[df["endpoint"] == e["name"]].iloc[0]
+        assert row["score"] == pytest.approx(e["suites"]["arith"]["score"])
+        assert row["ci_low"] == pytest.approx(e["suites"]["arith"]["ci95"][0])
+        assert row["cost_usd"] == pytest.approx(e["cost_usd"])
+    v = tmp / "verdicts.json"
+    assert cli("export", "last", "--db", db, "--what", "verdicts", "-o", str(v)).returncode == 0
+    verdicts = json.loads(v.read_text())
+    assert [(x["endpoint"], x["verdict"]) for x in verdicts] == [("other", "different")]
+
+
+def test_the_parquet_schema_is_the_same_whatever_the_run(run, tmp_path):
+    """A run without cost, with errors and empty columns has the schema of a full one."""
+    import pyarrow.parquet as pq
+
+    _, db, _ = run
+    db2, _ = _run(tmp_path, "b", faults="server_error: 1.0")
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert cli("export", "last", "--db", db, "-o", str(a)).returncode == 0
+    assert cli("export", "last", "--db", db2, "-o", str(b)).returncode == 0
+    sa, sb = pq.read_schema(a), pq.read_schema(b)
+    assert sa.equals(sb), (sa, sb)
+    tb = pq.read_table(b).to_pylist()
+    assert any(r["status"] == "error" for r in tb) and all(r["cost_usd"] is None for r in tb)
+
+
+def test_bakeoff_load_gives_dataframes(run):
+    _, db, run_id = run
+    data = bakeoff.load(run_id, db=db)
+    assert set(data) == {"calls", "summary", "verdicts"}
+    assert len(data["calls"]) == len(_store_calls(db))
+    assert list(data["summary"]["endpoint"]) == ["ref", "other"]
+    assert str(data["calls"]["finished_at"].dtype).startswith("datetime64")
+    with pytest.raises(bakeoff.runs.ExportError, match="no database"):
+        bakeoff.load("last", db=str(db) + ".missing")
+
+
+def test_docs_exports_lists_every_column_in_order():
+    from pathlib import Path
+
+    from bakeoff.runs._export import CALL_COLUMNS, SUMMARY_COLUMNS, VERDICT_COLUMNS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "EXPORTS.md").read_text()
+    documented = [line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")]
+    assert documented == [*CALL_COLUMNS, *SUMMARY_COLUMNS, *VERDICT_COLUMNS]
