@@ -284,3 +284,94 @@ endpoints:
     assert "JSONDecodeError" in rows[1]["detail"]
     s = summarize(store, run_id)["endpoints"][0]
     assert s["calls"] == 2 and s["successes"] == 2 and s["suites"]["mine"]["correct"] == 1
+
+
+# --- datasets as people have them (issue #21) ----------------------------------------------
+
+
+def test_a_json_array_loads_and_a_bad_record_names_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(RECORDS, indent=2))
+    assert [it.id for it in DatasetSuite(_spec(p)).items(seed=0)] == [
+        "mine-q1",
+        "mine-q2",
+        "mine-q3",
+    ]
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n  {"id": "a", "question": "x", "options": [1, 2], "answer": "A"},\n  7\n]\n')
+    with pytest.raises(DatasetError, match=rf"{bad}:3: a record must be a JSON object"):
+        DatasetSuite(_spec(bad)).items(seed=0)
+
+
+def test_every_shard_of_a_folder_and_a_glob_are_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        {**r, "id": f"{r['id']}-{k}", "answer": str(r["answer"])} for k in range(2) for r in RECORDS
+    ]
+    d = tmp_path / "shards"
+    d.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:3]), d / "train-00000-of-00002.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[3:]), d / "train-00001-of-00002.parquet")
+    assert len(DatasetSuite(_spec(d)).items(seed=0)) == 6  # both shards, not the first alone
+    assert len(DatasetSuite(_spec(d / "train-*.parquet")).items(seed=0)) == 6
+    with pytest.raises(DatasetError, match="no file matches"):
+        DatasetSuite(_spec(d / "test-*.parquet")).items(seed=0)
+
+
+def test_chat_format_records_send_their_messages_and_answer_with_the_last_turn(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "chat.jsonl"
+    recs = [
+        {"messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": f"What is {i} + {i}?"},
+                      {"role": "assistant", "content": str(2 * i)}]}
+        for i in range(4)
+    ]  # fmt: skip
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    spec = DatasetSpec.model_validate(
+        {"name": "chat", "path": str(p), "messages": "messages", "scorer": "numeric"}
+    )
+    items = DatasetSuite(spec).items(seed=0)
+    assert [it.target for it in items] == ["0", "2", "4", "6"]
+    assert items[1].messages == recs[1]["messages"][:2]  # the answer is not sent
+    # read as chat under the default prompt too, when records have messages and no question
+    auto = DatasetSpec.model_validate(
+        {"name": "chat", "path": str(p), "scorer": "numeric", "target": "messages"}
+    )
+    assert DatasetSuite(auto).items(seed=0)[2].messages == recs[2]["messages"][:2]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"messages": [{"content": "no role"}]}) + "\n")
+    with pytest.raises(DatasetError, match=rf"{broken}:1: each message needs a `role`"):
+        DatasetSuite(spec.model_copy(update={"path": str(broken)})).items(seed=0)
+
+
+def test_limit_draws_a_seeded_sample_in_file_order(tmp_path: Path) -> None:
+    p = tmp_path / "many.jsonl"
+    p.write_text("".join(json.dumps({**RECORDS[0], "id": f"r{i:02d}"}) + "\n" for i in range(30)))
+    suite = DatasetSuite(_spec(p))
+    a, b = suite.items(seed=0, n=5), suite.items(seed=1, n=5)
+    assert a == suite.items(seed=0, n=5) and [x.id for x in a] != [x.id for x in b]
+    assert [x.id for x in a] == sorted(x.id for x in a)  # file order kept
+    assert [x.id for x in a] != [f"mine-r{i:02d}" for i in range(5)]  # not the first five
+
+
+def test_a_dataset_without_max_tokens_sends_the_lineups_default(tmp_path: Path, fake_proc) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    log = tmp_path / "server.jsonl"
+    srv = fake_proc(log=log)
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "defaults: {temperature: 0, max_tokens: 16}\n"
+        "run: {suites: [mine], probe: false}\n"
+        f"datasets:\n  - {{name: mine, path: {p}, target: answer, choices: options,"
+        f" scorer: choice, prompt: '{{{{ question }}}}'}}\n"
+        f"endpoints:\n  - {{name: e, base_url: '{srv.url}'}}\n"
+    )
+    r = bakeoff("run", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--no-report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    sent = [json.loads(x)["params"]["max_tokens"] for x in log.read_text().splitlines()]
+    assert sent == [16, 16, 16]

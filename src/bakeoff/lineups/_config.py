@@ -310,6 +310,9 @@ class AuditSettings(_Strict):
     or the sampled test sees the samplers differ, not the weights."""
 
 
+DEFAULT_PROMPT = "{{ question }}"
+
+
 class DatasetSpec(_Strict):
     """Your own data as a suite (`run.suites` then names it like a built-in suite)."""
 
@@ -322,9 +325,14 @@ class DatasetSpec(_Strict):
     """For a datasets directory with several splits (default: `test`, else the first)."""
     fields: dict[str, str] = Field(default_factory=dict)
     """Template variable → record field; every record must have every mapped field."""
-    prompt: str = "{{ question }}"
+    prompt: str = DEFAULT_PROMPT
     """Jinja template of the user message. Record fields are variables; with `choices`, `options`
     is the lettered list of options ("A. ...")."""
+    messages: str | None = None
+    """Chat-format records: the field holding the conversation (a list of `{role, content}`),
+    sent as it is instead of a template; a last assistant turn is taken off and becomes the target
+    (unless `target` names a field). A record with a `messages` list and no `question` is read
+    this way under the default prompt too."""
     system: str | None = None
     """Optional Jinja template of a system message."""
     target: str | None = None
@@ -344,7 +352,9 @@ class DatasetSpec(_Strict):
     """For `scorer: regex`: the pattern a correct reply contains (default: the target, escaped)."""
     entry_point: str | None = None
     """For `scorer: code`: the function the tests call."""
-    max_tokens: int = Field(default=256, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Per-item `max_tokens`; default: the lineup's (`defaults.max_tokens`, or the endpoint's
+    `params`), like every other sampling field."""
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -354,7 +364,7 @@ class DatasetSpec(_Strict):
             raise ValueError("scorer: code needs `entry_point` (the function the tests call)")
         if self.scorer == "judge" and not self.judge:
             raise ValueError("scorer: judge needs `judge` (the endpoint that grades the replies)")
-        if self.scorer not in ("regex", "judge") and not self.target:
+        if self.scorer not in ("regex", "judge") and not self.target and not self.messages:
             raise ValueError(f"scorer: {self.scorer} needs `target` (the field with the answer)")
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import jsonschema
 import orjson
 
 from bakeoff.endpoints import CallResult
-from bakeoff.lineups._config import MAX_ITEMS
+from bakeoff.lineups._config import DEFAULT_PROMPT, MAX_ITEMS
 from bakeoff.suites._scorers import ExactMatch, NumericMatch
 from bakeoff.suites._types import Item, Score
 from bakeoff.suites.code import extract_code, isolation_score, run_tests
@@ -71,7 +72,11 @@ class DatasetError(ValueError):
     """A dataset file that cannot be used, with the file and line in the message."""
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+Records = list[tuple[str, dict[str, Any]]]
+"""(where, record) pairs: `where` is `file:line` (or `file:row N` for columnar files)."""
+
+
+def _read_jsonl(path: Path) -> Records:
     out = []
     with path.open("rb") as fh:
         for n, line in enumerate(fh, 1):
@@ -83,26 +88,51 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 raise DatasetError(f"{path}:{n}: not valid JSON: {e}") from None
             if not isinstance(rec, dict):
                 raise DatasetError(f"{path}:{n}: a record must be a JSON object")
-            out.append((n, rec))
+            out.append((f"{path}:{n}", rec))
     return out
 
 
-def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_json(path: Path) -> Records:
+    """A `.json` file: an array of records (each named by the line it starts on), or JSON Lines."""
+    text = path.read_text(encoding="utf-8")
+    if not text.lstrip().startswith("["):
+        return _read_jsonl(path)
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    out: Records = []
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text):
+            raise DatasetError(f"{path}: the JSON array is not closed")
+        if text[pos] == "]":
+            return out
+        line = text.count("\n", 0, pos) + 1
+        try:
+            rec, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{line}: not valid JSON: {e.msg}") from None
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{path}:{line}: a record must be a JSON object")
+        out.append((f"{path}:{line}", rec))
+
+
+def _read_csv(path: Path) -> Records:
     out = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         for rec in reader:
             if None in rec or any(v is None for v in rec.values()):
                 raise DatasetError(f"{path}:{reader.line_num}: wrong number of columns")
-            out.append((reader.line_num, dict(rec)))
+            out.append((f"{path}:{reader.line_num}", dict(rec)))
     return out
 
 
-def _read_arrow_table(table: Any) -> list[tuple[int, dict[str, Any]]]:
-    return [(i + 1, rec) for i, rec in enumerate(table.to_pylist())]
+def _read_arrow_table(table: Any, path: Path, start: int = 0) -> Records:
+    return [(f"{path}:row {start + i + 1}", rec) for i, rec in enumerate(table.to_pylist())]
 
 
-def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_parquet(path: Path) -> Records:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -110,14 +140,15 @@ def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
             f"{path}: reading Parquet needs pyarrow (pip install 'bakeoff[parquet]')"
         ) from None
     try:
-        return _read_arrow_table(pq.read_table(path))
+        return _read_arrow_table(pq.read_table(path), path)
     except Exception as e:
         raise DatasetError(f"{path}: not a readable Parquet file: {e}") from None
 
 
-def _read_hf_dir(path: Path, split: str | None) -> tuple[Path, list[tuple[int, dict[str, Any]]]]:
+def _read_hf_dir(path: Path, split: str | None) -> Records:
     """A directory written by `datasets.Dataset.save_to_disk` (arrow files + state.json), a
-    DatasetDict directory (one such directory per split), or a folder of data files."""
+    DatasetDict directory (one such directory per split), or a folder of data files — every one
+    of them, in name order (shards)."""
     if (path / "dataset_dict.json").exists():
         splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
         chosen = split or ("test" if "test" in splits else splits[0])
@@ -130,32 +161,40 @@ def _read_hf_dir(path: Path, split: str | None) -> tuple[Path, list[tuple[int, d
         except ImportError:
             raise DatasetError(f"{path}: reading a datasets directory needs pyarrow") from None
         state = json.loads((path / "state.json").read_text())
-        rows: list[tuple[int, dict[str, Any]]] = []
+        rows: Records = []
         for f in state.get("_data_files", []):
             fp = path / f["filename"]
             with pa.memory_map(str(fp)) as src:
                 table = pa.ipc.open_stream(src).read_all()
-            base = len(rows)
-            rows += [(base + i, r) for i, r in _read_arrow_table(table)]
-        return path / state["_data_files"][0]["filename"], rows
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".parquet", ".csv"))
+            rows += _read_arrow_table(table, fp)
+        return rows
+    kinds = (".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".csv")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in kinds)
     if split:
         files = [p for p in files if split in p.name or split in p.parent.name]
     if not files:
         raise DatasetError(
-            f"{path}: no dataset files (state.json, *.jsonl, *.csv, *.parquet) found"
+            f"{path}: no dataset files (state.json, *.jsonl, *.json, *.csv, *.parquet) found"
         )
-    return files[0], read_records(files[0])
+    return [r for f in files for r in read_records(f)]
 
 
-def read_records(path: Path, split: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """(line or row number, record) pairs of a dataset file or directory."""
+def read_records(path: Path, split: str | None = None) -> Records:
+    """(`file:line`, record) pairs of a dataset file, a directory of shards, or a glob
+    (`data/train-*.parquet`: every match, in name order)."""
+    if any(c in path.name for c in "*?[") and not path.exists():
+        matches = sorted(path.parent.glob(path.name))
+        if not matches:
+            raise DatasetError(f"{path}: no file matches")
+        return [r for m in matches for r in read_records(m, split)]
     if not path.exists():
         raise DatasetError(f"{path}: no such file or directory")
     if path.is_dir():
-        return _read_hf_dir(path, split)[1]
+        return _read_hf_dir(path, split)
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix in (".jsonl", ".ndjson"):
         return _read_jsonl(path)
     if suffix == ".csv":
         return _read_csv(path)
@@ -164,6 +203,35 @@ def read_records(path: Path, split: str | None = None) -> list[tuple[int, dict[s
     raise DatasetError(
         f"{path}: unknown format (use .jsonl, .csv, .parquet or a datasets directory)"
     )
+
+
+def _chat_messages(
+    spec: Any, rec: dict[str, Any], where: str
+) -> tuple[list[dict[str, Any]], str | None] | None:
+    """A chat-format record's conversation (`messages:` names its field; a record with a
+    `messages` list and no `question` is one too, under the default prompt), without its last
+    assistant turn, and that turn's text; None for a templated record."""
+    field = spec.messages
+    if field is None:
+        if spec.prompt != DEFAULT_PROMPT or spec.fields or "question" in rec:
+            return None
+        if not isinstance(rec.get("messages"), list):
+            return None
+        field = "messages"
+    msgs = rec.get(field)
+    if not isinstance(msgs, list) or not msgs:
+        raise DatasetError(f"{where}: field {field!r} must be a non-empty list of messages")
+    out = []
+    for m in msgs:
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m):
+            raise DatasetError(f"{where}: each message needs a `role` and a `content`")
+        out.append({"role": m["role"], "content": m["content"]})
+    last = None
+    if out[-1]["role"] == "assistant":
+        last = str(out.pop()["content"])
+    if not out:
+        raise DatasetError(f"{where}: field {field!r} has no turn before the answer")
+    return out, last
 
 
 def extract_choice(text: str, n_options: int) -> str | None:
@@ -233,49 +301,57 @@ class DatasetSuite:
         spec = self.spec
         path = Path(spec.path)
         items: list[Item] = []
-        for line, rec in read_records(path, spec.split):
+        for where, rec in read_records(path, spec.split):
             if len(items) >= MAX_ITEMS:
                 raise DatasetError(
-                    f"{path}:{line}: dataset {spec.name!r} has more than {MAX_ITEMS} records "
+                    f"{where}: dataset {spec.name!r} has more than {MAX_ITEMS} records "
                     "(the most one suite holds in a run); split the file"
                 )
             values: dict[str, Any] = {}
             for var, col in {**spec.fields}.items():
                 if col not in rec:
-                    raise DatasetError(f"{path}:{line}: missing field {col!r} (mapped to {var!r})")
+                    raise DatasetError(f"{where}: missing field {col!r} (mapped to {var!r})")
                 values[var] = rec[col]
             for col in (spec.target, spec.choices, spec.id):
                 if col and col not in rec:
-                    raise DatasetError(f"{path}:{line}: missing field {col!r}")
+                    raise DatasetError(f"{where}: missing field {col!r}")
             ctx = {**rec, **values}
             if spec.choices:
                 opts = rec[spec.choices]
                 if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
                     raise DatasetError(
-                        f"{path}:{line}: field {spec.choices!r} must be a list of 2-10 options"
+                        f"{where}: field {spec.choices!r} must be a list of 2-10 options"
                     )
                 ctx["choices"] = opts
                 ctx["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-            prompt = render(
-                self._prompt, f"{path}:{line}: dataset {spec.name!r} prompt template", **ctx
-            )
-            where = f"{path}:{line}: dataset {spec.name!r} system template"
-            system = render(self._system, where, **ctx) if self._system else None
+            chat = _chat_messages(spec, rec, where)
             target = rec[spec.target] if spec.target else None
+            if chat is not None:
+                msgs, last = chat
+                if target is None and last is not None:
+                    target = last  # the record's last assistant turn is the answer
+                prompt = orjson.dumps(msgs).decode()
+            else:
+                prompt = render(
+                    self._prompt, f"{where}: dataset {spec.name!r} prompt template", **ctx
+                )
+                at = f"{where}: dataset {spec.name!r} system template"
+                system = render(self._system, at, **ctx) if self._system else None
+                msgs = ([{"role": "system", "content": system}] if system else []) + [
+                    {"role": "user", "content": prompt}
+                ]
             if spec.scorer == "choice" and target is not None:
-                target = self._choice_target(target, ctx.get("choices"), path, line)
+                target = self._choice_target(target, ctx.get("choices"), where)
             rid = str(rec[spec.id]) if spec.id else hashlib.sha256(prompt.encode()).hexdigest()[:12]
-            msgs = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": prompt}
-            ]
             items.append(
                 Item(
                     id=f"{self.name}-{rid}",
                     tier="all",
                     messages=msgs,
-                    params={"max_tokens": spec.max_tokens},
+                    # the lineup's defaults unless the dataset sets its own
+                    params={} if spec.max_tokens is None else {"max_tokens": spec.max_tokens},
                     target=target,
-                    meta={"line": line, "n_options": len(ctx.get("choices") or [])},
+                    meta={"line": where, "n_options": len(ctx.get("choices") or [])},
                 )
             )
         ids = [it.id for it in items]
@@ -286,7 +362,7 @@ class DatasetSuite:
         return items
 
     @staticmethod
-    def _choice_target(target: Any, opts: list[Any] | None, path: Path, line: int) -> str:
+    def _choice_target(target: Any, opts: list[Any] | None, where: str) -> str:
         if isinstance(target, int) and opts and 0 <= target < len(opts):
             return LETTERS[target]
         t = str(target).strip()
@@ -297,12 +373,17 @@ class DatasetSuite:
         if opts and t in [str(o) for o in opts]:
             return LETTERS[[str(o) for o in opts].index(t)]
         raise DatasetError(
-            f"{path}:{line}: answer {target!r} is not an option letter, index or option text"
+            f"{where}: answer {target!r} is not an option letter, index or option text"
         )
 
     def items(self, *, seed: int, n: int | None = None) -> list[Item]:
+        """The records as items; `n` (the run's `limit`) of them drawn at random with `seed`,
+        kept in file order (the first n rows of a sorted file are rarely a fair sample)."""
         items = self._load()
-        return items if n is None else items[:n]
+        if n is None or n >= len(items):
+            return items
+        keep = sorted(random.Random(f"{self.name}:{seed}").sample(range(len(items)), n))
+        return [items[i] for i in keep]
 
     def score(self, item: Item, result: CallResult) -> list[Score]:
         kind = self.spec.scorer
