@@ -174,3 +174,16 @@ def test_docs_exports_lists_every_column_in_order():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "EXPORTS.md").read_text()
     documented = [line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")]
     assert documented == [*CALL_COLUMNS, *SUMMARY_COLUMNS, *VERDICT_COLUMNS]
+
+
+def test_prompt_tokens_are_unknown_not_zero_when_the_server_sends_no_usage(tmp_path):
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [arith], limit: 3, probe: false}\n"
+        "endpoints:\n  - {name: f, provider: fake, stream_usage: false}\n"
+    )
+    r = cli("run", "-c", str(lu), "--db", str(tmp_path / "n.db"), "--json", "--no-report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    e = json.loads(r.stdout)["endpoints"][0]
+    assert e["usage_sources"] == {"chunks": 3}
+    assert e["tokens"]["prompt"] is None and e["tokens"]["completion"] > 0

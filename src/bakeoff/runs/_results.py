@@ -89,7 +89,8 @@ class Percentiles(_Model):
 
 
 class Tokens(_Model):
-    prompt: int
+    prompt: int | None
+    """Prompt tokens of the live successful calls; None when none reported them (no `usage`)."""
     completion: int
 
 

@@ -171,7 +171,13 @@ def _endpoint_entry(
         "suites": suites,
         "ttft_ms": {"p50": _round(percentile(ttft, 50)), "p90": _round(percentile(ttft, 90))},
         "output_tok_s": {"p50": _round(percentile(tps, 50), 1)},
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
+        "tokens": {
+            # unknown, not 0, when no live call reported them (a server that sends no usage)
+            "prompt": None
+            if live and all(c["prompt_tokens"] is None for c in live)
+            else prompt_tokens,
+            "completion": completion_tokens,
+        },
         "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
         "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
         "cost_usd": bill["total_usd"],
