@@ -182,6 +182,8 @@ def test_arena_command_judges_and_prints_ratings(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "6 judge votes stored" in r.stderr
     assert "judge:judge: 6 votes" in r.stdout and "consistent across orders 0.0" in r.stdout
+    # the always-"A" judge decided nothing: said, with the warning under the vote count
+    assert "0 decided (ties 6, unread 0" in r.stdout and "not to be relied on" in r.stderr
     bad = bakeoff("arena", run_id, "--db", str(db), "--judge", "nobody")
     assert bad.returncode == 2 and "no endpoint 'nobody'" in bad.stderr
 

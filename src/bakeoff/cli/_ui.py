@@ -135,7 +135,11 @@ def arena(
     if not summary["voters"]:
         err.print("no votes yet: vote in `bakeoff ui`, or use --judge NAME")
     for voter, v in summary["voters"].items():
-        t = Table(title=f"{voter}: {v['votes']} votes", title_justify="left")
+        title = (
+            f"{voter}: {v['votes']} votes, {v['decided']} decided "
+            f"(ties {v['ties']}, unread {v['unread']}: left out of the ratings)"
+        )
+        t = Table(title=title, title_justify="left")
         for col in ("endpoint", "rating", "95% CI", "length-controlled", "95% CI ", "votes"):
             t.add_column(col)
         lc = v["bt_length_controlled"]["ratings"]
@@ -149,6 +153,8 @@ def arena(
                 str(r["votes"]),
             )
         out.print(t)
+        if v.get("warning"):
+            err.print(f"[bold red]warning:[/] {v['warning']}")
         if "judge" in v:
             j = v["judge"]
             out.print(
