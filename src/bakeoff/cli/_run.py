@@ -46,6 +46,14 @@ UnsafeCodeOption = typer.Option(
 )
 
 
+OtelOption = typer.Option(
+    None,
+    "--otel-endpoint",
+    help="After the run, send every call as an OpenTelemetry GenAI span to this OTLP/HTTP "
+    "collector (headers from OTEL_EXPORTER_OTLP_HEADERS).",
+)
+
+
 def run(
     config: Path | None = typer.Option(
         None,
@@ -92,19 +100,43 @@ def run(
     no_preflight: bool = typer.Option(
         False, "--no-preflight", help="Do not check each endpoint's /models before the run."
     ),
+    otel: str | None = OtelOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
-    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare
-
     gates = parse_gates(fail_on)
     lineup, source = None, None
+    if not resume:  # checked before a database is opened: a bad file leaves none behind
+        config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
+        source = str(config)
+    store, run_id, lineup = _open_run(
+        db, lineup, source, resume=resume, new=new, unsafe_code=unsafe_code, check=not no_preflight
+    )
+    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    where = None if no_report else (report or False)
+    _conclude(
+        store, run_id, status, json_out=json_out, report=where, quiet=quiet, gates=gates, otel=otel
+    )
+
+
+def _open_run(
+    db: str | None,
+    lineup: Lineup | None,
+    source: str | None,
+    *,
+    resume: str | None,
+    new: bool,
+    unsafe_code: bool,
+    check: bool,
+) -> tuple[Store, str, Lineup]:
+    """Preflight a new run's lineup (and its endpoints, when `check`), then open the database and
+    resume or create the run; a problem is exit 2."""
+    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare
+
     try:
-        if not resume:  # checked before a database is opened: a bad file leaves none behind
-            config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
-            source = str(config)
+        if lineup is not None:
             preflight(lineup, unsafe_code=unsafe_code, log=_say)
-            if not no_preflight:
+            if check:
                 asyncio.run(check_endpoints(lineup, log=_say))
         store = open_store(db, existing=bool(resume))
         if resume and store.find_run(resume) is None:
@@ -121,9 +153,7 @@ def run(
         )
     except RunError as e:
         raise fail(str(e)) from None
-    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
-    where = None if no_report else (report or False)
-    _conclude(store, run_id, status, json_out=json_out, report=where, quiet=quiet, gates=gates)
+    return store, run_id, lineup
 
 
 def _conclude(
@@ -135,9 +165,10 @@ def _conclude(
     report: Path | bool | None,
     quiet: bool,
     gates: list[Gate],
+    otel: str | None = None,
 ) -> None:
     """The summary, then the exit: 130 if interrupted; the report (`report` None: none; False:
-    the default path); the gates (exit 100 if one fails)."""
+    the default path); the spans to `otel`; the gates (exit 100 if one fails)."""
     summary = summarize(store, run_id)
     _print_summary(summary, json_out)
     if status != "complete":
@@ -150,6 +181,10 @@ def _conclude(
 
         path = report if isinstance(report, Path) else default_report_path(store, run_id)
         write_report_with_progress(store, run_id, path, quiet=quiet)
+    if otel is not None:
+        from bakeoff.cli._store import send_spans
+
+        send_spans(store, run_id, otel)
     check_gates(summary, gates)
 
 

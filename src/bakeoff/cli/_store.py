@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import orjson
 import typer
@@ -71,12 +72,21 @@ def export(
     purpose: str | None = typer.Option(
         None, "--purpose", help="Calls only: `suite` or `audit` (default: both)."
     ),
+    otel_endpoint: str | None = typer.Option(
+        None,
+        "--otel-endpoint",
+        help="Send the run's calls as OpenTelemetry GenAI spans to this OTLP/HTTP collector "
+        "instead of writing a file (headers from OTEL_EXPORTER_OTLP_HEADERS).",
+    ),
     db: str | None = DbOption,
 ) -> None:
     """Export a run's calls (with item, scores, timings, cost), its summary (one row per endpoint
     and suite) or its verdicts, in one documented schema (docs/EXPORTS.md)."""
     store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
+    if otel_endpoint is not None:
+        send_spans(store, row["id"], otel_endpoint)
+        return
     try:
         n = export_rows(
             store,
@@ -92,6 +102,17 @@ def export(
         raise fail(str(e)) from None
     if output:
         err.print(f"wrote {n} {what} rows to {output}")
+
+
+def send_spans(store: Any, run_id: str, endpoint: str) -> None:
+    """The run's calls to an OTLP/HTTP collector, said on stderr; a failure is exit 2."""
+    from bakeoff.runs._otel import OtelError, send_run
+
+    try:
+        n = send_run(store, run_id, endpoint)
+    except OtelError as e:
+        raise fail(str(e)) from None
+    err.print(f"sent {n} call spans of run {run_id} to {endpoint}")
 
 
 def compare(
