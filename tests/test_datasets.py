@@ -375,3 +375,26 @@ def test_a_dataset_without_max_tokens_sends_the_lineups_default(tmp_path: Path, 
     assert r.returncode == 0, r.stderr[-2000:]
     sent = [json.loads(x)["params"]["max_tokens"] for x in log.read_text().splitlines()]
     assert sent == [16, 16, 16]
+
+
+def test_a_hub_dataset_on_an_offline_machine_is_one_clear_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`hf://org/name` loads from the Hugging Face hub where the machine is online; offline (forced
+    here with HF_HUB_OFFLINE, as our CI is) it is a DatasetError naming it, not a traceback, and
+    the lineup keeps the id as it is (not resolved as a path)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "run: {suites: [hub]}\n"
+        "datasets:\n  - {name: hub, path: 'hf://openai/gsm8k', target: answer, scorer: numeric}\n"
+        "endpoints:\n  - {name: f, provider: fake}\n"
+    )
+    from bakeoff.lineups import load_lineup
+
+    spec = load_lineup(lu).datasets[0]
+    assert spec.path == "hf://openai/gsm8k"
+    with pytest.raises(
+        DatasetError, match=r"hf://openai/gsm8k: cannot load it from the Hugging Face hub"
+    ):
+        DatasetSuite(spec).items(seed=0)

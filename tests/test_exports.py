@@ -140,6 +140,43 @@ def test_filters_and_the_summary_and_verdict_exports(run):
     assert [(x["endpoint"], x["verdict"]) for x in verdicts] == [("other", "different")]
 
 
+@pytest.mark.parametrize("what", ["summary", "verdicts"])
+def test_summary_and_verdicts_read_back_in_every_format(run, what):
+    import duckdb
+    import pandas as pd
+
+    tmp, db, _ = run
+    summary = json.loads(cli("show", "last", "--db", db, "--json").stdout)
+    if what == "summary":
+        want = {(e["name"], "arith"): e["suites"]["arith"]["score"] for e in summary["endpoints"]}
+    else:
+        want = {
+            (e["name"], "verdict"): e["fidelity"]["verdict"]
+            for e in summary["endpoints"]
+            if not e["reference"]
+        }
+    readers = {
+        "jsonl": (lambda p: pd.read_json(p, lines=True), "read_json_auto"),
+        "json": (lambda p: pd.read_json(p), "read_json_auto"),
+        "csv": (pd.read_csv, "read_csv_auto"),
+        "parquet": (pd.read_parquet, "read_parquet"),
+    }
+    for ext, (read, duck) in readers.items():
+        out = tmp / f"{what}.{ext}"
+        assert cli("export", "last", "--db", db, "--what", what, "-o", str(out)).returncode == 0
+        df = read(out)
+        con = duckdb.connect()
+        rows = con.execute(f"SELECT * FROM {duck}('{out}')").fetchall()
+        cols = [d[0] for d in con.description]
+        con.close()
+        assert len(df) == len(rows) == len(want), (what, ext)
+        for rec in (dict(zip(cols, r, strict=True)) for r in rows):
+            if what == "summary":
+                assert rec["score"] == pytest.approx(want[(rec["endpoint"], rec["suite"])]), ext
+            else:
+                assert rec["verdict"] == want[(rec["endpoint"], "verdict")], ext
+
+
 def test_the_parquet_schema_is_the_same_whatever_the_run(run, tmp_path):
     """A run without cost, with errors and empty columns has the schema of a full one."""
     import pyarrow.parquet as pq
@@ -187,3 +224,46 @@ def test_prompt_tokens_are_unknown_not_zero_when_the_server_sends_no_usage(tmp_p
     e = json.loads(r.stdout)["endpoints"][0]
     assert e["usage_sources"] == {"chunks": 3}
     assert e["tokens"]["prompt"] is None and e["tokens"]["completion"] > 0
+
+
+def test_inspect_logs_are_read_by_inspect_ai_with_our_counts_scores_and_tokens(run):
+    """`-f inspect`: one eval log per endpoint × suite, written by inspect_ai's own writer; its
+    reader and `evals_df` / `samples_df` see our samples, scores and tokens."""
+    pytest.importorskip("inspect_ai")
+    from inspect_ai.analysis import evals_df, samples_df
+    from inspect_ai.log import read_eval_log
+
+    tmp, db, _ = run
+    out = tmp / "inspect"
+    r = cli("export", "last", "--db", db, "-f", "inspect", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(cli("show", "last", "--db", db, "--json").stdout)
+    logs = sorted(out.glob("*.eval"))
+    assert len(logs) == 2  # ref, other × arith
+    con = sqlite3.connect(db)
+    for e in summary["endpoints"]:
+        path = next(p for p in logs if f"_{e['name']}_arith" in p.name)
+        log = read_eval_log(str(path))
+        assert log.status == "success" and len(log.samples) == e["suites"]["arith"]["n"]
+        mean = log.results.scores[0].metrics["mean"].value
+        assert mean == pytest.approx(e["suites"]["arith"]["score"])
+        tokens = con.execute(
+            "SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM calls"
+            " WHERE endpoint = ? AND suite = 'arith'",
+            (e["name"],),
+        ).fetchone()
+        usage = next(iter(log.stats.model_usage.values()))
+        assert (usage.input_tokens, usage.output_tokens) == tokens
+        assert sum(next(iter(s.scores.values())).value for s in log.samples) == pytest.approx(
+            e["suites"]["arith"]["score"] * e["suites"]["arith"]["n"]
+        )
+    import warnings
+
+    with warnings.catch_warnings():  # inspect_ai's own pandas calls warn of pandas 4
+        warnings.simplefilter("ignore")
+        evals = evals_df(str(out), quiet=True)
+        samples = samples_df(str(out), quiet=True)
+    assert len(evals) == 2 and set(evals["total_samples"]) == {5}
+    assert len(samples) == 10
+    bad = cli("export", "last", "--db", db, "-f", "inspect")
+    assert bad.returncode == 2 and "needs --output DIR" in bad.stderr

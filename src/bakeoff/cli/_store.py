@@ -59,7 +59,8 @@ def export(
         None,
         "--format",
         "-f",
-        help=f"One of: {', '.join(FORMATS)} (default: the output's extension, else jsonl).",
+        help=f"One of: {', '.join(FORMATS)} (default: the output's extension, else jsonl), or "
+        "`inspect`: inspect_ai eval logs in the directory --output.",
     ),
     output: str | None = typer.Option(
         None, "--output", "-o", help="Output file (stdout if omitted, except for parquet)."
@@ -87,6 +88,9 @@ def export(
     if otel_endpoint is not None:
         send_spans(store, row["id"], otel_endpoint)
         return
+    if fmt == "inspect":
+        write_inspect(store, row["id"], output)
+        return
     try:
         n = export_rows(
             store,
@@ -102,6 +106,19 @@ def export(
         raise fail(str(e)) from None
     if output:
         err.print(f"wrote {n} {what} rows to {output}")
+
+
+def write_inspect(store: Any, run_id: str, output: str | None) -> None:
+    """The run as inspect_ai eval logs in the directory `output`."""
+    from bakeoff.runs._inspect import write_inspect_logs
+
+    if output is None:
+        raise fail("-f inspect needs --output DIR (one log per endpoint and suite goes there)")
+    try:
+        paths = write_inspect_logs(store, run_id, output)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    err.print(f"wrote {len(paths)} Inspect logs to {output} (inspect view --log-dir {output})")
 
 
 def send_spans(store: Any, run_id: str, endpoint: str) -> None:

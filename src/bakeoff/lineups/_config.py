@@ -319,8 +319,9 @@ class DatasetSpec(_Strict):
     name: str
     """The suite name for this dataset."""
     path: str
-    """A .jsonl, .csv or .parquet file, or a local Hugging Face `datasets` directory (relative paths
-    are resolved against the lineup file)."""
+    """A .jsonl, .json, .csv or .parquet file, a glob of them, a folder of shards, a local Hugging
+    Face `datasets` directory (relative paths are resolved against the lineup file), or
+    `hf://org/name`, a dataset on the Hugging Face hub (online machines only)."""
     split: str | None = None
     """For a datasets directory with several splits (default: `test`, else the first)."""
     fields: dict[str, str] = Field(default_factory=dict)

@@ -201,7 +201,7 @@ def load_lineup(
         if ep.fake and ep.fake.script_file and not Path(ep.fake.script_file).is_absolute():
             ep.fake.script_file = str((p.parent / ep.fake.script_file).resolve())
     for ds in lineup.datasets:
-        if not Path(ds.path).is_absolute():
+        if not ds.path.startswith("hf://") and not Path(ds.path).is_absolute():
             ds.path = str((p.parent / ds.path).resolve())
     return lineup
 

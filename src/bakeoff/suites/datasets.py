@@ -179,9 +179,30 @@ def _read_hf_dir(path: Path, split: str | None) -> Records:
     return [r for f in files for r in read_records(f)]
 
 
-def read_records(path: Path, split: str | None = None) -> Records:
-    """(`file:line`, record) pairs of a dataset file, a directory of shards, or a glob
-    (`data/train-*.parquet`: every match, in name order)."""
+def _read_hub(name: str, split: str | None) -> Records:
+    """`hf://org/name`: a dataset on the Hugging Face hub (online machines only)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DatasetError(
+            f"hf://{name}: reading from the hub needs `pip install datasets`"
+        ) from None
+    try:
+        ds = datasets.load_dataset(name, split=split or "test")
+    except Exception as e:  # offline, unknown id, no such split: one line, not a traceback
+        raise DatasetError(
+            f"hf://{name}: cannot load it from the Hugging Face hub ({type(e).__name__}: "
+            f"{str(e)[:200]}); on an offline machine, `save_to_disk` it elsewhere and give the folder"
+        ) from None
+    return [(f"hf://{name}:row {i + 1}", dict(rec)) for i, rec in enumerate(ds)]
+
+
+def read_records(path: Path | str, split: str | None = None) -> Records:
+    """(`file:line`, record) pairs of a dataset file, a directory of shards, a glob
+    (`data/train-*.parquet`: every match, in name order), or `hf://org/name` (the hub)."""
+    if str(path).startswith("hf://"):
+        return _read_hub(str(path)[5:], split)
+    path = Path(path)
     if any(c in path.name for c in "*?[") and not path.exists():
         matches = sorted(path.parent.glob(path.name))
         if not matches:
@@ -299,7 +320,7 @@ class DatasetSuite:
         if self._records is not None:
             return self._records
         spec = self.spec
-        path = Path(spec.path)
+        path = spec.path if spec.path.startswith("hf://") else Path(spec.path)
         items: list[Item] = []
         for where, rec in read_records(path, spec.split):
             if len(items) >= MAX_ITEMS:
