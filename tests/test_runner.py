@@ -240,3 +240,19 @@ def test_a_long_reply_is_scored_off_the_loop_while_other_streams_move(tmp_path):
     finally:
         pm.unregister(plugin)
         _suites.cache_clear()
+
+
+def test_the_config_hash_ignores_fields_left_at_their_defaults():
+    """An interrupted run is found again by its lineup's hash: a field a newer version adds with
+    a default (or a default written out) must not change it; a real change must."""
+    from bakeoff.lineups import parse_lineup
+    from bakeoff.runs import config_hash
+
+    bare = parse_lineup("endpoints:\n  - {name: a, provider: fake}\n")
+    spelled = parse_lineup(
+        "run: {probe: true, repeats: 1, list_prices: true}\n"
+        "endpoints:\n  - {name: a, provider: fake, max_concurrency: 4, claims: null}\n"
+    )
+    assert config_hash(bare) == config_hash(spelled)
+    other = parse_lineup("run: {repeats: 2}\nendpoints:\n  - {name: a, provider: fake}\n")
+    assert config_hash(other) != config_hash(bare)

@@ -29,7 +29,12 @@ def call_id(run_id: str, endpoint: str, suite: str, item_id: str, repeat: int) -
 
 
 def config_hash(lineup: Lineup) -> str:
-    data = orjson.dumps(lineup.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    """What a lineup asks for, as a short hash: the same lineup again finds its unfinished run.
+    Fields left at their defaults are not hashed, so a new version of bakeoff that adds a field
+    (with a default that keeps the old behaviour) still resumes a run an older one left."""
+    data = orjson.dumps(
+        lineup.model_dump(mode="json", exclude_defaults=True), option=orjson.OPT_SORT_KEYS
+    )
     return hashlib.sha256(data).hexdigest()[:16]
 
 
