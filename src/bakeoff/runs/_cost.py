@@ -19,8 +19,6 @@ from bakeoff.endpoints import CallResult
 from bakeoff.lineups import Endpoint
 from bakeoff.store import SideCallRecord
 
-COST_SOURCES = ("usage", "price", "list", "cached")
-
 
 def price_call(
     ep: Endpoint, result: CallResult, *, cached: bool = False, list_prices: bool = False
@@ -69,13 +67,19 @@ def _lookup(provider: str, model: str) -> Any:
     return snapshot
 
 
+@functools.cache
+def _default_base_url(provider: str) -> str | None:
+    """The preset's own base URL (looked up once: the plugin hook runs per lookup)."""
+    from bakeoff.plugins import get_provider
+
+    return getattr(get_provider(provider), "default_base_url", None)
+
+
 def list_price(ep: Endpoint, result: CallResult) -> float | None:
     """The call's tokens at the listed price of its provider and model, or None."""
     if ep.provider not in LISTED_PROVIDERS:
         return None
-    from bakeoff.plugins import get_provider
-
-    if ep.base_url != getattr(get_provider(ep.provider), "default_base_url", None):
+    if ep.base_url != _default_base_url(ep.provider):
         return None  # a server of the user's own: the provider's price is not its price
     snapshot = _lookup(ep.provider, ep.model)
     if snapshot is None:
