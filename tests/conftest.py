@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,34 @@ BAKEOFF = [sys.executable, "-m", "bakeoff"]
 settings.register_profile("default", max_examples=200, deadline=None)
 settings.register_profile("fuzz", max_examples=10_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+CHROMIUM = os.environ.get("BAKEOFF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium (Debian's, driven by Playwright), one per test module."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package "
+            "(or set BAKEOFF_CHROMIUM)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
 
 
 def bakeoff(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
@@ -103,6 +132,8 @@ SLOW_MODULES = {
     "test_audit_engines.py",
     "test_torch_engine.py",
     "test_browser.py",
+    "test_browser_overview.py",
+    "test_browser_pages.py",
     "test_calibrate.py",
     "test_fuzz.py",
     "test_faults.py",

@@ -4,9 +4,9 @@ $BAKEOFF_SCREENSHOTS when set (`make screenshots` refreshes docs/screenshots/ th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import time
@@ -18,32 +18,6 @@ import pytest
 from conftest import BAKEOFF
 from uirun import make_run
 
-CHROMIUM = os.environ.get("BAKEOFF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package "
-            "(or set BAKEOFF_CHROMIUM)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -52,12 +26,11 @@ def run(tmp_path_factory):
     return db, make_run(db)
 
 
-@pytest.fixture(scope="module")
-def ui(run):
-    """`bakeoff ui` as a user starts it, on a free loopback port."""
+@contextlib.contextmanager
+def ui_server(db: Path):
+    """`bakeoff ui` as a user starts it, on a free loopback port; yields its URL."""
     import socket
 
-    db, _ = run
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -77,14 +50,32 @@ def ui(run):
     else:
         proc.kill()
         raise RuntimeError(f"bakeoff ui did not start: {proc.stderr.read() if proc.stderr else ''}")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    if proc.stderr:
-        proc.stderr.close()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
 
 
-DOCS = {"overview", "suite", "item", "trace", "audit", "arena", "report-overview"}
+@pytest.fixture(scope="module")
+def ui(run):
+    with ui_server(run[0]) as url:
+        yield url
+
+
+DOCS = {
+    "overview",
+    "suite",
+    "item",
+    "trace",
+    "audit",
+    "arena",
+    "report-overview",
+    "compare",
+    "perf",
+}
 
 
 class Shots:
@@ -103,8 +94,8 @@ class Shots:
             assert (d / f"{name}.png").stat().st_size > 10_000
 
 
-def _page(browser, offline: bool = False):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+def _page(browser, offline: bool = False, **options):
+    ctx = browser.new_context(**{"viewport": {"width": 1440, "height": 900}, **options})
     if offline:
         ctx.set_offline(True)
     page = ctx.new_page()
@@ -140,8 +131,8 @@ def test_click_through_overview_item_trace_and_vote(browser, ui, run, tmp_path):
     matrix = page.locator("#matrix")
     assert matrix.locator("tbody tr").count() == 4
     assert "different" in matrix.inner_text()  # the hostile endpoint fails the audit
-    page.wait_for_selector(".chart .main-svg")  # the Pareto plot was drawn
-    shot(page, "overview", full=True)
+    page.wait_for_selector(".chart svg")  # the Pareto plot was drawn
+    shot(page, "overview-hostile", full=True)
     # a suite, filtered to the items where an output differs from the reference's
     page.click("nav.tabs >> text=arith")
     _ready(page)
@@ -169,7 +160,7 @@ def test_click_through_overview_item_trace_and_vote(browser, ui, run, tmp_path):
     # the audit's evidence
     page.click("nav.tabs >> text=Fidelity audit")
     _ready(page)
-    page.wait_for_selector(".chart .main-svg")
+    page.wait_for_selector(".chart svg")
     _assert_inert(page)
     shot(page, "audit", full=True)
     # blind votes
@@ -221,7 +212,7 @@ def test_report_offline_from_disk(browser, run, tmp_path):
     page.goto(out.as_uri())
     _ready(page)
     assert page.locator("#matrix tbody tr").count() == 4
-    page.wait_for_selector(".chart .main-svg")
+    page.wait_for_selector(".chart svg")
     shot(page, "report-overview")
     page.click("nav.tabs >> text=arith")
     page.wait_for_selector("#items")
@@ -236,7 +227,7 @@ def test_report_offline_from_disk(browser, run, tmp_path):
     page.go_back()
     page.wait_for_selector("#side-by-side")
     page.click("nav.tabs >> text=Fidelity audit")
-    page.wait_for_selector(".chart .main-svg")
+    page.wait_for_selector(".chart svg")
     _assert_inert(page)
     page.click("nav.tabs >> text=Arena")
     page.wait_for_selector("text=Ratings")

@@ -43,16 +43,59 @@ endpoints:
 """
 
 
-def make_run(db: Path, text: str = LINEUP) -> str:
+def winner_lineup(n: int = 12) -> str:
+    """A lineup whose best cells are known by construction (the browser tests check the marks):
+    `ref`, `cheap`, `fast` and `flaky` answer every arith item right, `mid` half of them, `wrong`
+    none. `cheap` costs a tenth of `ref` (the best $/correct; with the cheapest, `wrong`, the only
+    endpoints on the quality × cost front), `fast` has the lowest TTFT and the most tok/s (alone on
+    the quality × speed front), `flaky` needs retries (half its attempts fail)."""
+    from bakeoff.suites.arith import Arith
+
+    items = Arith().items(seed=0, n=n)
+    right = {it.messages[-1]["content"]: f"The answer is {it.target}." for it in items}
+    half = {
+        it.messages[-1]["content"]: f"The answer is {it.target if i % 2 else it.target + 1}."
+        for i, it in enumerate(items)
+    }
+
+    def ep(name: str, script: dict[str, str] | None, price: float, **fake: object) -> str:
+        spec = {"mode": "script", "script": script} if script else {"mode": "echo"}
+        spec = {"ttft_ms": 20, "itl_ms": 3, **spec, **fake}
+        return json.dumps(
+            {
+                "name": name,
+                "provider": "fake",
+                "fake": spec,
+                "price": {"input_per_m": price, "output_per_m": 2 * price},
+                "retry": {"max_retries": 2, "backoff_base_s": 0.001},
+            }
+        )
+
+    eps = [
+        ep("ref", right, 1.0),
+        ep("cheap", right, 0.1),
+        ep("fast", right, 2.0, ttft_ms=1, itl_ms=0.5),
+        ep("mid", half, 0.5),
+        ep("wrong", None, 0.01),
+        ep("flaky", right, 1.0, faults={"server_error": 0.5}, seed=4),
+    ]
+    return (
+        "reference: ref\ndefaults: {temperature: 0, max_tokens: 48}\n"
+        f"run: {{suites: [arith], limit: {n}, probe: false}}\n"
+        "endpoints:\n" + "".join(f"  - {e}\n" for e in eps)
+    )
+
+
+def make_run(db: Path, text: str = LINEUP, *, cache: bool = False) -> str:
     """Run the lineup into `db` (in a thread of its own: Playwright's sync API keeps an event loop
-    running in the test's thread)."""
+    running in the test's thread). `cache`: replay what an earlier run with the same requests got."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_make_run, db, text).result()
+        return pool.submit(_make_run, db, text, cache).result()
 
 
-def _make_run(db: Path, text: str) -> str:
+def _make_run(db: Path, text: str, cache: bool = False) -> str:
     lineup = parse_lineup(text)
     store = Store(db)
     run_id = create_run(store, lineup)
@@ -60,7 +103,7 @@ def _make_run(db: Path, text: str) -> str:
     async def after(session):
         await run_audit(session, lineup.audit)
 
-    asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
+    asyncio.run(execute(store, run_id, RunOptions(use_cache=cache), after=after))
     store.close()
     return run_id
 

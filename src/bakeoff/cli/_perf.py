@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -122,10 +123,7 @@ def perf(
     console.print(perf_table(summary))
     if json_out:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not summary["valid"]:
-        err.print(
-            "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
-        )
+    _caveats(summary)
     err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
 
 
@@ -210,6 +208,22 @@ def _perf_options(
 
 def _ms(d: dict[str, Any] | None, q: str = "p50") -> str:
     return "-" if not d or d.get(q) is None else f"{d[q]:.1f}"
+
+
+def _caveats(summary: dict[str, Any]) -> None:
+    """What makes a sweep's figures shaky, one line each: a load generator that fell behind, a
+    level whose replies were far shorter than asked."""
+    if not summary["valid"]:
+        err.print(
+            "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
+        )
+    for name, e in summary["endpoints"].items():
+        short = [lv for lv in e["levels"] if lv["metrics"].get("workload_mismatch")]
+        if short:
+            err.print(
+                f"[yellow]{escape(name)}, {len(short)} level(s): "
+                f"{escape(short[0]['metrics']['workload_mismatch'])}[/]"
+            )
 
 
 def perf_table(summary: dict[str, Any]) -> Table:

@@ -106,8 +106,12 @@ def per_request(r: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-def level_metrics(records: list[dict[str, Any]], window_s: float, slo: SLO) -> dict[str, Any]:
-    """The figures of one load level from its measured requests (warmup and cooldown excluded)."""
+def level_metrics(
+    records: list[dict[str, Any]], window_s: float, slo: SLO, asked_tokens: int | None = None
+) -> dict[str, Any]:
+    """The figures of one load level from its measured requests (warmup and cooldown excluded).
+    `asked_tokens`: the output length each request asked for (synthetic workloads), to flag a level
+    whose replies were far shorter — its tok/s and latencies measure another workload."""
     for r in records:
         per_request(r)
     ok = [r for r in records if r["status"] == "ok"]
@@ -149,6 +153,14 @@ def level_metrics(records: list[dict[str, Any]], window_s: float, slo: SLO) -> d
             [r["e2e_ms"] + r["lateness_ms"] for r in ok if r.get("lateness_ms") is not None],
             ci=False,
         )
+    if asked_tokens and ok:
+        got = tokens / len(ok)
+        out["output_tokens"] = {"asked": asked_tokens, "mean": round(got, 1)}
+        if got < 0.5 * asked_tokens:
+            out["workload_mismatch"] = (
+                f"asked for {asked_tokens} output tokens, got {got:.1f} on average: the endpoint "
+                "stopped early (EOS not ignored?), so these figures are of a shorter workload"
+            )
     if slo.as_dict():
         out["goodput"] = {
             "slo": slo.as_dict(),

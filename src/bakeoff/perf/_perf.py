@@ -157,7 +157,12 @@ async def sweep_endpoint(
         res = await run_level(target, spec, requests, opts.processes, tick)
         store.add_perf_requests([_row(perf_id, target.name, spec.label, r) for r in res["records"]])
         measured = [r for r in res["records"] if r["phase"] == "measure"]
-        metrics = level_metrics(measured, _window(spec, measured), opts.slo)
+        metrics = level_metrics(
+            measured,
+            _window(spec, measured),
+            opts.slo,
+            asked_tokens=None if opts.suite else opts.output_tokens,
+        )
         entry = {
             "level": level,
             "label": spec.label,

@@ -1,6 +1,11 @@
 """Runs: turning a lineup into calls, scheduling them, and summarising what the store holds."""
 
-from bakeoff.runs._capabilities import CAPABILITY_COLUMNS, FEATURES, capability_row
+from bakeoff.runs._capabilities import (
+    CAPABILITY_COLUMNS,
+    CAPABILITY_LABELS,
+    FEATURES,
+    capability_row,
+)
 from bakeoff.runs._export import ExportError, export, load
 from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
 from bakeoff.runs._plan import (
@@ -34,6 +39,7 @@ from bakeoff.runs._summary import summarize, summary_of
 
 __all__ = [
     "CAPABILITY_COLUMNS",
+    "CAPABILITY_LABELS",
     "FEATURES",
     "GATE_EXIT",
     "SCHEMA_VERSION",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter, defaultdict
 from typing import Any
 
 from bakeoff.endpoints import CallResult
-from bakeoff.lineups import Endpoint
+from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.store import SideCallRecord
 
 
@@ -153,3 +154,59 @@ def side_call_record(
         cost_source=source,
         upstream=res.upstream if res else None,
     )
+
+
+def bill_of(calls: list[Any], side: list[Any]) -> dict[str, Any]:
+    """What the endpoint's calls cost (`Bill`): stored suite and audit calls, and the bills of its
+    probe and judge calls, summed as stored — so the total is the sum of the stored costs."""
+    by_purpose: dict[str, float] = defaultdict(float)
+    sources: Counter[str] = Counter()
+    n = unpriced = cached_tokens = 0
+    for c, purpose in [
+        *((c, "audit" if c["suite"].startswith("fidelity.") else "suite") for c in calls),
+        *((c, c["purpose"]) for c in side),
+    ]:
+        if c["status"] != "ok":
+            continue
+        n += 1
+        cached_tokens += c["cached_tokens"] or 0
+        if c["cost_usd"] is None:
+            unpriced += 1
+            continue
+        sources[c["cost_source"]] += 1
+        by_purpose[purpose] += c["cost_usd"]
+    # replays from bakeoff's cache cost 0 but are no figure of what the endpoint charges
+    total = sum(by_purpose.values()) if sources.keys() - {"cached"} else None
+    return {
+        "total_usd": None if total is None else round(total, 6),
+        "by_purpose": {k: round(v, 6) for k, v in sorted(by_purpose.items())},
+        "calls": n,
+        "sources": dict(sorted(sources.items())),
+        "unpriced": unpriced,
+        "cached_prompt_tokens": cached_tokens,
+    }
+
+
+def upstream_warnings(
+    lineup: Lineup, all_of: dict[str, list[Any]], side_of: dict[str, list[Any]]
+) -> list[str]:
+    """One line per endpoint pinned to an upstream that had calls served by another."""
+    out = []
+    for ep in lineup.endpoints:
+        pinned = pinned_upstream(ep)
+        wrong = Counter(
+            c["upstream"]
+            for c in (*all_of[ep.name], *side_of[ep.name])
+            if served_elsewhere(pinned, c["upstream"])
+        )
+        if wrong:
+            out.append(
+                f"{ep.name}: {sum(wrong.values())} calls served by another upstream than the "
+                f"pinned {pinned!r} ({', '.join(f'{k}: {v}' for k, v in wrong.most_common())})"
+            )
+    return out
+
+
+def total(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 6) if known else None

@@ -130,6 +130,15 @@ class EndpointSummary(_Model):
     tokens: Tokens
     usage_sources: dict[str, int]
     upstreams: dict[str, int]
+    retried: int | None = None
+    """Suite calls that took more than one attempt (each retry a failure the error rate hides)."""
+    retry_rate: float | None = None
+    rate_limited: int | None = None
+    """Attempts of its suite calls refused with a rate limit (HTTP 429 or its like)."""
+    rate_limited_calls: int | None = None
+    ttft_first_send_ms: Percentiles | None = None
+    """TTFT from the first attempt's send (retry waits included), of the live successful calls;
+    `ttft_ms` is the answering attempt's own."""
     cost_usd: float | None
     """`bill.total_usd`: what the run cost on this endpoint, every call counted."""
     cost_per_1m_tokens: float | None = None

@@ -7,15 +7,21 @@ calls that went over the wire (not cache hits).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bakeoff._version import __version__
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
-from bakeoff.runs._cost import pinned_upstream, served_elsewhere
+from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total, upstream_warnings
+from bakeoff.runs._front import pareto_front
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
 from bakeoff.runs._stopping import call_value, sequence_interval
@@ -29,7 +35,7 @@ from bakeoff.stats import (
     percentile,
     sign_flip_test,
 )
-from bakeoff.store import Store
+from bakeoff.store import Store, StoreError
 from bakeoff.suites import Item
 
 
@@ -57,8 +63,28 @@ def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
     """A JSON-ready summary of a run (`summary_of(...).to_json()`): per endpoint, counts, errors
-    by class, scores, speed, cost, fidelity, capabilities."""
-    return summary_of(store, run_id).to_json()
+    by class, scores, speed, cost, fidelity, capabilities. Kept in the store under the fingerprint
+    of the run's data and of this code, so that the next read of an unchanged run costs a query
+    (0.4 s to recompute at 10,000 calls: the UI's overview waited that long on every visit)."""
+    key = f"{_code_hash()}:{store.run_fingerprint(run_id)}"
+    cached = store.cache_get(f"summary:{run_id}:{key}")
+    if isinstance(cached, dict):
+        return cached
+    out = summary_of(store, run_id).to_json()
+    with contextlib.suppress(StoreError):  # a database that cannot be written is read as is
+        store.cache_summary(run_id, key, out)
+    return out
+
+
+@functools.cache
+def _code_hash() -> str:
+    """Of the package's code (every module, read once per process: ~5 ms): a changed summary rule
+    is a new key, never an old summary served."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def summary_of(store: Store, run_id: str) -> RunSummary:
@@ -79,8 +105,9 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     side_of: dict[str, list[Any]] = defaultdict(list)
     for c in store.side_calls(run_id):
         side_of[c["endpoint"]].append(c)
-    bills = {ep.name: _bill(all_of[ep.name], side_of[ep.name]) for ep in lineup.endpoints}
-    upstream_warnings = _upstream_warnings(lineup, all_of, side_of)
+    retried = store.retried_calls(run_id)
+    bills = {ep.name: bill_of(all_of[ep.name], side_of[ep.name]) for ep in lineup.endpoints}
+    upstream_notes = upstream_warnings(lineup, all_of, side_of)
 
     verdicts = store.verdicts(run_id)
     probes = store.probes(run_id)
@@ -99,6 +126,7 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             probes.get(ep.name),
             bills[ep.name],
             (*all_of[ep.name], *side_of[ep.name]),
+            retried,
         )
         for ep in lineup.endpoints
     ]
@@ -125,8 +153,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "repeats": lineup.run.repeats,
             "endpoints": endpoints,
             "pareto": pareto,
-            "warnings": _isolation_warnings(endpoints) + upstream_warnings,
-            "cost_usd": _total(b["total_usd"] for b in bills.values()),
+            "warnings": _isolation_warnings(endpoints) + upstream_notes,
+            "cost_usd": total(b["total_usd"] for b in bills.values()),
         }
     )
 
@@ -141,6 +169,7 @@ def _endpoint_entry(
     probe: dict[str, Any] | None,
     bill: dict[str, Any],
     every_call: tuple[Any, ...],
+    retried: dict[str, tuple[float, int]],
 ) -> dict[str, Any]:
     """One endpoint's line of the summary, from its suite calls (`rows`): counts, errors by
     class, speed of its live calls, tokens, fidelity, capabilities; and from `every_call` (suite,
@@ -184,6 +213,7 @@ def _endpoint_entry(
         "bill": bill,
         "fidelity": _fidelity(verdict, ep.name == lineup.reference),
         "capabilities": capability_row(probe) if probe is not None else None,
+        **_reliability(rows, live, retried),
     }
     claims = {"context": ep.context, **(ep.claims.model_dump() if ep.claims else {})}
     if any(v is not None for v in claims.values()):
@@ -203,60 +233,32 @@ def _endpoint_entry(
     return entry
 
 
-def _bill(calls: list[Any], side: list[Any]) -> dict[str, Any]:
-    """What the endpoint's calls cost (`Bill`): stored suite and audit calls, and the bills of its
-    probe and judge calls, summed as stored — so the total is the sum of the stored costs."""
-    by_purpose: dict[str, float] = defaultdict(float)
-    sources: Counter[str] = Counter()
-    n = unpriced = cached_tokens = 0
-    for c, purpose in [
-        *((c, "audit" if c["suite"].startswith("fidelity.") else "suite") for c in calls),
-        *((c, c["purpose"]) for c in side),
-    ]:
-        if c["status"] != "ok":
+def _reliability(
+    rows: list[Any], live: list[Any], retried: dict[str, tuple[float, int]]
+) -> dict[str, Any]:
+    """What the error rate alone hides: the calls that needed retries, the attempts refused with a
+    rate limit, and TTFT from the first attempt's send (the wait a user of the endpoint had) beside
+    the TTFT of the attempt that answered — a retried call's own TTFT flatters the endpoint."""
+    mine = [retried[c["id"]] for c in rows if c["id"] in retried]
+    from_first = []
+    for c in live:
+        if c["ttft_ms"] is None:
             continue
-        n += 1
-        cached_tokens += c["cached_tokens"] or 0
-        if c["cost_usd"] is None:
-            unpriced += 1
-            continue
-        sources[c["cost_source"]] += 1
-        by_purpose[purpose] += c["cost_usd"]
-    # replays from bakeoff's cache cost 0 but are no figure of what the endpoint charges
-    total = sum(by_purpose.values()) if sources.keys() - {"cached"} else None
+        extra = 0.0
+        if c["id"] in retried:
+            extra = max(0.0, (retried[c["id"]][0] - c["started_at"]) * 1000)
+        from_first.append(c["ttft_ms"] + extra)
     return {
-        "total_usd": None if total is None else round(total, 6),
-        "by_purpose": {k: round(v, 6) for k, v in sorted(by_purpose.items())},
-        "calls": n,
-        "sources": dict(sorted(sources.items())),
-        "unpriced": unpriced,
-        "cached_prompt_tokens": cached_tokens,
+        "retried": len(mine),
+        "retry_rate": _round(len(mine) / len(rows) if rows else None, 4),
+        "rate_limited": sum(n for _, n in mine),
+        "rate_limited_calls": sum(1 for _, n in mine if n)
+        + sum(1 for c in rows if c["id"] not in retried and c["error_class"] == "rate_limited"),
+        "ttft_first_send_ms": {
+            "p50": _round(percentile(from_first, 50)),
+            "p90": _round(percentile(from_first, 90)),
+        },
     }
-
-
-def _upstream_warnings(
-    lineup: Lineup, all_of: dict[str, list[Any]], side_of: dict[str, list[Any]]
-) -> list[str]:
-    """One line per endpoint pinned to an upstream that had calls served by another."""
-    out = []
-    for ep in lineup.endpoints:
-        pinned = pinned_upstream(ep)
-        wrong = Counter(
-            c["upstream"]
-            for c in (*all_of[ep.name], *side_of[ep.name])
-            if served_elsewhere(pinned, c["upstream"])
-        )
-        if wrong:
-            out.append(
-                f"{ep.name}: {sum(wrong.values())} calls served by another upstream than the "
-                f"pinned {pinned!r} ({', '.join(f'{k}: {v}' for k, v in wrong.most_common())})"
-            )
-    return out
-
-
-def _total(values: Any) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(sum(known), 6) if known else None
 
 
 def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
@@ -464,34 +466,3 @@ def _f1(truth: list[bool], pred: list[bool]) -> float | None:
     if tp + fp + fn == 0:
         return None
     return round(2 * tp / (2 * tp + fp + fn), 4)
-
-
-def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
-    """Endpoints no other endpoint beats on quality (mean suite score, higher), speed (output tok/s
-    p50, higher) and cost (USD for the run, lower, when every endpoint has a price) at once."""
-    with_cost = all(e.get("cost_usd") is not None for e in endpoints)
-    points = {}
-    for e in endpoints:
-        scores = [v["score"] for v in e["suites"].values() if v["score"] is not None]
-        q = sum(scores) / len(scores) if scores else None
-        sp = e["output_tok_s"]["p50"]
-        if q is None or sp is None:
-            continue
-        points[e["name"]] = (q, sp, -(e["cost_usd"] or 0.0) if with_cost else 0.0)
-
-    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-        return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
-
-    front = [n for n, p in points.items() if not any(dominates(o, p) for o in points.values())]
-    return {
-        "axes": ["quality", "output_tok_s", *(["cost_usd"] if with_cost else [])],
-        "front": sorted(front),
-        "points": {
-            n: {
-                "quality": round(p[0], 4),
-                "output_tok_s": p[1],
-                **({"cost_usd": -p[2]} if with_cost else {}),
-            }
-            for n, p in points.items()
-        },
-    }

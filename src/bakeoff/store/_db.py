@@ -363,6 +363,20 @@ class Store(Reads):
                 (run_id, endpoint, now_iso(), verdict, p_value, self.scrub(dumps(evidence))),
             )
 
+    # -- derived results -------------------------------------------------------------------------
+    def cache_summary(self, run_id: str, key: str, summary: Any) -> None:
+        """Keep a run's summary under `key` (its data's fingerprint and the code's), dropping the
+        ones kept for earlier states of the run. Nothing is written on a read-only database."""
+        if self.readonly:
+            return
+        prefix = f"summary:{run_id}:"
+        with self.transaction() as db:
+            db.execute("DELETE FROM response_cache WHERE key LIKE ? || '%'", (prefix,))
+            db.execute(
+                "INSERT INTO response_cache (key, created_at, result_json) VALUES (?, ?, ?)",
+                (prefix + key, time.time(), self.scrub(dumps(summary))),
+            )
+
     # -- response cache --------------------------------------------------------------------------
     def cache_put(self, key: str, result: Any) -> None:
         with self.transaction() as db:

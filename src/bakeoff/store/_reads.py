@@ -137,6 +137,46 @@ class Reads:
             "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
         ).fetchall()
 
+    def retried_calls(self, run_id: str) -> dict[str, tuple[float, int]]:
+        """{call id: (when its last attempt started, how many of its attempts were refused with
+        a rate limit)} for the calls of a run that took more than one attempt."""
+        rows = self.db.execute(
+            "SELECT a.call_id, MAX(a.started_at),"
+            " SUM(CASE WHEN a.error_class = 'rate_limited' THEN 1 ELSE 0 END)"
+            " FROM attempts a JOIN calls c ON c.id = a.call_id"
+            " WHERE c.run_id = ? AND c.n_attempts > 1 GROUP BY a.call_id",
+            (run_id,),
+        ).fetchall()
+        return {r[0]: (float(r[1]), int(r[2] or 0)) for r in rows}
+
+    def run_fingerprint(self, run_id: str) -> str:
+        """A short string that changes whenever anything a run's summary is made of changes: its
+        calls, scores, items, verdicts, probes, side calls and run row (aggregates, read in one
+        query: a few ms for 10,000 calls). The key of its cached summary."""
+        row = self.db.execute(
+            "SELECT"
+            " (SELECT COUNT(*) || ':' || COALESCE(SUM(finished_at), 0) || ':'"
+            "  || COALESCE(SUM(n_attempts), 0) || ':'"
+            "  || SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) || ':'"
+            "  || COALESCE(SUM(LENGTH(error_class)), 0) || ':' || COALESCE(SUM(ttft_ms), 0) || ':'"
+            "  || COALESCE(SUM(completion_tokens), 0) || ':' || COALESCE(SUM(cost_usd), 0)"
+            "  FROM calls WHERE run_id = ?),"
+            " (SELECT COUNT(*) || ':' || COALESCE(SUM(s.value), 0) || ':'"
+            "  || COALESCE(SUM(s.passed), 0) || ':' || COALESCE(SUM(LENGTH(s.detail)), 0)"
+            "  FROM scores s JOIN calls c ON c.id = s.call_id WHERE c.run_id = ?),"
+            " (SELECT COUNT(*) FROM items WHERE run_id = ?),"
+            " (SELECT COUNT(*) || ':' || COALESCE(MAX(computed_at), '') || ':'"
+            "  || COALESCE(SUM(LENGTH(evidence_json)), 0) FROM verdicts WHERE run_id = ?),"
+            " (SELECT COUNT(*) || ':' || COALESCE(MAX(computed_at), '') || ':'"
+            "  || COALESCE(SUM(LENGTH(result_json)), 0) FROM probes WHERE owner_id = ?),"
+            " (SELECT COUNT(*) || ':' || COALESCE(SUM(cost_usd), 0) FROM side_calls"
+            "  WHERE run_id = ?),"
+            " (SELECT status || ':' || COALESCE(finished_at, '') || ':' || LENGTH(lineup_json)"
+            "  FROM runs WHERE id = ?)",
+            (run_id,) * 7,
+        ).fetchone()
+        return "|".join(str(v) for v in row)
+
     def scores(self, run_id: str, *, light: bool = False) -> list[sqlite3.Row]:
         """Every score of a run, in the order written; `light`: without the detail text and the
         call's columns."""

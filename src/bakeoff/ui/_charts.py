@@ -1,5 +1,4 @@
-"""The pages' charts, each built from the data it shows (plotly figure specs, rendered by
-`_render.chart`)."""
+"""The pages' charts, each built from the data it shows, drawn as inline SVG (`_svg`)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+from markupsafe import Markup
 
-from bakeoff.ui._render import chart
+from bakeoff.ui._svg import Axis, Box, Series, box_plot, plot
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#65a30d"]
 
@@ -17,52 +17,106 @@ CHART_POINTS = 2000
 """Most points of one call's token-arrival chart."""
 
 
-def pareto_chart(pareto: dict[str, Any], colors: dict[str, str]) -> str | None:
-    """Quality against output tok/s per endpoint (size: cost, when priced); the front starred."""
-    pts = pareto["points"]
-    if not pts:
-        return None
-    with_cost = "cost_usd" in pareto["axes"]
-    data = []
-    for name, p in pts.items():
-        on_front = name in pareto["front"]
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers+text",
-                "name": name,
-                "x": [p["output_tok_s"]],
-                "y": [p["quality"]],
-                "text": [name],
-                "textposition": "top center",
-                "marker": {
-                    "size": 12 + (20 * p["cost_usd"] / max_cost(pts) if with_cost else 4),
-                    "color": colors.get(name),
-                    "symbol": "star" if on_front else "circle",
-                    "line": {"width": 2 if on_front else 0, "color": "#111"},
-                },
-                "hovertemplate": (
-                    f"{name}<br>quality %{{y:.3f}}<br>%{{x:.1f}} tok/s"
-                    + (f"<br>${p['cost_usd']:.4f}" if with_cost else "")
-                    + "<extra></extra>"
-                ),
-            }
+LABEL_OFFSETS = {
+    "top": (0.0, 0.06),
+    "bottom": (0.0, -0.06),
+    "right": (0.07, 0.0),
+    "left": (-0.07, 0.0),
+}
+
+
+def _label_positions(xy: dict[str, tuple[float, float]]) -> dict[str, str]:
+    """Where to print each point's name: of the four sides, the one whose label lands farthest
+    from the other points and the labels placed before it (on axes scaled to [0, 1]), so that two
+    close endpoints do not print their names over each other's marker."""
+    xs, ys = [p[0] for p in xy.values()], [p[1] for p in xy.values()]
+    sx, sy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    norm = {n: ((x - min(xs)) / sx, (y - min(ys)) / sy) for n, (x, y) in xy.items()}
+    taken: list[tuple[float, float]] = []
+    out = {}
+    for name, (x, y) in sorted(norm.items(), key=lambda kv: (-kv[1][1], kv[1][0])):
+        others = [p for n, p in norm.items() if n != name] + taken
+
+        def room(side: str, x: float = x, y: float = y, others: list = others) -> float:
+            dx, dy = LABEL_OFFSETS[side]
+            lx, ly = x + dx, y + dy
+            inside = 0.0 if -0.05 <= lx <= 1.05 and -0.1 <= ly <= 1.1 else 0.5
+            return min((math.hypot(lx - a, ly - b) for a, b in others), default=1.0) - inside
+
+        side = max(LABEL_OFFSETS, key=room)
+        out[name] = side
+        taken.append((x + LABEL_OFFSETS[side][0], y + LABEL_OFFSETS[side][1]))
+    return out
+
+
+def front_charts(pareto: dict[str, Any], colors: dict[str, str]) -> dict[str, Markup]:
+    """Quality against USD per 1,000 suite calls and against output tok/s: one two-axis chart
+    each, its front (no endpoint better on both axes) starred and joined by a dotted staircase."""
+    pts = pareto.get("points") or {}
+    fronts = pareto.get("fronts") or {}
+    out = {}
+    for key, axis, title in (
+        ("cost", "cost_per_1k_calls", "USD per 1,000 suite calls (lower is better)"),
+        ("speed", "output_tok_s", "output tokens/s p50 (higher is better)"),
+    ):
+        if key not in fronts:
+            continue
+        xs = {n: p[axis] for n, p in pts.items() if p.get(axis) is not None}
+        if len(xs) < 2:
+            continue
+        out[key] = _front_chart(pts, xs, fronts[key], colors, title, key == "cost")
+    return out
+
+
+def _front_chart(
+    pts: dict[str, Any],
+    xs: dict[str, float],
+    front: list[str],
+    colors: dict[str, str],
+    title: str,
+    money: bool,
+) -> Markup:
+    line = sorted((n for n in front if n in xs), key=lambda n: xs[n])
+    qs = [pts[n]["quality"] for n in xs]
+    where = _label_positions({n: (xs[n], pts[n]["quality"]) for n in xs})
+    series = [
+        Series(
+            "",
+            [xs[n] for n in line],
+            [pts[n]["quality"] for n in line],
+            "#9ca3af",
+            lines="hv" if money else "vh",
+            markers=None,
+            dash=True,
         )
-    return chart(
-        data,
-        {
-            "showlegend": False,
-            "xaxis": {"title": {"text": "output tokens/s (p50)"}},
-            "yaxis": {"title": {"text": "quality (mean suite score)"}},
-        },
+    ]
+    for name in sorted(xs, key=lambda n: pts[n]["quality"]):
+        on = name in front
+        x = f"${xs[name]:.4g} per 1,000 calls" if money else f"{xs[name]:.1f} tok/s"
+        series.append(
+            Series(
+                name,
+                [xs[name]],
+                [pts[name]["quality"]],
+                colors.get(name, "#888"),
+                markers="star" if on else "circle",
+                size=6 if on else 5,
+                labels=[name],
+                label_sides=[where[name]],
+                tips=[
+                    f"{name}: quality {pts[name]['quality']:.3f}, {x}"
+                    + (" (on the front)" if on else "")
+                ],
+            )
+        )
+    return plot(
+        series,
+        Axis(title, prefix="$" if money else ""),
+        Axis("quality (mean suite score)", lo=min(0.0, *qs) - 0.06, hi=max(1.0, *qs) + 0.06),
     )
 
 
-def max_cost(points: dict[str, Any]) -> float:
-    return max((p.get("cost_usd") or 0.0) for p in points.values()) or 1.0
-
-
-def chunks_chart(chunks: list[float], color: str | None) -> str | None:
+def chunks_chart(chunks: list[float], color: str | None) -> Markup | None:
     """When each token chunk of one call arrived, from at most ~CHART_POINTS points: a reply of
     240,000 chunks made the page (and the report holding it) 66 MB heavier to build; the step
     shape stays, the last chunk is kept."""
@@ -72,106 +126,91 @@ def chunks_chart(chunks: list[float], color: str | None) -> str | None:
     ys = list(range(1, len(chunks) + 1, step))
     if ys[-1] != len(chunks):
         ys.append(len(chunks))
-    return chart(
+    return plot(
         [
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "x": [chunks[y - 1] for y in ys],
-                "y": ys,
-                "line": {"shape": "hv", "color": color},
-                "marker": {"size": 4},
-                "hovertemplate": "chunk %{y} at %{x:.1f} ms<extra></extra>",
-            }
+            Series(
+                "chunks",
+                [chunks[y - 1] for y in ys],
+                ys,
+                color or "#2563eb",
+                lines="hv",
+                markers="circle" if len(ys) <= 200 else None,
+                size=2.5,
+            )
         ],
-        {
-            "height": 260,
-            "xaxis": {"title": {"text": "ms since the request was sent"}, "rangemode": "tozero"},
-            "yaxis": {"title": {"text": "token chunks"}},
-        },
+        Axis("ms since the request was sent", lo=0.0),
+        Axis("token chunks", lo=0.0),
+        height=260,
     )
 
 
-def wealth_chart(verdict: dict[str, Any]) -> str | None:
-    """Each test's e-process over the audit's paired observations, against the 1/α line."""
-    data = []
+def wealth_chart(verdict: dict[str, Any]) -> Markup | None:
+    """Each test's e-process over the audit's paired observations, against the 1/α line, on a
+    log scale labelled at powers of ten only (plotly's minor labels printed 0.5 as "5")."""
+    series = []
     for i, (test, t) in enumerate((verdict.get("tests") or {}).items()):
-        w = t.get("wealth") or []
+        w = [max(float(v), 1e-6) for v in (t.get("wealth") or [])]
         if w:
-            data.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": test,
-                    "x": list(range(1, len(w) + 1)),
-                    "y": w,
-                    "line": {"color": PALETTE[i % len(PALETTE)]},
-                }
+            series.append(
+                Series(
+                    test,
+                    list(range(1, len(w) + 1)),
+                    w,
+                    PALETTE[i % len(PALETTE)],
+                    lines="straight",
+                    markers=None,
+                )
             )
-    if not data:
+    if not series:
         return None
     alpha = verdict.get("alpha") or 0.05
-    n = max(len(d["x"]) for d in data)
-    data.append(
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "name": f"reject at 1/α = {1 / alpha:g}",
-            "x": [1, n],
-            "y": [1 / alpha, 1 / alpha],
-            "line": {"dash": "dash", "color": "#6b7280"},
-        }
-    )
-    top = math.log10(max(2 / alpha, *(max(d["y"]) for d in data))) + 0.2
-    return chart(
-        data,
-        {
-            "height": 260,
-            "yaxis": {"type": "log", "title": {"text": "wealth (e-value)"}, "range": [-0.5, top]},
-            "xaxis": {"title": {"text": "paired observations"}},
-        },
+    top = max(2 / alpha, *(max(s.y) for s in series))
+    return plot(
+        series,
+        Axis("paired observations", lo=1.0),
+        Axis("wealth (e-value)", log=True, lo=min(0.3, *(min(s.y) for s in series)), hi=top),
+        hline=(1 / alpha, f"reject at 1/α = {1 / alpha:g}"),
+        legend=True,
+        height=260,
     )
 
 
-def perf_charts(summary: dict[str, Any], measured: list[Any]) -> tuple[dict[str, str], str]:
+def perf_charts(summary: dict[str, Any], measured: list[Any]) -> tuple[dict[str, Markup], str]:
     """A sweep's throughput curve and its TTFT and inter-token-latency boxes per level (from the
     `measured` requests), and the name of its level axis."""
     names = list((summary.get("endpoints") or {}).keys())
     colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    curve = [
-        {
-            "type": "scatter",
-            "mode": "lines+markers",
-            "name": n,
-            "x": [p["level"] for p in e["curve"]],
-            "y": [p["output_tok_s"] for p in e["curve"]],
-            "line": {"color": colors[n]},
-        }
-        for n, e in summary["endpoints"].items()
-    ]
     mode = (summary.get("config") or {}).get("mode", "closed")
     level_name = "concurrency" if mode == "closed" else "request rate (req/s)"
-    figs = {
-        "curve": chart(
-            curve,
-            {
-                "xaxis": {"title": {"text": level_name}},
-                "yaxis": {"title": {"text": "output tokens/s"}},
-            },
+    curve = [
+        Series(
+            n,
+            [p["level"] for p in e["curve"] if p["output_tok_s"] is not None],
+            [p["output_tok_s"] for p in e["curve"] if p["output_tok_s"] is not None],
+            colors[n],
+            lines="straight",
+            tips=[
+                f"{n} at {p['level']}: {p['output_tok_s']} tok/s"
+                for p in e["curve"]
+                if p["output_tok_s"] is not None
+            ],
         )
-    }
+        for n, e in summary["endpoints"].items()
+    ]
+    figs: dict[str, Markup] = {}
+    if any(s.x for s in curve):
+        figs["curve"] = plot(
+            [s for s in curve if s.x],
+            Axis(level_name),
+            Axis("output tokens/s", lo=0.0),
+            legend=True,
+        )
     samples = _latency_samples(measured)
     for kind, title in (("ttft", "TTFT (ms)"), ("itl", "inter-token latency (ms)")):
-        data = [b for n in names if (b := _boxes(n, samples[kind], colors[n])) is not None]
-        if data:
-            figs[kind] = chart(
-                data,
-                {
-                    "boxmode": "group",
-                    "xaxis": {"title": {"text": "level (whiskers: p5 and p95)"}},
-                    "yaxis": {"title": {"text": title}},
-                },
-            )
+        groups = [(n, colors[n], b) for n in names if (b := _boxes(n, samples[kind]))]
+        if groups:
+            levels = sorted({c for _, _, b in groups for c in b}, key=_level_value)
+            figs[kind] = box_plot(levels, groups, "level (whiskers: p5 and p95)", title)
     return figs, level_name
 
 
@@ -189,26 +228,14 @@ def _latency_samples(measured: list[Any]) -> dict[str, dict[tuple[str, str], lis
     return samples
 
 
-def _boxes(
-    name: str, samples: dict[tuple[str, str], list[np.ndarray]], color: str
-) -> dict[str, Any] | None:
-    """One endpoint's distributions as precomputed boxes (p5, p25, p50, p75, p95): the page
-    carries five numbers per box, not every sample."""
-    keys = sorted((k for k in samples if k[0] == name), key=lambda k: _level_value(k[1]))
-    if not keys:
-        return None
-    qs = [np.percentile(np.concatenate(samples[k]), [5, 25, 50, 75, 95]) for k in keys]
-    return {
-        "type": "box",
-        "name": name,
-        "x": [k[1] for k in keys],
-        "lowerfence": [round(float(q[0]), 3) for q in qs],
-        "q1": [round(float(q[1]), 3) for q in qs],
-        "median": [round(float(q[2]), 3) for q in qs],
-        "q3": [round(float(q[3]), 3) for q in qs],
-        "upperfence": [round(float(q[4]), 3) for q in qs],
-        "marker": {"color": color},
-    }
+def _boxes(name: str, samples: dict[tuple[str, str], list[np.ndarray]]) -> dict[str, Box]:
+    """One endpoint's distributions per level as boxes (p5, p25, p50, p75, p95): the page carries
+    five numbers per box, not every sample."""
+    out = {}
+    for key in sorted((k for k in samples if k[0] == name), key=lambda k: _level_value(k[1])):
+        q = np.percentile(np.concatenate(samples[key]), [5, 25, 50, 75, 95])
+        out[key[1]] = Box(*(round(float(v), 3) for v in q))
+    return out
 
 
 def _level_value(label: str) -> float:

@@ -1,5 +1,5 @@
 """Rendering helpers shared by the web app and the static report: the Jinja environment (autoescape
-on, always), word-level diffs, number formats and chart specs.
+on, always), word-level diffs, and number formats.
 
 Everything a model wrote reaches the page through Jinja's escaping or `escape()` here: it is shown as
 text, never interpreted as markup (no markdown rendering, no raw HTML)."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -60,6 +61,18 @@ def fmt_num(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+def fmt_usd(x: Any) -> str:
+    """Dollars to two significant digits past the zeros: $0.0000019 per correct answer, not the
+    $0.00000 a fixed number of decimals printed."""
+    if x is None or isinstance(x, Undefined):
+        return "–"
+    x = float(x)
+    if x == 0 or abs(x) >= 1:
+        return f"${x:,.2f}"
+    decimals = max(2, 1 - math.floor(math.log10(abs(x))))
+    return f"${x:.{decimals}f}"
+
+
 def fmt_p(p: Any) -> str:
     if p is None or isinstance(p, Undefined):
         return "–"
@@ -76,21 +89,6 @@ def pretty_json(text: str | None) -> str:
         return text
 
 
-def chart(data: list[dict[str, Any]], layout: dict[str, Any] | None = None) -> str:
-    """A Plotly figure as JSON, for a `<div class="chart" data-fig="...">` (escaped by Jinja)."""
-    base = {
-        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
-        "height": 340,
-        "font": {"family": "system-ui, sans-serif", "size": 12},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-    }
-    return orjson.dumps(
-        {"data": data, "layout": {**base, **(layout or {})}},
-        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
-    ).decode()
-
-
 @functools.cache
 def make_env() -> Environment:
     """The one Jinja environment (templates compiled once per process; nothing per request lives
@@ -102,5 +100,5 @@ def make_env() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(url=url, word_diff=word_diff)
-    env.filters.update(num=fmt_num, p=fmt_p, pretty_json=pretty_json)
+    env.filters.update(num=fmt_num, p=fmt_p, usd=fmt_usd, pretty_json=pretty_json)
     return env

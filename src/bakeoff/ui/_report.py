@@ -2,8 +2,8 @@
 
 The report holds the same pages as the web app (overview, every suite and item side by side, every
 call's trace, the audit, the arena's ratings, the run's perf runs), rendered by the same views, gzipped
-and base64-encoded inside the file; a small script (inlined, like plotly.js and the CSS) inflates them
-in the browser and shows the page named by the URL's `#`. Nothing is fetched: the page's
+and base64-encoded inside the file; a small script (inlined, like the CSS; the charts are inline SVG)
+inflates them in the browser and shows the page named by the URL's `#`. Nothing is fetched: the page's
 Content-Security-Policy allows no network at all."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from markupsafe import Markup
 
 from bakeoff.store import Store
 from bakeoff.ui._render import url
-from bakeoff.ui._server import plotly_js_path
 from bakeoff.ui._views import NotFound, Views
 
 
@@ -93,7 +92,6 @@ def write_report(
         nonce=secrets.token_urlsafe(12),
         css=Markup(static.joinpath("app.css").read_text()),
         app_js=Markup(static.joinpath("app.js").read_text()),
-        plotly_js=Markup(plotly_js_path().read_text()),
         pages_b64=packed,
     )
     out = Path(path)

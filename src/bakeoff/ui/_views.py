@@ -20,7 +20,8 @@ from bakeoff.lineups import Lineup
 from bakeoff.runs import lineup_of_run, summarize
 from bakeoff.stats import holm, mcnemar_exact
 from bakeoff.store import Store
-from bakeoff.ui._charts import PALETTE, chunks_chart, pareto_chart, perf_charts, wealth_chart
+from bakeoff.ui._charts import PALETTE, chunks_chart, front_charts, perf_charts, wealth_chart
+from bakeoff.ui._overview import best_cells, capability_rows, caveats
 from bakeoff.ui._render import make_env, url
 
 PAGE_SIZE = 100
@@ -147,8 +148,6 @@ class Views:
     def overview(self, run_id: str) -> Page:
         rd = self.run(run_id)
         s = rd.summary
-        fig = pareto_chart(s["pareto"], rd.colors)
-        errors = sorted({k for e in s["endpoints"] for k in e["errors"]})
         return Page(
             f"Run {run_id}",
             self._render(
@@ -156,9 +155,10 @@ class Views:
                 rd=rd,
                 s=s,
                 run=rd.row,
-                pareto_fig=fig,
-                error_classes=errors,
-                capability_columns=_capability_columns(s),
+                figs=front_charts(s["pareto"], rd.colors),
+                best=best_cells(s),
+                caveats={e["name"]: caveats(e) for e in s["endpoints"]},
+                capabilities=capability_rows(s),
                 perf_runs=self.store.perf_runs_of(run_id),
             ),
             run_id,
@@ -375,15 +375,6 @@ def _prompt_excerpt(input_json: str, n: int = 140) -> str:
         text = orjson.dumps(text).decode()
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _capability_columns(s: dict[str, Any]) -> list[str]:
-    cols: list[str] = []
-    for e in s["endpoints"]:
-        for k in e.get("capabilities") or {}:
-            if k not in cols:
-                cols.append(k)
-    return cols
 
 
 def _outcomes_of_run(store: Store, run_id: str) -> dict[tuple[str, str, str, int], float]:

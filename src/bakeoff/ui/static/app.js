@@ -1,14 +1,49 @@
-// bakeoff UI: draws the charts of a page (Plotly, shipped with the page), and in a report file
-// routes between the pages stored inside it. Page HTML is rendered and escaped by the server;
+// bakeoff UI: sortable tables and keys, and in a report file routes between the pages stored
+// inside it (the charts are SVG drawn by the server). Page HTML is rendered and escaped by the server;
 // this script never builds markup from data.
 (function () {
   "use strict";
 
-  function drawCharts(root) {
-    if (!window.Plotly) return;
-    root.querySelectorAll(".chart[data-fig]").forEach(function (el) {
-      var fig = JSON.parse(el.getAttribute("data-fig"));
-      window.Plotly.newPlot(el, fig.data, fig.layout, { displaylogo: false, responsive: true });
+  // a table.sortable sorts by the column whose header is clicked, by each cell's data-v (a number,
+  // or text); rows with no value go last. Rows are moved, never rebuilt.
+  function sortable(root) {
+    root.querySelectorAll("table.sortable").forEach(function (table) {
+      var heads = table.querySelectorAll("thead th");
+      heads.forEach(function (th, col) {
+        if (!th.hasAttribute("data-sort")) return;
+        th.addEventListener("click", function (ev) {
+          if (ev.target.closest("a")) return;
+          var down = th.getAttribute("aria-sort") !== "descending";
+          heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+          th.setAttribute("aria-sort", down ? "descending" : "ascending");
+          var numeric = th.getAttribute("data-sort") === "num";
+          var body = table.tBodies[0];
+          var rows = Array.prototype.slice.call(body.rows);
+          function key(row) {
+            var v = row.cells[col] && row.cells[col].getAttribute("data-v");
+            if (v === null || v === "") return null;
+            return numeric ? parseFloat(v) : v.toLowerCase();
+          }
+          rows.sort(function (a, b) {
+            var x = key(a), y = key(b);
+            if (x === null || y === null) return (x === null) - (y === null);
+            var c = x < y ? -1 : x > y ? 1 : 0;
+            return down ? -c : c;
+          });
+          rows.forEach(function (r) { body.appendChild(r); });
+        });
+      });
+    });
+  }
+
+  // keys that click a control of the page: data-key="a" on a button or link
+  function keys(root) {
+    document.addEventListener("keydown", function (ev) {
+      if (ev.ctrlKey || ev.metaKey || ev.altKey || !/^[a-z]$/i.test(ev.key)) return;
+      var t = ev.target;
+      if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+      var el = root.querySelector('[data-key="' + ev.key.toLowerCase() + '"]');
+      if (el) { ev.preventDefault(); el.click(); }
     });
   }
 
@@ -44,7 +79,7 @@
       }
       document.title = page.title + " · bakeoff report";
       main.innerHTML = page.html; // rendered and escaped by bakeoff when the report was written
-      drawCharts(main);
+      sortable(main);
       var target = anchor && document.getElementById(anchor);
       if (target) target.scrollIntoView(); else window.scrollTo(0, 0);
     }
@@ -57,7 +92,8 @@
     if (document.body.getAttribute("data-report")) {
       report();
     } else {
-      drawCharts(document);
+      sortable(document);
+      keys(document);
       document.body.setAttribute("data-ready", "1");
     }
   });
