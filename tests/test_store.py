@@ -4,15 +4,23 @@ import pytest
 
 from bakeoff.store import MIGRATIONS, CallRecord, Store, migrate
 
+try:
+    import psycopg
 
-def test_migrations_are_recorded_and_idempotent(tmp_path):
-    s = Store(tmp_path / "a.db")
-    names = [r[0] for r in s.db.execute("SELECT name FROM _migrations")]
+    INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+except ImportError:
+    INTEGRITY_ERRORS = (sqlite3.IntegrityError,)
+
+
+def test_migrations_are_recorded_and_idempotent(db_target):
+    s = Store(db_target)
+    names = [r[0] for r in s.db.execute("SELECT name FROM _migrations ORDER BY name")]
     assert names == [n for n, _ in MIGRATIONS]
     assert migrate(s.db) == []
     s.close()
-    s2 = Store(tmp_path / "a.db")  # reopening applies nothing twice
+    s2 = Store(db_target)  # reopening applies nothing twice
     assert s2.db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+    s2.close()
 
 
 def test_wal_mode(tmp_path):
@@ -20,8 +28,8 @@ def test_wal_mode(tmp_path):
     assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_record_call_is_atomic_and_scrubs_secrets(tmp_path):
-    s = Store(tmp_path / "a.db", secrets=["topsecret123"])
+def test_record_call_is_atomic_and_scrubs_secrets(db_target):
+    s = Store(db_target, secrets=["topsecret123"])
     s.create_run(
         "r1",
         config_hash="h",
@@ -49,12 +57,13 @@ def test_record_call_is_atomic_and_scrubs_secrets(tmp_path):
     )
     # a score row that violates the schema makes the whole call roll back
     bad_score = [{"scorer": "x", "value": None}]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         s.record_call(call, [], bad_score)
     assert s.calls("r1") == []
     s.record_call(call, [], [])
     (row,) = s.calls("r1")
     assert row["error_detail"] == "key *** rejected"
+    s.close()
 
 
 def test_unopenable_database_gives_a_clear_error(tmp_path):
@@ -64,3 +73,85 @@ def test_unopenable_database_gives_a_clear_error(tmp_path):
     d.mkdir()
     with pytest.raises(StoreError, match="cannot open database"):
         Store(d)
+
+
+def _call(call_id: str, status: str, output: str) -> CallRecord:
+    return CallRecord(
+        id=call_id,
+        run_id="r1",
+        endpoint="e",
+        suite="s",
+        item_id=call_id,
+        repeat=0,
+        status=status,  # type: ignore[arg-type]
+        error_class=None if status == "ok" else "server_error",
+        output_text=output,
+        n_attempts=1,
+        cached=False,
+        started_at=0.0,
+        finished_at=1.0,
+        request={},
+    )
+
+
+def _store_with_run(target: str) -> Store:
+    s = Store(target)
+    s.create_run(
+        "r1",
+        config_hash="h",
+        lineup_json="{}",
+        source=None,
+        reference=None,
+        endpoints=[{"name": "e", "provider": "openai", "model": "m"}],
+        version="0",
+    )
+    return s
+
+
+def test_the_call_id_is_the_conflict_key_an_error_is_replaced_a_success_kept(db_target):
+    s = _store_with_run(db_target)
+    attempt = [{"n": 1, "started_at": 0.0, "duration_ms": 1.0}]
+    score = [{"scorer": "exact", "value": 1.0, "passed": True}]
+    s.record_call(_call("c1", "error", "first"), attempt, [])
+    s.record_call(_call("c1", "ok", "second"), attempt, score)  # a later session's success
+    s.record_call(_call("c1", "error", "third"), attempt, [])  # a racing process's error
+    s.record_call(_call("c1", "ok", "fourth"), attempt, score)  # and its success
+    (row,) = s.calls("r1")
+    assert (row["status"], row["output_text"]) == ("ok", "second")
+    assert len(s.attempts("c1")) == 1
+    assert [(r["scorer"], r["passed"]) for r in s.scores("r1")] == [("exact", 1)]
+    s.close()
+
+
+def test_two_processes_writing_one_call_at_once_store_it_once(db_target):
+    """One writer holds its uncommitted call while another writes the same call id: the second
+    waits, then keeps the first's success — no duplicate, no constraint error, nothing lost."""
+    import threading
+
+    first = _store_with_run(db_target)
+    errors: list[BaseException] = []
+
+    def write_second() -> None:
+        second = Store(db_target)  # (a SQLite connection belongs to the thread that opened it)
+        try:
+            second.record_call(_call("c1", "ok", "second"), [], [])
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            second.close()
+
+    t = threading.Thread(target=write_second)
+    with first.transaction() as db:
+        db.execute(
+            "INSERT INTO calls (id, run_id, endpoint, suite, item_id, repeat, status, n_attempts,"
+            " started_at, finished_at, request_json, output_text)"
+            " VALUES ('c1', 'r1', 'e', 's', 'c1', 0, 'ok', 1, 0, 1, '{}', 'first')"
+        )
+        t.start()
+        t.join(0.5)
+        assert t.is_alive(), "the second writer should wait for the first's transaction"
+    t.join(30)
+    assert not errors, errors
+    rows = first.calls("r1")
+    assert [(r["status"], r["output_text"]) for r in rows] == [("ok", "first")]
+    first.close()
