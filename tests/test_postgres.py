@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bakeoff.runs import call_id, create_run, lineup_of_run
-from bakeoff.store import Store, redact
+from bakeoff.store import MIGRATIONS, Store, redact
 from conftest import BAKEOFF, bakeoff
 from uirun import Server, crawl, make_run
 
@@ -116,12 +117,11 @@ def test_every_command_on_postgres_never_shows_the_password(pg_server, tmp_path)
     assert PASSWORD not in dump and "hunter2" not in dump
 
 
-def _lineup(tmp_path: Path, name: str, endpoints: list[str], limit: int, extra: str = "") -> str:
-    eps = "\n".join(
-        f"  - {{name: {e}, provider: fake, max_concurrency: 3,"
-        f" fake: {{mode: echo, ttft_ms: 5, itl_ms: 1{extra}}}, retry: {{max_retries: 0}}}}"
-        for e in endpoints
-    )
+FAKE = "provider: fake, max_concurrency: 3, retry: {max_retries: 0}, fake: {mode: echo, ttft_ms: 5"
+
+
+def _lineup(tmp_path: Path, name: str, endpoints: list[str], limit: int, spec: str) -> str:
+    eps = "\n".join(f"  - {{name: {e}, {spec}}}" for e in endpoints)
     f = tmp_path / f"{name}.yaml"
     f.write_text(
         "defaults: {temperature: 0, max_tokens: 16}\n"
@@ -154,19 +154,22 @@ def _planned(store: Store, run_id: str) -> set[str]:
     }
 
 
-def test_four_concurrent_runs_store_every_call_once_and_the_ui_reads_meanwhile(pg_url, tmp_path):
+def test_four_concurrent_runs_store_every_call_once_and_the_ui_reads_meanwhile(
+    pg_url, tmp_path, fake_proc
+):
     """Four `bakeoff run` processes into one database: two on overlapping lineups of their own (one
-    with faults), and two resuming one stored run together — the same call ids, raced."""
+    with faults), and two resuming one stored run together — the same call ids, raced (its
+    endpoints are a `bakeoff fake-server`, whose log shows calls made by both)."""
+    log = tmp_path / "served.jsonl"
+    srv = fake_proc("--ttft-ms", "250", log=log)
     shared = Store(pg_url)
-    resumed = create_run(shared, _parse(_lineup(tmp_path, "shared", ["a", "b", "c"], 8)))
+    spec = f"base_url: {srv.url}, max_concurrency: 2"
+    resumed = create_run(shared, _parse(_lineup(tmp_path, "shared", ["a", "b", "c"], 10, spec)))
     shared.close()
+    faulty = FAKE + ", faults: {server_error: 0.4}, seed: 3}"
     commands = [
-        [
-            "run",
-            "-c",
-            _lineup(tmp_path, "ab", ["a", "b"], 8, ", faults: {server_error: 0.4}, seed: 3"),
-        ],
-        ["run", "-c", _lineup(tmp_path, "bc", ["b", "c"], 6)],
+        ["run", "-c", _lineup(tmp_path, "ab", ["a", "b"], 8, faulty)],
+        ["run", "-c", _lineup(tmp_path, "bc", ["b", "c"], 6, FAKE + "}")],
         ["run", "--resume", resumed],
         ["run", "--resume", resumed],
     ]
@@ -212,6 +215,8 @@ def test_four_concurrent_runs_store_every_call_once_and_the_ui_reads_meanwhile(p
                 dict(r["errors"]),  # type: ignore[call-overload]
             ), (s["run_id"], e["name"])
     assert sum(summaries[0]["endpoints"][i]["successes"] for i in range(2)) < 2 * 16  # faults hit
+    # both resumers made calls of the one run: some calls were made twice, stored once
+    assert len(log.read_text().splitlines()) > len(store.calls(resumed))
     store.close()
 
 
@@ -243,3 +248,18 @@ def test_every_ui_page_renders_and_a_vote_is_stored_on_postgres(pg_ui_run):
     store = Store(url)
     assert [v["voter"] for v in store.votes(run_id)] == ["human"]
     store.close()
+
+
+def test_processes_opening_a_new_database_together_migrate_it_once(pg_url):
+    code = "import sys; from bakeoff.store import Store; Store(sys.argv[1]).close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, pg_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    store = Store(pg_url)
+    names = [r[0] for r in store.db.execute("SELECT name FROM _migrations ORDER BY name")]
+    store.close()
+    assert names == sorted(n for n, _ in MIGRATIONS)

@@ -1,3 +1,5 @@
+import os
+import socket
 import sqlite3
 
 import pytest
@@ -29,16 +31,7 @@ def test_wal_mode(tmp_path):
 
 
 def test_record_call_is_atomic_and_scrubs_secrets(db_target):
-    s = Store(db_target, secrets=["topsecret123"])
-    s.create_run(
-        "r1",
-        config_hash="h",
-        lineup_json="{}",
-        source=None,
-        reference=None,
-        endpoints=[{"name": "e", "provider": "openai", "model": "m"}],
-        version="0",
-    )
+    s = _store_with_run(db_target, secrets=["topsecret123"])
     call = CallRecord(
         id="c1",
         run_id="r1",
@@ -94,8 +87,8 @@ def _call(call_id: str, status: str, output: str) -> CallRecord:
     )
 
 
-def _store_with_run(target: str) -> Store:
-    s = Store(target)
+def _store_with_run(target: str, secrets: list[str] | None = None) -> Store:
+    s = Store(target, secrets=secrets or ())
     s.create_run(
         "r1",
         config_hash="h",
@@ -155,3 +148,29 @@ def test_two_processes_writing_one_call_at_once_store_it_once(db_target):
     rows = first.calls("r1")
     assert [(r["status"], r["output_text"]) for r in rows] == [("ok", "first")]
     first.close()
+
+
+def test_a_run_running_on_another_machine_is_not_taken_over_by_a_rerun(db_target):
+    """With one store for several machines, a `running` run's pid says nothing about a process on
+    another host: the same lineup started here makes a run of its own (`--resume ID` takes the
+    other over); a run left `running` here by a dead process is resumed."""
+    s = _store_with_run(db_target)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    s.db.execute("UPDATE runs SET pid = ?, host = 'ci-runner-7' WHERE id = 'r1'", (dead,))
+    assert s.unfinished_run("h") is None
+    s.db.execute("UPDATE runs SET host = ? WHERE id = 'r1'", (socket.gethostname(),))
+    assert s.unfinished_run("h")["id"] == "r1"
+    s.db.execute("UPDATE runs SET pid = ? WHERE id = 'r1'", (os.getpid(),))
+    assert s.unfinished_run("h") is None  # alive here
+    s.close()
+
+
+def test_text_postgresql_cannot_hold_is_stored_with_a_replacement_character(db_target):
+    """A hostile endpoint's NUL byte or undecodable header byte (a lone surrogate) does not lose the
+    call: SQLite keeps the NUL, PostgreSQL's text cannot and stores U+FFFD in its place."""
+    s = _store_with_run(db_target)
+    s.record_call(_call("c1", "ok", "a\x00b \udc80c"), [], [])
+    (row,) = s.calls("r1")
+    nul = "\ufffd" if db_target.startswith("postgresql://") else "\x00"
+    assert row["output_text"] == f"a{nul}b ?c"  # (the store's scrubber replaced the surrogate)
+    s.close()

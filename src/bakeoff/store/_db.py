@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -81,13 +82,16 @@ class Store(Reads):
         try:
             self.db: Connection = self.dialect.connect(self.target, timeout)
             migrate(self.db)
+        except ImportError as e:  # a postgresql:// URL without the driver installed
+            raise StoreError(str(e)) from None
         except Exception as e:
             if not self.dialect.is_error(e):
-                if isinstance(e, ImportError):
-                    raise StoreError(str(e)) from None
                 raise
             if self.dialect is SQLITE and self._open_readonly(e, timeout):  # type: ignore[arg-type]
                 return
+            if hasattr(self, "db"):  # connected, then the migration failed
+                with suppress(Exception):
+                    self.db.close()
             raise StoreError(f"cannot open database {self.path}: {self._why(e)}") from None
 
     def _why(self, e: BaseException) -> str:
@@ -216,12 +220,13 @@ class Store(Reads):
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (id, created_at, status, pid, config_hash, lineup_json, source,"
-                " reference, bakeoff_version) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, created_at, status, pid, host, config_hash, lineup_json,"
+                " source, reference, bakeoff_version) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     now_iso(),
                     os.getpid(),
+                    socket.gethostname(),
                     config_hash,
                     self.scrub(lineup_json),
                     source,
@@ -248,8 +253,14 @@ class Store(Reads):
         finished = now_iso() if status in ("complete", "failed", "interrupted") else None
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, pid = ? WHERE id = ?",
-                (status, finished, os.getpid() if status == "running" else None, run_id),
+                "UPDATE runs SET status = ?, finished_at = ?, pid = ?, host = ? WHERE id = ?",
+                (
+                    status,
+                    finished,
+                    os.getpid() if status == "running" else None,
+                    socket.gethostname() if status == "running" else None,
+                    run_id,
+                ),
             )
 
     # -- items -----------------------------------------------------------------------------------

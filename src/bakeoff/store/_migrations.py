@@ -243,6 +243,13 @@ def m005_costs_and_side_calls(db: Connection) -> None:
     )
 
 
+@migration
+def m006_run_host(db: Connection) -> None:
+    """The machine a run's process runs on: with a team store, a pid alone says nothing about a
+    run started elsewhere."""
+    db.executescript("ALTER TABLE runs ADD COLUMN host TEXT;")
+
+
 def migrate(db: Connection) -> list[str]:
     """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
     under a lock, so processes opening a new database together apply each migration once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import orjson
@@ -26,6 +27,13 @@ def loads(text: str | None) -> Any:
 def _one(cursor: Cursor) -> Row | None:
     row: Row | None = cursor.fetchone()
     return row
+
+
+def _live_elsewhere_or_here(run: Row) -> bool:
+    host = run["host"]
+    if host is not None and host != socket.gethostname():
+        return True  # its pid means nothing here
+    return bool(run["pid"]) and pid_alive(run["pid"])
 
 
 class Reads:
@@ -67,14 +75,15 @@ class Reads:
         )
 
     def unfinished_run(self, config_hash: str) -> Row | None:
-        """The newest run of this config that did not complete and is not running in a live process."""
+        """The newest run of this config that did not complete and is not running in a live process
+        (a run still `running` on another machine counts as live: `--resume ID` takes it over)."""
         for row in self.db.execute(
             "SELECT * FROM runs WHERE config_hash = ?"
             " AND status IN ('running', 'interrupted', 'failed')"
             " ORDER BY created_at DESC, rowid DESC",
             (config_hash,),
         ):
-            if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
+            if row["status"] == "running" and _live_elsewhere_or_here(row):
                 continue
             found: Row = row
             return found
