@@ -131,7 +131,10 @@ def pg_server() -> Iterator[PgServer]:
     missing = None
     bin_dir = pg_bindir()
     if bin_dir is None:
-        missing = "PostgreSQL is not installed (Debian: apt-get install postgresql; make test does)"
+        missing = (
+            "PostgreSQL's server is not installed (Debian: apt-get install postgresql, which make"
+            " test does; elsewhere set BAKEOFF_PG_BIN to the folder holding initdb and postgres)"
+        )
     else:
         try:
             import psycopg  # noqa: F401

@@ -20,14 +20,19 @@ USER = "bakeoff"  # the server's superuser (trust authentication on loopback onl
 
 
 def bindir() -> Path | None:
-    """The newest installed server's binaries (/usr/lib/postgresql/<version>/bin)."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-        key=lambda p: (
-            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
-        ),
+    """The server's binaries: $BAKEOFF_PG_BIN, else the newest Debian install
+    (/usr/lib/postgresql/<version>/bin), else a `postgres` on PATH."""
+    if os.environ.get("BAKEOFF_PG_BIN"):
+        d = Path(os.environ["BAKEOFF_PG_BIN"])
+        return d if (d / "postgres").is_file() else None
+    debian = sorted(
+        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")),
+        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
     )
-    return Path(found[-1]).parent if found else None
+    if debian:
+        return debian[-1]
+    found = shutil.which("postgres")
+    return Path(found).parent if found else None
 
 
 # a test server: no durability (fsync off), room for the concurrency tests' connections
