@@ -11,6 +11,8 @@ DEV := $(VENV)/.installed-dev
 CHROMIUM ?= /usr/bin/chromium
 # model-written code (the code suite, scorer: code) runs only inside bubblewrap (Debian: bubblewrap)
 BWRAP ?= /usr/bin/bwrap
+# the team store's tests start a real PostgreSQL server (Debian: postgresql; any version)
+PG ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) /usr/lib/postgresql/15/bin/postgres)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test check lint fmt bench clean fuzz screenshots sandbox docs
@@ -37,6 +39,11 @@ $(BWRAP):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
 
+$(PG):
+	@command -v apt-get >/dev/null || { echo "the team store's tests need PostgreSQL's server binaries (Debian/Ubuntu package: postgresql)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+
 # the sandbox for model-written code alone (`make test` installs it too)
 sandbox: $(BWRAP)
 
@@ -46,8 +53,9 @@ install: $(LOCAL)
 demo: $(LOCAL)
 	$(BIN)/bakeoff run
 
-test: $(DEV) $(CHROMIUM) $(BWRAP)
-	$(BIN)/python -m pytest -q
+# BAKEOFF_REQUIRE_PG=1: a missing PostgreSQL fails the team store's tests instead of skipping them
+test: $(DEV) $(CHROMIUM) $(BWRAP) $(PG)
+	BAKEOFF_REQUIRE_PG=1 $(BIN)/python -m pytest -q
 
 # the fast subset for iteration: everything but the modules marked slow in tests/conftest.py
 check: $(DEV) $(BWRAP)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from pgserver import PgServer
+from pgserver import bindir as pg_bindir
+
 ROOT = Path(__file__).resolve().parent.parent
 BAKEOFF = [sys.executable, "-m", "bakeoff"]
 
@@ -147,3 +150,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+# -- PostgreSQL: a real server for the team store's tests (tests/pgserver.py) ----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One server for the session. Skipped (with the reason) where PostgreSQL is not installed,
+    unless BAKEOFF_REQUIRE_PG=1 (`make test`): then its absence fails the tests."""
+    missing = None
+    bin_dir = pg_bindir()
+    if bin_dir is None:
+        missing = (
+            "PostgreSQL's server is not installed (Debian: apt-get install postgresql, which make"
+            " test does; elsewhere set BAKEOFF_PG_BIN to the folder holding initdb and postgres)"
+        )
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            missing = "psycopg is not installed (pip install -e '.[dev]')"
+    if missing:
+        if os.environ.get("BAKEOFF_REQUIRE_PG") == "1":
+            pytest.fail(f"BAKEOFF_REQUIRE_PG=1 but {missing}")
+        pytest.skip(missing)
+    assert bin_dir is not None
+    server = PgServer(bin_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A new, empty database on the session's server, as a postgresql:// URL."""
+    return pg_server.url(pg_server.new_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request, tmp_path) -> str:
+    """The store under test, each way: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "bakeoff.db")
+    return str(request.getfixturevalue("pg_url"))

@@ -23,10 +23,10 @@ endpoints:
 """
 
 
-def _run(tmp_path, text=LINEUP):
+def _run(tmp_path, text=LINEUP, db=None):
     lineup = parse_lineup(text)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    store = Store(tmp_path / "a.db")
+    store = Store(db or tmp_path / "a.db")
     run_id = create_run(store, lineup)
 
     async def after(session):
@@ -36,8 +36,8 @@ def _run(tmp_path, text=LINEUP):
     return store, run_id, lineup
 
 
-def test_same_different_and_early_stop(tmp_path):
-    store, run_id, lineup = _run(tmp_path)
+def test_same_different_and_early_stop(tmp_path, db_target):
+    store, run_id, lineup = _run(tmp_path, db=db_target)
     v = store.verdicts(run_id)
     assert v["other"]["verdict"] == "different"
     assert v["other"]["calls"] < lineup.audit.budget  # decided early, stopped querying
@@ -61,6 +61,7 @@ def test_same_different_and_early_stop(tmp_path):
     assert by["twin"]["fidelity"]["claim"] == "same ≤5% (0/70)"
     assert by["ref"]["calls"] == 3  # suite calls; audit calls are reported under fidelity
     assert rerun_audit(store, run_id, lineup)["twin"]["verdict"] == "same"
+    store.close()
 
 
 def test_small_budget_is_inconclusive_never_same(tmp_path):

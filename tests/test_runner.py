@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
 from collections import Counter
 
 import orjson
@@ -48,14 +47,18 @@ endpoints:
 """
 
 
-def _recount(db_path: str, run_id: str) -> dict[str, dict]:
-    db = sqlite3.connect(db_path)
+def _recount(store: Store, run_id: str) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    for ep, status, err, passed in db.execute(
-        "SELECT c.endpoint, c.status, c.error_class, s.passed FROM calls c"
-        " LEFT JOIN scores s ON s.call_id = c.id WHERE c.run_id = ?",
-        (run_id,),
-    ):
+    passed_of: dict[str, int | None] = {}
+    for s in store.scores(run_id):
+        passed_of.setdefault(s["call_id"], s["passed"])  # the suite's primary score: its first
+    for c in store.calls(run_id):
+        ep, status, err, passed = (
+            c["endpoint"],
+            c["status"],
+            c["error_class"],
+            passed_of.get(c["id"]),
+        )
         d = out.setdefault(ep, {"calls": 0, "ok": 0, "errors": Counter(), "correct": 0})
         d["calls"] += 1
         d["ok"] += status == "ok"
@@ -66,18 +69,17 @@ def _recount(db_path: str, run_id: str) -> dict[str, dict]:
     return out
 
 
-def test_three_endpoints_with_faults(tmp_path):
+def test_three_endpoints_with_faults(tmp_path, db_target):
     n = 30
     script = tmp_path / "script.json"
     script.write_bytes(orjson.dumps(perfect_script(n)))
     lineup = parse_lineup(lineup_text(str(script), n))
-    db = str(tmp_path / "b.db")
-    store = Store(db)
+    store = Store(db_target)
     run_id = create_run(store, lineup)
     outcome = asyncio.run(execute(store, run_id, RunOptions(use_cache=False)))
     assert outcome.status == "complete"
     s = summarize(store, run_id)
-    recount = _recount(db, run_id)
+    recount = _recount(store, run_id)
     eps = {e["name"]: e for e in s["endpoints"]}
 
     for name, e in eps.items():
@@ -98,6 +100,7 @@ def test_three_endpoints_with_faults(tmp_path):
     assert flaky["suites"]["arith"]["correct"] == flaky["successes"]
     assert flaky["attempts"] > flaky["calls"]  # retries happened and are stored
     assert eps["good"]["cost_usd"] > 0 and eps["good"]["ttft_ms"]["p50"] is not None
+    store.close()
 
 
 def test_attempts_and_retry_decisions_are_stored(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from bakeoff.store import Store
 from bakeoff.ui import Views, write_report
-from uirun import HOSTILE, Server, make_run, report_pages
+from uirun import HOSTILE, Server, crawl, make_run, report_pages
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +37,7 @@ def test_every_page_of_a_run_renders(open_server, run):
     for name in ("ref", "twin", "evil", "flaky", "different", "server_error"):
         assert name in html
     # crawl: every internal link of the overview, one suite page, one item and one call page
-    seen, todo = set(), [f"/run/{run_id}"]
-    while todo and len(seen) < 60:
-        path = todo.pop(0)
-        if path in seen:
-            continue
-        seen.add(path)
-        status, _, html = open_server.get(path.replace("&amp;", "&"))
-        assert status == 200, path
-        todo += [
-            link
-            for link in re.findall(r'href="(/[^"#]*)"', html)
-            if not link.startswith("/static") and link not in seen
-        ]
-    kinds = {re.sub(r"\?.*", "", p).rsplit("/", 1)[-1] for p in seen}
+    kinds = crawl(open_server, run_id)
     assert {"suite", "item", "call", "audit", "arena", "compare"} <= kinds
 
 

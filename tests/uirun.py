@@ -86,7 +86,7 @@ def winner_lineup(n: int = 12) -> str:
     )
 
 
-def make_run(db: Path, text: str = LINEUP, *, cache: bool = False) -> str:
+def make_run(db: Path | str, text: str = LINEUP, *, cache: bool = False) -> str:
     """Run the lineup into `db` (in a thread of its own: Playwright's sync API keeps an event loop
     running in the test's thread). `cache`: replay what an earlier run with the same requests got."""
     from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +95,7 @@ def make_run(db: Path, text: str = LINEUP, *, cache: bool = False) -> str:
         return pool.submit(_make_run, db, text, cache).result()
 
 
-def _make_run(db: Path, text: str, cache: bool = False) -> str:
+def _make_run(db: Path | str, text: str, cache: bool = False) -> str:
     lineup = parse_lineup(text)
     store = Store(db)
     run_id = create_run(store, lineup)
@@ -120,7 +120,7 @@ class Server:
     """The real aiohttp app on a loopback port, in a thread, with the Host check `bakeoff ui` sets
     for 127.0.0.1."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path | str) -> None:
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         allowed = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
@@ -155,6 +155,25 @@ class Server:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+def crawl(server: Server, run_id: str, limit: int = 60) -> set[str]:
+    """Follow every internal link from a run's overview (up to `limit` pages), each answering 200;
+    the kinds of page seen (`suite`, `item`, `call`, ...)."""
+    seen, todo = set(), [f"/run/{run_id}"]
+    while todo and len(seen) < limit:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        status, _, html = server.get(path.replace("&amp;", "&"))
+        assert status == 200, path
+        todo += [
+            link
+            for link in re.findall(r'href="(/[^"#]*)"', html)
+            if not link.startswith("/static") and link not in seen
+        ]
+    return {re.sub(r"\?.*", "", p).rsplit("/", 1)[-1] for p in seen}
 
 
 def free_port() -> int:

@@ -257,8 +257,9 @@ async def execute_run(
 
 
 def default_report_path(store: Store, run_id: str) -> Path:
-    """`bakeoff-reports/<run id>.html` next to the database."""
-    return Path(store.path).resolve().parent / "bakeoff-reports" / f"{run_id}.html"
+    """`bakeoff-reports/<run id>.html` next to the database (a server database's: in the working
+    directory)."""
+    return store.home / "bakeoff-reports" / f"{run_id}.html"
 
 
 def _checked(
@@ -352,7 +353,7 @@ async def arun(
             store, run_id, ready, use_cache=use_cache, on_progress=on_progress
         )
         if status == "complete":
-            await asyncio.to_thread(_report, store.path, run_id, report)
+            await asyncio.to_thread(_report, store.target, run_id, report)
         return summary_of(store, run_id)
     finally:
         store.close()
@@ -395,7 +396,7 @@ def run(
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"
         if status == "complete":
-            _report(store.path, run_id, report)
+            _report(store.target, run_id, report)
         return summary_of(store, run_id)
     finally:
         store.close()

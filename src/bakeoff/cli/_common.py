@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from rich.text import Text
 
 from bakeoff.lineups import Lineup, LineupError
 from bakeoff.plugins import load
-from bakeoff.store import Store, StoreError, default_db_path
+from bakeoff.store import Row, Store, StoreError, database_exists, default_db_path, redact
 
 
 class _Console(Console):
@@ -44,7 +43,11 @@ err = _console(stderr=True)
 out = _console(stderr=False)
 
 DbOption = typer.Option(
-    None, "--db", envvar="BAKEOFF_DB", help="SQLite database (default ./bakeoff.db)."
+    None,
+    "--db",
+    envvar="BAKEOFF_DB",
+    help="SQLite file (default ./bakeoff.db), or a PostgreSQL URL postgresql://user@host/db "
+    "(the team store: needs bakeoff[postgres]).",
 )
 
 
@@ -68,9 +71,10 @@ def open_store(db: str | None, *, existing: bool = False) -> Store:
     """The database (created if missing, unless `existing`: read-only commands never leave an
     empty database behind)."""
     path = db or default_db_path()
-    if existing and path != ":memory:" and not Path(path).exists():
+    if existing and not database_exists(path):
         raise fail(
-            f"no database at {path}: `bakeoff run` makes one; --db (or BAKEOFF_DB) names another"
+            f"no database at {redact(path)}: `bakeoff run` makes one; --db (or BAKEOFF_DB) names"
+            " another"
         )
     try:
         return Store(path)
@@ -78,7 +82,7 @@ def open_store(db: str | None, *, existing: bool = False) -> Store:
         raise fail(str(e)) from None
 
 
-def find_run_or_fail(store: Store, ref: str) -> sqlite3.Row:
+def find_run_or_fail(store: Store, ref: str) -> Row:
     """A run by id, unique id prefix or `last`; a clear error (exit 2) if there is none."""
     row = store.find_run(ref)
     if row is None:

@@ -32,14 +32,14 @@ def ui(
     from bakeoff.ui import serve
 
     store = open_store(db, existing=True)
-    path = store.path
+    path, shown = store.target, store.path
     store.close()
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
             f"[yellow]warning:[/] serving on {host}: anyone who can reach this address can read "
             "every prompt and output in the database"
         )
-    err.print(f"bakeoff ui on [bold]http://{host}:{port}/[/] over {path} (Ctrl-C to stop)")
+    err.print(f"bakeoff ui on [bold]http://{host}:{port}/[/] over {shown} (Ctrl-C to stop)")
     try:
         serve(path, host, port, open_browser=open_browser, allow_hosts=allow_host)
     except OSError as e:

@@ -351,11 +351,11 @@ def load(run: str = "last", db: str | Path | None = None) -> dict[str, Any]:
         import pandas as pd
     except ImportError:
         raise ExportError("bakeoff.load needs pandas: pip install pandas") from None
-    from bakeoff.store import default_db_path
+    from bakeoff.store import database_exists, default_db_path, redact
 
-    path = Path(db or default_db_path())
-    if not path.exists():  # a read never leaves an empty database behind
-        raise ExportError(f"no database at {path}")
+    path = str(db or default_db_path())
+    if not database_exists(path):  # a read never leaves an empty database behind
+        raise ExportError(f"no database at {redact(path)}")
     store = Store(path)
     try:
         row = store.find_run(run)

@@ -1,6 +1,8 @@
-"""The store: SQLite (WAL, versioned migrations) holding runs, endpoints, items, calls and scores."""
+"""The store: SQLite (WAL) or PostgreSQL, with versioned migrations, holding runs, endpoints, items,
+calls and scores."""
 
-from bakeoff.store._db import Store, StoreError, default_db_path
+from bakeoff.store._db import Store, StoreError, database_exists, default_db_path
+from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
@@ -8,11 +10,14 @@ from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 __all__ = [
     "MIGRATIONS",
     "CallRecord",
+    "Row",
     "SideCallRecord",
     "Store",
     "StoreError",
+    "database_exists",
     "default_db_path",
     "dumps",
     "loads",
     "migrate",
+    "redact",
 ]

@@ -1,8 +1,11 @@
-"""The SQLite store: every call is evidence, committed before it is summarised."""
+"""The store (SQLite, or PostgreSQL for a team): every call is evidence, committed before it is
+summarised."""
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -11,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_secrets
 from bakeoff.store._migrations import migrate
 from bakeoff.store._reads import Reads
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
@@ -22,13 +26,40 @@ def default_db_path() -> str:
     return os.environ.get("BAKEOFF_DB") or DEFAULT_DB
 
 
+def database_exists(target: str | os.PathLike[str]) -> bool:
+    """Whether a read-only command has a database to read (a server database: connecting tells)."""
+    return dialect_for(str(target)).exists(str(target))
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _storage_fault(e: BaseException) -> bool:
-    """Disk full, read-only, locked, I/O error, corruption — not a constraint or API misuse."""
-    return isinstance(e, sqlite3.OperationalError) or type(e) is sqlite3.DatabaseError
+@functools.lru_cache(maxsize=32)
+def upsert(table: str, cols: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """INSERT of a row that replaces the one with the same key (SQLite and PostgreSQL alike)."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+    )
+
+
+def _insert_call(
+    db: Connection, call_id: str, cols: tuple[str, ...], values: tuple[Any, ...], *, ok: bool
+) -> bool:
+    """Insert a call unless a success with its id is stored (then: False, nothing written). A
+    success arriving while another process's error with that id commits is tried once more: that
+    error, now visible, is replaced."""
+    sql = (
+        f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+    for _ in range(2 if ok else 1):
+        db.execute("DELETE FROM calls WHERE id = ? AND status != 'ok'", (call_id,))
+        if db.execute(sql, values).rowcount:
+            return True
+    return False
 
 
 class StoreError(Exception):
@@ -36,32 +67,50 @@ class StoreError(Exception):
 
 
 class Store(Reads):
-    """A bakeoff database. One connection per process; WAL so readers never block the writer."""
+    """A bakeoff database: a SQLite file (WAL, so readers never block the writer) or a PostgreSQL
+    database (`postgresql://...`, where several processes and machines write at once). One
+    connection per process; the dialect (`_dialect.py`) is the only part that tells them apart."""
 
     def __init__(self, path: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -> None:
-        self.path = str(path)
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.target = str(path)  # as given: a file, or a postgresql:// URL (reopen with this)
+        self.path = redact(self.target)  # as shown: a URL's password is ***
+        self.dialect = dialect_for(self.target)
+        self._secrets: list[str] = []
+        self.add_secrets([*secrets, *url_secrets(self.target)])
         self.readonly = False
         timeout = float(os.environ.get("BAKEOFF_DB_TIMEOUT", "30"))
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db: Connection = self.dialect.connect(self.target, timeout)
             migrate(self.db)
-        except sqlite3.Error as e:
-            if self._open_readonly(e, timeout):
+        except ImportError as e:  # a postgresql:// URL without the driver installed
+            raise StoreError(str(e)) from None
+        except Exception as e:
+            if not self.dialect.is_error(e):
+                raise
+            if self.dialect is SQLITE and self._open_readonly(e, timeout):  # type: ignore[arg-type]
                 return
-            hint = ""
-            parent = Path(self.path).resolve().parent
-            if self.path != ":memory:" and not os.access(parent, os.W_OK):
-                hint = f" ({parent} is read-only: use --db somewhere writable)"
-            raise StoreError(f"cannot open database {self.path}: {e}{hint}") from None
+            if hasattr(self, "db"):  # connected, then the migration failed
+                with suppress(Exception):
+                    self.db.close()
+            raise StoreError(f"cannot open database {self.path}: {self._why(e)}") from None
 
-    def _open_readonly(self, error: sqlite3.Error, timeout: float) -> bool:
+    def _why(self, e: BaseException) -> str:
+        """The driver's message, without any secret, with what to do."""
+        text = self.scrub(str(e).strip()) or type(e).__name__
+        hint = self.dialect.hint(text)
+        if self.dialect is SQLITE and self.path != ":memory:":
+            parent = Path(self.path).resolve().parent
+            if not os.access(parent, os.W_OK):
+                hint = f"{parent} is read-only: use --db somewhere writable"
+        return text + (f" ({hint})" if hint else "")
+
+    @property
+    def home(self) -> Path:
+        """Where files that go with this database (its reports) are written by default: the
+        database file's folder, or the working directory for a server database."""
+        return self.dialect.home(self.target)
+
+    def _open_readonly(self, error: sqlite3.Error, timeout: float) -> bool:  # SQLite only
         """A database on read-only media (or without write permission) can still be read: open it
         immutable, so that `show`, `ui`, `report` and `export` work; any write then fails clearly."""
         text = str(error)
@@ -79,9 +128,10 @@ class Store(Reads):
             ) from None
         try:
             uri = Path(self.path).resolve().as_uri() + "?mode=ro&immutable=1"
-            self.db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+            ro = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            ro.row_factory = sqlite3.Row
+            self.db = ro
+            done = {r[0] for r in ro.execute("SELECT name FROM _migrations")}
         except sqlite3.Error:
             return False
         from bakeoff.store._migrations import MIGRATIONS
@@ -122,43 +172,38 @@ class Store(Reads):
         return self.scrub(v) if isinstance(v, str) else v
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """One atomic write. A database that cannot be written (disk full, read-only, locked by
-        another process past the busy timeout) raises StoreError with what to do; the transaction is
-        rolled back, so what was stored before stays whole."""
+        another process past the busy timeout, a server gone) raises StoreError with what to do;
+        the transaction is rolled back, so what was stored before stays whole."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
+            self.db.execute(self.dialect.begin)
+        except Exception as e:
+            if not self.dialect.is_error(e):
+                raise
             raise StoreError(self._write_error(e)) from None
         try:
             yield self.db
         except BaseException as e:
-            with suppress(sqlite3.Error):
+            with suppress(Exception):
                 self.db.execute("ROLLBACK")
-            if _storage_fault(e):
-                raise StoreError(self._write_error(e)) from None  # type: ignore[arg-type]
+            if self.dialect.storage_fault(e):
+                raise StoreError(self._write_error(e)) from None
             raise  # a constraint violation is a bug, not a storage fault: as it is
         else:
             try:
                 self.db.execute("COMMIT")
-            except sqlite3.Error as e:
-                with suppress(sqlite3.Error):
+            except Exception as e:
+                with suppress(Exception):
                     self.db.execute("ROLLBACK")
+                if not self.dialect.is_error(e):
+                    raise
                 raise StoreError(self._write_error(e)) from None
 
-    def _write_error(self, e: sqlite3.Error) -> str:
-        text = str(e)
-        hint = ""
-        if "full" in text:
-            hint = "free some disk space"
-        elif "readonly" in text or "read-only" in text:
-            hint = "make the database file and its folder writable, or use --db elsewhere"
-        elif "locked" in text or "busy" in text:
-            hint = "another process holds the database; wait for it or stop it"
+    def _write_error(self, e: BaseException) -> str:
         return (
-            f"cannot write to the database {self.path}: {text}"
-            + (f" ({hint})" if hint else "")
-            + "; everything stored before this write is kept"
+            f"cannot write to the database {self.path}: {self._why(e)}"
+            "; everything stored before this write is kept"
         )
 
     # -- runs ------------------------------------------------------------------------------------
@@ -175,12 +220,13 @@ class Store(Reads):
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO runs (id, created_at, status, pid, config_hash, lineup_json, source,"
-                " reference, bakeoff_version) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (id, created_at, status, pid, host, config_hash, lineup_json,"
+                " source, reference, bakeoff_version) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     now_iso(),
                     os.getpid(),
+                    socket.gethostname(),
                     config_hash,
                     self.scrub(lineup_json),
                     source,
@@ -207,16 +253,22 @@ class Store(Reads):
         finished = now_iso() if status in ("complete", "failed", "interrupted") else None
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, pid = ? WHERE id = ?",
-                (status, finished, os.getpid() if status == "running" else None, run_id),
+                "UPDATE runs SET status = ?, finished_at = ?, pid = ?, host = ? WHERE id = ?",
+                (
+                    status,
+                    finished,
+                    os.getpid() if status == "running" else None,
+                    socket.gethostname() if status == "running" else None,
+                    run_id,
+                ),
             )
 
     # -- items -----------------------------------------------------------------------------------
     def add_items(self, run_id: str, suite: str, items: list[dict[str, Any]]) -> None:
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO items (run_id, suite, item_id, tier, input_json,"
-                " target_json, meta_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items (run_id, suite, item_id, tier, input_json, target_json, meta_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (
                         run_id,
@@ -240,18 +292,16 @@ class Store(Reads):
     ) -> None:
         """Store one finished call (success or final error) with its attempts and scores, atomically.
 
-        A call id already stored (an error from an earlier session of the run) is replaced.
+        The call id is the conflict key: an error stored under it (from an earlier session of the
+        run) is replaced, a success is kept — when two processes resume one run and both make a
+        call, the first success stored is the call, once.
         """
         call = record.columns()
-        cols = list(call)
         scrub = self.scrub
-        values = [scrub(v) if isinstance(v, str) else v for v in call.values()]
+        values = tuple(scrub(v) if isinstance(v, str) else v for v in call.values())
         with self.transaction() as db:
-            db.execute("DELETE FROM calls WHERE id = ?", (call["id"],))
-            db.execute(
-                f"INSERT INTO calls ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                values,
-            )
+            if not _insert_call(db, record.id, tuple(call), values, ok=record.status == "ok"):
+                return
             db.executemany(
                 "INSERT INTO attempts (call_id, n, started_at, duration_ms, http_status,"
                 " error_class, error_detail, decision, decision_reason, wait_s)"
@@ -307,11 +357,8 @@ class Store(Reads):
     def add_perf_requests(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        cols = list(rows[0])
-        sql = (
-            f"INSERT OR REPLACE INTO perf_requests ({', '.join(cols)})"
-            f" VALUES ({', '.join('?' for _ in cols)})"
-        )
+        cols = tuple(rows[0])
+        sql = upsert("perf_requests", cols, ("perf_id", "endpoint", "level", "seq"))
         with self.transaction() as db:
             db.executemany(sql, [tuple(self._scrubbed(r[c]) for c in cols) for r in rows])
 
@@ -325,8 +372,11 @@ class Store(Reads):
     def put_probe(self, owner_id: str, endpoint: str, result: Any) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO probes (owner_id, endpoint, computed_at, result_json)"
-                " VALUES (?, ?, ?, ?)",
+                upsert(
+                    "probes",
+                    ("owner_id", "endpoint", "computed_at", "result_json"),
+                    ("owner_id", "endpoint"),
+                ),
                 (owner_id, endpoint, now_iso(), self.scrub(dumps(result))),
             )
 
@@ -334,7 +384,7 @@ class Store(Reads):
     def add_vote(self, run_id: str, vote: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO votes (run_id, suite, item_id, repeat, left, right, winner, voter,"
+                'INSERT INTO votes (run_id, suite, item_id, repeat, "left", "right", winner, voter,'
                 " left_chars, right_chars, detail_json, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -358,8 +408,11 @@ class Store(Reads):
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO verdicts (run_id, endpoint, computed_at, verdict, p_value,"
-                " evidence_json) VALUES (?, ?, ?, ?, ?, ?)",
+                upsert(
+                    "verdicts",
+                    ("run_id", "endpoint", "computed_at", "verdict", "p_value", "evidence_json"),
+                    ("run_id", "endpoint"),
+                ),
                 (run_id, endpoint, now_iso(), verdict, p_value, self.scrub(dumps(evidence))),
             )
 
@@ -381,7 +434,6 @@ class Store(Reads):
     def cache_put(self, key: str, result: Any) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO response_cache (key, created_at, result_json)"
-                " VALUES (?, ?, ?)",
+                upsert("response_cache", ("key", "created_at", "result_json"), ("key",)),
                 (key, time.time(), self.scrub(dumps(result))),
             )

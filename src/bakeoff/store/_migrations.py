@@ -1,11 +1,18 @@
-"""Versioned, named schema migrations (applied in order, recorded in `_migrations`)."""
+"""Versioned, named schema migrations (applied in order, recorded in `_migrations`).
+
+Each is written once, in SQLite's DDL; on PostgreSQL the connection's `executescript` translates
+it (`_dialect.pg_ddl`: types, identities, quoting, `rowid`), so both stores have the same
+migrations under the same names, and a test applies every one to a real PostgreSQL server."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
-Migration = Callable[[sqlite3.Connection], None]
+from bakeoff.store._dialect import SQLITE, Connection, Dialect
+
+Migration = Callable[[Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
 
@@ -114,12 +121,12 @@ was first applied: a migration never changes once released."""
 
 
 @migration
-def m001_initial(db: sqlite3.Connection) -> None:
+def m001_initial(db: Connection) -> None:
     db.executescript(_INITIAL)
 
 
 @migration
-def m002_verdicts(db: sqlite3.Connection) -> None:
+def m002_verdicts(db: Connection) -> None:
     db.executescript(
         """
         CREATE TABLE verdicts (
@@ -136,7 +143,7 @@ def m002_verdicts(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m003_perf_and_probes(db: sqlite3.Connection) -> None:
+def m003_perf_and_probes(db: Connection) -> None:
     db.executescript(
         """
         CREATE TABLE perf_runs (
@@ -184,7 +191,7 @@ def m003_perf_and_probes(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m004_votes_and_item_index(db: sqlite3.Connection) -> None:
+def m004_votes_and_item_index(db: Connection) -> None:
     db.executescript(
         """
         CREATE INDEX calls_item ON calls(run_id, suite, item_id);
@@ -209,7 +216,7 @@ def m004_votes_and_item_index(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m005_costs_and_side_calls(db: sqlite3.Connection) -> None:
+def m005_costs_and_side_calls(db: Connection) -> None:
     db.executescript(
         """
         ALTER TABLE calls ADD COLUMN cached_tokens INTEGER;  -- prompt tokens from its cache
@@ -236,20 +243,52 @@ def m005_costs_and_side_calls(db: sqlite3.Connection) -> None:
     )
 
 
-def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
+@migration
+def m006_run_host(db: Connection) -> None:
+    """The machine a run's process runs on: with a team store, a pid alone says nothing about a
+    run started elsewhere."""
+    db.executescript("ALTER TABLE runs ADD COLUMN host TEXT;")
+
+
+def migrate(db: Connection) -> list[str]:
+    """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
+    under a lock, so processes opening a new database together apply each migration once."""
+    dialect: Dialect = getattr(db, "dialect", SQLITE)
+    with _locked(db, dialect):
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY,"
+            " applied_at TEXT NOT NULL)"
+        )
     done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
-        with db:
+        with _locked(db, dialect):
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                continue  # another process applied it while this one waited for the lock
             fn(db)
             db.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, datetime('now'))", (name,)
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),
             )
         applied.append(name)
     return applied
+
+
+@contextmanager
+def _locked(db: Connection, dialect: Dialect) -> Iterator[None]:
+    """SQLite: as before (`executescript` commits as it goes). PostgreSQL: one transaction holding
+    the migration lock (DDL is transactional there: a failed migration leaves nothing)."""
+    if dialect is SQLITE:
+        with db:  # type: ignore[attr-defined]
+            yield
+        return
+    db.execute(dialect.begin)
+    try:
+        dialect.lock_migrations(db)
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
+import socket
 from typing import Any
 
 import orjson
 
 from bakeoff._procs import pid_alive
+from bakeoff.store._dialect import Connection, Cursor, Row
 
 LIGHT_CALL_COLUMNS = (
     "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
-    " started_at, finished_at, http_status, finish_reason, tool_calls_json IS NOT NULL"
-    " AND tool_calls_json != 'null' AS has_tool_calls, prompt_tokens, completion_tokens,"
+    " started_at, finished_at, http_status, finish_reason, CASE WHEN tool_calls_json IS NOT NULL"
+    " AND tool_calls_json != 'null' THEN 1 ELSE 0 END AS has_tool_calls, prompt_tokens,"
+    " completion_tokens,"
     " usage_source, upstream, response_model, first_byte_ms, role_ms, ttft_ms, last_token_ms, e2e_ms,"
     " cached_tokens, cost_usd, cost_source, pinned_upstream"
 )
@@ -22,24 +24,31 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def _one(cursor: sqlite3.Cursor) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = cursor.fetchone()
+def _one(cursor: Cursor) -> Row | None:
+    row: Row | None = cursor.fetchone()
     return row
+
+
+def _live_elsewhere_or_here(run: Row) -> bool:
+    host = run["host"]
+    if host is not None and host != socket.gethostname():
+        return True  # its pid means nothing here
+    return bool(run["pid"]) and pid_alive(run["pid"])
 
 
 class Reads:
     """The read queries of `Store` (a mixin over its connection)."""
 
-    db: sqlite3.Connection
+    db: Connection
 
-    def run(self, run_id: str) -> sqlite3.Row | None:
+    def run(self, run_id: str) -> Row | None:
         return _one(self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
-    def find_run(self, prefix: str) -> sqlite3.Row | None:
+    def find_run(self, prefix: str) -> Row | None:
         """A run by id or unique id prefix (or `last`)."""
         if prefix == "last":
             return _one(self.db.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC"))
-        rows: list[sqlite3.Row] = self.db.execute(
+        rows: list[Row] = self.db.execute(
             "SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC", (prefix + "%",)
         ).fetchall()
         if len(rows) == 1:
@@ -47,7 +56,7 @@ class Reads:
         exact = [r for r in rows if r["id"] == prefix]
         return exact[0] if exact else None
 
-    def runs(self, limit: int = 50) -> list[sqlite3.Row]:
+    def runs(self, limit: int = 50) -> list[Row]:
         return self.db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id) AS n_calls,"
             " (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id AND c.status = 'ok') AS n_ok"
@@ -55,7 +64,7 @@ class Reads:
             (limit,),
         ).fetchall()
 
-    def complete_run(self, config_hash: str) -> sqlite3.Row | None:
+    def complete_run(self, config_hash: str) -> Row | None:
         """The newest run of this config that completed."""
         return _one(
             self.db.execute(
@@ -65,26 +74,27 @@ class Reads:
             )
         )
 
-    def unfinished_run(self, config_hash: str) -> sqlite3.Row | None:
-        """The newest run of this config that did not complete and is not running in a live process."""
+    def unfinished_run(self, config_hash: str) -> Row | None:
+        """The newest run of this config that did not complete and is not running in a live process
+        (a run still `running` on another machine counts as live: `--resume ID` takes it over)."""
         for row in self.db.execute(
             "SELECT * FROM runs WHERE config_hash = ?"
             " AND status IN ('running', 'interrupted', 'failed')"
             " ORDER BY created_at DESC, rowid DESC",
             (config_hash,),
         ):
-            if row["status"] == "running" and row["pid"] and pid_alive(row["pid"]):
+            if row["status"] == "running" and _live_elsewhere_or_here(row):
                 continue
-            found: sqlite3.Row = row
+            found: Row = row
             return found
         return None
 
-    def endpoints(self, run_id: str) -> list[sqlite3.Row]:
+    def endpoints(self, run_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM endpoints WHERE run_id = ? ORDER BY rowid", (run_id,)
         ).fetchall()
 
-    def items(self, run_id: str, suite: str | None = None) -> list[sqlite3.Row]:
+    def items(self, run_id: str, suite: str | None = None) -> list[Row]:
         if suite is None:
             return self.db.execute(
                 "SELECT * FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
@@ -101,16 +111,16 @@ class Reads:
             )
         }
 
-    def calls(self, run_id: str) -> list[sqlite3.Row]:
+    def calls(self, run_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM calls WHERE run_id = ? ORDER BY endpoint, suite, item_id, repeat",
             (run_id,),
         ).fetchall()
 
-    def call(self, call_id: str) -> sqlite3.Row | None:
+    def call(self, call_id: str) -> Row | None:
         return _one(self.db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)))
 
-    def calls_light(self, run_id: str) -> list[sqlite3.Row]:
+    def calls_light(self, run_id: str) -> list[Row]:
         """The calls of a run without their large text columns (request, raw response, output,
         logprobs, chunk timings): what summaries need, at a fraction of the reading cost."""
         return self.db.execute(
@@ -119,20 +129,20 @@ class Reads:
             (run_id,),
         ).fetchall()
 
-    def item_calls(self, run_id: str, suite: str, item_id: str) -> list[sqlite3.Row]:
+    def item_calls(self, run_id: str, suite: str, item_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM calls WHERE run_id = ? AND suite = ? AND item_id = ?"
             " ORDER BY endpoint, repeat",
             (run_id, suite, item_id),
         ).fetchall()
 
-    def side_calls(self, run_id: str) -> list[sqlite3.Row]:
+    def side_calls(self, run_id: str) -> list[Row]:
         """The bills of a run's probe and judge calls, in the order they were made."""
         return self.db.execute(
             "SELECT * FROM side_calls WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
 
-    def attempts(self, call_id: str) -> list[sqlite3.Row]:
+    def attempts(self, call_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM attempts WHERE call_id = ? ORDER BY n", (call_id,)
         ).fetchall()
@@ -177,7 +187,7 @@ class Reads:
         ).fetchone()
         return "|".join(str(v) for v in row)
 
-    def scores(self, run_id: str, *, light: bool = False) -> list[sqlite3.Row]:
+    def scores(self, run_id: str, *, light: bool = False) -> list[Row]:
         """Every score of a run, in the order written; `light`: without the detail text and the
         call's columns."""
         if light:
@@ -192,10 +202,10 @@ class Reads:
             (run_id,),
         ).fetchall()
 
-    def perf_run(self, perf_id: str) -> sqlite3.Row | None:
+    def perf_run(self, perf_id: str) -> Row | None:
         return _one(self.db.execute("SELECT * FROM perf_runs WHERE id = ?", (perf_id,)))
 
-    def perf_requests(self, perf_id: str) -> list[sqlite3.Row]:
+    def perf_requests(self, perf_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM perf_requests WHERE perf_id = ? ORDER BY endpoint, level, seq",
             (perf_id,),
@@ -205,14 +215,14 @@ class Reads:
         rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
         return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
 
-    def perf_runs(self, limit: int = 50) -> list[sqlite3.Row]:
+    def perf_runs(self, limit: int = 50) -> list[Row]:
         return self.db.execute(
             "SELECT id, run_id, created_at, finished_at, status, summary_json FROM perf_runs"
             " ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (limit,),
         ).fetchall()
 
-    def votes(self, run_id: str) -> list[sqlite3.Row]:
+    def votes(self, run_id: str) -> list[Row]:
         return self.db.execute(
             "SELECT * FROM votes WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
@@ -235,7 +245,7 @@ class Reads:
         return loads(row[0]) if row else None
 
     # -- pages and reports -------------------------------------------------------------------------
-    def item(self, run_id: str, suite: str, item_id: str) -> sqlite3.Row | None:
+    def item(self, run_id: str, suite: str, item_id: str) -> Row | None:
         return _one(
             self.db.execute(
                 "SELECT * FROM items WHERE run_id = ? AND suite = ? AND item_id = ?",
@@ -243,7 +253,7 @@ class Reads:
             )
         )
 
-    def item_keys(self, run_id: str) -> list[sqlite3.Row]:
+    def item_keys(self, run_id: str) -> list[Row]:
         """(suite, item_id) of every item of a run, in the order stored."""
         return self.db.execute(
             "SELECT suite, item_id FROM items WHERE run_id = ? ORDER BY rowid", (run_id,)
@@ -258,7 +268,7 @@ class Reads:
         row = self.db.execute("SELECT output_text FROM calls WHERE id = ?", (call_id,)).fetchone()
         return row[0] if row else None
 
-    def suite_calls(self, run_id: str, suite: str) -> list[sqlite3.Row]:
+    def suite_calls(self, run_id: str, suite: str) -> list[Row]:
         """The calls of one suite: id, endpoint, item, repeat, status, error class, output."""
         return self.db.execute(
             "SELECT id, endpoint, item_id, repeat, status, error_class, output_text FROM calls"
@@ -266,7 +276,7 @@ class Reads:
             (run_id, suite),
         ).fetchall()
 
-    def suite_scores(self, run_id: str, suite: str) -> list[sqlite3.Row]:
+    def suite_scores(self, run_id: str, suite: str) -> list[Row]:
         """The scores of one suite's calls, in the order written."""
         return self.db.execute(
             "SELECT s.call_id, s.scorer, s.value, s.passed, s.detail FROM scores s"
@@ -275,7 +285,7 @@ class Reads:
             (run_id, suite),
         ).fetchall()
 
-    def call_scores(self, call_ids: list[str]) -> list[sqlite3.Row]:
+    def call_scores(self, call_ids: list[str]) -> list[Row]:
         """Every score of these calls, in the order written."""
         if not call_ids:
             return []
@@ -284,7 +294,7 @@ class Reads:
             f"SELECT * FROM scores WHERE call_id IN ({marks}) ORDER BY rowid", call_ids
         ).fetchall()
 
-    def suite_outcomes(self, run_id: str) -> list[sqlite3.Row]:
+    def suite_outcomes(self, run_id: str) -> list[Row]:
         """id, endpoint, suite, item, repeat and status of every suite call (not the audit's)."""
         return self.db.execute(
             "SELECT id, endpoint, suite, item_id, repeat, status FROM calls WHERE run_id = ?"
@@ -292,7 +302,7 @@ class Reads:
             (run_id,),
         ).fetchall()
 
-    def ok_suite_outputs(self, run_id: str, *, texts: bool = True) -> list[sqlite3.Row]:
+    def ok_suite_outputs(self, run_id: str, *, texts: bool = True) -> list[Row]:
         """The successful suite calls (not the audit's), by endpoint: id, endpoint, suite, item,
         repeat and (with `texts`) the output."""
         return self.db.execute(
@@ -302,7 +312,7 @@ class Reads:
             (run_id,),
         ).fetchall()
 
-    def ok_call(self, run_id: str, call_id: str) -> sqlite3.Row | None:
+    def ok_call(self, run_id: str, call_id: str) -> Row | None:
         """A successful call of this run: endpoint, suite, item, repeat, output."""
         return _one(
             self.db.execute(
@@ -312,14 +322,14 @@ class Reads:
             )
         )
 
-    def perf_runs_of(self, run_id: str) -> list[sqlite3.Row]:
+    def perf_runs_of(self, run_id: str) -> list[Row]:
         """The perf sweeps attached to a run: id, created_at, status."""
         return self.db.execute(
             "SELECT id, created_at, status FROM perf_runs WHERE run_id = ? ORDER BY rowid",
             (run_id,),
         ).fetchall()
 
-    def perf_measurements(self, perf_id: str) -> list[sqlite3.Row]:
+    def perf_measurements(self, perf_id: str) -> list[Row]:
         """The successful measured requests of a sweep: endpoint, level, TTFT, chunk timings."""
         return self.db.execute(
             "SELECT endpoint, level, ttft_ms, chunks_json FROM perf_requests"
@@ -328,7 +338,7 @@ class Reads:
         ).fetchall()
 
     # -- the audit's behaviour checks --------------------------------------------------------------
-    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[sqlite3.Row]:
+    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[Row]:
         """The first repeat of every successful `tools` suite call of these endpoints, with its
         item's input: endpoint, item_id, finish_reason, tool_calls_json, input_json."""
         marks = ",".join("?" * len(endpoints))
