@@ -32,7 +32,7 @@ from bakeoff.arena import judge_pairs, record_human_vote
 from bakeoff.audit import run_audit
 from bakeoff.lineups import parse_lineup
 from bakeoff.perf import PerfOptions, run_perf
-from bakeoff.runs import RunOptions, create_run, execute
+from bakeoff.runs import RunOptions, create_run, execute, summarize, summary_of
 from bakeoff.store import Store
 from bakeoff.ui import write_report
 
@@ -93,6 +93,10 @@ def build(db: Path, calls: int) -> str:
         stop_at_saturation=False,
     )
     asyncio.run(run_perf(store, lineup, opts, run_id=run_id))
+    t = time.perf_counter()
+    summary_of(store, run_id)
+    print(f"summary of {n} calls recomputed in {time.perf_counter() - t:.2f} s (uncached)")
+    summarize(store, run_id)  # as `bakeoff run` does at its end: the pages read it from the store
     store.close()
     return run_id
 
@@ -225,8 +229,8 @@ def main() -> None:
         other = build(db, max(600, args.calls // 10))  # a second, smaller run for compare
     pages = page_addresses(Store(db), run_id, other)
     with ui_process(db) as base:
-        times = fetch_all(base, pages)
         loads = {} if args.no_browser else first_loads(base, pages)
+        times = fetch_all(base, pages)
     print(f"\n{'page':<26}{'pages':>6}{'median s':>10}{'worst s':>10}{'Chromium':>10}{'worst':>8}")
     worst = worst_load = 0.0
     for kind, ts in times.items():

@@ -109,7 +109,14 @@ def bradley_terry(
                 rng.multinomial(len(votes), np.full(len(votes), 1 / len(votes)), n_boot),
             ]
         )
-        theta = _fit(design, y, weights)
+        # identical votes (same pair, same outcome, same covariate) are one row weighted by
+        # their count: the same likelihood, ~30x fewer rows for unstyled fits of many votes
+        rows_u, inverse = np.unique(np.column_stack([design, y]), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        weights = np.stack(
+            [np.bincount(inverse, weights=w, minlength=len(rows_u)) for w in weights]
+        )
+        theta = _fit(rows_u[:, :-1], rows_u[:, -1], weights)
         all_ratings = ratings(theta)
         point, boots = all_ratings[0], all_ratings[1:]
         gamma = float(theta[0, -1]) if style else None
