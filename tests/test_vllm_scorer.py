@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,10 +153,12 @@ def test_an_answer_in_another_shape_is_a_classified_error(vllm, fault, says):
     assert isinstance(e.value, AuditError)  # a run stops with it, calls kept (RunError)
 
 
-def test_an_unreachable_server_and_an_unknown_model_are_classified(vllm):
+def test_an_unreachable_server_a_wrong_model_and_unknown_ids_are_classified(vllm):
     dead = VllmReferenceScorer("http://127.0.0.1:9/v1", "m", timeout=2)
     with pytest.raises(ReferenceScorerError):
         dead.tokenize("x")
+    with pytest.raises(ReferenceScorerError, match=r"answered 404.*does not exist"):
+        VllmReferenceScorer(vllm.url, "not-served").tokenize("x")
     with pytest.raises(ReferenceScorerError, match="answered 400"):
         VllmReferenceScorer(vllm.url, "m").score([toy.BOS, 10**9], "x")
 
@@ -196,6 +199,23 @@ def test_greedy_divergence_is_found_by_token(vllm):
         assert d is not None and d.token == 3, type(scorer)
         assert d.reference_piece == " France" and d.candidate_piece == " Italy"
         assert abs(d.margin - (2.303 - 1.204)) < 1e-9
+
+
+def test_the_documented_recipe_lineup_scores_on_vllm(vllm, monkeypatch):
+    """docs/FIDELITY.md's lineup for a vLLM deployment, pointed at the fake: the vLLM scorer,
+    batched as it says, with the key from the variable it names."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "FIDELITY.md").read_text()
+    recipe = doc[doc.index("## Scoring on a vLLM deployment") :]
+    block = recipe[recipe.index("```yaml\n") + 8 : recipe.index("```\n", recipe.index("```yaml"))]
+    monkeypatch.setenv("VLLM_API_KEY", "sk-test")
+    assert "model: meta-llama/Llama-3.1-70B-Instruct " in block  # the fake serves "m"
+    block = block.replace("meta-llama/Llama-3.1-70B-Instruct ", "m ")
+    block = block.replace("http://gpu-head:8000/v1", vllm.url)
+    lineup = parse_lineup(block, resolve=resolve_lineup)
+    scorer = scorer_factory_for(lineup, lineup.audit)()
+    assert isinstance(scorer, VllmReferenceScorer) and scorer.batch == 16
+    assert scorer._headers["Authorization"] == "Bearer sk-test"
+    assert scorer.score(scorer.tokenize("The capital"), " of").logprobs.tolist() == [-0.339]
 
 
 def test_the_lineup_picks_the_vllm_scorer(vllm, fake_proc):

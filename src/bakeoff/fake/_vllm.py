@@ -220,12 +220,18 @@ def _error(message: str, status: int = 400, param: str | None = None) -> web.Res
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+async def _body(server: FakeServer, request: web.Request) -> dict[str, Any] | web.Response:
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         return _error("Invalid JSON body")
-    return body if isinstance(body, dict) else _error("The request body must be an object")
+    if not isinstance(body, dict):
+        return _error("The request body must be an object")
+    if not request.path.endswith("/completions") or wants_scoring(body):
+        model = body.get("model")  # the fake's other completions answer any model, as before
+        if model is not None and model != server.config.model:
+            return _error(f"The model `{model}` does not exist.", 404, "model")
+    return body
 
 
 def _record(server: FakeServer, request: web.Request, body: dict[str, Any], text: str) -> None:
@@ -250,7 +256,7 @@ async def _latency(server: FakeServer) -> None:
 
 
 async def tokenize_route(server: FakeServer, request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await _body(server, request)
     if isinstance(body, web.Response):
         return body
     await _latency(server)
@@ -269,7 +275,7 @@ async def tokenize_route(server: FakeServer, request: web.Request) -> web.Respon
 
 
 async def detokenize_route(server: FakeServer, request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await _body(server, request)
     if isinstance(body, web.Response):
         return body
     ids = body.get("tokens")
@@ -322,7 +328,7 @@ def _limits(body: dict[str, Any]) -> str | None:
 
 
 async def completions_route(server: FakeServer, request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await _body(server, request)
     if isinstance(body, web.Response):
         return body
     if not wants_scoring(body):
