@@ -395,6 +395,11 @@ def analyse(
     scorer = scorer_factory() if scorer_factory is not None else None
     unique_items = list({i.id: i for v in items.values() for i in v}.values())
     candidates = [ep.name for ep in lineup.endpoints if ep.name != ref]
+    if scorer is not None:
+        _prefetch(scorer, calls, [ref, *candidates], items)
+        if "sampled" in items:
+            for load in (alternatives or {}).values():
+                _prefetch(load(), calls, [ref, *candidates], {"sampled": items["sampled"]})
     evidence: dict[str, dict[str, Any]] = {}
     for name in candidates:
         evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives)
@@ -422,6 +427,32 @@ def analyse(
             b["suites"] = {k: v for k, v in checks.items() if k != "flags"}
             b["flags"] = [*b.get("flags", []), *checks["flags"]]
     return out
+
+
+def _prefetch(
+    scorer: Any, calls: Calls, endpoints: list[str], items: dict[str, list[Item]]
+) -> None:
+    """Every output the tests will score, handed to a scorer that scores many per request
+    (`score_many`: vLLM's), so the tests below read its memory: every sampled answer, and the
+    greedy answers whose text parts from the reference's first (the only ones scored)."""
+    from bakeoff.audit._stats import normalize_text
+
+    many = getattr(scorer, "score_many", None)
+    if many is None:
+        return
+    pairs: list[tuple[list[int], str]] = []
+    for regime, its in items.items():
+        suite = SUITES[regime]
+        for it in its:
+            rows = [calls.ok.get((ep, suite, it.id, k)) for ep in endpoints for k in (0, 1)]
+            texts = [r["output_text"] or "" for r in rows if r is not None]
+            if regime == "greedy" and texts:  # the reference's first answer comes first
+                parted = [t for t in texts[1:] if normalize_text(t) != normalize_text(texts[0])]
+                texts = [texts[0], *parted] if parted else []
+            if texts:
+                prompt = scorer.prompt_tokens(it.messages or [])
+                pairs.extend((prompt, t) for t in texts)
+    many(pairs)
 
 
 def _tests(

@@ -194,7 +194,7 @@ def _endpoint_scorer(
     running (a run), else its configured base_url (a rerun) with the key from the environment."""
     import os
 
-    from bakeoff.audit._scorer import HttpReferenceScorer
+    from bakeoff.audit._vllm_scorer import http_reference_scorer
 
     name = name or settings.scorer_endpoint or lineup.reference
     if name is None:
@@ -215,9 +215,11 @@ def _endpoint_scorer(
 
     def load() -> Any:
         if "s" not in cache:
-            cache["s"] = HttpReferenceScorer(
+            cache["s"] = http_reference_scorer(
                 base_url,
                 ep.model,
+                engine=ep.engine,
+                batch=settings.scorer_batch,
                 api_key=key,
                 chat_template=settings.scorer_template,
                 shift=settings.scorer_shift,

@@ -1,7 +1,7 @@
 """The reference scorer: per-token log-probabilities and ranks of any completion under the reference
 model, by teacher forcing — in-process with llama.cpp on the reference GGUF (`LocalReferenceScorer`),
 or over HTTP from the reference's own server (`HttpReferenceScorer`: `/v1/completions` with `echo`
-and `logprobs`).
+and `logprobs`; on vLLM, `_vllm_scorer.VllmReferenceScorer`, by token ids).
 
 Alignment: with `logits_all=True`, row i of the logits is the distribution of token i+1 given tokens
 0..i, so completion token j (at sequence position p) is scored by row p-1. Both scorers are tested on
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bakeoff.audit._audit import AuditError
 from bakeoff.lineups import purposes
 
 
@@ -129,8 +130,14 @@ class LocalReferenceScorer:
         return comp, logits
 
 
+_PIECE_IDS: dict[str, int] = {}
+"""Token text → the id the echo scorer gives it (shared: two scorers' ids of a text agree)."""
+_PIECE_LOCK = threading.Lock()
+
+
 class HttpReferenceScorer:
-    """Teacher forcing over HTTP, for a reference served by the user's own server (vLLM, llama.cpp):
+    """Teacher forcing over HTTP, for a reference served by the user's own server (llama.cpp; vLLM
+    has its own subclass, `VllmReferenceScorer`, which `http_reference_scorer` picks):
     `/v1/completions` with `echo: true` and `logprobs: k` returns the log-probability of every
     prompt token, so the prompt text + the completion text, sent with `max_tokens: 1`, gives each
     completion token's log-probability under the reference.
@@ -193,7 +200,7 @@ class HttpReferenceScorer:
                 return orjson.loads(r.read())
         except urllib.error.HTTPError as e:
             detail = e.read()[:300].decode("utf-8", "replace")
-            raise ReferenceScorerError(f"{url} answered {e.code}: {detail}") from None
+            raise ReferenceScorerError(f"{url} answered {e.code}: {detail}", e.code) from None
         except (urllib.error.URLError, OSError) as e:
             raise ReferenceScorerError(f"{url}: {e}") from None
 
@@ -230,7 +237,8 @@ class HttpReferenceScorer:
                 # the server's own count when it reports usage (echoes may leave tokens out)
                 self._prompt_len[text] = int(self._last_prompt_tokens or n_echo)
         n = self._prompt_len[text]
-        key = [hash(text) & 0x7FFFFFFF, *range(n - 1)] if n else []
+        # negative, so no prompt "token" equals a completion token's id (`_PIECE_IDS`)
+        key = [-1 - (hash(text) & 0x7FFFFFFF), *range(-2, -n - 1, -1)] if n else []
         self._texts[tuple(key)] = text
         return key
 
@@ -251,8 +259,13 @@ class HttpReferenceScorer:
             **purposes.GREEDY,
         }
         out = self._post(self.base_url + "/completions", body)
+        lp = _echo_logprobs(out)
+        if lp is None:
+            raise ReferenceScorerError(
+                f"{self.base_url}/completions answered no echo log-probabilities (choices[0]."
+                "logprobs with `tokens` and `token_logprobs`): this server does not score prompts"
+            )
         self._last_prompt_tokens = (out.get("usage") or {}).get("prompt_tokens")
-        lp = out["choices"][0]["logprobs"]
         tokens: list[str] = [t or "" for t in lp["tokens"]]
         self._last_tokens = tokens
         token_lps = lp["token_logprobs"]
@@ -283,9 +296,14 @@ class HttpReferenceScorer:
         with self._lock:
             if key not in self._memo:
                 self._memo[key] = self._per_token(text, completion)
-        lps, ranks, above, pieces = self._memo[key]
+            lps, ranks, above, pieces = self._memo[key]
+            # the echo gives token texts, not ids: the same text is the same token, in every
+            # scorer of the process (what the greedy test compares to find where two outputs
+            # part, and the likelihood ratio to check two scorers tokenized alike)
+            with _PIECE_LOCK:
+                ids = [_PIECE_IDS.setdefault(p, len(_PIECE_IDS)) for p in pieces]
         pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
-        return TokenScores(list(range(len(lps))), lps, ranks, pit, pieces)
+        return TokenScores(ids, lps, ranks, pit, pieces)
 
     def _per_token(
         self, text: str, completion: str
@@ -310,8 +328,28 @@ class HttpReferenceScorer:
         return np.array(lps), np.array(ranks, dtype=int), np.array(above), pieces
 
 
-class ReferenceScorerError(Exception):
-    """The reference scorer's server cannot score (unreachable, no echo/logprobs, no template)."""
+def _echo_logprobs(out: Any) -> dict[str, Any] | None:
+    """`choices[0].logprobs` of a completions answer, when it has the OpenAI shape."""
+    choices = out.get("choices") if isinstance(out, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    lp = first.get("logprobs") if isinstance(first, dict) else None
+    if not isinstance(lp, dict):
+        return None
+    tokens, lps = lp.get("tokens"), lp.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(lps, list) or len(tokens) != len(lps):
+        return None
+    return lp
+
+
+class ReferenceScorerError(AuditError):
+    """The reference scorer's server cannot score (unreachable, no echo/logprobs, no template, an
+    answer not in the shape its engine documents): an audit error, so a run stops with it (the
+    calls made so far are kept) and `bakeoff audit --rerun` reports it."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status the server answered, when it answered."""
 
 
 def render_chat_template(

@@ -1,9 +1,11 @@
 """The fake provider: a real OpenAI-compatible HTTP server on loopback with scripted outputs and faults.
 
 It speaks `/v1/chat/completions` and `/v1/completions` (streaming or not, usage in the stream when asked),
-and `/v1/models`. Replies come from a mode (echo / script / fixed), are cut at `max_tokens`, and are
-sent with a configured time to first token and inter-token delay. Faults are drawn per request from
-seeded probabilities, or forced by a marker `[[fault:NAME]]` in the last user message.
+and `/v1/models`; persona `vllm` also vLLM's scoring routes (`_vllm.py`: a toy model's prompt
+log-probabilities, `/tokenize`, `/detokenize`). Replies come from a mode (echo / script / fixed),
+are cut at `max_tokens`, and are sent with a configured time to first token and inter-token delay.
+Faults are drawn per request from seeded probabilities, or forced by a marker `[[fault:NAME]]` in
+the last user message.
 
 Every request is appended to a log (in memory, at `GET /_fake/log`, and to a JSONL file if given) so
 tests can count what the server really served.
@@ -152,7 +154,12 @@ class FakeServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/completions", self._completions)
+        if self.persona is not None and self.persona.name == "vllm":
+            from bakeoff.fake._vllm import add_routes
+
+            add_routes(app, self)  # /tokenize, /detokenize, scoring on /v1/completions
+        else:
+            app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{author}/{slug}/endpoints", self._endpoints)
         app.router.add_get("/_fake/log", self._get_log)

@@ -289,7 +289,11 @@ class AuditSettings(_Strict):
     one (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` with messages)."""
     scorer_shift: int | None = Field(default=None, ge=0, le=1)
     """For `scorer: endpoint`: the position of each token's log-probability in the echo (0 standard,
-    1 for llama-cpp-python's server); detected when unset."""
+    1 for llama-cpp-python's server); detected when unset. Not used on vLLM (scored by token ids)."""
+    scorer_batch: int = Field(default=16, ge=1, le=1024)
+    """For `scorer: endpoint` on vLLM (the endpoint's `engine: vllm`, or a server answering vLLM's
+    `/tokenize`): prompts per scoring request. vLLM schedules a request's prompts together; keep it
+    at most the server's `--max-num-seqs`. See docs/FIDELITY.md, "Scoring on a vLLM deployment"."""
     alternatives: list[str] | None = None
     """Suspected substitutes of the reference for the sampled regime's likelihood-ratio tests: each
     a local variant name (`Q8_0`, `Q4_K_M`, ...), a GGUF path, or a lineup endpoint whose server
