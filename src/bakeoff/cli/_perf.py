@@ -127,6 +127,10 @@ def perf(
             "[yellow]some levels are marked invalid: the client could not keep up (see why)[/]"
         )
     err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
+    if run_id is not None:
+        from bakeoff.cli._ui import refresh_report
+
+        refresh_report(store, run_id, quiet)
 
 
 def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) -> Any:
