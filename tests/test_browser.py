@@ -189,9 +189,10 @@ def test_compare_two_runs(browser, ui, run, tmp_path):
     page.click("button[type=submit]")
     _ready(page)
     rows = page.locator("#compare tbody tr")
-    assert rows.count() == 8  # 4 endpoints × 2 suites
+    assert rows.count() == 4  # 4 endpoints (rows) × 2 suites (columns)
+    assert rows.first.locator("td.cmp").count() == 2
     assert "ref" in rows.first.inner_text()
-    Shots(tmp_path)(page, "compare")
+    Shots(tmp_path)(page, "compare-same-lineup")
     ctx.close()
 
 

@@ -37,7 +37,7 @@ def test_every_page_of_a_run_renders(open_server, run):
     for name in ("ref", "twin", "evil", "flaky", "different", "server_error"):
         assert name in html
     # crawl: every internal link of the overview, one suite page, one item and one call page
-    kinds = crawl(open_server, run_id)
+    kinds = crawl(open_server, run_id, limit=200)
     assert {"suite", "item", "call", "audit", "arena", "compare"} <= kinds
 
 

@@ -180,3 +180,59 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def many_lineup(tmp: Path, second: bool = False) -> str:
+    """Six endpoints over arith, instructions and tools (12 items each: the tools suite's sequential
+    conversations among them), answering from scripts with known outcomes: `ref` and `twin` right
+    everywhere, `half` right on even items only, `mini` wrong everywhere, `flaky` right but failing
+    40% of calls (no retries), `evil` with hostile markup. `second`: the lineup after a change —
+    `mini` right everywhere (a gain), `half` wrong everywhere (a loss). For the suite, item and
+    compare pages."""
+    from bakeoff.plugins import suites as all_suites
+    from bakeoff.runs import suite_items
+
+    head = (
+        "reference: ref\n"
+        "defaults: {temperature: 0, max_tokens: 64}\n"
+        "run: {suites: [arith, instructions, tools], limit: 12, probe: false}\n"
+        "audit: {regimes: [greedy], budget: 10, batch: 5}\n"
+        "endpoints:\n"
+    )
+    probe = parse_lineup(head + "  - {name: ref, provider: fake}\n")
+    right: dict[str, object] = {}
+    half: dict[str, object] = {}
+    for name in ("arith", "instructions", "tools"):
+        suite = all_suites()[name]
+        for i, it in enumerate(suite_items(probe, name)):
+            user = [m["content"] for m in it.messages or [] if m["role"] == "user"][-1]
+            good = str(it.target) if name == "arith" else suite.reference_reply(it).model_dump()
+            right[user] = good
+            if i % 2 == 0:
+                half[user] = good
+    files = {}
+    for key, script in (("right", right), ("half", half)):
+        files[key] = tmp / f"{key}.json"
+        files[key].write_text(json.dumps(script))
+
+    def scripted(name: str, key: str, fake: str = "", more: str = "") -> str:
+        return (
+            f"  - {{name: {name}, provider: fake, fake: {{mode: script, "
+            f"script_file: '{files[key]}', reply: 'I do not know.', ttft_ms: 2, itl_ms: 1{fake}}}, "
+            f"price: {{input_per_m: 0.3, output_per_m: 0.6}}{more}}}\n"
+        )
+
+    def wrong(name: str) -> str:
+        return f"  - {{name: {name}, provider: fake, fake: {{mode: fixed, reply: 'I do not know.'}}}}\n"
+
+    return (
+        head
+        + scripted("ref", "right")
+        + scripted("twin", "right")
+        + (wrong("half") if second else scripted("half", "half"))
+        + (scripted("mini", "right") if second else wrong("mini"))
+        + scripted(
+            "flaky", "right", ", faults: {server_error: 0.4}, seed: 3", ", retry: {max_retries: 0}"
+        )
+        + f"  - {{name: evil, provider: fake, fake: {{mode: fixed, reply: {json.dumps(HOSTILE)}}}}}\n"
+    )

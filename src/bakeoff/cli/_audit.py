@@ -52,6 +52,9 @@ def audit(
             verdicts = rerun_audit(store, run_id, lineup_of_run(store, run_id))
         except AuditError as e:
             raise fail(str(e)) from None
+        from bakeoff.cli._ui import refresh_report
+
+        refresh_report(store, run_id, quiet)
     else:
         if config is None:
             from bakeoff.local import default_lineup_path

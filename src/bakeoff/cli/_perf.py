@@ -125,6 +125,10 @@ def perf(
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     _caveats(summary)
     err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
+    if run_id is not None:
+        from bakeoff.cli._ui import refresh_report
+
+        refresh_report(store, run_id, quiet)
 
 
 def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) -> Any:

@@ -149,13 +149,14 @@ def compare(
     from rich.table import Table
 
     from bakeoff.runs import GATE_EXIT
-    from bakeoff.ui._views import NotFound, compare_runs
+    from bakeoff.ui._compare import SameRun, compare_runs
+    from bakeoff.ui._data import NotFound
 
     store = open_store(db, existing=True)
     a, b = find_run_or_fail(store, before)["id"], find_run_or_fail(store, after)["id"]
     try:
         res = compare_runs(store, a, b)
-    except NotFound as e:
+    except (NotFound, SameRun) as e:
         raise fail(str(e)) from None
     fid = [
         {

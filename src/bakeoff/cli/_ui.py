@@ -71,6 +71,17 @@ def write_report_with_progress(store: Store, run_id: str, path: Path, quiet: boo
     return stats.path
 
 
+def refresh_report(store: Store, run_id: str, quiet: bool = False) -> None:
+    """After a command added to a run (perf sweeps, votes, verdicts): the report at the default
+    path, if there is one, rewritten when it no longer shows everything the store holds."""
+    from bakeoff.ui import report_is_stale
+
+    path = default_report_path(store, run_id)
+    if report_is_stale(store, run_id, path):
+        err.print(f"the report of run {run_id} misses what was added since: rewriting it")
+        write_report_with_progress(store, run_id, path, quiet=quiet)
+
+
 def report(
     run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
     output: Path | None = typer.Option(
@@ -132,6 +143,7 @@ def arena(
                 raise fail("interrupted (the votes stored so far are kept)", 130) from None
         err.print(f"{n} judge votes stored")
     summary = arena_summary(store, row["id"], lineup.reference)
+    refresh_report(store, row["id"])  # the votes cast in `bakeoff ui` too
     if not summary["voters"]:
         err.print("no votes yet: vote in `bakeoff ui`, or use --judge NAME")
     for voter, v in summary["voters"].items():

@@ -56,6 +56,15 @@ class Reads:
         exact = [r for r in rows if r["id"] == prefix]
         return exact[0] if exact else None
 
+    def run_ids_with_prefix(self, prefix: str, limit: int = 6) -> list[str]:
+        """Ids of the runs starting with `prefix`, newest first: what an ambiguous prefix could
+        mean, for its error message."""
+        rows = self.db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (prefix + "%", limit),
+        )
+        return [r[0] for r in rows]
+
     def runs(self, limit: int = 50) -> list[Row]:
         return self.db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM calls c WHERE c.run_id = r.id) AS n_calls,"

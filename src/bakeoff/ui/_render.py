@@ -89,6 +89,36 @@ def pretty_json(text: str | None) -> str:
         return text
 
 
+def tool_calls_text(calls: Any) -> str:
+    """Tool calls for reading: each one's name, then its arguments indented. Endpoints send the
+    arguments as a JSON string (shown escaped on one line, it is unreadable); a string that is not
+    valid JSON is shown as sent, and said to be invalid. Takes our stored shape (`name`,
+    `arguments`) and OpenAI's message shape (`function: {name, arguments}`)."""
+    if isinstance(calls, str):
+        try:
+            calls = orjson.loads(calls)
+        except orjson.JSONDecodeError:
+            return calls
+    if not isinstance(calls, list):
+        return orjson.dumps(calls, option=orjson.OPT_INDENT_2).decode()
+    out = []
+    for c in calls:
+        if not isinstance(c, dict):
+            out.append(orjson.dumps(c).decode())
+            continue
+        fn: dict[str, Any] = c["function"] if isinstance(c.get("function"), dict) else c
+        name, args = fn.get("name"), fn.get("arguments")
+        head = f"{name}" + (f"  (id {c['id']})" if c.get("id") else "")
+        if isinstance(args, str):
+            try:
+                args = orjson.loads(args) if args.strip() else {}
+            except orjson.JSONDecodeError:
+                out.append(f"{head}  — arguments are not valid JSON:\n{args}")
+                continue
+        out.append(head + "\n" + orjson.dumps(args, option=orjson.OPT_INDENT_2).decode())
+    return "\n\n".join(out)
+
+
 @functools.cache
 def make_env() -> Environment:
     """The one Jinja environment (templates compiled once per process; nothing per request lives
@@ -100,5 +130,7 @@ def make_env() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(url=url, word_diff=word_diff)
-    env.filters.update(num=fmt_num, p=fmt_p, usd=fmt_usd, pretty_json=pretty_json)
+    env.filters.update(
+        num=fmt_num, p=fmt_p, usd=fmt_usd, pretty_json=pretty_json, tool_calls_text=tool_calls_text
+    )
     return env

@@ -9,6 +9,8 @@ Content-Security-Policy allows no network at all."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import secrets
 import zlib
 from collections.abc import Callable
@@ -33,14 +35,49 @@ class ReportStats:
     raw_bytes: int
 
 
+CONTENTS = re.compile(rb'<meta name="bakeoff-contents" content="([^"]*)">')
+
+
+def report_contents(store: Store, run_id: str) -> str:
+    """What may be added to a run after its report is written — arena votes, perf sweeps attached
+    to it, recomputed audit verdicts — summed up in a string the report keeps: a report whose
+    string is not the store's no longer shows everything."""
+    votes = store.votes(run_id)
+    perf = [f"{r['id']}:{r['status']}" for r in store.perf_runs_of(run_id)]
+    verdicts = orjson.dumps(store.verdicts(run_id), option=orjson.OPT_SORT_KEYS)
+    last = votes[-1]["id"] if votes else 0
+    return (
+        f"votes={len(votes)}/{last};perf={','.join(perf)};"
+        f"verdicts={hashlib.sha256(verdicts).hexdigest()[:16]}"
+    )
+
+
+def report_is_stale(store: Store, run_id: str, path: str | Path) -> bool | None:
+    """None when there is no report file at `path`; else whether it misses data the store now holds
+    for the run (a file without the record, from an older bakeoff, counts as stale)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    with p.open("rb") as f:
+        head = f.read(4096)
+    m = CONTENTS.search(head)
+    return m is None or m.group(1).decode() != report_contents(store, run_id)
+
+
 def report_addresses(store: Store, run_id: str) -> list[str]:
     """Every page of a run that goes into its report, the overview first."""
     base = f"/run/{run_id}"
     out = [url(base)]
     views = Views(store, report=True)
-    suites = views.run(run_id).suites
-    for s in suites:
-        out += [url(base + "/suite", name=s, show=show) for show in (None, "disagree", "differ")]
+    rd = views.run(run_id)
+    # each suite's list, and its filters against the reference for any endpoint and for each one
+    # (what the suite page links to; the search and the other orders need the web app)
+    filters: list[tuple[str | None, str | None]] = [(None, None)]
+    if rd.lineup.reference:
+        others = [None, *(e for e in rd.endpoints if e != rd.lineup.reference)]
+        filters += [(f, ep) for ep in others for f in ("disagree", "differ", "worse", "better")]
+    for s in rd.suites:
+        out += [url(base + "/suite", name=s, show=f, ep=ep) for f, ep in filters]
     out += [url(base + "/audit"), url(base + "/arena")]
     for r in store.item_keys(run_id):
         out.append(url(base + "/item", suite=r["suite"], id=r["item_id"]))
@@ -60,6 +97,7 @@ def write_report(
     """Render every page of the run into one HTML file at `path` (written atomically)."""
     views = Views(store, report=True)
     views.run(run_id)  # NotFound before any work
+    contents = report_contents(store, run_id)  # before the pages: what is added meanwhile is missed
     addresses = report_addresses(store, run_id)
     # pages are compressed one by one as they are rendered: memory holds one page and the
     # compressed output, not every page and then their JSON (a run with one 240,000-chunk call
@@ -89,6 +127,7 @@ def write_report(
         home=addresses[0],
         written=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         n_pages=n_pages,
+        contents=contents,
         nonce=secrets.token_urlsafe(12),
         css=Markup(static.joinpath("app.css").read_text()),
         app_js=Markup(static.joinpath("app.js").read_text()),

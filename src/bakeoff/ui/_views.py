@@ -9,81 +9,21 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from jinja2 import Environment
 
-from bakeoff.lineups import Lineup
-from bakeoff.runs import lineup_of_run, summarize
-from bakeoff.stats import holm, mcnemar_exact
 from bakeoff.store import Store
-from bakeoff.ui._charts import PALETTE, chunks_chart, front_charts, perf_charts, wealth_chart
+from bakeoff.ui._charts import chunks_chart, front_charts, perf_charts, wealth_chart
+from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
+from bakeoff.ui._data import NotFound, Page, RunData, find_run
 from bakeoff.ui._overview import best_cells, capability_rows, caveats
 from bakeoff.ui._render import make_env, url
+from bakeoff.ui._suite import SHOWS, Links, ListQuery, counts, neighbours, suite_rows
 
 PAGE_SIZE = 100
-
-
-class NotFound(Exception):
-    """No such page, run, item or call."""
-
-
-@dataclass
-class Page:
-    title: str
-    html: str
-    run_id: str | None = None
-
-
-@dataclass
-class RunData:
-    """What several pages of one run need, read once per request (or once per report)."""
-
-    store: Store
-    run_id: str
-
-    @cached_property
-    def row(self) -> Any:
-        row = self.store.run(self.run_id)
-        if row is None:
-            raise NotFound(f"no run {self.run_id}")
-        return row
-
-    @cached_property
-    def lineup(self) -> Lineup:
-        self.row  # noqa: B018 - raises NotFound first
-        return lineup_of_run(self.store, self.run_id)
-
-    @cached_property
-    def summary(self) -> dict[str, Any]:
-        return summarize(self.store, self.run_id)
-
-    @cached_property
-    def endpoints(self) -> list[str]:
-        return [e.name for e in self.lineup.endpoints]
-
-    @cached_property
-    def colors(self) -> dict[str, str]:
-        return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(self.endpoints)}
-
-    @cached_property
-    def verdicts(self) -> dict[str, Any]:
-        return self.store.verdicts(self.run_id)
-
-    @cached_property
-    def suites(self) -> list[str]:
-        return list(self.lineup.run.suites)
-
-    def primary_scores(self, suite: str) -> dict[str, Any]:
-        """{call id: first score row} for the calls of one suite."""
-        rows = self.store.suite_scores(self.run_id, suite)
-        out: dict[str, Any] = {}
-        for r in rows:
-            out.setdefault(r["call_id"], r)
-        return out
 
 
 @dataclass
@@ -97,12 +37,14 @@ class Views:
     """Extra template variables (the web app's form token)."""
     _runs: dict[str, RunData] = field(default_factory=dict)
 
-    def run(self, run_id: str) -> RunData:
-        if run_id not in self._runs:
-            rd = RunData(self.store, run_id)
-            rd.row  # noqa: B018 - NotFound now rather than in a template
-            self._runs[run_id] = rd
-        return self._runs[run_id]
+    def run(self, ref: str) -> RunData:
+        """A run by id, unique prefix or `last` (as the CLI takes them): its pages link to it by id."""
+        if ref not in self._runs:
+            row = find_run(self.store, ref)
+            rd = self._runs.get(row["id"]) or RunData(self.store, row["id"])
+            rd.__dict__["row"] = row
+            self._runs[ref] = self._runs[row["id"]] = rd
+        return self._runs[ref]
 
     def _render(self, template: str, **ctx: Any) -> str:
         return self.env.get_template(template).render(
@@ -129,7 +71,9 @@ class Views:
     def page(self, address: str) -> Page:
         """The page at a canonical address (`/run/X/item?id=...&suite=...`)."""
         path, _, qs = address.partition("?")
-        query = dict(parse_qsl(qs))
+        query: dict[str, str] = {}
+        for k, v in parse_qsl(qs):  # a repeated key (a form's checkboxes): its values joined by ","
+            query[k] = f"{query[k]},{v}" if k in query else v
         for rx, name in self.ROUTES:
             m = rx.match(path)
             if m:
@@ -149,7 +93,7 @@ class Views:
         rd = self.run(run_id)
         s = rd.summary
         return Page(
-            f"Run {run_id}",
+            f"Run {rd.run_id}",
             self._render(
                 "overview.html",
                 rd=rd,
@@ -159,44 +103,27 @@ class Views:
                 best=best_cells(s),
                 caveats={e["name"]: caveats(e) for e in s["endpoints"]},
                 capabilities=capability_rows(s),
-                perf_runs=self.store.perf_runs_of(run_id),
+                perf_runs=self.store.perf_runs_of(rd.run_id),
             ),
-            run_id,
+            rd.run_id,
         )
 
-    def suite(self, run_id: str, name: str, show: str = "all", page: str = "1") -> Page:
+    def suite(
+        self,
+        run_id: str,
+        name: str,
+        show: str = "all",
+        ep: str = "",
+        q: str = "",
+        sort: str = "item",
+        page: str = "1",
+    ) -> Page:
         rd = self.run(run_id)
         if name not in rd.suites:
-            raise NotFound(f"no suite {name} in run {run_id}")
-        rows = self.store.suite_calls(run_id, name)
-        scores = rd.primary_scores(name)
-        cells: dict[str, dict[str, Any]] = defaultdict(dict)
-        for row in rows:
-            if row["repeat"] == 0:
-                cells[row["item_id"]][row["endpoint"]] = {
-                    "call": row,
-                    "score": scores.get(row["id"]),
-                }
-        ref = rd.lineup.reference
-        items = self.store.items(run_id, name)
-        listed = []
-        for it in items:
-            c = cells.get(it["item_id"], {})
-            r = c.get(ref) if ref else None
-            differs_score = differs_output = False
-            if r is not None:
-                for ep, v in c.items():
-                    if ep == ref:
-                        continue
-                    if _outcome(v) != _outcome(r):
-                        differs_score = True
-                    if (v["call"]["output_text"] or "") != (r["call"]["output_text"] or ""):
-                        differs_output = True
-            if show == "disagree" and not differs_score:
-                continue
-            if show == "differ" and not differs_output:
-                continue
-            listed.append({"item": it, "cells": c, "prompt": _prompt_excerpt(it["input_json"])})
+            raise NotFound(f"no suite {name} in run {rd.run_id}")
+        lq = ListQuery.parse(rd, show, ep, q, sort)
+        rows = suite_rows(rd, name)
+        listed = lq.apply(rows)
         n = len(listed)
         if self.report:
             pages, cur = 1, 1
@@ -205,27 +132,85 @@ class Views:
             cur = min(max(1, int(page) if page.isdigit() else 1), pages)
             listed = listed[(cur - 1) * PAGE_SIZE : cur * PAGE_SIZE]
         return Page(
-            f"{name} · {run_id}",
+            f"{name} · {rd.run_id}",
             self._render(
                 "suite.html",
                 rd=rd,
                 suite=name,
-                show=show,
+                lq=lq,
+                links=Links(rd.run_id, name, lq, self.report),
+                shows=SHOWS,
                 listed=listed,
                 total=n,
-                n_items=len(items),
+                n_items=len(rows),
+                counts=counts(rd, rows),
                 page=cur,
                 pages=pages,
             ),
-            run_id,
+            rd.run_id,
         )
 
-    def item(self, run_id: str, suite: str, id: str) -> Page:
+    def item(
+        self,
+        run_id: str,
+        suite: str,
+        id: str,
+        cols: str = "",
+        view: str = "diff",
+        show: str = "all",
+        ep: str = "",
+        q: str = "",
+        sort: str = "item",
+    ) -> Page:
         rd = self.run(run_id)
-        it = self.store.item(run_id, suite, id)
+        it = self.store.item(rd.run_id, suite, id)
         if it is None:
             raise NotFound(f"no item {id} in suite {suite}")
-        calls = self.store.item_calls(run_id, suite, id)
+        if view not in ("diff", "plain"):
+            raise NotFound(f"view: diff or plain, not {view[:40]!r}")
+        shown = _shown(rd, cols)
+        lq = ListQuery() if self.report else ListQuery.parse(rd, show, ep, q, sort)
+        nav, lq = self._item_nav(rd, suite, id, lq)
+        # what the links of this page keep: the endpoints chosen and the view (not in a report,
+        # whose pages are rendered once per item)
+        keep: dict[str, str | None] = {}
+        if not self.report:
+            keep = {
+                "cols": ",".join(shown) if cols else None,
+                "view": None if view == "diff" else view,
+            }
+        inp = orjson.loads(it["input_json"])
+        params = dict(inp.get("params") or {})
+        # the tools suite sends its tools as a body parameter: shown indented, not in that line
+        tools = inp.get("tools") or params.pop("tools", None)
+        return Page(
+            f"{id} · {suite}",
+            self._render(
+                "item.html",
+                rd=rd,
+                suite=suite,
+                item=it,
+                messages=inp.get("messages") or [{"role": "prompt", "content": inp.get("prompt")}],
+                params=params,
+                tools=tools,
+                target=it["target_json"],
+                columns=self._item_columns(rd, suite, id, shown),
+                ref=rd.lineup.reference,
+                shown=shown,
+                view=view,
+                keep=keep,
+                nav=nav,
+                links=Links(rd.run_id, suite, lq, self.report),
+            ),
+            rd.run_id,
+        )
+
+    def _item_columns(
+        self, rd: RunData, suite: str, item_id: str, shown: list[str]
+    ) -> list[dict[str, Any]]:
+        """One column per endpoint that has calls for the item: those chosen first (side by side),
+        then the others (`extra`, further right)."""
+        calls = self.store.item_calls(rd.run_id, suite, item_id)
         scores: dict[str, list[Any]] = defaultdict(list)
         for s in self.store.call_scores([c["id"] for c in calls]):
             scores[s["call_id"]].append(s)
@@ -234,9 +219,12 @@ class Views:
         by_ep: dict[str, list[Any]] = defaultdict(list)
         for c in calls:
             by_ep[c["endpoint"]].append(c)
-        columns = [
+        order = [e for e in shown if e in by_ep]
+        order += [e for e in rd.endpoints if e in by_ep and e not in shown]
+        return [
             {
                 "endpoint": ep,
+                "extra": ep not in shown,
                 "calls": [
                     {
                         "row": c,
@@ -249,29 +237,31 @@ class Views:
                     for c in by_ep[ep]
                 ],
             }
-            for ep in rd.endpoints
-            if ep in by_ep
+            for ep in order
         ]
-        inp = orjson.loads(it["input_json"])
-        return Page(
-            f"{id} · {suite}",
-            self._render(
-                "item.html",
-                rd=rd,
-                suite=suite,
-                item=it,
-                messages=inp.get("messages") or [{"role": "prompt", "content": inp.get("prompt")}],
-                params=inp.get("params") or {},
-                tools=inp.get("tools"),
-                target=it["target_json"],
-                columns=columns,
-                ref=ref,
-            ),
-            run_id,
-        )
+
+    def _item_nav(
+        self, rd: RunData, suite: str, item_id: str, lq: ListQuery
+    ) -> tuple[dict[str, Any] | None, ListQuery]:
+        """Previous / next in the suite page's list the item was opened from (its filter, search and
+        order); the whole suite when that list no longer holds it. None for the audit's items (no
+        suite page lists them)."""
+        if suite not in rd.suites:
+            return None, lq
+        if lq.is_default:
+            ids = rd.item_ids.get(suite, [])
+        else:
+            ids = [r.item["item_id"] for r in lq.apply(suite_rows(rd, suite))]
+        nav = neighbours(ids, item_id)
+        if nav is None and not lq.is_default:
+            return self._item_nav(rd, suite, item_id, ListQuery())
+        if nav is not None:
+            nav["page"] = None if self.report else nav["index"] // PAGE_SIZE + 1
+        return nav, lq
 
     def call(self, run_id: str, id: str) -> Page:
         rd = self.run(run_id)
+        run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         c = self.store.call(id)
         if c is None or c["run_id"] != run_id:
             raise NotFound(f"no call {id} in run {run_id}")
@@ -295,6 +285,7 @@ class Views:
 
     def audit(self, run_id: str) -> Page:
         rd = self.run(run_id)
+        run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         v = rd.verdicts
         figs = {ep: fig for ep, ev in v.items() if (fig := wealth_chart(ev)) is not None}
         return Page(
@@ -309,6 +300,7 @@ class Views:
         from bakeoff.arena import arena_summary, next_pair
 
         rd = self.run(run_id)
+        run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         pair = None
         if not self.report:
             pair = next_pair(self.store, run_id, random.Random(seed) if seed else None)
@@ -331,118 +323,71 @@ class Views:
             row["run_id"],
         )
 
-    def compare(self, a: str = "", b: str = "") -> Page:
+    def compare(self, a: str = "", b: str = "", changed: str = "") -> Page:
         runs = self.store.runs(200)
-        result = None
+        if not a and not b and len(runs) >= 2:
+            a, b = runs[1]["id"], runs[0]["id"]  # the newest run against the one before it
+        result = matrix = error = None
         if a and b:
-            result = compare_runs(self.store, a, b)
+            try:
+                result = compare_runs(self.store, a, b)
+            except (SameRun, NotFound) as e:
+                error = str(e)
+            else:
+                a, b = result["a"]["id"], result["b"]["id"]
+                matrix = compare_matrix(self.store, result, changed_only=bool(changed))
         return Page(
-            "Compare runs", self._render("compare.html", runs=runs, a=a, b=b, result=result)
+            "Compare runs",
+            self._render(
+                "compare.html",
+                runs=[(r["id"], run_label(r)) for r in runs],
+                a=a,
+                b=b,
+                changed=bool(changed),
+                result=result,
+                m=matrix,
+                error=error,
+            ),
         )
 
 
+_QUERY = {
+    "suite": ({"name", "show", "ep", "q", "sort", "page"}, {"name"}),
+    "item": ({"suite", "id", "cols", "view", "show", "ep", "q", "sort"}, {"suite", "id"}),
+    "call": ({"id"}, {"id"}),
+    "arena": ({"seed"}, set()),
+    "perf": ({"id"}, {"id"}),
+    "compare": ({"a", "b", "changed"}, set()),
+}
+"""Per view: the query parameters it takes, and those it needs."""
+
+
 def _only(query: dict[str, str], view: str) -> dict[str, str]:
-    allowed = {
-        "suite": {"name", "show", "page"},
-        "item": {"suite", "id"},
-        "call": {"id"},
-        "arena": {"seed"},
-        "perf": {"id"},
-        "compare": {"a", "b"},
-    }.get(view, set())
+    allowed, required = _QUERY.get(view, (set(), set()))
     out = {k: v for k, v in query.items() if k in allowed}
-    required = {"suite": {"name"}, "item": {"suite", "id"}, "call": {"id"}, "perf": {"id"}}
-    missing = required.get(view, set()) - set(out)
+    missing = required - set(out)
     if missing:
         raise NotFound(f"missing {', '.join(sorted(missing))}")
     return out
 
 
-def _outcome(cell: dict[str, Any]) -> Any:
-    if cell["call"]["status"] != "ok":
-        return "error"
-    s = cell["score"]
-    if s is None:
-        return None
-    return bool(s["passed"]) if s["passed"] is not None else round(s["value"], 3)
-
-
-def _prompt_excerpt(input_json: str, n: int = 140) -> str:
-    inp = orjson.loads(input_json)
-    msgs = inp.get("messages") or []
-    text = (msgs[-1].get("content") if msgs else inp.get("prompt")) or ""
-    if not isinstance(text, str):
-        text = orjson.dumps(text).decode()
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _outcomes_of_run(store: Store, run_id: str) -> dict[tuple[str, str, str, int], float]:
-    """{(endpoint, suite, item, repeat): primary score} for the suite calls of a run (a failed call
-    scores 0, as in the summary)."""
-    first: dict[str, tuple[float, Any]] = {}
-    for s in store.scores(run_id, light=True):
-        first.setdefault(s["call_id"], (s["value"], s["passed"]))
-    out = {}
-    for cid, ep, suite, item, rep, status in store.suite_outcomes(run_id):
-        if status != "ok":
-            out[(ep, suite, item, rep)] = 0.0
-        elif cid in first:
-            value, passed = first[cid]
-            out[(ep, suite, item, rep)] = float(passed) if passed is not None else float(value)
-    return out
-
-
-def compare_runs(store: Store, a: str, b: str) -> dict[str, Any]:
-    """Before/after: per endpoint (by name) and suite, both mean scores, Δ, and an exact McNemar
-    test on the pass/fail outcomes of the items both runs asked (same seed → same items),
-    Holm-adjusted over the table."""
-    ra, rb = store.find_run(a), store.find_run(b)
-    if ra is None or rb is None:
-        raise NotFound(f"no run {a if ra is None else b}")
-    oa, ob = _outcomes_of_run(store, ra["id"]), _outcomes_of_run(store, rb["id"])
-
-    def grouped(o: dict[tuple[str, str, str, int], float]) -> dict[tuple[str, str], list[Any]]:
-        g: dict[tuple[str, str], list[Any]] = defaultdict(list)
-        for k in o:
-            g[(k[0], k[1])].append(k)
-        return g
-
-    ga, gb = grouped(oa), grouped(ob)
-    order_a = [e.name for e in lineup_of_run(store, ra["id"]).endpoints]
-    rows: list[dict[str, Any]] = []
-    for key in sorted(set(ga) & set(gb), key=lambda k: (_pos(order_a, k[0]), k[1])):
-        xa = [oa[k] for k in ga[key]]
-        xb = [ob[k] for k in gb[key]]
-        both = [k for k in ga[key] if k in ob]
-        p = None
-        if both and all(oa[k] in (0.0, 1.0) and ob[k] in (0.0, 1.0) for k in both):
-            p, _, _ = mcnemar_exact([oa[k] == 1.0 for k in both], [ob[k] == 1.0 for k in both])
-        sa, sb = sum(xa) / len(xa), sum(xb) / len(xb)
-        rows.append(
-            {
-                "endpoint": key[0],
-                "suite": key[1],
-                "a": {"score": round(sa, 4), "n": len(xa)},
-                "b": {"score": round(sb, 4), "n": len(xb)},
-                "delta": round(sb - sa, 4),
-                "paired": len(both),
-                "p_value": p,
-            }
-        )
-    for r, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
-        r["p_holm"] = adj
-        r["significant"] = adj is not None and adj < 0.05
-    va, vb = store.verdicts(ra["id"]), store.verdicts(rb["id"])
-    fid = [
-        {"endpoint": n, "a": va.get(n), "b": vb.get(n)}
-        for n in sorted(set(va) | set(vb), key=lambda n: _pos(order_a, n))
-    ]
-    return {"a": ra, "b": rb, "rows": rows, "fidelity": fid}
-
-
-def _pos(order: list[str], name: str) -> int:
-    return order.index(name) if name in order else len(order)
+def _shown(rd: RunData, cols: str) -> list[str]:
+    """The endpoints to show side by side: those named in `cols` (comma-separated), by default
+    the reference and up to three others (more fit a wide screen only narrowly); the reference
+    first."""
+    ref = rd.lineup.reference
+    if cols:
+        names = [c for c in cols.split(",") if c]
+        bad = [c for c in names if c not in rd.endpoints]
+        if bad:
+            raise NotFound(
+                f"cols: no endpoint {bad[0][:40]!r} in run {rd.run_id} "
+                f"(it has {', '.join(rd.endpoints)})"
+            )
+    else:
+        names = ([ref] if ref else []) + [e for e in rd.endpoints if e != ref][: 3 if ref else 4]
+    first = [ref] if ref in names else []
+    return first + [e for e in rd.endpoints if e in names and e != ref]
 
 
 __all__ = ["NotFound", "Page", "Views", "compare_runs", "url"]

@@ -88,6 +88,40 @@
     document.body.setAttribute("data-ready", "1");
   }
 
+  // Keys: an element with data-key="j" is clicked when j is pressed (the item page's next and
+  // previous links), unless the user is typing in a field.
+  function onKey(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented || e.key.length !== 1) return;
+    if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable]")) return;
+    var el = document.querySelector('[data-key="' + CSS.escape(e.key) + '"]');
+    if (el) {
+      e.preventDefault();
+      el.click();
+    }
+  }
+
+  // In a report, whose pages exist once each, the diff / plain buttons switch the item page's view
+  // in place (the web app links to ?view=plain instead); a form marked data-autosubmit is sent as
+  // soon as one of its inputs changes.
+  function onClick(e) {
+    var b = e.target.closest && e.target.closest("button[data-view]");
+    var box = document.getElementById("side-by-side");
+    if (!b || !box) return;
+    box.classList.toggle("plain", b.getAttribute("data-view") === "plain");
+    document.querySelectorAll("button[data-view]").forEach(function (x) {
+      x.classList.toggle("on", x === b);
+    });
+  }
+
+  function onChange(e) {
+    var form = e.target.closest && e.target.closest("form[data-autosubmit]");
+    if (form) form.submit();
+  }
+
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("click", onClick);
+  document.addEventListener("change", onChange);
+
   document.addEventListener("DOMContentLoaded", function () {
     if (document.body.getAttribute("data-report")) {
       report();
