@@ -36,17 +36,6 @@
     });
   }
 
-  // keys that click a control of the page: data-key="a" on a button or link
-  function keys(root) {
-    document.addEventListener("keydown", function (ev) {
-      if (ev.ctrlKey || ev.metaKey || ev.altKey || !/^[a-z]$/i.test(ev.key)) return;
-      var t = ev.target;
-      if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
-      var el = root.querySelector('[data-key="' + ev.key.toLowerCase() + '"]');
-      if (el) { ev.preventDefault(); el.click(); }
-    });
-  }
-
   function b64ToBytes(b64) {
     var bin = atob(b64.trim());
     var out = new Uint8Array(bin.length);
@@ -89,7 +78,7 @@
   }
 
   // Keys: an element with data-key="j" is clicked when j is pressed (the item page's next and
-  // previous links), unless the user is typing in a field.
+  // previous links, the arena's votes), unless the user is typing in a field.
   function onKey(e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented || e.key.length !== 1) return;
     if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable]")) return;
@@ -127,7 +116,6 @@
       report();
     } else {
       sortable(document);
-      keys(document);
       document.body.setAttribute("data-ready", "1");
     }
   });
