@@ -79,7 +79,7 @@ docs: $(DEV)
 
 # refresh the screenshots in docs/ from the browser tests
 screenshots: $(DEV) $(CHROMIUM)
-	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_overview.py tests/test_browser_pages.py
 
 bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/client_overhead.py

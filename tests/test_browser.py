@@ -74,7 +74,6 @@ DOCS = {
     "arena",
     "report-overview",
     "compare",
-    "perf",
 }
 
 
