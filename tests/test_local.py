@@ -64,7 +64,8 @@ def llama_server_pids(marker: str) -> list[int]:
             state = (d / "stat").read_text().split(") ")[-1].split()[0]
         except OSError:
             continue
-        if "llama_cpp.server" in cmd and marker in cmd and state != "Z":
+        server = "bakeoff.local._llama_server" in cmd or "llama_cpp.server" in cmd
+        if server and marker in cmd and state != "Z":
             pids.append(int(d.name))
     return pids
 

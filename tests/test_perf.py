@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
+import time
 
 import pytest
 
@@ -24,6 +26,22 @@ def _run(tmp_path, url: str, **kw):
     opts = PerfOptions(**{"duration_s": 3.0, "warmup_s": 0.5, "cooldown_s": 0.3, **kw})
     perf_id, summary = asyncio.run(run_perf(store, _lineup(url), opts))
     return store, perf_id, summary
+
+
+def _sleep_lateness_ms(seconds: float, n: int = 11) -> float:
+    """Median overshoot of an asyncio sleep of `seconds` after an idle gap, here and now: the
+    fake server's timers are as late, and no client can measure them less so."""
+
+    async def go() -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await asyncio.sleep(seconds)
+            out.append((time.perf_counter() - t0 - seconds) * 1000)
+            await asyncio.sleep(0.01)
+        return out
+
+    return statistics.median(asyncio.run(go()))
 
 
 def test_configured_delays_are_measured_back(tmp_path, fake_proc):
@@ -45,13 +63,16 @@ def test_configured_delays_are_measured_back(tmp_path, fake_proc):
     rtt = b["ttft_ms"]["p50"]
     noise = b["ttft_ms"]["p90"] - rtt
     assert rtt < 3.0 + noise, b["ttft_ms"]  # the client adds no more than a round trip
+    late = _sleep_lateness_ms(0.040)
     _, _, s = _run(tmp_path, fk.url, levels=[1, 2], stop_at_saturation=False)
     for lv in s["endpoints"]["fk"]["levels"]:
         m = lv["metrics"]
         assert m["ok"] >= 10
         # one stream at a time: 1 ms + noise; two at once on 2 cores: 2 ms + noise (the extra is
-        # wake-up latency after the 40 ms idle wait, not the client: bare aiohttp agrees)
-        tol = (1.0 if lv["level"] == 1 else 2.0) + 2 * noise
+        # wake-up latency after the 40 ms idle wait, not the client: bare aiohttp agrees); plus
+        # how late the fake's own 40 ms timer fires on this machine (0.3-1.4 ms measured on a
+        # quiet 2-core VM; CI saw the TTFT 2.3 ms over with 1.3 ms allowed)
+        tol = (1.0 if lv["level"] == 1 else 2.0) + 2 * noise + late
         assert m["ttft_ms"]["p50"] - rtt == pytest.approx(40, abs=tol), (m["ttft_ms"], rtt, noise)
         # gaps between chunks: a timer's lateness on this machine, bounded by the same noise
         gap_tol = 1.0 + noise

@@ -160,9 +160,13 @@ class Server:
 def crawl(server: Server, run_id: str, limit: int = 60) -> set[str]:
     """Follow every internal link from a run's overview (up to `limit` pages), each answering 200;
     the kinds of page seen (`suite`, `item`, `call`, ...)."""
+    kind = lambda p: re.sub(r"\?.*", "", p).rsplit("/", 1)[-1]  # noqa: E731
     seen, todo = set(), [f"/run/{run_id}"]
     while todo and len(seen) < limit:
-        path = todo.pop(0)
+        # a page of a kind not seen yet first: the overview's many sort and filter links would
+        # otherwise use up the limit before the first call page
+        kinds = {kind(p) for p in seen}
+        path = todo.pop(next((i for i, p in enumerate(todo) if kind(p) not in kinds), 0))
         if path in seen:
             continue
         seen.add(path)
@@ -173,7 +177,7 @@ def crawl(server: Server, run_id: str, limit: int = 60) -> set[str]:
             for link in re.findall(r'href="(/[^"#]*)"', html)
             if not link.startswith("/static") and link not in seen
         ]
-    return {re.sub(r"\?.*", "", p).rsplit("/", 1)[-1] for p in seen}
+    return {kind(p) for p in seen}
 
 
 def free_port() -> int:

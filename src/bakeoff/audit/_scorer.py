@@ -10,9 +10,7 @@ known text (tests/test_audit_local.py, tests/test_local.py).
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 
 from bakeoff.audit._audit import AuditError
 from bakeoff.lineups import purposes
+from bakeoff.local._llama import no_repacked_weights
 
 
 @dataclass
@@ -41,35 +40,6 @@ class TokenScores:
         return float(self.logprobs.mean()) if self.logprobs.size else 0.0
 
 
-_PARAMS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _no_repacked_weights() -> Iterator[None]:
-    """Models loaded meanwhile keep their weights as stored (llama.cpp's `use_extra_bufts` off).
-    On a Xeon with AMX (llama-cpp-python 0.3.36, built natively) the repacked weights of every
-    quantized GGUF (Q8_0, Q4_K_M, Q2_K) crashed the process in the first batched decode (a
-    segmentation fault; one token at a time worked, F16 too). llama-cpp-python has no argument
-    for it: its default model parameters are wrapped while the model loads."""
-    import llama_cpp.llama as llama_module
-
-    lib = llama_module.llama_cpp
-    with _PARAMS_LOCK:
-        default = lib.llama_model_default_params
-
-        def params() -> Any:
-            p = default()
-            if hasattr(p, "use_extra_bufts"):
-                p.use_extra_bufts = False
-            return p
-
-        lib.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            lib.llama_model_default_params = default
-
-
 class LocalReferenceScorer:
     """Teacher forcing on a GGUF with llama.cpp (thread-safe: one evaluation at a time)."""
 
@@ -78,7 +48,7 @@ class LocalReferenceScorer:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.model_path = Path(model_path)
-        with _no_repacked_weights():
+        with no_repacked_weights():
             self.llm = Llama(
                 model_path=str(model_path),
                 logits_all=True,

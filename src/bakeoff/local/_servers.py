@@ -1,5 +1,6 @@
-"""Local servers, one per variant, on loopback ports: llama.cpp's (`python -m llama_cpp.server`), or
-bakeoff's own over transformers (`python -m bakeoff.local._torch_server`, engine `transformers`).
+"""Local servers, one per variant, on loopback ports: llama.cpp's (`python -m llama_cpp.server`,
+started through `_llama_server.py`), or bakeoff's own over transformers
+(`python -m bakeoff.local._torch_server`, engine `transformers`).
 
 Each server is started in its own session (a Ctrl-C in the terminal reaches bakeoff, which stops the
 servers after in-flight calls are stored) with the kernel told to kill it when its parent dies
@@ -105,7 +106,7 @@ def _llama_cmd(
     cmd = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "bakeoff.local._llama_server",
         "--model",
         str(model_path),
         "--model_alias",
