@@ -53,9 +53,9 @@ install: $(LOCAL)
 demo: $(LOCAL)
 	$(BIN)/bakeoff run
 
-# BAKEOFF_REQUIRE_PG=1: a missing PostgreSQL fails the team store's tests instead of skipping them
+# BAKEOFF_REQUIRE_PG=1 / _RAY=1: a missing PostgreSQL or Ray fails their tests instead of skipping them
 test: $(DEV) $(CHROMIUM) $(BWRAP) $(PG)
-	BAKEOFF_REQUIRE_PG=1 $(BIN)/python -m pytest -q
+	BAKEOFF_REQUIRE_PG=1 BAKEOFF_REQUIRE_RAY=1 $(BIN)/python -m pytest -q
 
 # the fast subset for iteration: everything but the modules marked slow in tests/conftest.py
 check: $(DEV) $(BWRAP)

@@ -69,6 +69,24 @@ app.add_typer(_lineup.app, name="lineup")
 app.command("providers")(_lineup.providers)
 
 
+OPTIONAL_VALUES = {("perf", "--ray"): "auto"}
+"""Options whose value may be left out (click has no such option): the value they then take."""
+
+
+def _optional_values(argv: list[str]) -> list[str]:
+    """`bakeoff perf --ray` alone (last, or before another option) means `--ray auto`."""
+    if not argv:
+        return argv
+    out = list(argv)
+    for (command, option), value in OPTIONAL_VALUES.items():
+        if out[0] != command:
+            continue
+        for i in range(len(out) - 1, 0, -1):
+            if out[i] == option and (i + 1 == len(out) or out[i + 1].startswith("-")):
+                out.insert(i + 1, value)
+    return out
+
+
 INTERRUPTED = "interrupted (what finished before is stored)\n"
 
 
@@ -82,6 +100,7 @@ def main() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) in (signal.SIG_DFL, _interrupted_early):
                 signal.signal(sig, signal.default_int_handler)
+        sys.argv[1:] = _optional_values(sys.argv[1:])
         app()
     except SystemExit as e:
         # typer turns a Ctrl-C (or SIGTERM) that no command handled into a silent exit 130

@@ -42,6 +42,22 @@ def load_or_default(config: Path | None) -> tuple[Path, Lineup]:
     return config, lineup
 
 
+ProcessesOption = typer.Option(
+    1,
+    "--processes",
+    min=1,
+    help="Client processes sharing the load (when one core is not enough); per node with --ray.",
+)
+RayOption = typer.Option(
+    None,
+    "--ray",
+    metavar="[ADDRESS]",
+    help="Place the load generators on the nodes of a Ray cluster (bare --ray: the one "
+    "`ray start` runs on this host, or RAY_ADDRESS); --processes is then per node. "
+    "Needs pip install 'bakeoff[ray]'.",
+)
+
+
 def _levels(text: str) -> list[float]:
     try:
         vals = [float(x) for x in text.split(",") if x.strip()]
@@ -80,12 +96,8 @@ def perf(
     slo: str | None = typer.Option(
         None, "--slo", help="Goodput objectives, e.g. ttft=500ms,tpot=50ms,e2e=10s."
     ),
-    processes: int = typer.Option(
-        1,
-        "--processes",
-        min=1,
-        help="Client processes sharing the load (when one core is not enough).",
-    ),
+    processes: int = ProcessesOption,
+    ray: str | None = RayOption,
     no_stop: bool = typer.Option(False, "--no-stop", help="Run every level, even past saturation."),
     seed: int = typer.Option(0, "--seed"),
     db: str | None = DbOption,
@@ -116,11 +128,14 @@ def perf(
         seed=seed,
         endpoint=endpoint,
     )
+    opts.ray = ray
     _, lineup = load_or_default(config)
     store = open_store(db)
     perf_id, summary = _sweep(store, lineup, opts, run_id, quiet)
     console = err if json_out else out
     console.print(perf_table(summary))
+    if any("nodes" in lv for e in summary["endpoints"].values() for lv in e["levels"]):
+        console.print(nodes_table(summary))
     if json_out:
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     _caveats(summary)
@@ -133,7 +148,7 @@ def perf(
 
 def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) -> Any:
     """The sweep with a progress bar per endpoint and level: (perf id, summary)."""
-    from bakeoff.perf import run_perf
+    from bakeoff.perf import RayError, run_perf
 
     progress = Progress(
         TextColumn("{task.description}"),
@@ -153,6 +168,8 @@ def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) 
             return asyncio.run(run_perf(store, lineup, opts, run_id=run_id, on_level=on_level))
     except ValueError as e:
         raise fail(str(e)) from None
+    except RayError as e:
+        raise fail(f"--ray: {e}") from None
     except KeyboardInterrupt:
         raise fail("interrupted; the levels finished so far are stored", 130) from None
 
@@ -268,6 +285,35 @@ def perf_table(summary: dict[str, Any]) -> Table:
         if sat:
             cap = f" (capacity: {sat['capacity']:g})" if sat.get("capacity") else ""
             t.add_row(name, "[bold]saturated[/]", "", "", "", "", "", "", "", "", sat["why"] + cap)
+    return t
+
+
+def nodes_table(summary: dict[str, Any]) -> Table:
+    """Per node of the Ray cluster, per level: what its generators offered, achieved and whether
+    they kept up."""
+    t = Table(title="load generators per node (Ray)", title_justify="left")
+    for col in ("endpoint", "level", "node", "shards", "offered/s", "req/s", "TTFT p50 ms"):
+        t.add_column(col, justify="left" if col in ("endpoint", "node") else "right")
+    t.add_column("late sends")
+    t.add_column("CPU", justify="right")
+    t.add_column("clock ± ms", justify="right")
+    t.add_column("check")
+    for name, e in summary["endpoints"].items():
+        for lv in e["levels"]:
+            for n in lv.get("nodes", []):
+                t.add_row(
+                    name,
+                    lv["label"],
+                    n["address"],
+                    str(len(n["shards"])),
+                    "-" if n["offered_rate"] is None else f"{n['offered_rate']:.2f}",
+                    f"{n['request_throughput'] or 0:.2f}",
+                    "-" if n["ttft_p50_ms"] is None else f"{n['ttft_p50_ms']:.1f}",
+                    f"{n['late_share']:.1%}",
+                    f"{n['client_cpu']:.0%}",
+                    f"{n['clock_uncertainty_ms']:.2f}",
+                    "ok" if n["valid"] else "[red]invalid[/]: " + "; ".join(n["why"]),
+                )
     return t
 
 

@@ -4,6 +4,7 @@ from bakeoff.perf._load import LevelSpec, Target, run_level, schedule
 from bakeoff.perf._metrics import SLO, dist, level_metrics
 from bakeoff.perf._perf import PerfOptions, run_perf, synthetic_requests
 from bakeoff.perf._probe import ProbeOptions, probe_endpoint, run_probes
+from bakeoff.perf._ray import RayError
 from bakeoff.runs import capability_row
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "LevelSpec",
     "PerfOptions",
     "ProbeOptions",
+    "RayError",
     "Target",
     "capability_row",
     "dist",

@@ -41,7 +41,7 @@ class Target:
     base_url: str
     model: str
     api: str = "chat"
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     headers: dict[str, str] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     stream_usage: bool = True
@@ -159,6 +159,21 @@ def _record(
     return rec
 
 
+WARM_S = 0.02
+"""The last stretch before a send is waited in 1 ms steps: after a long idle sleep a virtual
+machine's CPU wakes several ms late (measured: 3-8 ms after a 1 s wait in a Ray actor on the 2-core dev VM), a
+process kept awake by short sleeps does not."""
+
+
+async def _until(t_ns: int) -> None:
+    """Sleep until `t_ns` (perf_counter_ns): coarsely, then in short steps for the last `WARM_S`."""
+    while True:
+        left = (t_ns - time.perf_counter_ns()) / 1e9
+        if left <= 0:
+            return
+        await asyncio.sleep(left - WARM_S if left > 2 * WARM_S else min(left, 0.001))
+
+
 async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
     """Event-loop lag: how late a 10 ms sleep wakes up."""
     while not stop.is_set():
@@ -175,9 +190,12 @@ async def run_shard(
     shard: int = 0,
     shards: int = 1,
     on_done: Callable[[], None] | None = None,
+    sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run this shard's part of one level; return its records and self-check figures."""
+    """Run this shard's part of one level; return its records and self-check figures. With a
+    `sink`, each record goes there as it completes instead (a remote shard streams them back)."""
     records: list[dict[str, Any]] = []
+    keep = sink if sink is not None else records.append
     lag: list[float] = []
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
@@ -202,16 +220,12 @@ async def run_shard(
                 sent = result.timings.sent_ns or sent
             except CallError as e:
                 error = e
-            records.append(
-                _record(seq, sent, t0_ns, intended_s, result, error, spec, target.tokenizer)
-            )
+            keep(_record(seq, sent, t0_ns, intended_s, result, error, spec, target.tokenizer))
             if on_done is not None:
                 on_done()
 
-        # wait for the common start
-        delay = (t0_ns - time.perf_counter_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await _until(t0_ns)  # the common start
+        start_late_ms = (time.perf_counter_ns() - t0_ns) / 1e6
         cpu0, wall0 = time.process_time(), time.perf_counter()
         monitor = asyncio.create_task(_lag_monitor(lag, stop))
         end_at = t0_ns + int(spec.duration_s * 1e9)
@@ -237,16 +251,14 @@ async def run_shard(
             for seq, at in enumerate(schedule(spec)):
                 if seq % shards != shard:
                     continue
-                wait = t0_ns / 1e9 + at - time.perf_counter_ns() / 1e9
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await _until(t0_ns + int(at * 1e9))
                 tasks.append(loop.create_task(one(seq, at)))
             await asyncio.gather(*tasks)
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await monitor
         cpu = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-    return {"records": records, "cpu": cpu, "lag_ms": lag}
+    return {"records": records, "cpu": cpu, "lag_ms": lag, "start_late_ms": start_late_ms}
 
 
 def _shard_main(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -262,20 +274,26 @@ async def run_level(
     requests: list[CallRequest],
     processes: int = 1,
     on_done: Callable[[], None] | None = None,
+    pool: Any = None,
 ) -> dict[str, Any]:
-    """Run one load level (in this process, or sharded); merge the shards' records and checks."""
-    if processes <= 1:
+    """Run one load level (in this process, sharded over local processes, or over the nodes of a
+    Ray cluster when given its `pool`); merge the shards' records and checks."""
+    if pool is not None:
+        parts = await pool.run_level(target, spec, requests, on_done)
+    elif processes <= 1:
         t0 = time.perf_counter_ns() + 20_000_000
         parts = [await run_shard(target, spec, requests, t0, 0, 1, on_done)]
     else:
         # spawned shards need time to import; all start together at t0 (CLOCK_MONOTONIC is shared)
         t0 = time.perf_counter_ns() + 3_000_000_000
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as executor:
             loop = asyncio.get_running_loop()
             futs = [
                 loop.run_in_executor(
-                    pool, _shard_main, (asdict(target), asdict(spec), requests, t0, k, processes)
+                    executor,
+                    _shard_main,
+                    (asdict(target), asdict(spec), requests, t0, k, processes),
                 )
                 for k in range(processes)
             ]
@@ -284,33 +302,83 @@ async def run_level(
     return {"records": records, "self_check": self_check(spec, records, parts)}
 
 
-def self_check(
-    spec: LevelSpec, records: list[dict[str, Any]], parts: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Whether the client kept up: late sends (open loop) or loop lag (closed), and CPU per shard."""
-    why = []
+def _kept_up(spec: LevelSpec, records: list[dict[str, Any]], lag: list[float]) -> tuple[float, str]:
+    """The share of late sends (open loop) or of lagging loop checks (closed), and what it means."""
     if spec.mode == "open":
         late = [r["lateness_ms"] for r in records if r["lateness_ms"] is not None]
         share = sum(1 for x in late if x > LATE_MS) / len(late) if late else 0.0
+        return share, f"{share:.1%} of sends went out more than {LATE_MS:g} ms late"
+    share = sum(1 for x in lag if x > LATE_MS) / len(lag) if lag else 0.0
+    return (
+        share,
+        f"the client's event loop lagged more than {LATE_MS:g} ms in {share:.1%} of checks",
+    )
+
+
+def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per node of a Ray cluster, its shards' own self-check: whether that generator kept up."""
+    nodes: dict[str, list[dict[str, Any]]] = {}
+    for p in parts:
+        nodes.setdefault(p["node"], []).append(p)
+    out = []
+    for node, ps in nodes.items():
+        recs = [r for p in ps for r in p["records"]]
+        share, late_why = _kept_up(spec, recs, [x for p in ps for x in p["lag_ms"]])
+        cpu = max(p["cpu"] for p in ps)
+        unc = max(p["clock_uncertainty_ms"] for p in ps)
+        why = []
         if share > MAX_LATE_SHARE:
-            why.append(f"{share:.1%} of sends went out more than {LATE_MS:g} ms late")
-    else:
-        lag = [x for p in parts for x in p["lag_ms"]]
-        share = sum(1 for x in lag if x > LATE_MS) / len(lag) if lag else 0.0
-        if share > MAX_LATE_SHARE:
+            why.append(late_why)
+        if cpu > MAX_CPU:
+            why.append(f"client CPU at {cpu:.0%} of a core (limit {MAX_CPU:.0%})")
+        if spec.mode == "open" and unc > LATE_MS:
             why.append(
-                f"the client's event loop lagged more than {LATE_MS:g} ms in {share:.1%} of checks"
+                f"its clock is known to within {unc:.1f} ms only (limit {LATE_MS:g} ms): "
+                "the shared start time does not hold"
             )
+        out.append(
+            {
+                "node": node,
+                "address": ps[0]["address"],
+                "shards": [p["shard"] for p in ps],
+                "requests": len(recs),
+                "errors": sum(1 for r in recs if r["status"] != "ok"),
+                "late_share": round(share, 4),
+                "client_cpu": round(cpu, 3),
+                "start_late_ms": round(max(p["start_late_ms"] for p in ps), 3),
+                "clock_offset_ms": round(ps[0]["clock_offset_ms"], 3),
+                "clock_uncertainty_ms": round(unc, 3),
+                "valid": not why,
+                "why": why,
+            }
+        )
+    return out
+
+
+def self_check(
+    spec: LevelSpec, records: list[dict[str, Any]], parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Whether the client kept up: late sends (open loop) or loop lag (closed), and CPU per shard;
+    on a Ray cluster, also per node, and a node that fell behind invalidates the level by name."""
+    why = []
+    share, late_why = _kept_up(spec, records, [x for p in parts for x in p["lag_ms"]])
+    if share > MAX_LATE_SHARE:
+        why.append(late_why)
     cpu = max(p["cpu"] for p in parts)
     if cpu > MAX_CPU:
         why.append(
             f"client CPU at {cpu:.0%} of a core (limit {MAX_CPU:.0%}); "
             "use more client processes (--processes)"
         )
-    return {
-        "valid": not why,
+    out: dict[str, Any] = {
+        "valid": True,
         "why": why,
         "late_share": round(share, 4),
         "client_cpu": round(cpu, 3),
         "processes": len(parts),
     }
+    if parts and "node" in parts[0]:
+        out["nodes"] = _node_checks(spec, parts)
+        why.extend(f"node {n['address']}: {w}" for n in out["nodes"] for w in n["why"])
+    out["valid"] = not why
+    return out

@@ -39,6 +39,9 @@ class PerfOptions:
     seed: int = 0
     slo: SLO = field(default_factory=SLO)
     processes: int = 1
+    """Client processes (load-generator shards) on this host, or per node with `ray`."""
+    ray: str | None = None
+    """A Ray cluster's address ("auto": the one on this host): place the shards on its nodes."""
     stop_at_saturation: bool = True
     endpoints: list[str] | None = None
 
@@ -116,19 +119,44 @@ def _row(perf_id: str, endpoint: str, label: str, r: dict[str, Any]) -> dict[str
     }
 
 
-def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
+def _window(spec: LevelSpec, measured: list[dict[str, Any]], share: float = 1.0) -> float:
     """Seconds over which the measured requests ran. Closed loop: from the end of the warmup (or the
     first send) to the last end. Open loop: from the first measured slot to the later of the last
     slot's end of period and the last completion — an endpoint that falls behind the schedule
-    stretches the window, so its throughput shows below the offered rate."""
+    stretches the window, so its throughput shows below the offered rate. A node sending `share`
+    of the schedule has a period 1/share as long: its rates add up to the level's."""
     if not measured:
         return 0.0
     end = max(r["end_s"] for r in measured)
     if spec.mode == "open":
         slots = [r["intended_ms"] / 1000 for r in measured]
-        return max(end, max(slots) + 1 / spec.value) - min(slots)
+        return max(end, max(slots) + 1 / (spec.value * share)) - min(slots)
     start = min(r["sent_s"] for r in measured)
     return max(end - max(start, spec.warmup_s), 1e-9)
+
+
+def _node_rates(
+    spec: LevelSpec, measured: list[dict[str, Any]], checks: list[dict[str, Any]], slo: SLO
+) -> list[dict[str, Any]]:
+    """Per node of a Ray cluster: its self-check and what its own shards measured, each over its
+    own window (open loop: the node's share of the schedule, so the nodes' rates add up)."""
+    shards = sum(len(n["shards"]) for n in checks)
+    out = []
+    for n in checks:
+        mine = [r for r in measured if r["shard"] in set(n["shards"])]
+        share = len(n["shards"]) / shards
+        m = level_metrics(mine, _window(spec, mine, share), slo)
+        out.append(
+            {
+                **n,
+                "measured": m["requests"],
+                "offered_rate": spec.value * share if spec.mode == "open" else None,
+                "request_throughput": m["request_throughput"],
+                "output_tok_s": m["output_tok_s"],
+                "ttft_p50_ms": (m["ttft_ms"] or {}).get("p50"),
+            }
+        )
+    return out
 
 
 async def sweep_endpoint(
@@ -138,6 +166,7 @@ async def sweep_endpoint(
     requests: list[CallRequest],
     opts: PerfOptions,
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
+    pool: Any = None,
 ) -> dict[str, Any]:
     levels_out: list[dict[str, Any]] = []
     saturation = None
@@ -154,7 +183,7 @@ async def sweep_endpoint(
         )
         expected = opts.max_requests or (int(level * opts.duration_s) if opts.mode == "open" else 0)
         tick = on_level(target.name, spec.label, expected) if on_level else None
-        res = await run_level(target, spec, requests, opts.processes, tick)
+        res = await run_level(target, spec, requests, opts.processes, tick, pool)
         store.add_perf_requests([_row(perf_id, target.name, spec.label, r) for r in res["records"]])
         measured = [r for r in res["records"] if r["phase"] == "measure"]
         metrics = level_metrics(
@@ -170,6 +199,8 @@ async def sweep_endpoint(
             "self_check": res["self_check"],
             "all_requests": len(res["records"]),
         }
+        if "nodes" in res["self_check"]:
+            entry["nodes"] = _node_rates(spec, measured, res["self_check"]["nodes"], opts.slo)
         why = _saturated(opts, levels_out[-1] if levels_out else None, metrics, level)
         levels_out.append(entry)
         if why:
@@ -215,7 +246,28 @@ async def run_perf(
     run_id: str | None = None,
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary)."""
+    """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary).
+    With `opts.ray`, the load generators are placed on the cluster's nodes first (a cluster that
+    cannot be used raises `RayError` before anything is stored)."""
+    if opts.ray is None:
+        return await _run_perf(store, lineup, opts, run_id, on_level, None)
+    from bakeoff.perf._ray import RayPool
+
+    pool = RayPool.connect(opts.ray, opts.processes)
+    try:
+        return await _run_perf(store, lineup, opts, run_id, on_level, pool)
+    finally:
+        pool.close()
+
+
+async def _run_perf(
+    store: Store,
+    lineup: Lineup,
+    opts: PerfOptions,
+    run_id: str | None,
+    on_level: Callable[[str, str, int], Callable[[], None]] | None,
+    pool: Any,
+) -> tuple[str, dict[str, Any]]:
     from bakeoff.runs import EndpointSession, RunOptions
 
     perf_id = "perf-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -235,6 +287,8 @@ async def run_perf(
         "config": config,
         "endpoints": {},
     }
+    if pool is not None:
+        summary["generators"] = pool.info
     status = "interrupted"
     try:
         async with EndpointSession(store, perf_id, lineup, RunOptions()) as session:
@@ -256,7 +310,7 @@ async def run_perf(
                     tokenizer=_gguf_of(session, name),
                 )
                 summary["endpoints"][name] = await sweep_endpoint(
-                    store, perf_id, target, requests, opts, on_level
+                    store, perf_id, target, requests, opts, on_level, pool
                 )
         status = "complete"
     finally:

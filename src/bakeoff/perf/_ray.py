@@ -1,0 +1,312 @@
+"""Load generation across the nodes of a Ray cluster: `bakeoff perf --ray [ADDRESS]`.
+
+The same shards as `--processes` (`_load.run_shard`), placed as Ray actors, `per_node` on every
+alive node, each pinned to its node. One level's start time is chosen here, `LEAD_S` ahead, and
+handed to each actor in its own clock: the actor's monotonic clock is read over the fastest of a
+few round trips, so its offset is known to within half that round trip (stored per node; an open
+loop level whose clock is known worse than the lateness limit is invalid). Records stream back
+while the level runs, every shard checks itself (late sends, loop lag, CPU) and the level's check
+names the node that fell behind.
+
+Ray is an optional extra (`pip install 'bakeoff[ray]'`); every node needs the same bakeoff version
+installed (checked), and must reach the endpoint (an endpoint on loopback is refused when the
+generators are not all on this host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlsplit
+
+from bakeoff.endpoints import CallRequest
+from bakeoff.perf._load import LevelSpec, Target, run_shard
+
+LEAD_S = 1.0
+"""Seconds between choosing a level's start and the start: enough to reach every actor."""
+PLACEMENT_TIMEOUT_S = 60.0
+CLOCK_ROUND_TRIPS = 7
+POLL_S = 0.5
+
+
+class RayError(RuntimeError):
+    """The cluster cannot be used: not installed, not reachable, a node lost or failing."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayError("--ray needs Ray: pip install 'bakeoff[ray]'") from None
+    return ray
+
+
+class LoadGenerator:
+    """One shard in a Ray actor: runs a level on a thread of its own, records kept for `drain`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+        self._thread: threading.Thread | None = None
+        self._result: dict[str, Any] | None = None
+        self._error: str | None = None
+
+    def hello(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "address": ray.util.get_node_ip_address(),
+            "version": _version(),
+            "pid": os.getpid(),
+        }
+
+    def clock(self) -> int:
+        return time.perf_counter_ns()
+
+    def start(
+        self,
+        target: dict[str, Any],
+        spec: dict[str, Any],
+        requests: list[CallRequest],
+        t0_ns: int,
+        shard: int,
+        shards: int,
+    ) -> None:
+        self._records, self._result, self._error = [], None, None
+
+        def sink(rec: dict[str, Any]) -> None:
+            with self._lock:
+                self._records.append(rec)
+
+        def run() -> None:
+            try:
+                self._result = asyncio.run(
+                    run_shard(
+                        Target(**target),
+                        LevelSpec(**spec),
+                        requests,
+                        t0_ns,
+                        shard,
+                        shards,
+                        None,
+                        sink,
+                    )
+                )
+            except Exception as e:  # reported to the driver by `drain`
+                self._error = f"{type(e).__name__}: {e}"
+
+        self._thread = threading.Thread(target=run, name=f"shard-{shard}", daemon=True)
+        self._thread.start()
+
+    def drain(self) -> dict[str, Any]:
+        """The records completed since the last call, and the shard's figures once it is done."""
+        # done first: a shard seen done has sunk its last record, so this drain takes it
+        done = self._thread is not None and not self._thread.is_alive()
+        with self._lock:
+            recs, self._records = self._records, []
+        error = self._error
+        if done and self._result is None and error is None:
+            error = "the shard stopped without a result"
+        return {"records": recs, "done": done, "result": self._result, "error": error}
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("bakeoff")
+
+
+def _loopback(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _answers(address: str) -> None:
+    """Fail fast where nothing listens: Ray itself retries a dead address for minutes."""
+    if address == "auto":
+        return  # Ray finds the cluster this host runs, or says there is none, at once
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayError(f"expected HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise RayError(f"no Ray cluster at {address}: {e.strerror or e}") from None
+
+
+class RayPool:
+    """Load-generator actors on the nodes of a Ray cluster, one level at a time."""
+
+    def __init__(self, ray: Any, actors: list[Any], info: list[dict[str, Any]], here: str) -> None:
+        self._ray = ray
+        self.actors = actors
+        self.info = info
+        """Per actor: shard number, node id and address, pid."""
+        self.here = here
+
+    @classmethod
+    def connect(cls, address: str, per_node: int = 1) -> RayPool:
+        """Join the cluster at `address` ("auto": the one `ray start` left on this host, or
+        RAY_ADDRESS) and place `per_node` generators on every alive node with a free CPU each."""
+        ray = _ray()
+        import logging
+
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        _answers(address)
+        # Ray's own C++ warnings (retries, timeouts) go to our stderr otherwise
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        try:
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                configure_logging=True,
+            )
+        except Exception as e:  # ConnectionError, or Ray's own when nothing listens there
+            if address == "auto":
+                raise RayError(
+                    "no Ray cluster runs on this host and RAY_ADDRESS is not set "
+                    "(start one with `ray start --head`, or give --ray HOST:PORT)"
+                ) from None
+            raise RayError(f"no Ray cluster at {address}: {e}".strip()) from None
+        nodes = [
+            n
+            for n in ray.nodes()
+            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= per_node
+        ]
+        if not nodes:
+            ray.shutdown()
+            raise RayError(f"the Ray cluster at {address} has no alive node with {per_node} CPU")
+        remote = ray.remote(num_cpus=1, max_restarts=0)(LoadGenerator)
+        actors = [
+            remote.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote()
+            for n in nodes
+            for _ in range(per_node)
+        ]
+        pool = cls(ray, actors, [], ray.util.get_node_ip_address())
+        try:
+            pool._hello()
+        except BaseException:
+            pool.close()
+            raise
+        return pool
+
+    def _hello(self) -> None:
+        ray = self._ray
+        try:
+            hellos = ray.get([a.hello.remote() for a in self.actors], timeout=PLACEMENT_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RayError(
+                f"could not place a load generator on every node within {PLACEMENT_TIMEOUT_S:g} s "
+                "(each needs one free CPU)"
+            ) from None
+        except ray.exceptions.RayError as e:
+            raise RayError(f"a load generator failed to start: {e}") from None
+        here = _version()
+        other = {h["address"]: h["version"] for h in hellos if h["version"] != here}
+        if other:
+            raise RayError(
+                "every node needs bakeoff "
+                + here
+                + ": "
+                + ", ".join(f"{a} has {v}" for a, v in other.items())
+            )
+        self.info = [{"shard": k, **h} for k, h in enumerate(hellos)]
+
+    def _clock(self, actor: Any) -> tuple[float, float]:
+        """(offset, uncertainty) of an actor's monotonic clock from ours, ms: the fastest of
+        `CLOCK_ROUND_TRIPS` round trips, its midpoint against the actor's reading."""
+        best: tuple[float, float] | None = None
+        for _ in range(CLOCK_ROUND_TRIPS):
+            a = time.perf_counter_ns()
+            c = self._ray.get(actor.clock.remote())
+            b = time.perf_counter_ns()
+            est = ((c - (a + b) / 2) / 1e6, (b - a) / 2e6)
+            if best is None or est[1] < best[1]:
+                best = est
+        assert best is not None
+        return best
+
+    async def run_level(
+        self,
+        target: Target,
+        spec: LevelSpec,
+        requests: list[CallRequest],
+        on_done: Any = None,
+    ) -> list[dict[str, Any]]:
+        """One level on every generator against one start time; the shards' parts, node-tagged."""
+        ray = self._ray
+        elsewhere = sorted({i["address"] for i in self.info} - {self.here})
+        if elsewhere and _loopback(target.base_url):
+            raise RayError(
+                f"{target.name}'s URL {target.base_url} is on loopback: the generators on "
+                f"{', '.join(elsewhere)} cannot reach it (use an address every node can)"
+            )
+        clocks = [self._clock(a) for a in self.actors]
+        start = time.perf_counter_ns() + int(LEAD_S * 1e9)
+        n = len(self.actors)
+        try:
+            ray.get(
+                [
+                    a.start.remote(
+                        asdict(target), asdict(spec), requests, start + int(off * 1e6), k, n
+                    )
+                    for k, (a, (off, _)) in enumerate(zip(self.actors, clocks, strict=True))
+                ]
+            )
+            parts = await self._collect(on_done)
+        except ray.exceptions.RayActorError as e:
+            raise RayError(f"a load generator's node was lost mid-level: {e}") from None
+        for k, part in enumerate(parts):
+            part.update(
+                {
+                    "shard": k,
+                    "node": self.info[k]["node"],
+                    "address": self.info[k]["address"],
+                    "clock_offset_ms": clocks[k][0],
+                    "clock_uncertainty_ms": clocks[k][1],
+                }
+            )
+        return parts
+
+    async def _collect(self, on_done: Any) -> list[dict[str, Any]]:
+        records: list[list[dict[str, Any]]] = [[] for _ in self.actors]
+        results: list[dict[str, Any] | None] = [None] * len(self.actors)
+        while any(r is None for r in results):
+            await asyncio.sleep(POLL_S)
+            drains = await asyncio.gather(*(a.drain.remote() for a in self.actors))
+            for k, d in enumerate(drains):
+                if d["error"]:
+                    raise RayError(
+                        f"the load generator on {self.info[k]['address']} failed: {d['error']}"
+                    )
+                for rec in d["records"]:
+                    records[k].append({**rec, "shard": k})
+                    if on_done is not None:
+                        on_done()
+                if d["done"] and results[k] is None:
+                    results[k] = d["result"]
+        return [{**r, "records": records[k]} for k, r in enumerate(results) if r is not None]
+
+    def close(self) -> None:
+        for a in self.actors:
+            with contextlib.suppress(Exception):  # already gone with its node
+                self._ray.kill(a)
+        self._ray.shutdown()
