@@ -75,13 +75,15 @@ OPTIONAL_VALUES = {("perf", "--ray"): "auto"}
 
 def _optional_values(argv: list[str]) -> list[str]:
     """`bakeoff perf --ray` alone (last, or before another option) means `--ray auto`."""
-    if not argv:
+    # the command: the first word past the root's own flags (--debug)
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if at is None:
         return argv
     out = list(argv)
     for (command, option), value in OPTIONAL_VALUES.items():
-        if out[0] != command:
+        if out[at] != command:
             continue
-        for i in range(len(out) - 1, 0, -1):
+        for i in range(len(out) - 1, at, -1):
             if out[i] == option and (i + 1 == len(out) or out[i + 1].startswith("-")):
                 out.insert(i + 1, value)
     return out

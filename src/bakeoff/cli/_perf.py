@@ -132,18 +132,29 @@ def perf(
     _, lineup = load_or_default(config)
     store = open_store(db)
     perf_id, summary = _sweep(store, lineup, opts, run_id, quiet)
-    console = err if json_out else out
-    console.print(perf_table(summary))
-    if any("nodes" in lv for e in summary["endpoints"].values() for lv in e["levels"]):
-        console.print(nodes_table(summary))
-    if json_out:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-    _caveats(summary)
+    _print_summary(summary, json_out)
     err.print(f"perf run [bold]{perf_id}[/] stored in {store.path}")
     if run_id is not None:
         from bakeoff.cli._ui import refresh_report
 
         refresh_report(store, run_id, quiet)
+
+
+def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+    """The sweep's tables (on stderr with --json, which prints the summary on stdout), caveats."""
+    console = err if json_out else out
+    console.print(perf_table(summary))
+    if summary.get("skipped_nodes"):
+        err.print(
+            "[yellow]nodes given no load generator (fewer CPUs than --processes): "
+            + escape(", ".join(summary["skipped_nodes"]))
+            + "[/]"
+        )
+    if any("nodes" in lv for e in summary["endpoints"].values() for lv in e["levels"]):
+        console.print(nodes_table(summary))
+    if json_out:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    _caveats(summary)
 
 
 def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) -> Any:
@@ -169,7 +180,7 @@ def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) 
     except ValueError as e:
         raise fail(str(e)) from None
     except RayError as e:
-        raise fail(f"--ray: {e}") from None
+        raise fail(f"--ray: {e}".replace("--ray: --ray ", "--ray ")) from None
     except KeyboardInterrupt:
         raise fail("interrupted; the levels finished so far are stored", 130) from None
 
@@ -307,7 +318,7 @@ def nodes_table(summary: dict[str, Any]) -> Table:
                     n["address"],
                     str(len(n["shards"])),
                     "-" if n["offered_rate"] is None else f"{n['offered_rate']:.2f}",
-                    f"{n['request_throughput'] or 0:.2f}",
+                    "-" if n["request_throughput"] is None else f"{n['request_throughput']:.2f}",
                     "-" if n["ttft_p50_ms"] is None else f"{n['ttft_p50_ms']:.1f}",
                     f"{n['late_share']:.1%}",
                     f"{n['client_cpu']:.0%}",

@@ -182,6 +182,30 @@ async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
         samples.append((time.perf_counter() - t - 0.01) * 1000)
 
 
+def _client(session: aiohttp.ClientSession, target: Target) -> EndpointClient:
+    return EndpointClient(
+        session,
+        base_url=target.base_url,
+        model=target.model,
+        api_key=target.api_key,
+        headers=target.headers,
+        extra_body=target.extra_body,
+        stream_usage=target.stream_usage,
+        timeouts=Timeouts(**target.timeouts),
+    )
+
+
+def _closed_share(spec: LevelSpec, shard: int, shards: int) -> tuple[int, int | None]:
+    """A closed-loop shard's workers (every `shards`-th of the level's concurrency) and its part of
+    the level's request budget: the budget shared out over all workers, summed over its own."""
+    total = int(spec.value)
+    workers = range(shard, total, shards)
+    if spec.max_requests is None:
+        return len(workers), None
+    whole, rest = divmod(spec.max_requests, max(total, 1))
+    return len(workers), sum(whole + (w < rest) for w in workers)
+
+
 async def run_shard(
     target: Target,
     spec: LevelSpec,
@@ -200,18 +224,13 @@ async def run_shard(
     stop = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        client = EndpointClient(
-            session,
-            base_url=target.base_url,
-            model=target.model,
-            api_key=target.api_key,
-            headers=target.headers,
-            extra_body=target.extra_body,
-            stream_usage=target.stream_usage,
-            timeouts=Timeouts(**target.timeouts),
-        )
+        client = _client(session, target)
+
+        n_sent = 0
 
         async def one(seq: int, intended_s: float | None) -> None:
+            nonlocal n_sent
+            n_sent += 1
             req = requests[seq % len(requests)]
             result, error = None, None
             sent: int | None = time.perf_counter_ns()
@@ -230,9 +249,7 @@ async def run_shard(
         monitor = asyncio.create_task(_lag_monitor(lag, stop))
         end_at = t0_ns + int(spec.duration_s * 1e9)
         if spec.mode == "closed":
-            total = int(spec.value)
-            mine = total // shards + (1 if shard < total % shards else 0)
-            budget = spec.max_requests
+            mine, budget = _closed_share(spec, shard, shards)
             counter = iter(range(shard, 10**12, shards))
 
             async def worker() -> None:
@@ -258,6 +275,8 @@ async def run_shard(
         with contextlib.suppress(asyncio.CancelledError):
             await monitor
         cpu = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+        if n_sent == 0:
+            cpu = 0.0  # a shard with nothing to send (concurrency below the shards): over at once
     return {"records": records, "cpu": cpu, "lag_ms": lag, "start_late_ms": start_late_ms}
 
 
@@ -331,6 +350,9 @@ def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str,
             why.append(late_why)
         if cpu > MAX_CPU:
             why.append(f"client CPU at {cpu:.0%} of a core (limit {MAX_CPU:.0%})")
+        late_start = max(p["start_late_ms"] for p in ps)
+        if late_start > LATE_MS:
+            why.append(f"it started {late_start:.1f} ms after the common start")
         if spec.mode == "open" and unc > LATE_MS:
             why.append(
                 f"its clock is known to within {unc:.1f} ms only (limit {LATE_MS:g} ms): "
@@ -345,7 +367,7 @@ def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str,
                 "errors": sum(1 for r in recs if r["status"] != "ok"),
                 "late_share": round(share, 4),
                 "client_cpu": round(cpu, 3),
-                "start_late_ms": round(max(p["start_late_ms"] for p in ps), 3),
+                "start_late_ms": round(late_start, 3),
                 "clock_offset_ms": round(ps[0]["clock_offset_ms"], 3),
                 "clock_uncertainty_ms": round(unc, 3),
                 "valid": not why,

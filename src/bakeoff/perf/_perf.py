@@ -119,18 +119,17 @@ def _row(perf_id: str, endpoint: str, label: str, r: dict[str, Any]) -> dict[str
     }
 
 
-def _window(spec: LevelSpec, measured: list[dict[str, Any]], share: float = 1.0) -> float:
+def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
     """Seconds over which the measured requests ran. Closed loop: from the end of the warmup (or the
     first send) to the last end. Open loop: from the first measured slot to the later of the last
     slot's end of period and the last completion — an endpoint that falls behind the schedule
-    stretches the window, so its throughput shows below the offered rate. A node sending `share`
-    of the schedule has a period 1/share as long: its rates add up to the level's."""
+    stretches the window, so its throughput shows below the offered rate."""
     if not measured:
         return 0.0
     end = max(r["end_s"] for r in measured)
     if spec.mode == "open":
         slots = [r["intended_ms"] / 1000 for r in measured]
-        return max(end, max(slots) + 1 / (spec.value * share)) - min(slots)
+        return max(end, max(slots) + 1 / spec.value) - min(slots)
     start = min(r["sent_s"] for r in measured)
     return max(end - max(start, spec.warmup_s), 1e-9)
 
@@ -138,19 +137,22 @@ def _window(spec: LevelSpec, measured: list[dict[str, Any]], share: float = 1.0)
 def _node_rates(
     spec: LevelSpec, measured: list[dict[str, Any]], checks: list[dict[str, Any]], slo: SLO
 ) -> list[dict[str, Any]]:
-    """Per node of a Ray cluster: its self-check and what its own shards measured, each over its
-    own window (open loop: the node's share of the schedule, so the nodes' rates add up)."""
+    """Per node of a Ray cluster: its self-check and what its own shards measured. Rates are over
+    the level's window, so the nodes' rates add up to the level's; a node that fell behind shows
+    in its late sends and its latencies."""
     shards = sum(len(n["shards"]) for n in checks)
+    window = _window(spec, measured)
     out = []
     for n in checks:
         mine = [r for r in measured if r["shard"] in set(n["shards"])]
-        share = len(n["shards"]) / shards
-        m = level_metrics(mine, _window(spec, mine, share), slo)
+        m = level_metrics(mine, window, slo)
         out.append(
             {
                 **n,
                 "measured": m["requests"],
-                "offered_rate": spec.value * share if spec.mode == "open" else None,
+                "offered_rate": spec.value * len(n["shards"]) / shards
+                if spec.mode == "open"
+                else None,
                 "request_throughput": m["request_throughput"],
                 "output_tok_s": m["output_tok_s"],
                 "ttft_p50_ms": (m["ttft_ms"] or {}).get("p50"),
@@ -247,8 +249,9 @@ async def run_perf(
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary).
-    With `opts.ray`, the load generators are placed on the cluster's nodes first (a cluster that
-    cannot be used raises `RayError` before anything is stored)."""
+    With `opts.ray`, the load generators are placed on the cluster's nodes first: a cluster that
+    cannot be joined raises `RayError` before anything is stored, a failure later (an endpoint
+    the nodes cannot reach, a node lost) raises it with the levels done so far stored."""
     if opts.ray is None:
         return await _run_perf(store, lineup, opts, run_id, on_level, None)
     from bakeoff.perf._ray import RayPool
@@ -289,6 +292,7 @@ async def _run_perf(
     }
     if pool is not None:
         summary["generators"] = pool.info
+        summary["skipped_nodes"] = pool.skipped
     status = "interrupted"
     try:
         async with EndpointSession(store, perf_id, lineup, RunOptions()) as session:

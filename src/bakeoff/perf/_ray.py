@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import signal
 import socket
 import threading
 import time
@@ -55,6 +56,7 @@ class LoadGenerator:
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
         self._thread: threading.Thread | None = None
+        self._work: tuple[Target, LevelSpec, list[CallRequest], int, int] | None = None
         self._result: dict[str, Any] | None = None
         self._error: str | None = None
 
@@ -71,16 +73,22 @@ class LoadGenerator:
     def clock(self) -> int:
         return time.perf_counter_ns()
 
-    def start(
+    def prepare(
         self,
         target: dict[str, Any],
         spec: dict[str, Any],
         requests: list[CallRequest],
-        t0_ns: int,
         shard: int,
         shards: int,
     ) -> None:
+        """Take a level's work (before its start time is chosen: the prompts may be large)."""
+        self._work = (Target(**target), LevelSpec(**spec), requests, shard, shards)
         self._records, self._result, self._error = [], None, None
+
+    def go(self, t0_ns: int) -> None:
+        """Run the prepared level from `t0_ns` (this process's perf_counter_ns)."""
+        assert self._work is not None, "go() before prepare()"
+        target, spec, requests, shard, shards = self._work
 
         def sink(rec: dict[str, Any]) -> None:
             with self._lock:
@@ -89,16 +97,7 @@ class LoadGenerator:
         def run() -> None:
             try:
                 self._result = asyncio.run(
-                    run_shard(
-                        Target(**target),
-                        LevelSpec(**spec),
-                        requests,
-                        t0_ns,
-                        shard,
-                        shards,
-                        None,
-                        sink,
-                    )
+                    run_shard(target, spec, requests, t0_ns, shard, shards, None, sink)
                 )
             except Exception as e:  # reported to the driver by `drain`
                 self._error = f"{type(e).__name__}: {e}"
@@ -125,19 +124,22 @@ def _version() -> str:
 
 
 def _loopback(base_url: str) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    if host == "localhost":
+    host = (urlsplit(base_url).hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 def _answers(address: str) -> None:
     """Fail fast where nothing listens: Ray itself retries a dead address for minutes."""
     if address == "auto":
-        return  # Ray finds the cluster this host runs, or says there is none, at once
+        address = os.environ.get("RAY_ADDRESS", "auto")
+        if address == "auto":
+            return  # Ray finds the cluster this host runs, or says there is none, at once
     hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -157,6 +159,10 @@ class RayPool:
         self.info = info
         """Per actor: shard number, node id and address, pid."""
         self.here = here
+        self.skipped: list[str] = []
+        """Alive nodes given no generator: fewer CPUs than generators per node (a head started
+        with --num-cpus=0, say)."""
+        self._payload: tuple[int, Any] | None = None
 
     @classmethod
     def connect(cls, address: str, per_node: int = 1) -> RayPool:
@@ -170,6 +176,8 @@ class RayPool:
         _answers(address)
         # Ray's own C++ warnings (retries, timeouts) go to our stderr otherwise
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        # ray.init sets its own SIGTERM handler (exit 15): ours turns it into a clean interrupt
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ray.init(
                 address=address,
@@ -178,17 +186,19 @@ class RayPool:
                 configure_logging=True,
             )
         except Exception as e:  # ConnectionError, or Ray's own when nothing listens there
-            if address == "auto":
+            if address == "auto" and "RAY_ADDRESS" not in os.environ:
                 raise RayError(
                     "no Ray cluster runs on this host and RAY_ADDRESS is not set "
-                    "(start one with `ray start --head`, or give --ray HOST:PORT)"
+                    f"(start one with `ray start --head`, or give --ray HOST:PORT): {e}"
                 ) from None
             raise RayError(f"no Ray cluster at {address}: {e}".strip()) from None
-        nodes = [
-            n
-            for n in ray.nodes()
-            if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= per_node
-        ]
+        finally:
+            for sig, h in handlers.items():
+                if h is not None:
+                    signal.signal(sig, h)
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        nodes = [n for n in alive if n.get("Resources", {}).get("CPU", 0) >= per_node]
+        skipped = [n["NodeManagerAddress"] for n in alive if n not in nodes]
         if not nodes:
             ray.shutdown()
             raise RayError(f"the Ray cluster at {address} has no alive node with {per_node} CPU")
@@ -201,6 +211,7 @@ class RayPool:
             for _ in range(per_node)
         ]
         pool = cls(ray, actors, [], ray.util.get_node_ip_address())
+        pool.skipped = skipped
         try:
             pool._hello()
         except BaseException:
@@ -236,7 +247,7 @@ class RayPool:
         best: tuple[float, float] | None = None
         for _ in range(CLOCK_ROUND_TRIPS):
             a = time.perf_counter_ns()
-            c = self._ray.get(actor.clock.remote())
+            c = self._ray.get(actor.clock.remote(), timeout=PLACEMENT_TIMEOUT_S)
             b = time.perf_counter_ns()
             est = ((c - (a + b) / 2) / 1e6, (b - a) / 2e6)
             if best is None or est[1] < best[1]:
@@ -259,21 +270,33 @@ class RayPool:
                 f"{target.name}'s URL {target.base_url} is on loopback: the generators on "
                 f"{', '.join(elsewhere)} cannot reach it (use an address every node can)"
             )
-        clocks = [self._clock(a) for a in self.actors]
-        start = time.perf_counter_ns() + int(LEAD_S * 1e9)
         n = len(self.actors)
         try:
-            ray.get(
+            if self._payload is None or self._payload[0] != id(requests):
+                self._payload = (id(requests), ray.put(requests))  # once per sweep, not per level
+            await self._wait(
                 [
-                    a.start.remote(
-                        asdict(target), asdict(spec), requests, start + int(off * 1e6), k, n
-                    )
-                    for k, (a, (off, _)) in enumerate(zip(self.actors, clocks, strict=True))
-                ]
+                    a.prepare.remote(asdict(target), asdict(spec), self._payload[1], k, n)
+                    for k, a in enumerate(self.actors)
+                ],
+                PLACEMENT_TIMEOUT_S,
+                "take the level's work",
+            )
+            clocks = [self._clock(a) for a in self.actors]
+            start = time.perf_counter_ns() + int(LEAD_S * 1e9)
+            await self._wait(
+                [
+                    a.go.remote(start + int(off * 1e6))
+                    for a, (off, _) in zip(self.actors, clocks, strict=True)
+                ],
+                PLACEMENT_TIMEOUT_S,
+                "start",  # a shard that started late says so in its check
             )
             parts = await self._collect(on_done)
         except ray.exceptions.RayActorError as e:
             raise RayError(f"a load generator's node was lost mid-level: {e}") from None
+        except ray.exceptions.RayError as e:
+            raise RayError(f"Ray failed mid-level: {type(e).__name__}: {e}") from None
         for k, part in enumerate(parts):
             part.update(
                 {
@@ -285,6 +308,12 @@ class RayPool:
                 }
             )
         return parts
+
+    async def _wait(self, refs: list[Any], timeout: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*refs), timeout)
+        except TimeoutError:
+            raise RayError(f"the load generators did not {what} within {timeout:g} s") from None
 
     async def _collect(self, on_done: Any) -> list[dict[str, Any]]:
         records: list[list[dict[str, Any]]] = [[] for _ in self.actors]
