@@ -58,7 +58,7 @@ def bakeoff(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.C
     """Run the real `bakeoff` CLI in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [*BAKEOFF, *args], capture_output=True, text=True, env=full_env, timeout=300, **kw
+        [*BAKEOFF, *args], capture_output=True, text=True, env=full_env, **{"timeout": 300, **kw}
     )
 
 

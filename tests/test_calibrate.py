@@ -13,7 +13,9 @@ def test_calibrate_runs_independent_audits_and_prints_exact_intervals(tmp_path):
     keep = tmp_path / "audits"
     args = ("calibrate", "--reps", "2", "--greedy-budget", "20", "--sampled-budget", "0")
     args += ("--endpoints", "f16-batch8,f16-torch,q2_k,sysprompt")
-    r = bakeoff(*args, "--keep", str(keep), "--json", str(out))
+    # the local lineup's servers on a slow 2-core machine: 300 s was not enough on one that ran
+    # the whole of make test in 38 min
+    r = bakeoff(*args, "--keep", str(keep), "--json", str(out), timeout=900)
     assert r.returncode == 0, r.stderr
     assert "different@20" in r.stdout and "engine nulls pooled" in r.stdout
     assert "0/2 (0.00–0.84)" in r.stdout  # the nulls' exact interval at 0 of 2
@@ -35,7 +37,7 @@ def test_calibrate_runs_independent_audits_and_prints_exact_intervals(tmp_path):
     db = sqlite3.connect(keep / "greedy-00.db")
     n_calls = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     again = tmp_path / "again.json"
-    r = bakeoff(*args, "--keep", str(keep), "--json", str(again))
+    r = bakeoff(*args, "--keep", str(keep), "--json", str(again), timeout=900)
     assert r.returncode == 0, r.stderr
     assert "no new call" in r.stderr
     assert db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == n_calls

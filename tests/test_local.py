@@ -356,7 +356,7 @@ def test_local_up_status_down(tmp_path, isolated_cache):
             ],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,  # 108 s measured on a slow 2-core machine
         )
         assert r.returncode == 0, r.stderr
         assert all(e["successes"] == 3 for e in json.loads(r.stdout)["endpoints"])
