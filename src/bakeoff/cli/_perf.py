@@ -180,7 +180,7 @@ def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) 
     except ValueError as e:
         raise fail(str(e)) from None
     except RayError as e:
-        raise fail(f"--ray: {e}".replace("--ray: --ray ", "--ray ")) from None
+        raise fail(f"--ray: {e}") from None
     except KeyboardInterrupt:
         raise fail("interrupted; the levels finished so far are stored", 130) from None
 

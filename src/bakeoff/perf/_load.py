@@ -161,8 +161,8 @@ def _record(
 
 WARM_S = 0.02
 """The last stretch before a send is waited in 1 ms steps: after a long idle sleep a virtual
-machine's CPU wakes several ms late (measured: 3-8 ms after a 1 s wait in a Ray actor on the 2-core dev VM), a
-process kept awake by short sleeps does not."""
+machine's CPU wakes several ms late (measured: 3-8 ms after a 1 s wait in a Ray actor on the
+2-core dev VM), a process kept awake by short sleeps does not."""
 
 
 async def _until(t_ns: int) -> None:

@@ -144,7 +144,8 @@ def _node_rates(
     window = _window(spec, measured)
     out = []
     for n in checks:
-        mine = [r for r in measured if r["shard"] in set(n["shards"])]
+        its = set(n["shards"])
+        mine = [r for r in measured if r["shard"] in its]
         m = level_metrics(mine, window, slo)
         out.append(
             {
@@ -201,8 +202,8 @@ async def sweep_endpoint(
             "self_check": res["self_check"],
             "all_requests": len(res["records"]),
         }
-        if "nodes" in res["self_check"]:
-            entry["nodes"] = _node_rates(spec, measured, res["self_check"]["nodes"], opts.slo)
+        if "nodes" in res["self_check"]:  # kept once: with what each node measured
+            entry["nodes"] = _node_rates(spec, measured, res["self_check"].pop("nodes"), opts.slo)
         why = _saturated(opts, levels_out[-1] if levels_out else None, metrics, level)
         levels_out.append(entry)
         if why:

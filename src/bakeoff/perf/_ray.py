@@ -45,7 +45,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise RayError("--ray needs Ray: pip install 'bakeoff[ray]'") from None
+        raise RayError("Ray is not installed: pip install 'bakeoff[ray]'") from None
     return ray
 
 
@@ -153,16 +153,17 @@ def _answers(address: str) -> None:
 class RayPool:
     """Load-generator actors on the nodes of a Ray cluster, one level at a time."""
 
-    def __init__(self, ray: Any, actors: list[Any], info: list[dict[str, Any]], here: str) -> None:
+    def __init__(self, ray: Any, actors: list[Any], here: str, skipped: list[str]) -> None:
         self._ray = ray
         self.actors = actors
-        self.info = info
-        """Per actor: shard number, node id and address, pid."""
+        self.info: list[dict[str, Any]] = []
+        """Per actor: shard number, node id and address, pid (filled by `_hello`)."""
         self.here = here
-        self.skipped: list[str] = []
+        self.skipped = skipped
         """Alive nodes given no generator: fewer CPUs than generators per node (a head started
         with --num-cpus=0, say)."""
-        self._payload: tuple[int, Any] | None = None
+        self._payload: tuple[list[CallRequest], Any] | None = None
+        """The prompts of the sweep and their reference in Ray's object store."""
 
     @classmethod
     def connect(cls, address: str, per_node: int = 1) -> RayPool:
@@ -210,8 +211,7 @@ class RayPool:
             for n in nodes
             for _ in range(per_node)
         ]
-        pool = cls(ray, actors, [], ray.util.get_node_ip_address())
-        pool.skipped = skipped
+        pool = cls(ray, actors, ray.util.get_node_ip_address(), skipped)
         try:
             pool._hello()
         except BaseException:
@@ -272,8 +272,8 @@ class RayPool:
             )
         n = len(self.actors)
         try:
-            if self._payload is None or self._payload[0] != id(requests):
-                self._payload = (id(requests), ray.put(requests))  # once per sweep, not per level
+            if self._payload is None or self._payload[0] is not requests:
+                self._payload = (requests, ray.put(requests))  # once per sweep, not per level
             await self._wait(
                 [
                     a.prepare.remote(asdict(target), asdict(spec), self._payload[1], k, n)
@@ -327,7 +327,8 @@ class RayPool:
                         f"the load generator on {self.info[k]['address']} failed: {d['error']}"
                     )
                 for rec in d["records"]:
-                    records[k].append({**rec, "shard": k})
+                    rec["shard"] = k
+                    records[k].append(rec)
                     if on_done is not None:
                         on_done()
                 if d["done"] and results[k] is None:
