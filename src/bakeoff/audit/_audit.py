@@ -11,10 +11,18 @@ After each round the evidence is looked at; a candidate whose e-process crossed 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from bakeoff.audit._analysis import SUITES, analyse
+from bakeoff.audit._errors import AuditError
+from bakeoff.audit._factories import (
+    alternative_scorers_for,
+    scorer_factory_for,
+    scorer_identities,
+)
 from bakeoff.audit._verdict import stop_threshold
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.runs import EndpointSession, Job, call_id
@@ -23,14 +31,11 @@ from bakeoff.suites import Item
 from bakeoff.suites.fidelity import audit_items
 
 
-class AuditError(Exception):
-    pass
-
-
 def audit_items_for_run(
     store: Store, run_id: str, settings: AuditSettings
 ) -> dict[str, list[Item]]:
-    """The run's audit prompts per regime: stored on first use, read back afterwards."""
+    """The run's audit prompts per regime: stored on first use, read back afterwards. `settings`
+    must be the applied ones (`applied_settings`: the seed drawn)."""
     out: dict[str, list[Item]] = {}
     for regime in settings.regimes:
         suite = SUITES[regime]
@@ -38,16 +43,40 @@ def audit_items_for_run(
         if not rows:
             items = audit_items(
                 regime,
-                seed=settings.seed,
+                seed=settings.seed if settings.seed is not None else 0,
                 n=settings.budget,
                 max_tokens=settings.max_tokens,
                 logprobs=settings.logprobs,
                 top_p=settings.top_p,
+                prompts=settings.prompts,
             )
             store.add_items(run_id, suite, [it.stored() for it in items])
             rows = store.items(run_id, suite)
         out[regime] = [Item.from_stored(r) for r in rows][: settings.budget]
     return out
+
+
+RUN_ANALYSIS = "run"
+"""The id of a run's own analysis (its `verdicts`); re-analyses with other settings get a hash."""
+
+
+def applied_settings(store: Store, run_id: str, settings: AuditSettings) -> AuditSettings:
+    """The settings the run's audit applies: those stored with it when it has begun (a resume, a
+    rerun), else `settings` with a fresh private seed drawn (unless one is given) and stored
+    before any audit call, so the prompts can be rebuilt and the analysis repeated."""
+    own = store.analysis(run_id, RUN_ANALYSIS)
+    if own is not None:
+        return AuditSettings.model_validate(own["settings"])
+    if settings.seed is None:
+        import secrets
+
+        settings = settings.model_copy(update={"seed": secrets.randbits(62)})
+    return settings
+
+
+def _analysis_id(settings: AuditSettings) -> str:
+    blob = orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return "a-" + hashlib.sha256(blob).hexdigest()[:10]
 
 
 def _seed(*parts: object) -> int:
@@ -105,128 +134,40 @@ def audit_params_for(
     return {**base, **settings.sampled_params} if regime == "sampled" else base
 
 
-def scorer_factory_for(
-    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
-) -> Callable[[], Any] | None:
-    """A loader of the reference token scorer, or None when there is none (`audit.scorer`)."""
-    if settings.scorer == "none":
-        return None
-    if settings.scorer == "endpoint":
-        return _endpoint_scorer(lineup, settings, session)
-    path: Any = settings.reference_gguf
-    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
-    if path is None and ref is not None and ref.provider == "local" and ref.local is not None:
-        from bakeoff.local import variant_path
-
-        path = variant_path(ref.local.variant)
-    if path is None:
-        if settings.scorer == "local":
-            raise AuditError(
-                "audit.scorer is local but no reference GGUF is known: set reference_gguf"
-            )
-        return None
-    cache: dict[str, Any] = {}
-
-    def load() -> Any:
-        if "s" not in cache:
-            from bakeoff.audit._scorer import LocalReferenceScorer
-
-            cache["s"] = LocalReferenceScorer(path)
-        return cache["s"]
-
-    return load
-
-
-DEFAULT_ALTERNATIVES = ["Q8_0", "Q4_K_M"]
-
-
-def alternative_scorers_for(
-    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
-) -> dict[str, Callable[[], Any]]:
-    """Loaders of the scorers of `audit.alternatives` (the suspected substitutes), by name."""
-    names = settings.alternatives
-    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
-    if names is None:
-        local_ref = ref is not None and ref.provider == "local"
-        names = DEFAULT_ALTERNATIVES if local_ref and settings.scorer != "none" else []
-    out: dict[str, Callable[[], Any]] = {}
-    for name in names:
-        if any(e.name == name for e in lineup.endpoints):
-            out[name] = _endpoint_scorer(lineup, settings, session, name=name)
-        else:
-            out[name] = _gguf_scorer(name)
-    return out
-
-
-def _gguf_scorer(spec: str) -> Callable[[], Any]:
-    """A local variant name of the packaged model, or a GGUF path (checked now, loaded on use)."""
-    from pathlib import Path
-
-    from bakeoff.local import VARIANTS
-
-    if spec not in VARIANTS and not Path(spec).expanduser().is_file():
-        raise AuditError(
-            f"audit.alternatives: {spec!r} is neither a lineup endpoint, a local variant "
-            f"({', '.join(VARIANTS)}) nor a GGUF file"
-        )
-    cache: dict[str, Any] = {}
-
-    def load() -> Any:
-        if "s" not in cache:
-            from bakeoff.audit._scorer import LocalReferenceScorer
-            from bakeoff.local import variant_path
-
-            path = variant_path(spec) if spec in VARIANTS else Path(spec).expanduser()
-            cache["s"] = LocalReferenceScorer(path)
-        return cache["s"]
-
-    return load
-
-
-def _endpoint_scorer(
-    lineup: Lineup,
-    settings: AuditSettings,
-    session: EndpointSession | None,
+def _stored_scorers(
+    store: Store,
+    run_id: str,
+    scorer: Callable[[], Any] | None,
+    alternatives: Mapping[str, Callable[[], Any] | None],
     *,
-    name: str | None = None,
-) -> Callable[[], Any]:
-    """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
-    running (a run), else its configured base_url (a rerun) with the key from the environment."""
-    import os
+    replay: bool = False,
+) -> tuple[Callable[[], Any] | None, dict[str, Callable[[], Any]], list[Any]]:
+    """The scorers wrapped so that every answer is stored with the run and replayed from it
+    (`StoredScorer`). With `replay`, a role that has stored answers is wrapped even when its
+    scorer cannot be loaded here (no GGUF, no server): the stored answers are what it said."""
+    from bakeoff.audit._stored import StoredScorer
 
-    from bakeoff.audit._vllm_scorer import http_reference_scorer
+    made: list[Any] = []
 
-    name = name or settings.scorer_endpoint or lineup.reference
-    if name is None:
-        raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
-    ep = lineup.endpoint(name)
-    runner = session.runners.get(name) if session is not None else None
-    if runner is not None and runner.client is not None:
-        base_url, key = runner.client.base_url, runner.api_key
-    elif ep.base_url:
-        base_url = ep.base_url
-        key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
-    else:
-        raise AuditError(
-            f"the scorer endpoint {name} has no fixed base_url: it can only score while running "
-            "(use audit.scorer local for a rerun)"
-        )
-    cache: dict[str, Any] = {}
+    def wrap(role: str, load: Callable[[], Any] | None) -> Callable[[], Any] | None:
+        if load is None and not (replay and store.scorer_answers(run_id, role)):
+            return None
+        s = StoredScorer(store, run_id, role, load)
+        made.append(s)
 
-    def load() -> Any:
-        if "s" not in cache:
-            cache["s"] = http_reference_scorer(
-                base_url,
-                ep.model,
-                engine=ep.engine,
-                batch=settings.scorer_batch,
-                api_key=key,
-                chat_template=settings.scorer_template,
-                shift=settings.scorer_shift,
-            )
-        return cache["s"]
+        def get() -> Any:
+            return s
 
-    return load
+        return get
+
+    ref = wrap("reference", scorer)
+    alts = {name: wrap(f"alt:{name}", load) for name, load in alternatives.items()}
+    return ref, {k: v for k, v in alts.items() if v is not None}, made
+
+
+def _flush(scorers: list[Any]) -> None:
+    for s in scorers:
+        s.flush()
 
 
 async def run_audit(
@@ -235,14 +176,26 @@ async def run_audit(
     *,
     on_round: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Audit every non-reference endpoint of the session's lineup; store and return the verdicts."""
+    """Audit every non-reference endpoint of the session's lineup; store and return the verdicts.
+
+    The applied settings (the private seed drawn, the alternatives resolved) and the scorers'
+    identities are stored first (analysis `run`); every scorer answer is stored as it comes, so
+    `bakeoff audit --rerun` rebuilds exactly this analysis from the store."""
     lineup, store, run_id = session.lineup, session.store, session.run_id
     ref = lineup.reference
     if ref is None:
         raise AuditError("the audit needs a `reference:` endpoint in the lineup")
+    settings = applied_settings(store, run_id, settings)
     items = audit_items_for_run(store, run_id, settings)
-    scorer = scorer_factory_for(lineup, settings, session)
-    alternatives = alternative_scorers_for(lineup, settings, session)  # checked before any call
+    scorer_load = scorer_factory_for(lineup, settings, session)
+    alt_loads = alternative_scorers_for(lineup, settings, session)  # checked before any call
+    settings = settings.model_copy(update={"regimes": list(items), "alternatives": list(alt_loads)})
+    if store.analysis(run_id, RUN_ANALYSIS) is None:
+        identities = scorer_identities(lineup, settings, scorer_load is not None)
+        store.put_analysis(
+            run_id, RUN_ANALYSIS, settings.model_dump(mode="json"), identities, None, _now()
+        )
+    scorer, alternatives, wrapped = _stored_scorers(store, run_id, scorer_load, alt_loads)
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
     params_for = {
         (e.name, regime): audit_params_for(lineup, e.name, settings, regime)
@@ -277,15 +230,35 @@ async def run_audit(
         verdicts = analyse(
             store, run_id, lineup, settings, items, scorer, alternatives=alternatives
         )
+        _flush(wrapped)
         if on_round:
             on_round(r, verdicts)
         undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
         if not undecided:
             break
     verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
+    _flush(wrapped)
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
+    own = store.analysis(run_id, RUN_ANALYSIS)
+    assert own is not None
+    store.put_analysis(
+        run_id, RUN_ANALYSIS, own["settings"], own["scorers"], _roundtrip(verdicts), _now()
+    )
     return verdicts
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _roundtrip(v: Any) -> Any:
+    """As stored and read back (tuples become lists): what a comparison must compare."""
+    from bakeoff.store import dumps
+
+    return orjson.loads(dumps(v))
 
 
 def _decided(v: dict[str, Any], threshold: float) -> bool:
@@ -297,22 +270,3 @@ def _decided(v: dict[str, Any], threshold: float) -> bool:
     return v["e_value"] >= threshold or (
         v["verdict"] == "different" and v["multiplicity"] == "per_endpoint"
     )
-
-
-def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str, Any]]:
-    """Recompute (and store) the verdicts of a run from its stored calls: no call is made."""
-    settings = lineup.audit
-    items = {}
-    for regime in ("greedy", "sampled"):
-        rows = store.items(run_id, SUITES[regime])
-        if rows:
-            items[regime] = [Item.from_stored(r) for r in rows]
-    if not items:
-        raise AuditError(f"run {run_id} has no fidelity calls to re-analyse")
-    settings = settings.model_copy(update={"regimes": list(items)})
-    scorer = scorer_factory_for(lineup, settings) if "sampled" in items else None
-    alternatives = alternative_scorers_for(lineup, settings)
-    verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
-    for ep, v in verdicts.items():
-        store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
-    return verdicts

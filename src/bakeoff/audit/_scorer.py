@@ -10,6 +10,7 @@ known text (tests/test_audit_local.py, tests/test_local.py).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bakeoff.audit._audit import AuditError
+from bakeoff.audit._errors import AuditError
 from bakeoff.lineups import purposes
 from bakeoff.local._llama import no_repacked_weights
 
@@ -34,6 +35,9 @@ class TokenScores:
     reference probability; Uniform(0, 1) for tokens sampled from the reference itself."""
     pieces: list[str] | None = None
     """Each token's text (to line tokens up with what an endpoint reports)."""
+    above: np.ndarray | None = None
+    """Reference probability of the tokens ranked above each token (the PIT's deterministic part:
+    what `StoredScorer` keeps, so a re-analysis draws the same PIT from the same generator)."""
 
     @property
     def mean_logprob(self) -> float:
@@ -85,7 +89,7 @@ class LocalReferenceScorer:
         comp, logprobs, ranks, above = self._memo[key]
         pit = above + rng.random(len(comp)) * np.exp(logprobs)
         pieces = [self.llm.detokenize([t]).decode("utf-8", "replace") for t in comp]
-        return TokenScores(comp, logprobs, ranks, pit, pieces)
+        return TokenScores(comp, logprobs, ranks, pit, pieces, above)
 
     def _per_token(
         self, prompt_tokens: list[int], completion: str
@@ -132,9 +136,19 @@ class LocalReferenceScorer:
         return comp, logits
 
 
-_PIECE_IDS: dict[str, int] = {}
-"""Token text → the id the echo scorer gives it (shared: two scorers' ids of a text agree)."""
-_PIECE_LOCK = threading.Lock()
+def piece_id(piece: str) -> int:
+    """The id the echo scorer gives a token text: the same in every scorer and every process (a
+    stored analysis replayed in another process compares them), never negative."""
+    return int.from_bytes(
+        hashlib.sha256(piece.encode("utf-8", "surrogatepass")).digest()[:6], "big"
+    )
+
+
+def _text_key(text: str) -> int:
+    """A stable negative id standing for a prompt text (Python's `hash` differs per process)."""
+    return -1 - int.from_bytes(
+        hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:4], "big"
+    )
 
 
 class HttpReferenceScorer:
@@ -239,8 +253,8 @@ class HttpReferenceScorer:
                 # the server's own count when it reports usage (echoes may leave tokens out)
                 self._prompt_len[text] = int(self._last_prompt_tokens or n_echo)
         n = self._prompt_len[text]
-        # negative, so no prompt "token" equals a completion token's id (`_PIECE_IDS`)
-        key = [-1 - (hash(text) & 0x7FFFFFFF), *range(-2, -n - 1, -1)] if n else []
+        # negative, so no prompt "token" equals a completion token's id (`piece_id`)
+        key = [_text_key(text), *range(-2, -n - 1, -1)] if n else []
         self._texts[tuple(key)] = text
         return key
 
@@ -299,13 +313,12 @@ class HttpReferenceScorer:
             if key not in self._memo:
                 self._memo[key] = self._per_token(text, completion)
             lps, ranks, above, pieces = self._memo[key]
-            # the echo gives token texts, not ids: the same text is the same token, in every
-            # scorer of the process (what the greedy test compares to find where two outputs
-            # part, and the likelihood ratio to check two scorers tokenized alike)
-            with _PIECE_LOCK:
-                ids = [_PIECE_IDS.setdefault(p, len(_PIECE_IDS)) for p in pieces]
+        # the echo gives token texts, not ids: the same text is the same token, in every scorer
+        # (what the greedy test compares to find where two outputs part, and the likelihood
+        # ratio to check two scorers tokenized alike)
+        ids = [piece_id(p) for p in pieces]
         pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
-        return TokenScores(ids, lps, ranks, pit, pieces)
+        return TokenScores(ids, lps, ranks, pit, pieces, above)
 
     def _per_token(
         self, text: str, completion: str

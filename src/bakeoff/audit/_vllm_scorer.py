@@ -86,7 +86,7 @@ class VllmReferenceScorer(HttpReferenceScorer):
                 self._fill([key])
             ids, lps, ranks, above, pieces = self._scored[key]
         pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
-        return TokenScores(list(ids), lps, ranks, pit, list(pieces))
+        return TokenScores(list(ids), lps, ranks, pit, list(pieces), above)
 
     def score_many(self, pairs: list[tuple[list[int], str]]) -> None:
         """Score these (prompt tokens, completion) pairs, `batch` prompts per request; `score()`

@@ -53,7 +53,7 @@ def _root(
 app.command("run")(_run.run)
 app.command("perf")(_perf.perf)
 app.command("probe")(_perf.probe)
-app.command("audit")(_audit.audit)
+app.add_typer(_audit.app, name="audit")
 app.command("calibrate")(_calibrate.calibrate)
 app.command("ui")(_ui.ui)
 app.command("report")(_ui.report)

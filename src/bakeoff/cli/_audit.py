@@ -24,8 +24,18 @@ from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError
 from bakeoff.plugins import load
 
+app = typer.Typer(
+    help="Audit every endpoint against the reference: same / different / inconclusive, with "
+    "evidence; re-analyse, bundle and verify audits.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+)
 
+
+@app.callback()
 def audit(
+    ctx: typer.Context,
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Lineup YAML (default: the local lineup).", dir_okay=False
     ),
@@ -33,70 +43,205 @@ def audit(
         None, "--regime", "-r", help="greedy and/or sampled (repeatable; default: the lineup's)."
     ),
     budget: int | None = typer.Option(None, "--budget", help="Most calls per regime per endpoint."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        help="The audit prompts' seed (default: a fresh private one per audit, stored with the "
+        "run). Give one to compare runs on the same prompts, or the seed of a published "
+        "commitment (`bakeoff audit seed`).",
+    ),
     rerun: str | None = typer.Option(
-        None, "--rerun", help="Recompute the verdicts of a stored run without a single new call."
+        None,
+        "--rerun",
+        help="Rebuild a stored run's audit analysis — its settings and its scorer's stored "
+        "answers — without a single new call; the verdicts are compared with the stored ones.",
+    ),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="With --rerun: an audit setting changed for this re-analysis (KEY=VALUE, e.g. "
+        "margin=0.2; repeatable). It is stored beside the run's own analysis under its own id.",
     ),
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Audit every endpoint against the reference: same / different / inconclusive, with evidence."""
-    from bakeoff.audit import AuditError, rerun_audit
-    from bakeoff.runs import create_run, lineup_of_run
-
+    if ctx.invoked_subcommand is not None:
+        return
+    if set_ and not rerun:
+        raise fail("--set changes a re-analysis: use it with --rerun RUN")
     store = open_store(db, existing=bool(rerun))
+    analysis = "run"
     if rerun:
-        row = find_run_or_fail(store, rerun)
-        run_id = row["id"]
-        try:
-            verdicts = rerun_audit(store, run_id, lineup_of_run(store, run_id))
-        except AuditError as e:
-            raise fail(str(e)) from None
-        from bakeoff.cli._ui import refresh_report
-
-        refresh_report(store, run_id, quiet)
+        run_id, analysis, verdicts = _rerun(store, rerun, _settings_of(set_ or []), quiet)
     else:
-        if config is None:
-            from bakeoff.local import default_lineup_path
-
-            config = default_lineup_path()
-        try:
-            lineup = load(config)
-        except LineupError as e:
-            raise fail(str(e)) from None
-        if lineup.reference is None:
-            raise fail(f"{config}: the audit needs `reference:` naming the reference endpoint")
-        lineup.run.suites = []
-        lineup.audit.enabled = True
-        if regime:
-            bad = [r for r in regime if r not in ("greedy", "sampled")]
-            if bad:
-                raise fail(f"unknown regime {bad[0]!r}; use greedy or sampled")
-            lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
-        if budget is not None:
-            override(lineup.audit, "budget", budget, "--budget")
-        from bakeoff._pipeline import RunError, check_env, check_local
-
-        try:
-            check_env(lineup)
-            check_local(lineup)
-        except RunError as e:
-            raise fail(str(e)) from None
-        run_id = create_run(store, lineup, str(config))
-        status = execute_with_progress(store, run_id, lineup, use_cache=False, quiet=quiet)
-        if status != "complete":
-            err.print(f"audit {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
-            raise typer.Exit(130)
+        run_id = _audit_now(store, config, regime, budget, seed, quiet)
         verdicts = store.verdicts(run_id)
     console = err if json_out else out
     console.print(verdict_table(run_id, verdicts))
     if json_out:
-        sys.stdout.write(
-            orjson.dumps(
-                {"run_id": run_id, "verdicts": verdicts}, option=orjson.OPT_INDENT_2
-            ).decode()
-            + "\n"
+        body = {"run_id": run_id, "analysis": analysis, "verdicts": verdicts}
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _settings_of(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs as audit settings (values read as YAML: numbers, lists, null)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise fail(f"--set {pair!r}: use KEY=VALUE, e.g. margin=0.2")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _rerun(
+    store: Any, run: str, overrides: dict[str, Any], quiet: bool
+) -> tuple[str, str, dict[str, Any]]:
+    from bakeoff.audit import AuditError, reanalyse
+    from bakeoff.runs import lineup_of_run
+
+    run_id = find_run_or_fail(store, run)["id"]
+    try:
+        r = reanalyse(store, run_id, lineup_of_run(store, run_id), overrides)
+    except AuditError as e:
+        raise fail(str(e)) from None
+    how = f"{r.replayed} stored scorer answers replayed, {r.computed} computed, no endpoint called"
+    if overrides:
+        err.print(
+            f"re-analysed with {_show(overrides)} ({how}): stored as analysis {r.analysis_id}"
         )
+    elif r.identical:
+        err.print(f"re-analysed ({how}): identical to the run's own analysis")
+    elif r.identical is None:
+        err.print(f"re-analysed ({how}): no stored verdicts to compare with")
+    else:
+        err.print(
+            f"[bold red]re-analysed ({how}): differs from the run's own analysis on "
+            f"{', '.join(r.differ)}[/]; the run's own is kept, this one stored beside it as "
+            f"analysis {r.analysis_id}",
+            highlight=False,
+        )
+    if not overrides:
+        from bakeoff.cli._ui import refresh_report
+
+        refresh_report(store, run_id, quiet)
+    if not overrides and r.identical is False:
+        raise typer.Exit(1)
+    return run_id, r.analysis_id, r.verdicts
+
+
+def _show(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+
+
+def _audit_now(
+    store: Any,
+    config: Path | None,
+    regime: list[str] | None,
+    budget: int | None,
+    seed: int | None,
+    quiet: bool,
+) -> str:
+    from bakeoff.runs import create_run
+
+    if config is None:
+        from bakeoff.local import default_lineup_path
+
+        config = default_lineup_path()
+    try:
+        lineup = load(config)
+    except LineupError as e:
+        raise fail(str(e)) from None
+    if lineup.reference is None:
+        raise fail(f"{config}: the audit needs `reference:` naming the reference endpoint")
+    lineup.run.suites = []
+    lineup.audit.enabled = True
+    if regime:
+        bad = [r for r in regime if r not in ("greedy", "sampled")]
+        if bad:
+            raise fail(f"unknown regime {bad[0]!r}; use greedy or sampled")
+        lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
+    if budget is not None:
+        override(lineup.audit, "budget", budget, "--budget")
+    if seed is not None:
+        override(lineup.audit, "seed", seed, "--seed")
+    from bakeoff._pipeline import RunError, check_env, check_local
+
+    try:
+        check_env(lineup)
+        check_local(lineup)
+    except RunError as e:
+        raise fail(str(e)) from None
+    run_id = create_run(store, lineup, str(config))
+    status = execute_with_progress(store, run_id, lineup, use_cache=False, quiet=quiet)
+    if status != "complete":
+        err.print(f"audit {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
+        raise typer.Exit(130)
+    return str(run_id)
+
+
+@app.command("seed")
+def seed_cmd() -> None:
+    """Draw a private audit seed and print its commitment: publish the commitment now, run the
+    audit with `--seed SEED` (or `audit.seed`), reveal the seed with the bundle afterwards."""
+    import secrets
+
+    from bakeoff.audit._bundle import commitment
+
+    s = secrets.randbits(62)
+    out.print(f"seed        {s}   (keep it private until the audit is done)")
+    out.print(f"commitment  {commitment(s)}   (publish this now)")
+
+
+@app.command("bundle")
+def bundle_cmd(
+    run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
+    output: Path = typer.Option(..., "--output", "-o", help="The bundle file (.tar.gz)."),
+    db: str | None = DbOption,
+) -> None:
+    """Write a run's audit as one file a provider can re-check: prompts and seed, every raw
+    request and reply, the settings, the scorers' identities and numbers, the verdicts, and a
+    manifest of SHA-256 hashes. Prints the bundle's hash (publish it)."""
+    from bakeoff.audit import AuditError
+    from bakeoff.audit._bundle import write_bundle
+
+    store = open_store(db, existing=True)
+    rid = find_run_or_fail(store, run_id)["id"]
+    try:
+        root = write_bundle(store, rid, output)
+    except AuditError as e:
+        raise fail(str(e)) from None
+    out.print(f"wrote {output}\nbundle hash {root}")
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Path = typer.Argument(..., help="An audit bundle (.tar.gz)."),
+    commitment_: str | None = typer.Option(
+        None, "--commitment", help="The seed commitment published before the audit."
+    ),
+) -> None:
+    """Recompute every verdict of an audit bundle from the bundle alone (no call, no database,
+    no model file) and check every hash; exit 1 on any difference."""
+    from bakeoff.audit._bundle import verify_bundle
+
+    v = verify_bundle(bundle, expected_commitment=commitment_)
+    if v.root:
+        out.print(f"bundle hash {v.root}  (run {v.run_id or '?'})")
+    for line in v.checked:
+        out.print(f"[green]ok[/]  {escape(line)}")
+    for line in v.problems:
+        err.print(f"[bold red]FAIL[/] {escape(line)}", highlight=False)
+    if not v.ok:
+        raise typer.Exit(1)
+    out.print("verified: every verdict follows from the bundle")
 
 
 def verdict_table(run_id: str, verdicts: dict[str, Any]) -> Table:

@@ -246,7 +246,15 @@ class AuditSettings(_Strict):
     """Calls per round between two looks at the evidence."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
     max_tokens: int = Field(default=48, ge=1, le=100_000)
-    seed: int = 0
+    seed: int | None = Field(default=None, ge=0)
+    """The audit prompts' seed. Unset (the default), each audit draws a fresh private seed, stored
+    with the run (reruns and bundles rebuild its prompts): a provider cannot have seen them before.
+    Set it to compare runs on the same prompts — then they are as public as the seed; publish
+    `bakeoff audit seed`'s hash before the audit and reveal the seed after (commit–reveal)."""
+    prompts: str | None = None
+    """Your own audit prompts instead of generated ones: a text file (one prompt a line) or a
+    JSONL file (`{"prompt": ...}` or `{"messages": [...]}` a line), relative to the lineup file;
+    drawn in an order seeded by `seed`. Keep it private to keep providers from recognising it."""
     same_within: float = Field(default=0.05, gt=0, lt=1)
     """δ of the "same" claim: "same" only when a 95% anytime-valid upper confidence bound on the
     share of prompts whose greedy output parts *confidently* from the reference's (see `margin`)

@@ -203,6 +203,8 @@ def load_lineup(
     for ds in lineup.datasets:
         if not ds.path.startswith("hf://") and not Path(ds.path).is_absolute():
             ds.path = str((p.parent / ds.path).resolve())
+    if lineup.audit.prompts and not Path(lineup.audit.prompts).is_absolute():
+        lineup.audit.prompts = str((p.parent / lineup.audit.prompts).resolve())
     return lineup
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bakeoff.store._analyses import Analyses
 from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_secrets
 from bakeoff.store._migrations import migrate
 from bakeoff.store._reads import Reads
@@ -66,7 +67,7 @@ class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
 
-class Store(Reads):
+class Store(Reads, Analyses):
     """A bakeoff database: a SQLite file (WAL, so readers never block the writer) or a PostgreSQL
     database (`postgresql://...`, where several processes and machines write at once). One
     connection per process; the dialect (`_dialect.py`) is the only part that tells them apart."""

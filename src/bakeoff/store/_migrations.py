@@ -250,6 +250,35 @@ def m006_run_host(db: Connection) -> None:
     db.executescript("ALTER TABLE runs ADD COLUMN host TEXT;")
 
 
+@migration
+def m007_analyses(db: Connection) -> None:
+    """A run's audit analyses and its reference scorer's answers. `analyses`: the settings (and
+    the scorer's identity) an analysis ran with, and its verdicts — the run's own (`id` 'run', the
+    one `verdicts` holds) and every re-analysis with other settings, stored beside it, never over
+    it. `scorer_answers`: each number the scorer gave (prompt tokens, per-token log-probabilities,
+    ranks), so a re-analysis replays them and needs neither the model file nor its server."""
+    db.executescript(
+        """
+        CREATE TABLE analyses (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            id TEXT NOT NULL,              -- 'run': the run's own; else a hash of its settings
+            created_at TEXT NOT NULL,
+            settings_json TEXT NOT NULL,   -- the audit settings as applied (seed, margin, ...)
+            scorers_json TEXT NOT NULL,    -- role -> identity (file hash, or URL and model)
+            verdicts_json TEXT,            -- endpoint -> verdict (NULL until analysed)
+            PRIMARY KEY (run_id, id)
+        );
+        CREATE TABLE scorer_answers (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            scorer TEXT NOT NULL,          -- reference | alt:<name>
+            key TEXT NOT NULL,             -- sha256 of what was asked
+            answer_json TEXT NOT NULL,
+            PRIMARY KEY (run_id, scorer, key)
+        );
+        """
+    )
+
+
 def migrate(db: Connection) -> list[str]:
     """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
     under a lock, so processes opening a new database together apply each migration once."""

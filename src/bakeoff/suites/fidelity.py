@@ -1,5 +1,6 @@
 """The fidelity audit's prompts (suites `fidelity.greedy` and `fidelity.sampled`, judged by `bakeoff.audit`):
-short, open-ended requests in our own words, generated from a seed.
+short, open-ended requests drawn from a large private space by a per-audit seed (`_prompt_space`),
+or the user's own prompt file.
 
 Open-ended prompts give the model room to show its distribution (a quantized model diverges on them
 sooner than on closed questions). Stable ids: `fid-<seed>-<index>`.
@@ -11,115 +12,7 @@ import random
 
 from bakeoff.lineups import purposes
 from bakeoff.suites import Item
-
-_TEMPLATES = [
-    "Write two sentences about {t}.",
-    "Describe {t} to a child.",
-    "Give three facts about {t}.",
-    "What is the most surprising thing about {t}?",
-    "Write a short poem about {t}.",
-    "Explain why people care about {t}.",
-    "Tell a very short story involving {t}.",
-    "List some words you associate with {t}.",
-    "How would you explain {t} in one paragraph?",
-    "Write a friendly note about {t}.",
-]
-_MORE_TEMPLATES = [
-    "Imagine you are visiting {t}. What do you notice first?",
-    "Write a haiku about {t}.",
-    "What would a scientist find interesting about {t}?",
-    "Give a short, vivid description of {t}.",
-    "Write the opening line of a novel about {t}.",
-    "What could go wrong with {t}, and why?",
-    "Compare {t} with something very different.",
-    "Write a short dialogue between two friends about {t}.",
-    "Share a piece of advice that involves {t}.",
-    "Describe {t} using all five senses.",
-]
-_TOPICS = [
-    "the sea",
-    "bread",
-    "winter",
-    "a lighthouse",
-    "bicycles",
-    "the moon",
-    "coffee",
-    "rivers",
-    "libraries",
-    "volcanoes",
-    "honey bees",
-    "trains",
-    "gardens",
-    "clouds",
-    "chess",
-    "maps",
-    "the desert",
-    "music lessons",
-    "a lost key",
-    "autumn leaves",
-    "paper boats",
-    "thunderstorms",
-    "a small town",
-    "old clocks",
-    "mountains",
-    "soup",
-    "kites",
-    "the night sky",
-    "a market",
-    "birds",
-    "snow",
-    "a bridge",
-    "tea",
-    "forests",
-    "islands",
-    "a museum",
-    "lemons",
-    "owls",
-    "candles",
-    "a garden party",
-]
-_MORE_TOPICS = [
-    "glaciers",
-    "a bakery",
-    "foxes",
-    "a train station",
-    "rain",
-    "lanterns",
-    "the harbour",
-    "a violin",
-    "wolves",
-    "a meadow",
-    "sunflowers",
-    "a tunnel",
-    "whales",
-    "a windmill",
-    "a puzzle",
-    "the first day of school",
-    "a picnic",
-    "pebbles",
-    "a typewriter",
-    "a waterfall",
-    "the city at night",
-    "a notebook",
-    "fireflies",
-    "a castle",
-    "strawberries",
-    "a ferry",
-    "a telescope",
-    "the wind",
-    "a village fair",
-    "penguins",
-    "a recipe",
-    "a street musician",
-    "a quiet morning",
-    "an old photograph",
-    "a canyon",
-    "a letter",
-    "deer",
-    "a lake",
-    "pumpkins",
-    "a hot air balloon",
-]
+from bakeoff.suites._prompt_space import draw_prompts, read_prompt_file
 
 
 def audit_items(
@@ -130,31 +23,28 @@ def audit_items(
     max_tokens: int = 48,
     logprobs: bool = False,
     top_p: float = 0.95,
+    prompts: str | None = None,
 ) -> list[Item]:
-    """`n` distinct prompts (distinct while templates × topics last: 1,600), in a seeded order;
-    sampled calls ask for T=1 with nucleus `top_p`; with `logprobs`, also for the
-    log-probabilities of the sampled tokens.
+    """`n` distinct prompts drawn from the private prompt space by `seed` (`_prompt_space`), or
+    from the user's own `prompts` file in an order seeded by `seed`; sampled calls ask for T=1
+    with nucleus `top_p`; with `logprobs`, also for the log-probabilities of the sampled tokens.
 
-    The first 400 of a seed are the first templates × topics, in the order they always had (stored
-    audits re-analyse alike); the combinations added later follow in their own seeded order."""
-    combos = [(tp, tc) for tp in _TEMPLATES for tc in _TOPICS]
-    random.Random(f"fidelity:{seed}").shuffle(combos)
-    more = [
-        (tp, tc)
-        for tp in _TEMPLATES + _MORE_TEMPLATES
-        for tc in _TOPICS + _MORE_TOPICS
-        if tp in _MORE_TEMPLATES or tc in _MORE_TOPICS
-    ]
-    random.Random(f"fidelity:{seed}:more").shuffle(more)
-    combos += more
+    Prompt i depends on the seed and i alone, so a longer audit of a seed extends a shorter one
+    (calibration takes disjoint slices of one sequence)."""
+    if prompts is not None:
+        texts = read_prompt_file(prompts)
+        random.Random(f"fidelity-file:{seed}").shuffle(texts)
+        texts = texts[:n]
+    else:
+        texts = draw_prompts(seed, n)
     items = []
-    for i in range(n):
-        tp, tc = combos[i % len(combos)]
+    for i, content in enumerate(texts):
+        messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
         items.append(
             Item(
                 id=f"fid-{seed}-{i:04d}",
                 tier=regime,
-                messages=[{"role": "user", "content": tp.format(t=tc)}],
+                messages=messages,
                 params={
                     **purposes.audit_regime(regime),
                     "max_tokens": max_tokens,

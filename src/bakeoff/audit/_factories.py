@@ -1,0 +1,181 @@
+"""The audit's token scorers, from the lineup: the reference's (a GGUF in-process, or a server's
+echo log-probabilities), the suspected substitutes' (`audit.alternatives`), and what each one is
+(`scorer_identities`, stored with the analysis)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from bakeoff.audit._errors import AuditError
+from bakeoff.lineups import AuditSettings, Lineup
+from bakeoff.runs import EndpointSession
+
+
+def scorer_factory_for(
+    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
+) -> Callable[[], Any] | None:
+    """A loader of the reference token scorer, or None when there is none (`audit.scorer`)."""
+    if settings.scorer == "none":
+        return None
+    if settings.scorer == "endpoint":
+        return _endpoint_scorer(lineup, settings, session)
+    spec = _reference_gguf(lineup, settings)
+    if spec is None:
+        if settings.scorer == "local":
+            raise AuditError(
+                "audit.scorer is local but no reference GGUF is known: set reference_gguf"
+            )
+        return None
+    return _gguf_scorer(spec, what="audit.reference_gguf")
+
+
+def _reference_gguf(lineup: Lineup, settings: AuditSettings) -> str | None:
+    """The reference's GGUF as given (`reference_gguf`) or its local variant's name."""
+    if settings.scorer in ("endpoint", "none"):
+        return None
+    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
+    if settings.reference_gguf is not None:
+        return settings.reference_gguf
+    if ref is not None and ref.provider == "local" and ref.local is not None:
+        return str(ref.local.variant)
+    return None
+
+
+def _gguf_path(spec: str) -> Any:
+    from pathlib import Path
+
+    from bakeoff.local import VARIANTS, variant_path
+
+    return variant_path(spec) if spec.upper() in {*VARIANTS, "Q4_1"} else Path(spec).expanduser()
+
+
+def scorer_identities(lineup: Lineup, settings: AuditSettings, reference: bool) -> dict[str, Any]:
+    """What each scorer of the analysis is: a GGUF by its name and file hash, or a server by its
+    URL, model and engine — stored with the analysis, named by the verdicts and the bundle."""
+    out: dict[str, Any] = {}
+    if reference:
+        spec = _reference_gguf(lineup, settings)
+        out["reference"] = (
+            _gguf_identity(spec)
+            if spec
+            else _server_identity(lineup, settings.scorer_endpoint or lineup.reference)
+        )
+    for name in settings.alternatives or []:
+        is_ep = any(e.name == name for e in lineup.endpoints)
+        out[f"alt:{name}"] = _server_identity(lineup, name) if is_ep else _gguf_identity(name)
+    return out
+
+
+def _gguf_identity(spec: str) -> dict[str, Any]:
+    path = _gguf_path(spec)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return {"kind": "gguf", "name": spec, "file": path.name, "sha256": h.hexdigest()}
+
+
+def _server_identity(lineup: Lineup, name: str | None) -> dict[str, Any]:
+    if name is None:
+        return {"kind": "server"}
+    ep = lineup.endpoint(name)
+    return {
+        "kind": "server",
+        "endpoint": name,
+        "base_url": ep.base_url,
+        "model": ep.model,
+        "engine": ep.engine,
+    }
+
+
+DEFAULT_ALTERNATIVES = ["Q8_0", "Q4_K_M"]
+
+
+def alternative_scorers_for(
+    lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
+) -> dict[str, Callable[[], Any]]:
+    """Loaders of the scorers of `audit.alternatives` (the suspected substitutes), by name."""
+    names = settings.alternatives
+    ref = lineup.endpoint(lineup.reference) if lineup.reference else None
+    if names is None:
+        local_ref = ref is not None and ref.provider == "local"
+        names = DEFAULT_ALTERNATIVES if local_ref and settings.scorer != "none" else []
+    out: dict[str, Callable[[], Any]] = {}
+    for name in names:
+        if any(e.name == name for e in lineup.endpoints):
+            out[name] = _endpoint_scorer(lineup, settings, session, name=name)
+        else:
+            out[name] = _gguf_scorer(name)
+    return out
+
+
+def _gguf_scorer(spec: str, what: str = "audit.alternatives") -> Callable[[], Any]:
+    """A local variant name of the packaged model, or a GGUF path (checked now; the file found,
+    a variant made, and the model loaded only when first needed)."""
+    from pathlib import Path
+
+    from bakeoff.local import VARIANTS
+
+    if spec.upper() not in {*VARIANTS, "Q4_1"} and not Path(spec).expanduser().is_file():
+        raise AuditError(
+            f"{what}: {spec!r} is neither a lineup endpoint, a local variant "
+            f"({', '.join(VARIANTS)}) nor a GGUF file"
+        )
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "s" not in cache:
+            from bakeoff.audit._scorer import LocalReferenceScorer
+
+            cache["s"] = LocalReferenceScorer(_gguf_path(spec))
+        return cache["s"]
+
+    return load
+
+
+def _endpoint_scorer(
+    lineup: Lineup,
+    settings: AuditSettings,
+    session: EndpointSession | None,
+    *,
+    name: str | None = None,
+) -> Callable[[], Any]:
+    """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
+    running (a run), else its configured base_url (a rerun) with the key from the environment."""
+    import os
+
+    from bakeoff.audit._vllm_scorer import http_reference_scorer
+
+    name = name or settings.scorer_endpoint or lineup.reference
+    if name is None:
+        raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
+    ep = lineup.endpoint(name)
+    runner = session.runners.get(name) if session is not None else None
+    if runner is not None and runner.client is not None:
+        base_url, key = runner.client.base_url, runner.api_key
+    elif ep.base_url:
+        base_url = ep.base_url
+        key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
+    else:
+        raise AuditError(
+            f"the scorer endpoint {name} has no fixed base_url: it can only score while running "
+            "(use audit.scorer local for a rerun)"
+        )
+    cache: dict[str, Any] = {}
+
+    def load() -> Any:
+        if "s" not in cache:
+            cache["s"] = http_reference_scorer(
+                base_url,
+                ep.model,
+                engine=ep.engine,
+                batch=settings.scorer_batch,
+                api_key=key,
+                chat_template=settings.scorer_template,
+                shift=settings.scorer_shift,
+            )
+        return cache["s"]
+
+    return load
