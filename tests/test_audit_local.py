@@ -83,11 +83,9 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     q2 = v["q2_k"]["tests"]["logprobs"]
     assert q2["mean_gap_candidate"] > 20 * q2["mean_gap_reference"]
 
-    # recomputed from the store, without a call: the same verdicts
+    # recomputed from the store, without a call: the same verdicts, number for number
     again = rerun_audit(store, run_id, lineup)
-    for ep in v:
-        assert again[ep]["verdict"] == v[ep]["verdict"]
-        assert np.isclose(again[ep]["p_value"], v[ep]["p_value"])
+    assert json.loads(json.dumps(again)) == v
     s = summarize(store, run_id)
     fid = {e["name"]: e["fidelity"] for e in s["endpoints"]}
     assert fid["f16"] == {"verdict": "reference"}
@@ -96,8 +94,50 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     # the CLI's rerun prints the same, and makes no call (no server is running now)
     r = bakeoff("audit", "--rerun", run_id, "--db", str(tmp_path / "a.db"), "--json")
     assert r.returncode == 0, r.stderr
-    cli = json.loads(r.stdout)["verdicts"]
-    assert {k: x["verdict"] for k, x in cli.items()} == {k: x["verdict"] for k, x in v.items()}
+    assert "identical to the run's own analysis" in r.stderr
+    assert json.loads(r.stdout)["verdicts"] == v
+
+
+GREEDY_LINEUP = """
+reference: f16
+run: {suites: []}
+audit: {regimes: [greedy], budget: 20, batch: 10, max_tokens: 32}
+endpoints:
+  - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
+  - {name: q8_0, provider: local, model: smol, local: {variant: Q8_0, n_threads: 1}, max_concurrency: 1}
+  - name: f16-torch
+    provider: local
+    model: smol
+    local: {variant: F16, engine: transformers}
+    max_concurrency: 4
+"""
+
+
+def test_a_greedy_audit_reruns_identically_with_no_model_at_hand(tmp_path, monkeypatch):
+    """The default regime (greedy: the margins come from the reference scorer), the PyTorch
+    engine among the candidates: `--rerun` gives the same verdicts, p-values and bounds, from
+    the scorer's stored answers — with no GGUF to load (the model cache emptied)."""
+    db = tmp_path / "g.db"
+    _, store, run_id = _audited(GREEDY_LINEUP, db)
+    v = store.verdicts(run_id)
+    assert set(v) == {"q8_0", "f16-torch"} and store.scorer_answers(run_id, "reference")
+    store.close()
+    empty = tmp_path / "no-models"
+    monkeypatch.setenv("BAKEOFF_CACHE_DIR", str(empty))
+    r = bakeoff("audit", "--rerun", run_id, "--db", str(db), "--json")
+    assert r.returncode == 0, r.stderr
+    assert "identical to the run's own analysis" in r.stderr and ", 0 computed" in r.stderr
+    again = json.loads(r.stdout)["verdicts"]
+    assert again == v
+    for ep in v:
+        g, h = again[ep]["tests"]["greedy"], v[ep]["tests"]["greedy"]
+        assert (g["margin"], g["rate_upper_bound"], g["p_value"]) == (
+            h["margin"],
+            h["rate_upper_bound"],
+            h["p_value"],
+        )
+    assert v["q8_0"]["tests"]["greedy"]["margin"] > 0  # scored: not the no-scorer margin 0
+    assert not list(empty.rglob("*.gguf"))  # no model was made or loaded for the rerun
 
 
 LR_LINEUP = """
