@@ -44,6 +44,7 @@ from bakeoff.sandbox._bwrap import (
     setup,
 )
 from bakeoff.sandbox._returns import Returned, parse_returns
+from bakeoff.sandbox._seccomp import seccomp_program
 
 VIOLATION_EXIT = 97
 _MARK = "BAKEOFF-SANDBOX-VIOLATION:"
@@ -151,6 +152,7 @@ def _run_bwrap(files: dict[str, str], config: dict[str, Any], limits: Limits) ->
     config = {**config, "rlimits": rlimits(limits, limits.processes)}
     texts = {**files, "config.json": json.dumps(config), "_boot.py": _boot_source()}
     fds: dict[str, int] = {}
+    filt = memfd("seccomp", seccomp_program())
     try:
         for name, text in texts.items():
             fds[name] = memfd(name, text)
@@ -158,11 +160,11 @@ def _run_bwrap(files: dict[str, str], config: dict[str, Any], limits: Limits) ->
         assert how.python is not None
         argv = [how.python, "-I", "-S", "-B", f"{IN_DIR}/_boot.py", IN_DIR, WORK_DIR]
         tmp = limits.tmp_mb * 1024 * 1024
-        cmd = bwrap_argv(fds, argv, tmp_bytes=tmp, bwrap=how.bwrap, python=how.python)
+        cmd = bwrap_argv(fds, argv, tmp_bytes=tmp, bwrap=how.bwrap, python=how.python, seccomp=filt)
         env = {"PATH": "/usr/bin:/bin"}  # bwrap's own environment: nothing of ours
-        return _communicate(cmd, "/", env, limits, fds.values(), in_bwrap=True)
+        return _communicate(cmd, "/", env, limits, [*fds.values(), filt], in_bwrap=True)
     finally:
-        for fd in fds.values():
+        for fd in [*fds.values(), filt]:
             os.close(fd)
 
 
