@@ -7,7 +7,9 @@ audit hook off; the memory it made the host hold is measured from outside — th
 cgroup the sandbox runs in where one can be made (cgroup v1, as root), otherwise the host's
 /proc/meminfo (Shmem growth and MemAvailable drop, sampled) — and must stay within
 processes x memory_mb + tmp_mb. A control program filling 96 MB inside its limit shows the meter
-sees the sandbox's memory (it cannot pass by measuring nothing)."""
+sees the sandbox's memory (it cannot pass by measuring nothing). The host-wide fallback is noisy
+where other work runs beside the tests (a swing of 60-100 MB seen on a shared 2-core machine); the
+cgroup is exact."""
 
 from __future__ import annotations
 
@@ -24,8 +26,15 @@ from pathlib import Path
 
 import pytest
 
-from bakeoff.sandbox import Limits, isolation_problem, run_python
-from bakeoff.sandbox._seccomp import DENIED, SOCKET, NoFilter, seccomp_program
+from bakeoff.sandbox import (
+    Limits,
+    SandboxUnavailable,
+    _bwrap,
+    _seccomp,
+    isolation_problem,
+    run_python,
+)
+from bakeoff.sandbox._seccomp import DENIED, FCNTL, SOCKET, NoFilter, seccomp_program
 from test_sandbox import HOOK_OFF
 
 LIMITS = Limits(wall_s=30, cpu_s=20, memory_mb=128, processes=1, tmp_mb=8, open_files=256)
@@ -183,7 +192,8 @@ def test_the_meter_sees_the_sandboxs_memory() -> None:
             LIMITS,
         )
     assert res.ok, res.stderr
-    assert 80 <= meter.peak_mb <= BOUND_MB, f"{meter.peak_mb} MB ({meter.how})"
+    seen = 80 if meter.how.startswith("cgroup") else 40  # meminfo: only Shmem is sure to show
+    assert seen <= meter.peak_mb <= BOUND_MB, f"{meter.peak_mb} MB ({meter.how})"
 
 
 @pytest.mark.parametrize("name", list(MEMORY_CORPUS))
@@ -251,9 +261,25 @@ def test_the_syscall_numbers_are_libseccomps() -> None:
     lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
     for col, arch in enumerate(("x86_64", "aarch64")):
         token = lib.seccomp_arch_resolve_name(arch.encode())
-        for call, nrs in {**DENIED, "socket": SOCKET}.items():
+        for call, nrs in {**DENIED, "socket": SOCKET, "fcntl": FCNTL}.items():
             nr = lib.seccomp_syscall_resolve_name_arch(token, call.encode())
             assert (nr if nr >= 0 else None) == nrs[col], (arch, call)
         assert len(seccomp_program(arch)) % 8 == 0
     with pytest.raises(NoFilter, match="riscv64"):
         seccomp_program("riscv64")
+
+
+def test_no_filter_for_the_architecture_is_no_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no filter is known (any architecture but x86_64 and aarch64), the sandbox is refused
+    like a missing bubblewrap, naming why: its memory guarantee would not hold."""
+    monkeypatch.setattr(_seccomp, "arch", lambda: "riscv64")
+    _bwrap._setup.cache_clear()
+    try:
+        assert "not riscv64" in (isolation_problem() or "")
+        with pytest.raises(SandboxUnavailable, match="memfds"):
+            run_python("print(1)", Limits())
+    finally:
+        monkeypatch.undo()
+        _bwrap._setup.cache_clear()
+    assert isolation_problem() is None
+    assert "seccomp" in run_python("print(1)", Limits()).isolation

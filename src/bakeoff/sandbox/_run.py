@@ -65,7 +65,8 @@ class Limits:
     open_files: int = 64
     processes: int = 8
     """Processes and threads in the sandbox, its init included (RLIMIT_NPROC in its user
-    namespace); at most processes x memory_mb of memory in all."""
+    namespace); at most processes x memory_mb of memory in all, plus the tmpfs and the kernel's
+    pipe and Unix-socket buffers (the seccomp filter of `_seccomp.py` denies the rest)."""
 
 
 @dataclass
@@ -114,7 +115,8 @@ def isolation_layers() -> list[str]:
     """The layers a program run now would get."""
     common = ["rlimits", "wall-timeout", "output-cap", "audit-hook"]
     if isolation_problem() is None:
-        return ["bwrap", "namespaces:user,mount,pid,net,ipc,uts,cgroup", "ro-root", *common]
+        ns = "namespaces:user,mount,pid,net,ipc,uts,cgroup"
+        return ["bwrap", ns, "ro-root", "seccomp", *common]
     return ["UNISOLATED", "process", "clean-env", *common] + (
         ["netns"] if _netns_available() else []
     )

@@ -8,8 +8,10 @@ segment outlives its mapping), 61 MB of SysV messages in 4,000 of the namespace'
 fail with EPERM; plain Python never makes them (multiprocessing's POSIX semaphores and shared memory
 live in /dev/shm, read-only in the sandbox). Denied: `memfd_create`, `memfd_secret`, SysV `shmget`,
 `shmat`, `msgget` and `semget`, POSIX `mq_open`, `io_uring_setup`, `userfaultfd`, `bpf`,
-`perf_event_open`, `inotify_init`/`inotify_init1`, `fanotify_init`, and `socket` in any family
-but AF_UNIX (whose buffers are bounded by its send buffer per descriptor).
+`perf_event_open`, `inotify_init`/`inotify_init1`, `fanotify_init`, `socket` in any family
+but AF_UNIX (whose buffers are bounded by its send buffer per descriptor), and `fcntl`'s
+F_SETPIPE_SZ (a pipe keeps 64 KB; at 1 MB each, one process held the kernel's 64 MB per-user
+soft limit of pipe buffers with 256 descriptors).
 
 The program is built here, at run time, as classic BPF (`struct sock_filter`, 8 bytes per
 instruction) and handed to bubblewrap's `--seccomp FD`, which sets no_new_privs and installs it
@@ -49,6 +51,10 @@ DENIED: dict[str, tuple[int | None, int | None]] = {
     "fanotify_init": (300, 262),
 }
 SOCKET = (41, 198)
+"""`socket` is allowed in the AF_UNIX family only (argument 0)."""
+FCNTL = (72, 25)
+"""`fcntl` is denied F_SETPIPE_SZ (argument 1): a pipe keeps its default 16 pages."""
+F_SETPIPE_SZ = 1031
 
 # linux/filter.h, linux/seccomp.h
 _LD_W_ABS = 0x20
@@ -58,7 +64,7 @@ _RET_K = 0x06
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 RET_KILL_PROCESS = 0x80000000
-_NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (arg0's low word: little-endian)
+_NR, _ARCH, _ARG0, _ARG1 = 0, 4, 16, 24  # in struct seccomp_data (args' low words: little-endian)
 
 
 class NoFilter(RuntimeError):
@@ -88,10 +94,13 @@ def seccomp_program(machine: str | None = None) -> bytes:
     if machine == "x86_64":
         prog.append((_JGE_K, "kill", None, _X32_BIT))
     prog.append((_JEQ_K, "socket", None, SOCKET[col]))
+    prog.append((_JEQ_K, "fcntl", None, FCNTL[col]))
     prog += [(_JEQ_K, "deny", None, nr) for nr in denied]
     prog.append((_RET_K, None, None, RET_ALLOW))
     labels = {"socket": len(prog)}
     prog += [(_LD_W_ABS, None, None, _ARG0), (_JEQ_K, "allow", "deny", AF_UNIX)]
+    labels["fcntl"] = len(prog)
+    prog += [(_LD_W_ABS, None, None, _ARG1), (_JEQ_K, "deny", "allow", F_SETPIPE_SZ)]
     labels["allow"] = len(prog)
     prog.append((_RET_K, None, None, RET_ALLOW))
     labels["deny"] = len(prog)
