@@ -102,6 +102,14 @@ MEMORY_CORPUS: dict[str, str] = {
         "                n += a.send(b'x' * 65536)\n        except BlockingIOError:\n            pass\n"
         "except OSError as e:\n    print(e)"
     ),
+    "full socketpairs kept in flight over SCM_RIGHTS, their descriptors closed": (
+        "import socket\nn = 0\nc, _d = socket.socketpair()\ntry:\n    while True:\n"
+        "        a, b = socket.socketpair()\n        a.setblocking(False)\n        try:\n"
+        "            while True:\n                n += a.send(b'x' * 65536)\n"
+        "        except BlockingIOError:\n            pass\n"
+        "        socket.send_fds(c, [b'f'], [a.fileno(), b.fileno()])\n        a.close()\n"
+        "        b.close()\nexcept OSError as e:\n    print(e)"
+    ),
 }
 
 
