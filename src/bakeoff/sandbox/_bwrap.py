@@ -10,7 +10,9 @@ size-capped tmpfs `/tmp`, its cwd and HOME: the only writable place, gone with t
 network but its own loopback, no host file or socket, no environment variable of ours. The program
 is pid 1 of its own pid namespace (`--as-pid-1`), a direct child of bwrap's monitor, so its exit
 status and CPU time reach us exactly; when it ends, or bakeoff dies (`--die-with-parent`), the
-kernel kills every process left in the namespace.
+kernel kills every process left in the namespace. A seccomp filter (`_seccomp.py`, `--seccomp`)
+denies the system calls that would make the kernel hold memory the address-space limit does not
+count (memfds, SysV IPC, TCP buffers); where none is known for the architecture, no sandbox is made.
 
 `BAKEOFF_BWRAP` names the bwrap binary (default: `bwrap` on PATH, else `/usr/bin/bwrap`).
 """

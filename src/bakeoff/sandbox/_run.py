@@ -1,10 +1,11 @@
 """Run untrusted Python (model-written code) in a sandbox, and say how it ended.
 
 The boundary is bubblewrap (`_bwrap.py`): namespaces, a read-only minimal root, a private tmpfs, no
-network, nothing of the parent's. Around it, as before: resource limits (CPU seconds, address
-space, file size, open files, processes, no core dumps) inherited from this process, and a wall
-timeout and output cap enforced here (the whole sandbox is killed past either). Inside, the audit
-hook of `_boot.py` only names forbidden actions early; it is not relied on.
+network, nothing of the parent's, and a seccomp filter keeping memory inside RLIMIT_AS. Around it,
+as before: resource limits (CPU seconds, address space, file size, open files, processes, no core
+dumps) inherited from this process, and a wall timeout and output cap enforced here (the whole
+sandbox is killed past either). Inside, the audit hook of `_boot.py` only names forbidden actions
+early; it is not relied on.
 
 Where bwrap is missing or cannot make its namespaces, nothing runs (`SandboxUnavailable`) unless
 `permit_unisolated()` was called (`bakeoff run --unsafe-code`): then the program runs as a plain
