@@ -10,7 +10,9 @@ size-capped tmpfs `/tmp`, its cwd and HOME: the only writable place, gone with t
 network but its own loopback, no host file or socket, no environment variable of ours. The program
 is pid 1 of its own pid namespace (`--as-pid-1`), a direct child of bwrap's monitor, so its exit
 status and CPU time reach us exactly; when it ends, or bakeoff dies (`--die-with-parent`), the
-kernel kills every process left in the namespace.
+kernel kills every process left in the namespace. A seccomp filter (`_seccomp.py`, `--seccomp`)
+denies the system calls that would make the kernel hold memory the address-space limit does not
+count (memfds, SysV IPC, TCP buffers); where none is known for the architecture, no sandbox is made.
 
 `BAKEOFF_BWRAP` names the bwrap binary (default: `bwrap` on PATH, else `/usr/bin/bwrap`).
 """
@@ -25,6 +27,8 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from bakeoff.sandbox._seccomp import NoFilter, seccomp_program
 
 ENV_VAR = "BAKEOFF_BWRAP"
 DEFAULT_BWRAP = "/usr/bin/bwrap"
@@ -86,11 +90,17 @@ def no_groups() -> list[int] | None:
 
 
 def bwrap_argv(
-    files: dict[str, int], argv: list[str], *, tmp_bytes: int, bwrap: str, python: str
+    files: dict[str, int],
+    argv: list[str],
+    *,
+    tmp_bytes: int,
+    bwrap: str,
+    python: str,
+    seccomp: int,
 ) -> list[str]:
     """The bwrap command running `argv` (which starts `python`) in the sandbox; `files` maps a name
-    under /sandbox to an open file descriptor whose content becomes that read-only file (the fds
-    must be passed on). Start it as `run_as()`."""
+    under /sandbox to an open file descriptor whose content becomes that read-only file, `seccomp`
+    is a descriptor holding `seccomp_program()` (all must be passed on). Start it as `run_as()`."""
     cmd = [
         bwrap,
         "--unshare-all",
@@ -107,6 +117,8 @@ def bwrap_argv(
         "--as-pid-1",  # the program is its namespace's init: it ends, everything in it ends
         "--hostname",
         "sandbox",
+        "--seccomp",  # no memory outside RLIMIT_AS: memfd, SysV IPC, TCP buffers (_seccomp.py)
+        str(seccomp),
     ]
     for root in _ro_roots(python):
         cmd += ["--ro-bind", root, root]
@@ -129,10 +141,10 @@ def sandbox_env(home: str) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
-def memfd(name: str, data: str) -> int:
+def memfd(name: str, data: str | bytes) -> int:
     """An anonymous in-memory file holding `data`, positioned at its start."""
     fd = os.memfd_create(name)  # close-on-exec: only a child given it in pass_fds inherits it
-    view = memoryview(data.encode("utf-8"))
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
     while view:
         view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
@@ -149,17 +161,23 @@ class Setup:
 
 
 def _probe(bwrap: str, python: str) -> str | None:
+    try:
+        filt = memfd("seccomp", seccomp_program())
+    except NoFilter as e:
+        return str(e)
     fd = memfd("probe", "import json, os; print('ok', os.getuid())\n")
     try:
         argv = [python, "-I", "-S", "-B", f"{IN_DIR}/probe.py"]
-        cmd = bwrap_argv({"probe.py": fd}, argv, tmp_bytes=1 << 20, bwrap=bwrap, python=python)
+        cmd = bwrap_argv(
+            {"probe.py": fd}, argv, tmp_bytes=1 << 20, bwrap=bwrap, python=python, seccomp=filt
+        )
         r = subprocess.run(
             cmd,
             capture_output=True,
             text=True,
             timeout=30,
             env={},
-            pass_fds=[fd],
+            pass_fds=[fd, filt],
             user=run_as(),
             group=run_as(),
             extra_groups=no_groups(),
@@ -168,6 +186,7 @@ def _probe(bwrap: str, python: str) -> str | None:
         return f"{bwrap} could not be started: {e}"
     finally:
         os.close(fd)
+        os.close(filt)
     if r.returncode != 0 or r.stdout.split() != ["ok", str(SANDBOX_UID)]:
         why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
         return f"{bwrap} cannot make its sandbox here ({why})"

@@ -1,10 +1,11 @@
 """Run untrusted Python (model-written code) in a sandbox, and say how it ended.
 
 The boundary is bubblewrap (`_bwrap.py`): namespaces, a read-only minimal root, a private tmpfs, no
-network, nothing of the parent's. Around it, as before: resource limits (CPU seconds, address
-space, file size, open files, processes, no core dumps) inherited from this process, and a wall
-timeout and output cap enforced here (the whole sandbox is killed past either). Inside, the audit
-hook of `_boot.py` only names forbidden actions early; it is not relied on.
+network, nothing of the parent's, and a seccomp filter keeping memory inside RLIMIT_AS. Around it,
+as before: resource limits (CPU seconds, address space, file size, open files, processes, no core
+dumps) inherited from this process, and a wall timeout and output cap enforced here (the whole
+sandbox is killed past either). Inside, the audit hook of `_boot.py` only names forbidden actions
+early; it is not relied on.
 
 Where bwrap is missing or cannot make its namespaces, nothing runs (`SandboxUnavailable`) unless
 `permit_unisolated()` was called (`bakeoff run --unsafe-code`): then the program runs as a plain
@@ -44,6 +45,7 @@ from bakeoff.sandbox._bwrap import (
     setup,
 )
 from bakeoff.sandbox._returns import Returned, parse_returns
+from bakeoff.sandbox._seccomp import seccomp_program
 
 VIOLATION_EXIT = 97
 _MARK = "BAKEOFF-SANDBOX-VIOLATION:"
@@ -64,7 +66,8 @@ class Limits:
     open_files: int = 64
     processes: int = 8
     """Processes and threads in the sandbox, its init included (RLIMIT_NPROC in its user
-    namespace); at most processes x memory_mb of memory in all."""
+    namespace); at most processes x memory_mb of memory in all, plus the tmpfs and the kernel's
+    pipe and Unix-socket buffers (the seccomp filter of `_seccomp.py` denies the rest)."""
 
 
 @dataclass
@@ -113,7 +116,8 @@ def isolation_layers() -> list[str]:
     """The layers a program run now would get."""
     common = ["rlimits", "wall-timeout", "output-cap", "audit-hook"]
     if isolation_problem() is None:
-        return ["bwrap", "namespaces:user,mount,pid,net,ipc,uts,cgroup", "ro-root", *common]
+        ns = "namespaces:user,mount,pid,net,ipc,uts,cgroup"
+        return ["bwrap", ns, "ro-root", "seccomp", *common]
     return ["UNISOLATED", "process", "clean-env", *common] + (
         ["netns"] if _netns_available() else []
     )
@@ -151,6 +155,7 @@ def _run_bwrap(files: dict[str, str], config: dict[str, Any], limits: Limits) ->
     config = {**config, "rlimits": rlimits(limits, limits.processes)}
     texts = {**files, "config.json": json.dumps(config), "_boot.py": _boot_source()}
     fds: dict[str, int] = {}
+    filt = memfd("seccomp", seccomp_program())
     try:
         for name, text in texts.items():
             fds[name] = memfd(name, text)
@@ -158,11 +163,11 @@ def _run_bwrap(files: dict[str, str], config: dict[str, Any], limits: Limits) ->
         assert how.python is not None
         argv = [how.python, "-I", "-S", "-B", f"{IN_DIR}/_boot.py", IN_DIR, WORK_DIR]
         tmp = limits.tmp_mb * 1024 * 1024
-        cmd = bwrap_argv(fds, argv, tmp_bytes=tmp, bwrap=how.bwrap, python=how.python)
+        cmd = bwrap_argv(fds, argv, tmp_bytes=tmp, bwrap=how.bwrap, python=how.python, seccomp=filt)
         env = {"PATH": "/usr/bin:/bin"}  # bwrap's own environment: nothing of ours
-        return _communicate(cmd, "/", env, limits, fds.values(), in_bwrap=True)
+        return _communicate(cmd, "/", env, limits, [*fds.values(), filt], in_bwrap=True)
     finally:
-        for fd in fds.values():
+        for fd in [*fds.values(), filt]:
             os.close(fd)
 
 
