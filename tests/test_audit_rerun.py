@@ -88,6 +88,10 @@ def test_rerun_replays_the_scorer_and_gives_identical_verdicts(tmp_path):
     )
     assert {a["id"] for a in store.analyses(run_id)} == {"run", other_id}
     store.close()
+    r = bakeoff("audit", "analyses", run_id, "--db", str(db))
+    assert r.returncode == 0 and other_id in r.stdout and "'margin': 50" in r.stdout
+    r = bakeoff("audit", "analyses", run_id, "--db", str(db), "--analysis", other_id, "--json")
+    assert json.loads(r.stdout)["verdicts"] == beside["verdicts"]
 
 
 def _rewrite(src, dst, name, edit, *, fix_manifest=False):

@@ -187,6 +187,47 @@ def _audit_now(
     return str(run_id)
 
 
+@app.command("analyses")
+def analyses_cmd(
+    run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
+    analysis: str | None = typer.Option(
+        None, "--analysis", help="Print this analysis's verdicts (default: list them all)."
+    ),
+    db: str | None = DbOption,
+    json_out: bool = typer.Option(False, "--json", help="As JSON on stdout."),
+) -> None:
+    """A run's audit analyses: its own (`run`, what `show`, the UI and `compare` read) and every
+    re-analysis stored beside it (`audit --rerun --set`), with the settings each changed."""
+    store = open_store(db, existing=True)
+    rid = find_run_or_fail(store, run_id)["id"]
+    found = store.analyses(rid)
+    if analysis is not None:
+        one = next((a for a in found if a["id"] == analysis), None)
+        if one is None or one["verdicts"] is None:
+            raise fail(
+                f"run {rid} has no analysis {analysis!r}: see `bakeoff audit analyses {rid}`"
+            )
+        if json_out:
+            sys.stdout.write(orjson.dumps(one, option=orjson.OPT_INDENT_2).decode() + "\n")
+        else:
+            out.print(verdict_table(f"{rid}, analysis {analysis}", one["verdicts"]))
+        return
+    if json_out:
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    own: dict[str, Any] = next((a["settings"] for a in found if a["id"] == "run"), {})
+    t = Table(title=f"audit analyses of run {rid}", title_justify="left")
+    for col in ("id", "created", "settings changed", "verdicts"):
+        t.add_column(col)
+    for a in found:
+        changed = {k: v for k, v in a["settings"].items() if own.get(k) != v}
+        claims = ", ".join(
+            f"{ep}: {v.get('claim') or v['verdict']}" for ep, v in (a["verdicts"] or {}).items()
+        )
+        t.add_row(a["id"], a["created_at"], escape(str(changed or "-")), escape(claims or "-"))
+    out.print(t)
+
+
 @app.command("seed")
 def seed_cmd() -> None:
     """Draw a private audit seed and print its commitment: publish the commitment now, run the
