@@ -305,8 +305,11 @@ def test_stopping_when_precise_keeps_the_interval_valid():
                 if stopper.skip("s"):
                     break
             stops.append(i + 1)
-            _, (lo, hi), n = sequence_interval(stopper.values["s"], lineup)
+            _, (lo, hi), n = stopper.interval("s")
             assert n == i + 1 and hi - lo < 0.2
+            replayed = sequence_interval("s", [(f"i{j}", float(v)) for j, v in
+                                               enumerate(outcomes[: i + 1])], lineup)  # fmt: skip
+            assert replayed == stopper.interval("s")
             covered += lo <= p <= hi
         assert covered / 300 >= 0.95, (p, covered)
         assert max(stops) < 1000 and np.mean(stops) < 400, (p, np.mean(stops))

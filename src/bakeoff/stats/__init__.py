@@ -8,31 +8,32 @@ from bakeoff.stats._compare import (
     paired_bootstrap,
     pass_at_k,
 )
+from bakeoff.stats._betting import BettingCS, betting_confidence_sequence
 from bakeoff.stats._intervals import clopper_pearson, percentile, wilson_interval
 from bakeoff.stats._items import (
-    cs_half_width,
     item_bootstrap_ci,
     item_mean_ci,
-    items_for_width,
-    mean_confidence_sequence,
     paired_item_differences,
     per_item_means,
     sign_flip_test,
 )
+from bakeoff.stats._small import bootstrap_t_interval, bootstrap_t_pvalue, paired_mean_test
 
 __all__ = [
+    "BettingCS",
     "Vote",
+    "betting_confidence_sequence",
     "bootstrap_mean_ci",
+    "bootstrap_t_interval",
+    "bootstrap_t_pvalue",
     "bradley_terry",
     "clopper_pearson",
-    "cs_half_width",
     "holm",
     "item_bootstrap_ci",
     "item_mean_ci",
-    "items_for_width",
     "mcnemar_exact",
-    "mean_confidence_sequence",
     "paired_bootstrap",
+    "paired_mean_test",
     "paired_item_differences",
     "pass_at_k",
     "per_item_means",
