@@ -81,36 +81,46 @@ def bootstrap_t_interval(
         raise ValueError("need at least 2 values per sample")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    lead, n = a.shape[:-1], a.shape[-1]
-    rows = a.reshape(-1, n)
-    t = _t_star(rows, n_boot, seed)
+    rows = a.reshape(-1, a.shape[-1])
+    lo, hi = _interval(rows, _t_star(rows, n_boot, seed), confidence, bounds)
+    return lo.reshape(a.shape[:-1]), hi.reshape(a.shape[:-1])
+
+
+def _interval(
+    rows: NDArray[np.float64],
+    t: NDArray[np.float64],
+    confidence: float,
+    bounds: tuple[float, float] | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     alpha = (1 - confidence) / 2
     q_lo, q_hi = np.quantile(t, [alpha, 1 - alpha], axis=1, method="inverted_cdf")
     mean = rows.mean(axis=1)
-    se = rows.std(axis=1, ddof=1) / math.sqrt(n)
+    se = rows.std(axis=1, ddof=1) / math.sqrt(rows.shape[1])
     with np.errstate(invalid="ignore"):  # inf · 0 where the sample has no spread
         lo = np.where(se > 0, mean - q_hi * se, mean)
         hi = np.where(se > 0, mean - q_lo * se, mean)
     if bounds is not None:
         lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-    return lo.reshape(lead), hi.reshape(lead)
+    return lo, hi
 
 
 def bootstrap_t_pvalue(d: ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0) -> float:
     """Two-sided, equal-tailed bootstrap-t p-value of "the mean is 0" for a 1-d sample:
     2·min(P*(T* ≥ t), P*(T* ≤ t)) with the (k + 1)/(B + 1) correction, never above 1."""
     x = _finite(d).ravel()
-    n = x.size
-    if n < 2:
+    if x.size < 2:
         return 1.0
+    return _pvalue(x, _t_star(x[None, :], n_boot, seed)[0])
+
+
+def _pvalue(x: NDArray[np.float64], t: NDArray[np.float64]) -> float:
     mean, sd = float(x.mean()), float(x.std(ddof=1))
     if sd == 0:
         t_obs = 0.0 if mean == 0 else math.copysign(math.inf, mean)
     else:
-        t_obs = mean / (sd / math.sqrt(n))
-    t = _t_star(x[None, :], n_boot, seed)[0]
-    upper = (1 + int(np.sum(t >= t_obs))) / (n_boot + 1)
-    lower = (1 + int(np.sum(t <= t_obs))) / (n_boot + 1)
+        t_obs = mean / (sd / math.sqrt(x.size))
+    upper = (1 + int(np.sum(t >= t_obs))) / (t.size + 1)
+    lower = (1 + int(np.sum(t <= t_obs))) / (t.size + 1)
     return min(1.0, 2 * min(upper, lower))
 
 
@@ -126,7 +136,7 @@ def paired_mean_test(
     obs, p_flip, t_ci = sign_flip_test(d, seed=seed, confidence=confidence)
     if d.size < 3 or np.all(d == d[0]):  # no spread to resample: the t interval's fallback
         return obs, p_flip, t_ci
-    p = max(p_flip, bootstrap_t_pvalue(d, seed=seed))
+    t = _t_star(d[None, :], N_BOOT, seed)
     bounds = (-1.0, 1.0) if np.all(np.abs(d) <= 1) else None
-    lo, hi = bootstrap_t_interval(d, confidence, bounds=bounds, seed=seed)
-    return obs, p, (float(lo), float(hi))
+    lo, hi = _interval(d[None, :], t, confidence, bounds)
+    return obs, max(p_flip, _pvalue(d, t[0])), (float(lo[0]), float(hi[0]))
