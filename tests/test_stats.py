@@ -284,9 +284,10 @@ def test_stopping_when_precise_keeps_the_interval_valid():
     interval is narrower than 0.2 — the interval at the stop covers the truth in ≥ 0.95 − 3·SE
     of 200 seeded simulations per accuracy (Monte Carlo standard error ±0.015 at 0.95), and it
     stops well before the 1,000 items; the summary's replay of the same path gives the same
-    interval. Measured: coverage 0.965 / 0.99 / 1.0 at p = 0.5 / 0.8 / 0.95, stopping at 152 / 97 / 45 items
-    on average (the normal-mixture boundary used before: 278 / 278 / 118; a fixed-n interval of
-    width 0.2 needs 96 items at p = 0.5, but is not valid at a data-dependent stop)."""
+    interval. Measured: coverage 0.965 / 0.99 / 1.0 at p = 0.5 / 0.8 / 0.95, stopping at
+    152 / 97 / 45 items on average (the normal-mixture boundary used before: 278 / 278 / 118; a
+    fixed-n interval of width 0.2 needs 96 items at p = 0.5, but is not valid at a data-dependent
+    stop)."""
     from bakeoff.lineups import parse_lineup
     from bakeoff.runs._stopping import Stopper, sequence_interval
 

@@ -31,8 +31,8 @@ from bakeoff.stats import (
     item_mean_ci,
     mcnemar_exact,
     paired_item_differences,
-    pass_at_k,
     paired_mean_test,
+    pass_at_k,
     percentile,
 )
 from bakeoff.store import Store, StoreError

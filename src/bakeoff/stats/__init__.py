@@ -1,5 +1,6 @@
 """Small pure statistics: intervals, percentiles, paired comparisons and corrections."""
 
+from bakeoff.stats._betting import BettingCS, betting_confidence_sequence
 from bakeoff.stats._bt import Vote, bradley_terry
 from bakeoff.stats._compare import (
     bootstrap_mean_ci,
@@ -8,7 +9,6 @@ from bakeoff.stats._compare import (
     paired_bootstrap,
     pass_at_k,
 )
-from bakeoff.stats._betting import BettingCS, betting_confidence_sequence
 from bakeoff.stats._intervals import clopper_pearson, percentile, wilson_interval
 from bakeoff.stats._items import (
     item_bootstrap_ci,
@@ -33,8 +33,8 @@ __all__ = [
     "item_mean_ci",
     "mcnemar_exact",
     "paired_bootstrap",
-    "paired_mean_test",
     "paired_item_differences",
+    "paired_mean_test",
     "pass_at_k",
     "per_item_means",
     "percentile",

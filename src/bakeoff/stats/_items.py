@@ -89,7 +89,7 @@ def paired_item_differences(
 
 
 def sign_flip_test(
-    diffs: Sequence[float], *, seed: int = 0, confidence: float = 0.95
+    diffs: Sequence[float] | np.ndarray, *, seed: int = 0, confidence: float = 0.95
 ) -> tuple[float, float, tuple[float, float] | None]:
     """(mean difference, two-sided p-value, t interval or None when n < 2) of paired per-item
     differences, by the sign-flip randomization test on their sum."""
