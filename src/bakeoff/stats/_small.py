@@ -57,7 +57,8 @@ def _t_star(x: NDArray[np.float64], n_boot: int, seed: int) -> NDArray[np.float6
         tiny = var <= 1e-12 * ss + 1e-300
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (m - mean) / np.sqrt(var / n)
-        extreme = np.where(m > mean, np.inf, np.where(m < mean, -np.inf, 0.0))
+        tol = 1e-12 * (1.0 + np.abs(mean))  # a resample mean off by rounding alone is the mean
+        extreme = np.where(m > mean + tol, np.inf, np.where(m < mean - tol, -np.inf, 0.0))
         out[:, start : start + b] = np.where(tiny, extreme, t)
     return out
 
@@ -96,9 +97,10 @@ def _interval(
     q_lo, q_hi = np.quantile(t, [alpha, 1 - alpha], axis=1, method="inverted_cdf")
     mean = rows.mean(axis=1)
     se = rows.std(axis=1, ddof=1) / math.sqrt(rows.shape[1])
+    spread = se > 1e-12 * (1.0 + np.abs(mean))  # none: equal values up to rounding
     with np.errstate(invalid="ignore"):  # inf · 0 where the sample has no spread
-        lo = np.where(se > 0, mean - q_hi * se, mean)
-        hi = np.where(se > 0, mean - q_lo * se, mean)
+        lo = np.where(spread, mean - q_hi * se, mean)
+        hi = np.where(spread, mean - q_lo * se, mean)
     if bounds is not None:
         lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     return lo, hi
