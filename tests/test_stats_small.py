@@ -236,3 +236,38 @@ def test_the_sequence_function_is_the_stoppers_running_intersection():
     for v in x:
         cs.update(v)
     assert (float(lo[-1]), float(hi[-1])) == tuple(float(a) for a in cs.interval())
+
+
+def test_the_summary_and_a_resume_replay_the_path_the_stopper_saw():
+    """The betting sequence depends on the order items finished in: the summary's interval and a
+    resumed Stopper's come from the calls sorted by `finished_at`, not by item id."""
+    from bakeoff.lineups import parse_lineup
+    from bakeoff.runs._stopping import Stopper, stored_values
+    from bakeoff.runs._summary import Outcome, _sequence_stats
+
+    lineup = parse_lineup(
+        "run: {suites: [s], stop_when: {ci_width: 0.2, min_items: 20}}\n"
+        "endpoints:\n  - {name: a, provider: fake}\n"
+    )
+    rng = np.random.default_rng(19)
+    values = (rng.random(60) < 0.3).astype(float)
+    values[:15] = 1.0  # an unusual start: the interval depends on the order
+    order = rng.permutation(60)  # item ids sort differently from the finishing order
+    live = Stopper(lineup)
+    for t, i in enumerate(order):
+        live.record("s", f"i{i:02d}", float(values[t]))
+    rows = [Outcome(item_id=f"i{i:02d}", repeat=0, value=float(values[t]), passed=None,
+                    error=False, finished_at=1000.0 + t) for t, i in enumerate(order)]  # fmt: skip
+    stats: dict = {}
+    _sequence_stats(stats, "s", sorted(rows, key=lambda o: o.item_id), lineup, 100)
+    _, (lo, hi), _ = live.interval("s")
+    assert stats["ci95"] == [round(lo, 4), round(hi, 4)] and stats["stopped_early"]
+    by_id = Stopper(
+        lineup, [("s", o.item_id, o.value) for o in sorted(rows, key=lambda o: o.item_id)]
+    )
+    assert by_id.interval("s") != live.interval("s")  # the order matters here
+    calls = [{"id": o.item_id, "endpoint": "a", "suite": "s", "item_id": o.item_id,
+              "status": "ok", "finished_at": o.finished_at} for o in rows]  # fmt: skip
+    scores = [{"call_id": o.item_id, "passed": None, "value": o.value} for o in rows]
+    resumed = Stopper(lineup, stored_values(sorted(calls, key=lambda c: c["id"]), scores, "a"))
+    assert resumed.interval("s") == live.interval("s")
