@@ -10,7 +10,8 @@ the guarantee: any predictable bet does). Once the interval is narrower than `ci
 sequence holds at every number of items at once, the interval reported at the stopping point keeps
 its 95% coverage — a fixed-n interval read at a data-dependent stop would not. The sequence
 depends on the order in which items were completed: the summary and a resumed run replay the
-stored calls in the order they finished.
+stored calls in the order they finished. Item means are clipped to [0, 1], the range the
+sequence is for.
 """
 
 from __future__ import annotations
