@@ -25,7 +25,7 @@ class Paired(_Model):
     """Items both answered: the sample size of the paired test."""
     test: Literal["mcnemar", "sign_flip"] | None = None
     """`mcnemar` (pass/fail, one call per item) or `sign_flip` (per-item mean differences:
-    repeats or graded scores)."""
+    repeats or graded scores; the sign-flip and bootstrap-t tests both, `stats.paired_mean_test`)."""
     ref_only: int | None = None
     cand_only: int | None = None
     delta: float | None = None

@@ -31,9 +31,9 @@ from bakeoff.stats import (
     item_mean_ci,
     mcnemar_exact,
     paired_item_differences,
+    paired_mean_test,
     pass_at_k,
     percentile,
-    sign_flip_test,
 )
 from bakeoff.store import Store, StoreError
 from bakeoff.suites import Item
@@ -138,7 +138,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             ep = lineup.endpoint(e["name"])
             for suite in lineup.run.suites:
                 planned = sum(1 for it in of_suite[suite] if fits(ep, it))
-                _sequence_stats(e["suites"][suite], outcomes[(ep.name, suite)], lineup, planned)
+                rows = outcomes[(ep.name, suite)]
+                _sequence_stats(e["suites"][suite], suite, rows, lineup, planned)
     _paired(endpoints, outcomes, lineup)
     pareto = pareto_front(endpoints)
     return RunSummary.model_validate(
@@ -284,6 +285,7 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     tool_call: bool = False
     prompt_tokens: int | None = None
+    finished_at: float = 0.0
 
 
 def _outcomes(
@@ -314,6 +316,7 @@ def _outcomes(
                 metrics={r["scorer"]: float(r["value"]) for r in rows[1:]},
                 tool_call=bool(c["has_tool_calls"]) or c["finish_reason"] == "tool_calls",
                 prompt_tokens=c["prompt_tokens"],
+                finished_at=float(c["finished_at"] or 0.0),
             )
         )
     return out
@@ -389,7 +392,8 @@ def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
 
 def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
     """Each endpoint vs the reference on the same items: McNemar for pass/fail with one call per
-    item, else the sign-flip test on per-item mean differences (repeats are not independent);
+    item, else the sign-flip test on per-item mean differences, with a bootstrap-t test that must
+    reject too (`stats.paired_mean_test`; repeats are not independent);
     Holm-adjusted across the endpoints of each suite. Tools also get the tool-call F1."""
     ref = lineup.reference
     if ref is None:
@@ -422,7 +426,7 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
                     for a, o in pairs:
                         ref_by[a.item_id].append(_val(a, binary))
                         cand_by[o.item_id].append(_val(o, binary))
-                    delta, p, ci = sign_flip_test(paired_item_differences(ref_by, cand_by))
+                    delta, p, ci = paired_mean_test(paired_item_differences(ref_by, cand_by))
                     entry["test"] = "sign_flip"
                     if ci is not None:
                         entry["delta_ci95"] = [round(ci[0], 4), round(ci[1], 4)]
@@ -440,17 +444,17 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
 
 
 def _sequence_stats(
-    stats: dict[str, Any], rows: list[Outcome], lineup: Lineup, planned_items: int
+    stats: dict[str, Any], suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
 ) -> None:
     """A suite under `run.stop_when`: its interval is the anytime-valid confidence sequence
     (valid where the run stopped), and whether it stopped before its last item."""
-    by_item: dict[str, list[float]] = defaultdict(list)
-    for o in rows:
-        by_item[o.item_id].append(call_value(o.passed, o.value))
-    _, (lo, hi), _ = sequence_interval(by_item, lineup)
+    ordered = sorted(rows, key=lambda o: o.finished_at)  # the path the run's Stopper saw
+    events = [(o.item_id, call_value(o.passed, o.value)) for o in ordered]
+    _, (lo, hi), _ = sequence_interval(suite, events, lineup)
+    items = {o.item_id for o in rows}
     stats["ci95"] = [round(lo, 4), round(hi, 4)]
     stats["ci_method"] = "confidence_sequence"
-    stats["stopped_early"] = len(by_item) < planned_items
+    stats["stopped_early"] = len(items) < planned_items
     stats["items_planned"] = planned_items
 
 
