@@ -54,9 +54,31 @@ def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = No
             get_provider(ep.provider)
     except (UnknownPluginError, DatasetError) as e:
         raise RunError(str(e)) from None
+    check_planned(lineup)
     check_env(lineup)
     check_sandbox(lineup, unsafe_code, log)
     check_local(lineup)
+
+
+def check_planned(lineup: Lineup) -> None:
+    """The lineup plans calls, and its datasets read whole (a bad row is reported with its file
+    and line before a run is stored: a run left behind would "resume" with nothing planned)."""
+    from bakeoff.runs import suite_items
+
+    n = 0
+    for ds in lineup.datasets:
+        if ds.name in lineup.run.suites:
+            try:
+                n += len(suite_items(lineup, ds.name))
+            except (DatasetError, ValueError) as e:
+                raise RunError(str(e)) from None
+    builtin = [s for s in lineup.run.suites if not any(d.name == s for d in lineup.datasets)]
+    audits = lineup.audit.enabled and lineup.reference is not None and len(lineup.endpoints) > 1
+    if not (n or builtin or audits or lineup.run.probe) or not lineup.endpoints:
+        raise RunError(
+            "the lineup plans no call: no suite item, no audit (it needs a `reference` and a "
+            "second endpoint) and no probe (`run.probe`) — nothing would be measured"
+        )
 
 
 async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: float = 10.0) -> None:
@@ -230,7 +252,7 @@ async def execute_run(
     run_id: str,
     lineup: Lineup,
     *,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     on_progress: Callable[[str, EndpointProgress], None] | None = None,
 ) -> str:
     """Execute a stored run: its suites, then (endpoints still up) the capability probes and the
@@ -248,7 +270,8 @@ async def execute_run(
         if wants_audit:
             await run_audit(session, lineup.audit)
 
-    opts = RunOptions(use_cache=use_cache, on_progress=on_progress)
+    cache = lineup.run.cache if use_cache is None else use_cache
+    opts = RunOptions(use_cache=cache, on_progress=on_progress)
     try:
         outcome = await execute(store, run_id, opts, after=after)
     except (AssetError, ServerError, AuditError, StoreError, OSError) as e:
@@ -334,7 +357,7 @@ async def arun(
     db: str | Path | None = None,
     resume: str | None = None,
     new: bool = False,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     report: str | Path | bool = True,
     unsafe_code: bool = False,
     check: bool = True,
@@ -365,7 +388,7 @@ def run(
     db: str | Path | None = None,
     resume: str | None = None,
     new: bool = False,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     report: str | Path | bool = True,
     unsafe_code: bool = False,
     check: bool = True,

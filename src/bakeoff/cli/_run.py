@@ -79,8 +79,11 @@ def run(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Items per suite."),
     repeats: int | None = typer.Option(None, "--repeats", help="Calls per item per endpoint."),
-    no_cache: bool = typer.Option(
-        False, "--no-cache", help="Do not answer calls from the response cache."
+    cache: bool | None = typer.Option(
+        None,
+        "--cache/--no-cache",
+        help="Answer calls from replies stored by earlier runs (development loops; default: the "
+        "lineup's run.cache, off). A replayed answer is not a measurement: figures say so.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     no_audit: bool = typer.Option(
@@ -101,6 +104,12 @@ def run(
         False, "--no-preflight", help="Do not check each endpoint's /models before the run."
     ),
     otel: str | None = OtelOption,
+    allow_errors: bool = typer.Option(
+        False,
+        "--allow-errors",
+        help="Exit 0 even when an endpoint's calls failed too often to be scored (default: exit 3, "
+        "one line per endpoint naming the cause).",
+    ),
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
@@ -112,10 +121,20 @@ def run(
     store, run_id, lineup = _open_run(
         db, lineup, source, resume=resume, new=new, unsafe_code=unsafe_code, check=not no_preflight
     )
-    status = execute_with_progress(store, run_id, lineup, use_cache=not no_cache, quiet=quiet)
+    before = len(store.succeeded_call_ids(run_id))
+    status = execute_with_progress(store, run_id, lineup, use_cache=cache, quiet=quiet)
     where = None if no_report else (report or False)
     _conclude(
-        store, run_id, status, json_out=json_out, report=where, quiet=quiet, gates=gates, otel=otel
+        store,
+        run_id,
+        status,
+        json_out=json_out,
+        report=where,
+        quiet=quiet,
+        gates=gates,
+        otel=otel,
+        carried=before,
+        allow_errors=allow_errors,
     )
 
 
@@ -166,15 +185,21 @@ def _conclude(
     quiet: bool,
     gates: list[Gate],
     otel: str | None = None,
+    carried: int = 0,
+    allow_errors: bool = False,
 ) -> None:
     """The summary, then the exit: 130 if interrupted; the report (`report` None: none; False:
-    the default path); the spans to `otel`; the gates (exit 100 if one fails)."""
+    the default path); the spans to `otel`; the gates (exit 100 if one fails). `carried`: the
+    successful calls stored before this invocation (a resume says how many it made itself)."""
     summary = summarize(store, run_id)
     _print_summary(summary, json_out)
     if status != "complete":
         err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
         raise typer.Exit(130)
     err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
+    if carried:
+        made = len(store.succeeded_call_ids(run_id)) - carried
+        err.print(f"{made} calls answered in this invocation, {carried} carried over from before")
     if report is not None:
         from bakeoff._pipeline import default_report_path
         from bakeoff.cli._ui import write_report_with_progress
@@ -185,7 +210,28 @@ def _conclude(
         from bakeoff.cli._store import send_spans
 
         send_spans(store, run_id, otel)
+    if not allow_errors:
+        check_failures(summary)
     check_gates(summary, gates)
+
+
+FAILED_EXIT = 3
+
+
+def check_failures(summary: dict[str, Any]) -> None:
+    """Exit FAILED_EXIT (3), one line per endpoint and suite, when an endpoint's calls failed too
+    often to score it (`run.max_failed_share`): a run that measured nothing is no success."""
+    lines = [
+        f"{e['name']}: {suite}: no score: {st['no_score']}"
+        for e in summary["endpoints"]
+        for suite, st in e["suites"].items()
+        if st.get("no_score")
+    ]
+    if lines:
+        for line in lines:
+            err.print(f"[bold red]failed:[/] {escape(line)}", highlight=False)
+        err.print("(--allow-errors to accept a run whose endpoints failed)")
+        raise typer.Exit(FAILED_EXIT)
 
 
 def parse_gates(rules: list[str] | None) -> list[Gate]:
@@ -253,7 +299,7 @@ def _say(message: str) -> None:
 
 
 def execute_with_progress(
-    store: Store, run_id: str, lineup: Lineup, *, use_cache: bool, quiet: bool
+    store: Store, run_id: str, lineup: Lineup, *, use_cache: bool | None, quiet: bool
 ) -> str:
     """Execute a stored run (suites, then the audit if enabled) with a live progress display."""
     from bakeoff._pipeline import RunError, execute_run
@@ -294,7 +340,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t = Table(
         title=f"run {summary['run_id']} ({summary['status']})",
         title_justify="left",
-        caption="Δ: score minus the reference's on the same items; p: McNemar (pass/fail, one call "
+        caption="score: over the calls answered (a failed call is not a wrong answer); Δ: score "
+        "minus the reference's on the items both answered; p: McNemar (pass/fail, one call "
         "per item) or sign-flip on per-item differences, Holm-adjusted across endpoints; "
         "* significant at 0.05; intervals are over items",
         caption_justify="left",
@@ -318,10 +365,21 @@ def summary_table(summary: dict[str, Any]) -> Table:
         for s in summary["suites"]:
             sc = e["suites"][s]
             if sc["score"] is None:
-                cells.append("-")
+                cells.append(escape(f"n/a: {sc['no_score']}") if sc.get("no_score") else "-")
             else:
                 lo, hi = sc["ci95"]
-                cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}"
+                answered = sc.get("answered")
+                if answered is not None and answered < sc["n"]:
+                    cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={answered}"
+                    cell += f" ({sc['n'] - answered} failed"
+                    if sc.get("score_failures_as_wrong") is not None:
+                        cell += f"; {sc['score_failures_as_wrong']:.2f} counting them wrong"
+                    cell += ")"
+                else:
+                    cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}"
+                if sc.get("score_common") is not None:
+                    cell += f"\non the {sc['n_common_items']} items all answered: "
+                    cell += f"{sc['score_common']:.2f}"
                 if sc.get("stopped_early"):
                     cell += f"\nstopped early: {sc['n_items']}/{sc['items_planned']} items"
                 vs = sc.get("vs_reference")

@@ -209,6 +209,15 @@ class RunSettings(_Strict):
     """Items per suite (default: each suite's default size)."""
     repeats: int = Field(default=1, ge=1, le=1000)
     """Calls per item per endpoint (for sampled runs)."""
+    max_failed_share: float = Field(default=0.2, ge=0, le=1)
+    """An endpoint whose calls of a suite failed more often than this gets no score for it (a
+    score over the few it answered would mislead), and `bakeoff run` exits 3 (`--allow-errors`
+    accepts it). Failed calls never count as wrong answers."""
+    cache: bool = False
+    """Answer a call from the reply stored for the same request by an earlier run made with the
+    cache on (development loops only; such runs keep their replies for it). Off by default: a
+    replayed answer is not a measurement of the endpoint today, and every figure that includes one
+    says so ("cached"). A resumed run always keeps its own calls, cache or not."""
     seed: int = 0
     """Seed of the suite generators."""
     probe: bool = True

@@ -90,6 +90,8 @@ def _fails(g: Gate, e: dict[str, Any]) -> str | None:
         st = e["suites"].get(s)
         if st is None:
             return f"has no suite {s!r}"
-        if st["score"] is not None and st["score"] < g.score:
+        if st["score"] is None:  # no score is never a pass
+            low.append(f"{s} n/a ({st.get('no_score') or 'no answered call'})")
+        elif st["score"] < g.score:
             low.append(f"{s} {st['score']:.3f}")
     return "scored " + ", ".join(low) if low else None

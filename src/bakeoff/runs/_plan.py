@@ -31,11 +31,44 @@ def call_id(run_id: str, endpoint: str, suite: str, item_id: str, repeat: int) -
 def config_hash(lineup: Lineup) -> str:
     """What a lineup asks for, as a short hash: the same lineup again finds its unfinished run.
     Fields left at their defaults are not hashed, so a new version of bakeoff that adds a field
-    (with a default that keeps the old behaviour) still resumes a run an older one left."""
-    data = orjson.dumps(
-        lineup.model_dump(mode="json", exclude_defaults=True), option=orjson.OPT_SORT_KEYS
+    (with a default that keeps the old behaviour) still resumes a run an older one left. The
+    content of the data it was planned from (its datasets' files, `audit.prompts`) is part of
+    it: a fixed dataset starts a new run instead of resuming into a mix of two versions."""
+    h = hashlib.sha256(
+        orjson.dumps(
+            lineup.model_dump(mode="json", exclude_defaults=True), option=orjson.OPT_SORT_KEYS
+        )
     )
-    return hashlib.sha256(data).hexdigest()[:16]
+    paths = [ds.path for ds in lineup.datasets if not ds.path.startswith("hf://")]
+    if lineup.audit.prompts:
+        paths.append(lineup.audit.prompts)
+    for path in paths:
+        h.update(b"\x00" + data_fingerprint(path).encode())
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(path: str) -> str:
+    """SHA-256 of a data file's bytes — of every file, by relative name, for a folder or a glob
+    (a path that cannot be read: its name alone; loading it reports the error)."""
+    import glob
+    from pathlib import Path
+
+    p = Path(path)
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else []
+    if not p.is_dir():
+        files = (
+            [p] if p.is_file() else sorted(Path(q) for q in glob.glob(path) if Path(q).is_file())
+        )
+    h = hashlib.sha256(path.encode())
+    for f in files:
+        h.update(b"\x00" + str(f).encode() + b"\x00")
+        try:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+        except OSError:
+            continue
+    return h.hexdigest()
 
 
 def new_run_id() -> str:
@@ -58,6 +91,9 @@ def create_run(
     The keys are known to the store before anything is written: a key pasted into a dataset is
     scrubbed from the items as from the calls."""
     store.add_secrets(k for k in api_keys(lineup, environ).values() if k)
+    # every suite's items first: a dataset with a bad row leaves no run behind (a run stored
+    # before it failed would later "resume" with nothing planned and pass its gates)
+    items = {name: suite_items(lineup, name) for name in lineup.run.suites}
     run_id = new_run_id()
     store.create_run(
         run_id,
@@ -68,9 +104,8 @@ def create_run(
         endpoints=[ep.model_dump(mode="json") for ep in lineup.endpoints],
         version=__version__,
     )
-    for name in lineup.run.suites:
-        items = suite_items(lineup, name)
-        store.add_items(run_id, name, [it.stored() for it in items])
+    for name, its in items.items():
+        store.add_items(run_id, name, [it.stored() for it in its])
     return run_id
 
 

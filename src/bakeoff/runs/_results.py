@@ -26,6 +26,8 @@ class Paired(_Model):
     test: Literal["mcnemar", "sign_flip"] | None = None
     """`mcnemar` (pass/fail, one call per item) or `sign_flip` (per-item mean differences:
     repeats or graded scores; the sign-flip and bootstrap-t tests both, `stats.paired_mean_test`)."""
+    left_out_failed: int | None = None
+    """Item calls left out because they failed on either side (failures are not answers)."""
     ref_only: int | None = None
     cand_only: int | None = None
     delta: float | None = None
@@ -42,14 +44,24 @@ class TierStats(_Model):
 
 
 class SuiteStats(_Model):
-    """One suite's primary score over every stored call (errors count as wrong), with its 95% CI
-    and what else the suite measures."""
+    """One suite's primary score over the answered calls (a failed call is counted in `errors`,
+    never as a wrong answer), with its 95% CI and what else the suite measures."""
 
     score: float | None
-    """The mean of the per-item means (the call mean when each item was asked once)."""
+    """The mean of the per-item means over the answered calls (the call mean when each item was
+    asked once); None when more than `run.max_failed_share` of the calls failed (`no_score`)."""
     correct: int | None
     n: int
-    """Calls."""
+    """Calls, failed ones included."""
+    answered: int | None = None
+    """Calls answered: the score's denominator."""
+    no_score: str | None = None
+    """Why there is no score: "30/30 failed — HTTP 402: Insufficient credits"."""
+    score_failures_as_wrong: float | None = None
+    """Past 2% failures: the score with every failed call counted as a wrong answer."""
+    score_common: float | None = None
+    """When endpoints failed on different items: the score over the items every one answered."""
+    n_common_items: int | None = None
     n_items: int | None = None
     """Items: the sample size of `ci95` (an item asked several times is one observation)."""
     ci95: list[float]

@@ -65,7 +65,7 @@ class EndpointProgress:
 
 @dataclass
 class RunOptions:
-    use_cache: bool = True
+    use_cache: bool = False
     """Answer a call from the response cache when the same request (and repeat) was answered."""
     on_progress: Callable[[str, EndpointProgress], None] | None = None
     environ: dict[str, str] | None = None

@@ -1,8 +1,13 @@
 """The run summary, recomputed from the store (never from in-memory counters).
 
-Denominators: a suite's score is passed / calls stored for it, so a failed call counts as a wrong
-answer and is also counted under `errors`; nothing is dropped silently. Latency figures use successful
-calls that went over the wire (not cache hits).
+Denominators: a failed call is not a wrong answer. A suite's score is over the calls the endpoint
+answered, with the failed ones counted beside it (`errors`, `answered`); past 2% failures the score
+that counts them as wrong is shown too (`score_failures_as_wrong`), and past `run.max_failed_share`
+there is no score at all (`no_score`: "30/30 failed — HTTP 402: ..."). Because failing on the hard
+items would raise a score, when endpoints failed on different items each suite also has the score
+over the items every endpoint answered (`score_common`); the paired test against the reference
+leaves out an item failed on either side and says how many (`left_out_failed`). Latency figures
+use successful calls that went over the wire (not cache hits).
 """
 
 from __future__ import annotations
@@ -120,7 +125,10 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             ep,
             lineup,
             per_ep.get(ep.name, []),
-            {suite: _suite_stats(outcomes[(ep.name, suite)], items) for suite in lineup.run.suites},
+            {
+                suite: _suite_stats(outcomes[(ep.name, suite)], items, lineup.run.max_failed_share)
+                for suite in lineup.run.suites
+            },
             planned_calls(store, run_id, lineup, ep.name, suite_items),
             verdicts.get(ep.name),
             probes.get(ep.name),
@@ -141,6 +149,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
                 rows = outcomes[(ep.name, suite)]
                 _sequence_stats(e["suites"][suite], suite, rows, lineup, planned)
     _paired(endpoints, outcomes, lineup)
+    _common_scores(endpoints, outcomes, lineup)
+    _no_score_causes(endpoints, store, run_id)
     pareto = pareto_front(endpoints)
     return RunSummary.model_validate(
         {
@@ -322,32 +332,44 @@ def _outcomes(
     return out
 
 
-def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
-    """One suite's score: the mean of per-item means, with its interval over items (an item
-    asked several times is one observation; `stats/_items.py`)."""
-    n = len(rows)
-    binary = n > 0 and all(o.passed is not None for o in rows)
+def _suite_stats(
+    every: list[Outcome], items: dict[str, Any], max_failed: float = 0.2
+) -> dict[str, Any]:
+    """One suite's score over the answered calls: the mean of per-item means, with its interval
+    over items (an item asked several times is one observation; `stats/_items.py`); the failed
+    calls counted beside it, never as wrong answers (see the module docstring)."""
+    n = len(every)
+    rows = [o for o in every if not o.error]
+    errors = n - len(rows)
+    binary = bool(rows) and all(o.passed is not None for o in rows)
     values = [float(bool(o.passed)) if binary else o.value for o in rows]
     by_item: dict[str, list[float]] = defaultdict(list)
     for o, v in zip(rows, values, strict=True):
         by_item[o.item_id].append(v)
-    if binary:
+    mean: float | None = None
+    lo = hi = 0.0
+    n_items = 0
+    method = "wilson" if binary or not rows else "bootstrap"
+    if rows and binary:
         mean, (lo, hi), n_items = item_mean_ci(by_item)
-        method = "wilson"
-    else:
+    elif rows:
         mean, (lo, hi), n_items = item_bootstrap_ci(by_item)
-        method = "bootstrap"
-    errors = sum(o.error for o in rows)
+    share = errors / n if n else 0.0
     out: dict[str, Any] = {
-        "score": _round(mean, 4),
+        "score": _round(mean, 4) if share <= max_failed else None,
         "correct": int(sum(values)) if binary else None,
         "n": n,
+        "answered": len(rows),
         "n_items": n_items,
         "ci95": [round(lo, 4), round(hi, 4)],
         "ci_method": method,
         "errors": errors,
         "error_rate": _round(errors / n if n else None, 4),
     }
+    if share > 0.02:
+        out["score_failures_as_wrong"] = _round(sum(values) / n, 4)
+    if share > max_failed or not rows:
+        out["no_score"] = f"{errors}/{n} failed"
     # per tier (per language for multilingual, per category for tools)
     tiers: dict[str, list[float]] = defaultdict(list)
     for o, v in zip(rows, values, strict=True):
@@ -356,7 +378,9 @@ def _suite_stats(rows: list[Outcome], items: dict[str, Any]) -> dict[str, Any]:
     out["tiers"] = {t: {"score": _round(sum(v) / len(v), 4), "n": len(v)} for t, v in tiers.items()}
     names = sorted({k for o in rows for k in o.metrics})
     if names:
-        out["metrics"] = {k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / n, 4) for k in names}
+        out["metrics"] = {
+            k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / len(rows), 4) for k in names
+        }
     unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
     if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
         out["unisolated_calls"] = unisolated
@@ -404,12 +428,16 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
         for e in endpoints:
             if e["name"] == ref:
                 continue
-            pairs = [
+            both = [
                 (ref_rows[(o.item_id, o.repeat)], o)
                 for o in outcomes[(e["name"], suite)]
                 if (o.item_id, o.repeat) in ref_rows
             ]
+            # an item failed on either side is not evidence about quality: left out, counted
+            pairs = [(a, b) for a, b in both if not a.error and not b.error]
             entry: dict[str, Any] = {"n_pairs": len(pairs)}
+            if len(pairs) < len(both):
+                entry["left_out_failed"] = len(both) - len(pairs)
             p: float | None = None
             if pairs:
                 entry["n_items"] = len({o.item_id for _, o in pairs})
@@ -441,6 +469,38 @@ def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> N
             if adj is not None:
                 entry["p_holm"] = adj
                 entry["significant"] = adj < 0.05
+
+
+def _common_scores(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
+    """Where endpoints failed on different items, each suite's score over the items every
+    endpoint answered (failing on the hard items must not raise a score)."""
+    names = [e["name"] for e in endpoints]
+    for suite in lineup.run.suites:
+        failed = {n: {o.item_id for o in outcomes[(n, suite)] if o.error} for n in names}
+        if len({frozenset(f) for f in failed.values()}) <= 1:
+            continue  # the same items failed everywhere (or none): the scores compare already
+        answered = [{o.item_id for o in outcomes[(n, suite)] if not o.error} for n in names]
+        common = set.intersection(*answered) if answered else set()
+        for e in endpoints:
+            rows = [o for o in outcomes[(e["name"], suite)] if o.item_id in common and not o.error]
+            binary = bool(rows) and all(o.passed is not None for o in rows)
+            by_item: dict[str, list[float]] = defaultdict(list)
+            for o in rows:
+                by_item[o.item_id].append(_val(o, binary))
+            means = [sum(v) / len(v) for v in by_item.values()]
+            st = e["suites"][suite]
+            st["score_common"] = _round(sum(means) / len(means), 4) if means else None
+            st["n_common_items"] = len(common)
+
+
+def _no_score_causes(endpoints: list[dict[str, Any]], store: Store, run_id: str) -> None:
+    """A suite with no score says why, in the provider's words ("30/30 failed — HTTP 402:
+    Insufficient credits"), from the most common failure of the endpoint's calls."""
+    causes = store.failure_causes(run_id)
+    for e in endpoints:
+        for st in e["suites"].values():
+            if st.get("no_score") and e["name"] in causes:
+                st["no_score"] += " — " + causes[e["name"]]
 
 
 def _sequence_stats(

@@ -24,6 +24,26 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def _provider_message(detail: str, raw: str | None) -> str:
+    """`detail` ("HTTP 402") with the message of an OpenAI-style error body, if it has one
+    (`{"error": {"message": ...}}`, `{"error": "..."}`, `{"message": ...}`), cut to 160
+    characters. The body was scrubbed of known keys when it was stored."""
+    msg: Any = None
+    if raw and raw.lstrip().startswith("{") and len(raw) < 1_000_000:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict):
+            err = body.get("error")
+            msg = err.get("message") if isinstance(err, dict) else err
+            msg = msg if isinstance(msg, str) else body.get("message")
+    if not isinstance(msg, str) or not msg.strip() or msg.strip() in detail:
+        return detail
+    text = " ".join(msg.split())
+    return f"{detail}: {text[:160]}{'…' if len(text) > 160 else ''}"
+
+
 def _one(cursor: Cursor) -> Row | None:
     row: Row | None = cursor.fetchone()
     return row
@@ -358,6 +378,21 @@ class Reads:
             f" AND c.repeat = 0 AND c.status = 'ok' AND c.endpoint IN ({marks})",
             (run_id, *endpoints),
         ).fetchall()
+
+    def failure_causes(self, run_id: str) -> dict[str, str]:
+        """{endpoint: its most common failure, in the provider's words where its error body has a
+        message} over the run's failed suite calls."""
+        rows = self.db.execute(
+            "SELECT endpoint, error_detail, response_raw FROM calls WHERE run_id = ?"
+            " AND status != 'ok' AND suite NOT LIKE 'fidelity.%'",
+            (run_id,),
+        ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for r in rows:
+            why = _provider_message(r["error_detail"] or "error", r["response_raw"])
+            by = counts.setdefault(r["endpoint"], {})
+            by[why] = by.get(why, 0) + 1
+        return {ep: max(by, key=lambda k: by[k]) for ep, by in counts.items()}
 
     def score_sums(self, run_id: str, scorer: str, endpoints: tuple[str, ...]) -> dict[str, float]:
         """{endpoint: the sum of one scorer's values over its calls}."""
