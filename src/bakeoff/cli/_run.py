@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bakeoff.cli._common import (
+    AllowEnvOption,
     DbOption,
     err,
     fail,
@@ -101,6 +102,7 @@ def run(
         False, "--no-preflight", help="Do not check each endpoint's /models before the run."
     ),
     otel: str | None = OtelOption,
+    allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""

@@ -5,9 +5,14 @@ from bakeoff.store._db import Store, StoreError, database_exists, default_db_pat
 from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
+from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 
 __all__ = [
+    "HELD",
+    "MIN_REDACTABLE",
+    "WITHHELD",
+    "Secrets",
     "MIGRATIONS",
     "CallRecord",
     "Row",
