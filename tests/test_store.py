@@ -1,9 +1,9 @@
 import os
 import socket
 import sqlite3
+from dataclasses import replace
 
 import pytest
-from dataclasses import replace
 
 from bakeoff.store import MIGRATIONS, WITHHELD, CallRecord, Store, migrate
 

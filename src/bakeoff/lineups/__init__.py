@@ -41,9 +41,9 @@ __all__ = [
     "RunSettings",
     "Sampling",
     "StopWhen",
+    "keys",
     "load_lineup",
     "missing_env",
     "parse_lineup",
-    "keys",
     "purposes",
 ]

@@ -5,17 +5,17 @@ from bakeoff.store._db import Store, StoreError, database_exists, default_db_pat
 from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
-from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 
 __all__ = [
     "HELD",
+    "MIGRATIONS",
     "MIN_REDACTABLE",
     "WITHHELD",
-    "Secrets",
-    "MIGRATIONS",
     "CallRecord",
     "Row",
+    "Secrets",
     "SideCallRecord",
     "Store",
     "StoreError",

@@ -17,8 +17,8 @@ from typing import Any
 from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_secrets
 from bakeoff.store._migrations import migrate
 from bakeoff.store._reads import Reads
-from bakeoff.store._secrets import Secrets
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._secrets import Secrets
 
 DEFAULT_DB = "bakeoff.db"
 
