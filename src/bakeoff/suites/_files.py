@@ -117,7 +117,7 @@ def _read_csv(path: Path) -> Records:
                 _check_fields(rec, f"{path}:{reader.line_num}")
                 out.append((f"{path}:{reader.line_num}", dict(rec)))
         except csv.Error as e:  # a field over csv's own limit (131,072 characters), a stray quote
-            raise DatasetError(f"{path}:{reader.line_num}: {e}") from None
+            raise DatasetError(f"{path}:{reader.reader.line_num}: {e}") from None
     return out
 
 

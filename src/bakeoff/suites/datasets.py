@@ -23,12 +23,12 @@ import orjson
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups._config import DEFAULT_PROMPT, MAX_ITEMS
 from bakeoff.suites._files import DatasetError, read_records
-
-__all__ = ["DatasetError", "DatasetSuite", "extract_choice", "parse_verdict", "read_records"]
 from bakeoff.suites._scorers import ExactMatch, NumericMatch
 from bakeoff.suites._types import Item, Score
 from bakeoff.suites.code import extract_code, isolation_score, run_tests
 from bakeoff.suites.structured import parse_json
+
+__all__ = ["DatasetError", "DatasetSuite", "extract_choice", "parse_verdict", "read_records"]
 
 LETTERS = "ABCDEFGHIJ"
 MAX_RENDERED = 1_000_000
