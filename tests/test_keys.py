@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import bakeoff
 
 from bakeoff.lineups import LineupError, keys, parse_lineup
 from bakeoff.store import MIN_REDACTABLE, WITHHELD
 from bakeoff.suites.datasets import DatasetError, read_records
+from conftest import bakeoff
 
 EVIL = "sk-evil-SECRET-123"  # the key: 18 characters
 
