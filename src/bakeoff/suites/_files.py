@@ -56,6 +56,14 @@ def _check_fields(rec: dict[str, Any], where: str) -> None:
             stack.extend((f"{key}[{i}]", x) for i, x in enumerate(v))
 
 
+def _record(rec: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """A parsed JSON value as a record: an object, every text value within the bound."""
+    if not isinstance(rec, dict):
+        raise DatasetError(f"{where}: a record must be a JSON object")
+    _check_fields(rec, where)
+    return where, rec
+
+
 def _read_jsonl(path: Path) -> Records:
     out = []
     with path.open("rb") as fh:
@@ -66,10 +74,7 @@ def _read_jsonl(path: Path) -> Records:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError as e:
                 raise DatasetError(f"{path}:{n}: not valid JSON: {e}") from None
-            if not isinstance(rec, dict):
-                raise DatasetError(f"{path}:{n}: a record must be a JSON object")
-            _check_fields(rec, f"{path}:{n}")
-            out.append((f"{path}:{n}", rec))
+            out.append(_record(rec, f"{path}:{n}"))
     return out
 
 
@@ -100,10 +105,7 @@ def _read_json(path: Path) -> Records:
             rec, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{path}:{line}: not valid JSON: {e.msg}") from None
-        if not isinstance(rec, dict):
-            raise DatasetError(f"{path}:{line}: a record must be a JSON object")
-        _check_fields(rec, f"{path}:{line}")
-        out.append((f"{path}:{line}", rec))
+        out.append(_record(rec, f"{path}:{line}"))
 
 
 def _read_csv(path: Path) -> Records:
