@@ -107,10 +107,11 @@ def echo_server() -> Iterator[http.server.ThreadingHTTPServer]:
     srv.server_close()
 
 
-def test_a_scorer_error_body_echoing_the_key_is_printed_without_it(tmp_path, echo_server):
+@pytest.mark.parametrize("key", [EVIL, "EMPTY"])
+def test_a_scorer_error_body_echoing_the_key_is_printed_without_it(tmp_path, echo_server, key):
     """Item 7(a): the reference scorer's 401 body `unauthorized: got Bearer sk-evil-SECRET-123`
     was printed on stderr as it came (CI logs are often public). The message is printed, the key
-    in it is `***`."""
+    in it is `***` (a short key too, where it stands as a word)."""
     url = f"http://127.0.0.1:{echo_server.server_port}/v1"
     lu = tmp_path / "l.yaml"
     lu.write_text(
@@ -122,11 +123,11 @@ def test_a_scorer_error_body_echoing_the_key_is_printed_without_it(tmp_path, ech
         "  - {name: other, provider: fake, fake: {mode: fixed, reply: 'Paris.'}}\n"
     )
     db = tmp_path / "b.db"
-    r = bakeoff("run", "-c", str(lu), "--db", str(db), "--no-report", env={"EVIL_API_KEY": EVIL})
+    r = bakeoff("run", "-c", str(lu), "--db", str(db), "--no-report", env={"EVIL_API_KEY": key})
     assert r.returncode != 0 and "401" in r.stderr, r.stderr[-3000:]
     assert "unauthorized: got Bearer ***" in r.stderr
-    assert EVIL not in r.stdout + r.stderr
-    assert EVIL.encode() not in _db_bytes(tmp_path)
+    assert key not in r.stdout + r.stderr
+    assert f"Bearer {key}".encode() not in _db_bytes(tmp_path)
 
 
 @pytest.mark.parametrize("key", [EVIL, "hunter2"])
@@ -205,6 +206,12 @@ def test_a_key_in_api_key_env_is_refused_without_echoing_it(tmp_path, value):
 )
 def test_names_of_llm_keys_are_not_taken_for_keys(name):
     assert keys.key_variable_problem(name) is None
+
+
+def test_a_prefix_needs_a_keys_length_to_be_a_key():
+    assert not keys.looks_like_key("hf_token") and not keys.looks_like_key("ASIA_REGION_KEY")
+    assert keys.key_variable_problem("hf_token") is None
+    assert keys.looks_like_key("AKIA" + "ABCDEFGHIJKLMNOP")
 
 
 def test_a_preset_default_or_an_allowed_name_passes_the_name_rule():

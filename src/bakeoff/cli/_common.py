@@ -79,6 +79,9 @@ AllowEnvOption = typer.Option(
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print the error (cleaned of every key the process read, a short one too: `HELD.message`)
+    and the exit to raise."""
+    message = HELD.message(message)
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
 

@@ -68,8 +68,12 @@ _SECRET_PARAMS = {"key", "api_key", "apikey", "api-key", "token", "access_token"
 def looks_like_key(value: str) -> bool:
     """A known service's key prefix, or a long run of letters and digits as random as a key's
     (a variable's name is words: `OPENROUTER_API_KEY`)."""
-    if value.startswith(KEY_PREFIXES):
-        return True
+    for prefix in KEY_PREFIXES:
+        if (
+            value.startswith(prefix)
+            and len(re.sub(r"[^A-Za-z0-9]", "", value[len(prefix) :])) >= 12
+        ):
+            return True  # a key's body is long: `hf_token` is a name, `hf_AbC...` a key
     for run in re.findall(r"[A-Za-z0-9]{20,}", value):
         mixed = any(c.isdigit() for c in run) and any(c.isalpha() for c in run)
         if mixed and _entropy(run) >= 3.5:

@@ -17,6 +17,7 @@ The stored lineup is never passed through either rule: it holds no key by constr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 MIN_REDACTABLE = 16
@@ -52,6 +53,15 @@ class Secrets:
         for k in self.long:
             if k in text:
                 text = text.replace(k, "***")
+        return text
+
+    def message(self, text: str) -> str:
+        """An error message about to be printed (never stored): long keys replaced, and a short key
+        too where it stands as a word of its own (`got Bearer EMPTY`), so it is never echoed; a
+        short key inside a word (`x` in `fix`) is left."""
+        text = self.data(text)
+        for k in self.short:
+            text = re.sub(rf"(?<![A-Za-z0-9_\-]){re.escape(k)}(?![A-Za-z0-9_\-])", "***", text)
         return text
 
     def error(self, text: str) -> str:
