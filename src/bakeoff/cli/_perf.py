@@ -40,7 +40,7 @@ def load_or_default(config: Path | None) -> tuple[Path, Lineup]:
 
     config, lineup = load_lineup_or_default(config)
     try:
-        check_env(lineup, lambda m: err.print(m, highlight=False))
+        check_env(lineup, lambda m: err.print(m, highlight=False, markup=False))
     except RunError as e:
         raise fail(str(e)) from None
     return config, lineup
