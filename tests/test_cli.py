@@ -270,6 +270,12 @@ def test_api_key_never_stored_logged_or_exported(tmp_path, fake_proc, debug):
     r = bakeoff(*args, "run", "-c", str(f), "--db", str(db), "--json", env=env)
     assert r.returncode == 0, r.stderr
     assert all(json.loads(x)["auth"] for x in log.read_text().splitlines())  # the key was sent
+    # preflight names the variable and the host it goes to, never the value
+    host = srv.url.split("//")[1].split("/")[0]
+    assert f"key: endpoint 'ep' sends BAKEOFF_TEST_KEY to {host}" in r.stderr
+    # the stored lineup is the file's, not scrubbed (it holds no key by construction)
+    stored = sqlite3.connect(db).execute("SELECT lineup_json FROM runs").fetchone()[0]
+    assert json.loads(stored)["endpoints"][0]["api_key_env"] == "BAKEOFF_TEST_KEY"
     outputs = [r.stdout, r.stderr]
     for fmt in ("jsonl", "csv", "parquet"):
         o = tmp_path / f"x.{fmt}"
@@ -323,10 +329,10 @@ def test_read_only_commands_and_refused_runs_leave_no_database(tmp_path):
     unset = tmp_path / "unset.yaml"
     unset.write_text(
         "run: {suites: [arith]}\nendpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1',"
-        " model: m, api_key_env: BAKEOFF_NO_SUCH_VAR}\n"
+        " model: m, api_key_env: BAKEOFF_NO_SUCH_KEY}\n"
     )
     r = bakeoff("run", "-c", str(unset), "--db", str(db))
-    assert r.returncode == 2 and "BAKEOFF_NO_SUCH_VAR" in r.stderr and not db.exists()
+    assert r.returncode == 2 and "BAKEOFF_NO_SUCH_KEY is not set" in r.stderr and not db.exists()
 
 
 GATED = """

@@ -63,13 +63,13 @@ def test_library_run_returns_the_summary_the_cli_prints(tmp_path):
 
 
 def test_library_run_refuses_before_any_call_with_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    monkeypatch.delenv("NO_SUCH_API_KEY", raising=False)
     lu = tmp_path / "l.yaml"
     lu.write_text(
         "endpoints:\n  - {name: a, base_url: 'http://127.0.0.1:9/v1', model: m,"
-        " api_key_env: NO_SUCH_KEY_VAR}\nrun: {suites: [arith]}\n"
+        " api_key_env: NO_SUCH_API_KEY}\nrun: {suites: [arith]}\n"
     )
-    with pytest.raises(bakeoff.RunError, match="NO_SUCH_KEY_VAR"):
+    with pytest.raises(bakeoff.RunError, match="NO_SUCH_API_KEY"):
         bakeoff.run(lu, db=tmp_path / "b.db")
     assert not (tmp_path / "b.db").exists()  # refused before a database was made
     bad = tmp_path / "bad.yaml"

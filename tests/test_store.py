@@ -1,10 +1,11 @@
 import os
 import socket
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
-from bakeoff.store import MIGRATIONS, CallRecord, Store, migrate
+from bakeoff.store import MIGRATIONS, WITHHELD, CallRecord, Store, migrate
 
 try:
     import psycopg
@@ -31,7 +32,7 @@ def test_wal_mode(tmp_path):
 
 
 def test_record_call_is_atomic_and_scrubs_secrets(db_target):
-    s = _store_with_run(db_target, secrets=["topsecret123"])
+    s = _store_with_run(db_target, secrets=["topsecret123-0123456789"])
     call = CallRecord(
         id="c1",
         run_id="r1",
@@ -41,7 +42,7 @@ def test_record_call_is_atomic_and_scrubs_secrets(db_target):
         repeat=0,
         status="error",
         error_class="auth",
-        error_detail="key topsecret123 rejected",
+        error_detail="key topsecret123-0123456789 rejected",
         n_attempts=1,
         cached=False,
         started_at=0.0,
@@ -56,6 +57,43 @@ def test_record_call_is_atomic_and_scrubs_secrets(db_target):
     s.record_call(call, [], [])
     (row,) = s.calls("r1")
     assert row["error_detail"] == "key *** rejected"
+    s.close()
+
+
+def test_redaction_never_rewrites_data_and_withholds_errors_holding_a_short_key(db_target):
+    """A short key (vLLM's dummy `EMPTY`, `x`) is never replaced in what is stored: the lineup and
+    the model's output are kept as they are; an error body holding it is withheld whole. A long
+    key is `***` wherever it occurs (issue #31, item 5)."""
+    long_key = "sk-evil-SECRET-123"
+    s = Store(db_target, secrets=["EMPTY", "x", long_key])
+    lineup = '{"defaults": {"max_tokens": 8}, "extra_body": {"x": 1}}'
+    endpoints = [{"name": "e", "provider": "openai", "model": "max_tokens", "extra": "x"}]
+    s.create_run(
+        "r1",
+        config_hash="h",
+        lineup_json=lineup,
+        source=None,
+        reference=None,
+        endpoints=endpoints,
+        version="0",
+    )
+    s.record_call(_call("ok1", "ok", "Nothing is EMPTY here, x marks it"), [], [])
+    s.record_call(_call("ok2", "ok", f"the key is {long_key}!"), [], [])
+    bodies = {"e1": "unauthorized: got Bearer EMPTY", "e2": f"got Bearer {long_key} here"}
+    for cid, body in bodies.items():
+        call = replace(_call(cid, "error", ""), error_detail=body, response_raw=body)
+        attempt = {"n": 1, "started_at": 0.0, "duration_ms": 1.0, "error_detail": body}
+        s.record_call(call, [attempt], [])
+    run = s.db.execute("SELECT lineup_json FROM runs").fetchone()[0]
+    config = s.db.execute("SELECT config_json FROM endpoints").fetchone()[0]
+    assert run == lineup and "max_tokens" in config and '"x"' in config
+    rows = {r["id"]: r for r in s.calls("r1")}
+    assert rows["ok1"]["output_text"] == "Nothing is EMPTY here, x marks it"
+    assert rows["ok2"]["output_text"] == "the key is ***!"
+    assert rows["e1"]["error_detail"] == rows["e1"]["response_raw"] == WITHHELD
+    assert rows["e2"]["error_detail"] == rows["e2"]["response_raw"] == "got Bearer *** here"
+    details = [r[0] for r in s.db.execute("SELECT error_detail FROM attempts ORDER BY call_id")]
+    assert details == [WITHHELD, "got Bearer *** here"]
     s.close()
 
 

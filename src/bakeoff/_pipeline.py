@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bakeoff.lineups import FieldProblems, Lineup, LineupError, missing_env
+from bakeoff.lineups import FieldProblems, Lineup, LineupError, keys, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider, load, resolve_lineup
 from bakeoff.runs import (
     EndpointProgress,
@@ -55,7 +55,7 @@ def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = No
     except (UnknownPluginError, DatasetError) as e:
         raise RunError(str(e)) from None
     check_planned(lineup)
-    check_env(lineup)
+    check_env(lineup, log)
     check_sandbox(lineup, unsafe_code, log)
     check_local(lineup)
 
@@ -138,10 +138,39 @@ async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, st
     return None, None
 
 
-def check_env(lineup: Lineup) -> None:
-    problems = missing_env(lineup)
+def check_env(lineup: Lineup, log: Log | None = None) -> None:
+    """Every key variable is one the lineup may send (`lineups.keys`: an LLM API key's name, the
+    preset's own, or one the user allowed) and is set; `log` is told which variable goes to which
+    host."""
+    allowed = keys.allowed_variables()
+    problems = []
+    for ep in lineup.endpoints:
+        if not ep.api_key_env:
+            continue
+        try:
+            default = getattr(get_provider(ep.provider), "default_key_env", None)
+        except UnknownPluginError:
+            default = None
+        problem = keys.key_variable_problem(ep.api_key_env, default=default, allowed=allowed)
+        if problem:
+            problems.append(f"endpoint {ep.name!r}: {problem}")
+    problems += missing_env(lineup)
     if problems:
         raise RunError("no call was made:\n  " + "\n  ".join(problems))
+    for ep in lineup.endpoints:
+        if ep.api_key_env and log:
+            log(f"key: endpoint {ep.name!r} sends {ep.api_key_env} to {_host(ep)}")
+
+
+def _host(ep: Any) -> str:
+    from urllib.parse import urlsplit
+
+    if not ep.base_url:
+        return f"the server bakeoff starts for it (provider {ep.provider})"
+    try:
+        return urlsplit(ep.base_url).netloc or ep.base_url
+    except ValueError:
+        return str(ep.base_url)
 
 
 def check_sandbox(lineup: Lineup, unsafe_code: bool, log: Log | None = None) -> None:
@@ -202,7 +231,7 @@ def prepare(
         if row["status"] == "complete" and log:
             log(f"run {row['id']} is already complete; nothing to resume")
         lineup = lineup_of_run(store, row["id"])
-        check_env(lineup)
+        check_env(lineup, log)
         check_sandbox(lineup, unsafe_code, log)
         return row["id"], lineup
     if not isinstance(lineup, Lineup):

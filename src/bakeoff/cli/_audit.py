@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bakeoff.cli._common import (
+    AllowEnvOption,
     DbOption,
     err,
     fail,
@@ -65,6 +66,7 @@ def audit(
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Audit every endpoint against the reference: same / different / inconclusive, with evidence."""
     if ctx.invoked_subcommand is not None:

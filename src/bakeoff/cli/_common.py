@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bakeoff.lineups import Lineup, LineupError
+from bakeoff.lineups import Lineup, LineupError, keys
 from bakeoff.plugins import load
-from bakeoff.store import Row, Store, StoreError, database_exists, default_db_path, redact
+from bakeoff.store import HELD, Row, Store, StoreError, database_exists, default_db_path, redact
 
 
 class _Console(Console):
@@ -19,9 +19,12 @@ class _Console(Console):
     A message (a string or a `Text`) is printed soft-wrapped: rich inserts no line break of its own,
     so a long path cannot push the cause of an error onto another line or out of a `grep`; the
     terminal wraps it. A table's cells fold onto more lines instead of ending in "…" (rich's
-    default for a column that does not fit)."""
+    default for a column that does not fit). A message is cleaned of every API key the process
+    has read (`store.HELD`): an endpoint's error body that echoes the key is printed without it."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        if HELD:
+            objects = tuple(_clean(o) for o in objects)
         for o in objects:
             if isinstance(o, Table):
                 for col in o.columns:
@@ -29,6 +32,14 @@ class _Console(Console):
         if objects and all(isinstance(o, str | Text) for o in objects):
             kwargs.setdefault("soft_wrap", True)
         super().print(*objects, **kwargs)
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, str):
+        return HELD.data(o)
+    if isinstance(o, Text) and HELD.data(o.plain) != o.plain:
+        return Text(HELD.data(o.plain))  # its styles go with the key
+    return o
 
 
 def _console(stderr: bool) -> Console:
@@ -51,7 +62,26 @@ DbOption = typer.Option(
 )
 
 
+def _allow(names: list[str] | None) -> list[str] | None:
+    keys.allow(names or [])
+    return names
+
+
+AllowEnvOption = typer.Option(
+    None,
+    "--allow-env",
+    metavar="NAME",
+    callback=_allow,
+    help="Let the lineup send this variable's value as an API key though its name is not an LLM "
+    "key's (*_API_KEY, *_KEY, *_TOKEN, the preset's own) or is another service's credential "
+    "(AWS_*, GITHUB_TOKEN, ...); repeatable. Also: BAKEOFF_ALLOW_ENV=NAME,NAME.",
+)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print the error (cleaned of every key the process read, a short one too: `HELD.message`)
+    and the exit to raise."""
+    message = HELD.message(message)
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
 

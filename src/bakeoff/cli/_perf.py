@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bakeoff.cli._common import (
+    AllowEnvOption,
     DbOption,
     err,
     fail,
@@ -23,7 +24,7 @@ from bakeoff.cli._common import (
     open_store,
     out,
 )
-from bakeoff.lineups import Lineup, missing_env
+from bakeoff.lineups import Lineup
 
 ConfigOption = typer.Option(
     None,
@@ -35,10 +36,13 @@ ConfigOption = typer.Option(
 
 
 def load_or_default(config: Path | None) -> tuple[Path, Lineup]:
+    from bakeoff._pipeline import RunError, check_env
+
     config, lineup = load_lineup_or_default(config)
-    problems = missing_env(lineup)
-    if problems:
-        raise fail("no call was made:\n  " + "\n  ".join(problems))
+    try:
+        check_env(lineup, lambda m: err.print(m, highlight=False, markup=False))
+    except RunError as e:
+        raise fail(str(e)) from None
     return config, lineup
 
 
@@ -106,6 +110,7 @@ def perf(
     run_ref: str | None = typer.Option(
         None, "--run", help="Attach the measurements to this run (shown in its report)."
     ),
+    allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Measure latency and throughput under load: sweep concurrency (closed loop) or request rate
     (open loop, absolute schedule) up to saturation, per endpoint, and store every request."""
@@ -339,6 +344,7 @@ def probe(
     output_tokens: int = typer.Option(512, "--output-tokens", help="Output length to ask for."),
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the probe results as JSON."),
+    allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Probe what each endpoint really does: context length (and silent truncation), output limit,
     stream usage, logprobs, tools, JSON mode, seed determinism — the capability matrix."""

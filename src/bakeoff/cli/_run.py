@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bakeoff.cli._common import (
+    AllowEnvOption,
     DbOption,
     err,
     fail,
@@ -110,6 +111,7 @@ def run(
         help="Exit 0 even when an endpoint's calls failed too often to be scored (default: exit 3, "
         "one line per endpoint naming the cause).",
     ),
+    allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""

@@ -1,5 +1,6 @@
 """Lineups: the YAML config naming the endpoints to compare, loaded into typed models."""
 
+from bakeoff.lineups import _keys as keys
 from bakeoff.lineups import _purposes as purposes
 from bakeoff.lineups._config import (
     AuditSettings,
@@ -40,6 +41,7 @@ __all__ = [
     "RunSettings",
     "Sampling",
     "StopWhen",
+    "keys",
     "load_lineup",
     "missing_env",
     "parse_lineup",

@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bakeoff.endpoints import CREDENTIAL_HEADERS, Limits, RetryPolicy, Timeouts
+from bakeoff.lineups._keys import url_credential_problem, variable_name_problem
 from bakeoff.lineups._specs import FakeSpec, LocalSpec, ProxySpec, _Strict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 MAX_ITEMS = 100_000
@@ -146,11 +146,21 @@ class Endpoint(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV.match(v):
-            raise ValueError(
-                "must be the NAME of an environment variable (like OPENROUTER_API_KEY), "
-                "not a key; literal keys are refused"
-            )
+        problem = None if v is None else variable_name_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if not v:
+            return v
+        if not re.match(r"^https?://", v):
+            raise ValueError("base_url must start with http:// or https://")
+        problem = url_credential_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("headers")
@@ -183,8 +193,6 @@ class Endpoint(_Strict):
                 self.local = LocalSpec()
         elif self.provider == "proxy" and self.proxy is None:
             raise ValueError("provider: proxy needs a `proxy:` section naming its target")
-        if self.base_url and not re.match(r"^https?://", self.base_url):
-            raise ValueError("base_url must start with http:// or https://")
         return self
 
 

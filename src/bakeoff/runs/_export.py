@@ -6,6 +6,10 @@ Parquet, in one documented schema whatever the run (`CALL_COLUMNS`, `SUMMARY_COL
   that contradicts it is refused, not obeyed.
 - Calls carry their item (prompt text, target, tier), their purpose (`suite` or `audit`), their
   primary score and pass/fail (every score in `scores_json`), and ISO 8601 UTC timestamps.
+- A CSV cell (text) that begins with `=`, `+`, `-`, `@`, a tab or a carriage return is written
+  after a single quote (OWASP's advice against formula injection: a reply
+  `=HYPERLINK(...)` opened in a spreadsheet stays text); a plain number (`-5`, `+1.5e3`) is written
+  as it is. JSONL, JSON and Parquet carry every value unchanged.
 - Parquet columns are typed from the schema, never from the values: a run with no tool call, cost
   or error has the same schema as one with all of them.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -286,6 +291,17 @@ def _parquet(rows: list[dict[str, Any]], columns: dict[str, str], out: str) -> N
     pq.write_table(pa.Table.from_pylist(typed, schema=_arrow_schema(columns)), out)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def write_rows(
     rows: list[dict[str, Any]], columns: dict[str, str], fmt: str, out: str | None
 ) -> None:
@@ -306,7 +322,7 @@ def write_rows(
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=list(columns))
             w.writeheader()
-            w.writerows(rows)
+            w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
             fh.write(buf.getvalue())
     finally:
         if out:

@@ -18,7 +18,7 @@ import orjson
 from bakeoff._version import __version__
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_suite
-from bakeoff.store import Store
+from bakeoff.store import HELD, Store
 from bakeoff.suites import Item
 
 
@@ -76,9 +76,12 @@ def new_run_id() -> str:
 
 
 def api_keys(lineup: Lineup, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
-    """Each endpoint's API key, from the variable its `api_key_env` names (None without one)."""
+    """Each endpoint's API key, from the variable its `api_key_env` names (None without one). Each
+    key read is held for redaction (`store.HELD`): the command line's messages are cleaned of it."""
     env = os.environ if environ is None else environ
-    return {ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints}
+    keys = {ep.name: env.get(ep.api_key_env) if ep.api_key_env else None for ep in lineup.endpoints}
+    HELD.add(k for k in keys.values() if k)
+    return keys
 
 
 def create_run(

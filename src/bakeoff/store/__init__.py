@@ -6,11 +6,16 @@ from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 
 __all__ = [
+    "HELD",
     "MIGRATIONS",
+    "MIN_REDACTABLE",
+    "WITHHELD",
     "CallRecord",
     "Row",
+    "Secrets",
     "SideCallRecord",
     "Store",
     "StoreError",

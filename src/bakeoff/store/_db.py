@@ -19,6 +19,7 @@ from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_
 from bakeoff.store._migrations import migrate
 from bakeoff.store._reads import Reads
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._secrets import Secrets
 
 DEFAULT_DB = "bakeoff.db"
 
@@ -76,7 +77,7 @@ class Store(Reads, Analyses):
         self.target = str(path)  # as given: a file, or a postgresql:// URL (reopen with this)
         self.path = redact(self.target)  # as shown: a URL's password is ***
         self.dialect = dialect_for(self.target)
-        self._secrets: list[str] = []
+        self.secrets = Secrets()
         self.add_secrets([*secrets, *url_secrets(self.target)])
         self.readonly = False
         timeout = float(os.environ.get("BAKEOFF_DB_TIMEOUT", "30"))
@@ -97,7 +98,7 @@ class Store(Reads, Analyses):
 
     def _why(self, e: BaseException) -> str:
         """The driver's message, without any secret, with what to do."""
-        text = self.scrub(str(e).strip()) or type(e).__name__
+        text = self.scrub_error(str(e).strip()) or type(e).__name__
         hint = self.dialect.hint(text)
         if self.dialect is SQLITE and self.path != ":memory:":
             parent = Path(self.path).resolve().parent
@@ -149,25 +150,33 @@ class Store(Reads, Analyses):
         self.db.close()
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({*self._secrets, *(s for s in secrets if s)}, key=len, reverse=True)
+        """Keys this process holds: kept out of what is stored by the rules of `_secrets`."""
+        self.secrets.add(secrets)
 
-    def scrub(self, text: str | None) -> str | None:
-        """Remove any known secret value from text about to be stored (belt and braces); text that
-        is not valid Unicode (a header's undecodable bytes arrive as lone surrogates, which SQLite
-        cannot take) has those characters replaced."""
-        if text is None:
-            return text
+    @staticmethod
+    def _valid(text: str) -> str:
+        """Text SQLite can take: a header's undecodable bytes arrive as lone surrogates, which are
+        replaced."""
         if not text.isascii():
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
                 text = text.encode("utf-8", "replace").decode("utf-8")
-        if not self._secrets:
-            return text
-        for s in self._secrets:
-            if s in text:
-                text = text.replace(s, "***")
         return text
+
+    def scrub(self, text: str | None) -> str | None:
+        """Text about to be stored that may be data (a reply, a dataset record): a key long enough
+        to redact safely is `***`; nothing else is changed."""
+        if text is None:
+            return text
+        return self.secrets.data(self._valid(text))
+
+    def scrub_error(self, text: str | None) -> str | None:
+        """An error body or message about to be stored or shown: as `scrub`, and withheld whole
+        if it holds a key too short to redact."""
+        if text is None:
+            return text
+        return self.secrets.error(self._valid(text))
 
     def _scrubbed(self, v: Any) -> Any:
         return self.scrub(v) if isinstance(v, str) else v
@@ -229,7 +238,7 @@ class Store(Reads, Analyses):
                     os.getpid(),
                     socket.gethostname(),
                     config_hash,
-                    self.scrub(lineup_json),
+                    lineup_json,  # holds no key: lineups._keys
                     source,
                     reference,
                     version,
@@ -246,7 +255,7 @@ class Store(Reads, Analyses):
                         ep.get("base_url"),
                         ep["model"],
                         int(ep["name"] == reference),
-                        self.scrub(dumps(ep)),
+                        dumps(ep),
                     ),
                 )
 
@@ -298,7 +307,9 @@ class Store(Reads, Analyses):
         call, the first success stored is the call, once.
         """
         call = record.columns()
-        scrub = self.scrub
+        scrub, error = self.scrub, self.scrub_error
+        for col in ("error_detail", "response_raw") if record.status == "error" else ():
+            call[col] = error(call[col])  # an error body may echo the Authorization header
         values = tuple(scrub(v) if isinstance(v, str) else v for v in call.values())
         with self.transaction() as db:
             if not _insert_call(db, record.id, tuple(call), values, ok=record.status == "ok"):
@@ -315,7 +326,7 @@ class Store(Reads, Analyses):
                         a["duration_ms"],
                         a.get("http_status"),
                         a.get("error_class"),
-                        scrub(a.get("error_detail")),
+                        error(a.get("error_detail")),
                         a.get("decision"),
                         a.get("decision_reason"),
                         a.get("wait_s"),
@@ -352,7 +363,7 @@ class Store(Reads, Analyses):
             db.execute(
                 "INSERT INTO perf_runs (id, run_id, created_at, status, lineup_json, config_json)"
                 " VALUES (?, ?, ?, 'running', ?, ?)",
-                (perf_id, run_id, now_iso(), self.scrub(lineup_json), dumps(config)),
+                (perf_id, run_id, now_iso(), lineup_json, dumps(config)),
             )
 
     def add_perf_requests(self, rows: list[dict[str, Any]]) -> None:
