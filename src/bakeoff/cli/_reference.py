@@ -13,6 +13,19 @@ HEADER = """# Command-line reference
 Generated from `bakeoff ... --help` by `make docs` (`python -m bakeoff.cli._reference`);
 `tests/test_cli_reference.py` fails when this file and the program disagree. Edit the help texts
 in `src/bakeoff/cli/`, not this file.
+
+## Exit codes
+
+One table for every command (scripts and CI jobs branch on these):
+
+| code | meaning | e.g. |
+| --- | --- | --- |
+| 0 | done; every check asked for passed | a complete run, a verified bundle |
+| 1 | a check of evidence failed | `audit verify` on a changed bundle; `audit --rerun` that does not reproduce the run's verdicts |
+| 2 | refused input or a fatal error, nothing (more) measured; the message names file, line and field where there is one | a malformed lineup, an unset key variable, a dead endpoint at preflight, a lineup that plans no call, a full disk (`--resume` then) |
+| 3 | the run completed, but an endpoint's calls failed too often to score it (`run.max_failed_share`); one line per endpoint and suite, in the provider's words | `broke: arith: no score: 20/20 failed — HTTP 402: insufficient credits` (`--allow-errors` accepts it) |
+| 100 | a `--fail-on` gate failed (`run`, `show`, `compare`); one line per rule | `score<0.9`, `different`, `not-same` |
+| 130 | interrupted (Ctrl-C, SIGTERM); the work done is stored | `bakeoff run --resume RUN` goes on |
 """
 
 
