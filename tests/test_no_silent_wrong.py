@@ -175,3 +175,17 @@ def test_a_few_failures_are_counted_beside_the_score_not_as_wrong_answers(tmp_pa
     assert bad["vs_reference"]["left_out_failed"] == bad["errors"]
     assert bad["vs_reference"]["delta"] == 0
     assert bad["score_common"] == ref["score_common"]
+
+
+def test_preflight_makes_one_real_call_a_listing_alone_proves_little(tmp_path, fake_proc):
+    """`/models` answers, but every chat call is refused (HTTP 401) or unpaid (402): the run
+    stops at preflight, before a database or a call of the run, naming the cause."""
+    for fault, says in (("auth", "HTTP 401"), ("credits", "HTTP 402")):
+        srv = fake_proc("--fault", f"{fault}=1")
+        f = tmp_path / f"{fault}.yaml"
+        f.write_text(SERVED.format(port=srv.url.rsplit(":", 1)[1].split("/")[0]))
+        db = tmp_path / f"{fault}.db"
+        r = bakeoff("run", "-c", str(f), "--db", str(db), "-q", env={"OPENAI_API_KEY": "k" * 20})
+        assert r.returncode == 2, r.stderr
+        assert "a one-token call" in r.stderr and says in r.stderr
+        assert not db.exists()

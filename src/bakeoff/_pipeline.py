@@ -132,10 +132,41 @@ async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, st
         listed = [m.get("id") for m in data if isinstance(m, dict)]
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         return None, None  # answered, but not a listing we can read: the calls will tell
+    warning = None
     if listed and ep.model not in listed:
         shown = ", ".join(str(m) for m in listed[:5]) + (", ..." if len(listed) > 5 else "")
-        return None, f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
-    return None, None
+        warning = f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
+    return await _one_token(session, ep, base, headers), warning
+
+
+async def _one_token(session: Any, ep: Any, base: str, headers: dict[str, str]) -> str | None:
+    """One real call of the API the endpoint is used with (`max_tokens: 1`): a listing that
+    answers proves little — a key refused for generation, or an account out of credits (HTTP
+    402), fails every call of the run. Refusals of the key or the bill stop the run here; other
+    answers are left to the run (the real calls carry the preset's fields, this one does not)."""
+    import aiohttp
+
+    from bakeoff.store import HELD
+
+    path, body = (
+        ("/completions", {"model": ep.model, "prompt": "Hi", "max_tokens": 1})
+        if ep.api == "completions"
+        else (
+            "/chat/completions",
+            {"model": ep.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+        )
+    )
+    try:
+        async with session.post(base + path, json=body, headers=headers) as r:
+            if r.status not in (401, 402, 403):
+                return None
+            raw = await r.content.read(2000)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None  # reachable a moment ago: the run's own calls will classify it
+    from bakeoff.store import provider_message
+
+    why = HELD.message(provider_message(f"HTTP {r.status}", raw.decode("utf-8", "replace")))
+    return f"endpoint {ep.name!r}: a one-token call to {base}{path} was refused ({why})"
 
 
 def check_env(lineup: Lineup, log: Log | None = None) -> None:

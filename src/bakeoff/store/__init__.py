@@ -4,7 +4,7 @@ calls and scores."""
 from bakeoff.store._db import Store, StoreError, database_exists, default_db_path
 from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
-from bakeoff.store._reads import loads
+from bakeoff.store._reads import loads, provider_message
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 
@@ -24,5 +24,6 @@ __all__ = [
     "dumps",
     "loads",
     "migrate",
+    "provider_message",
     "redact",
 ]

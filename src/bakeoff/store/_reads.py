@@ -24,7 +24,7 @@ def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def _provider_message(detail: str, raw: str | None) -> str:
+def provider_message(detail: str, raw: str | None) -> str:
     """`detail` ("HTTP 402") with the message of an OpenAI-style error body, if it has one
     (`{"error": {"message": ...}}`, `{"error": "..."}`, `{"message": ...}`), cut to 160
     characters. The body was scrubbed of known keys when it was stored."""
@@ -389,7 +389,7 @@ class Reads:
         ).fetchall()
         counts: dict[str, dict[str, int]] = {}
         for r in rows:
-            why = _provider_message(r["error_detail"] or "error", r["response_raw"])
+            why = provider_message(r["error_detail"] or "error", r["response_raw"])
             by = counts.setdefault(r["endpoint"], {})
             by[why] = by.get(why, 0) + 1
         return {ep: max(by, key=lambda k: by[k]) for ep, by in counts.items()}
