@@ -12,6 +12,7 @@ import time
 import orjson
 import pytest
 
+from bakeoff._pipeline import PREFLIGHT_PROMPT
 from bakeoff.suites import Arith
 from conftest import BAKEOFF, bakeoff, wait_for
 from uirun import report_pages
@@ -186,8 +187,9 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path, fake_proc):
     env = {**os.environ, "BAKEOFF_TEST_KEY": KEY}
     cmd = [*BAKEOFF, "run", "-c", str(f), "--db", db, "--no-cache", "-q"]
 
-    def served() -> list[str]:
-        return [json.loads(x)["prompt"] for x in log.read_text().splitlines()]
+    def served() -> list[str]:  # the run's calls (not the one-token preflight call)
+        prompts = [json.loads(x)["prompt"] for x in log.read_text().splitlines()]
+        return [p for p in prompts if p != PREFLIGHT_PROMPT]
 
     # (prompts finished before a kill, how many requests the server had seen by then)
     checkpoints: list[tuple[set[str], int]] = []
@@ -423,7 +425,8 @@ def test_preflight_names_a_dead_host_a_missing_v1_and_a_refused_key(tmp_path, fa
         "  - {name: dead, base_url: 'http://127.0.0.1:9/v1', model: m, retry: {max_retries: 0}}\n"
     )
     r = bakeoff("run", "-c", str(dead), "--db", str(db), "--no-preflight", "--no-report", "-q")
-    assert r.returncode == 0 and db.exists()  # no preflight: the calls fail one by one instead
+    # no preflight: the calls fail one by one instead, and the run says it measured nothing
+    assert r.returncode == 3 and db.exists() and "dead: arith: no score: 2/2 failed" in r.stderr
 
 
 def test_compare_prints_paired_deltas_and_gates_a_regression(tmp_path):
@@ -468,7 +471,7 @@ def test_stop_when_stops_a_suite_early_and_the_table_says_so(tmp_path):
         "endpoints:\n  - {name: f, provider: fake, fake: {mode: fixed, reply: '7'}}\n"
     )
     db = str(tmp_path / "s.db")
-    r = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json")
+    r = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json", "--cache")
     assert r.returncode == 0, r.stderr[-2000:]
     arith = json.loads(r.stdout)["endpoints"][0]["suites"]["arith"]
     assert arith["stopped_early"] is True and arith["items_planned"] == 200
@@ -477,6 +480,6 @@ def test_stop_when_stops_a_suite_early_and_the_table_says_so(tmp_path):
     assert arith["ci95"][1] - arith["ci95"][0] < 0.4
     assert "stopped early" in r.stderr  # the table (on stderr with --json)
     # in-flight calls finish after the stop (max_concurrency 4): at most 3 more than needed
-    again = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json")
+    again = bakeoff("run", "-c", str(lineup), "--db", db, "--no-report", "--json", "--cache")
     e = json.loads(again.stdout)["endpoints"][0]  # a new run, every call from the cache
     assert e["cached"] == e["calls"] and abs(e["suites"]["arith"]["n"] - arith["n"]) <= 3

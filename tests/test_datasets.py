@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bakeoff._pipeline import PREFLIGHT_PROMPT
 from bakeoff.lineups import DatasetSpec, parse_lineup
 from bakeoff.runs import RunOptions, create_run, execute, summarize
 from bakeoff.store import Store
@@ -373,7 +374,8 @@ def test_a_dataset_without_max_tokens_sends_the_lineups_default(tmp_path: Path, 
     )
     r = bakeoff("run", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--no-report")
     assert r.returncode == 0, r.stderr[-2000:]
-    sent = [json.loads(x)["params"]["max_tokens"] for x in log.read_text().splitlines()]
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    sent = [r["params"]["max_tokens"] for r in rows if r["prompt"] != PREFLIGHT_PROMPT]
     assert sent == [16, 16, 16]
 
 

@@ -75,7 +75,17 @@ endpoints:
     )
     db = tmp_path / "f.db"
     try:
-        args = ("run", "-c", str(lineup), "--db", str(db), "--json", "--no-report", "-q")
+        args = (
+            "run",
+            "-c",
+            str(lineup),
+            "--db",
+            str(db),
+            "--json",
+            "--no-report",
+            "-q",
+            "--allow-errors",
+        )
         r = bakeoff(*args, "--no-preflight")  # the unreachable endpoint is the point here
     finally:
         for s in (srv, *fillers):
@@ -124,8 +134,14 @@ endpoints:
             " WHERE c.endpoint = ? AND s.scorer = 'numeric' AND s.passed = 1",
             (name,),
         ).fetchone()[0]
-        assert e["suites"]["arith"]["score"] == round(passed / len(rows), 4)
-        assert e["suites"]["arith"]["n"] == len(rows)  # failures stay in the denominator
+        st = e["suites"]["arith"]
+        assert st["n"] == len(rows) and st["answered"] == len(ok)  # failures counted, beside
+        if not ok:  # every call failed: no score, never a 0 made of failures
+            assert st["score"] is None and st["no_score"].startswith(f"{len(rows)}/{len(rows)}")
+        else:  # over the answered calls; counting failures as wrong, shown beside past 2%
+            assert st["score"] == round(passed / len(ok), 4)
+            if len(ok) < 0.98 * len(rows):
+                assert st["score_failures_as_wrong"] == round(passed / len(rows), 4)
         assert e["attempts"] == sum(c["n_attempts"] for c in rows)
     # and so does the printed table
     for name, e in by.items():

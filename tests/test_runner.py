@@ -163,9 +163,9 @@ def test_cache_answers_a_rerun_without_calls(tmp_path):
     )
     store = Store(tmp_path / "b.db")
     r1 = create_run(store, lineup)
-    asyncio.run(execute(store, r1))
+    asyncio.run(execute(store, r1, RunOptions(use_cache=True)))
     r2 = create_run(store, lineup)
-    asyncio.run(execute(store, r2))
+    asyncio.run(execute(store, r2, RunOptions(use_cache=True)))
     s1, s2 = summarize(store, r1), summarize(store, r2)
     assert s2["endpoints"][0]["cached"] == 5 and s1["endpoints"][0]["cached"] == 0
     assert s2["endpoints"][0]["ttft_ms"]["p50"] is None  # cache hits are not latency samples

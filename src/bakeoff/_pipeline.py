@@ -97,10 +97,21 @@ async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: fl
     limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
     async with aiohttp.ClientSession(timeout=limits) as session:
         found = await asyncio.gather(*(_check(session, e, keys.get(e.name)) for e in remote))
-    for _, warning in found:
-        if warning and log:
-            log(f"warning: {warning}")
-    problems = [p for p, _ in found if p]
+        for _, warning in found:
+            if warning and log:
+                log(f"warning: {warning}")
+        problems = [p for p, _ in found if p]
+        if not problems:  # every listing answered: then one real call each
+            refused = await asyncio.gather(
+                *(_one_token(session, e, keys.get(e.name)) for e in remote)
+            )
+            problems = [p for p in refused if p]
+            if problems:
+                lines = "\n  ".join(problems)
+                raise RunError(
+                    f"only the one-token preflight calls were made:\n  {lines}\n"
+                    "(preflight: --no-preflight skips it)"
+                )
     if problems:
         lines = "\n  ".join(problems)
         raise RunError(f"no call was made:\n  {lines}\n(preflight: --no-preflight skips it)")
@@ -132,14 +143,17 @@ async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, st
         listed = [m.get("id") for m in data if isinstance(m, dict)]
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         return None, None  # answered, but not a listing we can read: the calls will tell
-    warning = None
     if listed and ep.model not in listed:
         shown = ", ".join(str(m) for m in listed[:5]) + (", ..." if len(listed) > 5 else "")
-        warning = f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
-    return await _one_token(session, ep, base, headers), warning
+        return None, f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
+    return None, None
 
 
-async def _one_token(session: Any, ep: Any, base: str, headers: dict[str, str]) -> str | None:
+PREFLIGHT_PROMPT = "Reply with one word."
+"""The prompt of the one-token preflight call (`_one_token`)."""
+
+
+async def _one_token(session: Any, ep: Any, key: str | None) -> str | None:
     """One real call of the API the endpoint is used with (`max_tokens: 1`): a listing that
     answers proves little — a key refused for generation, or an account out of credits (HTTP
     402), fails every call of the run. Refusals of the key or the bill stop the run here; other
@@ -148,12 +162,15 @@ async def _one_token(session: Any, ep: Any, base: str, headers: dict[str, str]) 
 
     from bakeoff.store import HELD
 
+    base = str(ep.base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    hi = PREFLIGHT_PROMPT
     path, body = (
-        ("/completions", {"model": ep.model, "prompt": "Hi", "max_tokens": 1})
+        ("/completions", {"model": ep.model, "prompt": hi, "max_tokens": 1})
         if ep.api == "completions"
         else (
             "/chat/completions",
-            {"model": ep.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+            {"model": ep.model, "messages": [{"role": "user", "content": hi}], "max_tokens": 1},
         )
     )
     try:
