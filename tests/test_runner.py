@@ -197,7 +197,7 @@ def test_a_long_reply_is_scored_off_the_loop_while_other_streams_move(tmp_path):
 
     import bakeoff
     from bakeoff.plugins import _suites, hookimpl, plugin_manager
-    from bakeoff.runs._runner import LARGE_OUTPUT_CHARS
+    from bakeoff.runs._scoring import INLINE_CHARS as LARGE_OUTPUT_CHARS
     from bakeoff.suites import Arith
 
     class SlowScoring(Arith):
