@@ -10,8 +10,8 @@ good; a process is killed. A reply past the deadline keeps its call, with one fa
 `score_timeout`; the process is killed and waited for (nothing left burning CPU), and the next reply
 gets a fresh one. A cancelled run (Ctrl-C, SIGTERM) kills it the same way at once.
 
-Run as `python -m bakeoff.runs._scoring PARENT_PID`: the worker's side (length-prefixed pickles on
-stdin and a private copy of stdout; it dies with its parent).
+The worker's side is `main(PARENT_PID)`: length-prefixed pickles on stdin and a private copy of
+stdout; it dies with its parent.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ scorers are linear; longer ones, and every reply of other suites, in the worker 
 SCORE_TIMEOUT_S = 60.0
 """How long the worker may take over one reply (`BAKEOFF_SCORE_TIMEOUT_S` overrides)."""
 _HEAD = 8
+_START_S = 120.0
+"""How long the worker may take to start (Python and bakeoff's imports, on a loaded machine)."""
 
 
 def score_timeout_s(environ: Mapping[str, str] | None = None) -> float:
@@ -46,13 +48,16 @@ def score_timeout_s(environ: Mapping[str, str] | None = None) -> float:
     return value if 0 < value < 86_400 else SCORE_TIMEOUT_S
 
 
+def _failed(detail: str) -> Score:
+    return Score(scorer="scorer_error", value=0.0, passed=False, detail=detail[:500])
+
+
 def scores_of(suite: Any, item: Item, result: CallResult) -> list[Score]:
     """The suite's scores of a result; a scorer that raises is one failed `scorer_error` score."""
     try:
         return list(suite.score(item, result))
     except Exception as e:
-        detail = f"{type(e).__name__}: {e}"[:500]
-        return [Score(scorer="scorer_error", value=0.0, passed=False, detail=detail)]
+        return [_failed(f"{type(e).__name__}: {e}")]
 
 
 def scores_inline(suite: Any, result: CallResult) -> bool:
@@ -81,15 +86,22 @@ class ScoringWorker:
         if self._proc is None or self._proc.returncode is not None:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            code = f"from bakeoff.runs._scoring import main; main({os.getpid()})"
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bakeoff.runs._scoring",
-                str(os.getpid()),
+                "-c",
+                code,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
             )
+            assert self._proc.stdout is not None
+            try:  # its imports are not the reply's time: the deadline starts once it is ready
+                async with asyncio.timeout(_START_S):
+                    await self._proc.stdout.readexactly(1)
+            except BaseException:
+                self._kill()
+                raise
         return self._proc
 
     async def score(
@@ -99,9 +111,13 @@ class ScoringWorker:
         for a dataset suite), or one `score_timeout` score when they take over `timeout` s."""
         async with self._lock:
             try:
+                proc = await self._started()
+            except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+                await self.close()
+                return [_failed(f"the scoring process did not start ({type(e).__name__})")]
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
                 async with asyncio.timeout(timeout):
-                    proc = await self._started()
-                    assert proc.stdin is not None and proc.stdout is not None
                     body = pickle.dumps((suite, dataset, item, result), pickle.HIGHEST_PROTOCOL)
                     proc.stdin.write(len(body).to_bytes(_HEAD, "big") + body)
                     await proc.stdin.drain()
@@ -113,8 +129,7 @@ class ScoringWorker:
                 return [timeout_score(timeout)]
             except (ConnectionError, asyncio.IncompleteReadError) as e:
                 await self.close()
-                detail = f"the scoring process ended ({type(e).__name__})"
-                return [Score(scorer="scorer_error", value=0.0, passed=False, detail=detail)]
+                return [_failed(f"the scoring process ended ({type(e).__name__})")]
             except BaseException:  # cancelled: killed at once, reaped by close()
                 self._kill()
                 raise
@@ -163,6 +178,8 @@ def main(parent: int) -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a scorer's print goes to stderr, not into the replies
     inp = sys.stdin.buffer
+    out.write(b"R")  # ready: imports done
+    out.flush()
     suites: dict[tuple[str, str | None], Any] = {}
     while True:
         head = inp.read(_HEAD)
@@ -186,7 +203,3 @@ class _Broken:
 
     def score(self, item: Item, result: CallResult) -> list[Score]:
         raise RuntimeError(self.why)
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]))
