@@ -260,3 +260,53 @@ def _children() -> list[int]:
             except (FileNotFoundError, IndexError):
                 pass
     return out
+
+
+def test_the_linear_regexes_find_what_the_old_ones_found():
+    """On 20,000 random short replies built from the characters each regex turns on, the
+    rewritten patterns match exactly where (and what) the old backtracking ones did."""
+    import random
+
+    from bakeoff.suites import _scorers, datasets, instructions, long_output
+    from bakeoff.suites import code as code_suite
+
+    def groups(p, t, flags=0):
+        pat = re.compile(p, flags) if isinstance(p, str) else p
+        return [(m.span(), m.groups()) for m in pat.finditer(t)]
+
+    old_markers = (
+        r"(?:answer\s*(?:is|:)|answer is:|####|\bresult\s*(?:is|:)|respuesta es|réponse est|"
+        r"antwort ist|resposta é|jibu ni|=)\s*:?\s*\**\s*([-−]?\$?\d[\d,]*(?:\.\d+)?)"
+    )
+    pairs = [
+        (old_markers, re.I, _scorers._MARKERS),
+        (r"^\s*(\d+)[.):]\s*(.*)$", re.M, long_output._LINE),
+        (r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I, code_suite._FENCE),
+    ]
+    bits = ["a", " ", "\n", "\t", "=", ":", "*", "answer", "is", "result", "####", "1", ",", "."]
+    bits += ["-", "$", "```", "python", "py", "3", "def", "(", "json", "B", "(B)", "option", ")"]
+    bits += ["!", "?", "SECTION", "[x]", "\r"]
+    r = random.Random(0)
+    for _ in range(20_000):
+        t = "".join(r.choice(bits) for _ in range(r.randint(0, 12)))
+        for old, flags, new in pairs:
+            want, got = groups(old, t, flags), groups(new, t)
+            if new is long_output._LINE:  # the old match began on a blank line above: same groups
+                want, got = [g for _, g in want], [g for _, g in got]
+            assert want == got, (old, t)
+        old_sents = [s for s in re.findall(r"[^.!?]+[.!?]+", t) if instructions.words(s)]
+        assert instructions.sentences(t) == old_sents, t
+        assert len(instructions.bullets(t)) == len(re.findall(r"^\s*[-*] \S.*$", t, re.M)), t
+        sec = instructions.Constraint(
+            "sections", {"n": len(re.findall(r"^\s*SECTION\s+\d+", t, re.M))}
+        )
+        assert sec.check(t), t
+        s = t.strip()
+        assert instructions._unfence(s) == re.sub(r"^```(?:json)?\s*|\s*```$", "", s), s
+        old_choice = re.search(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([ABCD])\b", t, re.I)
+        new_choice = re.search(r"(?:answer|option|choice)\s*+(?:is|:)?\s*+\(?([ABCD])\b", t, re.I)
+        assert (old_choice and old_choice.span()) == (new_choice and new_choice.span()), t
+        assert datasets.extract_choice(t, 4) in (None, "A", "B", "C", "D")
+        old_json = re.search(r"```(?:json)?\s*(.*?)```", t, re.S)
+        new_json = re.search(r"```(?:json)?\s*+(.*?)```", t, re.S)
+        assert (old_json and old_json.groups()) == (new_json and new_json.groups()), t

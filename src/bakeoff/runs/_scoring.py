@@ -29,8 +29,9 @@ from bakeoff.endpoints import CallResult
 from bakeoff.suites import Item, Score
 
 INLINE_CHARS = 20_000
-"""Replies up to this long (text and reasoning) are scored on the event loop when their suite's
-scorers are linear; longer ones, and every reply of other suites, in the worker process."""
+"""Replies up to this long (text, reasoning and tool-call arguments) are scored on the event loop
+when their suite's scorers are linear; longer ones, and every reply of other suites, in the worker
+process."""
 SCORE_TIMEOUT_S = 60.0
 """How long the worker may take over one reply (`BAKEOFF_SCORE_TIMEOUT_S` overrides)."""
 _HEAD = 8
@@ -63,6 +64,7 @@ def scores_of(suite: Any, item: Item, result: CallResult) -> list[Score]:
 def scores_inline(suite: Any, result: CallResult) -> bool:
     """Whether this reply is scored on the event loop: linear scorers, a short reply."""
     size = len(result.text) + len(result.reasoning or "")
+    size += sum(len(tc.arguments or "") for tc in result.tool_calls)
     return bool(getattr(suite, "linear_scoring", False)) and size <= INLINE_CHARS
 
 
