@@ -110,7 +110,7 @@ def test_a_run_beside_scorer_hostile_replies_completes(tmp_path, fake_proc):
     finally:
         if p.poll() is None:  # the old scorer: hung for good, signals ignored
             p.kill()
-            p.wait()
+            p.communicate()
     print(f"run took {time.monotonic() - t0:.1f} s")
     assert p.returncode == 0, err[-3000:]
     assert json.loads(out)["status"] == "complete"
@@ -147,7 +147,7 @@ def test_a_signal_mid_scoring_ends_the_run_at_once_and_resume_completes(tmp_path
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait()
+            p.communicate()
     print(f"{sig.name} mid-scoring: the process ended in {took:.2f} s")
     assert reached, "the calls other than the bomb's were not all stored"
     assert p.returncode == 130, err[-3000:]
@@ -163,3 +163,20 @@ def test_a_signal_mid_scoring_ends_the_run_at_once_and_resume_completes(tmp_path
     assert r.returncode == 0, err[-3000:]
     assert json.loads(out)["status"] == "complete"
     assert _scores(db)[("hostile", "score_regex_bomb")] == ["score_timeout"]
+
+
+def test_no_scoring_process_outlives_a_killed_run(tmp_path, fake_proc):
+    """`kill -9` of bakeoff while its scoring process grinds on the bomb: that process dies too
+    (PR_SET_PDEATHSIG), not left burning a core."""
+    hostile, healthy = fake_proc(), fake_proc("--no-markers")
+    lu, db = _lineup(tmp_path, hostile.url, healthy.url), str(tmp_path / "b.db")
+    p = _run(lu, db)
+    try:
+        wait_for(lambda: len(_rows(db, "SELECT 1 FROM calls")) == 7, timeout=120)
+        workers = _children(p.pid)
+        assert workers
+        p.kill()
+    finally:
+        p.kill()
+        p.communicate()
+    wait_for(lambda: all(_gone(w) for w in workers), timeout=10)

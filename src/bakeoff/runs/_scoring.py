@@ -193,7 +193,8 @@ def main(parent: int) -> None:
             try:
                 suites[key] = _suite(name, dataset)
             except Exception as e:
-                suites[key] = _Broken(f"{type(e).__name__}: {e}")
+                where = "in the scoring process, which finds suites through the entry points"
+                suites[key] = _Broken(f"{type(e).__name__}: {e} ({where})")
         body = pickle.dumps(scores_of(suites[key], item, result), pickle.HIGHEST_PROTOCOL)
         out.write(len(body).to_bytes(_HEAD, "big") + body)
         out.flush()
