@@ -55,6 +55,7 @@ CORPUS = {
     "def_spaces": _fill("```python\ndef", " ", "x"),
     "digits": _fill("", "1"),
     "numbered_digits": _fill("\n", "1", "x"),
+    "numbered_bangs": _fill("1. ", "!"),
     "section_spaces": _fill("SECTION", " "),
     "stars": _fill("", "*"),
     "commas": _fill("1", ",1"),
