@@ -311,3 +311,11 @@ def test_the_linear_regexes_find_what_the_old_ones_found():
         old_json = re.search(r"```(?:json)?\s*(.*?)```", t, re.S)
         new_json = re.search(r"```(?:json)?\s*+(.*?)```", t, re.S)
         assert (old_json and old_json.groups()) == (new_json and new_json.groups()), t
+
+
+def test_the_score_deadline_setting_falls_back_on_nonsense():
+    from bakeoff.runs._scoring import SCORE_TIMEOUT_S, score_timeout_s
+
+    assert score_timeout_s({"BAKEOFF_SCORE_TIMEOUT_S": "2.5"}) == 2.5
+    for bad in ("", "x", "nan", "inf", "-1", "0", "1e9"):
+        assert score_timeout_s({"BAKEOFF_SCORE_TIMEOUT_S": bad}) == SCORE_TIMEOUT_S, bad

@@ -42,7 +42,13 @@ from bakeoff.runs._plan import (
     suite_for,
 )
 from bakeoff.runs._policy import CallPolicy, Outcome
-from bakeoff.runs._scoring import ScoringWorker, score_timeout_s, scores_inline, scores_of
+from bakeoff.runs._scoring import (
+    ScoringWorker,
+    failed_score,
+    score_timeout_s,
+    scores_inline,
+    scores_of,
+)
 from bakeoff.runs._stopping import Stopper, call_value, stored_values
 from bakeoff.store import CallRecord, Store, StoreError, dumps
 from bakeoff.suites import Score
@@ -159,14 +165,7 @@ class _EndpointRunner:
             if getattr(suite, "runs_model_code", False) and hasattr(suite, "ascore"):
                 return list(await suite.ascore(job.item, result))
         except Exception as e:
-            return [
-                Score(
-                    scorer="scorer_error",
-                    value=0.0,
-                    passed=False,
-                    detail=f"{type(e).__name__}: {e}",
-                )
-            ]
+            return [failed_score(f"{type(e).__name__}: {e}")]
         if scores_inline(suite, result):
             return scores_of(suite, job.item, result)
         dataset = next((d for d in self.lineup.datasets if d.name == job.suite), None)

@@ -49,7 +49,8 @@ def score_timeout_s(environ: Mapping[str, str] | None = None) -> float:
     return value if 0 < value < 86_400 else SCORE_TIMEOUT_S
 
 
-def _failed(detail: str) -> Score:
+def failed_score(detail: str) -> Score:
+    """A scorer that could not score: one failed `scorer_error` score (never a lost call)."""
     return Score(scorer="scorer_error", value=0.0, passed=False, detail=detail[:500])
 
 
@@ -58,7 +59,7 @@ def scores_of(suite: Any, item: Item, result: CallResult) -> list[Score]:
     try:
         return list(suite.score(item, result))
     except Exception as e:
-        return [_failed(f"{type(e).__name__}: {e}")]
+        return [failed_score(f"{type(e).__name__}: {e}")]
 
 
 def scores_inline(suite: Any, result: CallResult) -> bool:
@@ -116,7 +117,7 @@ class ScoringWorker:
                 proc = await self._started()
             except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
                 await self.close()
-                return [_failed(f"the scoring process did not start ({type(e).__name__})")]
+                return [failed_score(f"the scoring process did not start ({type(e).__name__})")]
             assert proc.stdin is not None and proc.stdout is not None
             try:
                 async with asyncio.timeout(timeout):
@@ -131,7 +132,7 @@ class ScoringWorker:
                 return [timeout_score(timeout)]
             except (ConnectionError, asyncio.IncompleteReadError) as e:
                 await self.close()
-                return [_failed(f"the scoring process ended ({type(e).__name__})")]
+                return [failed_score(f"the scoring process ended ({type(e).__name__})")]
             except BaseException:  # cancelled: killed at once, reaped by close()
                 self._kill()
                 raise
