@@ -81,6 +81,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "gzip_stream_burst": ("too_large", "too_large"),
     "tool_args_flood": ("too_large", "too_large"),
     "logprobs_flood": ("too_large", "too_large"),
+    **{m: ("ok", "ok") for m in ("score_backtrack", "score_long", "score_regex_bomb")},
 }
 LIMITS = Limits(max_response_bytes=2_000_000, max_event_bytes=200_000)
 

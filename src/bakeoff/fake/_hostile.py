@@ -57,6 +57,10 @@ HOSTILE: dict[str, str] = {
     "gzip_trailing": "a gzip body that is whole, then zeros forever after its end",
     "tool_args_flood": "tool-call argument deltas of 200 characters, 100,000 of them",
     "logprobs_flood": "logprobs entries `{}` by the hundred thousand (an object per 3 bytes)",
+    # well-formed replies that are hostile to the scorers (each an ok call, scored)
+    "score_backtrack": '`"=" + 3000 spaces`: 3 KB that held the numeric scorer for good',
+    "score_long": '`"=" + 199,999 spaces`: 200,000 characters, past the inline scoring size',
+    "score_regex_bomb": "a JSON string of 40 `a` and a `!`: `^(a+)+$` in a schema backtracks 2^40",
 }
 """Hostile replies (`[[fault:NAME]]`): the shapes, sizes, bombs, floods and usage values a broken or
 malicious endpoint sends. `hostile_bytes` bounds what the endless ones send before they stop."""
@@ -149,6 +153,8 @@ async def _hostile(
         with contextlib.suppress(ConnectionError):
             await resp.write(_gzip(events + b"data: [DONE]\n\n"))
         return resp
+    if fault.startswith("score_"):
+        return await _text(request, _SCORING_TEXT[fault], chat, stream, c)
     shape = _shape(fault, chat, stream)
     usage = _usage(fault)
     ctype = "text/event-stream" if stream else "application/json"
@@ -183,6 +189,37 @@ async def _hostile(
         bad = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "text": ["a", 1]}]}
         return web.Response(body=orjson.dumps(bad), content_type="application/json")
     return await _endless(request, fault, chat, c)
+
+
+_SCORING_TEXT = {
+    "score_backtrack": "=" + " " * 3000,
+    "score_long": "=" + " " * 199_999,
+    "score_regex_bomb": '"' + "a" * 40 + '!"',
+}
+
+
+async def _text(
+    request: web.Request, text: str, chat: bool, stream: bool, c: FakeConfig
+) -> web.StreamResponse:
+    """A well-formed reply of `text` (in events of 1,000 characters when streamed)."""
+
+    def body(t: str, key: str) -> dict[str, Any]:
+        part = {key: {"role": "assistant", "content": t}} if chat else {"text": t}
+        return {"model": c.model, "choices": [{"index": 0, "finish_reason": None, **part}]}
+
+    if not stream:
+        whole = body(text, "message")
+        whole["choices"][0]["finish_reason"] = "stop"
+        return web.Response(body=orjson.dumps(whole), content_type="application/json")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        for i in range(0, len(text), 1000):
+            await resp.write(_sse(body(text[i : i + 1000], "delta")))
+        last = body("", "delta")
+        last["choices"][0]["finish_reason"] = "stop"
+        await resp.write(_sse(last) + b"data: [DONE]\n\n")
+    return resp
 
 
 async def _flood(

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bakeoff.endpoints import CREDENTIAL_HEADERS, Limits, RetryPolicy, Timeouts
 from bakeoff.lineups._keys import url_credential_problem, variable_name_problem
+from bakeoff.lineups._regex import reply_pattern
 from bakeoff.lineups._specs import FakeSpec, LocalSpec, ProxySpec, _Strict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -396,6 +397,8 @@ class DatasetSpec(_Strict):
             raise ValueError("scorer: judge needs `judge` (the endpoint that grades the replies)")
         if self.scorer not in ("regex", "judge") and not self.target and not self.messages:
             raise ValueError(f"scorer: {self.scorer} needs `target` (the field with the answer)")
+        if self.regex is not None:
+            reply_pattern(self.regex)  # RE2 or refused: a backtracking pattern could hang scoring
         return self
 
 

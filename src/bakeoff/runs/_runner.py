@@ -42,6 +42,13 @@ from bakeoff.runs._plan import (
     suite_for,
 )
 from bakeoff.runs._policy import CallPolicy, Outcome
+from bakeoff.runs._scoring import (
+    ScoringWorker,
+    failed_score,
+    score_timeout_s,
+    scores_inline,
+    scores_of,
+)
 from bakeoff.runs._stopping import Stopper, call_value, stored_values
 from bakeoff.store import CallRecord, Store, StoreError, dumps
 from bakeoff.suites import Score
@@ -78,10 +85,6 @@ class RunOutcome:
     progress: dict[str, EndpointProgress] = field(default_factory=dict)
 
 
-LARGE_OUTPUT_CHARS = 200_000
-"""Replies longer than this are scored in a worker thread, off the event loop."""
-
-
 class _EndpointRunner:
     def __init__(
         self,
@@ -115,6 +118,8 @@ class _EndpointRunner:
                 store.calls_light(run_id), store.scores(run_id, light=True), ep.name
             )
         self.stopper = Stopper(lineup, stored)
+        self.scorer = ScoringWorker()
+        """The process that scores this endpoint's replies that are not scored inline."""
         """Which suites stopped early (`run.stop_when`)."""
 
     async def start(self, ctx: StartContext) -> None:
@@ -145,31 +150,28 @@ class _EndpointRunner:
         )
 
     async def stop(self) -> None:
+        await self.scorer.close()
         await self.provider.stop()
 
     async def _score(self, job: Job, result: CallResult) -> list[Score]:
         """The suite's scores of a result; a scorer that fails is recorded as a failed score, never a
-        crash of the run. Scorers that do real work (the code sandbox) run off the event loop."""
+        crash of the run. Only short replies to linear scorers are scored on the event loop; the
+        others in a process under a deadline (`runs._scoring`), the code sandbox in its own."""
         try:
             suite = suite_for(self.lineup, job.suite)
             spec = getattr(suite, "spec", None)
             if spec is not None and getattr(spec, "judge", None):
                 return list(await suite.ascore(job.item, result, judge=self._judge(spec.judge)))
-            if hasattr(suite, "ascore"):
+            if getattr(suite, "runs_model_code", False) and hasattr(suite, "ascore"):
                 return list(await suite.ascore(job.item, result))
-            if len(result.text) + len(result.reasoning or "") > LARGE_OUTPUT_CHARS:
-                # a long reply's regexes and parsing must not hold the other endpoints' streams
-                return list(await asyncio.to_thread(suite.score, job.item, result))
-            return list(suite.score(job.item, result))
         except Exception as e:
-            return [
-                Score(
-                    scorer="scorer_error",
-                    value=0.0,
-                    passed=False,
-                    detail=f"{type(e).__name__}: {e}",
-                )
-            ]
+            return [failed_score(f"{type(e).__name__}: {e}")]
+        if scores_inline(suite, result):
+            return scores_of(suite, job.item, result)
+        dataset = next((d for d in self.lineup.datasets if d.name == job.suite), None)
+        ds_json = dataset.model_dump_json() if dataset is not None else None
+        timeout = score_timeout_s(self.opts.environ)
+        return await self.scorer.score(job.suite, ds_json, job.item, result, timeout)
 
     def _judge(self, name: str) -> Callable[[str], Awaitable[str]]:
         """Ask endpoint `name` of the run (an LLM judge) one greedy question; its reply text."""

@@ -34,6 +34,7 @@ def _make(tier: str, rng: random.Random) -> tuple[str, int]:
 
 class Arith:
     name = "arith"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "One-line arithmetic (easy/medium/hard), numeric exact match."
     default_size = 30
     tiers = ("easy", "medium", "hard")

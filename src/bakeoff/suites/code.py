@@ -119,7 +119,9 @@ TASKS = [
 ]
 NAMES = ["solve", "compute", "transform", "calc", "answer", "process", "evaluate", "do_task"]
 TIER_TASKS = {t: [x for x in TASKS if x.tier == t] for t in ("easy", "medium", "hard")}
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
+_FENCE = re.compile(r"```[ \t]*+(?:python3|python|py)?[ \t]*+\n(.*?)```", re.S | re.I)
+"""Linear: blanks taken whole (`"```" + spaces` split them between the two `[ \t]*`, quadratic), and
+a fence's lazy body stops at the next fence, so only the last can run to the end unanswered."""
 _SANDBOX_SLOTS = threading.BoundedSemaphore(2)
 
 
@@ -132,7 +134,7 @@ def extract_code(text: str, func: str | None = None) -> str:
         blocks = [tail.split("\n", 1)[1] if "\n" in tail else ""]
     if func:
         for b in blocks:
-            if re.search(rf"^\s*def\s+{re.escape(func)}\s*\(", b, re.M):
+            if re.search(rf"^[^\S\n]*+def\s++{re.escape(func)}\s*+\(", b, re.M):
                 return b
     return blocks[0] if blocks else text
 

@@ -22,6 +22,7 @@ import orjson
 
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups._config import DEFAULT_PROMPT, MAX_ITEMS
+from bakeoff.lineups._regex import escaped, reply_pattern
 from bakeoff.suites._files import DatasetError, read_records
 from bakeoff.suites._scorers import ExactMatch, NumericMatch
 from bakeoff.suites._types import Item, Score
@@ -104,7 +105,7 @@ def extract_choice(text: str, n_options: int) -> str | None:
     letters = LETTERS[:n_options]
     t = text.replace("**", "").strip()
     pats = [
-        rf"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b",
+        rf"(?:answer|option|choice)\s*+(?:is|:)?\s*+\(?([{letters}])\b",
         rf"^\(?([{letters}])[).:]",
         rf"^([{letters}])$",
         rf"\(([{letters}])\)",
@@ -156,6 +157,9 @@ class DatasetSuite:
                 f"dataset {spec.name!r}: prompt template line {e.lineno}: {e.message}"
             ) from None
         self.runs_model_code = spec.scorer == "code"
+        self.linear_scoring = spec.scorer in ("exact", "numeric", "regex", "choice")
+        """Scored on the event loop when short; `json_schema`'s `pattern` keywords run Python's
+        backtracking `re`, so those replies are scored in the killable worker (runs._scoring)."""
         """The sandbox must be available (or --unsafe-code given) before a run starts."""
         self._records: list[Item] | None = None
         self._judge_tpl = env.from_string(spec.judge_prompt or JUDGE_PROMPT)
@@ -257,8 +261,9 @@ class DatasetSuite:
         if kind == "numeric":
             return [NumericMatch()(item, result)]
         if kind == "regex":
-            pattern = self.spec.regex or re.escape(str(item.target))
-            ok = re.search(pattern, result.text, re.I | re.M) is not None
+            # RE2 (lineups._regex): linear in the reply whatever the pattern
+            pattern = reply_pattern(self.spec.regex or escaped(str(item.target)))
+            ok = pattern.search(result.text) is not None
             return [Score(scorer="regex", value=float(ok), passed=ok)]
         if kind == "choice":
             got = extract_choice(result.text, item.meta["n_options"])

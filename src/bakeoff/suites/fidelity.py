@@ -68,6 +68,7 @@ class FidelitySuite:
 
     default_size = 30
     tiers: tuple[str, ...] = ()
+    linear_scoring = True  # nothing to score (runs._scoring)
 
     def __init__(self, regime: str) -> None:
         self.regime = regime

@@ -81,7 +81,7 @@ KEYWORDS = [
 ]
 FORBIDDEN = ["very", "really", "thing", "stuff", "nice", "basically", "actually", "literally"]
 _WORD = re.compile(r"[A-Za-z0-9']+")
-_SENT = re.compile(r"[^.!?]+[.!?]+")
+_ENDS = re.compile(r"([.!?]+)")
 
 
 def words(text: str) -> list[str]:
@@ -89,15 +89,33 @@ def words(text: str) -> list[str]:
 
 
 def sentences(text: str) -> list[str]:
-    return [s for s in _SENT.findall(text) if words(s)]
+    """Runs of text each closed by `.`, `!` or `?` (what `[^.!?]+[.!?]+` finds, cut in one pass:
+    that pattern rescanned the rest of a reply without a stop from every character, quadratic)."""
+    parts = _ENDS.split(text)  # text, stop, text, stop, ..., the unclosed tail
+    closed = (parts[i] + parts[i + 1] for i in range(0, len(parts) - 1, 2) if parts[i])
+    return [s for s in closed if words(s)]
 
 
 def paragraphs(text: str) -> list[str]:
     return [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
 
 
+_BULLET = re.compile(r"^[^\S\n]*+[-*] \S.*$", re.M)
+r"""Leading blanks within the line only: `^\s*` ran on through every blank line below each one."""
+
+
 def bullets(text: str) -> list[str]:
-    return re.findall(r"^\s*[-*] \S.*$", text, re.M)
+    return _BULLET.findall(text)
+
+
+def _unfence(t: str) -> str:
+    r"""A JSON reply without its Markdown fence (str methods: `\s*```$` searched from every blank
+    of a run of them, quadratic)."""
+    for head in ("```json", "```"):
+        if t.startswith(head):
+            t = t[len(head) :].lstrip()
+            break
+    return t[:-3].rstrip() if t.endswith("```") else t
 
 
 @dataclass(frozen=True)
@@ -173,7 +191,7 @@ class Constraint:
             return text.strip().lower().endswith(a["phrase"].lower())
         if k == "json":
             t = text.strip()
-            t = re.sub(r"^```(?:json)?\s*|\s*```$", "", t)
+            t = _unfence(t)
             try:
                 return isinstance(json.loads(t), dict)
             except ValueError:
@@ -181,7 +199,7 @@ class Constraint:
         if k == "placeholders":
             return len(re.findall(r"\[[^\[\]\n]+\]", text)) >= a["n"]
         if k == "sections":
-            return len(re.findall(r"^\s*SECTION\s+\d+", text, re.M)) == a["n"]
+            return len(re.findall(r"^[^\S\n]*+SECTION\s++\d", text, re.M)) == a["n"]
         raise ValueError(k)
 
 
@@ -307,6 +325,7 @@ def build_reply(topic: str, cons: list[Constraint]) -> str:
 
 class InstructionsSuite:
     name = "instructions"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "Verifiable formatting constraints (IFEval-style), strict and loose accuracy."
     default_size = 30
     tiers = ("easy", "medium", "hard")

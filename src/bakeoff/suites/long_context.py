@@ -61,6 +61,7 @@ def lengths_up_to(max_context: int) -> list[int]:
 
 class LongContextSuite:
     name = "long-context"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "Needle retrieval (single/multi) at doubling lengths up to the claimed context."
     default_size = 12
     tiers = ("single", "multi")

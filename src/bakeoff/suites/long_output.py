@@ -17,12 +17,14 @@ from bakeoff.suites._types import Item, Reply, Score, rng, unique_items
 _ELISION = re.compile(
     r"\.\.\.|…|\band so on\b|\betc\.?|\bcontinu(e|ing) (this|the) pattern\b", re.I
 )
-_LINE = re.compile(r"^\s*(\d+)[.):]\s*(.*)$", re.M)
+_LINE = re.compile(r"^[^\S\n]*+(\d++)[.):]\s*+(.*)$", re.M)
+r"""Leading blanks within the line (`^\s*` ran on through every blank line below each one)."""
 COLORS = ["red", "blue", "green", "gold", "gray"]
 
 
 class LongOutputSuite:
     name = "long-output"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "N numbered lines following a rule: all present, no elision, finish_reason."
     default_size = 9
     tiers = ("short", "medium", "long")

@@ -154,6 +154,7 @@ GENERATORS: dict[str, Callable[[random.Random], Problem]] = {
 
 class MathSuite:
     name = "math"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = (
         "Multi-step arithmetic word problems (easy 1 step, medium 2-3, hard 4+), numeric match."
     )

@@ -105,6 +105,7 @@ WORDS = ["luna", "sol", "ola", "faro", "coral"]
 
 class MultilingualSuite:
     name = "multilingual"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "Word problems and instructions in en, es, fr, de, pt, sw; per-language scores."
     default_size = 36
     tiers = LANGS

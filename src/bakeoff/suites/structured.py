@@ -51,7 +51,7 @@ def _say(p: dict[str, Any]) -> str:
 
 def parse_json(text: str) -> Any:
     t = text.strip()
-    m = re.search(r"```(?:json)?\s*(.*?)```", t, re.S)
+    m = re.search(r"```(?:json)?\s*+(.*?)```", t, re.S)  # `\s*+`: one lazy scan per fence
     if m:
         t = m.group(1).strip()
     return json.loads(t)
@@ -73,6 +73,7 @@ def _norm(v: Any) -> Any:
 
 class StructuredSuite:
     name = "structured"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = "JSON mode / response_format json_schema: parses, validates, matches the content."
     default_size = 30
     tiers = ("json_object", "json_schema", "nested")

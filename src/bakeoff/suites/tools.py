@@ -199,6 +199,7 @@ def parse_calls(result: CallResult) -> list[dict[str, Any]]:
 
 class ToolsSuite:
     name = "tools"
+    linear_scoring = True  # scored on the event loop when short (runs._scoring)
     description = (
         "Function calling: simple, multiple, parallel, sequential, relevance (name + args)."
     )
