@@ -11,18 +11,22 @@ from bakeoff.audit._audit import (
 )
 from bakeoff.audit._greedy import (
     calls_for_equivalence,
+    excess_lower_bound,
+    excess_upper_bound,
     first_divergence,
-    greedy_power,
-    rate_upper_bound,
+    greedy_tests,
 )
+from bakeoff.audit._power import Power, greedy_power
 from bakeoff.audit._stats import (
     BettingResult,
+    NonFiniteEvidence,
     bounded,
     e_bh,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
     symmetric_betting_test,
+    tolerant_paired_test,
 )
 from bakeoff.suites.fidelity import audit_items
 
@@ -30,20 +34,25 @@ __all__ = [
     "SUITES",
     "AuditError",
     "BettingResult",
+    "NonFiniteEvidence",
+    "Power",
     "analyse",
     "audit_items",
     "audit_items_for_run",
     "bounded",
     "calls_for_equivalence",
     "e_bh",
+    "excess_lower_bound",
+    "excess_upper_bound",
     "first_divergence",
     "greedy_power",
+    "greedy_tests",
     "mmd_hamming_test",
     "normalize_text",
-    "rate_upper_bound",
     "rerun_audit",
     "run_audit",
     "scorer_factory_for",
     "sign_flip_test",
     "symmetric_betting_test",
+    "tolerant_paired_test",
 ]
