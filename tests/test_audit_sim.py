@@ -28,9 +28,7 @@ REPS = 200
 
 def _verdict_at(x: list[int], y: list[int], settings: AuditSettings) -> dict:
     """The verdict `analyse` would give on these prompts (greedy regime, one candidate)."""
-    g = greedy_tests(
-        x, y, delta=settings.same_within, tau=settings.tolerance, alpha=settings.alpha
-    )
+    g = greedy_tests(x, y, delta=settings.same_within, tau=settings.tolerance, alpha=settings.alpha)
     g.update(margin=settings.margin, near_ties=0, sampler_flag=None)
     return decide({"c": {"greedy": g}}, settings)["c"] | {"greedy": g}
 

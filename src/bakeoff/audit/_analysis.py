@@ -12,7 +12,6 @@ import numpy as np
 
 from bakeoff.audit._greedy import greedy_evidence
 from bakeoff.audit._stats import (
-    bounded,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
@@ -93,7 +92,13 @@ def _sampled_pairs(
 
 
 def _sampled(
-    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any, tol: float = 0.0
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    alpha: float,
+    scorer: Any,
+    tol: float = 0.0,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     d: list[float] = []
@@ -220,7 +225,13 @@ def _logprob_gap(reported: list[tuple[str, float]], scored: Any) -> float | None
 
 
 def _logprobs(
-    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any, tol: float = 0.0
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    alpha: float,
+    scorer: Any,
+    tol: float = 0.0,
 ) -> dict[str, Any] | None:
     """Logprob comparison, for endpoints that report the log-probabilities of what they sample.
 

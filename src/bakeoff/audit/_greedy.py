@@ -20,8 +20,8 @@ the reference's own repeat, about theta = E[D], the candidate's *excess* rate:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -93,7 +93,9 @@ def confident(div: Divergence | None, margin: float) -> bool:
     if div.margin is not None and not math.isfinite(div.margin):
         from bakeoff.audit._stats import NonFiniteEvidence
 
-        raise NonFiniteEvidence(f"a divergence's margin is {div.margin!r}: refused (never evidence)")
+        raise NonFiniteEvidence(
+            f"a divergence's margin is {div.margin!r}: refused (never evidence)"
+        )
     return div.margin is None or div.margin > margin
 
 
@@ -172,9 +174,7 @@ def _counts(x: list[int], y: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.cumsum(d > 0), np.cumsum(d < 0), np.arange(1, len(d) + 1)
 
 
-def _turning_points(
-    x: list[int], y: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _turning_points(x: list[int], y: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The counts at the only times where either e-process can take its running maximum: every
     factor moves all bets the same way (D = +1 lowers the "same" wealth and raises the "different"
     one, D = -1 the opposite, D = 0 moves each by the sign of m or -tau), so a maximum sits at

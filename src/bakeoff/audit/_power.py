@@ -111,9 +111,7 @@ def greedy_power(
         bmax = min(budget, -(-need // 32) * 32)  # rounded up: the tables are cached by it
     else:
         bmax = 0
-    a_diff, a_same = _tables(
-        budget, tau, delta, math.log(threshold), math.log(1 / alpha), bmax
-    )
+    a_diff, a_same = _tables(budget, tau, delta, math.log(threshold), math.log(1 / alpha), bmax)
     rows = int(min(a_diff.max(), budget)) + 1  # past a_diff every state has been absorbed
     live = np.zeros((rows + 1, bmax + 1))
     live[0, 0] = 1.0

@@ -157,7 +157,9 @@ def _add_power(
 
 
 def _share(x: float) -> str:
-    return f"{x:.1%}" if x < 0.1 else f"{x:.0%}"
+    """A share as people write it: 1%, 3.9%, 22%."""
+    text = f"{x:.1%}" if x < 0.1 else f"{x:.0%}"
+    return text.replace(".0%", "%")
 
 
 def _rules_out(g: dict[str, Any], subs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
