@@ -242,8 +242,9 @@ class AuditSettings(_Strict):
     token by token under the reference model)."""
     budget: int = Field(default=400, ge=2, le=10000)
     """Most calls per regime per candidate endpoint; the test stops earlier once decided. 400 lets
-    "same ≤1%" be said of an endpoint with no confident divergence (it takes 367 calls; each
-    confident divergence more needs about 150 more); a decided candidate gets no more calls."""
+    "same ≤1%" be said of an endpoint with no confident divergence (it takes 343 calls, 350 at
+    the look after a round of 10; one confident divergence needs 777); a decided candidate gets
+    no more calls."""
     batch: int = Field(default=10, ge=1, le=1000)
     """Calls per round between two looks at the evidence."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
@@ -254,7 +255,7 @@ class AuditSettings(_Strict):
     candidate's *excess* rate of confident greedy divergences (see `margin`) over the reference's
     own repeat's is below δ — an equivalence bound, never "no difference was found" — printed as
     the smallest share of requests routed to a substitute that it rules out (bound / the share of
-    outputs the substitute changes; `substitute_change`). At 0 divergences δ = 0.01 takes 367
+    outputs the substitute changes; `substitute_change`). At 0 divergences δ = 0.01 takes 343
     greedy calls (0.05: 68, 0.1: 33). Why 0.01: a route of 5% (10%) to a Q8_0-like substitute
     raises the excess rate by 0.011 (0.022) > δ, so by the bound's coverage it is "same" in at most
     5% of audits (simulated: tests/test_audit_sim.py)."""
@@ -277,6 +278,14 @@ class AuditSettings(_Strict):
     power_effects: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.25], min_length=1)
     """The effects the printed power is quoted at: shares of outputs changed (served by a
     substitute that parts confidently there), beside the reference's own repeat noise."""
+
+    @field_validator("power_effects")
+    @classmethod
+    def _effects_are_shares(cls, v: list[float]) -> list[float]:
+        if any(not 0 < e <= 1 for e in v):
+            raise ValueError(f"power_effects are shares of outputs in (0, 1], got {v}")
+        return v
+
     margin: float = Field(default=0.1, ge=0, le=100)
     """Nats by which the reference must prefer its own token over the candidate's, at the first
     token where their greedy outputs part, for the divergence to count as evidence. Honest engines
