@@ -264,8 +264,9 @@ class AuditSettings(_Strict):
     honest engine may have without being called "different": the greedy test's null is composite,
     H0: excess rate ≤ τ (a betting e-process on the bounded mean, Waudby-Smith & Ramdas 2024). Held-
     out nulls measured 0 confident divergences in 2,800 prompts (F16 with another batch size, F32,
-    PyTorch fp32 alone and batched under load, 40 audits × 70; 95% upper bound 0.0011): τ = 0.01
-    leaves 9 times that for engines not measured here (GPU BF16/FP8). docs/FIDELITY.md."""
+    PyTorch fp32 alone and batched under load, 40 audits × 70; Clopper–Pearson 95% upper end
+    0.0013): τ = 0.01 leaves 7.6 times that for engines not measured here (GPU BF16/FP8, not
+    covered: docs/FIDELITY.md)."""
     logprob_tolerance: float = Field(default=0.005, ge=0, le=10)
     """ε, nats per token: the sampled tests' composite null — each prompt's per-token log-
     probability difference (candidate's sample − the reference's own) is symmetric about a shift of
