@@ -100,21 +100,22 @@ endpoints:
 
 
 def test_routed_endpoints_are_never_same_and_a_twin_never_different(tmp_path):
-    """20 seeded audits at the default budget and settings: an endpoint that answers 10% or 20% of
+    """10 seeded audits at the default budget and settings: an endpoint that answers 10% or 20% of
     requests from another model is never called "same" (the old rule — "same" when the greedy test
     did not reject — said so in 10 of 12 audits at 20%), and a twin is never "different". (The
     rates at routes to a substitute that changes 22% of outputs: tests/test_audit_sim.py.)"""
     seen: dict[str, list[str]] = {"twin": [], "route10": [], "route20": []}
-    for seed in range(20):
+    for seed in range(10):
         store, run_id, _ = _run(tmp_path / str(seed), ROUTED.format(seed=seed))
         v = store.verdicts(run_id)
         for name in seen:
             seen[name].append(v[name]["verdict"])
         assert v["other"]["verdict"] == "different"
     assert "same" not in seen["route10"] and "same" not in seen["route20"], seen
-    assert "different" not in seen["twin"] and seen["twin"].count("same") == 20, seen
-    # and they are not let off either: 20% routed is "different" in most audits
-    assert seen["route20"].count("different") >= 15, seen
+    assert "different" not in seen["twin"] and seen["twin"].count("same") == 10, seen
+    # and they are not let off either: both routes change 10% and 20% of outputs, "different"
+    # within 400 calls with probability 1.000 by the exact power of the rule (_power.py)
+    assert seen["route10"].count("different") == seen["route20"].count("different") == 10, seen
 
 
 def test_suite_behaviour_checks_tool_calls_against_the_reference(tmp_path):
