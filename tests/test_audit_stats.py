@@ -94,6 +94,12 @@ def test_power_uses_the_reference_repeat_noise():
     at = {p["effect"]: p["different"] for p in quiet["power"]}
     at_noisy = {p["effect"]: p["different"] for p in noisy["power"]}
     assert at[0.1] > 0.99 and at_noisy[0.1] < 0.9
+    # past the exact chain's size nothing is printed as power, and the verdict says why
+    x, y = ([0] * 9 + [1]) * 10, ([0] * 4 + [1] + [0] * 5) * 10  # as often as the reference
+    v, big = _decide_greedy(x, y, budget=10000)
+    assert v["verdict"] == "inconclusive"
+    assert big["power"] == [] and not big["power_is_exact"]
+    assert big["power_method"].startswith("not computed") and "not computed" in v["why"]
 
 
 def test_the_upper_bound_covers_the_true_rate_at_every_time():

@@ -85,6 +85,11 @@ def _tables(
     return a_diff, a_same
 
 
+MAX_STATES = 70_000
+"""The largest chain computed exactly, in (calls + 1) x (reference repeats + 1) states (memory: a
+few arrays of that many x 65 floats). Past it no power is printed, and the verdict says why."""
+
+
 @lru_cache(maxsize=1024)
 def greedy_power(
     effect: float,
@@ -96,11 +101,12 @@ def greedy_power(
     delta: float,
     alpha: float,
     threshold: float,
-) -> Power:
+) -> Power | None:
     """Exact operating characteristics of the greedy rule at an effect (see the module): decided
     "different" when the e-process against theta <= tau reaches `threshold` (1/alpha per endpoint),
     "same" when the one against theta >= delta reaches 1/alpha, either read at the end of a round of
-    `batch` prompts (the audit's looks), "different" first; no calls after a decision."""
+    `batch` prompts (the audit's looks), "different" first; no calls after a decision. None when
+    the chain would exceed `MAX_STATES`."""
     px = 1 - (1 - effect) * (1 - p_y)
     p_plus, p_minus = px * (1 - p_y), (1 - px) * p_y
     p_zero = 1 - p_plus - p_minus
@@ -111,6 +117,8 @@ def greedy_power(
         bmax = min(budget, -(-need // 32) * 32)  # rounded up: the tables are cached by it
     else:
         bmax = 0
+    if (budget + 1) * (bmax + 1) > MAX_STATES:
+        return None
     a_diff, a_same = _tables(budget, tau, delta, math.log(threshold), math.log(1 / alpha), bmax)
     rows = int(min(a_diff.max(), budget)) + 1  # past a_diff every state has been absorbed
     live = np.zeros((rows + 1, bmax + 1))

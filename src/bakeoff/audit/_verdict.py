@@ -139,6 +139,9 @@ def _add_power(
             alpha=settings.alpha,
             threshold=threshold,
         )
+        if pw is None:
+            g["power"] = []
+            break
         g["power"].append(
             {
                 "effect": effect,
@@ -147,19 +150,33 @@ def _add_power(
                 "expected_calls": round(pw.expected_calls, 1),
             }
         )
-    g["power_is_exact"] = exact
-    g["power_method"] = (
-        f"exact: Markov chain over the counts, the reference repeat's rate {p_y:g} (to 0.01) plugged in"
-        if exact
-        else f"lower bound: the greedy test alone at e-value {threshold:g}, the reference repeat's "
-        f"rate {p_y:g} plugged in"
-    )
+    g["power_is_exact"] = exact and bool(g["power"])
+    if not g["power"]:
+        g["power_method"] = (
+            f"not computed: {budget} calls beside a reference repeat parting at {p_y:g} is past "
+            "the exact chain's size (audit/_power.py MAX_STATES)"
+        )
+    elif exact:
+        g["power_method"] = (
+            "exact: Markov chain over the counts, the reference repeat's rate "
+            f"{p_y:g} (to 0.01) plugged in"
+        )
+    else:
+        g["power_method"] = (
+            f"lower bound: the greedy test alone at e-value {threshold:g}, the reference "
+            f"repeat's rate {p_y:g} plugged in"
+        )
 
 
 def _share(x: float) -> str:
     """A share as people write it: 1%, 3.9%, 22%."""
     text = f"{x:.1%}" if x < 0.1 else f"{x:.0%}"
     return text.replace(".0%", "%")
+
+
+def _routes(share: float) -> str:
+    """ "routes ≥4.5%", or "routes of any share" when the bound on the excess is at or below 0."""
+    return f"routes ≥{_share(share)}" if share > 0 else "routes of any share"
 
 
 def _rules_out(g: dict[str, Any], subs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,6 +194,8 @@ def _rules_out(g: dict[str, Any], subs: dict[str, dict[str, Any]]) -> list[dict[
 
 
 def _power_text(g: dict[str, Any], budget: int) -> str:
+    if not g["power"]:
+        return f"power {g['power_method']}"
     cells = " / ".join(f"{p['different']:.2f}" for p in g["power"])
     effects = " / ".join(_share(p["effect"]) for p in g["power"])
     kind = "" if g["power_is_exact"] else " at least"
@@ -211,22 +230,27 @@ def _verdict(
         ruled = _rules_out(g, subs)
         head = ruled[0]
         more = "".join(
-            f"; ≥{_share(r['route_share'])} to {r['substitute']} (changes ≥{_share(r['changes'])}"
+            f"; {_routes(r['route_share'])} to {r['substitute']} (changes ≥{_share(r['changes'])}"
             f", {r['source']})"
             for r in ruled[1:]
         )
         return {
             "verdict": "same",
-            "claim": f"same ≤{_share(delta)} ({seen}; routes ≥{_share(head['route_share'])} to "
+            "claim": f"same ≤{_share(delta)} ({seen}; {_routes(head['route_share'])} to "
             f"{head['substitute']} ruled out)",
             "why": (
                 f"{g['confident_differ']} confident greedy divergences in {g['n']} calls, the "
                 f"reference's own repeat {g['reference_repeat_differ']} (margin {g['margin']:g} "
                 f"nats; {g['near_ties']} near-ties left out): the excess rate is at most "
                 f"{g['rate_upper_bound']:.2%} (95% anytime-valid bound), within the stated "
-                f"{_share(delta)}. A share ≥{_share(head['route_share'])} of requests served by a "
-                f"substitute that changes ≥{_share(head['changes'])} of outputs ({head['source']}) "
-                f"would have been seen{more}"
+                f"{_share(delta)}. "
+                + (
+                    f"A share ≥{_share(head['route_share'])}"
+                    if head["route_share"] > 0
+                    else "Any share"
+                )
+                + f" of requests served by a substitute that changes ≥{_share(head['changes'])} of outputs "
+                f"({head['source']}) would have been seen{more}"
             ),
             "rules_out": ruled,
         }
