@@ -258,8 +258,9 @@ def _verdict(
     if g is not None:
         need = g["calls_for_same"]
         why += (
-            f"; {seen} prompts part confidently (the reference's own repeat "
-            f"{g['reference_repeat_differ']}), excess bound {g['rate_upper_bound']:.1%} > "
+            f" against an excess of at most {_share(settings.tolerance)} (the tolerance)"
+            f"; {seen} prompts part confidently (margin {g['margin']:g} nats; the reference's own "
+            f"repeat {g['reference_repeat_differ']}), excess bound {g['rate_upper_bound']:.1%} > "
             f"{_share(delta)}: 'same' needs "
             + (f"{need} greedy calls at this count" if need else "a smaller divergence count")
             + f"; {_power_text(g, max(settings.budget, g['n']))}"
