@@ -289,3 +289,33 @@ def test_audit_prompts_are_distinct_and_a_longer_audit_extends_a_shorter_one():
         assert short == long[:n]
     other = [it.messages[0]["content"] for it in audit_items("greedy", seed=1, n=70)]
     assert other != long[:70]
+
+
+def test_a_same_claim_is_translated_to_the_substitutes_the_run_measured():
+    """A candidate of the run that is a named substitute (here the local ladder's Q8_0, matched by
+    its variant) lends its measured excess rate — the 95% lower bound — to every "same" claim."""
+    from bakeoff.audit._verdict import decide, known_substitutes
+    from bakeoff.lineups import parse_lineup
+
+    lineup = parse_lineup(
+        """
+reference: ref
+endpoints:
+  - {name: ref, provider: fake}
+  - {name: twin, provider: fake}
+  - {name: q8, provider: local, model: smol, local: {variant: Q8_0}}
+"""
+    )
+    twin = greedy_tests([0] * 350, [0] * 350, delta=0.01, tau=0.01, alpha=0.05)
+    q8 = greedy_tests(([1] + [0] * 3) * 40, [0] * 160, delta=0.01, tau=0.01, alpha=0.05)
+    for g in (twin, q8):
+        g.update(margin=0.1, near_ties=0, sampler_flag=None)
+    evidence = {"twin": {"greedy": twin}, "q8": {"greedy": q8}}
+    subs = known_substitutes(lineup, lineup.audit, evidence)
+    assert subs["q8"]["changes"] == q8["excess_lower_bound"] and 0.1 < subs["q8"]["changes"] < 0.25
+    v = decide(evidence, lineup.audit, subs)
+    assert v["q8"]["verdict"] == "different" and v["twin"]["verdict"] == "same"
+    shares = {r["substitute"]: r["route_share"] for r in v["twin"]["rules_out"]}
+    assert shares["Q8_0-like"] == round(twin["rate_upper_bound"] / 0.22, 4)
+    assert shares["q8"] == round(twin["rate_upper_bound"] / q8["excess_lower_bound"], 4)
+    assert "to q8 (changes ≥" in v["twin"]["why"]
