@@ -7,19 +7,23 @@ from bakeoff.audit._errors import AuditError
 from bakeoff.audit._factories import scorer_factory_for
 from bakeoff.audit._greedy import (
     calls_for_equivalence,
+    excess_lower_bound,
+    excess_upper_bound,
     first_divergence,
-    greedy_power,
-    rate_upper_bound,
+    greedy_tests,
 )
+from bakeoff.audit._power import Power, greedy_power
 from bakeoff.audit._rerun import Reanalysis, reanalyse, rerun_audit
 from bakeoff.audit._stats import (
     BettingResult,
+    NonFiniteEvidence,
     bounded,
     e_bh,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
     symmetric_betting_test,
+    tolerant_paired_test,
 )
 from bakeoff.suites.fidelity import audit_items
 
@@ -27,6 +31,8 @@ __all__ = [
     "SUITES",
     "AuditError",
     "BettingResult",
+    "NonFiniteEvidence",
+    "Power",
     "Reanalysis",
     "analyse",
     "audit_items",
@@ -34,15 +40,18 @@ __all__ = [
     "bounded",
     "calls_for_equivalence",
     "e_bh",
+    "excess_lower_bound",
+    "excess_upper_bound",
     "first_divergence",
     "greedy_power",
+    "greedy_tests",
     "mmd_hamming_test",
     "normalize_text",
-    "rate_upper_bound",
     "reanalyse",
     "rerun_audit",
     "run_audit",
     "scorer_factory_for",
     "sign_flip_test",
     "symmetric_betting_test",
+    "tolerant_paired_test",
 ]

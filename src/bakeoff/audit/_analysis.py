@@ -12,13 +12,12 @@ import numpy as np
 
 from bakeoff.audit._greedy import greedy_evidence
 from bakeoff.audit._stats import (
-    bounded,
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
-    symmetric_betting_test,
+    tolerant_paired_test,
 )
-from bakeoff.audit._verdict import decide
+from bakeoff.audit._verdict import decide, known_substitutes
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.store import Store
 from bakeoff.suites import Item
@@ -76,6 +75,7 @@ def _greedy(
         margin=settings.margin,
         delta=settings.same_within,
         alpha=settings.alpha,
+        tau=settings.tolerance,
     )
 
 
@@ -92,7 +92,13 @@ def _sampled_pairs(
 
 
 def _sampled(
-    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    alpha: float,
+    scorer: Any,
+    tol: float = 0.0,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     d: list[float] = []
@@ -118,7 +124,7 @@ def _sampled(
     if scorer is None:
         out.update(p_value=1.0, rejected_at=None, wealth=[], note="no reference scorer")
         return out
-    bet = symmetric_betting_test(bounded(d), alpha)
+    bet = tolerant_paired_test(d, tol, alpha)
     out.update(
         p_value=bet.p_value,
         rejected_at=bet.rejected_at,
@@ -131,10 +137,10 @@ def _sampled(
     return out
 
 
-def _paired(d: list[float], alpha: float) -> dict[str, Any]:
-    """The betting test (sequential) and the sign-flip p-value on per-prompt differences d that are
-    symmetric about 0 under H0."""
-    bet = symmetric_betting_test(bounded(d), alpha)
+def _paired(d: list[float], alpha: float, tol: float = 0.0) -> dict[str, Any]:
+    """The betting test (sequential; composite null: symmetric about a shift of at most `tol`) and
+    the sign-flip p-value on per-prompt differences d that are symmetric about 0 under H0."""
+    bet = tolerant_paired_test(d, tol, alpha)
     return {
         "n": len(d),
         "p_value": bet.p_value,
@@ -152,6 +158,7 @@ def _likelihood_ratio(
     alpha: float,
     scorer: Any,
     alternative: Any,
+    tol: float = 0.0,
 ) -> dict[str, Any] | None:
     """Likelihood-ratio test toward a suspected substitute (a quantization of the reference, say).
 
@@ -184,7 +191,7 @@ def _likelihood_ratio(
     if not d:
         return None
     return {
-        **_paired(d, alpha),
+        **_paired(d, alpha, tol),
         "mean_llr_candidate": round(float(np.mean(r_c)), 4),
         "mean_llr_reference": round(float(np.mean(r_r)), 4),
     }
@@ -218,7 +225,13 @@ def _logprob_gap(reported: list[tuple[str, float]], scored: Any) -> float | None
 
 
 def _logprobs(
-    calls: Calls, ref: str, cand: str, items: list[Item], alpha: float, scorer: Any
+    calls: Calls,
+    ref: str,
+    cand: str,
+    items: list[Item],
+    alpha: float,
+    scorer: Any,
+    tol: float = 0.0,
 ) -> dict[str, Any] | None:
     """Logprob comparison, for endpoints that report the log-probabilities of what they sample.
 
@@ -250,7 +263,7 @@ def _logprobs(
     if not d:
         return None
     return {
-        **_paired(d, alpha),
+        **_paired(d, alpha, tol),
         "mean_gap_candidate": round(float(np.mean(gaps_c)), 5),
         "mean_gap_reference": round(float(np.mean(gaps_r)), 5),
     }
@@ -403,7 +416,7 @@ def analyse(
     evidence: dict[str, dict[str, Any]] = {}
     for name in candidates:
         evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives)
-    decided = decide(evidence, settings)
+    decided = decide(evidence, settings, known_substitutes(lineup, settings, evidence))
     out: dict[str, dict[str, Any]] = {}
     for name in candidates:
         tests = evidence[name]
@@ -465,18 +478,20 @@ def _tests(
     alternatives: dict[str, Callable[[], Any]] | None,
 ) -> dict[str, Any]:
     """Every test of one candidate, by name (`greedy`, `sampled`, `logprobs`, `lr:<alt>`)."""
-    alpha = settings.alpha
+    alpha, tol = settings.alpha, settings.logprob_tolerance
     tests: dict[str, Any] = {}
     if "greedy" in items:
         tests["greedy"] = _greedy(calls, ref, cand, items["greedy"], settings, scorer)
     if "sampled" in items:
-        tests["sampled"] = _sampled(calls, ref, cand, items["sampled"], alpha, scorer)
-        lp = _logprobs(calls, ref, cand, items["sampled"], alpha, scorer)
+        tests["sampled"] = _sampled(calls, ref, cand, items["sampled"], alpha, scorer, tol)
+        lp = _logprobs(calls, ref, cand, items["sampled"], alpha, scorer, tol)
         if lp is not None:
             tests["logprobs"] = lp
         if scorer is not None:
             for alt_name, load in (alternatives or {}).items():
-                lr = _likelihood_ratio(calls, ref, cand, items["sampled"], alpha, scorer, load())
+                lr = _likelihood_ratio(
+                    calls, ref, cand, items["sampled"], alpha, scorer, load(), tol
+                )
                 if lr is not None:
                     tests[f"lr:{alt_name}"] = lr
     return tests

@@ -9,23 +9,23 @@ candidate's by more than `margin` nats at the first token where the two outputs 
 forcing on the shared prefix: both log-probabilities are conditioned on the same tokens). The choice
 of the margin and the measurements behind it: docs/FIDELITY.md.
 
-Then two one-sided questions on the per-prompt indicator X = "a confident divergence":
-- "different": do confident divergences happen more often than between the reference and itself
-  (the betting test of `_stats.symmetric_betting_test` on X - Y, Y the reference's own repeat);
-- "same within delta": is the rate of confident divergences below delta — an anytime-valid upper
-  confidence bound (`rate_upper_bound`), so the claim holds whenever the audit stops.
+Then two one-sided questions on D = X - Y, X = "the candidate parts confidently", Y = the same for
+the reference's own repeat, about theta = E[D], the candidate's *excess* rate:
+- "different": is theta above the tolerance tau an honest engine gets (`log_different`, a betting
+  e-process on the bounded mean against the composite null theta <= tau);
+- "same within delta": is theta below delta — an anytime-valid upper confidence bound
+  (`excess_upper_bound`), so the claim holds whenever the audit stops.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
-from bakeoff.audit._stats import _BETS
 
 
 @dataclass(frozen=True)
@@ -90,111 +90,152 @@ def confident(div: Divergence | None, margin: float) -> bool:
     part by one stopping where the other goes on)."""
     if div is None:
         return False
+    if div.margin is not None and not math.isfinite(div.margin):
+        from bakeoff.audit._stats import NonFiniteEvidence
+
+        raise NonFiniteEvidence(
+            f"a divergence's margin is {div.margin!r}: refused (never evidence)"
+        )
     return div.margin is None or div.margin > margin
 
 
-# -- "same within delta": an anytime-valid upper confidence bound on a rate ---------------------
+# -- the excess rate: e-processes on the counts of D = X - Y in {-1, 0, 1} ---------------------
+#
+# Per prompt D_t = X_t - Y_t (candidate's confident divergence minus the reference repeat's), and
+# theta = E[D_t | past], the candidate's *excess* rate of confident divergences. Both questions are
+# bets on the bounded mean of D (Waudby-Smith & Ramdas 2024, "Estimating means of bounded random
+# variables by betting", JRSSB 86(1)); with constant bets the wealth depends only on the counts
+# a = #{D = +1}, b = #{D = -1} and n, so the same functions serve the audit, the bounds and the
+# exact power (`_power`).
+
+_SAME_F = np.concatenate([[1.0], (np.arange(64) + 0.5) / 64])
+_SAME_LOGW = np.log(np.concatenate([[0.5], np.full(64, 0.5 / 64)]))
+"""Bets against "theta >= m": lambda = f / (1 - m), half the weight on f = 1, half uniform on (0, 1)
+(a midpoint grid). With Y = 0 each bet is a Bernoulli likelihood ratio q^X (1-q)^(1-X) /
+(m^X (1-m)^(1-X)) at q = m (1 - f): the conjugate mixture of Robbins (1970) and Howard et al.
+(2021, Ann. Statist.) with half its mass on q = 0, so "same <=5%" at 0 divergences still takes 68
+calls."""
+
+_DIFF_F = np.linspace(0.05, 0.8, 16)
+"""Bets against "theta <= tau": lambda = f / (1 + tau), f in {0.05, ..., 0.80}, equal weights
+(diversified Kelly, Waudby-Smith & Ramdas)."""
 
 
-def _log_mixture(k: Any, n: Any, delta: float, grid: int = 64) -> Any:
-    """log of the e-process for H0: rate >= delta after k events in n Bernoulli trials (k, n
-    numbers or arrays of the same shape).
+def _logsumexp(terms: np.ndarray) -> Any:
+    """log of the sum over the last axis (numpy's logaddexp.reduce is 5x slower)."""
+    top = np.max(terms, axis=-1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out = safe + np.log(np.sum(np.exp(terms - safe[..., None]), axis=-1))
+    return np.where(np.isfinite(top), out, top)
 
-    A mixture of likelihood ratios q^k (1-q)^(n-k) / (delta^k (1-delta)^(n-k)) over alternatives
-    q < delta (Robbins 1970; Howard et al. 2021, "Time-uniform, nonparametric, nonasymptotic
-    confidence sequences", Ann. Statist., §3 conjugate mixtures): half the prior mass on q = 0 (the
-    honest twin's rate), half uniform on (0, delta) (a midpoint grid). For q < delta and any true
-    rate >= delta each ratio is a nonnegative supermartingale, so is their mixture, and by Ville's
-    inequality it crosses 1/alpha with probability at most alpha: the claim "rate < delta" may be
-    made at any stopping time."""
-    k = np.asarray(k, dtype=float)
-    n = np.asarray(n, dtype=float)
-    base = k * math.log(delta) + (n - k) * math.log1p(-delta)
-    at_zero = np.where(k == 0, 0.0, -np.inf)  # q = 0: (1 - 0)^n, zero once an event is seen
-    qs = (np.arange(grid) + 0.5) / grid * delta
-    lr = k[..., None] * np.log(qs) + (n - k)[..., None] * np.log1p(-qs)
-    spread = np.logaddexp.reduce(lr, axis=-1) - math.log(grid)
-    out = np.logaddexp(at_zero, spread) + math.log(0.5) - base
+
+def log_same(a: Any, b: Any, n: Any, m: float) -> Any:
+    """log of the e-process against H0: theta >= m after a divergences of the candidate's alone
+    (D = +1), b of the reference repeat's alone (D = -1) in n prompts (numbers or arrays).
+
+    Each bet's factor 1 + f (m - D_t) / (1 - m) is >= 0 for D_t <= 1 and has conditional mean <= 1
+    when theta >= m, so every product, and their mixture, is a nonnegative supermartingale: by
+    Ville's inequality it crosses 1/alpha with probability <= alpha, and "theta < m" may be claimed
+    at any stopping time."""
+    if not -1 < m < 1:
+        raise ValueError(f"m must be in (-1, 1), got {m}")
+    a, b, n = (np.asarray(v, dtype=float)[..., None] for v in (a, b, n))
+    lam = _SAME_F / (1 - m)
+    with np.errstate(divide="ignore", invalid="ignore"):  # f = 1: the factor at D = +1 is 0
+        at_plus = np.where(a > 0, a * np.log1p(-_SAME_F), 0.0)
+    terms = at_plus + b * np.log1p(lam * (m + 1)) + (n - a - b) * np.log1p(lam * m) + _SAME_LOGW
+    out = _logsumexp(terms)
     return float(out) if out.ndim == 0 else out
 
 
-def equivalence_path(x: list[int], delta: float) -> list[float]:
-    """The e-process against "rate >= delta" after each observation (x_t in {0, 1})."""
-    if not x:
-        return []
-    n = np.arange(1, len(x) + 1)
-    logs = _log_mixture(np.cumsum(x), n, delta)
-    return [math.exp(v) for v in np.minimum(logs, 700.0).tolist()]
+def log_different(a: Any, b: Any, n: Any, tau: float) -> Any:
+    """log of the e-process against the composite H0: theta <= tau ("at most tau more confident
+    divergences than the reference's own repeat": the tolerance an honest engine gets). Factors
+    1 + f (D_t - tau) / (1 + tau) >= 1 - f >= 0.2, with mean <= 1 under H0."""
+    if not -1 < tau < 1:
+        raise ValueError(f"tau must be in (-1, 1), got {tau}")
+    a, b, n = (np.asarray(v, dtype=float)[..., None] for v in (a, b, n))
+    lam = _DIFF_F / (1 + tau)
+    terms = a * np.log1p(lam * (1 - tau)) + b * np.log1p(-lam * (1 + tau))
+    terms = terms + (n - a - b) * np.log1p(-lam * tau) - math.log(len(_DIFF_F))
+    out = _logsumexp(terms)
+    return float(out) if out.ndim == 0 else out
 
 
-def rate_upper_bound(x: list[int], alpha: float) -> float:
-    """Anytime-valid (1 - alpha) upper confidence bound on the rate of x_t = 1: the smallest delta
-    whose e-process has crossed 1/alpha at some time so far (the running intersection of the
-    confidence sequence, so the bound only tightens). 1.0 before any observation."""
-    if not x:
-        return 1.0
-    target = math.log(1.0 / alpha)
-    counts, n = np.cumsum(x), np.arange(1, len(x) + 1)
-    lo, hi = 0.0, 1.0
-    for _ in range(30):  # bisection to 1e-9: the e-value grows with delta (checked numerically)
+def _counts(x: list[int], y: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Running counts (a_t, b_t, t) of D = +1 and D = -1 after each prompt."""
+    from bakeoff.audit._stats import finite
+
+    xs, ys = finite(x, "divergences"), finite(y, "divergences")
+    if xs.shape != ys.shape or not np.isin(xs, (0, 1)).all() or not np.isin(ys, (0, 1)).all():
+        raise ValueError("divergence indicators must be two equal-length sequences of 0/1")
+    d = xs - ys
+    return np.cumsum(d > 0), np.cumsum(d < 0), np.arange(1, len(d) + 1)
+
+
+def _turning_points(x: list[int], y: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The counts at the only times where either e-process can take its running maximum: every
+    factor moves all bets the same way (D = +1 lowers the "same" wealth and raises the "different"
+    one, D = -1 the opposite, D = 0 moves each by the sign of m or -tau), so a maximum sits at
+    the end or next to a nonzero D. Same bounds, a fraction of the work."""
+    a, b, n = _counts(x, y)
+    d = np.asarray(x) - np.asarray(y)
+    near = (d != 0) | np.append(d[1:] != 0, True)
+    return a[near], b[near], n[near]
+
+
+def _bisect(crossed: Callable[[float], bool], lo: float, hi: float, iters: int = 24) -> float:
+    """The boundary of a monotone predicate on (lo, hi): `crossed` false at lo, true at hi."""
+    for _ in range(iters):
         mid = (lo + hi) / 2
-        if np.max(_log_mixture(counts, n, mid)) >= target:
+        if crossed(mid):
             hi = mid
         else:
             lo = mid
     return hi
 
 
+def excess_upper_bound(x: list[int], y: list[int], alpha: float) -> float:
+    """Anytime-valid (1 - alpha) upper confidence bound on theta, the candidate's excess rate of
+    confident divergences: the smallest m whose e-process (`log_same`) has crossed 1/alpha at some
+    time so far (the running intersection; the e-value grows with m). 1.0 with no data."""
+    if not x:
+        return 1.0
+    a, b, n = _turning_points(x, y)
+    target = math.log(1.0 / alpha)
+    return _bisect(lambda m: bool(np.max(log_same(a, b, n, m)) >= target), -1 + 1e-9, 1 - 1e-9)
+
+
+def excess_lower_bound(x: list[int], y: list[int], alpha: float) -> float:
+    """Anytime-valid (1 - alpha) lower confidence bound on theta: the largest tau whose composite
+    null "theta <= tau" the "different" e-process (`log_different`) has rejected; -1 if none.
+    "different" at tolerance tau is exactly "this bound is above tau"."""
+    if not x:
+        return -1.0
+    a, b, n = _turning_points(x, y)
+    target = math.log(1.0 / alpha)
+    return -_bisect(
+        lambda t: bool(np.max(log_different(a, b, n, -t)) >= target), -1 + 1e-9, 1 - 1e-9
+    )
+
+
+@lru_cache(maxsize=1024)
 def calls_for_equivalence(delta: float, alpha: float, k: int = 0, cap: int = 100000) -> int | None:
     """The fewest greedy calls after which "same within delta" can be said when k of them show a
-    confident divergence (exact for this e-process); None past `cap`."""
+    confident divergence and the reference's repeat none (exact for this e-process); None past
+    `cap`."""
     target = math.log(1.0 / alpha)
-    lo = max(k, 1)
-    if _log_mixture(k, cap, delta) < target:
+    if log_same(k, 0, cap, delta) < target:
         return None
-    hi = cap
+    lo, hi = max(k, 1), cap
     while lo < hi:
         mid = (lo + hi) // 2
-        if _log_mixture(k, mid, delta) >= target:
+        if log_same(k, 0, mid, delta) >= target:
             hi = mid
         else:
             lo = mid + 1
     return lo
-
-
-# -- "different": exact power of the greedy betting test -----------------------------------------
-
-
-@lru_cache(maxsize=256)
-def divergences_to_reject(threshold: float) -> int:
-    """How many confident divergences (with none on the reference's side) take the greedy betting
-    e-process — the mixture of constant bets of `symmetric_betting_test` — to `threshold`.
-    Agreements multiply the wealth by 1, so the count is all that matters."""
-    k = 0
-    while float(np.mean((1.0 + _BETS) ** k)) < threshold:
-        k += 1
-        if k > 10000:
-            raise ValueError(f"threshold {threshold} out of reach")
-    return k
-
-
-def greedy_power(rate: float, n: int, threshold: float) -> float:
-    """Exact probability that the greedy test rejects within n calls when each prompt shows a
-    confident divergence with probability `rate` and the reference's repeat never does:
-    P(Binomial(n, rate) >= divergences_to_reject(threshold))."""
-    need = divergences_to_reject(threshold)
-    if need > n:
-        return 0.0
-    from scipy import stats  # imported when used: 0.5 s that every CLI command paid
-
-    return float(stats.binom.sf(need - 1, n, rate))
-
-
-def expected_calls_to_reject(rate: float, threshold: float) -> float | None:
-    """Expected greedy calls until the test rejects at this rate (negative binomial mean)."""
-    if rate <= 0:
-        return None
-    return divergences_to_reject(threshold) / rate
 
 
 # -- the greedy regime's evidence from stored calls ---------------------------------------------
@@ -237,6 +278,40 @@ def _part(scorer: Any, prompt: list[int], a: Any, b: Any, differ: bool) -> Diver
     )
 
 
+def greedy_tests(
+    x: list[int], y: list[int], *, delta: float, tau: float, alpha: float
+) -> dict[str, Any]:
+    """The greedy regime's two questions on the indicators x (candidate parts confidently) and y
+    (the reference's repeat does), as the verdict reads them:
+    - "different": the e-process against "excess rate theta <= tau" (`log_different`), its path
+      and its anytime p-value;
+    - "same within delta": the first call at which the e-process against "theta >= delta"
+      (`log_same`) crossed 1/alpha, and the anytime-valid bounds on theta.
+    Pure: the count-level simulations (tests/test_audit_sim.py) call it on simulated x, y."""
+    a, b, n = _counts(x, y)
+    log_w = np.minimum(np.asarray(log_different(a, b, n, tau)), 700.0) if len(x) else np.zeros(0)
+    wealth = np.exp(log_w).tolist()
+    target = math.log(1.0 / alpha)
+    same_path = np.asarray(log_same(a, b, n, delta)) if len(x) else np.zeros(0)
+    hits = np.flatnonzero(same_path >= target)
+    crossed = np.flatnonzero(log_w >= target)
+    k = int(sum(x))
+    return {
+        "n": len(x),
+        "confident_differ": k,
+        "reference_repeat_differ": int(sum(y)),
+        "tolerance": tau,
+        "p_value": min(1.0, 1.0 / max(max(wealth, default=1.0), 1e-300)),
+        "rejected_at": int(crossed[0]) + 1 if crossed.size else None,
+        "wealth": wealth,
+        "same_within": delta,
+        "rate_upper_bound": round(excess_upper_bound(x, y, alpha), 4),
+        "excess_lower_bound": round(excess_lower_bound(x, y, alpha), 4),
+        "same_at": int(hits[0]) + 1 if hits.size else None,
+        "calls_for_same": calls_for_equivalence(delta, alpha, k),
+    }
+
+
 def greedy_evidence(
     pairs: list[tuple[Any, Any, Any, Any]],
     scorer: Any,
@@ -244,15 +319,16 @@ def greedy_evidence(
     margin: float,
     delta: float,
     alpha: float,
+    tau: float = 0.0,
 ) -> dict[str, Any]:
     """Per prompt (item, reference answer, reference's repeat, candidate answer): does the
     candidate part confidently from the reference (X), does the reference's repeat (Y)? Returns the
-    tests' results and the evidence as a JSON-ready dict.
+    tests' results (`greedy_tests`) and the evidence as a JSON-ready dict.
 
     Without a reference scorer every textual divergence counts (margin 0: the honest-engine
     allowance needs the reference's probabilities). The power of the decision is added by the
-    verdict (`_verdict.power`), which knows how many tests it combines."""
-    from bakeoff.audit._stats import normalize_text, symmetric_betting_test
+    verdict (`_verdict`), which knows how many tests it combines."""
+    from bakeoff.audit._stats import normalize_text
 
     x: list[int] = []
     y: list[int] = []
@@ -287,25 +363,12 @@ def greedy_evidence(
                 }
             )
     n = len(x)
-    bet = symmetric_betting_test([float(a - b) for a, b in zip(x, y, strict=True)], alpha)
-    eq = equivalence_path(x, delta)
-    same_at = next((t for t, e in enumerate(eq, 1) if e >= 1.0 / alpha), None)
-    k = sum(x)
     return {
-        "n": n,
+        **greedy_tests(x, y, delta=delta, tau=tau, alpha=alpha),
         "differ": n_text_diff,
-        "confident_differ": k,
         "near_ties": n_near_ties,
-        "reference_repeat_differ": sum(y),
         "margin": margin if scorer is not None else 0.0,
         "disagreement_rate": round(n_text_diff / n, 4) if n else None,
-        "p_value": bet.p_value,
-        "rejected_at": bet.rejected_at,
-        "wealth": bet.wealth,
-        "same_within": delta,
-        "rate_upper_bound": round(rate_upper_bound(x, alpha), 4),
-        "same_at": same_at,
-        "calls_for_same": calls_for_equivalence(delta, alpha, k),
         "sampler_flag": _sampler_flag(divs),
         "examples": examples,
     }

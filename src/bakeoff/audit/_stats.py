@@ -2,7 +2,9 @@
 
 Each test takes the evidence as numbers (no store, no endpoints) and returns p-values or e-values, so
 they can be property-tested: under the null their p-values are uniform (or conservative) and their
-e-processes cross 1/alpha with probability at most alpha.
+e-processes cross 1/alpha with probability at most alpha. Every one refuses non-finite input (NaN,
+±inf) with `NonFiniteEvidence`: a NaN clipped or compared is silently read as the strongest evidence
+(`min(1, max(-1, nan))` is -1), so it must never reach a test.
 """
 
 from __future__ import annotations
@@ -42,6 +44,32 @@ class BettingResult:
         return min(1.0, 1.0 / max(max(self.wealth), 1e-300))
 
 
+class NonFiniteEvidence(ValueError):
+    """A statistic was handed NaN or ±inf (a scorer's "NaN" log-probability, an "-Infinity"
+    subtracted from itself): refused, never read as evidence."""
+
+
+def finite(values: Sequence[float] | np.ndarray, what: str = "evidence") -> np.ndarray:
+    """`values` as a float array, or `NonFiniteEvidence` naming the first non-finite entry."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise NonFiniteEvidence(f"{what}: not numbers ({e})") from None
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise NonFiniteEvidence(
+            f"{what}: {int(bad.sum())} non-finite value(s), the first {arr.ravel()[i]!r} at "
+            f"index {i}: refused (never evidence)"
+        )
+    return arr
+
+
+def _check_alpha(alpha: float) -> None:
+    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0 < alpha < 1):
+        raise NonFiniteEvidence(f"alpha must be a finite number in (0, 1), got {alpha!r}")
+
+
 _BETS = np.concatenate([-np.linspace(0.05, 0.8, 16), np.linspace(0.05, 0.8, 16)])
 """The constant bets the e-process mixes: ±0.05, ±0.10, ..., ±0.80 (two-sided)."""
 
@@ -58,28 +86,66 @@ def symmetric_betting_test(d: Sequence[float], alpha: float = 0.05) -> BettingRe
     any time. Measured on the calibration pools it reached 1/alpha sooner than the online Newton
     step bet it replaced (Cutkosky & Orabona 2018), at no cost in level.
     """
-    wealth: list[float] = []
-    k = np.ones_like(_BETS)
-    rejected = None
-    for t, x in enumerate(d, 1):
-        x = float(min(1.0, max(-1.0, x)))
-        k = k * (1.0 + _BETS * x)
-        w = float(k.mean())
-        wealth.append(w)
-        if rejected is None and w >= 1.0 / alpha:
-            rejected = t
-    return BettingResult(wealth, rejected)
+    z = np.clip(finite(d, "paired differences"), -1.0, 1.0)
+    _check_alpha(alpha)
+    return _result((one_sided_wealth(z) + one_sided_wealth(-z)) / 2, alpha)
 
 
-def bounded(d: Sequence[float], scale: float | None = None) -> list[float]:
-    """Map real differences into (-1, 1) with tanh(d / c), c predictable: the median |d| seen so far
-    (1.0 before any). Keeps symmetry under H0, so the betting test stays valid."""
+_UP = np.linspace(0.05, 0.8, 16)
+"""The one-sided bets: 0.05, 0.10, ..., 0.80 (half of `_BETS`)."""
+
+
+def one_sided_wealth(z: np.ndarray) -> np.ndarray:
+    """K_t = mean over lambda in {0.05, ..., 0.80} of prod_{s<=t} (1 + lambda z_s), z_s in [-1, 1]:
+    a test martingale whenever E[z_t | past] <= 0 (each factor has mean <= 1 and is >= 0.2)."""
+    if z.size == 0:
+        return np.zeros(0)
+    logs = np.cumsum(np.log1p(np.multiply.outer(z, _UP)), axis=0)
+    top = logs.max(axis=1, keepdims=True)
+    out = np.exp(np.minimum(top[:, 0], 700.0)) * np.exp(logs - top).mean(axis=1)
+    return np.asarray(out, dtype=float)
+
+
+def _result(wealth: np.ndarray, alpha: float) -> BettingResult:
+    hits = np.flatnonzero(wealth >= 1.0 / alpha)
+    return BettingResult(wealth.tolist(), int(hits[0]) + 1 if hits.size else None)
+
+
+def tolerant_paired_test(
+    d: Sequence[float], tolerance: float, alpha: float = 0.05
+) -> BettingResult:
+    """Sequential test of paired differences d_t (real numbers, e.g. nats per token) against the
+    composite null "each d_t is symmetric about some mu_t with |mu_t| <= tolerance" — an honest
+    engine may shift a prompt's per-token log-probability difference by up to `tolerance`, and is
+    otherwise exchangeable with the reference.
+
+    The wealth is the average of two one-sided betting e-processes: positive bets on
+    tanh((d_t - tolerance) / c_t) and on -tanh((d_t + tolerance) / c_t), c_t the predictable scale
+    of `bounded` (median |d| so far). For d symmetric about mu <= tolerance, tanh((d - tolerance)/c)
+    has mean <= 0 (tanh is odd and increasing), so the first is a supermartingale; the second
+    likewise for mu >= -tolerance; their average is one under the null (Ville: anytime-valid).
+    At tolerance 0 it is `symmetric_betting_test(bounded(d))` exactly."""
+    x = finite(d, "paired differences")
+    tol = float(finite([tolerance], "tolerance")[0])
+    if tol < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tol}")
+    _check_alpha(alpha)
+    up = np.asarray(bounded(x.tolist(), shift=-tol))
+    down = np.asarray(bounded(x.tolist(), shift=tol))
+    return _result((one_sided_wealth(up) + one_sided_wealth(-down)) / 2, alpha)
+
+
+def bounded(d: Sequence[float], scale: float | None = None, shift: float = 0.0) -> list[float]:
+    """Map real differences into (-1, 1) with tanh((d + shift) / c), c predictable: the median |d|
+    seen so far (1.0 before any). Keeps symmetry under H0, so the betting test stays valid."""
+    xs = finite(d, "differences").tolist()
+    finite([shift, 1.0 if scale is None else scale], "scale and shift")
     out = []
     seen: list[float] = []
-    for x in d:
+    for x in xs:
         c = scale if scale is not None else (float(np.median(np.abs(seen))) if seen else 1.0)
         c = max(c, 1e-6)
-        out.append(math.tanh(x / c))
+        out.append(math.tanh((x + shift) / c))
         seen.append(x)
     return out
 
@@ -89,7 +155,7 @@ def sign_flip_test(d: Sequence[float], n_perm: int = 10000, seed: int = 0) -> fl
 
     Fisher (1935) randomisation test; p = (1 + #{|mean*| >= |mean|}) / (1 + n_perm), exact-valid.
     """
-    x = np.asarray(d, dtype=float)
+    x = finite(d, "paired differences")
     if x.size == 0:
         return 1.0
     rng = np.random.default_rng(seed)
@@ -128,6 +194,9 @@ def mmd_hamming_test(
     character). `cand[i]` and `ref[i]` answer the same prompt; the permutation swaps each pair's labels
     (stratified by prompt). Returns (MMD^2 statistic, p-value).
     """
+    for t in (*cand, *ref):
+        if not isinstance(t, str):
+            raise NonFiniteEvidence(f"MMD compares texts, got {type(t).__name__} {t!r}: refused")
     n = len(cand)
     if n != len(ref) or n < 2:
         return (0.0, 1.0)
@@ -160,6 +229,10 @@ def e_bh(e_values: dict[str, float], alpha: float) -> set[str]:
     """The e-BH procedure (Wang & Ramdas 2022, "False discovery rate control with e-values", JRSSB
     84(3)): with K e-values, reject the k* largest, k* = max{k : e_(k) >= K / (k alpha)}. Controls
     the false discovery rate at alpha under arbitrary dependence between the e-values."""
+    _check_alpha(alpha)
+    values = finite(list(e_values.values()), "e-values")
+    if (values < 0).any():
+        raise NonFiniteEvidence(f"e-values must be >= 0, got {values.min()!r}")
     k_total = len(e_values)
     ranked = sorted(e_values.items(), key=lambda kv: -kv[1])
     k_star = 0

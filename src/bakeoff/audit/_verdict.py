@@ -1,17 +1,22 @@
 """From tests to verdicts: one rule, stated once, with the power of that rule.
 
-- **different**: the average of the candidate's e-processes (one per test, `_combine`) reaches the
+- **different**: the average of the candidate's e-processes (one per test, `combine`) reaches the
   threshold: 1/alpha per endpoint (`audit.multiplicity: per_endpoint`, the default: each verdict
   alone is wrong with probability at most alpha), or the e-BH procedure over all candidates
   (`fdr`: the expected share of wrong "different" verdicts among all of them is at most alpha,
   under any dependence between the candidates — they share the reference's answers; Wang & Ramdas
-  2022, "False discovery rate control with e-values", JRSSB). An average of e-processes is an
-  e-process, so the verdict may be read at any round.
+  2022, "False discovery rate control with e-values", JRSSB). Each test's null is composite, with a
+  stated tolerance an honest engine gets: the greedy test's excess rate of confident divergences
+  <= `audit.tolerance`, the sampled tests' per-token log-probability gap <= `audit.logprob_tolerance`.
+  An average of e-processes is an e-process, so the verdict may be read at any round.
 - **same within delta**: only from the greedy regime, when the anytime-valid upper confidence
-  bound on the rate of confident divergences (`_greedy.rate_upper_bound`) has fallen below
-  `audit.same_within` — an equivalence claim with its bound, never "no difference was found".
-  Per endpoint at alpha.
-- **inconclusive** otherwise, with what was seen and the calls "same" would take.
+  bound on the candidate's *excess* rate of confident divergences (over the reference's own
+  repeat's; `_greedy.excess_upper_bound`) has fallen below `audit.same_within` — an equivalence
+  claim with its bound, never "no difference was found" — and it is said in traffic: the smallest
+  share of requests routed to a substitute that changes c of the outputs that the bound rules out,
+  bound / c, for each substitute the audit knows (`known_substitutes`). Per endpoint at alpha.
+- **inconclusive** otherwise, with what was seen, the calls "same" would take and the power of
+  the applied rule at `audit.power_effects` (`_power`: exact for the greedy rule alone).
 - A candidate whose greedy divergences look like a repetition penalty (`_greedy._sampler_flag`) is
   never "different" or "same" on that evidence: its sampler differs; it is flagged.
 """
@@ -20,9 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bakeoff.audit._greedy import expected_calls_to_reject, greedy_power
+from bakeoff.audit._power import greedy_power
 from bakeoff.audit._stats import e_bh
-from bakeoff.lineups import AuditSettings
+from bakeoff.lineups import AuditSettings, Lineup
+
+DEFAULT_SUBSTITUTES = ["Q8_0", "Q4_K_M"]
+"""The local ladder's substitutes looked for among a run's candidates when `audit.alternatives` is
+unset (the lineup's own alternatives otherwise)."""
 
 
 def combine(paths: list[list[float]]) -> list[float]:
@@ -41,11 +50,48 @@ def stop_threshold(settings: AuditSettings, n_candidates: int) -> float:
     return k / settings.alpha
 
 
-def decide(evidence: dict[str, dict[str, Any]], settings: AuditSettings) -> dict[str, Any]:
+def known_substitutes(
+    lineup: Lineup, settings: AuditSettings, evidence: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The substitutes a "same" claim is translated to, with the share of outputs each changes:
+    the stated default (`audit.substitute_change`, Q8_0-like), and every candidate of this run that
+    is a named substitute (`audit.alternatives`, else Q8_0 and Q4_K_M of the local ladder, matched
+    by endpoint name or local variant) with its excess rate measured in this run — its 95%
+    anytime-valid lower bound, so the translation stays conservative."""
+    out = {
+        "Q8_0-like": {
+            "changes": settings.substitute_change,
+            "source": "default audit.substitute_change (Q8_0 on the local ladder: 9/40 at "
+            "margin 0.1, docs/FIDELITY.md)",
+        }
+    }
+    wanted = {n.lower() for n in (settings.alternatives or DEFAULT_SUBSTITUTES)}
+    for ep in lineup.endpoints:
+        variant = getattr(ep.local, "variant", None) if ep.local is not None else None
+        g = evidence.get(ep.name, {}).get("greedy")
+        names = {ep.name.lower(), str(variant).lower()}
+        if g is None or not names & wanted or g.get("excess_lower_bound", 0) <= 0:
+            continue
+        out[ep.name] = {
+            "changes": g["excess_lower_bound"],
+            "source": f"measured in this run ({g['confident_differ']}/{g['n']}; 95% lower bound)",
+        }
+    return out
+
+
+def decide(
+    evidence: dict[str, dict[str, Any]],
+    settings: AuditSettings,
+    substitutes: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Verdict, p-value, why and the claim for each candidate from its tests (mutates the greedy
-    test's entry to add the power of the applied rule)."""
+    test's entry to add the power of the applied rule). `substitutes`: `known_substitutes`
+    (default: the stated Q8_0-like one only)."""
     alpha = settings.alpha
     threshold = stop_threshold(settings, len(evidence))
+    subs = substitutes or {
+        "Q8_0-like": {"changes": settings.substitute_change, "source": "audit.substitute_change"}
+    }
     paths = {
         name: combine([t["wealth"] for t in tests.values()]) for name, tests in evidence.items()
     }
@@ -62,7 +108,7 @@ def decide(evidence: dict[str, dict[str, Any]], settings: AuditSettings) -> dict
         if g is not None:
             _add_power(g, settings, threshold * len(tests), exact=len(tests) == 1)
         out[name] = {
-            **_verdict(name in rejected, tests, settings, p_value),
+            **_verdict(name in rejected, tests, settings, p_value, subs),
             "p_value": p_value,
             "e_value": round(path[-1], 4) if path else 1.0,
             "multiplicity": settings.multiplicity,
@@ -73,19 +119,96 @@ def decide(evidence: dict[str, dict[str, Any]], settings: AuditSettings) -> dict
 def _add_power(
     g: dict[str, Any], settings: AuditSettings, threshold: float, *, exact: bool
 ) -> None:
-    """Exact power of the greedy test alone at the combined rule's threshold: the average of m
-    e-processes is at least the greedy one's / m, so this is a lower bound on the power of the
-    verdict when other tests are combined, and exact when greedy is the only one."""
-    effect, budget = settings.same_effect, max(settings.budget, g["n"])
-    g["stated_effect"] = effect
-    g["power_at_stated_effect"] = round(greedy_power(effect, budget, threshold), 4)
-    g["power_is_exact"] = exact and settings.multiplicity == "per_endpoint"
-    g["expected_calls_at_stated_effect"] = expected_calls_to_reject(effect, threshold)
+    """The greedy rule's power at each of `audit.power_effects` (a share of outputs changed), with
+    the reference's own repeat parting at the rate seen so far (plugged in), and the expected calls:
+    exact (`_power`) when greedy is the only test and alpha is per endpoint; otherwise the greedy
+    test alone at the combined threshold (the average of m e-processes is at least the greedy one
+    / m), a lower bound."""
+    budget = max(settings.budget, g["n"])
+    p_y = round(g["reference_repeat_differ"] / g["n"], 2) if g["n"] else 0.0
+    exact = exact and settings.multiplicity == "per_endpoint"
+    g["power"] = []
+    for effect in settings.power_effects:
+        pw = greedy_power(
+            effect,
+            p_y,
+            budget=budget,
+            batch=settings.batch,
+            tau=settings.tolerance,
+            delta=settings.same_within,
+            alpha=settings.alpha,
+            threshold=threshold,
+        )
+        if pw is None:
+            g["power"] = []
+            break
+        g["power"].append(
+            {
+                "effect": effect,
+                "different": round(pw.different, 4),
+                "same": round(pw.same, 4),
+                "expected_calls": round(pw.expected_calls, 1),
+            }
+        )
+    g["power_is_exact"] = exact and bool(g["power"])
+    if not g["power"]:
+        g["power_method"] = (
+            f"not computed: {budget} calls beside a reference repeat parting at {p_y:g} is past "
+            "the exact chain's size (audit/_power.py MAX_STATES)"
+        )
+    elif exact:
+        g["power_method"] = (
+            "exact: Markov chain over the counts, the reference repeat's rate "
+            f"{p_y:g} (to 0.01) plugged in"
+        )
+    else:
+        g["power_method"] = (
+            f"lower bound: the greedy test alone at e-value {threshold:g}, the reference "
+            f"repeat's rate {p_y:g} plugged in"
+        )
+
+
+def _share(x: float) -> str:
+    """A share as people write it: 1%, 3.9%, 22%."""
+    text = f"{x:.1%}" if x < 0.1 else f"{x:.0%}"
+    return text.replace(".0%", "%")
+
+
+def _routes(share: float) -> str:
+    """ "routes ≥4.5%", or "routes of any share" when the bound on the excess is at or below 0."""
+    return f"routes ≥{_share(share)}" if share > 0 else "routes of any share"
+
+
+def _rules_out(g: dict[str, Any], subs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per substitute: the smallest share of requests routed to it that the bound rules out."""
+    ub = max(g["rate_upper_bound"], 0.0)
+    return [
+        {
+            "substitute": name,
+            "changes": s["changes"],
+            "source": s["source"],
+            "route_share": round(min(1.0, ub / s["changes"]), 4),
+        }
+        for name, s in subs.items()
+    ]
+
+
+def _power_text(g: dict[str, Any], budget: int) -> str:
+    if not g["power"]:
+        return f"power {g['power_method']}"
+    cells = " / ".join(f"{p['different']:.2f}" for p in g["power"])
+    effects = " / ".join(_share(p["effect"]) for p in g["power"])
+    kind = "" if g["power_is_exact"] else " at least"
+    return f"power{kind} {cells} to see {effects} of outputs changed within {budget} calls"
 
 
 def _verdict(
-    rejected: bool, tests: dict[str, Any], settings: AuditSettings, p_value: float
-) -> dict[str, str]:
+    rejected: bool,
+    tests: dict[str, Any],
+    settings: AuditSettings,
+    p_value: float,
+    subs: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     g = tests.get("greedy")
     flag = g.get("sampler_flag") if g else None
     delta = settings.same_within
@@ -98,44 +221,76 @@ def _verdict(
             "its differences are not evidence about the weights",
         }
     if rejected:
-        strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
-        why = f"the {strongest} test rejected at alpha={settings.alpha}"
-        if strongest == "greedy" and g is not None:
-            why += (
-                f": {g['confident_differ']} of {g['n']} prompts part from the reference where it "
-                f"was sure of its token (margin > {g['margin']:g} nats)"
-            )
-        if strongest.startswith("lr:"):
-            why = (
-                f"the likelihood-ratio test toward {strongest[3:]} rejected at alpha="
-                f"{settings.alpha}: the samples are likelier under {strongest[3:]} than the "
-                "reference's own are"
-            )
-        if settings.multiplicity == "fdr":
-            why += " (e-BH over all candidates)"
-        return {"verdict": "different", "claim": f"different (p={p_value:.2g}, {seen})", "why": why}
+        return {
+            "verdict": "different",
+            "claim": f"different (p={p_value:.2g}, {seen})",
+            "why": _why_different(tests, settings),
+        }
     if g is not None and g["same_at"] is not None:
+        ruled = _rules_out(g, subs)
+        head = ruled[0]
+        more = "".join(
+            f"; {_routes(r['route_share'])} to {r['substitute']} (changes ≥{_share(r['changes'])}"
+            f", {r['source']})"
+            for r in ruled[1:]
+        )
         return {
             "verdict": "same",
-            "claim": f"same ≤{delta:.0%} ({seen})",
+            "claim": f"same ≤{_share(delta)} ({seen}; {_routes(head['route_share'])} to "
+            f"{head['substitute']} ruled out)",
             "why": (
-                f"{g['confident_differ']} confident greedy divergences in {g['n']} calls "
-                f"(margin {g['margin']:g} nats; {g['near_ties']} near-ties left out): at most "
-                f"{g['rate_upper_bound']:.1%} of prompts part confidently from the reference "
-                f"(95% anytime-valid bound), within the stated {delta:.0%}"
+                f"{g['confident_differ']} confident greedy divergences in {g['n']} calls, the "
+                f"reference's own repeat {g['reference_repeat_differ']} (margin {g['margin']:g} "
+                f"nats; {g['near_ties']} near-ties left out): the excess rate is at most "
+                f"{g['rate_upper_bound']:.2%} (95% anytime-valid bound), within the stated "
+                f"{_share(delta)}. "
+                + (
+                    f"A share ≥{_share(head['route_share'])}"
+                    if head["route_share"] > 0
+                    else "Any share"
+                )
+                + f" of requests served by a substitute that changes ≥{_share(head['changes'])} of outputs "
+                f"({head['source']}) would have been seen{more}"
             ),
+            "rules_out": ruled,
         }
     why = f"not rejected (p={p_value:.2g})"
     if g is not None:
         need = g["calls_for_same"]
         why += (
-            f"; {seen} prompts part confidently, bound {g['rate_upper_bound']:.0%} > "
-            f"{delta:.0%}: 'same' needs "
+            f" against an excess of at most {_share(settings.tolerance)} (the tolerance)"
+            f"; {seen} prompts part confidently (margin {g['margin']:g} nats; the reference's own "
+            f"repeat {g['reference_repeat_differ']}), excess bound {g['rate_upper_bound']:.1%} > "
+            f"{_share(delta)}: 'same' needs "
             + (f"{need} greedy calls at this count" if need else "a smaller divergence count")
-            + f"; power {g['power_at_stated_effect']:.2f} to see {settings.same_effect:.0%} of "
-            f"prompts parting within {max(settings.budget, g['n'])} calls"
+            + f"; {_power_text(g, max(settings.budget, g['n']))}"
         )
     else:
         why += "; only the greedy regime bounds the difference ('same' needs it)"
     bound = f", ≤{g['rate_upper_bound']:.0%}" if g else ""
     return {"verdict": "inconclusive", "claim": f"inconclusive ({seen}{bound})", "why": why}
+
+
+def _why_different(tests: dict[str, Any], settings: AuditSettings) -> str:
+    g = tests.get("greedy")
+    strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
+    why = f"the {strongest} test rejected at alpha={settings.alpha}"
+    if strongest == "greedy" and g is not None:
+        why += (
+            f": {g['confident_differ']} of {g['n']} prompts part from the reference where it "
+            f"was sure of its token (margin > {g['margin']:g} nats; the reference's own repeat "
+            f"{g['reference_repeat_differ']}); the excess rate is above the tolerance "
+            f"{_share(settings.tolerance)} an honest engine gets (95% lower bound "
+            f"{max(g['excess_lower_bound'], 0):.1%})"
+        )
+    elif strongest.startswith("lr:"):
+        why = (
+            f"the likelihood-ratio test toward {strongest[3:]} rejected at alpha="
+            f"{settings.alpha}: the samples are likelier under {strongest[3:]} than the "
+            f"reference's own are, by more than {settings.logprob_tolerance:g} nats per token"
+        )
+    elif strongest in ("sampled", "logprobs"):
+        why += f" (tolerance {settings.logprob_tolerance:g} nats per token)"
+    if settings.multiplicity == "fdr":
+        why += " (e-BH over all candidates)"
+    return why

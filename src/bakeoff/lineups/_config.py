@@ -258,8 +258,11 @@ class AuditSettings(_Strict):
     regimes: list[Literal["greedy", "sampled"]] = Field(default_factory=lambda: ["greedy"])  # type: ignore[arg-type]
     """`greedy` (T=0: outputs compared with the reference's) and/or `sampled` (T=1: samples scored
     token by token under the reference model)."""
-    budget: int = Field(default=70, ge=2, le=10000)
-    """Most calls per regime per candidate endpoint; the test stops earlier once decided."""
+    budget: int = Field(default=400, ge=2, le=10000)
+    """Most calls per regime per candidate endpoint; the test stops earlier once decided. 400 lets
+    "same ≤1%" be said of an endpoint with no confident divergence (it takes 343 calls, 350 at
+    the look after a round of 10; one confident divergence needs 777); a decided candidate gets
+    no more calls."""
     batch: int = Field(default=10, ge=1, le=1000)
     """Calls per round between two looks at the evidence."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
@@ -273,12 +276,43 @@ class AuditSettings(_Strict):
     """Your own audit prompts instead of generated ones: a text file (one prompt a line) or a
     JSONL file (`{"prompt": ...}` or `{"messages": [...]}` a line), relative to the lineup file;
     drawn in an order seeded by `seed`. Keep it private to keep providers from recognising it."""
-    same_within: float = Field(default=0.05, gt=0, lt=1)
+    same_within: float = Field(default=0.01, gt=0, lt=1)
     """δ of the "same" claim: "same" only when a 95% anytime-valid upper confidence bound on the
-    share of prompts whose greedy output parts *confidently* from the reference's (see `margin`)
-    is below δ — an equivalence bound, never "no difference was found". At 0 such divergences
-    δ = 0.05 takes 68 greedy calls (0.1: 33, 0.2: 16); an endpoint routing 10% of requests
-    elsewhere cannot be called "same" at 0.05."""
+    candidate's *excess* rate of confident greedy divergences (see `margin`) over the reference's
+    own repeat's is below δ — an equivalence bound, never "no difference was found" — printed as
+    the smallest share of requests routed to a substitute that it rules out (bound / the share of
+    outputs the substitute changes; `substitute_change`). At 0 divergences δ = 0.01 takes 343
+    greedy calls (0.05: 68, 0.1: 33). Why 0.01: a route of 5% (10%) to a Q8_0-like substitute
+    raises the excess rate by 0.011 (0.022) > δ, so by the bound's coverage it is "same" in at most
+    5% of audits (simulated: tests/test_audit_sim.py)."""
+    tolerance: float = Field(default=0.01, ge=0, lt=1)
+    """τ: the excess rate of confident greedy divergences (over the reference's own repeat's) an
+    honest engine may have without being called "different": the greedy test's null is composite,
+    H0: excess rate ≤ τ (a betting e-process on the bounded mean, Waudby-Smith & Ramdas 2024). Held-
+    out nulls measured 0 confident divergences in 2,800 prompts (F16 with another batch size, F32,
+    PyTorch fp32 alone and batched under load, 40 audits × 70; Clopper–Pearson 95% upper end
+    0.0013): τ = 0.01 leaves 7.6 times that for engines not measured here (GPU BF16/FP8, not
+    covered: docs/FIDELITY.md)."""
+    logprob_tolerance: float = Field(default=0.005, ge=0, le=10)
+    """ε, nats per token: the sampled tests' composite null — each prompt's per-token log-
+    probability difference (candidate's sample − the reference's own) is symmetric about a shift of
+    at most ε. The widest honest near-tie measured on the local ladder is < 0.005 nats (F32,
+    PyTorch fp32); the sampled calibration in docs/FIDELITY.md was measured at ε = 0."""
+    substitute_change: float = Field(default=0.22, gt=0, le=1)
+    """The share of outputs a substitute changes (parts confidently), for the "same" claim's
+    translation into traffic when the run measures no named substitute: Q8_0 on the local ladder,
+    9/40 confident divergences at margin 0.1 (docs/FIDELITY.md) — "Q8_0-like"."""
+    power_effects: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.25], min_length=1)
+    """The effects the printed power is quoted at: shares of outputs changed (served by a
+    substitute that parts confidently there), beside the reference's own repeat noise."""
+
+    @field_validator("power_effects")
+    @classmethod
+    def _effects_are_shares(cls, v: list[float]) -> list[float]:
+        if any(not 0 < e <= 1 for e in v):
+            raise ValueError(f"power_effects are shares of outputs in (0, 1], got {v}")
+        return v
+
     margin: float = Field(default=0.1, ge=0, le=100)
     """Nats by which the reference must prefer its own token over the candidate's, at the first
     token where their greedy outputs part, for the divergence to count as evidence. Honest engines
@@ -295,8 +329,7 @@ class AuditSettings(_Strict):
     shared reference answers create; a candidate is then decided at K/α). "same" claims are per
     endpoint in both."""
     same_effect: float = Field(default=0.5, gt=0, le=1)
-    """The effect the printed power is quoted at: the share of prompts whose greedy output parts
-    confidently from the reference's (exact, binomial, for the greedy test)."""
+    """Superseded by `power_effects` and ignored; accepted so that stored lineups still parse."""
     reference_gguf: str | None = None
     """GGUF of the reference model for the token scorer (found automatically for `provider: local`)."""
     logprobs: bool = False
