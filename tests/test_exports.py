@@ -267,3 +267,40 @@ def test_inspect_logs_are_read_by_inspect_ai_with_our_counts_scores_and_tokens(r
     assert len(samples) == 10
     bad = cli("export", "last", "--db", db, "-f", "inspect")
     assert bad.returncode == 2 and "needs --output DIR" in bad.stderr
+
+
+def test_probes_are_off_unless_asked_and_every_call_is_exported_with_its_purpose(tmp_path):
+    """A lineup that does not ask for probes makes no probe call (they cost more than a small
+    run's suites); one that sets `run.probe: true` gets them, and `--purpose probe` exports their
+    calls, whose costs add up to the bill's `probe` part; the unfiltered export adds up to the
+    whole bill."""
+    import csv
+
+    ep = "  - {name: f, provider: fake, price: {input_per_m: 1, output_per_m: 2}}\n"
+    db = str(tmp_path / "p.db")
+    for name, run in (("off", "{suites: [arith], limit: 3}"), ("on", "{suites: [arith], limit: 3,"
+                      " probe: true, probe_max_context: 512}")):  # fmt: skip
+        lu = tmp_path / f"{name}.yaml"
+        lu.write_text(f"run: {run}\naudit: {{enabled: false}}\nendpoints:\n{ep}")
+        r = cli("run", "-c", str(lu), "--db", db, "--json", "--no-report", "--new")
+        assert r.returncode == 0, r.stderr[-2000:]
+        s = json.loads(r.stdout)
+        e = s["endpoints"][0]
+        if name == "off":
+            assert e["capabilities"] is None and "probe" not in e["bill"]["by_purpose"]
+            assert "capabilities" not in r.stderr
+            continue
+        assert e["capabilities"] is not None and e["bill"]["by_purpose"]["probe"] > 0
+        out = tmp_path / "probes.csv"
+        x = cli("export", s["run_id"], "--db", db, "--purpose", "probe", "-o", str(out))
+        assert x.returncode == 0, x.stderr
+        with out.open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and {row["purpose"] for row in rows} == {"probe"}
+        assert sum(float(row["cost_usd"] or 0) for row in rows) == pytest.approx(
+            e["bill"]["by_purpose"]["probe"], abs=1e-9
+        )
+        every = cli("export", s["run_id"], "--db", db)
+        rows = [json.loads(line) for line in every.stdout.splitlines()]
+        assert {row["purpose"] for row in rows} == {"suite", "probe"}
+        assert sum(row["cost_usd"] or 0 for row in rows) == pytest.approx(s["cost_usd"], abs=1e-9)

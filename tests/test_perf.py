@@ -220,11 +220,11 @@ def test_cli_perf_json(tmp_path, fake_proc):
 
 
 def test_run_probes_the_capability_matrix(tmp_path):
-    """`bakeoff run` probes every endpoint: a proxy that silently truncates prompts and one that caps
+    """`bakeoff run` with `run.probe: true` probes every endpoint: a proxy that silently truncates prompts and one that caps
     output are caught; the honest endpoint shows neither."""
     lu = tmp_path / "l.yaml"
     lu.write_text(
-        "run: {suites: [arith], limit: 2}\n"
+        "run: {suites: [arith], limit: 2, probe: true}\n"
         "endpoints:\n"
         "  - {name: fk, provider: fake, fake: {mode: fixed, reply_tokens: 1000}}\n"
         "  - {name: fk-trunc, provider: proxy, proxy: {target: fk, truncate_prompt_tokens: 300}}\n"

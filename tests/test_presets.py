@@ -216,7 +216,7 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
             _, stderr = await proc.communicate()
             assert proc.returncode == 0, stderr.decode()
             doc = yaml.safe_load(out.read_text())
-            doc["run"].update({"limit": 6, "repeats": 1, "probe_max_context": 256})
+            doc["run"].update({"limit": 6, "repeats": 1, "probe": True, "probe_max_context": 256})
             doc["audit"] = {"budget": 10, "batch": 10}
             out.write_text(yaml.safe_dump(doc))
             __import__("os").environ.update(env)
