@@ -143,8 +143,8 @@ def test_a_preset_request_body_and_error_mapping_against_its_persona(name, tmp_p
     assert not any(keys & refused for keys in sent), "a refused field was sent"
     assert e.capabilities is not None
     if name == "groq":
-        # removed, so the probe's call is answered without logprobs, not refused with a 400
-        assert e.capabilities["logprobs"] == "accepted"  # refused ("no") without the drops
+        # removed, so the probe does not ask: a reply to a body without them says nothing
+        assert e.capabilities["logprobs"] == "not tested: the preset strips it"
     for fault, want in EXPECTED_ERRORS.items():
         if fault == "context" and PERSONAS[name].silent_truncation:
             assert errors[fault] is None  # Ollama cuts the prompt: the probe is what sees it

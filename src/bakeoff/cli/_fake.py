@@ -31,6 +31,12 @@ def fake_server(
     capacity: int | None = typer.Option(
         None, "--capacity", min=1, help="Requests served at once; more wait in a queue."
     ),
+    context_length: int | None = typer.Option(
+        None,
+        "--context-length",
+        min=1,
+        help="Refuse a prompt of more tokens than this with a context error (default: no limit).",
+    ),
     fault: list[str] | None = typer.Option(
         None,
         "--fault",
@@ -77,6 +83,7 @@ def fake_server(
         ttft_ms=ttft_ms,
         itl_ms=itl_ms,
         capacity=capacity,
+        context_length=context_length,
         faults=faults,
         max_faults_per_prompt=max_faults_per_prompt,
         seed=seed,
