@@ -323,7 +323,9 @@ def test_inspect_logs_name_each_pinned_upstream_a_model_with_its_config_and_metr
     ]  # fmt: skip
     listing = tmp_path / "ups.json"
     listing.write_text(json.dumps(ups))
-    server = fake_proc("--persona", "openrouter", "--model", "acme/smol", "--upstreams", str(listing))
+    server = fake_proc(
+        "--persona", "openrouter", "--model", "acme/smol", "--upstreams", str(listing)
+    )
     env = {"OR_TEST_KEY": "sk-or-test-0123456789"}
     lu, db, out = tmp_path / "or.yaml", str(tmp_path / "or.db"), tmp_path / "logs"
     r = cli("lineup", "openrouter", "acme/smol", "--base-url", server.url, "--key-env",

@@ -220,8 +220,8 @@ def test_cli_perf_json(tmp_path, fake_proc):
 
 
 def test_run_probes_the_capability_matrix(tmp_path):
-    """`bakeoff run` with `run.probe: true` probes every endpoint: a proxy that silently truncates prompts and one that caps
-    output are caught; the honest endpoint shows neither."""
+    """`bakeoff run` with `run.probe: true` probes every endpoint: a proxy that silently
+    truncates prompts and one that caps output are caught; the honest endpoint shows neither."""
     lu = tmp_path / "l.yaml"
     lu.write_text(
         "run: {suites: [arith], limit: 2, probe: true}\n"

@@ -32,10 +32,7 @@ def fake_server(
         None, "--capacity", min=1, help="Requests served at once; more wait in a queue."
     ),
     context_length: int | None = typer.Option(
-        None,
-        "--context-length",
-        min=1,
-        help="Refuse a prompt of more tokens than this with a context error (default: no limit).",
+        None, "--context-length", min=1, help="Refuse longer prompts (tokens): a context error."
     ),
     fault: list[str] | None = typer.Option(
         None,
@@ -72,10 +69,9 @@ def fake_server(
     faults = _parse_faults(fault or [])
     if persona is not None and persona not in PERSONAS:
         raise fail(f"unknown persona {persona!r}; known: {', '.join(PERSONAS)}")
-    listed = _upstreams(upstreams)
     cfg = FakeConfig(
         persona=persona,
-        upstreams=listed,
+        upstreams=_upstreams(upstreams),
         mode="script" if script else mode,
         script=load_script(script) if script else {},
         reply=reply,
@@ -94,11 +90,12 @@ def fake_server(
         markers=markers,
     )
 
-    def ready(url: str) -> None:
-        print(f"fake provider listening on {url}", flush=True)
-        sys.stdout.flush()
+    serve_forever(cfg, host, port, _ready)
 
-    serve_forever(cfg, host, port, ready)
+
+def _ready(url: str) -> None:
+    print(f"fake provider listening on {url}", flush=True)
+    sys.stdout.flush()
 
 
 def _parse_faults(given: list[str]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,36 +102,7 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
             return None
         return res is not None
 
-    sizes = []
-    size = 256
-    while size < limit:
-        sizes.append(size)
-        size *= 2
-    sizes.append(limit)
-    accepted, rejected = None, None
-    for size in sizes:
-        ok = await attempt(size)
-        if ok is None:
-            break
-        if ok:
-            accepted = size
-        else:
-            rejected = size
-            break
-    if accepted is not None and rejected is not None:
-        lo, hi = accepted, rejected
-        for _ in range(opts.bisect_steps):
-            mid = (lo + hi) // 2
-            if mid in (lo, hi):
-                break
-            ok = await attempt(mid)
-            if ok is None:
-                break
-            if ok:
-                lo = mid
-            else:
-                hi = mid
-        accepted = lo
+    accepted, rejected = await _search(attempt, limit, opts.bisect_steps)
     ok = [p for p in points if p["accepted"] and p["prompt_tokens"]]
     largest = max((p["prompt_tokens"] for p in ok), default=None)
     # silent truncation: prompt tokens stop growing while larger prompts are accepted
@@ -164,6 +135,45 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
         "needle_at_start": needle,
         "points": points,
     }
+
+
+async def _search(
+    attempt: Callable[[int], Awaitable[bool | None]], limit: int, bisect_steps: int
+) -> tuple[int | None, int | None]:
+    """The context search: double from 256 tokens up to `limit`, then bisect between the last size
+    accepted and the first refused. (largest accepted, smallest refused); an attempt that failed
+    for another reason than size (None) ends the search where it is."""
+    sizes = []
+    size = 256
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    sizes.append(limit)
+    accepted, rejected = None, None
+    for size in sizes:
+        got = await attempt(size)
+        if got is None:
+            break
+        if got:
+            accepted = size
+        else:
+            rejected = size
+            break
+    if accepted is not None and rejected is not None:
+        lo, hi = accepted, rejected
+        for _ in range(bisect_steps):
+            mid = (lo + hi) // 2
+            if mid in (lo, hi):
+                break
+            got = await attempt(mid)
+            if got is None:
+                break
+            if got:
+                lo = mid
+            else:
+                hi = mid
+        accepted = lo
+    return accepted, rejected
 
 
 async def probe_output(client: Caller, n: int) -> dict[str, Any]:

@@ -204,8 +204,7 @@ def _log(
 
     run_id = run["id"]
     samples = [
-        _sample(c, items.get((suite, c["item_id"])), scores.get(c["id"], []), model)
-        for c in calls
+        _sample(c, items.get((suite, c["item_id"])), scores.get(c["id"], []), model) for c in calls
     ]
     usage = ModelUsage(
         input_tokens=sum(c["prompt_tokens"] or 0 for c in calls),
