@@ -305,3 +305,21 @@ def test_capability_cells_state_only_what_a_reply_showed(tmp_path, fake_proc):
     sent = [json.loads(line) for line in groq_log.read_text().splitlines()]
     assert len(sent) > 5 and not any("logprobs" in e["body_keys"] for e in sent)
     assert caps["groq-raw"]["logprobs"] == "no" and caps["groq-raw"]["json_mode"] == "accepted"
+
+
+def test_a_refusal_that_does_not_name_the_feature_is_no_evidence():
+    """`no` needs a refusal that names what was asked: a 400 about something else (a token limit)
+    leaves the feature unknown; the same 400 naming `response_format` is a `no`."""
+    from bakeoff.runs import capability_row
+
+    answered = {"accepted": True, "honoured": True, "error": None}
+    other = {"accepted": False, "honoured": False, "error": "bad_request: HTTP 400"}
+    row = capability_row(
+        {
+            "stream_usage": answered,
+            "json_mode": {**other, "said": '{"error": "max_tokens is too large: 48 > 16"}'},
+            "json_schema": {**other, "said": '{"error": "response_format json_schema: no"}'},
+        }
+    )
+    assert row["stream_usage"] == "yes" and row["json_schema"] == "no"
+    assert row["json_mode"] == "unknown: refused without naming it (bad_request: HTTP 400)"

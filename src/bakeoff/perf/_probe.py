@@ -294,6 +294,8 @@ async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -
             "accepted": res is not None,
             "honoured": bool(res is not None and honoured(res)),
             "error": _err(err),
+            # what a refusal said: whether it names the feature (see `capability_row`)
+            "said": None if err is None else (err.body or "")[:300],
         }
         if name == "logprobs":
             lp = (res.logprobs or []) if res else []
@@ -301,6 +303,7 @@ async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -
                 "accepted": res is not None,
                 "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
                 "error": _err(err),
+                "said": out[name]["said"],
             }
     if (skip := _stripped("seed_determinism", strips)) is not None:
         out["seed_determinism"] = skip

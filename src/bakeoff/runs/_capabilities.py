@@ -54,7 +54,7 @@ NOT_TESTED = "not tested: the preset strips it"
 def capability_row(p: dict[str, Any]) -> dict[str, Any]:
     """The compact capability matrix row of a probe result (for summaries and tables). Each cell
     states only what a reply showed: a feature is `yes` (honoured), `accepted` (answered without
-    it), `no` (refused with a 4xx while other probe calls were answered), `unknown: ...` (no
+    it), `no` (refused with a 4xx naming it while other probe calls were answered), `unknown: ...` (no
     answer that says: transient errors, or every call refused) or `not tested: ...`; the context
     is a number only when the search met the limit (a refusal or a silent truncation), else
     `≥ N`, the largest prompt accepted before the search stopped."""
@@ -71,7 +71,7 @@ def capability_row(p: dict[str, Any]) -> dict[str, Any]:
         "output_capped_at": out.get("capped_at"),
     }
     for k in FEATURES:
-        row[k] = _feature_cell(p.get(k) or {}, answered)
+        row[k] = _feature_cell(k, p.get(k) or {}, answered)
     row["probe_faults"] = probe_faults(p)
     return row
 
@@ -103,7 +103,20 @@ def _unknown(errors: list[str | None], answered: bool) -> str:
     return f"unknown: {errs[0][:60]}"
 
 
-def _feature_cell(v: dict[str, Any], answered: bool) -> str:
+NAMED_BY = {
+    "stream_usage": ("stream",),
+    "logprobs": ("logprob",),
+    "top_logprobs": ("logprob",),
+    "tools": ("tool", "function"),
+    "parallel_tools": ("tool", "function", "parallel"),
+    "json_mode": ("response_format", "json"),
+    "json_schema": ("response_format", "json", "schema"),
+    "seed_determinism": ("seed",),
+}
+"""Words by which a refusal names the feature it refuses (any of them, case aside)."""
+
+
+def _feature_cell(name: str, v: dict[str, Any], answered: bool) -> str:
     if v.get("not_tested"):
         return NOT_TESTED
     if v.get("honoured"):
@@ -112,8 +125,10 @@ def _feature_cell(v: dict[str, Any], answered: bool) -> str:
         return "accepted"
     errors = v.get("errors") or [v.get("error")]
     first = next((e for e in errors if e), None)
-    # a 4xx naming the request while other calls were answered: the endpoint refused this feature
-    # (a 402 refuses every call, whatever it asks)
+    # a 4xx while other calls were answered, whose body names the feature: the endpoint refused
+    # it (a 402 refuses every call, whatever it asks; a result stored before `said` was kept
+    # has no body to read)
+    said = v.get("said")
     if (
         answered
         and first is not None
@@ -121,7 +136,9 @@ def _feature_cell(v: dict[str, Any], answered: bool) -> str:
         and "HTTP 402" not in first
         and all(_class(e) not in INFRA_ERRORS for e in errors if e)
     ):
-        return "no"
+        if said is None or any(w in said.lower() for w in NAMED_BY.get(name, ())):
+            return "no"
+        return f"unknown: refused without naming it ({first[:40]})"
     return _unknown(errors, answered)
 
 
