@@ -37,9 +37,14 @@ def test_best_cells_fronts_and_caveats(browser, winner, tmp_path):
     assert _marked(page, "tok_s") == {"fast"}
     assert _marked(page, "cost_per_correct") == {"cheap"}  # right answers at a tenth of ref's price
     assert _marked(page, "error_rate") == set()  # five of six at 0%: a mark on each says nothing
-    # no other endpoint is as good and as cheap: `cheap` (quality 1 for least) and `wrong`
-    # (quality 0, cheapest of all); `ref` and `fast` cost more for the same quality
-    assert page.get_attribute("#front-cost", "data-front") == "cheap,wrong"
+    # no other endpoint is as good and as cheap: `cheap` (quality 1 for least); `ref` and `fast`
+    # cost more for the same quality; `wrong` (quality 0, cheapest of all) the audit found
+    # different: off the front, marked, whatever its price
+    assert page.get_attribute("#front-cost", "data-front") == "cheap"
+    assert page.get_attribute("#front-cost", "data-rejected") == "wrong"
+    assert page.locator("#front-cost g.pt[data-name='wrong'] path.ruled-out").count() == 1
+    picks = page.locator("#picks").inner_text()
+    assert "fastest: fast" in picks and "cheapest: cheap" in picks, picks
     assert page.get_attribute("#front-speed", "data-front") == "fast"
     page.wait_for_selector("#front-cost svg")
     page.wait_for_selector("#front-speed svg")
@@ -102,7 +107,7 @@ def test_dark_scheme_and_no_chart_library(browser, winner):
     assert sorted(fetched) == sorted([f"/run/{run_id}", "/static/app.css", "/static/app.js"])
     chart = page.locator("#front-cost svg")
     assert chart.locator("g.pt").count() == 6  # one point per endpoint, each named
-    assert chart.locator("polygon").count() == 2  # the front's two stars
+    assert chart.locator("polygon").count() == 1  # the front's one star
     # the axis text follows the scheme: light grey on the dark background
     fill = page.evaluate("getComputedStyle(document.querySelector('#front-cost svg text')).fill")
     assert fill != "rgb(17, 24, 39)" and fill != "rgb(0, 0, 0)", fill

@@ -269,3 +269,100 @@ def test_inspect_logs_are_read_by_inspect_ai_with_our_counts_scores_and_tokens(r
     assert len(samples) == 10
     bad = cli("export", "last", "--db", db, "-f", "inspect")
     assert bad.returncode == 2 and "needs --output DIR" in bad.stderr
+
+
+def test_probes_are_off_unless_asked_and_every_call_is_exported_with_its_purpose(tmp_path):
+    """A lineup that does not ask for probes makes no probe call (they cost more than a small
+    run's suites); one that sets `run.probe: true` gets them, and `--purpose probe` exports their
+    calls, whose costs add up to the bill's `probe` part; the unfiltered export adds up to the
+    whole bill."""
+    import csv
+
+    ep = "  - {name: f, provider: fake, price: {input_per_m: 1, output_per_m: 2}}\n"
+    db = str(tmp_path / "p.db")
+    for name, run in (("off", "{suites: [arith], limit: 3}"), ("on", "{suites: [arith], limit: 3,"
+                      " probe: true, probe_max_context: 512}")):  # fmt: skip
+        lu = tmp_path / f"{name}.yaml"
+        lu.write_text(f"run: {run}\naudit: {{enabled: false}}\nendpoints:\n{ep}")
+        r = cli("run", "-c", str(lu), "--db", db, "--json", "--no-report", "--new")
+        assert r.returncode == 0, r.stderr[-2000:]
+        s = json.loads(r.stdout)
+        e = s["endpoints"][0]
+        if name == "off":
+            assert e["capabilities"] is None and "probe" not in e["bill"]["by_purpose"]
+            assert "capabilities" not in r.stderr
+            continue
+        assert e["capabilities"] is not None and e["bill"]["by_purpose"]["probe"] > 0
+        out = tmp_path / "probes.csv"
+        x = cli("export", s["run_id"], "--db", db, "--purpose", "probe", "-o", str(out))
+        assert x.returncode == 0, x.stderr
+        with out.open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and {row["purpose"] for row in rows} == {"probe"}
+        assert sum(float(row["cost_usd"] or 0) for row in rows) == pytest.approx(
+            e["bill"]["by_purpose"]["probe"], abs=1e-9
+        )
+        every = cli("export", s["run_id"], "--db", db)
+        rows = [json.loads(line) for line in every.stdout.splitlines()]
+        assert {row["purpose"] for row in rows} == {"suite", "probe"}
+        assert sum(row["cost_usd"] or 0 for row in rows) == pytest.approx(s["cost_usd"], abs=1e-9)
+
+
+def test_inspect_logs_name_each_pinned_upstream_a_model_with_its_config_and_metrics(
+    tmp_path, fake_proc
+):
+    """Four OpenRouter upstreams of one model are four models to inspect_ai (`evals_df`), each
+    log with the generate config its requests sent and every figure of the summary."""
+    pytest.importorskip("inspect_ai")
+    from inspect_ai.analysis import evals_df
+    from inspect_ai.log import read_eval_log
+
+    ups = [
+        {"name": n, "tag": t, "quantization": q, "context_length": 4096,
+         "prompt_per_m": 0.1, "completion_per_m": 0.2}
+        for n, t, q in (("Alpha", "alpha/bf16", "bf16"), ("NovitaAI", "novita/fp8", "fp8"),
+                        ("Gamma", "gamma", "int4"), ("Delta", "delta", "fp8"))
+    ]  # fmt: skip
+    listing = tmp_path / "ups.json"
+    listing.write_text(json.dumps(ups))
+    server = fake_proc(
+        "--persona", "openrouter", "--model", "acme/smol", "--upstreams", str(listing)
+    )
+    env = {"OR_TEST_KEY": "sk-or-test-0123456789"}
+    lu, db, out = tmp_path / "or.yaml", str(tmp_path / "or.db"), tmp_path / "logs"
+    r = cli("lineup", "openrouter", "acme/smol", "--base-url", server.url, "--key-env",
+            "OR_TEST_KEY", "--suites", "arith", "-o", str(lu), env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = cli("run", "-c", str(lu), "--db", db, "--limit", "4", "--no-audit", "--json",
+            "--no-report", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    r = cli("export", "last", "--db", db, "-f", "inspect", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    sent = json.loads(
+        sqlite3.connect(db).execute("SELECT request_json FROM calls LIMIT 1").fetchone()[0]
+    )["body"]
+    models = {}
+    for e in summary["endpoints"]:
+        log = read_eval_log(str(next(out.glob(f"*_{e['name']}_arith.eval"))))
+        models[e["name"]] = log.eval.model
+        assert log.eval.model_generate_config.temperature == sent["temperature"]
+        assert log.eval.model_generate_config.max_tokens == sent["max_tokens"]
+        metrics = log.results.scores[0].metrics
+        st = e["suites"]["arith"]
+        assert metrics["mean"].value == pytest.approx(st["score"])
+        assert metrics["ci95_low"].value == pytest.approx(st["ci95"][0])
+        assert metrics["ci95_high"].value == pytest.approx(st["ci95"][1])
+        assert metrics["errors"].value == st["errors"]
+    assert models == {
+        "alpha-bf16": "openrouter/alpha/bf16/acme/smol",
+        "novita-fp8": "openrouter/novita/fp8/acme/smol",
+        "gamma": "openrouter/gamma/acme/smol",
+        "delta": "openrouter/delta/acme/smol",
+    }
+    import warnings
+
+    with warnings.catch_warnings():  # inspect_ai's own pandas calls warn of pandas 4
+        warnings.simplefilter("ignore")
+        evals = evals_df(str(out), quiet=True)
+    assert sorted(evals["model"]) == sorted(models.values())

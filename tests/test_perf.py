@@ -220,11 +220,11 @@ def test_cli_perf_json(tmp_path, fake_proc):
 
 
 def test_run_probes_the_capability_matrix(tmp_path):
-    """`bakeoff run` probes every endpoint: a proxy that silently truncates prompts and one that caps
-    output are caught; the honest endpoint shows neither."""
+    """`bakeoff run` with `run.probe: true` probes every endpoint: a proxy that silently
+    truncates prompts and one that caps output are caught; the honest endpoint shows neither."""
     lu = tmp_path / "l.yaml"
     lu.write_text(
-        "run: {suites: [arith], limit: 2}\n"
+        "run: {suites: [arith], limit: 2, probe: true}\n"
         "endpoints:\n"
         "  - {name: fk, provider: fake, fake: {mode: fixed, reply_tokens: 1000}}\n"
         "  - {name: fk-trunc, provider: proxy, proxy: {target: fk, truncate_prompt_tokens: 300}}\n"
@@ -236,10 +236,90 @@ def test_run_probes_the_capability_matrix(tmp_path):
     honest = caps["fk"]
     assert honest["silent_truncation"] is None and honest["output_capped_at"] is None
     assert honest["max_output_honoured"] is True and honest["stream_usage"] == "yes"
-    assert honest["context_tokens"] > 4000  # no limit: the search ran to its 8k-token cap
+    # no limit: the search ran to its 8k-token cap, which is no limit of the endpoint's
+    assert honest["context_tokens"].startswith("≥ ") and int(honest["context_tokens"][2:]) > 4000
     assert honest["seed_determinism"] == "yes"
     assert "capabilities" in r.stderr  # the matrix is printed under the summary
     assert honest["logprobs"] == "accepted"  # the fake ignores logprobs: accepted, not honoured
     assert caps["fk-trunc"]["silent_truncation"] is not None
     assert caps["fk-trunc"]["context_tokens"] <= 300
     assert caps["fk-cap"]["output_capped_at"] == 40
+
+
+def test_capability_cells_state_only_what_a_reply_showed(tmp_path, fake_proc):
+    """`bakeoff probe` says `no` only for a feature refused with a 4xx by an endpoint that answered
+    the other probes; transient errors and an endpoint that refuses every call (401, 402) leave
+    `unknown`; a feature the preset strips is `not tested` (never sent); the context is a number
+    only where the search met a limit, else `≥ N`."""
+    from bakeoff.runs import capability_row
+
+    groq_log = tmp_path / "groq.jsonl"
+    groq = fake_proc("--persona", "groq", log=groq_log)
+    groq_raw = fake_proc("--persona", "groq")
+    limited = fake_proc("--context-length", "1000")
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "endpoints:\n"
+        "  - {name: open, provider: fake}\n"  # no context limit: the search runs to its cap
+        f"  - {{name: limited, base_url: '{limited.url}', model: m}}\n"
+        "  - {name: flaky, provider: fake, retry: {max_retries: 0},"
+        " fake: {faults: {server_error: 0.3}, seed: 5}}\n"
+        "  - {name: locked, provider: fake, retry: {max_retries: 0}, fake: {faults: {auth: 1}}}\n"
+        "  - {name: broke, provider: fake, retry: {max_retries: 0}, fake: {faults: {credits: 1}}}\n"
+        f"  - {{name: groq, provider: groq, base_url: '{groq.url}', model: m}}\n"
+        # the same server reached as plain OpenAI-compatible: its 400 to `logprobs` is a refusal
+        f"  - {{name: groq-raw, provider: openai, base_url: '{groq_raw.url}', model: m}}\n"
+    )
+    r = bakeoff(
+        "probe", "-c", str(lu), "--db", str(tmp_path / "b.db"), "--json", "--max-context", "2048",
+        "--output-tokens", "32",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    raw = json.loads(r.stdout)
+    caps = {name: capability_row(res) for name, res in raw.items()}
+    features = ("stream_usage", "tools", "json_mode", "json_schema", "seed_determinism")
+
+    assert caps["open"]["context_tokens"] == f"≥ {raw['open']['context']['largest_prompt_tokens']}"
+    assert isinstance(caps["limited"]["context_tokens"], int)
+    assert 900 <= caps["limited"]["context_tokens"] <= 1000
+    assert "≥" in r.stderr  # the table says it too
+
+    flaky = raw["flaky"]
+    failed = [k for k in features if (flaky[k].get("error") or "").startswith("server_error")]
+    assert failed, "the seed gives the flaky endpoint some 500s"
+    for k in failed:
+        assert caps["flaky"][k].startswith("unknown: ") and "transient" in caps["flaky"][k]
+    assert "no" not in caps["flaky"].values()
+    if flaky["context"]["stopped_by"]:  # a 500 mid-search is no limit
+        assert str(caps["flaky"]["context_tokens"]).startswith(("≥", "unknown"))
+
+    for name, why in (("locked", "auth"), ("broke", "bad_request")):
+        row = caps[name]
+        assert all(row[k] == f"unknown: every probe call failed ({why})" for k in features), row
+        assert not isinstance(row["context_tokens"], int), row
+        assert "no" not in row.values() and "yes" not in row.values()
+
+    not_tested = "not tested: the preset strips it"
+    assert caps["groq"]["logprobs"] == caps["groq"]["top_logprobs"] == not_tested
+    assert caps["groq"]["json_mode"] == "accepted"  # answered (the fake echoes: no JSON)
+    sent = [json.loads(line) for line in groq_log.read_text().splitlines()]
+    assert len(sent) > 5 and not any("logprobs" in e["body_keys"] for e in sent)
+    assert caps["groq-raw"]["logprobs"] == "no" and caps["groq-raw"]["json_mode"] == "accepted"
+
+
+def test_a_refusal_that_does_not_name_the_feature_is_no_evidence():
+    """`no` needs a refusal that names what was asked: a 400 about something else (a token limit)
+    leaves the feature unknown; the same 400 naming `response_format` is a `no`."""
+    from bakeoff.runs import capability_row
+
+    answered = {"accepted": True, "honoured": True, "error": None}
+    other = {"accepted": False, "honoured": False, "error": "bad_request: HTTP 400"}
+    row = capability_row(
+        {
+            "stream_usage": answered,
+            "json_mode": {**other, "said": '{"error": "max_tokens is too large: 48 > 16"}'},
+            "json_schema": {**other, "said": '{"error": "response_format json_schema: no"}'},
+        }
+    )
+    assert row["stream_usage"] == "yes" and row["json_schema"] == "no"
+    assert row["json_mode"] == "unknown: refused without naming it (bad_request: HTTP 400)"

@@ -143,8 +143,8 @@ def test_a_preset_request_body_and_error_mapping_against_its_persona(name, tmp_p
     assert not any(keys & refused for keys in sent), "a refused field was sent"
     assert e.capabilities is not None
     if name == "groq":
-        # removed, so the probe's call is answered without logprobs, not refused with a 400
-        assert e.capabilities["logprobs"] == "accepted"  # refused ("no") without the drops
+        # removed, so the probe does not ask: a reply to a body without them says nothing
+        assert e.capabilities["logprobs"] == "not tested: the preset strips it"
     for fault, want in EXPECTED_ERRORS.items():
         if fault == "context" and PERSONAS[name].silent_truncation:
             assert errors[fault] is None  # Ollama cuts the prompt: the probe is what sees it
@@ -216,7 +216,7 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
             _, stderr = await proc.communicate()
             assert proc.returncode == 0, stderr.decode()
             doc = yaml.safe_load(out.read_text())
-            doc["run"].update({"limit": 6, "repeats": 1, "probe_max_context": 256})
+            doc["run"].update({"limit": 6, "repeats": 1, "probe": True, "probe_max_context": 256})
             doc["audit"] = {"budget": 10, "batch": 10}
             out.write_text(yaml.safe_dump(doc))
             __import__("os").environ.update(env)

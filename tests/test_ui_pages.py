@@ -180,3 +180,49 @@ def test_later_votes_and_perf_sweeps_refresh_the_report(tmp_path):
 
 def pages_text(report: Path, address: str) -> str:
     return _text(report_pages(report)[address]["html"])
+
+
+def test_the_fronts_leave_out_what_the_audit_found_different(tmp_path):
+    """An endpoint the audit finds `different` (right on arith, but a pirate everywhere else) is
+    no choice however cheap: the quality × cost front is drawn among the others, it is shown off
+    the front, marked, and the overview names the faithful endpoint that is cheapest."""
+    from bakeoff.suites.arith import Arith
+
+    right = {it.messages[-1]["content"]: f"The answer is {it.target}." for it in
+             Arith().items(seed=0, n=8)}  # fmt: skip
+
+    def ep(name: str, price: float, reply: str = "I don't know.") -> str:
+        fake = {"mode": "script", "script": right, "reply": reply, "ttft_ms": 5, "itl_ms": 2}
+        return json.dumps(
+            {"name": name, "provider": "fake", "fake": fake,
+             "price": {"input_per_m": price, "output_per_m": 2 * price}}
+        )  # fmt: skip
+
+    lu = tmp_path / "l.yaml"
+    lu.write_text(
+        "reference: ref\ndefaults: {temperature: 0, max_tokens: 48}\n"
+        "run: {suites: [arith], limit: 8}\nendpoints:\n"
+        f"  - {ep('ref', 1.0)}\n  - {ep('twin', 0.5)}\n  - {ep('pirate', 0.01, 'Arr, matey!')}\n"
+    )
+    db = tmp_path / "f.db"
+    r = bakeoff("run", "-c", str(lu), "--db", str(db), "--json", "--no-report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout)
+    verdicts = {e["name"]: e["fidelity"]["verdict"] for e in s["endpoints"]}
+    assert verdicts == {"ref": "reference", "twin": "same", "pirate": "different"}
+    scores = {e["name"]: e["suites"]["arith"]["score"] for e in s["endpoints"]}
+    assert scores == {"ref": 1.0, "twin": 1.0, "pirate": 1.0}  # the pirate is right and cheapest
+    pareto = s["pareto"]
+    assert pareto["fronts"]["cost"] == ["twin"] and pareto["rejected"] == ["pirate"]
+    assert "pirate" not in pareto["fronts"]["speed"] and pareto["picks"]["cheapest"] == "twin"
+    assert pareto["picks"]["fastest"] in ("ref", "twin")
+    srv = Server(db)
+    try:
+        status, _, html = srv.get(f"/run/{s['run_id']}")
+    finally:
+        srv.stop()
+    assert status == 200
+    assert 'data-front="twin" data-rejected="pirate"' in html
+    text = _text(html)
+    assert "and cheapest: twin" in text and "found different by the audit (pirate)" in text
+    assert "pirate ✗" in text  # the chart marks it

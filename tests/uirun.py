@@ -46,8 +46,8 @@ endpoints:
 def winner_lineup(n: int = 12) -> str:
     """A lineup whose best cells are known by construction (the browser tests check the marks):
     `ref`, `cheap`, `fast` and `flaky` answer every arith item right, `mid` half of them, `wrong`
-    none. `cheap` costs a tenth of `ref` (the best $/correct; with the cheapest, `wrong`, the only
-    endpoints on the quality × cost front), `fast` has the lowest TTFT and the most tok/s (alone on
+    none. `cheap` costs a tenth of `ref` (the best $/correct; the only endpoint on the quality × cost
+    front: the cheapest, `wrong`, is found different by the audit), `fast` has the lowest TTFT and the most tok/s (alone on
     the quality × speed front), `flaky` needs retries (half its attempts fail)."""
     from bakeoff.suites.arith import Arith
 

@@ -31,6 +31,9 @@ def fake_server(
     capacity: int | None = typer.Option(
         None, "--capacity", min=1, help="Requests served at once; more wait in a queue."
     ),
+    context_length: int | None = typer.Option(
+        None, "--context-length", min=1, help="Refuse longer prompts (tokens): a context error."
+    ),
     fault: list[str] | None = typer.Option(
         None,
         "--fault",
@@ -66,10 +69,9 @@ def fake_server(
     faults = _parse_faults(fault or [])
     if persona is not None and persona not in PERSONAS:
         raise fail(f"unknown persona {persona!r}; known: {', '.join(PERSONAS)}")
-    listed = _upstreams(upstreams)
     cfg = FakeConfig(
         persona=persona,
-        upstreams=listed,
+        upstreams=_upstreams(upstreams),
         mode="script" if script else mode,
         script=load_script(script) if script else {},
         reply=reply,
@@ -77,6 +79,7 @@ def fake_server(
         ttft_ms=ttft_ms,
         itl_ms=itl_ms,
         capacity=capacity,
+        context_length=context_length,
         faults=faults,
         max_faults_per_prompt=max_faults_per_prompt,
         seed=seed,
@@ -87,11 +90,12 @@ def fake_server(
         markers=markers,
     )
 
-    def ready(url: str) -> None:
-        print(f"fake provider listening on {url}", flush=True)
-        sys.stdout.flush()
+    serve_forever(cfg, host, port, _ready)
 
-    serve_forever(cfg, host, port, ready)
+
+def _ready(url: str) -> None:
+    print(f"fake provider listening on {url}", flush=True)
+    sys.stdout.flush()
 
 
 def _parse_faults(given: list[str]) -> dict[str, float]:

@@ -396,7 +396,8 @@ def capability_table(results: dict[str, Any]) -> Table:
 
 
 def capability_rows_table(rows: dict[str, dict[str, Any]]) -> Table:
-    """The capability matrix: one row per endpoint, coloured yes / accepted / no."""
+    """The capability matrix: one row per endpoint, coloured yes / accepted / no / unknown / not
+    tested; a context figure `≥ N` where the search stopped before the limit."""
     from bakeoff.runs import CAPABILITY_COLUMNS
 
     t = Table(title="capabilities", title_justify="left")
@@ -404,13 +405,13 @@ def capability_rows_table(rows: dict[str, dict[str, Any]]) -> Table:
     cols = CAPABILITY_COLUMNS
     for c in cols:
         t.add_column(c.replace("_", " "))
-    colour = {"yes": "green", "accepted": "yellow", "no": "red"}
+    colour = {"yes": "green", "accepted": "yellow", "no": "red", "unknown": "yellow", "not": "dim"}
     for name, row in rows.items():
         cells = []
         for c in cols:
             v = row.get(c)
-            if isinstance(v, str) and v in colour:
-                cells.append(f"[{colour[v]}]{v}[/]")
+            if isinstance(v, str) and (hue := colour.get(v.split(" ")[0].rstrip(":"))):
+                cells.append(f"[{hue}]{escape(v)}[/]")
             elif c == "silent_truncation" and v:
                 cells.append(f"[red]at {v}[/]")
             elif c == "output_capped_at" and v:

@@ -71,7 +71,9 @@ def export(
         None, "--endpoint", help="Only this endpoint (repeatable)."
     ),
     purpose: str | None = typer.Option(
-        None, "--purpose", help="Calls only: `suite` or `audit` (default: both)."
+        None,
+        "--purpose",
+        help="Calls only: `suite`, `audit`, `probe`, `judge` or `arena-judge` (default: all).",
     ),
     otel_endpoint: str | None = typer.Option(
         None,

@@ -80,6 +80,9 @@ class FakeConfig(BaseModel):
     """Requests served at once; more wait in a queue (a server's batch limit, for load tests)."""
     faults: dict[str, float] = Field(default_factory=dict)
     """Fault → probability per request (drawn in arrival order from `seed`)."""
+    context_length: int | None = Field(default=None, ge=1)
+    """Refuse a prompt of more tokens than this with the persona's context error (a 400), as a
+    server with a context limit does (default: no limit)."""
     max_faults_per_prompt: int | None = None
     """Stop injecting faults for a prompt once it had this many (so retries can succeed)."""
     retry_after_s: float = 0.05
@@ -265,6 +268,9 @@ class FakeServer:
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
         prompt = _last_user(body)
         fault = self._pick_fault(prompt)
+        limit = self.config.context_length
+        if fault is None and limit is not None and len(_tokens(prompt)) > limit:
+            fault = "context"
         entry = {
             "t": t_arrive,
             "path": request.path,

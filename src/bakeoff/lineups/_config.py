@@ -229,9 +229,10 @@ class RunSettings(_Strict):
     says so ("cached"). A resumed run always keeps its own calls, cache or not."""
     seed: int = 0
     """Seed of the suite generators."""
-    probe: bool = True
+    probe: bool = False
     """Probe each endpoint's capabilities (context, output limit, logprobs, tools, JSON mode, seed
-    determinism) after the suites: the capability matrix."""
+    determinism) after the suites: the capability matrix. Off unless asked: the probes' calls can
+    cost more than a small run's suites (`bakeoff probe` runs them alone)."""
     probe_max_context: int = Field(default=8192, ge=256, le=100_000_000)
     """Largest prompt (tokens) the run's context probe sends, so a run against a paid 128k-context
     endpoint stays cheap; `bakeoff probe` searches up to 1.25x the claimed context."""

@@ -10,6 +10,10 @@ Each probe is a few small calls; the result is one row of the capability matrix:
 - `stream_usage`, `logprobs` / `top_logprobs`, `tools`, `parallel_tools`, `json_mode`,
   `json_schema`: accepted (no 4xx/5xx) and honoured (the thing asked for came back).
 - `seed_determinism`: three greedy calls with the same seed give the same text.
+
+A result records every refusal with its error class, so the row can tell a feature the endpoint
+refused (a 4xx that names the request) from one it could not be asked about (a 5xx, a timeout, a
+401); a feature whose fields the provider's preset strips is not asked at all (`not_tested`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +55,23 @@ def _err(e: CallError | None) -> str | None:
     return None if e is None else f"{e.error_class}: {e.detail}"
 
 
+SIZE_REFUSALS = ("context_overflow", "bad_request", "too_large")
+"""Error classes by which an endpoint refuses a prompt for its size. Any other failure (a 5xx, a
+timeout, a 401, a 402) says nothing about the size: the context search stops there, below the
+limit."""
+
+FEATURE_FIELDS = {
+    "stream_usage": ("stream_options",),
+    "logprobs": ("logprobs", "top_logprobs"),
+    "tools": ("tools",),
+    "parallel_tools": ("tools", "parallel_tool_calls"),
+    "json_mode": ("response_format",),
+    "json_schema": ("response_format",),
+    "seed_determinism": ("seed",),
+}
+"""The body fields each feature's probe asks with: one a preset strips leaves it untested."""
+
+
 async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions) -> dict[str, Any]:
     limit = opts.max_context or (int(claimed * 1.25) if claimed else 16384)
     rng = random.Random(0)
@@ -63,8 +84,10 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
         )
 
     points: list[dict[str, Any]] = []
+    stopped: list[str] = []
 
-    async def attempt(tokens: int) -> bool:
+    async def attempt(tokens: int) -> bool | None:
+        """Accepted (True), refused for its size (False), or failed otherwise (None)."""
         res, err = await _try(client, _chat(prompt(tokens), max_tokens=1, **purposes.GREEDY))
         points.append(
             {
@@ -74,32 +97,12 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
                 "error": _err(err),
             }
         )
+        if err is not None and (str(err.error_class) not in SIZE_REFUSALS or err.status == 402):
+            stopped.append(_err(err) or "")
+            return None
         return res is not None
 
-    sizes = []
-    size = 256
-    while size < limit:
-        sizes.append(size)
-        size *= 2
-    sizes.append(limit)
-    accepted, rejected = None, None
-    for size in sizes:
-        if await attempt(size):
-            accepted = size
-        else:
-            rejected = size
-            break
-    if accepted is not None and rejected is not None:
-        lo, hi = accepted, rejected
-        for _ in range(opts.bisect_steps):
-            mid = (lo + hi) // 2
-            if mid in (lo, hi):
-                break
-            if await attempt(mid):
-                lo = mid
-            else:
-                hi = mid
-        accepted = lo
+    accepted, rejected = await _search(attempt, limit, opts.bisect_steps)
     ok = [p for p in points if p["accepted"] and p["prompt_tokens"]]
     largest = max((p["prompt_tokens"] for p in ok), default=None)
     # silent truncation: prompt tokens stop growing while larger prompts are accepted
@@ -125,11 +128,52 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
         "largest_accepted_est": accepted,
         "largest_prompt_tokens": largest,
         "first_rejected_est": rejected if accepted is None or rejected is None else None,
+        "limit_reached": rejected is not None,
+        "stopped_by": stopped[0] if stopped else None,
         "limit_tried": limit,
         "silent_truncation": truncation,
         "needle_at_start": needle,
         "points": points,
     }
+
+
+async def _search(
+    attempt: Callable[[int], Awaitable[bool | None]], limit: int, bisect_steps: int
+) -> tuple[int | None, int | None]:
+    """The context search: double from 256 tokens up to `limit`, then bisect between the last size
+    accepted and the first refused. (largest accepted, smallest refused); an attempt that failed
+    for another reason than size (None) ends the search where it is."""
+    sizes = []
+    size = 256
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    sizes.append(limit)
+    accepted, rejected = None, None
+    for size in sizes:
+        got = await attempt(size)
+        if got is None:
+            break
+        if got:
+            accepted = size
+        else:
+            rejected = size
+            break
+    if accepted is not None and rejected is not None:
+        lo, hi = accepted, rejected
+        for _ in range(bisect_steps):
+            mid = (lo + hi) // 2
+            if mid in (lo, hi):
+                break
+            got = await attempt(mid)
+            if got is None:
+                break
+            if got:
+                lo = mid
+            else:
+                hi = mid
+        accepted = lo
+    return accepted, rejected
 
 
 async def probe_output(client: Caller, n: int) -> dict[str, Any]:
@@ -227,26 +271,46 @@ def _feature_requests() -> list[tuple[str, CallRequest, Callable[[CallResult], b
     ]
 
 
-async def probe_features(client: Caller) -> dict[str, Any]:
+def _stripped(name: str, strips: frozenset[str]) -> dict[str, Any] | None:
+    """The result of a feature the preset strips the fields of: not asked (a reply to a body
+    without them says nothing of the feature)."""
+    gone = sorted(set(FEATURE_FIELDS.get(name, ())) & strips)
+    return {"not_tested": f"the preset strips {', '.join(gone)}"} if gone else None
+
+
+async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Per feature: was the request accepted, and did the reply honour it (with the error of a
-    refused one)."""
+    refused one); `strips`: the body fields the provider's preset removes (those features are
+    not asked)."""
     out: dict[str, Any] = {}
     for name, req, honoured in _feature_requests():
+        if (skip := _stripped(name, strips)) is not None:
+            out[name] = skip
+            if name == "logprobs":
+                out["top_logprobs"] = skip
+            continue
         res, err = await _try(client, req)
         out[name] = {
             "accepted": res is not None,
             "honoured": bool(res is not None and honoured(res)),
             "error": _err(err),
+            # what a refusal said: whether it names the feature (see `capability_row`)
+            "said": None if err is None else (err.body or "")[:300],
         }
         if name == "logprobs":
             lp = (res.logprobs or []) if res else []
             out["top_logprobs"] = {
                 "accepted": res is not None,
                 "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
+                "error": _err(err),
+                "said": out[name]["said"],
             }
-    texts = []
+    if (skip := _stripped("seed_determinism", strips)) is not None:
+        out["seed_determinism"] = skip
+        return out
+    texts, errors = [], []
     for _ in range(3):
-        res, _ = await _try(
+        res, err = await _try(
             client,
             _chat(
                 "Write a short sentence about the sea.", max_tokens=24, **purposes.GREEDY, seed=7
@@ -254,9 +318,13 @@ async def probe_features(client: Caller) -> dict[str, Any]:
         )
         if res is not None:
             texts.append(res.text)
+        else:
+            errors.append(_err(err))
     out["seed_determinism"] = {
         "accepted": len(texts) == 3,
         "honoured": len(texts) == 3 and len(set(texts)) == 1,
+        "error": errors[0] if errors else None,
+        "errors": errors,
     }
     return out
 
@@ -270,10 +338,13 @@ def _is_json(text: str) -> bool:
 
 
 async def probe_endpoint(
-    client: Caller, claimed_context: int | None, opts: ProbeOptions | None = None
+    client: Caller,
+    claimed_context: int | None,
+    opts: ProbeOptions | None = None,
+    strips: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     opts = opts or ProbeOptions()
-    features = await probe_features(client)
+    features = await probe_features(client, strips)
     return {
         "context": await probe_context(client, claimed_context, opts),
         "max_output": await probe_output(client, opts.output_tokens),
@@ -310,9 +381,9 @@ async def run_probes(
                 bisect_steps=o.bisect_steps,
             )
         try:
-            result = await probe_endpoint(
-                runner.policy.billed("probe"), claim, o
-            )  # limits, retries, bill
+            result = await probe_endpoint(  # limits, retries, bill
+                runner.policy.billed("probe"), claim, o, frozenset(runner.provider.drops)
+            )
         except Exception as e:
             result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)

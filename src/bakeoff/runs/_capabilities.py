@@ -47,27 +47,121 @@ INFRA_ERRORS = ("server_error", "timeout", "connection_error", "rate_limited", "
 may be wrong (a context bisection that met a 500 stops short of the real limit)."""
 
 
+NOT_TESTED = "not tested: the preset strips it"
+"""The cell of a feature whose fields the provider's preset removes: the probe did not ask."""
+
+
 def capability_row(p: dict[str, Any]) -> dict[str, Any]:
-    """The compact capability matrix row of a probe result (for summaries and tables)."""
+    """The compact capability matrix row of a probe result (for summaries and tables). Each cell
+    states only what a reply showed: a feature is `yes` (honoured), `accepted` (answered without
+    it), `no` (refused with a 4xx naming it while other probe calls were answered), `unknown: ...` (no
+    answer that says: transient errors, or every call refused) or `not tested: ...`; the context
+    is a number only when the search met the limit (a refusal or a silent truncation), else
+    `≥ N`, the largest prompt accepted before the search stopped."""
     ctx = p.get("context") or {}
     out = p.get("max_output") or {}
+    answered = _answered(p)
     row: dict[str, Any] = {
-        "context_tokens": ctx.get("largest_prompt_tokens"),
+        "context_tokens": _context_cell(ctx, answered),
         "context_claimed": ctx.get("claimed"),
         "silent_truncation": (ctx.get("silent_truncation") or {}).get("at_prompt_tokens"),
-        "max_output_honoured": out.get("honoured"),
+        "max_output_honoured": out.get("honoured")
+        if out.get("error") is None
+        else _unknown([out["error"]], answered),
         "output_capped_at": out.get("capped_at"),
     }
     for k in FEATURES:
-        v = p.get(k) or {}
-        row[k] = "yes" if v.get("honoured") else ("accepted" if v.get("accepted") else "no")
+        row[k] = _feature_cell(k, p.get(k) or {}, answered)
     row["probe_faults"] = probe_faults(p)
     return row
+
+
+def _answered(p: dict[str, Any]) -> bool:
+    """Whether any probe call got a reply: without one, no refusal says what the endpoint does."""
+    points = (p.get("context") or {}).get("points") or []
+    return (
+        any(pt.get("accepted") for pt in points)
+        or "produced" in (p.get("max_output") or {})
+        or any((p.get(k) or {}).get("accepted") for k in FEATURES)
+    )
+
+
+def _class(error: str | None) -> str:
+    return (error or "").split(":", 1)[0]
+
+
+def _unknown(errors: list[str | None], answered: bool) -> str:
+    """The cell of a feature no reply decided: how many transient errors, or what refused it."""
+    errs = [e for e in errors if e]
+    transient = sum(1 for e in errs if _class(e) in INFRA_ERRORS)
+    if transient:
+        return f"unknown: {transient} transient error{'s' if transient != 1 else ''}"
+    if not errs:
+        return "unknown: not answered"
+    if not answered:
+        return f"unknown: every probe call failed ({_class(errs[0])})"
+    return f"unknown: {errs[0][:60]}"
+
+
+NAMED_BY = {
+    "stream_usage": ("stream",),
+    "logprobs": ("logprob",),
+    "top_logprobs": ("logprob",),
+    "tools": ("tool", "function"),
+    "parallel_tools": ("tool", "function", "parallel"),
+    "json_mode": ("response_format", "json"),
+    "json_schema": ("response_format", "json", "schema"),
+    "seed_determinism": ("seed",),
+}
+"""Words by which a refusal names the feature it refuses (any of them, case aside)."""
+
+
+def _feature_cell(name: str, v: dict[str, Any], answered: bool) -> str:
+    if v.get("not_tested"):
+        return NOT_TESTED
+    if v.get("honoured"):
+        return "yes"
+    if v.get("accepted"):
+        return "accepted"
+    errors = v.get("errors") or [v.get("error")]
+    first = next((e for e in errors if e), None)
+    # a 4xx while other calls were answered, whose body names the feature: the endpoint refused
+    # it (a 402 refuses every call, whatever it asks; a result stored before `said` was kept
+    # has no body to read)
+    said = v.get("said")
+    if (
+        answered
+        and first is not None
+        and _class(first) == "bad_request"
+        and "HTTP 402" not in first
+        and all(_class(e) not in INFRA_ERRORS for e in errors if e)
+    ):
+        if said is None or any(w in said.lower() for w in NAMED_BY.get(name, ())):
+            return "no"
+        return f"unknown: refused without naming it ({first[:40]})"
+    return _unknown(errors, answered)
+
+
+def _context_cell(ctx: dict[str, Any], answered: bool) -> int | str | None:
+    """The largest prompt accepted (tokens, as the endpoint counted them): a number when the search
+    met the limit, `≥ N` when it stopped first (its cap, or an error unrelated to size)."""
+    points = ctx.get("points") or []
+    largest = ctx.get("largest_prompt_tokens")
+    reached = ctx.get("limit_reached", any(not pt.get("accepted") for pt in points))
+    if largest is not None and (reached or ctx.get("silent_truncation")):
+        return int(largest)
+    if largest is not None:
+        return f"≥ {largest}"
+    errors = [pt.get("error") for pt in points]
+    return _unknown(errors, answered) if any(errors) else None
 
 
 def probe_faults(p: dict[str, Any]) -> int:
     """How many probe calls failed for a reason unrelated to what they probed (`INFRA_ERRORS`)."""
     errors = [pt.get("error") for pt in (p.get("context") or {}).get("points") or []]
     errors.append((p.get("max_output") or {}).get("error"))
-    errors += [(p.get(k) or {}).get("error") for k in FEATURES]
+    for k in FEATURES:
+        if k != "top_logprobs":  # the logprobs call's own reply
+            v = p.get(k) or {}
+            errors += v.get("errors") or [v.get("error")]
     return sum(1 for e in errors if isinstance(e, str) and e.split(":", 1)[0] in INFRA_ERRORS)

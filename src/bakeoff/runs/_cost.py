@@ -100,18 +100,24 @@ def list_price(ep: Endpoint, result: CallResult) -> float | None:
     return float(calc.total_price)
 
 
-def pinned_upstream(ep: Endpoint) -> str | None:
-    """The one upstream an endpoint's routing allows (`only` or `order` with one entry and
-    `allow_fallbacks: false`), by the name replies give it when the lineup knows it
-    (`claims.upstream_name`), else by its routing slug; None when several may serve."""
+def pinned_slug(ep: Endpoint) -> str | None:
+    """The routing slug of the one upstream an endpoint's routing allows (`only` or `order` with
+    one entry and `allow_fallbacks: false`); None when several may serve."""
     r = ep.routing
     if r is None:
         return None
-    slug = None
     if r.only and len(r.only) == 1:
-        slug = r.only[0]
-    elif r.order and len(r.order) == 1 and r.allow_fallbacks is False and not r.only:
-        slug = r.order[0]
+        return r.only[0]
+    if r.order and len(r.order) == 1 and r.allow_fallbacks is False and not r.only:
+        return r.order[0]
+    return None
+
+
+def pinned_upstream(ep: Endpoint) -> str | None:
+    """The one upstream an endpoint's routing allows (`pinned_slug`), by the name replies give it
+    when the lineup knows it (`claims.upstream_name`), else by its routing slug; None when several
+    may serve."""
+    slug = pinned_slug(ep)
     if slug is None:
         return None
     return ep.claims.upstream_name if ep.claims and ep.claims.upstream_name else slug

@@ -5,7 +5,9 @@ Parquet, in one documented schema whatever the run (`CALL_COLUMNS`, `SUMMARY_COL
 - The format comes from the file's extension (`.jsonl`, `.json`, `.csv`, `.parquet`); a `--format`
   that contradicts it is refused, not obeyed.
 - Calls carry their item (prompt text, target, tier), their purpose (`suite` or `audit`), their
-  primary score and pass/fail (every score in `scores_json`), and ISO 8601 UTC timestamps.
+  primary score and pass/fail (every score in `scores_json`), and ISO 8601 UTC timestamps. The
+  calls made beside them (`probe`, `judge`, `arena-judge`) are rows too, with what is stored of
+  them: status, error class, tokens, cost, upstream and start time.
 - A CSV cell (text) that begins with `=`, `+`, `-`, `@`, a tab or a carriage return is written
   after a single quote (OWASP's advice against formula injection: a reply
   `=HYPERLINK(...)` opened in a spreadsheet stays text); a plain number (`-5`, `+1.5e3`) is written
@@ -32,7 +34,9 @@ from bakeoff.store import Store, loads
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 WHAT = ("calls", "summary", "verdicts")
-PURPOSES = ("suite", "audit")
+PURPOSES = ("suite", "audit", "probe", "judge", "arena-judge")
+"""A call's purpose: a suite's or the audit's (`calls`), or a call made beside them whose bill is
+kept (`side_calls`): a capability probe's, an LLM judge's, the arena judge's."""
 
 # column → type: str, int, float, bool, time (ISO text; a UTC timestamp in Parquet)
 CALL_COLUMNS: dict[str, str] = {
@@ -196,6 +200,28 @@ def call_rows(
             scores_json=orjson.dumps({s["scorer"]: s["value"] for s in scores}).decode()
             if scores
             else None,
+        )
+        out.append(row)
+    if not want_suites:
+        out += side_call_rows(store, run_id, endpoints=want_eps, purpose=purpose)
+    return out
+
+
+def side_call_rows(
+    store: Store, run_id: str, *, endpoints: set[str], purpose: str | None
+) -> list[dict[str, Any]]:
+    """The run's probe and judge calls as `CALL_COLUMNS` rows: what `side_calls` holds of them
+    (their bill), the other columns empty."""
+    out = []
+    for c in store.side_calls(run_id):
+        if (endpoints and c["endpoint"] not in endpoints) or (purpose and c["purpose"] != purpose):
+            continue
+        row: dict[str, Any] = dict.fromkeys(CALL_COLUMNS)
+        row.update(
+            {k: c[k] for k in set(c.keys()) & set(CALL_COLUMNS) if k not in ("id", "started_at")},
+            id=f"side-{c['id']}",
+            cached=False,
+            started_at=_iso(c["started_at"]),
         )
         out.append(row)
     return out

@@ -64,7 +64,8 @@ def front_charts(pareto: dict[str, Any], colors: dict[str, str]) -> dict[str, Ma
         xs = {n: p[axis] for n, p in pts.items() if p.get(axis) is not None}
         if len(xs) < 2:
             continue
-        out[key] = _front_chart(pts, xs, fronts[key], colors, title, key == "cost")
+        rejected = set(pareto.get("rejected") or ())
+        out[key] = _front_chart(pts, xs, fronts[key], colors, title, key == "cost", rejected)
     return out
 
 
@@ -75,7 +76,10 @@ def _front_chart(
     colors: dict[str, str],
     title: str,
     money: bool,
+    rejected: set[str],
 ) -> Markup:
+    """One front's chart: its stars joined by a dotted staircase, the other endpoints as circles,
+    those the audit found `different` as crosses (off the front whatever their numbers)."""
     line = sorted((n for n in front if n in xs), key=lambda n: xs[n])
     qs = [pts[n]["quality"] for n in xs]
     where = _label_positions({n: (xs[n], pts[n]["quality"]) for n in xs})
@@ -92,6 +96,7 @@ def _front_chart(
     ]
     for name in sorted(xs, key=lambda n: pts[n]["quality"]):
         on = name in front
+        ruled_out = name in rejected
         x = f"${xs[name]:.4g} per 1,000 calls" if money else f"{xs[name]:.1f} tok/s"
         series.append(
             Series(
@@ -99,13 +104,14 @@ def _front_chart(
                 [xs[name]],
                 [pts[name]["quality"]],
                 colors.get(name, "#888"),
-                markers="star" if on else "circle",
+                markers="star" if on else "cross" if ruled_out else "circle",
                 size=6 if on else 5,
-                labels=[name],
+                labels=[f"{name} ✗" if ruled_out else name],
                 label_sides=[where[name]],
                 tips=[
                     f"{name}: quality {pts[name]['quality']:.3f}, {x}"
                     + (" (on the front)" if on else "")
+                    + (" (found different by the audit: off the front)" if ruled_out else "")
                 ],
             )
         )

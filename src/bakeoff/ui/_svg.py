@@ -42,7 +42,7 @@ def text(x: float, y: float, s: str, anchor: str = "start", /, **attrs: object) 
 @dataclass
 class Series:
     """One trace: points, how they are joined (`lines`: None, "straight", "hv" or "vh" steps) and
-    marked (`markers`: None, "circle", "star"), with optional names by the points and hover tips."""
+    marked (`markers`: None, "circle", "star", "cross"), with optional names by the points and hover tips."""
 
     name: str
     x: Sequence[float]
@@ -219,6 +219,11 @@ def _points(f: _Frame, s: Series) -> list[str]:
             body += el("polygon", points=_star(cx, cy, s.size * 1.6), fill=s.color, **edge)
         elif s.markers == "circle":
             body += el("circle", cx=cx, cy=cy, r=float(s.size), fill=s.color, **edge)
+        elif s.markers == "cross":  # an ×: a point shown, but ruled out
+            r = s.size
+            d = f"M{cx - r:.1f},{cy - r:.1f}L{cx + r:.1f},{cy + r:.1f}"
+            d += f"M{cx - r:.1f},{cy + r:.1f}L{cx + r:.1f},{cy - r:.1f}"
+            body += el("path", d=d, stroke=s.color, stroke_width=2.5, class_="ruled-out")
         if s.labels:
             dx, dy, anchor = SIDES[sides[i]]
             body += text(cx + dx, cy + dy, s.labels[i], anchor)
