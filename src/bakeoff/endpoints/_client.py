@@ -126,6 +126,7 @@ class EndpointClient:
         }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self.read_bufsize: int | None = None
         self._client_timeout = aiohttp.ClientTimeout(
             total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect
         )
@@ -182,6 +183,7 @@ class EndpointClient:
                     timeout=self._client_timeout,
                     allow_redirects=False,
                     auto_decompress=False,
+                    read_bufsize=self.read_bufsize,
                 ) as resp:
                     body = Body(resp, self.limits.max_response_bytes)
                     ctype = resp.headers.get("Content-Type", "")

@@ -58,7 +58,7 @@ class SSEParser:
                     out.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data = []
                     size = 0
-            elif line[:5] == b"data:":
+            elif line.startswith(b"data:"):
                 value = line[6:] if line[5:6] == b" " else line[5:]
                 size += len(value) + 1
                 if size > max_event:

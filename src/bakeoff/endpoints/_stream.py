@@ -78,6 +78,7 @@ class StreamReader:
         except SSELimitError as e:
             raise CallError(ErrorClass.too_large, str(e)) from None
         is_chat, upstream_field = self.is_chat, self.upstream_field
+        write, stamp = self.text.write, self.chunk_ms.append
         tokens = 0
         for ev in events:
             if self.raw_size < MAX_RAW_BYTES:
@@ -116,7 +117,7 @@ class StreamReader:
                 c = delta.get("content")
                 token = type(c) is str and c != ""
                 if token:
-                    self.text.write(c)
+                    write(c)
                 if type(c) is not str or len(delta) > 1 or ch.get("logprobs") is not None:
                     token = self._chat_delta(ch, delta, ms, token)
             else:
@@ -125,7 +126,7 @@ class StreamReader:
                 result.finish_reason = _label(ch["finish_reason"])
             if token:
                 tokens += 1
-                self.chunk_ms.append(ms)
+                stamp(ms)
         if tokens:
             self.n_token_chunks += tokens
             if not self.first_token_seen:
