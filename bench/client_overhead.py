@@ -22,6 +22,12 @@ then run, in the same run and against the same servers:
 5. TTFT error: open loop at `--rate` req/s against a server configured with a 20 ms TTFT — measured
    TTFT p50 minus 20 ms.
 Target: ours ≥ 150 req/s with added TTFT p50 < 0.5 ms, and ahead of GuideLLM on both figures.
+
+With `--against REV` (issue #35), only figure 1, for two clients: git revision REV's (its `src`
+extracted with `git archive`) and this tree's, each in a process of its own (`--worker`, its own
+PYTHONPATH), alternately (`--alternations`, who goes first alternating too), against one fake
+server: each run's rate and CPU time per request, and the ratios. Quote the figure in any change to
+`endpoints/` or `runs/_policy.py`; `make bench` runs it against `BENCH_AGAINST` (default main).
 """
 
 from __future__ import annotations
