@@ -37,6 +37,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -332,9 +333,13 @@ def worker_rate(
 
 def compare_revisions(args: argparse.Namespace) -> None:
     """`--against REV`: REV's client and this tree's, alternately, against the same fake server."""
-    here = Path(__file__).resolve().parent.parent / "src"
     with tempfile.TemporaryDirectory() as d:
-        theirs = revision_src(args.against, Path(d))
+        theirs = revision_src(args.against, Path(d) / "theirs")
+        # this tree's src copied beside it (uncommitted changes included): both clients run from
+        # fresh copies in the same place, so nothing but the code differs between them
+        here = Path(d) / "this" / "src"
+        tree = Path(__file__).resolve().parent.parent / "src"
+        shutil.copytree(tree, here, ignore=shutil.ignore_patterns("__pycache__"))
         proc, url = start_server(args.tokens)
         rates: dict[str, list[float]] = {args.against: [], "this tree": []}
         cpus: dict[str, list[float]] = {args.against: [], "this tree": []}

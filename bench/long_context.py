@@ -5,8 +5,8 @@ minutes of TTFT at 50K+ tokens to aiohttp's 64 KB read buffer).
 The fake provider (its own process, echo mode: the reply is the prompt's tokens, cut at
 `max_tokens`) serves three cases, each at concurrency 1 and `--concurrency`:
 - short: a 256-token prompt, its 256-token reply;
-- long prompt: a 50,000-token prompt (~300 KB of JSON), a 256-token reply;
-- long both: the 50,000-token prompt echoed whole (a ~7 MB event stream).
+- long prompt: a 50,000-token prompt (339 KB of JSON), a 256-token reply;
+- long both: the 50,000-token prompt echoed whole (a 12.4 MB event stream).
 Printed per case: TTFT and end-to-end p50 (ms), output tokens/s over the level (medians of
 `--rounds`).
 
