@@ -81,8 +81,13 @@ docs: $(DEV)
 screenshots: $(DEV) $(CHROMIUM)
 	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_overview.py tests/test_browser_pages.py
 
+# the revision whose wire client `make bench` measures this tree's against (bench/client_overhead.py)
+BENCH_AGAINST ?= main
+
 bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/client_overhead.py
+	$(BIN)/python bench/client_overhead.py --against $(BENCH_AGAINST)
+	$(BIN)/python bench/long_context.py
 	$(BIN)/python bench/ui_scale.py
 	$(BIN)/python bench/crash_trials.py
 	$(BIN)/python bench/code_sandbox.py

@@ -22,16 +22,26 @@ then run, in the same run and against the same servers:
 5. TTFT error: open loop at `--rate` req/s against a server configured with a 20 ms TTFT — measured
    TTFT p50 minus 20 ms.
 Target: ours ≥ 150 req/s with added TTFT p50 < 0.5 ms, and ahead of GuideLLM on both figures.
+
+With `--against REV` (issue #35), only figure 1, for two clients: git revision REV's (its `src`
+extracted with `git archive`) and this tree's, each in a process of its own (`--worker`, its own
+PYTHONPATH), alternately (`--alternations`, who goes first alternating too), against one fake
+server: each run's rate and CPU time per request, and the ratios. Quote the figure in any change to
+`endpoints/` or `runs/_policy.py`; `make bench` runs it against `BENCH_AGAINST` (default main).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -39,10 +49,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+# only the wire client at import: `--worker` runs this file against another revision's src
 from bakeoff.endpoints import CallRequest, EndpointClient
-from bakeoff.lineups import parse_lineup
-from bakeoff.runs import RunOptions, create_run, execute
-from bakeoff.store import Store
 
 REQ = CallRequest(messages=[{"role": "user", "content": "bench"}], params={"max_tokens": 1000})
 
@@ -84,7 +92,10 @@ def added_ttft_ms(res) -> float | None:
     return None
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float, tokens: int) -> float:
+async def closed_loop(
+    url: str, concurrency: int, seconds: float, tokens: int
+) -> tuple[float, float]:
+    """Requests per second, and this process's CPU time per request (µs)."""
     done = 0
     end = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
@@ -97,9 +108,10 @@ async def closed_loop(url: str, concurrency: int, seconds: float, tokens: int) -
                 assert r.completion_tokens == tokens
                 done += 1
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.perf_counter() - t0)
+        cpu = time.process_time() - cpu0
+        return done / (time.perf_counter() - t0), cpu / done * 1e6
 
 
 async def open_loop(url: str, rate: float, seconds: float) -> tuple[float, list[float], float]:
@@ -132,6 +144,10 @@ async def open_loop(url: str, rate: float, seconds: float) -> tuple[float, list[
 
 
 async def runner_throughput(url: str, n: int, concurrency: int) -> float:
+    from bakeoff.lineups import parse_lineup
+    from bakeoff.runs import RunOptions, create_run, execute
+    from bakeoff.store import Store
+
     lineup = parse_lineup(
         f"""
 run: {{suites: [arith], limit: {n}}}
@@ -287,6 +303,102 @@ def compare_guidellm(args: argparse.Namespace, ours_rps: float) -> None:
     print("  ahead of GuideLLM on both:", "yes" if ahead else "NO")
 
 
+def revision_src(rev: str, into: Path) -> Path:
+    """The `src` tree of git revision `rev` of this repository, extracted under `into`."""
+    repo = Path(__file__).resolve().parent.parent
+    tar = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", rev, "src"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(into, filter="data")
+    return into / "src"
+
+
+def worker_rate(
+    src: Path, url: str, args: argparse.Namespace, profile: Path | None
+) -> tuple[float, float]:
+    """The closed-loop rate of the client in `src`, measured in a process of its own, and its
+    CPU time per request (µs)."""
+    cmd = [sys.executable, __file__, "--worker", url, "--concurrency", str(args.concurrency)]
+    cmd += ["--seconds", str(args.seconds), "--tokens", str(args.tokens)]
+    if profile is not None:
+        cmd += ["--profile", str(profile)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    rate, cpu_us = out.split()[-2:]
+    return float(rate), float(cpu_us)
+
+
+def compare_revisions(args: argparse.Namespace) -> None:
+    """`--against REV`: REV's client and this tree's, alternately, against the same fake server."""
+    with tempfile.TemporaryDirectory() as d:
+        theirs = revision_src(args.against, Path(d) / "theirs")
+        # this tree's src copied beside it (uncommitted changes included): both clients run from
+        # fresh copies in the same place, so nothing but the code differs between them
+        here = Path(d) / "this" / "src"
+        tree = Path(__file__).resolve().parent.parent / "src"
+        shutil.copytree(tree, here, ignore=shutil.ignore_patterns("__pycache__"))
+        proc, url = start_server(args.tokens)
+        rates: dict[str, list[float]] = {args.against: [], "this tree": []}
+        cpus: dict[str, list[float]] = {args.against: [], "this tree": []}
+        try:
+            worker_rate(here, url, args, None)  # warm the server (and the page cache)
+            for i in range(args.alternations):
+                # who goes first alternates too, so a drift in the machine's load hits both
+                order = [(args.against, theirs), ("this tree", here)]
+                for name, src in order if i % 2 == 0 else order[::-1]:
+                    rate, cpu_us = worker_rate(src, url, args, None)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu_us)
+                    print(
+                        f"  round {i + 1}: {name:>12} {rate:7.0f} req/s, {cpu_us:6.0f} µs CPU/req",
+                        flush=True,
+                    )
+        finally:
+            proc.terminate()
+            proc.wait()
+    old, new = rates[args.against], rates["this tree"]
+    ratios = [n / o for n, o in zip(new, old, strict=True)]
+    print(
+        f"closed loop, {args.concurrency} streams of {args.tokens} tokens, {args.seconds:g} s each,"
+        f" {args.alternations} alternations, one fake server (this tree's) in its own process"
+    )
+    for name in rates:
+        print(
+            f"  {name:>12}: mean {statistics.mean(rates[name]):.0f} req/s {_fmt(rates[name])},"
+            f" median {statistics.median(cpus[name]):.0f} µs CPU/req {_fmt(cpus[name])}"
+        )
+    print(
+        f"  rate ratio this tree / {args.against}: "
+        f"{statistics.mean(new) / statistics.mean(old):.3f}"
+        f" (per round: {', '.join(f'{r:.3f}' for r in ratios)})"
+    )
+    cpu_ratio = statistics.median(cpus[args.against]) / statistics.median(cpus["this tree"])
+    print(
+        f"  CPU/req ratio {args.against} / this tree (> 1: this tree is cheaper): {cpu_ratio:.3f}"
+    )
+
+
+def _fmt(xs: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.0f}" for x in xs) + "]"
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """`--worker URL`: one closed loop of whichever client `bakeoff` imports; prints its rate."""
+    run = closed_loop(args.worker, args.concurrency, args.seconds, args.tokens)
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        rate, cpu_us = prof.runcall(asyncio.run, run)
+        prof.dump_stats(args.profile)
+    else:
+        rate, cpu_us = asyncio.run(run)
+    print(f"{rate:.3f} {cpu_us:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", type=int, default=128)
@@ -297,11 +409,23 @@ def main() -> None:
     ap.add_argument(
         "--guidellm", action="store_true", help="also run GuideLLM (installed into its own venv)"
     )
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="compare this tree's wire client with git revision REV's (closed loop, alternately)",
+    )
+    ap.add_argument("--alternations", type=int, default=3)
+    ap.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", metavar="FILE", help="with --worker: cProfile stats to FILE")
     args = ap.parse_args()
+    if args.worker:
+        return run_worker(args)
+    if args.against:
+        return compare_revisions(args)
 
     proc, url = start_server(args.tokens)
     try:
-        rps = asyncio.run(closed_loop(url, args.concurrency, args.seconds, args.tokens))
+        rps, _ = asyncio.run(closed_loop(url, args.concurrency, args.seconds, args.tokens))
         achieved, added, late99 = asyncio.run(open_loop(url, args.rate, args.seconds))
         runner = asyncio.run(runner_throughput(url, args.runner_calls, args.concurrency))
     finally:

@@ -192,7 +192,8 @@ def _json_object(raw: bytes | bytearray, what: str, malformed: str) -> dict[str,
     """`raw` (a body, or one stream event: `what`) parsed as a JSON object; an error object in it
     is that error."""
     try:
-        _objects(raw)
+        if len(raw) > MAX_JSON_CONTAINERS:  # shorter, it cannot hold more brackets than the cap
+            _objects(raw)
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise CallError(

@@ -3,8 +3,9 @@
 Fed raw byte chunks as they arrive; yields complete events' `data` payloads. Only `data:` fields matter
 to OpenAI-compatible streams; comments (`:` keep-alives), `event:`, `id:` and `retry:` are skipped.
 
-Linear in the bytes fed, whatever their split: an unfinished line is kept in one growing buffer and
-searched for its newline only from where the last search stopped. One line and one event are capped;
+Linear in the bytes fed, whatever their split: a read with no newline is appended to the unfinished
+line and searched once, alone; a read that ends the line is joined to it once and split into lines
+in C (`bytes.split`), the Python loop touching each line once. One line and one event are capped;
 past a cap the parser raises `SSELimitError` instead of holding more.
 """
 
@@ -21,12 +22,11 @@ class SSELimitError(ValueError):
 
 
 class SSEParser:
-    __slots__ = ("_buf", "_data", "_data_size", "_scanned", "max_event", "max_line")
+    __slots__ = ("_buf", "_data", "_data_size", "max_event", "max_line")
 
     def __init__(self, *, max_line: int = MAX_LINE_BYTES, max_event: int = MAX_EVENT_BYTES) -> None:
         self._buf = bytearray()
-        self._scanned = 0
-        """Bytes at the head of `_buf` already known to hold no newline."""
+        """The unfinished line: bytes known to hold no newline."""
         self._data: list[bytes] = []
         self._data_size = 0
         self.max_line = max_line
@@ -34,34 +34,43 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add bytes; return the data of every event completed by them."""
-        buf = self._buf
-        buf += chunk
+        if b"\n" not in chunk:  # no line ends in this read: only it is searched
+            buf = self._buf
+            buf += chunk
+            if len(buf) > self.max_line:
+                raise SSELimitError(f"one stream line passed {self.max_line:,} bytes")
+            return []
+        if self._buf:
+            self._buf += chunk
+            chunk = bytes(self._buf)
+            self._buf.clear()
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # after the last newline: the next line's start
         out: list[bytes] = []
-        start = 0
-        nl = buf.find(b"\n", self._scanned)
-        while nl >= 0:
-            end = nl - 1 if nl > start and buf[nl - 1] == 13 else nl  # "\r\n"
-            if end == start:
-                if self._data:
-                    out.append(b"\n".join(self._data))
-                    self._data = []
-                    self._data_size = 0
-            elif buf.startswith(b"data:", start):
-                value = bytes(buf[start + 5 : end])
-                if value.startswith(b" "):
-                    value = value[1:]
-                self._data_size += len(value) + 1
-                if self._data_size > self.max_event:
-                    raise SSELimitError(f"one stream event passed {self.max_event:,} bytes")
-                self._data.append(value)
+        data = self._data
+        size = self._data_size
+        max_event = self.max_event
+        for line in lines:
+            if line[-1:] == b"\r":  # "\r\n"
+                line = line[:-1]
+            if not line:
+                if data:
+                    out.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = []
+                    size = 0
+            elif line.startswith(b"data:"):
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                size += len(value) + 1
+                if size > max_event:
+                    raise SSELimitError(f"one stream event passed {max_event:,} bytes")
+                data.append(value)
             # comments and other fields are ignored
-            start = nl + 1
-            nl = buf.find(b"\n", start)
-        if start:
-            del buf[:start]
-        if len(buf) > self.max_line:
-            raise SSELimitError(f"one stream line passed {self.max_line:,} bytes")
-        self._scanned = len(buf)
+        self._data = data
+        self._data_size = size
+        if rest:
+            if len(rest) > self.max_line:
+                raise SSELimitError(f"one stream line passed {self.max_line:,} bytes")
+            self._buf += rest
         return out
 
     @property

@@ -7,7 +7,10 @@ import io
 from array import array
 from typing import Any
 
+import orjson
+
 from bakeoff.endpoints._shapes import (
+    MAX_JSON_CONTAINERS,
     MAX_LOGPROB_ENTRIES,
     _apply_usage,
     _completion_logprobs,
@@ -59,56 +62,84 @@ class StreamReader:
         self.raw_size = 0
 
     def feed(self, data: bytes, now_ns: int) -> None:
-        """One socket read, stamped `now_ns`: each event it completes takes that stamp."""
+        """One socket read, stamped `now_ns`: each event it completes takes that stamp.
+
+        The hot path: one loop over the read's events, every field it uses checked inline (a
+        field of the expected type costs one `type(...) is` test; one of another type goes to the
+        `_shapes` helper, which raises with the field's name, or reads null as empty). Whatever is
+        not the plain case (not a JSON object, an `error`, over the JSON container cap, anything
+        in the delta besides its text) takes the helpers' path whole."""
         ms = (now_ns - self.t0) / 1e6
-        if self.timings.first_byte_ms is None:
-            self.timings.first_byte_ms = ms
+        timings, result = self.timings, self.result
+        if timings.first_byte_ms is None:
+            timings.first_byte_ms = ms
         try:
             events = self.parser.feed(data)
         except SSELimitError as e:
             raise CallError(ErrorClass.too_large, str(e)) from None
+        is_chat, upstream_field = self.is_chat, self.upstream_field
+        write, stamp = self.text.write, self.chunk_ms.append
+        tokens = 0
         for ev in events:
-            self._event(ev, ms)
-
-    def _event(self, ev: bytes, ms: float) -> None:
-        if self.raw_size < MAX_RAW_BYTES:
-            self.raw_events.append(ev)
-            self.raw_size += len(ev) + 1
-        if ev == b"[DONE]":
-            self.done = True
-            return
-        obj = _json_object(ev, "stream event", f"malformed JSON in stream event: {ev[:80]!r}")
-        result = self.result
-        usage = usage_of(obj)
-        if usage:
-            self.usage = usage
-        if self.upstream_field and obj.get(self.upstream_field) and not result.upstream:
-            result.upstream = _label(obj[self.upstream_field])
-        if result.response_model is None and obj.get("model"):
-            result.response_model = _label(obj["model"])
-        choices = _list(obj.get("choices"), "choices")
-        if not choices:
-            return
-        ch = _dict(choices[0], "choices[0]")
-        token = self._chat_delta(ch, ms) if self.is_chat else self._completion_choice(ch)
-        if ch.get("finish_reason"):
-            result.finish_reason = _label(ch["finish_reason"])
-        if token:
-            self.n_token_chunks += 1
-            self.chunk_ms.append(ms)
+            if self.raw_size < MAX_RAW_BYTES:
+                self.raw_events.append(ev)
+                self.raw_size += len(ev) + 1
+            if ev == b"[DONE]":
+                self.done = True
+                continue
+            try:  # shorter than the cap, an event cannot hold more JSON containers than it
+                obj = orjson.loads(ev) if len(ev) <= MAX_JSON_CONTAINERS else None
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is not dict or "error" in obj:  # the checks, with their messages
+                obj = _json_object(
+                    ev, "stream event", f"malformed JSON in stream event: {ev[:80]!r}"
+                )
+            usage = obj.get("usage") or (usage_of(obj) if "x_groq" in obj else None)
+            if usage:
+                self.usage = usage
+            if result.upstream is None and upstream_field and obj.get(upstream_field):
+                result.upstream = _label(obj[upstream_field])
+            if result.response_model is None and obj.get("model"):
+                result.response_model = _label(obj["model"])
+            choices = obj.get("choices")
+            if type(choices) is not list:
+                choices = _list(choices, "choices")
+            if not choices:
+                continue
+            ch = choices[0]
+            if type(ch) is not dict:
+                ch = _dict(ch, "choices[0]")
+            if is_chat:
+                delta = ch.get("delta")
+                if type(delta) is not dict:
+                    delta = _dict(delta, "delta")
+                c = delta.get("content")
+                token = type(c) is str and c != ""
+                if token:
+                    write(c)
+                if type(c) is not str or len(delta) > 1 or ch.get("logprobs") is not None:
+                    token = self._chat_delta(ch, delta, ms, token)
+            else:
+                token = self._completion_choice(ch)
+            if ch.get("finish_reason"):
+                result.finish_reason = _label(ch["finish_reason"])
+            if token:
+                tokens += 1
+                stamp(ms)
+        if tokens:
+            self.n_token_chunks += tokens
             if not self.first_token_seen:
                 self.first_token_seen = True
-                self.timings.first_token_ms = ms
+                timings.first_token_ms = ms
                 self.phase = "stall"
 
-    def _chat_delta(self, ch: dict[str, Any], ms: float) -> bool:
-        """A chat choice's delta; True when it carries a token (text, reasoning or a tool call)."""
-        delta = _dict(ch.get("delta"), "delta")
-        token = False
-        c = _text(delta.get("content"), "delta.content")
-        if c:
-            self.text.write(c)
-            token = True
+    def _chat_delta(
+        self, ch: dict[str, Any], delta: dict[str, Any], ms: float, token: bool
+    ) -> bool:
+        """The rest of a chat choice's delta, its text read (`token`: it had some); True when it
+        carries a token (text, reasoning or a tool call)."""
+        _text(delta.get("content"), "delta.content")  # a content of another type is an error
         r = _text(delta.get("reasoning_content") or delta.get("reasoning"), "delta.reasoning")
         if r:
             self.reasoning.write(r)
