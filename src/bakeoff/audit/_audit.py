@@ -227,16 +227,14 @@ async def run_audit(
             runner.progress.total += len(js)
             runner._notify()
         await session.run_jobs(jobs)
-        verdicts = analyse(
-            store, run_id, lineup, settings, items, scorer, alternatives=alternatives
-        )
+        verdicts = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
         _flush(wrapped)
         if on_round:
             on_round(r, verdicts)
         undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
         if not undecided:
             break
-    verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
+    verdicts = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
     _flush(wrapped)
     for ep, v in verdicts.items():
         store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
@@ -246,6 +244,33 @@ async def run_audit(
         run_id, RUN_ANALYSIS, own["settings"], own["scorers"], _roundtrip(verdicts), _now()
     )
     return verdicts
+
+
+async def _analysed(
+    store: Store,
+    run_id: str,
+    lineup: Lineup,
+    settings: AuditSettings,
+    items: dict[str, list[Item]],
+    scorer: Callable[[], Any] | None,
+    alternatives: dict[str, Callable[[], Any]],
+) -> dict[str, dict[str, Any]]:
+    """`analyse` over a snapshot of the stored calls, on a thread of its own (`off_loop`): the
+    reference scorer (llama.cpp in-process, or a server over HTTP) never blocks the event loop."""
+    from bakeoff.audit._source import CallSource, off_loop
+
+    source = CallSource.snapshot(store, run_id, tuple(e.name for e in lineup.endpoints))
+    return await off_loop(
+        lambda: analyse(
+            source,  # type: ignore[arg-type]
+            run_id,
+            lineup,
+            settings,
+            items,
+            scorer,
+            alternatives=alternatives,
+        )
+    )
 
 
 def _now() -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from bakeoff.audit._errors import AuditError
+from bakeoff.audit._source import CallSource, row_dict
 
 FORMAT = 1
 FILES = (
@@ -55,10 +56,6 @@ def _jsonl(rows: list[Any]) -> bytes:
     return b"".join(_dump(r) + b"\n" for r in rows)
 
 
-def _row(r: Any) -> dict[str, Any]:
-    return {k: r[k] for k in r.keys()}  # noqa: SIM118 (a sqlite3.Row iterates its values)
-
-
 def write_bundle(store: Any, run_id: str, out: Path) -> str:
     """Write the run's audit bundle to `out` (a .tar.gz); returns its root hash."""
     from bakeoff._version import __version__
@@ -73,13 +70,13 @@ def write_bundle(store: Any, run_id: str, out: Path) -> str:
             "them? `bakeoff audit --rerun` it with its scorer at hand first)"
         )
     suites = set(SUITES.values())
-    items = [_row(r) for s in sorted(suites) for r in store.items(run_id, s)]
-    calls = [_row(c) for c in store.calls(run_id) if c["suite"] in suites]
+    items = [row_dict(r) for s in sorted(suites) for r in store.items(run_id, s)]
+    calls = [row_dict(c) for c in store.calls(run_id) if c["suite"] in suites]
     from bakeoff.runs import lineup_of_run
 
     eps = tuple(e.name for e in lineup_of_run(store, run_id).endpoints)
     checks = {
-        "tool_calls": [_row(r) for r in store.tool_calls(run_id, eps)],
+        "tool_calls": [row_dict(r) for r in store.tool_calls(run_id, eps)],
         "truncation_suspected": store.score_sums(run_id, "truncation_suspected", eps),
     }
     answers = [
@@ -219,7 +216,7 @@ def _recompute(files: dict[str, bytes], v: Verification, expected: str | None) -
         for name in settings.alternatives or []
         if f"alt:{name}" in answers
     }
-    source = _BundleSource(calls, orjson.loads(files["suite_checks.json"]))
+    source = CallSource(calls, orjson.loads(files["suite_checks.json"]))
     try:
         fresh = analyse(source, run_id, lineup, settings, items, scorer, alternatives=alts)  # type: ignore[arg-type]
     except AuditError:
@@ -299,21 +296,3 @@ def _check_requests(
         v.problems.append(f"{bad} calls' stored requests do not carry their item's prompt")
     else:
         v.checked.append(f"every call's request carried its prompt ({len(calls)} calls)")
-
-
-class _BundleSource:
-    """The three reads `analyse` makes of a store, answered from a bundle."""
-
-    def __init__(self, calls: list[dict[str, Any]], checks: dict[str, Any]) -> None:
-        self._calls = calls
-        self._checks = checks
-
-    def calls(self, run_id: str) -> list[dict[str, Any]]:
-        return self._calls
-
-    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[dict[str, Any]]:
-        return [r for r in self._checks["tool_calls"] if r["endpoint"] in endpoints]
-
-    def score_sums(self, run_id: str, scorer: str, endpoints: tuple[str, ...]) -> dict[str, float]:
-        sums = self._checks.get(scorer) or {}
-        return {k: v for k, v in sums.items() if k in endpoints}
