@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"perf", "audit"},
     {"arena"},
     {"ui"},
+    {"_preflight"},
     {"_pipeline"},
     {"cli"},
     {"__init__", "__main__"},

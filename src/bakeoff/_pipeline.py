@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bakeoff._preflight import PREFLIGHT_PROMPT, Log, RunError, check_endpoints
 from bakeoff.lineups import FieldProblems, Lineup, LineupError, keys, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider, load, resolve_lineup
 from bakeoff.runs import (
@@ -35,12 +36,7 @@ from bakeoff.runs import (
 from bakeoff.store import Store, StoreError
 from bakeoff.suites.datasets import DatasetError
 
-Log = Callable[[str], None]
-
-
-class RunError(Exception):
-    """The run could not start (no call was made) or stopped; the message says why and what to do
-    next."""
+__all__ = ["PREFLIGHT_PROMPT", "Log", "RunError", "check_endpoints"]  # and what follows
 
 
 def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = None) -> None:
@@ -79,111 +75,6 @@ def check_planned(lineup: Lineup) -> None:
             "the lineup plans no call: no suite item, no audit (it needs a `reference` and a "
             "second endpoint) and no probe (`run.probe`) — nothing would be measured"
         )
-
-
-async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: float = 10.0) -> None:
-    """Before any call: every endpoint the run does not start itself (a `base_url` of the user's)
-    answers `GET /models` with the key it will be given. A dead host, a base URL without its
-    `/v1` or a refused key is one line each, in one `RunError`; a model the listing does not name
-    is a warning (gateways serve aliases they do not list)."""
-    import aiohttp
-
-    from bakeoff.runs import api_keys
-
-    keys = api_keys(lineup)
-    remote = [e for e in lineup.endpoints if e.base_url and e.provider not in ("local", "proxy")]
-    if not remote:
-        return
-    limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
-    async with aiohttp.ClientSession(timeout=limits) as session:
-        found = await asyncio.gather(*(_check(session, e, keys.get(e.name)) for e in remote))
-        for _, warning in found:
-            if warning and log:
-                log(f"warning: {warning}")
-        problems = [p for p, _ in found if p]
-        if not problems:  # every listing answered: then one real call each
-            refused = await asyncio.gather(
-                *(_one_token(session, e, keys.get(e.name)) for e in remote)
-            )
-            problems = [p for p in refused if p]
-            if problems:
-                lines = "\n  ".join(problems)
-                raise RunError(
-                    f"only the one-token preflight calls were made:\n  {lines}\n"
-                    "(preflight: --no-preflight skips it)"
-                )
-    if problems:
-        lines = "\n  ".join(problems)
-        raise RunError(f"no call was made:\n  {lines}\n(preflight: --no-preflight skips it)")
-
-
-async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, str | None]:
-    """(why the endpoint cannot be used, a warning)."""
-    import aiohttp
-    import orjson
-
-    base = str(ep.base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        async with session.get(f"{base}/models", headers=headers, allow_redirects=False) as r:
-            status = r.status
-            body = await r.content.read(1_000_000) if status == 200 else b""
-    except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        return f"endpoint {ep.name!r}: cannot reach {base} ({type(e).__name__})", None
-    if status == 404:
-        why = "is the base_url right? (OpenAI-compatible servers serve under /v1)"
-        return f"endpoint {ep.name!r}: {base}/models answered 404: {why}", None
-    if status in (401, 403):
-        which = f"the key in {ep.api_key_env}" if ep.api_key_env else "no key (api_key_env unset)"
-        return f"endpoint {ep.name!r}: {base} refused {which} (HTTP {status})", None
-    if status >= 400:
-        return f"endpoint {ep.name!r}: {base}/models answered HTTP {status}", None
-    try:
-        data = orjson.loads(body).get("data") or []
-        listed = [m.get("id") for m in data if isinstance(m, dict)]
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        return None, None  # answered, but not a listing we can read: the calls will tell
-    if listed and ep.model not in listed:
-        shown = ", ".join(str(m) for m in listed[:5]) + (", ..." if len(listed) > 5 else "")
-        return None, f"endpoint {ep.name!r}: model {ep.model!r} is not listed at {base} ({shown})"
-    return None, None
-
-
-PREFLIGHT_PROMPT = "Reply with one word."
-"""The prompt of the one-token preflight call (`_one_token`)."""
-
-
-async def _one_token(session: Any, ep: Any, key: str | None) -> str | None:
-    """One real call of the API the endpoint is used with (`max_tokens: 1`): a listing that
-    answers proves little — a key refused for generation, or an account out of credits (HTTP
-    402), fails every call of the run. Refusals of the key or the bill stop the run here; other
-    answers are left to the run (the real calls carry the preset's fields, this one does not)."""
-    import aiohttp
-
-    from bakeoff.store import HELD
-
-    base = str(ep.base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    hi = PREFLIGHT_PROMPT
-    path, body = (
-        ("/completions", {"model": ep.model, "prompt": hi, "max_tokens": 1})
-        if ep.api == "completions"
-        else (
-            "/chat/completions",
-            {"model": ep.model, "messages": [{"role": "user", "content": hi}], "max_tokens": 1},
-        )
-    )
-    try:
-        async with session.post(base + path, json=body, headers=headers) as r:
-            if r.status not in (401, 402, 403):
-                return None
-            raw = await r.content.read(2000)
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return None  # reachable a moment ago: the run's own calls will classify it
-    from bakeoff.store import provider_message
-
-    why = HELD.message(provider_message(f"HTTP {r.status}", raw.decode("utf-8", "replace")))
-    return f"endpoint {ep.name!r}: a one-token call to {base}{path} was refused ({why})"
 
 
 def check_env(lineup: Lineup, log: Log | None = None) -> None:

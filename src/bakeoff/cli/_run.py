@@ -47,6 +47,19 @@ UnsafeCodeOption = typer.Option(
 )
 
 
+CacheOption = typer.Option(
+    None,
+    "--cache/--no-cache",
+    help="Answer calls from replies stored by earlier runs made with the cache on (development "
+    "loops; default: the lineup's run.cache, off). A replayed answer is not a measurement: every "
+    "figure that includes one says so.",
+)
+AllowErrorsOption = typer.Option(
+    False,
+    "--allow-errors",
+    help="Exit 0 even when an endpoint's calls failed too often to be scored (default: exit 3, "
+    "one line per endpoint naming the cause).",
+)
 OtelOption = typer.Option(
     None,
     "--otel-endpoint",
@@ -80,12 +93,7 @@ def run(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Items per suite."),
     repeats: int | None = typer.Option(None, "--repeats", help="Calls per item per endpoint."),
-    cache: bool | None = typer.Option(
-        None,
-        "--cache/--no-cache",
-        help="Answer calls from replies stored by earlier runs (development loops; default: the "
-        "lineup's run.cache, off). A replayed answer is not a measurement: figures say so.",
-    ),
+    cache: bool | None = CacheOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     no_audit: bool = typer.Option(
         False,
@@ -105,12 +113,7 @@ def run(
         False, "--no-preflight", help="Do not check each endpoint's /models before the run."
     ),
     otel: str | None = OtelOption,
-    allow_errors: bool = typer.Option(
-        False,
-        "--allow-errors",
-        help="Exit 0 even when an endpoint's calls failed too often to be scored (default: exit 3, "
-        "one line per endpoint naming the cause).",
-    ),
+    allow_errors: bool = AllowErrorsOption,
     allow_env: list[str] | None = AllowEnvOption,
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print

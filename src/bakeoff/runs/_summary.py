@@ -16,7 +16,6 @@ import contextlib
 import functools
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,13 @@ from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
 from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total, upstream_warnings
 from bakeoff.runs._front import pareto_front
+from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
 from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
 from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import (
-    holm,
     item_bootstrap_ci,
     item_mean_ci,
-    mcnemar_exact,
-    paired_item_differences,
-    paired_mean_test,
     pass_at_k,
     percentile,
 )
@@ -148,9 +144,9 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
                 planned = sum(1 for it in of_suite[suite] if fits(ep, it))
                 rows = outcomes[(ep.name, suite)]
                 _sequence_stats(e["suites"][suite], suite, rows, lineup, planned)
-    _paired(endpoints, outcomes, lineup)
-    _common_scores(endpoints, outcomes, lineup)
-    _no_score_causes(endpoints, store, run_id)
+    paired(endpoints, outcomes, lineup)
+    common_scores(endpoints, outcomes, lineup)
+    no_score_causes(endpoints, store, run_id)
     pareto = pareto_front(endpoints)
     return RunSummary.model_validate(
         {
@@ -283,21 +279,6 @@ def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-@dataclass
-class Outcome:
-    """One call's result for the statistics: primary score, pass/fail, secondary metrics."""
-
-    item_id: str
-    repeat: int
-    value: float
-    passed: bool | None
-    error: bool
-    metrics: dict[str, float] = field(default_factory=dict)
-    tool_call: bool = False
-    prompt_tokens: int | None = None
-    finished_at: float = 0.0
-
-
 def _outcomes(
     calls: list[Any], score_rows: list[Any], lineup: Lineup
 ) -> defaultdict[tuple[str, str], list[Outcome]]:
@@ -414,95 +395,6 @@ def _suite_stats(
     return out
 
 
-def _paired(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
-    """Each endpoint vs the reference on the same items: McNemar for pass/fail with one call per
-    item, else the sign-flip test on per-item mean differences, with a bootstrap-t test that must
-    reject too (`stats.paired_mean_test`; repeats are not independent);
-    Holm-adjusted across the endpoints of each suite. Tools also get the tool-call F1."""
-    ref = lineup.reference
-    if ref is None:
-        return
-    for suite in lineup.run.suites:
-        ref_rows = {(o.item_id, o.repeat): o for o in outcomes[(ref, suite)]}
-        tests: list[tuple[dict[str, Any], float | None]] = []
-        for e in endpoints:
-            if e["name"] == ref:
-                continue
-            both = [
-                (ref_rows[(o.item_id, o.repeat)], o)
-                for o in outcomes[(e["name"], suite)]
-                if (o.item_id, o.repeat) in ref_rows
-            ]
-            # an item failed on either side is not evidence about quality: left out, counted
-            pairs = [(a, b) for a, b in both if not a.error and not b.error]
-            entry: dict[str, Any] = {"n_pairs": len(pairs)}
-            if len(pairs) < len(both):
-                entry["left_out_failed"] = len(both) - len(pairs)
-            p: float | None = None
-            if pairs:
-                entry["n_items"] = len({o.item_id for _, o in pairs})
-                binary = all(a.passed is not None and b.passed is not None for a, b in pairs)
-                if binary and entry["n_items"] == len(pairs):  # one call per item: McNemar
-                    p, b, c = mcnemar_exact(
-                        [bool(a.passed) for a, _ in pairs], [bool(b.passed) for _, b in pairs]
-                    )
-                    delta = (c - b) / len(pairs)
-                    entry.update(test="mcnemar", ref_only=b, cand_only=c)
-                else:  # repeats, or graded scores: per-item differences, sign-flip test
-                    ref_by: dict[str, list[float]] = defaultdict(list)
-                    cand_by: dict[str, list[float]] = defaultdict(list)
-                    for a, o in pairs:
-                        ref_by[a.item_id].append(_val(a, binary))
-                        cand_by[o.item_id].append(_val(o, binary))
-                    delta, p, ci = paired_mean_test(paired_item_differences(ref_by, cand_by))
-                    entry["test"] = "sign_flip"
-                    if ci is not None:
-                        entry["delta_ci95"] = [round(ci[0], 4), round(ci[1], 4)]
-                entry.update(delta=round(delta, 4), p_value=p)
-                if suite == "tools":
-                    entry["tool_call_f1"] = _f1(
-                        [a.tool_call for a, _ in pairs], [b.tool_call for _, b in pairs]
-                    )
-            e["suites"][suite]["vs_reference"] = entry
-            tests.append((entry, p))
-        for (entry, _), adj in zip(tests, holm([p for _, p in tests]), strict=True):
-            if adj is not None:
-                entry["p_holm"] = adj
-                entry["significant"] = adj < 0.05
-
-
-def _common_scores(endpoints: list[dict[str, Any]], outcomes: Any, lineup: Lineup) -> None:
-    """Where endpoints failed on different items, each suite's score over the items every
-    endpoint answered (failing on the hard items must not raise a score)."""
-    names = [e["name"] for e in endpoints]
-    for suite in lineup.run.suites:
-        failed = {n: {o.item_id for o in outcomes[(n, suite)] if o.error} for n in names}
-        if len({frozenset(f) for f in failed.values()}) <= 1:
-            continue  # the same items failed everywhere (or none): the scores compare already
-        answered = [{o.item_id for o in outcomes[(n, suite)] if not o.error} for n in names]
-        common = set.intersection(*answered) if answered else set()
-        for e in endpoints:
-            rows = [o for o in outcomes[(e["name"], suite)] if o.item_id in common and not o.error]
-            binary = bool(rows) and all(o.passed is not None for o in rows)
-            by_item: dict[str, list[float]] = defaultdict(list)
-            for o in rows:
-                by_item[o.item_id].append(_val(o, binary))
-            means = [sum(v) / len(v) for v in by_item.values()]
-            st = e["suites"][suite]
-            st["score_common"] = _round(sum(means) / len(means), 4) if means else None
-            st["n_common_items"] = len(common)
-
-
-def _no_score_causes(endpoints: list[dict[str, Any]], store: Store, run_id: str) -> None:
-    """A suite with no score says why, in the provider's words ("30/30 failed — HTTP 402:
-    Insufficient credits"), from the most common failure of the endpoint's calls."""
-    causes = store.failure_causes(run_id)
-    for e in endpoints:
-        for st in e["suites"].values():
-            if st.get("no_score") and e["name"] in causes:
-                st["no_score"] += " — " + causes[e["name"]]
-
-
 def _sequence_stats(
     stats: dict[str, Any], suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
 ) -> None:
@@ -516,17 +408,3 @@ def _sequence_stats(
     stats["ci_method"] = "confidence_sequence"
     stats["stopped_early"] = len(items) < planned_items
     stats["items_planned"] = planned_items
-
-
-def _val(o: Outcome, binary: bool) -> float:
-    return float(bool(o.passed)) if binary else o.value
-
-
-def _f1(truth: list[bool], pred: list[bool]) -> float | None:
-    """F1 of "called a tool" against the reference's choice."""
-    tp = sum(1 for t, p in zip(truth, pred, strict=True) if t and p)
-    fp = sum(1 for t, p in zip(truth, pred, strict=True) if p and not t)
-    fn = sum(1 for t, p in zip(truth, pred, strict=True) if t and not p)
-    if tp + fp + fn == 0:
-        return None
-    return round(2 * tp / (2 * tp + fp + fn), 4)
