@@ -254,7 +254,7 @@ def test_the_config_hash_ignores_fields_left_at_their_defaults():
 
     bare = parse_lineup("endpoints:\n  - {name: a, provider: fake}\n")
     spelled = parse_lineup(
-        "run: {probe: true, repeats: 1, list_prices: true}\n"
+        "run: {probe: false, cache: false, repeats: 1, list_prices: true}\n"
         "endpoints:\n  - {name: a, provider: fake, max_concurrency: 4, claims: null}\n"
     )
     assert config_hash(bare) == config_hash(spelled)

@@ -19,7 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bakeoff._preflight import PREFLIGHT_PROMPT, Log, RunError, check_endpoints
+# the preflight over the wire and the pipeline's error, re-exported: callers import the
+# pipeline's steps from here
+from bakeoff._preflight import PREFLIGHT_PROMPT as PREFLIGHT_PROMPT
+from bakeoff._preflight import Log as Log
+from bakeoff._preflight import RunError as RunError
+from bakeoff._preflight import check_endpoints as check_endpoints
 from bakeoff.lineups import FieldProblems, Lineup, LineupError, keys, missing_env
 from bakeoff.plugins import UnknownPluginError, get_provider, load, resolve_lineup
 from bakeoff.runs import (
@@ -35,8 +40,6 @@ from bakeoff.runs import (
 )
 from bakeoff.store import Store, StoreError
 from bakeoff.suites.datasets import DatasetError
-
-__all__ = ["PREFLIGHT_PROMPT", "Log", "RunError", "check_endpoints"]  # and what follows
 
 
 def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = None) -> None:
@@ -74,6 +77,34 @@ def check_planned(lineup: Lineup) -> None:
         raise RunError(
             "the lineup plans no call: no suite item, no audit (it needs a `reference` and a "
             "second endpoint) and no probe (`run.probe`) — nothing would be measured"
+        )
+
+
+def record_preflight(store: Store, run_id: str, lineup: Lineup, calls: list[Any]) -> None:
+    """Keep the one-token preflight calls' bills with the run (`side_calls`, purpose
+    `preflight`): their `usage.cost`, else their tokens at the endpoint's `price`."""
+    from bakeoff.store import SideCallRecord
+
+    for c in calls:
+        ep = lineup.endpoint(c.endpoint)
+        cost, source = c.cost_usd, "usage" if c.cost_usd is not None else None
+        if cost is None and ep.price is not None and c.prompt_tokens is not None:
+            out = c.completion_tokens or 0
+            cost = (c.prompt_tokens * ep.price.input_per_m + out * ep.price.output_per_m) / 1e6
+            source = "price"
+        store.record_side_call(
+            SideCallRecord(
+                run_id=run_id,
+                endpoint=c.endpoint,
+                purpose="preflight",
+                started_at=c.started_at,
+                status="ok" if c.ok else "error",
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                cost_usd=cost,
+                cost_source=source,
+                upstream=c.upstream,
+            )
         )
 
 
@@ -334,11 +365,11 @@ async def arun(
 ) -> RunSummary:
     """`run` as a coroutine (cancelling it stores the run as interrupted, then re-raises)."""
     checked, source = _checked(lineup, resume, unsafe_code, log)
-    if check and checked is not None:
-        await check_endpoints(checked, log=log)
+    bills = await check_endpoints(checked, log=log) if check and checked is not None else []
     store, run_id, ready = _begin(
         db, checked, source, resume=resume, new=new, unsafe_code=unsafe_code, log=log
     )
+    record_preflight(store, run_id, ready, bills)
     try:
         status = await execute_run(
             store, run_id, ready, use_cache=use_cache, on_progress=on_progress
@@ -375,11 +406,13 @@ def run(
     before any call, or a fatal one during the run, raises `RunError` (and leaves no database
     behind that was not there)."""
     checked, source = _checked(lineup, resume, unsafe_code, log)
+    bills = []
     if check and checked is not None:
-        asyncio.run(check_endpoints(checked, log=log))
+        bills = asyncio.run(check_endpoints(checked, log=log))
     store, run_id, ready = _begin(
         db, checked, source, resume=resume, new=new, unsafe_code=unsafe_code, log=log
     )
+    record_preflight(store, run_id, ready, bills)
     try:
         coro = execute_run(store, run_id, ready, use_cache=use_cache, on_progress=on_progress)
         try:

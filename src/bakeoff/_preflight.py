@@ -5,7 +5,9 @@ of the whole pipeline (`_pipeline.py` re-exports both)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bakeoff.lineups import Lineup
@@ -18,11 +20,29 @@ class RunError(Exception):
     next."""
 
 
-async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: float = 10.0) -> None:
+@dataclass
+class PreflightCall:
+    """The bill of one one-token preflight call, kept with the run once it exists (`side_calls`,
+    purpose `preflight`): every call bakeoff makes is on the bill."""
+
+    endpoint: str
+    started_at: float
+    ok: bool
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    """`usage.cost` when the endpoint reports it (OpenRouter); else priced from the lineup."""
+    upstream: str | None = None
+
+
+async def check_endpoints(
+    lineup: Lineup, *, log: Log | None = None, timeout: float = 10.0
+) -> list[PreflightCall]:
     """Before any call: every endpoint the run does not start itself (a `base_url` of the user's)
-    answers `GET /models` with the key it will be given. A dead host, a base URL without its
-    `/v1` or a refused key is one line each, in one `RunError`; a model the listing does not name
-    is a warning (gateways serve aliases they do not list)."""
+    answers `GET /models` with the key it will be given, then one real one-token call. A dead
+    host, a base URL without its `/v1`, a refused key or bill is one line each, in one `RunError`;
+    a model the listing does not name is a warning (gateways serve aliases they do not list).
+    Returns the one-token calls' bills (`record_preflight` keeps them with the run)."""
     import aiohttp
 
     from bakeoff.runs import api_keys
@@ -30,7 +50,8 @@ async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: fl
     keys = api_keys(lineup)
     remote = [e for e in lineup.endpoints if e.base_url and e.provider not in ("local", "proxy")]
     if not remote:
-        return
+        return []
+    calls: list[PreflightCall] = []
     limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
     async with aiohttp.ClientSession(timeout=limits) as session:
         found = await asyncio.gather(*(_check(session, e, keys.get(e.name)) for e in remote))
@@ -40,7 +61,7 @@ async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: fl
         problems = [p for p, _ in found if p]
         if not problems:  # every listing answered: then one real call each
             refused = await asyncio.gather(
-                *(_one_token(session, e, keys.get(e.name)) for e in remote)
+                *(_one_token(session, e, keys.get(e.name), calls) for e in remote)
             )
             problems = [p for p in refused if p]
             if problems:
@@ -52,6 +73,7 @@ async def check_endpoints(lineup: Lineup, *, log: Log | None = None, timeout: fl
     if problems:
         lines = "\n  ".join(problems)
         raise RunError(f"no call was made:\n  {lines}\n(preflight: --no-preflight skips it)")
+    return calls
 
 
 async def _check(session: Any, ep: Any, key: str | None) -> tuple[str | None, str | None]:
@@ -90,7 +112,9 @@ PREFLIGHT_PROMPT = "Reply with one word."
 """The prompt of the one-token preflight call (`_one_token`)."""
 
 
-async def _one_token(session: Any, ep: Any, key: str | None) -> str | None:
+async def _one_token(
+    session: Any, ep: Any, key: str | None, calls: list[PreflightCall]
+) -> str | None:
     """One real call of the API the endpoint is used with (`max_tokens: 1`): a listing that
     answers proves little — a key refused for generation, or an account out of credits (HTTP
     402), fails every call of the run. Refusals of the key or the bill stop the run here; other
@@ -110,14 +134,40 @@ async def _one_token(session: Any, ep: Any, key: str | None) -> str | None:
             {"model": ep.model, "messages": [{"role": "user", "content": hi}], "max_tokens": 1},
         )
     )
+    started = time.time()
     try:
         async with session.post(base + path, json=body, headers=headers) as r:
-            if r.status not in (401, 402, 403):
-                return None
-            raw = await r.content.read(2000)
+            raw = await r.content.read(100_000)
     except (aiohttp.ClientError, OSError, TimeoutError):
+        calls.append(PreflightCall(ep.name, started, False))
         return None  # reachable a moment ago: the run's own calls will classify it
+    calls.append(_bill(ep.name, started, r.status, raw))
+    if r.status not in (401, 402, 403):
+        return None
     from bakeoff.store import provider_message
 
-    why = HELD.message(provider_message(f"HTTP {r.status}", raw.decode("utf-8", "replace")))
+    why = HELD.message(provider_message(f"HTTP {r.status}", raw[:2000].decode("utf-8", "replace")))
     return f"endpoint {ep.name!r}: a one-token call to {base}{path} was refused ({why})"
+
+
+def _bill(name: str, started: float, status: int, raw: bytes) -> PreflightCall:
+    """Tokens, `usage.cost` and the serving upstream of a one-token answer (whatever it holds:
+    anything not a number where one is expected is left out)."""
+    import orjson
+
+    call = PreflightCall(name, started, status == 200)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return call
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if isinstance(usage, dict):
+        num = {k: v for k, v in usage.items() if type(v) in (int, float) and v >= 0}
+        call.prompt_tokens = int(num["prompt_tokens"]) if "prompt_tokens" in num else None
+        call.completion_tokens = (
+            int(num["completion_tokens"]) if "completion_tokens" in num else None
+        )
+        call.cost_usd = float(num["cost"]) if "cost" in num else None
+    if isinstance(body, dict) and isinstance(body.get("provider"), str):
+        call.upstream = body["provider"]
+    return call

@@ -155,13 +155,14 @@ def _open_run(
 ) -> tuple[Store, str, Lineup]:
     """Preflight a new run's lineup (and its endpoints, when `check`), then open the database and
     resume or create the run; a problem is exit 2."""
-    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare
+    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare, record_preflight
 
+    bills = []
     try:
         if lineup is not None:
             preflight(lineup, unsafe_code=unsafe_code, log=_say)
             if check:
-                asyncio.run(check_endpoints(lineup, log=_say))
+                bills = asyncio.run(check_endpoints(lineup, log=_say))
         store = open_store(db, existing=bool(resume))
         if resume and store.find_run(resume) is None:
             find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or none
@@ -175,6 +176,7 @@ def _open_run(
             checked=not resume,
             log=_say,
         )
+        record_preflight(store, run_id, lineup, bills)
     except RunError as e:
         raise fail(str(e)) from None
     return store, run_id, lineup

@@ -34,9 +34,10 @@ from bakeoff.store import Store, loads
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 WHAT = ("calls", "summary", "verdicts")
-PURPOSES = ("suite", "audit", "probe", "judge", "arena-judge")
+PURPOSES = ("suite", "audit", "probe", "judge", "arena-judge", "preflight")
 """A call's purpose: a suite's or the audit's (`calls`), or a call made beside them whose bill is
-kept (`side_calls`): a capability probe's, an LLM judge's, the arena judge's."""
+kept (`side_calls`): a capability probe's, an LLM judge's, the arena judge's, the one-token
+preflight call's."""
 
 # column → type: str, int, float, bool, time (ISO text; a UTC timestamp in Parquet)
 CALL_COLUMNS: dict[str, str] = {
