@@ -248,7 +248,7 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
         "SELECT endpoint, upstream, cost_usd, cost_source, status FROM calls"
     ).fetchall()
     side = db.execute("SELECT endpoint, upstream, cost_usd, purpose FROM side_calls").fetchall()
-    assert {p for *_, p in side} == {"probe"}
+    assert {p for *_, p in side} == {"probe", "preflight"}  # the one-token preflight calls too
     suites = {s for (s,) in db.execute("SELECT DISTINCT suite FROM calls")}
     assert "arith" in suites and any(s.startswith("fidelity.") for s in suites)
     assert all(st == "ok" and up for _, up, _, _, st in calls), "every call names its upstream"
@@ -264,7 +264,8 @@ def test_an_openrouter_lineup_from_the_listing_runs_pinned_and_its_bill_adds_up(
     # the calls another upstream served: as many as the fake routed elsewhere, each flagged
     # who should have served each endpoint's calls: the fake's own name for the pinned tag
     expected = {e["name"]: u["name"] for e, u in zip(eps, UPSTREAMS, strict=True)}
-    wrong_stored = sum(1 for ep, up, *_ in [*calls, *side] if up != expected[ep])
+    pinned_side = [r for r in side if r[3] != "preflight"]  # the one-token call is not pinned
+    wrong_stored = sum(1 for ep, up, *_ in [*calls, *pinned_side] if up != expected[ep])
     wrong_served = sum(1 for r in server.log if r["fault"] == "wrong_upstream")
     assert wrong_served > 0 and wrong_stored == wrong_served
     assert sum(e.wrong_upstream or 0 for e in summary.endpoints) == wrong_served

@@ -103,7 +103,6 @@ def record_preflight(store: Store, run_id: str, lineup: Lineup, calls: list[Any]
                 completion_tokens=c.completion_tokens,
                 cost_usd=cost,
                 cost_source=source,
-                upstream=c.upstream,
             )
         )
 

@@ -31,8 +31,8 @@ class PreflightCall:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None
-    """`usage.cost` when the endpoint reports it (OpenRouter); else priced from the lineup."""
-    upstream: str | None = None
+    """`usage.cost` when the endpoint reports it (OpenRouter); else priced from the lineup. (Its
+    serving upstream is not kept: the call carries no routing, so it is not a pinned call.)"""
 
 
 async def check_endpoints(
@@ -151,8 +151,8 @@ async def _one_token(
 
 
 def _bill(name: str, started: float, status: int, raw: bytes) -> PreflightCall:
-    """Tokens, `usage.cost` and the serving upstream of a one-token answer (whatever it holds:
-    anything not a number where one is expected is left out)."""
+    """Tokens and `usage.cost` of a one-token answer (whatever it holds: anything not a number
+    where one is expected is left out)."""
     import orjson
 
     call = PreflightCall(name, started, status == 200)
@@ -168,6 +168,4 @@ def _bill(name: str, started: float, status: int, raw: bytes) -> PreflightCall:
             int(num["completion_tokens"]) if "completion_tokens" in num else None
         )
         call.cost_usd = float(num["cost"]) if "cost" in num else None
-    if isinstance(body, dict) and isinstance(body.get("provider"), str):
-        call.upstream = body["provider"]
     return call
