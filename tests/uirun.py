@@ -45,8 +45,8 @@ endpoints:
 
 def winner_lineup(n: int = 12) -> str:
     """A lineup whose best cells are known by construction (the browser tests check the marks):
-    `ref`, `cheap`, `fast` and `flaky` answer every arith item right, `mid` half of them, `wrong`
-    none. `cheap` costs a tenth of `ref` (the best $/correct; the only endpoint on the quality × cost
+    `ref`, `cheap` and `fast` answer every arith item right, `mid` and `flaky` half of them,
+    `wrong` none (a failed call is not a wrong answer: `flaky`'s score is over what it answered). `cheap` costs a tenth of `ref` (the best $/correct; the only endpoint on the quality × cost
     front: the cheapest, `wrong`, is found different by the audit), `fast` has the lowest TTFT and the most tok/s (alone on
     the quality × speed front), `flaky` needs retries (half its attempts fail)."""
     from bakeoff.suites.arith import Arith
@@ -77,7 +77,7 @@ def winner_lineup(n: int = 12) -> str:
         ep("fast", right, 2.0, ttft_ms=1, itl_ms=0.5),
         ep("mid", half, 0.5),
         ep("wrong", None, 0.01),
-        ep("flaky", right, 1.0, faults={"server_error": 0.5}, seed=4),
+        ep("flaky", half, 1.0, faults={"server_error": 0.5}, seed=4),
     ]
     return (
         "reference: ref\ndefaults: {temperature: 0, max_tokens: 48}\n"
