@@ -20,7 +20,6 @@ import numpy as np
 
 from bakeoff.audit._scorer_wire import (
     MAX_BODY_BYTES,
-    ReferenceScorerError as ReferenceScorerError,
     count,
     listed,
     logprob,
@@ -29,6 +28,9 @@ from bakeoff.audit._scorer_wire import (
     post_json,
     refuse,
     string,
+)
+from bakeoff.audit._scorer_wire import (
+    ReferenceScorerError as ReferenceScorerError,
 )
 from bakeoff.lineups import purposes
 from bakeoff.local._llama import no_repacked_weights
@@ -232,7 +234,7 @@ class HttpReferenceScorer:
     # -- the prompt ----------------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
         """The prompt text: `chat_template`, else the server's (a route the server does not have
-        — an error status — falls through to the next; any other failure is raised)."""
+        — `_NO_ROUTE` — falls through to the next; any other failure is raised)."""
         if self._template is not None:
             return render_chat_template(self._template, messages, self._bos, self._eos)
         import orjson
@@ -242,7 +244,7 @@ class HttpReferenceScorer:
             out = self._post(self.root + "/apply-template", {"messages": messages})
             return _prompt_text(out, "/apply-template", bound)
         except ReferenceScorerError as e:
-            if e.status is None:
+            if e.status not in _NO_ROUTE:
                 raise
         try:  # vLLM
             out = self._post(
@@ -255,7 +257,7 @@ class HttpReferenceScorer:
             out = self._post(self.root + "/detokenize", {"model": self.model, "tokens": toks})
             return _prompt_text(out, "/detokenize", bound)
         except ReferenceScorerError as e:
-            if e.status is None:
+            if e.status not in _NO_ROUTE:
                 raise
             raise ReferenceScorerError(
                 f"{self.root} offers no chat template (/apply-template or /tokenize with messages): "
@@ -356,6 +358,10 @@ class HttpReferenceScorer:
             ranks.append(len(higher))
             above.append(float(np.sum(np.exp(higher))) if higher else 0.0)
         return np.array(lps, dtype=float), np.array(ranks, dtype=int), np.array(above), pieces
+
+
+_NO_ROUTE = (400, 404, 405, 501)
+"""Statuses that say a server has no such route (or takes no messages there)."""
 
 
 def _field(out: Any, name: str, route: str) -> Any:

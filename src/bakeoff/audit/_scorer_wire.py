@@ -16,6 +16,7 @@ passes before a number reaches the analysis.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import re
@@ -132,10 +133,8 @@ def _shut(conn: http.client.HTTPConnection) -> None:
     """At the deadline: wake any read blocked on the socket (it then reads the end)."""
     sock = conn.sock
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _late(url: str, timeout: float) -> ReferenceScorerError:

@@ -151,7 +151,7 @@ class VllmReferenceScorer(HttpReferenceScorer):
         if not isinstance(choices, list) or len(choices) != len(seqs):
             got = len(choices) if isinstance(choices, list) else "no"
             raise ReferenceScorerError(f"{url}: {len(seqs)} prompts sent, {got} choices answered")
-        found = [None] * len(seqs)
+        found: list[Any] = [None] * len(seqs)
         for i, c in enumerate(choices):
             if not isinstance(c, dict):
                 raise refuse(f"choices[{i}]", c, "an object")
