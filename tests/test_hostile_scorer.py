@@ -139,12 +139,16 @@ def test_a_wrong_answer_is_one_error_naming_the_field(hostile, mode, field):
 def test_an_error_body_never_shows_the_scorers_key(hostile, key):
     """A 401 echoing `Bearer <key>` and the key: redacted, capped at a few hundred characters;
     a key too short to redact safely (vLLM's dummy `EMPTY`) drops the body instead."""
-    says = _refused(hostile, "secret_401", api_key=key)
-    assert "answered 401" in says and key not in says and len(says) < 500
-    if key == "EMPTY":
-        assert "body not shown" in says
-    else:
-        assert "unauthorized: got Bearer ***; key ***" in says
+    url = hostile.base_url("secret_401")
+    with_template = HttpReferenceScorer(url, "m", api_key=key, chat_template="{{ 'The' }}")
+    with pytest.raises(ReferenceScorerError) as e:  # the 401 of /v1/completions itself
+        with_template.score(with_template.prompt_tokens(QUESTION), " capital")
+    for says in (str(e.value), _refused(hostile, "secret_401", api_key=key)):
+        assert "answered 401" in says and key not in says and len(says) < 500, says
+        if key == "EMPTY":
+            assert "body not shown" in says
+        else:
+            assert "unauthorized: got Bearer ***; key ***" in says
 
 
 def test_every_mode_is_in_a_test():
@@ -163,7 +167,7 @@ def test_a_run_stops_classified_and_resumes(hostile, tmp_path):
         "run: {suites: []}\nreference: ref\n"
         "audit: {regimes: [sampled], budget: 2, batch: 2, scorer: endpoint}\nendpoints:\n"
         f"  - {{name: ref, base_url: '{hostile.base_url('nan_string')}', model: m, stream: false}}\n"
-        f"  - {{name: cand, base_url: '{hostile.healthy}', model: m}}\n"
+        f"  - {{name: cand, base_url: '{hostile.healthy}', model: fake-model}}\n"
     )
     db = tmp_path / "b.db"
     r = bakeoff("run", "-c", str(lineup), "--db", str(db), "-q", timeout=120)
