@@ -88,15 +88,25 @@ def test_the_healthy_dialects_score(hostile):
 
 @pytest.mark.parametrize("mode", ["endless_body", "endless_error", "endless_tokenize"])
 def test_an_endless_answer_is_cut_unread(hostile, mode):
-    """An endless 200 is cut at `max_body_bytes` (64 MB), an endless error body after 4 KB, an
-    endless /tokenize (the vLLM probe) like any answer: the server could send no more than the
-    cap and the socket's buffers before the scorer hung up (it was made to send all 256 MB)."""
+    """An endless 200 is cut where the tokens sent cannot account for more (at most
+    `max_body_bytes`, 64 MB: an endless /tokenize, the vLLM probe), an endless error body after
+    4 KB: the server could send no more than that and the socket's buffers before the scorer
+    hung up (it was made to send all 256 MB)."""
     says = _refused(hostile, mode)
     if mode == "endless_error":
         assert "answered 500" in says and len(says) < 500
+    elif mode == "endless_tokenize":
+        assert "more than 67,108,864 bytes" in says
     else:
-        assert "more than 67,108,864 bytes (max_body_bytes)" in says
+        assert "bytes (what the tokens sent account for, at most max_body_bytes)" in says
     assert hostile.sent[mode] < 80 * 1024 * 1024
+
+
+def test_a_flood_of_small_objects_is_refused_before_parsing(hostile):
+    """60 MB of `{}` — 20 million objects, ~1.3 GB parsed — for a 30-token prompt: refused at
+    what that many tokens' log-probabilities take (64 KB + 896 bytes a token), never parsed."""
+    says = _refused(hostile, "logprobs_flood")
+    assert "bytes (what the tokens sent account for" in says
 
 
 def test_a_drip_ends_at_the_calls_deadline(hostile):
@@ -153,6 +163,7 @@ def test_an_error_body_never_shows_the_scorers_key(hostile, key):
 
 def test_every_mode_is_in_a_test():
     tested = {"endless_body", "endless_error", "endless_tokenize", "drip", "secret_401"}
+    tested |= {"logprobs_flood"}
     tested |= {
         m for m, _ in test_a_wrong_answer_is_one_error_naming_the_field.pytestmark[0].args[1]
     }

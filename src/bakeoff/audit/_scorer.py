@@ -20,6 +20,7 @@ import numpy as np
 
 from bakeoff.audit._scorer_wire import (
     MAX_BODY_BYTES,
+    answer_bytes,
     count,
     listed,
     logprob,
@@ -219,16 +220,16 @@ class HttpReferenceScorer:
         self._lock = threading.Lock()
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    def _post(self, url: str, body: dict[str, Any]) -> Any:
-        """One bounded call (`_scorer_wire.post_json`: the whole call within `timeout`, at most
-        `max_body_bytes` read, error bodies redacted)."""
+    def _post(self, url: str, body: dict[str, Any], tokens: int | None = None) -> Any:
+        """One bounded call (`_scorer_wire.post_json`: the whole call within `timeout`, error
+        bodies redacted), reading at most `max_body_bytes` — or, for an answer about `tokens`
+        tokens, what that many tokens' log-probabilities take (`answer_bytes`): so parsing
+        never builds more than the request can account for."""
+        limit = self.max_body_bytes
+        if tokens is not None:
+            limit = min(limit, answer_bytes(tokens, self.k))
         return post_json(
-            url,
-            body,
-            self._headers,
-            timeout=self.timeout,
-            max_bytes=self.max_body_bytes,
-            secret=self._key,
+            url, body, self._headers, timeout=self.timeout, max_bytes=limit, secret=self._key
         )
 
     # -- the prompt ----------------------------------------------------------------------------------
@@ -298,7 +299,11 @@ class HttpReferenceScorer:
         }
         url = self.base_url + "/completions"
         tokens, token_lps, tops, n_prompt = _checked_echo(
-            self._post(url, body), url, prompt, completion, self.k
+            self._post(url, body, max_tokens_of(prompt + completion) + 1),
+            url,
+            prompt,
+            completion,
+            self.k,
         )
         self._last_prompt_tokens = n_prompt
         self._last_tokens = tokens

@@ -32,6 +32,9 @@ from bakeoff.audit._errors import AuditError
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """The default cap on an answer's body (`HttpReferenceScorer.max_body_bytes`)."""
+ENTRY_BYTES = 128
+"""What one token's log-probability entry may take in an answer's JSON (a log-probability, a
+rank, an escaped token text: ~40-90 bytes in vLLM's and llama.cpp's answers)."""
 ERROR_BYTES = 4096
 """What is read of an error status's body."""
 DETAIL_CHARS = 300
@@ -53,6 +56,12 @@ class ReferenceScorerError(AuditError):
         super().__init__(message)
         self.status = status
         """The HTTP status the server answered, when it answered one other than 2xx."""
+
+
+def answer_bytes(tokens: int, k: int) -> int:
+    """The most an answer scoring `tokens` tokens with top-`k` lists may take: each token's own
+    entry and k + 1 alternatives at `ENTRY_BYTES` each, plus 64 KB of the rest."""
+    return 65536 + tokens * (max(k, 0) + 2) * ENTRY_BYTES
 
 
 def redacted(raw: bytes | bytearray | str, secret: str | None) -> str:
@@ -106,7 +115,8 @@ def post_json(
         raise _late(url, timeout) from None
     except _TooLarge:
         raise ReferenceScorerError(
-            f"{url} answered more than {max_bytes:,} bytes (max_body_bytes): cut there, unread"
+            f"{url} answered more than {max_bytes:,} bytes (what the tokens sent account for, "
+            "at most max_body_bytes): cut there, unread"
         ) from None
     except ReferenceScorerError:
         raise

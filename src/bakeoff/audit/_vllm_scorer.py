@@ -141,12 +141,12 @@ class VllmReferenceScorer(HttpReferenceScorer):
         }
         url = self.base_url + "/completions"
         try:
-            out = self._post(url, body)
+            out = self._post(url, body, sum(map(len, seqs)))
         except ReferenceScorerError as e:
             if e.status != 400 or "max_tokens" not in str(e) or self.max_tokens != 0:
                 raise
             self.max_tokens = 1  # a vLLM before echo without generation: one token, ignored
-            out = self._post(url, {**body, "max_tokens": 1})
+            out = self._post(url, {**body, "max_tokens": 1}, sum(map(len, seqs)) + len(seqs))
         choices = out.get("choices") if isinstance(out, dict) else None
         if not isinstance(choices, list) or len(choices) != len(seqs):
             got = len(choices) if isinstance(choices, list) else "no"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ HOSTILE_SCORER: dict[str, tuple[str, str]] = {
     "endless_body": ("echo", "/v1/completions answers 200 with a body that never ends"),
     "endless_error": ("echo", "/v1/completions answers 500 with a body that never ends"),
     "endless_tokenize": ("vllm", "/tokenize (the vLLM probe) answers 200 forever"),
+    "logprobs_flood": ("echo", "a 60 MB answer of `{}` top-k maps (20 million objects)"),
     "drip": ("echo", "/v1/completions answers one byte every 0.25 s (whitespace, then JSON)"),
     # counts: bounded by what was sent
     "prompt_tokens_1e7": ("echo", "`usage.prompt_tokens: 10**7`"),
@@ -106,6 +108,8 @@ class HostileScorerServer:
             return web.Response(text=detail, status=401)
         if mode == "endless_tokenize" and route == "/tokenize":
             return await self._endless(request, mode, 200)
+        if route == "/v1/completions" and mode == "logprobs_flood":
+            return web.Response(body=_flood(), content_type="application/json")
         if route == "/v1/completions" and mode in ("endless_body", "endless_error"):
             return await self._endless(request, mode, 200 if mode == "endless_body" else 500)
         if family == "echo":
@@ -156,6 +160,13 @@ class HostileScorerServer:
                 await asyncio.sleep(self.drip_s)
             await resp.write(raw)
         return resp
+
+
+@functools.cache
+def _flood() -> bytes:
+    """Whole, valid JSON: 20 million `{}` (a parser builds an object for every 3 bytes)."""
+    head = b'{"choices": [{"index": 0, "logprobs": {"tokens": [], "token_logprobs": [], '
+    return head + b'"top_logprobs": [' + b"{}," * 20_000_000 + b"{}]}}]}"
 
 
 async def _models(request: web.Request) -> web.Response:
