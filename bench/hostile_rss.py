@@ -14,7 +14,7 @@ elapsed time; and the peak RSS of both runs. Target (issue 17): peak RSS ≤ 300
 31): one `bakeoff run` per mode, a sampled audit whose reference (scorer: endpoint) is the
 hostile server in that mode and a healthy candidate beside it. Prints, per mode, whether the run
 ended (each gets `--limit` seconds, then is killed), its exit status, elapsed time, peak RSS (that
-child's own, from wait4) and the last line of its stderr. Target: every run ends, peak RSS
+child's own, from wait4) and its error line. Target: every run ends, peak RSS
 ≤ 300 MB in every mode.
 """
 
@@ -105,7 +105,7 @@ def scorer_lineup(d: Path, scorer_url: str, healthy: str, mode: str) -> Path:
 
 def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, float, str]:
     """`bakeoff run` killed after `limit` seconds: (ended by itself, exit status, seconds, its
-    own peak RSS in MB, the last line of its stderr)."""
+    own peak RSS in MB, its error line — or the last line of its stderr)."""
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "bakeoff", "run", "-c", str(lu), "--db", str(db), "-q"]
     err = db.with_suffix(".err")
@@ -117,8 +117,9 @@ def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, flo
         killer.cancel()
     p.returncode = os.waitstatus_to_exitcode(status)
     lines = err.read_text().strip().splitlines()
+    said = [line for line in lines if line.startswith(("error:", "Traceback"))] or lines or [""]
     ended = p.returncode != -9
-    return ended, p.returncode, time.monotonic() - t0, usage.ru_maxrss / 1024, (lines or [""])[-1]
+    return ended, p.returncode, time.monotonic() - t0, usage.ru_maxrss / 1024, said[-1]
 
 
 def scorer_main(limit: float) -> None:
@@ -127,13 +128,13 @@ def scorer_main(limit: float) -> None:
     worst, all_ended = 0.0, True
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        print(f"{'mode':22s} ended exit   time   peak RSS  last line of stderr")
+        print(f"{'mode':22s} ended exit   time   peak RSS  error line")
         for mode in HOSTILE_SCORER:
             lu = scorer_lineup(d, scorer.base_url(mode), healthy, mode)
             ended, rc, took, mb, last = run_bounded(lu, d / f"{mode}.db", limit)
             worst, all_ended = max(worst, mb), all_ended and ended
             print(f"{mode:22s} {'yes' if ended else 'NO ':5s} {rc:4d} {took:6.1f} s {mb:6.0f} MB  "
-                  f"{last[:150]}")  # fmt: skip
+                  f"{last[:160]}")  # fmt: skip
     print(f"every run ended: {'yes' if all_ended else 'NO'}; largest peak RSS {worst:.0f} MB")
     print(f"target peak RSS <= {TARGET_MB} MB: {'within' if worst <= TARGET_MB else 'OVER'}")
 
