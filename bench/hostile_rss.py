@@ -14,7 +14,7 @@ elapsed time; and the peak RSS of both runs. Target (issue 17): peak RSS ≤ 300
 31): one `bakeoff run` per mode, a sampled audit whose reference (scorer: endpoint) is the
 hostile server in that mode and a healthy candidate beside it. Prints, per mode, whether the run
 ended (each gets `--limit` seconds, then is killed), its exit status, elapsed time, peak RSS (that
-child's own, from wait4) and its error line. Target: every run ends, peak RSS
+child's own VmHWM, read every 20 ms until it exits) and its error line. Target: every run ends, peak RSS
 ≤ 300 MB in every mode.
 """
 
@@ -103,6 +103,18 @@ def scorer_lineup(d: Path, scorer_url: str, healthy: str, mode: str) -> Path:
     return f
 
 
+def vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set so far (kB), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, float, str]:
     """`bakeoff run` killed after `limit` seconds: (ended by itself, exit status, seconds, its
     own peak RSS in MB, its error line — or the last line of its stderr)."""
@@ -113,13 +125,21 @@ def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, flo
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, env=os.environ)
         killer = threading.Timer(limit, p.kill)
         killer.start()
-        _, status, usage = os.wait4(p.pid, 0)
+        hwm = 0
+        # the child's own VmHWM: wait4's ru_maxrss would also count this process's image,
+        # which the child had before its exec
+        while True:
+            hwm = max(hwm, vm_hwm_kb(p.pid))
+            pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
         killer.cancel()
     p.returncode = os.waitstatus_to_exitcode(status)
     lines = err.read_text().strip().splitlines()
     said = [line for line in lines if line.startswith(("error:", "Traceback"))] or lines or [""]
     ended = p.returncode != -9
-    return ended, p.returncode, time.monotonic() - t0, usage.ru_maxrss / 1024, said[-1]
+    return ended, p.returncode, time.monotonic() - t0, hwm / 1024, said[-1]
 
 
 def scorer_main(limit: float) -> None:

@@ -34,7 +34,7 @@ HOSTILE_SCORER: dict[str, tuple[str, str]] = {
     "endless_error": ("echo", "/v1/completions answers 500 with a body that never ends"),
     "endless_tokenize": ("vllm", "/tokenize (the vLLM probe) answers 200 forever"),
     "logprobs_flood": ("echo", "a 60 MB answer of `{}` top-k maps (20 million objects)"),
-    "drip": ("echo", "/v1/completions answers one byte every 0.25 s (whitespace, then JSON)"),
+    "drip": ("echo", "/v1/completions answers a byte every 0.25 s for 150 s, then its JSON"),
     # counts: bounded by what was sent
     "prompt_tokens_1e7": ("echo", "`usage.prompt_tokens: 10**7`"),
     "prompt_tokens_1e12": ("echo", "`usage.prompt_tokens: 10**12`"),
@@ -64,10 +64,14 @@ HTML = b"<!doctype html><html><head><title>Sign in</title></head><body><form>...
 class HostileScorerServer:
     """The modes of `HOSTILE_SCORER` on one loopback port (aiohttp, in the caller's loop)."""
 
-    def __init__(self, *, hostile_bytes: int = 1_000_000_000, drip_s: float = 0.25) -> None:
+    def __init__(
+        self, *, hostile_bytes: int = 1_000_000_000, drip_s: float = 0.25, drip_for_s: float = 150
+    ) -> None:
         self.hostile_bytes = hostile_bytes
         """The most an endless mode writes (the client is expected to stop far sooner)."""
         self.drip_s = drip_s
+        self.drip_for_s = drip_for_s
+        """How long `drip` drips before its answer: past the scorer's default deadline (120 s)."""
         self.sent: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -150,12 +154,12 @@ class HostileScorerServer:
         return await self._drip(request, raw)
 
     async def _drip(self, request: web.Request, raw: bytes) -> web.StreamResponse:
-        """One space every `drip_s` for 40 s (JSON allows leading whitespace), then the answer:
-        a client whose timeout is per read never times out."""
+        """One space every `drip_s` for `drip_for_s` (JSON allows leading whitespace), then the
+        answer: a client whose timeout is per read never times out."""
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         with contextlib.suppress(ConnectionError):
-            for _ in range(int(40 / self.drip_s)):
+            for _ in range(int(self.drip_for_s / self.drip_s)):
                 await resp.write(b" ")
                 await asyncio.sleep(self.drip_s)
             await resp.write(raw)
