@@ -179,7 +179,7 @@ def _read(resp: http.client.HTTPResponse, limit: int, deadline: float, *, cut: b
 # -- the checks --------------------------------------------------------------------------------------
 def _what(v: Any) -> str:
     s = repr(v)
-    return f"{s[:40]}{'…' if len(s) > 40 else ''} (a {type(v).__name__})"
+    return f"{s[:40]}{'…' if len(s) > 40 else ''} (type {type(v).__name__})"
 
 
 def refuse(field: str, v: Any, want: str) -> ReferenceScorerError:

@@ -53,13 +53,14 @@ class VllmReferenceScorer(HttpReferenceScorer):
         is at least a byte; a chat template adds its own text)."""
         import orjson
 
-        out = self._post(self.root + "/tokenize", {"model": self.model, **body})
+        bound = len(orjson.dumps(body)) + 4096
+        out = self._post(self.root + "/tokenize", {"model": self.model, **body}, bound)
         ids = out.get("tokens") if isinstance(out, dict) else None
         if not isinstance(ids, list):
             raise ReferenceScorerError(
                 f"{self.root}/tokenize answered no `tokens` list of ids: not vLLM's tokenizer route"
             )
-        listed(ids, "/tokenize tokens", len(orjson.dumps(body)) + 4096)
+        listed(ids, "/tokenize tokens", bound)
         return [count(t, f"/tokenize tokens[{i}]", MAX_ID) for i, t in enumerate(ids)]
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
@@ -221,7 +222,7 @@ def is_vllm(base_url: str, model: str, api_key: str | None = None, timeout: floa
     the scorer could not use this server either way."""
     probe = HttpReferenceScorer(base_url, model, api_key=api_key, timeout=timeout)
     try:
-        out = probe._post(probe.root + "/tokenize", {"model": model, "prompt": "a"})
+        out = probe._post(probe.root + "/tokenize", {"model": model, "prompt": "a"}, 4096)
     except ReferenceScorerError as e:
         if e.status is None:
             raise
