@@ -9,6 +9,13 @@ hostile endpoints is measured first, in the same run, as the baseline.
 
 Prints, per endpoint, the calls and their error classes; the healthy endpoint's outcome; the
 elapsed time; and the peak RSS of both runs. Target (issue 17): peak RSS ≤ 300 MB throughout.
+
+`--scorer`: the hostile reference scorer corpus instead (`bakeoff.fake._hostile_scorer`, issue
+31): one `bakeoff run` per mode, a sampled audit whose reference (scorer: endpoint) is the
+hostile server in that mode and a healthy candidate beside it. Prints, per mode, whether the run
+ended (each gets `--limit` seconds, then is killed), its exit status, elapsed time, peak RSS (that
+child's own VmHWM, read every 20 ms until it exits) and its error line. Target: every run ends, peak RSS
+≤ 300 MB in every mode.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from collections import Counter
 from pathlib import Path
 
 from bakeoff.fake import HOSTILE, FakeConfig, FakeServer
+from bakeoff.fake._hostile_scorer import HOSTILE_SCORER, HostileScorerServer
 
 TARGET_MB = 300
 EXTRA: list[str] = []
 
 
-def serve(configs: list[FakeConfig]) -> list[str]:
-    """Start fake servers on a loop in a daemon thread; their URLs."""
+def serve(configs: list[FakeConfig], scorer: HostileScorerServer | None = None) -> list[str]:
+    """Start fake servers (and the hostile scorer server) on a loop in a daemon thread; their
+    URLs."""
     loop = asyncio.new_event_loop()
     urls: list[str] = []
     ready = threading.Event()
@@ -42,6 +51,8 @@ def serve(configs: list[FakeConfig]) -> list[str]:
     async def start() -> None:
         for c in configs:
             urls.append(await FakeServer(c).start())
+        if scorer is not None:
+            await scorer.start()
         ready.set()
 
     def run() -> None:
@@ -81,10 +92,82 @@ def run(lu: Path, db: Path) -> tuple[float, int, str]:
     return time.monotonic() - t0, r.returncode, r.stderr[-2000:] if r.returncode else ""
 
 
+def scorer_lineup(d: Path, scorer_url: str, healthy: str, mode: str) -> Path:
+    f = d / f"scorer-{mode}.yaml"
+    f.write_text(
+        "run: {suites: [], probe: false}\nreference: ref\n"
+        "audit: {regimes: [sampled], budget: 4, batch: 2, scorer: endpoint}\nendpoints:\n"
+        f"  - {{name: ref, base_url: '{scorer_url}', model: m, stream: false}}\n"
+        f"  - {{name: cand, base_url: '{healthy}', model: fake-model}}\n"
+    )
+    return f
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set so far (kB), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, float, str]:
+    """`bakeoff run` killed after `limit` seconds: (ended by itself, exit status, seconds, its
+    own peak RSS in MB, its error line — or the last line of its stderr)."""
+    t0 = time.monotonic()
+    cmd = [sys.executable, "-m", "bakeoff", "run", "-c", str(lu), "--db", str(db), "-q"]
+    err = db.with_suffix(".err")
+    with err.open("w") as f:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, env=os.environ)
+        killer = threading.Timer(limit, p.kill)
+        killer.start()
+        hwm = 0
+        # the child's own VmHWM: wait4's ru_maxrss would also count this process's image,
+        # which the child had before its exec
+        while True:
+            hwm = max(hwm, vm_hwm_kb(p.pid))
+            pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.02)
+        killer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    lines = err.read_text().strip().splitlines()
+    said = [line for line in lines if line.startswith(("error:", "Traceback"))] or lines or [""]
+    ended = p.returncode != -9
+    return ended, p.returncode, time.monotonic() - t0, hwm / 1024, said[-1]
+
+
+def scorer_main(limit: float) -> None:
+    scorer = HostileScorerServer()
+    (healthy,) = serve([FakeConfig(markers=False)], scorer)
+    worst, all_ended = 0.0, True
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        print(f"{'mode':22s} ended exit   time   peak RSS  error line")
+        for mode in HOSTILE_SCORER:
+            lu = scorer_lineup(d, scorer.base_url(mode), healthy, mode)
+            ended, rc, took, mb, last = run_bounded(lu, d / f"{mode}.db", limit)
+            worst, all_ended = max(worst, mb), all_ended and ended
+            print(f"{mode:22s} {'yes' if ended else 'NO ':5s} {rc:4d} {took:6.1f} s {mb:6.0f} MB  "
+                  f"{last[:160]}")  # fmt: skip
+    print(f"every run ended: {'yes' if all_ended else 'NO'}; largest peak RSS {worst:.0f} MB")
+    print(f"target peak RSS <= {TARGET_MB} MB: {'within' if worst <= TARGET_MB else 'OVER'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scorer", action="store_true", help="the hostile reference scorer corpus")
+    ap.add_argument("--limit", type=float, default=300, help="--scorer: seconds per run")
     args = ap.parse_args()
+    if args.scorer:
+        scorer_main(args.limit)
+        return
     hostile, healthy = serve([FakeConfig(), FakeConfig(markers=False, itl_ms=5)])
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

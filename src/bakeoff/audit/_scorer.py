@@ -18,7 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from bakeoff.audit._errors import AuditError
+from bakeoff.audit._scorer_wire import (
+    MAX_BODY_BYTES,
+    answer_bytes,
+    count,
+    listed,
+    logprob,
+    mapping,
+    max_tokens_of,
+    post_json,
+    refuse,
+    string,
+)
+from bakeoff.audit._scorer_wire import (
+    ReferenceScorerError as ReferenceScorerError,
+)
 from bakeoff.lineups import purposes
 from bakeoff.local._llama import no_repacked_weights
 
@@ -187,6 +201,7 @@ class HttpReferenceScorer:
         self.root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         self.model = model
         self._headers = {"Content-Type": "application/json"}
+        self._key = api_key
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._template = chat_template
@@ -194,6 +209,9 @@ class HttpReferenceScorer:
         self.k = top_logprobs
         self.shift = shift
         self.timeout = timeout
+        """Seconds for a whole call (connect, headers, body): a deadline, not a per-read timeout."""
+        self.max_body_bytes = MAX_BODY_BYTES
+        """The most an answer's body may hold; a longer one is cut there, unread, and refused."""
         self._texts: dict[tuple[int, ...], str] = {}
         self._memo: dict[tuple[str, str], Any] = {}
         self._prompt_len: dict[str, int] = {}
@@ -202,43 +220,46 @@ class HttpReferenceScorer:
         self._lock = threading.Lock()
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    def _post(self, url: str, body: dict[str, Any]) -> Any:
-        import urllib.error
-        import urllib.request
-
-        import orjson
-
-        req = urllib.request.Request(
-            url, data=orjson.dumps(body), headers=self._headers, method="POST"
+    def _post(self, url: str, body: dict[str, Any], tokens: int | None = None) -> Any:
+        """One bounded call (`_scorer_wire.post_json`: the whole call within `timeout`, error
+        bodies redacted), reading at most `max_body_bytes` — or, for an answer about `tokens`
+        tokens, what that many tokens' log-probabilities take (`answer_bytes`): so parsing
+        never builds more than the request can account for."""
+        limit = self.max_body_bytes
+        if tokens is not None:
+            limit = min(limit, answer_bytes(tokens, self.k))
+        return post_json(
+            url, body, self._headers, timeout=self.timeout, max_bytes=limit, secret=self._key
         )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return orjson.loads(r.read())
-        except urllib.error.HTTPError as e:
-            detail = e.read()[:300].decode("utf-8", "replace")
-            raise ReferenceScorerError(f"{url} answered {e.code}: {detail}", e.code) from None
-        except (urllib.error.URLError, OSError) as e:
-            raise ReferenceScorerError(f"{url}: {e}") from None
 
     # -- the prompt ----------------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt text: `chat_template`, else the server's (a route the server does not have
+        — `_NO_ROUTE` — falls through to the next; any other failure is raised)."""
         if self._template is not None:
             return render_chat_template(self._template, messages, self._bos, self._eos)
+        import orjson
+
+        bound = 4 * len(orjson.dumps(messages)) + 65536  # the messages + a template's own text
         try:  # llama.cpp's server
-            return str(self._post(self.root + "/apply-template", {"messages": messages})["prompt"])
-        except (ReferenceScorerError, KeyError):
-            pass
+            out = self._post(self.root + "/apply-template", {"messages": messages})
+            return _prompt_text(out, "/apply-template", bound)
+        except ReferenceScorerError as e:
+            if e.status not in _NO_ROUTE:
+                raise
         try:  # vLLM
-            toks = self._post(
+            out = self._post(
                 self.root + "/tokenize",
                 {"model": self.model, "messages": messages, "add_generation_prompt": True},
-            )["tokens"]
-            return str(
-                self._post(self.root + "/detokenize", {"model": self.model, "tokens": toks})[
-                    "prompt"
-                ]
             )
-        except (ReferenceScorerError, KeyError) as e:
+            toks = listed(_field(out, "tokens", "/tokenize"), "/tokenize tokens", bound)
+            for i, t in enumerate(toks):
+                count(t, f"/tokenize tokens[{i}]", 2**31)
+            out = self._post(self.root + "/detokenize", {"model": self.model, "tokens": toks})
+            return _prompt_text(out, "/detokenize", bound)
+        except ReferenceScorerError as e:
+            if e.status not in _NO_ROUTE:
+                raise
             raise ReferenceScorerError(
                 f"{self.root} offers no chat template (/apply-template or /tokenize with messages): "
                 "set audit.scorer_template"
@@ -250,7 +271,8 @@ class HttpReferenceScorer:
         with self._lock:
             if text not in self._prompt_len:
                 n_echo = len(self._echo(text, "")[0])
-                # the server's own count when it reports usage (echoes may leave tokens out)
+                # the server's own count when it reports usage (echoes may leave tokens out),
+                # bounded by the text sent (checked in `_echo`)
                 self._prompt_len[text] = int(self._last_prompt_tokens or n_echo)
         n = self._prompt_len[text]
         # negative, so no prompt "token" equals a completion token's id (`piece_id`)
@@ -261,7 +283,8 @@ class HttpReferenceScorer:
     # -- scoring -------------------------------------------------------------------------------------
     def _echo(self, prompt: str, completion: str) -> tuple[list[int], list[Any], list[Any]]:
         """(indices of the completion's tokens — of the prompt's when `completion` is empty —,
-        token_logprobs, top_logprobs) of prompt + completion.
+        token_logprobs, top_logprobs) of prompt + completion, every field checked
+        (`_checked_echo`).
 
         Tokens are located from the end of the echo by their text, not by `text_offset`: servers
         differ in how they render special tokens (llama-cpp-python renders them as '' and leaves
@@ -274,17 +297,16 @@ class HttpReferenceScorer:
             "logprobs": self.k,
             **purposes.GREEDY,
         }
-        out = self._post(self.base_url + "/completions", body)
-        lp = _echo_logprobs(out)
-        if lp is None:
-            raise ReferenceScorerError(
-                f"{self.base_url}/completions answered no echo log-probabilities (choices[0]."
-                "logprobs with `tokens` and `token_logprobs`): this server does not score prompts"
-            )
-        self._last_prompt_tokens = (out.get("usage") or {}).get("prompt_tokens")
-        tokens: list[str] = [t or "" for t in lp["tokens"]]
+        url = self.base_url + "/completions"
+        tokens, token_lps, tops, n_prompt = _checked_echo(
+            self._post(url, body, max_tokens_of(prompt + completion) + 1),
+            url,
+            prompt,
+            completion,
+            self.k,
+        )
+        self._last_prompt_tokens = n_prompt
         self._last_tokens = tokens
-        token_lps = lp["token_logprobs"]
         if self.shift is None:
             self.shift = 0 if token_lps and token_lps[0] is None else 1
         # the end of the echo: one generated token after it, or none (an immediate stop)
@@ -294,12 +316,12 @@ class HttpReferenceScorer:
                 end = k
                 break
         if not completion:
-            return list(range(end)), token_lps, lp.get("top_logprobs") or []
+            return list(range(end)), token_lps, tops
         start, length = end, 0
         while start > 0 and length < len(completion):
             start -= 1
             length += len(tokens[start])
-        return list(range(start, end)), token_lps, lp.get("top_logprobs") or []
+        return list(range(start, end)), token_lps, tops
 
     def score(
         self, prompt_tokens: list[int], completion: str, rng: np.random.Generator | None = None
@@ -333,14 +355,34 @@ class HttpReferenceScorer:
             j = i + s
             if j >= len(token_lps) or token_lps[j] is None:
                 continue
-            lp = float(token_lps[j])
+            lp = token_lps[j]
             top = tops[j] if j < len(tops) and tops[j] else {}
             higher = [v for v in top.values() if v is not None and v > lp + 1e-9]
             lps.append(lp)
             pieces.append(self._last_tokens[i] if i < len(self._last_tokens) else "")
             ranks.append(len(higher))
             above.append(float(np.sum(np.exp(higher))) if higher else 0.0)
-        return np.array(lps), np.array(ranks, dtype=int), np.array(above), pieces
+        return np.array(lps, dtype=float), np.array(ranks, dtype=int), np.array(above), pieces
+
+
+_NO_ROUTE = (400, 404, 405, 501)
+"""Statuses that say a server has no such route (or takes no messages there)."""
+
+
+def _field(out: Any, name: str, route: str) -> Any:
+    if not isinstance(out, dict):
+        raise refuse(f"the {route} answer", out, "an object")
+    if name not in out:
+        raise ReferenceScorerError(f"the {route} answer has no `{name}`")
+    return out[name]
+
+
+def _prompt_text(out: Any, route: str, bound: int) -> str:
+    """The `prompt` of a template route's answer: a string no longer than the messages allow."""
+    prompt = string(_field(out, "prompt", route), f"{route} prompt")
+    if len(prompt) > bound:
+        raise refuse(f"{route} prompt", f"a text of {len(prompt)} characters", f"≤ {bound}")
+    return prompt
 
 
 def _echo_logprobs(out: Any) -> dict[str, Any] | None:
@@ -356,15 +398,49 @@ def _echo_logprobs(out: Any) -> dict[str, Any] | None:
     return lp
 
 
-class ReferenceScorerError(AuditError):
-    """The reference scorer's server cannot score (unreachable, no echo/logprobs, no template, an
-    answer not in the shape its engine documents): an audit error, so a run stops with it (the
-    calls made so far are kept) and `bakeoff audit --rerun` reports it."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        """The HTTP status the server answered, when it answered."""
+def _checked_echo(
+    out: Any, url: str, prompt: str, completion: str, k: int
+) -> tuple[list[str], list[float | None], list[dict[str, float] | None], int | None]:
+    """(token texts, log-probabilities, top-k maps, the server's prompt token count) of an echo
+    answer, each field checked: token texts strings (null: ''), log-probabilities finite and ≤ 0
+    (null where nothing conditions the token), top-k maps of at most k + 1 such numbers, counts
+    bounded by the text sent — else a `ReferenceScorerError` naming the field."""
+    lp = _echo_logprobs(out)
+    if lp is None:
+        raise ReferenceScorerError(
+            f"{url} answered no echo log-probabilities (choices[0]."
+            "logprobs with `tokens` and `token_logprobs`): this server does not score prompts"
+        )
+    bound = max_tokens_of(prompt + completion) + 1
+    where = "choices[0].logprobs"
+    tokens = [
+        "" if t is None else string(t, f"{where}.tokens[{i}]")
+        for i, t in enumerate(listed(lp["tokens"], f"{where}.tokens", bound))
+    ]
+    lps = [
+        None if v is None else logprob(v, f"{where}.token_logprobs[{i}]")
+        for i, v in enumerate(lp["token_logprobs"])
+    ]
+    tops: list[dict[str, float] | None] = []
+    raw_tops = lp.get("top_logprobs")
+    for i, top in enumerate(listed(raw_tops or [], f"{where}.top_logprobs", len(tokens))):
+        if top is None:
+            tops.append(None)
+            continue
+        f = f"{where}.top_logprobs[{i}]"
+        tops.append(
+            {
+                string(t, f): logprob(v, f"{f}[{t!r}]")
+                for t, v in mapping(top, f, max(k, 0) + 1).items()
+                if v is not None
+            }
+        )
+    usage = out.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise refuse("usage", usage, "an object")
+    n = (usage or {}).get("prompt_tokens")
+    n_prompt = None if n is None else count(n, "usage.prompt_tokens", bound)
+    return tokens, lps, tops, n_prompt
 
 
 def render_chat_template(

@@ -18,7 +18,6 @@ scheduler step); the audit calls it once per look at the evidence with every out
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,9 +28,12 @@ from bakeoff.audit._scorer import (
     TokenScores,
     render_chat_template,
 )
+from bakeoff.audit._scorer_wire import count, listed, logprob, mapping, refuse, string
 from bakeoff.lineups import purposes
 
 _Scored = tuple[list[int], np.ndarray, np.ndarray, np.ndarray, list[str]]
+MAX_ID = 2**31 - 1
+"""The largest token id (or rank) taken from an answer."""
 
 
 class VllmReferenceScorer(HttpReferenceScorer):
@@ -47,13 +49,19 @@ class VllmReferenceScorer(HttpReferenceScorer):
 
     # -- tokens --------------------------------------------------------------------------------------
     def _ids(self, body: dict[str, Any]) -> list[int]:
-        out = self._post(self.root + "/tokenize", {"model": self.model, **body})
+        """`/tokenize`'s ids: a list of token ids no longer than the text sent allows (a token
+        is at least a byte; a chat template adds its own text)."""
+        import orjson
+
+        bound = len(orjson.dumps(body)) + 4096
+        out = self._post(self.root + "/tokenize", {"model": self.model, **body}, bound)
         ids = out.get("tokens") if isinstance(out, dict) else None
-        if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
+        if not isinstance(ids, list):
             raise ReferenceScorerError(
                 f"{self.root}/tokenize answered no `tokens` list of ids: not vLLM's tokenizer route"
             )
-        return ids
+        listed(ids, "/tokenize tokens", bound)
+        return [count(t, f"/tokenize tokens[{i}]", MAX_ID) for i, t in enumerate(ids)]
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         """Token ids of `text` (`special`: with the BOS the model's tokenizer adds)."""
@@ -120,7 +128,7 @@ class VllmReferenceScorer(HttpReferenceScorer):
             return
         seqs = [[*key[0], *comps[key]] for key in sent]
         for key, seq, plp in zip(sent, seqs, self._prompt_logprobs(seqs), strict=True):
-            self._scored[key] = _read(plp, seq, len(key[0]))
+            self._scored[key] = _read(plp, seq, len(key[0]), self.k)
 
     def _prompt_logprobs(self, seqs: list[list[int]]) -> list[list[Any]]:
         """`prompt_logprobs` of each token sequence, checked against vLLM's documented shape."""
@@ -134,18 +142,24 @@ class VllmReferenceScorer(HttpReferenceScorer):
         }
         url = self.base_url + "/completions"
         try:
-            out = self._post(url, body)
+            out = self._post(url, body, sum(map(len, seqs)))
         except ReferenceScorerError as e:
             if e.status != 400 or "max_tokens" not in str(e) or self.max_tokens != 0:
                 raise
             self.max_tokens = 1  # a vLLM before echo without generation: one token, ignored
-            out = self._post(url, {**body, "max_tokens": 1})
+            out = self._post(url, {**body, "max_tokens": 1}, sum(map(len, seqs)) + len(seqs))
         choices = out.get("choices") if isinstance(out, dict) else None
         if not isinstance(choices, list) or len(choices) != len(seqs):
             got = len(choices) if isinstance(choices, list) else "no"
             raise ReferenceScorerError(f"{url}: {len(seqs)} prompts sent, {got} choices answered")
-        choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0)
-        found = [c.get("prompt_logprobs") if isinstance(c, dict) else None for c in choices]
+        found: list[Any] = [None] * len(seqs)
+        for i, c in enumerate(choices):
+            if not isinstance(c, dict):
+                raise refuse(f"choices[{i}]", c, "an object")
+            at = count(c.get("index", i), f"choices[{i}].index", len(seqs) - 1)
+            if found[at] is not None:
+                raise ReferenceScorerError(f"{url}: two choices answer prompt {at} (choices[{i}])")
+            found[at] = c.get("prompt_logprobs")
         if not all(isinstance(p, list) for p in found):
             raise ReferenceScorerError(
                 f"{url} answered no `prompt_logprobs`: not a vLLM server (or a proxy in front of "
@@ -154,7 +168,7 @@ class VllmReferenceScorer(HttpReferenceScorer):
         return [p for p in found if isinstance(p, list)]
 
 
-def _read(plp: list[Any], seq: list[int], n_prompt: int) -> _Scored:
+def _read(plp: list[Any], seq: list[int], n_prompt: int, k: int) -> _Scored:
     """The completion tokens' (ids, log-probabilities, ranks, mass above, texts) from one
     prompt's `prompt_logprobs`, which must hold one entry per token sent, null only first."""
     if len(plp) != len(seq):
@@ -170,43 +184,48 @@ def _read(plp: list[Any], seq: list[int], n_prompt: int) -> _Scored:
     holes = [i for i in range(1, len(plp)) if not isinstance(plp[i], dict)]
     if holes:
         raise ReferenceScorerError(
-            f"prompt_logprobs[{holes[0]}] is {plp[holes[0]]!r}: only the first entry may be null"
+            f"prompt_logprobs[{holes[0]}] is {plp[holes[0]]!r:.40}: only the first entry may be null"
         )
     comp = seq[n_prompt:]
     lps, ranks, above, pieces = [], [], [], []
     for pos, tid in enumerate(comp, start=n_prompt):
-        entry = plp[pos]
-        own = entry.get(str(tid))
-        if not isinstance(own, dict) or not _number(own.get("logprob")):
+        entry = mapping(plp[pos], f"prompt_logprobs[{pos}]", k + 1)
+        if not isinstance(entry.get(str(tid)), dict):
             raise ReferenceScorerError(
                 f"prompt_logprobs[{pos}] has no entry for token {tid}, the one sent there: the "
                 "server's tokenizer is not the one its /tokenize used"
             )
-        lp = float(own["logprob"])
-        higher = [
-            float(v["logprob"])
-            for t, v in entry.items()
-            if t != str(tid) and isinstance(v, dict) and _number(v.get("logprob"))
-            if float(v["logprob"]) > lp + 1e-9
-        ]
-        rank = own.get("rank")
+        checked = {t: _checked_entry(v, f"prompt_logprobs[{pos}][{t!r}]") for t, v in entry.items()}
+        lp, rank, piece = checked[str(tid)]
+        higher = [v[0] for t, v in checked.items() if t != str(tid) and v[0] > lp + 1e-9]
         lps.append(lp)
-        ranks.append(rank - 1 if isinstance(rank, int) and rank >= 1 else len(higher))
+        ranks.append(rank - 1 if rank is not None else len(higher))
         above.append(float(np.sum(np.exp(higher))) if higher else 0.0)
-        pieces.append(str(own.get("decoded_token") or ""))
-    return comp, np.array(lps), np.array(ranks, dtype=int), np.array(above), pieces
+        pieces.append(piece)
+    return comp, np.array(lps, dtype=float), np.array(ranks, dtype=int), np.array(above), pieces
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def _checked_entry(v: Any, field: str) -> tuple[float, int | None, str]:
+    """(log-probability, vLLM's rank or None, decoded text) of one token's entry, checked."""
+    if not isinstance(v, dict):
+        raise refuse(field, v, "an object")
+    lp = logprob(v.get("logprob"), f"{field}.logprob")
+    rank = v.get("rank")
+    rank = None if rank is None else count(rank, f"{field}.rank", MAX_ID, low=1)
+    piece = v.get("decoded_token")
+    return lp, rank, "" if piece is None else string(piece, f"{field}.decoded_token")
 
 
 def is_vllm(base_url: str, model: str, api_key: str | None = None, timeout: float = 10.0) -> bool:
-    """The server answers vLLM's `/tokenize` (its `max_model_len` field says so)."""
+    """The server answers vLLM's `/tokenize` (its `max_model_len` field says so). An error status
+    says no; an answer that cannot be read (unreachable, endless, too slow, not JSON) is raised:
+    the scorer could not use this server either way."""
     probe = HttpReferenceScorer(base_url, model, api_key=api_key, timeout=timeout)
     try:
-        out = probe._post(probe.root + "/tokenize", {"model": model, "prompt": "a"})
-    except ReferenceScorerError:
+        out = probe._post(probe.root + "/tokenize", {"model": model, "prompt": "a"}, 4096)
+    except ReferenceScorerError as e:
+        if e.status is None:
+            raise
         return False
     return isinstance(out, dict) and "max_model_len" in out and isinstance(out.get("tokens"), list)
 
