@@ -90,7 +90,10 @@ def fake_server(
         model=model,
         markers=markers,
     )
+    _serve(cfg, host, port)
 
+
+def _serve(cfg: FakeConfig, host: str, port: int) -> None:
     try:
         serve_forever(cfg, host, port, _ready)
     except OSError as e:  # the port taken, an address not this machine's: one line, no traceback
