@@ -189,14 +189,14 @@ def test_parse_lineup_takes_a_dict_and_refuses_other_types_clearly():
 def test_a_database_in_a_missing_directory_is_refused_not_made(tmp_path):
     lu = tmp_path / "l.yaml"
     lu.write_text("run: {suites: [arith], limit: 2}\nendpoints:\n  - {name: f, provider: fake}\n")
-    typo = tmp_path / "nonexistent" / "dir" / "x.db"
+    typo = tmp_path / "nonexistent[old]" / "dir" / "x.db"  # brackets shown as they are
     line = _one_line_error(bakeoff("run", "-c", str(lu), "--db", str(typo), "--no-report"))
     assert f"no directory {typo.parent}" in line and "--db" in line
     line = _one_line_error(
         bakeoff("run", "-c", str(lu), "--no-report", env={"BAKEOFF_DB": str(typo)})
     )
     assert f"no directory {typo.parent}" in line
-    assert not (tmp_path / "nonexistent").exists()
+    assert not (tmp_path / "nonexistent[old]").exists()
 
 
 UPSTREAMS = [
