@@ -53,12 +53,17 @@ def test_a_chat_record_without_a_final_assistant_turn_is_refused_with_its_line(t
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads(r.stdout)["endpoints"][0]["suites"]["mine"]
     assert (s["correct"], s["n"]) == (1, 2)  # 'paris.' matches 'Paris'; not 'Madrid'
+    # a null answer field is no answer either (it was scored against the text "None")
+    recs[1]["answer"] = None
+    lu = _chat_lineup(tmp_path, recs, ", target: answer")
+    r = bakeoff("suites", "show", "mine", "-l", str(lu))
+    assert r.returncode != 0 and "chat.jsonl:2: field 'answer' is null" in r.stderr
 
 
 def test_exact_states_what_it_ignores_and_strict_ignores_nothing(tmp_path):
     recs = [_turns(("user", "Capital of France?"), ("assistant", "Paris"))]
     lu = _chat_lineup(tmp_path, recs)
-    listed = bakeoff("suites", "-l", str(lu))
+    listed = bakeoff("suites", "-l", str(lu), env={"COLUMNS": "300"})
     assert listed.returncode == 0, listed.stderr
     assert "ignoring case" in " ".join(listed.stdout.split())  # the table wraps the description
     report = tmp_path / "r.html"
@@ -70,7 +75,7 @@ def test_exact_states_what_it_ignores_and_strict_ignores_nothing(tmp_path):
     assert "exact: got &#39;paris&#39;; compared ignoring case" in item
 
     lu = _chat_lineup(tmp_path, recs, ", strict: true")
-    listed = bakeoff("suites", "-l", str(lu))
+    listed = bakeoff("suites", "-l", str(lu), env={"COLUMNS": "300"})
     assert "byte for byte" in " ".join(listed.stdout.split())
     r = bakeoff("run", "-c", str(lu), "--db", str(tmp_path / "s.db"), "--no-report", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
