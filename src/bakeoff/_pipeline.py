@@ -404,6 +404,15 @@ def run(
     stores the run as interrupted and returns its summary (`status == "interrupted"`); a problem
     before any call, or a fatal one during the run, raises `RunError` (and leaves no database
     behind that was not there)."""
+    try:
+        asyncio.get_running_loop()  # Jupyter runs one, where asyncio.run refuses, mid-way
+    except RuntimeError:
+        pass  # none running: the normal case
+    else:
+        raise RunError(
+            "bakeoff.run() cannot start inside a running event loop (Jupyter, an async app): "
+            "use `await bakeoff.arun(...)` there"
+        )
     checked, source = _checked(lineup, resume, unsafe_code, log)
     bills = []
     if check and checked is not None:

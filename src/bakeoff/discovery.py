@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -69,6 +70,11 @@ async def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
         text = text.replace(api_key, "***")
     if status in (401, 403):
         raise DiscoveryError(f"GET {url}: HTTP {status}: the key was refused ({text})")
+    if status == 404 and "/v1" not in urlsplit(url).path:
+        raise DiscoveryError(
+            f"GET {url}: HTTP 404 ({text}); OpenAI-compatible servers serve under /v1: "
+            "give the base URL with it (http://host:port/v1)"
+        )
     if status != 200:
         raise DiscoveryError(f"GET {url}: HTTP {status} ({text})")
     try:

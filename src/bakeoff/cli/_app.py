@@ -93,6 +93,8 @@ INTERRUPTED = "interrupted (what finished before is stored)\n"
 
 
 def main() -> None:
+    from rich.markup import escape
+
     from bakeoff.cli._common import err
     from bakeoff.store import StoreError
 
@@ -116,7 +118,7 @@ def main() -> None:
         sys.stderr.write(INTERRUPTED)
         raise SystemExit(130) from None
     except StoreError as e:  # the database cannot be opened or written: say so, no traceback
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         raise SystemExit(2) from None
     finally:
         # the command is over and its work stored: Python resets its handlers while it shuts

@@ -5,6 +5,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -81,8 +82,8 @@ AllowEnvOption = typer.Option(
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print the error (cleaned of every key the process read, a short one too: `HELD.message`)
     and the exit to raise."""
-    message = HELD.message(message)
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    message = HELD.message(message)  # as it is: `bakeoff[parquet]` is a hint, not rich markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -89,8 +90,18 @@ def fake_server(
         model=model,
         markers=markers,
     )
+    _serve(cfg, host, port)
 
-    serve_forever(cfg, host, port, _ready)
+
+def _serve(cfg: FakeConfig, host: str, port: int) -> None:
+    try:
+        serve_forever(cfg, host, port, _ready)
+    except OSError as e:  # the port taken, an address not this machine's: one line, no traceback
+        hint = "; another process holds it: pick another --port (0 picks a free one)"
+        busy = e.errno == errno.EADDRINUSE
+        raise fail(
+            f"cannot listen on {host}:{port}: {e.strerror or e}{hint if busy else ''}"
+        ) from None
 
 
 def _ready(url: str) -> None:
@@ -102,13 +113,19 @@ def _parse_faults(given: list[str]) -> dict[str, float]:
     """`--fault NAME=P` options as {name: probability}."""
     faults: dict[str, float] = {}
     for f in given:
-        name, _, p = f.partition("=")
+        name, eq, p = f.partition("=")
         if name not in _ALL_FAULTS:
             raise fail(f"unknown fault {name!r}; known: {', '.join(_ALL_FAULTS)}")
+        if not eq:
+            raise fail(
+                f"--fault {f!r}: give NAME=PROBABILITY, e.g. --fault {name}=0.1 (1 = always)"
+            )
         try:
-            faults[name] = float(p) if p else 1.0
+            faults[name] = float(p)
         except ValueError:
-            raise fail(f"--fault {f!r}: probability must be a number") from None
+            raise fail(f"--fault {f!r}: the probability must be a number from 0 to 1") from None
+        if not 0 <= faults[name] <= 1:
+            raise fail(f"--fault {f!r}: the probability must be a number from 0 to 1")
     return faults
 
 

@@ -436,8 +436,10 @@ def cost_cell(e: dict[str, Any]) -> str:
         notes.append(f"{n} cached")
     if n := bill.get("unpriced"):
         notes.append(f"{n} unpriced")
-    if n := e.get("wrong_upstream"):
-        notes.append(f"[red]{n} wrong upstream[/]")
+    if n := e.get("wrong_upstream"):  # of every call billed, as the cost above: not of `calls`
+        notes.append(
+            f"[red]{n} of {e.get('wrong_upstream_of')} billed calls on a wrong upstream[/]"
+        )
     return cell + (f"\n({', '.join(notes)})" if notes else "")
 
 

@@ -240,8 +240,10 @@ class FakeServer:
     async def _endpoints(self, request: web.Request) -> web.Response:
         model = f"{request.match_info['author']}/{request.match_info['slug']}"
         if model != self.config.model or not self.config.upstreams:
+            why = "Model not found" if model != self.config.model else "No upstreams listed"
+            hint = "the fake lists a model's upstreams with --model AUTHOR/SLUG --upstreams FILE"
             return web.json_response(
-                {"error": {"code": 404, "message": "Model not found"}}, status=404
+                {"error": {"code": 404, "message": f"{why} ({hint})"}}, status=404
             )
         return web.json_response(endpoints_listing(model, self.config.upstreams))
 

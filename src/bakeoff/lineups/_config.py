@@ -408,6 +408,9 @@ class DatasetSpec(_Strict):
     id: str | None = None
     """A field with a unique record id (default: a hash of the prompt)."""
     scorer: Literal["exact", "numeric", "regex", "choice", "json_schema", "code", "judge"] = "exact"
+    strict: bool = False
+    """`exact` ignores case, whitespace runs, Unicode compatibility forms and a trailing `.` or
+    `!`; `strict: true` compares byte for byte after stripping surrounding whitespace."""
     judge: str | None = None
     """For `scorer: judge`: the endpoint of the lineup that grades each reply (an LLM judge)."""
     judge_prompt: str | None = None
@@ -431,6 +434,8 @@ class DatasetSpec(_Strict):
             raise ValueError("scorer: judge needs `judge` (the endpoint that grades the replies)")
         if self.scorer not in ("regex", "judge") and not self.target and not self.messages:
             raise ValueError(f"scorer: {self.scorer} needs `target` (the field with the answer)")
+        if self.strict and self.scorer != "exact":
+            raise ValueError(f"`strict` is for scorer: exact, not scorer: {self.scorer}")
         if self.regex is not None:
             reply_pattern(self.regex)  # RE2 or refused: a backtracking pattern could hang scoring
         return self

@@ -119,10 +119,25 @@ def _fmt_loc(loc: Loc) -> str:
 
 
 def parse_lineup(
-    text: str, source: str = "<lineup>", *, resolve: Callable[[Lineup], Lineup] | None = None
+    text: str | dict[str, Any],
+    source: str = "<lineup>",
+    *,
+    resolve: Callable[[Lineup], Lineup] | None = None,
 ) -> Lineup:
-    """Parse lineup YAML text. Raises `LineupError` naming `source`, line and field. `resolve`, if
-    given, completes the validated lineup; its `FieldProblems` are reported the same way."""
+    """Parse lineup YAML text, or a dict as YAML would give it (checked the same way, written out
+    as YAML: the lines named are that text's). Raises `LineupError` naming `source`, line and
+    field. `resolve`, if given, completes the validated lineup; its `FieldProblems` are reported
+    the same way."""
+    if isinstance(text, dict):
+        try:
+            text = yaml.safe_dump(text, sort_keys=False, allow_unicode=True)
+        except yaml.YAMLError as e:
+            raise TypeError(f"parse_lineup: the dict holds a value YAML cannot hold: {e}") from None
+    if not isinstance(text, str):
+        raise TypeError(
+            f"parse_lineup takes the lineup's YAML text or a dict, not {type(text).__name__}"
+            " (a file: bakeoff.load_lineup(path))"
+        )
     if len(text) > MAX_FILE_BYTES:
         raise LineupError(
             [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]

@@ -393,7 +393,7 @@ def load(run: str = "last", db: str | Path | None = None) -> dict[str, Any]:
     try:
         import pandas as pd
     except ImportError:
-        raise ExportError("bakeoff.load needs pandas: pip install pandas") from None
+        raise ExportError("bakeoff.load needs pandas: pip install 'bakeoff[pandas]'") from None
     from bakeoff.store import database_exists, default_db_path, redact
 
     path = str(db or default_db_path())

@@ -162,7 +162,10 @@ class EndpointSummary(_Model):
     """The one upstream the endpoint's routing allows (`routing.only`, or `order` without
     fallbacks)."""
     wrong_upstream: int | None = None
-    """Calls whose reply names another upstream than the pinned one."""
+    """Calls (of every purpose: suite, audit, probe, judge) whose reply names another upstream than
+    the pinned one."""
+    wrong_upstream_of: int | None = None
+    """The calls `wrong_upstream` counts among: every call billed to the endpoint."""
     claims: dict[str, Any] | None = None
     """What the lineup says the provider claims (`context`, `quantization`, `max_output_tokens`)."""
     fidelity: Fidelity | None

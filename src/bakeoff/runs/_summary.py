@@ -231,6 +231,7 @@ def _endpoint_entry(
         entry["wrong_upstream"] = sum(
             1 for c in every_call if served_elsewhere(pinned, c["upstream"])
         )
+        entry["wrong_upstream_of"] = len(every_call)
     suite_cost = bill["by_purpose"].get("suite")
     if suite_cost is not None:
         correct = sum(v["correct"] or 0 for v in suites.values())

@@ -81,6 +81,12 @@ class Store(Reads, Analyses):
         self.add_secrets([*secrets, *url_secrets(self.target)])
         self.readonly = False
         timeout = float(os.environ.get("BAKEOFF_DB_TIMEOUT", "30"))
+        parent = Path(self.target).parent
+        if self.dialect is SQLITE and self.target != ":memory:" and not parent.is_dir():
+            raise StoreError(  # a typo in --db is not a directory to make
+                f"no directory {parent} for the database {self.path}: create it, or give --db "
+                "(or BAKEOFF_DB) a path in an existing directory"
+            )
         try:
             self.db: Connection = self.dialect.connect(self.target, timeout)
             migrate(self.db)

@@ -92,8 +92,6 @@ class Dialect:
     begin = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlock between two writers
 
     def connect(self, target: str, timeout: float) -> Connection:
-        if target != ":memory:":
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(target, timeout=timeout, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")

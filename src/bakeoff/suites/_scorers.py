@@ -60,16 +60,31 @@ def extract_number(text: str) -> float | None:
         return None
 
 
+EXACT_RULE = "ignoring case, runs of whitespace, Unicode compatibility forms and a trailing . or !"
+"""What `exact` forgives (`normalize_text`), said wherever the scorer is described."""
+STRICT_RULE = "byte for byte after stripping surrounding whitespace"
+"""What `exact` with `strict: true` compares."""
+
+
 class ExactMatch:
-    """1 if the normalised reply equals the normalised target."""
+    """1 if the normalised reply equals the normalised target (`EXACT_RULE`); with `strict`, if
+    they are equal byte for byte once surrounding whitespace is stripped (`STRICT_RULE`)."""
 
     name = "exact"
 
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+
+    @property
+    def rule(self) -> str:
+        return STRICT_RULE if self.strict else EXACT_RULE
+
     def __call__(self, item: Item, result: CallResult) -> Score:
-        got = normalize_text(result.text)
-        want = normalize_text(str(item.target))
+        norm = str.strip if self.strict else normalize_text
+        got, want = norm(result.text), norm(str(item.target))
         ok = got == want
-        return Score(scorer=self.name, value=float(ok), passed=ok, detail=f"got {got!r}")
+        detail = f"got {got!r}; compared {self.rule}"
+        return Score(scorer=self.name, value=float(ok), passed=ok, detail=detail)
 
 
 class NumericMatch:

@@ -100,6 +100,20 @@ def _chat_messages(
     return out, last
 
 
+def _need_target(spec: Any, target: Any, chat: bool, where: str) -> None:
+    """A record its scorer cannot score without an expected answer, refused: a judge grades
+    without one, and a regex scorer with a `regex:` needs none."""
+    if target is not None or spec.scorer == "judge" or (spec.scorer == "regex" and spec.regex):
+        return
+    if chat and not spec.target:
+        raise DatasetError(
+            f"{where}: the conversation does not end with an assistant turn, so scorer "
+            f"{spec.scorer!r} has no expected answer; end it with the answer, or name a field "
+            "with `target:`"
+        )
+    raise DatasetError(f"{where}: field {spec.target!r} is null (scorer {spec.scorer!r} needs it)")
+
+
 def extract_choice(text: str, n_options: int) -> str | None:
     """The option letter a reply picks: "Answer: B", "(B)", "B)", "**B**", "B. ..." or a lone letter."""
     letters = LETTERS[:n_options]
@@ -144,7 +158,8 @@ class DatasetSuite:
     def __init__(self, spec: Any) -> None:
         self.spec = spec
         self.name = spec.name
-        self.description = f"Your data: {spec.path} ({spec.scorer})"
+        how = f"; {ExactMatch(spec.strict).rule}" if spec.scorer == "exact" else ""
+        self.description = f"Your data: {spec.path} ({spec.scorer}{how})"
         self.default_size = 10**9
         env = TemplateEnv(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
@@ -209,6 +224,7 @@ class DatasetSuite:
                 msgs = ([{"role": "system", "content": system}] if system else []) + [
                     {"role": "user", "content": prompt}
                 ]
+            _need_target(spec, target, chat is not None, where)
             if spec.scorer == "choice" and target is not None:
                 target = self._choice_target(target, ctx.get("choices"), where)
             rid = str(rec[spec.id]) if spec.id else hashlib.sha256(prompt.encode()).hexdigest()[:12]
@@ -257,7 +273,7 @@ class DatasetSuite:
     def score(self, item: Item, result: CallResult) -> list[Score]:
         kind = self.spec.scorer
         if kind == "exact":
-            return [ExactMatch()(item, result)]
+            return [ExactMatch(self.spec.strict)(item, result)]
         if kind == "numeric":
             return [NumericMatch()(item, result)]
         if kind == "regex":
