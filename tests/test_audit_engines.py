@@ -16,7 +16,7 @@ from bakeoff.store import Store
 LINEUP = """
 reference: f16
 run: {suites: []}
-audit: {regimes: [greedy, sampled], budget: 16, batch: 8, max_tokens: 32, alternatives: []}
+audit: {regimes: [greedy, sampled], budget: 16, batch: 8, max_tokens: 32, alternatives: [], seed: 0}
 endpoints:
   - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
   - name: f16-torch
