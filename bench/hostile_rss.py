@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -142,19 +143,51 @@ def run_bounded(lu: Path, db: Path, limit: float) -> tuple[bool, int, float, flo
     return ended, p.returncode, time.monotonic() - t0, hwm / 1024, said[-1]
 
 
+def sigterm_while_scoring(lu: Path, db: Path, scorer: HostileScorerServer, mode: str) -> str:
+    """A second run of the mode, sent SIGTERM 0.5 s after the scorer got its first request: the
+    seconds to exit (and its status), or that the run had ended before the scorer was asked."""
+    cmd = [sys.executable, "-m", "bakeoff", "run", "-c", str(lu), "--db", str(db), "-q"]
+    before = scorer.scoring.get(mode, 0)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    deadline = time.monotonic() + 120
+    while scorer.scoring.get(mode, 0) == before and p.poll() is None:
+        if time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            return "scorer never asked"
+        time.sleep(0.02)
+    time.sleep(0.5)
+    if p.poll() is not None:
+        return f"ended by itself (exit {p.returncode})"
+    sent = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    try:
+        rc = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return "NOT ENDED 60 s after SIGTERM"
+    return f"{time.monotonic() - sent:.2f} s to exit {rc}"
+
+
 def scorer_main(limit: float) -> None:
     scorer = HostileScorerServer()
     (healthy,) = serve([FakeConfig(markers=False)], scorer)
     worst, all_ended = 0.0, True
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        print(f"{'mode':22s} ended exit   time   peak RSS  error line")
+        print(f"{'mode':22s} ended exit   time   peak RSS  SIGTERM mid-scoring     error line")
+        slowest = 0.0
         for mode in HOSTILE_SCORER:
             lu = scorer_lineup(d, scorer.base_url(mode), healthy, mode)
             ended, rc, took, mb, last = run_bounded(lu, d / f"{mode}.db", limit)
             worst, all_ended = max(worst, mb), all_ended and ended
+            term = sigterm_while_scoring(lu, d / f"{mode}-term.db", scorer, mode)
+            if term.endswith(("exit 130", "exit 2")) and " s to " in term:
+                slowest = max(slowest, float(term.split()[0]))
             print(f"{mode:22s} {'yes' if ended else 'NO ':5s} {rc:4d} {took:6.1f} s {mb:6.0f} MB  "
-                  f"{last[:160]}")  # fmt: skip
+                  f"{term:22s}  {last[:120]}")  # fmt: skip
+        print(f"slowest exit after a SIGTERM mid-scoring: {slowest:.2f} s (target <= 2 s)")
     print(f"every run ended: {'yes' if all_ended else 'NO'}; largest peak RSS {worst:.0f} MB")
     print(f"target peak RSS <= {TARGET_MB} MB: {'within' if worst <= TARGET_MB else 'OVER'}")
 

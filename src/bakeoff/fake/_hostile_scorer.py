@@ -73,6 +73,9 @@ class HostileScorerServer:
         self.drip_for_s = drip_for_s
         """How long `drip` drips before its answer: past the scorer's default deadline (120 s)."""
         self.sent: dict[str, int] = {}
+        self.scoring: dict[str, int] = {}
+        """Scoring requests (anything but chat) received per mode: a bench sends its SIGTERM once
+        the run is busy with the scorer."""
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -104,6 +107,7 @@ class HostileScorerServer:
         body = orjson.loads(await request.read())
         if route == "/v1/chat/completions":
             return _chat(body)
+        self.scoring[mode] = self.scoring.get(mode, 0) + 1
         if mode == "html_200":
             return web.Response(body=HTML, content_type="text/html")
         if mode == "secret_401":
