@@ -37,7 +37,7 @@ LINEUP = """
 reference: f16
 defaults: {temperature: 0, max_tokens: 16}
 run: {suites: []}
-audit: {regimes: [greedy, sampled], budget: 12, batch: 6, max_tokens: 24, logprobs: true, seed: 0}
+audit: {regimes: [greedy, sampled], budget: 24, batch: 12, max_tokens: 24, logprobs: true, seed: 0}
 endpoints:
   - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
   - {name: f16-other, provider: local, model: smol, local: {variant: F16, n_threads: 2}, max_concurrency: 1}
@@ -143,7 +143,7 @@ def test_a_greedy_audit_reruns_identically_with_no_model_at_hand(tmp_path, monke
 LR_LINEUP = """
 reference: f16
 run: {suites: []}
-audit: {regimes: [sampled], budget: 12, batch: 12, max_tokens: 24, alternatives: [Q4_K_M], seed: 0}
+audit: {regimes: [sampled], budget: 20, batch: 20, max_tokens: 24, alternatives: [Q4_K_M], seed: 0}
 endpoints:
   - {name: f16, provider: local, model: smol, local: {variant: F16, n_threads: 1}, max_concurrency: 1}
   - name: f16-other
