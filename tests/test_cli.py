@@ -138,17 +138,22 @@ def test_run_json_show_export(tmp_path, fake_proc):
     assert summary["run_id"] in runs and "complete" in runs
 
     lines = bakeoff("export", "last", "--db", db, "-f", "jsonl").stdout.splitlines()
-    rows = [json.loads(x) for x in lines]
+    every = [json.loads(x) for x in lines]  # the one-token preflight call is on it too
+    assert [r["purpose"] for r in every].count("preflight") == 1
+    rows = [r for r in every if r["purpose"] == "suite"]
     assert len(rows) == n and sum(r["score"] for r in rows) == 5  # the primary score
     assert all(json.loads(r["scores_json"])["numeric"] == r["score"] for r in rows)
     csv_out = tmp_path / "calls.csv"
-    assert bakeoff("export", "last", "--db", db, "-f", "csv", "-o", str(csv_out)).returncode == 0
+    csv_args = ("export", "last", "--db", db, "-f", "csv", "-o", str(csv_out), "--purpose", "suite")
+    assert bakeoff(*csv_args).returncode == 0
     import csv as csv_mod
 
     with csv_out.open() as fh:
         assert len(list(csv_mod.DictReader(fh))) == n  # one row per call (texts quoted)
     pq_out = tmp_path / "calls.parquet"
-    r = bakeoff("export", "last", "--db", db, "-f", "parquet", "-o", str(pq_out))
+    r = bakeoff(
+        "export", "last", "--db", db, "-f", "parquet", "-o", str(pq_out), "--purpose", "suite"
+    )
     assert r.returncode == 0, r.stderr
     import pyarrow.parquet as pq
 

@@ -125,7 +125,10 @@ def test_a_scorer_error_body_echoing_the_key_is_printed_without_it(tmp_path, ech
     db = tmp_path / "b.db"
     r = bakeoff("run", "-c", str(lu), "--db", str(db), "--no-report", env={"EVIL_API_KEY": key})
     assert r.returncode != 0 and "401" in r.stderr, r.stderr[-3000:]
-    assert "unauthorized: got Bearer ***" in r.stderr
+    if len(key) >= 8:
+        assert "unauthorized: got Bearer ***" in r.stderr
+    else:  # too short to redact safely: the body is dropped, not rewritten
+        assert "too short to redact" in r.stderr and "unauthorized" not in r.stderr
     assert key not in r.stdout + r.stderr
     assert f"Bearer {key}".encode() not in _db_bytes(tmp_path)
 

@@ -153,7 +153,9 @@ def _simulate(reps: int, temperature: int, sims: int = 400, n_items: int = 50, s
     is drawn once per item and repeated (deterministic decoding); T=1: every call is drawn.
     Returns (false-positive rate of the paired test, coverage of the reference's interval,
     coverage of a Wilson interval over calls — what the summary did before)."""
-    from bakeoff.runs._summary import Outcome, _paired, _suite_stats
+    from bakeoff.runs._pairs import Outcome
+    from bakeoff.runs._pairs import paired as _paired
+    from bakeoff.runs._summary import _suite_stats
     from bakeoff.stats import wilson_interval
 
     rng = np.random.default_rng(seed)
@@ -202,7 +204,9 @@ def test_repeats_are_analysed_over_items_level_and_coverage_hold(reps, temperatu
 
 def test_one_repeat_is_analysed_as_before():
     """One call per item: Wilson over the calls and exact McNemar, as they always were."""
-    from bakeoff.runs._summary import Outcome, _paired, _suite_stats
+    from bakeoff.runs._pairs import Outcome
+    from bakeoff.runs._pairs import paired as _paired
+    from bakeoff.runs._summary import _suite_stats
     from bakeoff.stats import mcnemar_exact, wilson_interval
 
     ref = [Outcome(item_id=f"i{i}", repeat=0, value=float(i % 3 > 0), passed=i % 3 > 0,
