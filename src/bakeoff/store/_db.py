@@ -437,14 +437,17 @@ class Store(Reads, Analyses):
     # -- derived results -------------------------------------------------------------------------
     def cache_summary(self, run_id: str, key: str, summary: Any) -> None:
         """Keep a run's summary under `key` (its data's fingerprint and the code's), dropping the
-        ones kept for earlier states of the run. Nothing is written on a read-only database."""
+        ones kept for earlier states of the run. Nothing is written on a read-only database. Two
+        processes summarising the same state at once (a team store) store it once: the same key
+        holds the same summary, so the second insert is skipped, not an error."""
         if self.readonly:
             return
         prefix = f"summary:{run_id}:"
         with self.transaction() as db:
             db.execute("DELETE FROM response_cache WHERE key LIKE ? || '%'", (prefix,))
             db.execute(
-                "INSERT INTO response_cache (key, created_at, result_json) VALUES (?, ?, ?)",
+                "INSERT INTO response_cache (key, created_at, result_json) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
                 (prefix + key, time.time(), self.scrub(dumps(summary))),
             )
 
