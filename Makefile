@@ -15,7 +15,7 @@ BWRAP ?= /usr/bin/bwrap
 PG ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) /usr/lib/postgresql/15/bin/postgres)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test check lint fmt bench clean fuzz screenshots sandbox docs
+.PHONY: install demo test check lint fmt bench calibrate clean fuzz screenshots sandbox docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -83,6 +83,14 @@ screenshots: $(DEV) $(CHROMIUM)
 
 # the revision whose wire client `make bench` measures this tree's against (bench/client_overhead.py)
 BENCH_AGAINST ?= main
+
+# the fidelity audit's rates on the local ladder at its defaults (docs/FIDELITY.md's table): hours on
+# 2 cores; resumable — the same command again re-reads the finished repetitions and goes on
+CALIBRATE_DIR ?= $(HOME)/.cache/bakeoff/calibrate
+CALIBRATE_ENDPOINTS ?= f16-batch8,f32,f16-torch,f16-torch-load,q8_0,q4_k_m,q3_k_s,q2_k
+calibrate: $(DEV)
+	$(BIN)/bakeoff calibrate --reps 10 --sampled-budget 0 --endpoints $(CALIBRATE_ENDPOINTS) \
+		--keep $(CALIBRATE_DIR) --json $(CALIBRATE_DIR)/results.json
 
 bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/client_overhead.py

@@ -2,7 +2,7 @@
 calibrate` (see `bakeoff.audit._calibrate` for the method): independent audits per endpoint and
 regime, each rate with its Clopper–Pearson 95% interval.
 
-Usage: python bench/fidelity_power.py [--reps 10] [--greedy-budget 70] [--sampled-budget 100]
+Usage: python bench/fidelity_power.py [--reps 10] [--greedy-budget 400] [--sampled-budget 100]
     [--endpoints a,b] [--json F] [--keep DIR]
 With --keep DIR, the same command again resumes an interrupted calibration, or re-reads a finished
 one without a call.
@@ -19,7 +19,7 @@ from bakeoff.audit._calibrate import calibrate, format_table, write_json
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--greedy-budget", type=int, default=70)
+    ap.add_argument("--greedy-budget", type=int, default=None, help="default: the audit's budget")
     ap.add_argument("--sampled-budget", type=int, default=100)
     ap.add_argument("--endpoints", help="comma-separated candidates (default: all)")
     ap.add_argument("--alpha", type=float, default=0.05)

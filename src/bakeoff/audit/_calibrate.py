@@ -29,7 +29,7 @@ from typing import Any
 
 from bakeoff.audit._analysis import SUITES
 from bakeoff.audit._audit import run_audit
-from bakeoff.lineups import parse_lineup
+from bakeoff.lineups import AuditSettings, parse_lineup
 from bakeoff.runs import RunOptions, config_hash, create_run, execute
 from bakeoff.stats import clopper_pearson
 from bakeoff.store import Store
@@ -147,7 +147,7 @@ def _rep(
 def calibrate(
     *,
     reps: int = 10,
-    greedy_budget: int = 70,
+    greedy_budget: int | None = None,
     sampled_budget: int = 100,
     endpoints: list[str] | None = None,
     alpha: float = 0.05,
@@ -157,6 +157,8 @@ def calibrate(
     """Per regime and candidate: the verdict of every repetition (its claim and the calls it
     took) and the rates `different@k`, `same`, `inconclusive` as counts out of `reps`."""
     names = endpoints or list(ENDPOINTS)
+    if greedy_budget is None:  # the audit's own default
+        greedy_budget = AuditSettings().budget
     unknown = [n for n in names if n not in ENDPOINTS]
     if unknown:
         raise ValueError(

@@ -11,8 +11,11 @@ from bakeoff.cli._common import err, fail, out
 
 def calibrate(
     reps: int = typer.Option(10, min=1, help="Independent audits per endpoint and regime."),
-    greedy_budget: int = typer.Option(
-        70, min=0, help="Calls per greedy audit (the audit's budget; 0 skips the regime)."
+    greedy_budget: int | None = typer.Option(
+        None,
+        min=0,
+        help="Calls per greedy audit (default: the audit's own default budget, 400; 0 skips the "
+        "regime).",
     ),
     sampled_budget: int = typer.Option(
         100, min=0, help="Calls per sampled audit (0 skips the regime)."
@@ -32,8 +35,9 @@ def calibrate(
     """Audit endpoints whose truth is known — the same weights on other engines, precisions and
     batch sizes (nulls), quantizations and silent distortions of the local lineup — in `reps`
     independent audits each (disjoint prompts, fresh samples), and print how often each verdict
-    came, with exact 95% intervals. Greedy, the defaults: ~10 min per repetition on 2 cores
-    (100 min for 10)."""
+    came, with exact 95% intervals. At the audit's defaults (greedy, budget 400, "same" bounded at
+    1%) a null needs ~350 calls to be "same": ~25 min per repetition of the nulls and the ladder on
+    2 cores; `--keep DIR` makes it resumable."""
     from bakeoff.audit._calibrate import ENDPOINTS, format_table, write_json
     from bakeoff.audit._calibrate import calibrate as run_calibration
     from bakeoff.local import AssetError, ServerError
