@@ -221,10 +221,10 @@ class HttpReferenceScorer:
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def _post(self, url: str, body: dict[str, Any], tokens: int | None = None) -> Any:
-        """One bounded call (`_scorer_wire.post_json`: the whole call within `timeout`, error
-        bodies redacted), reading at most `max_body_bytes` — or, for an answer about `tokens`
-        tokens, what that many tokens' log-probabilities take (`answer_bytes`): so parsing
-        never builds more than the request can account for."""
+        """One bounded call (`bakeoff.endpoints.post_json`, through `_scorer_wire.post_json`: the
+        whole call within `timeout`, error bodies redacted), reading at most `max_body_bytes` —
+        or, for an answer about `tokens` tokens, what that many tokens' log-probabilities take
+        (`answer_bytes`): so parsing never builds more than the request can account for."""
         limit = self.max_body_bytes
         if tokens is not None:
             limit = min(limit, answer_bytes(tokens, self.k))
