@@ -1,24 +1,21 @@
-"""The HTTP reference scorer's wire: one bounded POST (`bakeoff.endpoints.post_json`: a deadline
-over the whole call, a size cap on the body, error bodies redacted, strict JSON — its bounds are
-listed there), and the checks every field of its answers passes before a number reaches the
-analysis.
+"""The HTTP reference scorer's answers: the checks every field passes before a number reaches the
+analysis. (Each answer comes by one bounded POST, `bakeoff.endpoints.post_json`: a deadline over
+the whole call, a size cap on the body, error bodies redacted, strict JSON — its bounds are listed
+there.)
 
 - The body's cap for a scoring answer is what the tokens sent can justify (`answer_bytes`), at
   most `HttpReferenceScorer.max_body_bytes` (`MAX_BODY_BYTES`).
 - Every answer's field is checked by type and range: finite numbers only, counts bounded by what
-  was sent. Anything else, and any failure of the call, is one `ReferenceScorerError` naming the
-  field.
+  was sent. Anything else is one `ReferenceScorerError` naming the field (a failed call is one
+  too: `HttpReferenceScorer._post`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from bakeoff.audit._errors import AuditError
-from bakeoff.endpoints import PostError
-from bakeoff.endpoints import post_json as _post_json
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """The default cap on an answer's body (`HttpReferenceScorer.max_body_bytes`)."""
@@ -44,31 +41,6 @@ def answer_bytes(tokens: int, k: int) -> int:
     """The most an answer scoring `tokens` tokens with top-`k` lists may take: each token's own
     entry and k + 1 alternatives at `ENTRY_BYTES` each, plus 64 KB of the rest."""
     return 65536 + tokens * (max(k, 0) + 2) * ENTRY_BYTES
-
-
-def post_json(
-    url: str,
-    body: Mapping[str, object],
-    headers: Mapping[str, str],
-    *,
-    timeout: float,
-    max_bytes: int,
-    secret: str | None,
-) -> object:
-    """`bakeoff.endpoints.post_json`, its `PostError` raised as a `ReferenceScorerError` (same
-    message and status): the call ends by `timeout` seconds and reads at most `max_bytes`."""
-    try:
-        return _post_json(
-            url,
-            body,
-            headers,
-            timeout=timeout,
-            max_bytes=max_bytes,
-            secret=secret,
-            cap_note=" (what the tokens sent account for, at most max_body_bytes)",
-        )
-    except PostError as e:
-        raise ReferenceScorerError(str(e), e.status) from None
 
 
 # -- the checks --------------------------------------------------------------------------------------
