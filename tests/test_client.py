@@ -222,3 +222,54 @@ def test_json_instead_of_stream_is_parsed():
     body = b'{"choices":[{"message":{"content":"ok"},"finish_reason":"stop"}]}'
     res = run(_raw([body], content_type="application/json"))
     assert res.text == "ok"
+
+
+def _settings(s: aiohttp.ClientSession) -> tuple[object, ...]:
+    c = s.connector
+    assert isinstance(c, aiohttp.TCPConnector)
+    return (
+        s.timeout,
+        c.limit,
+        c.limit_per_host,
+        c._keepalive_timeout,
+        c.force_close,
+        c._cleanup_closed_disabled,
+        c._ssl,
+        c._use_dns_cache,
+        c._cached_hosts._ttl,
+    )
+
+
+def test_open_session_gives_each_caller_the_settings_it_had():
+    """`endpoints.open_session()` makes the very sessions the callers made themselves before it:
+    timeout, connection cap, keep-alive, TLS and DNS cache alike."""
+    from bakeoff.endpoints import open_session
+
+    async def compare() -> None:
+        before = {  # as runs/_runner, perf/_load, _preflight, discovery and local built them
+            "runner": lambda: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=0, ttl_dns_cache=300, enable_cleanup_closed=True
+                )
+            ),
+            "perf": lambda: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
+            ),
+            "preflight": lambda: aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10.0, sock_connect=5.0)
+            ),
+            "discovery": lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+            "local": lambda: aiohttp.ClientSession(),
+        }
+        now = {
+            "runner": lambda: open_session(limit=0, dns_ttl=300, cleanup_closed=True),
+            "perf": lambda: open_session(limit=0, cleanup_closed=True),
+            "preflight": lambda: open_session(total=10.0, connect=5.0),
+            "discovery": lambda: open_session(total=30),
+            "local": lambda: open_session(),
+        }
+        for name, make in before.items():
+            async with make() as old, now[name]() as new:
+                assert _settings(new) == _settings(old), name
+
+    run(compare())

@@ -43,8 +43,7 @@ async def check_endpoints(
     host, a base URL without its `/v1`, a refused key or bill is one line each, in one `RunError`;
     a model the listing does not name is a warning (gateways serve aliases they do not list).
     Returns the one-token calls' bills (`record_preflight` keeps them with the run)."""
-    import aiohttp
-
+    from bakeoff.endpoints import open_session
     from bakeoff.runs import api_keys
 
     keys = api_keys(lineup)
@@ -52,8 +51,7 @@ async def check_endpoints(
     if not remote:
         return []
     calls: list[PreflightCall] = []
-    limits = aiohttp.ClientTimeout(total=timeout, sock_connect=min(5.0, timeout))
-    async with aiohttp.ClientSession(timeout=limits) as session:
+    async with open_session(total=timeout, connect=min(5.0, timeout)) as session:
         found = await asyncio.gather(*(_check(session, e, keys.get(e.name)) for e in remote))
         for _, warning in found:
             if warning and log:

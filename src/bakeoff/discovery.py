@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yaml
 
+from bakeoff.endpoints import open_session
 from bakeoff.lineups import LineupError, parse_lineup
 
 OPENROUTER = "https://openrouter.ai/api/v1"
@@ -49,10 +50,9 @@ class Upstream:
 
 async def _get_json(url: str, api_key: str | None, timeout: float) -> Any:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = aiohttp.ClientTimeout(total=timeout)
     try:
         async with (
-            aiohttp.ClientSession(timeout=limits) as session,
+            open_session(total=timeout) as session,
             session.get(url, headers=headers) as resp,
         ):
             status = resp.status

@@ -1,4 +1,6 @@
-"""From stored calls to verdicts: no new call is made here, so any verdict can be recomputed."""
+"""From stored calls to verdicts. Only the reference scorer is asked anything here (in process, or
+with `scorer: endpoint` over HTTP by `endpoints.post_json`: requests not yet recorded as calls nor
+billed, issue #33); its answers are stored with the run, so a re-analysis asks it nothing."""
 
 from __future__ import annotations
 

@@ -26,13 +26,13 @@ from bakeoff.audit._scorer_wire import (
     logprob,
     mapping,
     max_tokens_of,
-    post_json,
     refuse,
     string,
 )
 from bakeoff.audit._scorer_wire import (
     ReferenceScorerError as ReferenceScorerError,
 )
+from bakeoff.endpoints import PostError, post_json
 from bakeoff.lineups import purposes
 from bakeoff.local._llama import no_repacked_weights
 
@@ -221,16 +221,26 @@ class HttpReferenceScorer:
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def _post(self, url: str, body: dict[str, Any], tokens: int | None = None) -> Any:
-        """One bounded call (`_scorer_wire.post_json`: the whole call within `timeout`, error
-        bodies redacted), reading at most `max_body_bytes` — or, for an answer about `tokens`
-        tokens, what that many tokens' log-probabilities take (`answer_bytes`): so parsing
-        never builds more than the request can account for."""
+        """One bounded call (`bakeoff.endpoints.post_json`: the whole call within `timeout`, error
+        bodies redacted; its `PostError` raised as a `ReferenceScorerError`), reading at most
+        `max_body_bytes` — or, for an answer about `tokens` tokens, what that many tokens'
+        log-probabilities take (`answer_bytes`): so parsing never builds more than the request can
+        account for."""
         limit = self.max_body_bytes
         if tokens is not None:
             limit = min(limit, answer_bytes(tokens, self.k))
-        return post_json(
-            url, body, self._headers, timeout=self.timeout, max_bytes=limit, secret=self._key
-        )
+        try:
+            return post_json(
+                url,
+                body,
+                self._headers,
+                timeout=self.timeout,
+                max_bytes=limit,
+                secret=self._key,
+                cap_note=" (what the tokens sent account for, at most max_body_bytes)",
+            )
+        except PostError as e:
+            raise ReferenceScorerError(str(e), e.status) from None
 
     # -- the prompt ----------------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]]) -> str:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import typer
@@ -181,13 +180,10 @@ def status() -> None:
     t = Table(title=f"local lineup (bakeoff local up, pid {data['pid']})", title_justify="left")
     for col in ("endpoint", "url", "pid", "answers"):
         t.add_column(col)
+    from bakeoff.local import answers
+
     for name, i in data["endpoints"].items():
-        try:
-            with urllib.request.urlopen(i["url"] + "/models", timeout=3) as r:
-                ok = "yes" if r.status == 200 else f"HTTP {r.status}"
-        except OSError as e:
-            ok = f"no ({type(e).__name__})"
-        t.add_row(name, i["url"], str(i["pid"]), ok)
+        t.add_row(name, i["url"], str(i["pid"]), answers(i["url"]))
     out.print(t)
 
 

@@ -1,4 +1,5 @@
-"""The wire: OpenAI-compatible requests, streamed responses, timings and classified errors."""
+"""The wire: OpenAI-compatible requests, streamed responses, timings and classified errors; the
+one way to an HTTP session (`open_session`) and the bounded synchronous POST (`post_json`)."""
 
 from bakeoff.endpoints._client import (
     CREDENTIAL_HEADERS,
@@ -9,7 +10,9 @@ from bakeoff.endpoints._client import (
 )
 from bakeoff.endpoints._errors import classify_status, parse_retry_after
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
+from bakeoff.endpoints._session import open_session
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
+from bakeoff.endpoints._sync import PostError, post_json
 from bakeoff.endpoints._types import (
     RETRYABLE,
     Caller,
@@ -31,6 +34,7 @@ __all__ = [
     "EndpointClient",
     "ErrorClass",
     "Limits",
+    "PostError",
     "RetryDecision",
     "RetryPolicy",
     "SSELimitError",
@@ -40,6 +44,8 @@ __all__ = [
     "ToolCall",
     "classify_status",
     "decide",
+    "open_session",
     "parse_retry_after",
+    "post_json",
     "redact_headers",
 ]

@@ -18,12 +18,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import aiohttp
 
+from bakeoff.endpoints import open_session
 from bakeoff.local._assets import cache_dir
 
 _PR_SET_PDEATHSIG = 1
@@ -222,7 +224,7 @@ async def wait_ready(srv: LocalServer, timeout: float = 180.0) -> None:
     """Poll `/v1/models` until it answers; fail fast, naming the log, if the process exits."""
     assert srv.proc is not None
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as s:
+    async with open_session() as s:
         while True:
             code = srv.proc.poll()
             if code is not None:
@@ -241,6 +243,16 @@ async def wait_ready(srv: LocalServer, timeout: float = 180.0) -> None:
                     f"{srv.log_tail()}"
                 )
             await asyncio.sleep(0.2)
+
+
+def answers(url: str, timeout: float = 3.0) -> str:
+    """Whether the server at `url` (its base URL, `/v1`) answers its listing `GET /models`: "yes",
+    "HTTP <status>", or "no (<the error's type>)" — what `bakeoff local status` shows."""
+    try:
+        with urllib.request.urlopen(url + "/models", timeout=timeout) as r:
+            return "yes" if r.status == 200 else f"HTTP {r.status}"
+    except OSError as e:
+        return f"no ({type(e).__name__})"
 
 
 def stop(srv: LocalServer, timeout: float = 5.0) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from bakeoff.endpoints import CallError, CallRequest, EndpointClient, Timeouts
+from bakeoff.endpoints import CallError, CallRequest, EndpointClient, Timeouts, open_session
 
 LATE_MS = 5.0
 """A send this much later than intended counts as late."""
@@ -222,8 +222,7 @@ async def run_shard(
     keep = sink if sink is not None else records.append
     lag: list[float] = []
     stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with open_session(limit=0, cleanup_closed=True) as session:
         client = _client(session, target)
 
         n_sent = 0

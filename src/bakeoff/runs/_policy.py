@@ -1,11 +1,15 @@
-"""The one way a call of a run reaches an endpoint: its concurrency slots, its rate limit, its retry
-policy and the record of every attempt.
+"""The one way a call of a run reaches one of its endpoints: its concurrency slots, its rate limit,
+its retry policy and the record of every attempt.
 
-Every caller goes through the endpoint's `CallPolicy`: suite jobs and the fidelity audit's jobs
-(`_EndpointRunner.run_job`), LLM judges of a dataset scorer, the arena's judge, and the capability
-probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold for the run as a whole, not
-per kind of call. perf's load generator alone calls `EndpointClient` directly, on purpose: it
-measures the endpoint under the load it sets, not under our politeness.
+Every call to a lineup endpoint goes through the endpoint's `CallPolicy`: suite jobs and the
+fidelity audit's jobs (`_EndpointRunner.run_job`), LLM judges of a dataset scorer, the arena's
+judge, and the capability probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold
+for the run as a whole, not per kind of call. Not through it: perf's load generator calls
+`EndpointClient` directly, on purpose (it measures the endpoint under the load it sets, not under
+our politeness); the preflight makes one listing check and one one-token call per endpoint before
+the run exists (those calls billed to the run once it does); and the audit's HTTP reference
+scorer (`scorer: endpoint`) posts to the scorer's server over `endpoints.post_json`, bounded but
+neither recorded as calls nor billed (issue #33 puts it on the policy).
 """
 
 from __future__ import annotations

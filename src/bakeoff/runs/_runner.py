@@ -28,6 +28,7 @@ from bakeoff.endpoints import (
     CallResult,
     EndpointClient,
     ErrorClass,
+    open_session,
 )
 from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.plugins import get_provider
@@ -358,8 +359,7 @@ class EndpointSession:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> EndpointSession:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(connector=connector)
+        self._session = open_session(limit=0, dns_ttl=300, cleanup_closed=True)
         for ep in self.lineup.endpoints:
             self.runners[ep.name] = _EndpointRunner(
                 self.store,
