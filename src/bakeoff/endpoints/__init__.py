@@ -2,12 +2,15 @@
 
 from bakeoff.endpoints._client import (
     CREDENTIAL_HEADERS,
+    ClientOptions,
     EndpointClient,
     Limits,
+    StoredRequest,
     Timeouts,
     redact_headers,
 )
 from bakeoff.endpoints._errors import classify_status, parse_retry_after
+from bakeoff.endpoints._request import request_body
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
 from bakeoff.endpoints._types import (
@@ -17,6 +20,7 @@ from bakeoff.endpoints._types import (
     CallRequest,
     CallResult,
     ErrorClass,
+    JsonObject,
     Timings,
     ToolCall,
 )
@@ -28,13 +32,16 @@ __all__ = [
     "CallRequest",
     "CallResult",
     "Caller",
+    "ClientOptions",
     "EndpointClient",
     "ErrorClass",
+    "JsonObject",
     "Limits",
     "RetryDecision",
     "RetryPolicy",
     "SSELimitError",
     "SSEParser",
+    "StoredRequest",
     "Timeouts",
     "Timings",
     "ToolCall",
@@ -42,4 +49,5 @@ __all__ = [
     "decide",
     "parse_retry_after",
     "redact_headers",
+    "request_body",
 ]
