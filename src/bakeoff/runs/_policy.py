@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from bakeoff.endpoints import (
     CallError,
@@ -30,13 +30,29 @@ from bakeoff.lineups import Endpoint
 from bakeoff.runs._ratelimit import RateLimiter
 
 
+class Attempt(TypedDict):
+    """One attempt of a call, as the `attempts` table stores it."""
+
+    n: int
+    started_at: float
+    """Unix time the attempt was sent."""
+    duration_ms: float
+    http_status: int | None
+    decision: str
+    """`ok`, `retry` or `give_up`."""
+    error_class: NotRequired[str]
+    error_detail: NotRequired[str]
+    decision_reason: NotRequired[str]
+    wait_s: NotRequired[float]
+
+
 @dataclass
 class Outcome:
     """What became of one call: a result or the final error, and every attempt made."""
 
     result: CallResult | None = None
     error: CallError | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 class CallPolicy:
@@ -85,9 +101,7 @@ class CallPolicy:
         calls, so that its bill counts them too."""
         return Billed(self, purpose)
 
-    async def attempt(
-        self, req: CallRequest, attempts: list[dict[str, Any]] | None = None
-    ) -> Outcome:
+    async def attempt(self, req: CallRequest, attempts: list[Attempt] | None = None) -> Outcome:
         """Attempts until one succeeds or the retry policy gives up. Each attempt holds a slot and
         passes the rate limit; backoff waits hold neither. `attempts` (the caller's list, so that an
         interrupted call keeps what was tried) receives one record per attempt."""
