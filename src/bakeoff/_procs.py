@@ -24,24 +24,11 @@ def pid_alive(pid: int | None) -> bool:
 
 
 @contextlib.contextmanager
-def kept_signal_handlers(*signals: signal.Signals) -> Iterator[None]:
-    """The handlers of `signals` as they were before, put back on leaving (for a library that sets
-    its own while it starts; Ray's `init` sets a SIGTERM that exits 15)."""
-    before = {sig: signal.getsignal(sig) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
 def signals_call(
     callback: Callable[[], object], *signals: signal.Signals, keep_ignored: bool = True
 ) -> Iterator[None]:
     """While inside, each of `signals` calls `callback` on the running event loop (so a SIGTERM can
-    cancel a task, which then stores its work and ends: `runs.execute` within 2 s); on leaving,
+    cancel a task, which then stores its work and ends: `runs.execute`); on leaving,
     the handler before is put back. With `keep_ignored`, a signal our parent set to be ignored
     stays ignored. Outside the main thread (no signal handler can be set there) it does nothing."""
     loop = asyncio.get_running_loop()
