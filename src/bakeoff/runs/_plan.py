@@ -11,11 +11,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from bakeoff._version import __version__
+from bakeoff.endpoints import JsonObject
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_suite
 from bakeoff.store import HELD, Store
@@ -136,7 +136,7 @@ def claimed_context(ep: Endpoint) -> int | None:
     return None
 
 
-def suite_options(lineup: Lineup, name: str) -> dict[str, Any]:
+def suite_options(lineup: Lineup, name: str) -> dict[str, object]:
     opts = dict(lineup.run.suite_options.get(name, {}))
     if name == "long-context" and "max_context" not in opts:
         claims = [c for c in map(claimed_context, lineup.endpoints) if c]
@@ -179,7 +179,8 @@ class Job:
     suite: str
     item: Item
     repeat: int
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JsonObject = field(default_factory=dict)
+    """A regime's extras over the item's body fields (the audit's)."""
     stream: bool | None = None
     """Override the endpoint's `stream` (the audit asks without streaming, to get usage)."""
 
