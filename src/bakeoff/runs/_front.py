@@ -36,10 +36,10 @@ def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
     points: dict[str, dict[str, Any]] = {}
     verdicts: dict[str, str | None] = {}
     for e in endpoints:
-        scores = [v["score"] for v in e["suites"].values() if v["score"] is not None]
+        scores = [v.score for v in e["suites"].values() if v.score is not None]
         if not scores:
             continue
-        cost = ((e.get("bill") or {}).get("by_purpose") or {}).get("suite")
+        cost = e["bill"].by_purpose.get("suite") if e.get("bill") is not None else None
         verdicts[e["name"]] = (e.get("fidelity") or {}).get("verdict")
         if verdicts[e["name"]] == "same" and _worse(e):
             verdicts[e["name"]] = "same, but scores worse"  # no pick: see `_picks`
@@ -93,7 +93,7 @@ def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
 def _worse(e: dict[str, Any]) -> bool:
     """Whether a suite scores significantly below the reference's on the same items."""
     return any(
-        (v := s.get("vs_reference") or {}).get("significant") and (v.get("delta") or 0) < 0
+        (v := s.vs_reference) is not None and v.significant and (v.delta or 0) < 0
         for s in e["suites"].values()
     )
 

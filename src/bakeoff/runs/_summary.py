@@ -28,7 +28,7 @@ from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total
 from bakeoff.runs._front import pareto_front
 from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
-from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
+from bakeoff.runs._results import SCHEMA_VERSION, Bill, RunSummary, SuiteStats, TierStats
 from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import (
     item_bootstrap_ci,
@@ -36,7 +36,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import Store, StoreError
+from bakeoff.store import Row, Store, StoreError
 from bakeoff.suites import Item
 
 
@@ -161,7 +161,7 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "endpoints": endpoints,
             "pareto": pareto,
             "warnings": _isolation_warnings(endpoints) + upstream_notes,
-            "cost_usd": total(b["total_usd"] for b in bills.values()),
+            "cost_usd": total(b.total_usd for b in bills.values()),
         }
     )
 
@@ -170,11 +170,11 @@ def _endpoint_entry(
     ep: Endpoint,
     lineup: Lineup,
     rows: list[Any],
-    suites: dict[str, dict[str, Any]],
+    suites: dict[str, SuiteStats],
     planned: int,
     verdict: dict[str, Any] | None,
     probe: dict[str, Any] | None,
-    bill: dict[str, Any],
+    bill: Bill,
     every_call: tuple[Any, ...],
     retried: dict[str, tuple[float, int]],
 ) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def _endpoint_entry(
         },
         "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
         "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
-        "cost_usd": bill["total_usd"],
+        "cost_usd": bill.total_usd,
         "bill": bill,
         "fidelity": _fidelity(verdict, ep.name == lineup.reference),
         "capabilities": capability_row(probe) if probe is not None else None,
@@ -232,9 +232,9 @@ def _endpoint_entry(
             1 for c in every_call if served_elsewhere(pinned, c["upstream"])
         )
         entry["wrong_upstream_of"] = len(every_call)
-    suite_cost = bill["by_purpose"].get("suite")
+    suite_cost = bill.by_purpose.get("suite")
     if suite_cost is not None:
-        correct = sum(v["correct"] or 0 for v in suites.values())
+        correct = sum(v.correct or 0 for v in suites.values())
         tokens = prompt_tokens + completion_tokens
         entry["cost_per_1m_tokens"] = round(suite_cost / tokens * 1e6, 4) if tokens else None
         entry["cost_per_correct"] = round(suite_cost / correct, 6) if correct else None
@@ -273,10 +273,10 @@ def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
     """One line per endpoint and suite whose model-written code ran without the sandbox."""
     return [
         f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
-        f"{st['unisolated_calls']} of {st['n']} calls"
+        f"{st.unisolated_calls} of {st.n} calls"
         for e in endpoints
         for suite, st in e["suites"].items()
-        if st.get("unisolated_calls")
+        if st.unisolated_calls
     ]
 
 
@@ -315,8 +315,8 @@ def _outcomes(
 
 
 def _suite_stats(
-    every: list[Outcome], items: dict[str, Any], max_failed: float = 0.2
-) -> dict[str, Any]:
+    every: list[Outcome], items: dict[str, Row], max_failed: float = 0.2
+) -> SuiteStats:
     """One suite's score over the answered calls: the mean of per-item means, with its interval
     over items (an item asked several times is one observation; `stats/_items.py`); the failed
     calls counted beside it, never as wrong answers (see the module docstring)."""
@@ -331,73 +331,84 @@ def _suite_stats(
     mean: float | None = None
     lo = hi = 0.0
     n_items = 0
-    method = "wilson" if binary or not rows else "bootstrap"
     if rows and binary:
         mean, (lo, hi), n_items = item_mean_ci(by_item)
     elif rows:
         mean, (lo, hi), n_items = item_bootstrap_ci(by_item)
     share = errors / n if n else 0.0
-    out: dict[str, Any] = {
-        "score": _round(mean, 4) if share <= max_failed else None,
-        "correct": int(sum(values)) if binary else None,
-        "n": n,
-        "answered": len(rows),
-        "n_items": n_items,
-        "ci95": [round(lo, 4), round(hi, 4)],
-        "ci_method": method,
-        "errors": errors,
-        "error_rate": _round(errors / n if n else None, 4),
-    }
+    out = SuiteStats(
+        score=_round(mean, 4) if share <= max_failed else None,
+        correct=int(sum(values)) if binary else None,
+        n=n,
+        answered=len(rows),
+        n_items=n_items,
+        ci95=[round(lo, 4), round(hi, 4)],
+        ci_method="wilson" if binary or not rows else "bootstrap",
+        errors=errors,
+        error_rate=_round(errors / n if n else None, 4),
+        tiers=_tiers(rows, values, items),
+    )
     if share > 0.02:
-        out["score_failures_as_wrong"] = _round(sum(values) / n, 4)
+        out.score_failures_as_wrong = _round(sum(values) / n, 4)
     if share > max_failed or not rows:
-        out["no_score"] = f"{errors}/{n} failed"
-    # per tier (per language for multilingual, per category for tools)
-    tiers: dict[str, list[float]] = defaultdict(list)
-    for o, v in zip(rows, values, strict=True):
-        row = items.get(o.item_id)
-        tiers[row["tier"] if row is not None and row["tier"] else "all"].append(v)
-    out["tiers"] = {t: {"score": _round(sum(v) / len(v), 4), "n": len(v)} for t, v in tiers.items()}
-    names = sorted({k for o in rows for k in o.metrics})
-    if names:
-        out["metrics"] = {
-            k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / len(rows), 4) for k in names
-        }
-    unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
-    if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
-        out["unisolated_calls"] = unisolated
-    # unbiased pass@k when items were asked more than once
+        out.no_score = f"{errors}/{n} failed"
+    _secondary(out, rows)
     reps = min((len(v) for v in by_item.values()), default=0)
-    if binary and reps > 1:  # by_item holds 0/1 values here
-        out["pass_at_k"] = {
+    if binary and reps > 1:  # unbiased pass@k when items were asked more than once (0/1 values)
+        out.pass_at_k = {
             str(k): round(
                 sum(pass_at_k(len(v), int(sum(v)), k) for v in by_item.values()) / len(by_item),
                 4,
             )
             for k in sorted({1, reps})
         }
-    # long-context: the longest length at which every item was fully answered, and truncation
+    _context_stats(out, rows, items)
+    return out
+
+
+def _tiers(rows: list[Outcome], values: list[float], items: dict[str, Row]) -> dict[str, TierStats]:
+    """The score per tier (per language for multilingual, per category for tools)."""
+    tiers: dict[str, list[float]] = defaultdict(list)
+    for o, v in zip(rows, values, strict=True):
+        row = items.get(o.item_id)
+        tiers[row["tier"] if row is not None and row["tier"] else "all"].append(v)
+    return {t: TierStats(score=_round(sum(v) / len(v), 4), n=len(v)) for t, v in tiers.items()}
+
+
+def _secondary(out: SuiteStats, rows: list[Outcome]) -> None:
+    """The means of the suite's other scorers, and the calls whose code ran unisolated."""
+    names = sorted({k for o in rows for k in o.metrics})
+    if names:
+        out.metrics = {
+            k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / len(rows), 4) for k in names
+        }
+    unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
+    if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
+        out.unisolated_calls = unisolated
+
+
+def _context_stats(out: SuiteStats, rows: list[Outcome], items: dict[str, Row]) -> None:
+    """Long-context: the longest length at which every item was fully answered, and truncation."""
     ctx: dict[int, list[bool]] = defaultdict(list)
     for o in rows:
         row = items.get(o.item_id)
         meta = orjson.loads(row["meta_json"]) if row is not None and row["meta_json"] else {}
         if "context_tokens" in meta:
             ctx[int(meta["context_tokens"])].append(bool(o.passed))
-    if ctx:
-        good = [L for L in sorted(ctx) if all(ctx[L])]
-        eff = 0
-        for L in sorted(ctx):
-            if L not in good:
-                break
-            eff = L
-        out["effective_context"] = eff
-        out["by_length"] = {str(L): _round(sum(v) / len(v), 4) for L, v in sorted(ctx.items())}
-        out["truncation_suspected"] = sum(1 for o in rows if o.metrics.get("truncation_suspected"))
-    return out
+    if not ctx:
+        return
+    eff = 0
+    for length in sorted(ctx):
+        if not all(ctx[length]):
+            break
+        eff = length
+    out.effective_context = eff
+    out.by_length = {str(L): _round(sum(v) / len(v), 4) for L, v in sorted(ctx.items())}
+    out.truncation_suspected = sum(1 for o in rows if o.metrics.get("truncation_suspected"))
 
 
 def _sequence_stats(
-    stats: dict[str, Any], suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
+    stats: SuiteStats, suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
 ) -> None:
     """A suite under `run.stop_when`: its interval is the anytime-valid confidence sequence
     (valid where the run stopped), and whether it stopped before its last item."""
@@ -405,7 +416,7 @@ def _sequence_stats(
     events = [(o.item_id, call_value(o.passed, o.value)) for o in ordered]
     _, (lo, hi), _ = sequence_interval(suite, events, lineup)
     items = {o.item_id for o in rows}
-    stats["ci95"] = [round(lo, 4), round(hi, 4)]
-    stats["ci_method"] = "confidence_sequence"
-    stats["stopped_early"] = len(items) < planned_items
-    stats["items_planned"] = planned_items
+    stats.ci95 = [round(lo, 4), round(hi, 4)]
+    stats.ci_method = "confidence_sequence"
+    stats.stopped_early = len(items) < planned_items
+    stats.items_planned = planned_items
