@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from bakeoff.lineups import Lineup
-from bakeoff.runs._results import Paired
+from bakeoff.runs._results import EndpointSummary, Paired
 from bakeoff.stats import holm, mcnemar_exact, paired_item_differences, paired_mean_test
 from bakeoff.store import Store
 
@@ -38,7 +37,7 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def paired(endpoints: list[dict[str, Any]], outcomes: Outcomes, lineup: Lineup) -> None:
+def paired(endpoints: list[EndpointSummary], outcomes: Outcomes, lineup: Lineup) -> None:
     """Each endpoint vs the reference on the same items (`_paired_test`), Holm-adjusted across the
     endpoints of each suite."""
     ref = lineup.reference
@@ -48,15 +47,15 @@ def paired(endpoints: list[dict[str, Any]], outcomes: Outcomes, lineup: Lineup) 
         ref_rows = {(o.item_id, o.repeat): o for o in outcomes[(ref, suite)]}
         tests: list[tuple[Paired, float | None]] = []
         for e in endpoints:
-            if e["name"] == ref:
+            if e.name == ref:
                 continue
             both = [
                 (ref_rows[(o.item_id, o.repeat)], o)
-                for o in outcomes[(e["name"], suite)]
+                for o in outcomes[(e.name, suite)]
                 if (o.item_id, o.repeat) in ref_rows
             ]
             entry = _paired_test(both, suite)
-            e["suites"][suite].vs_reference = entry
+            e.suites[suite].vs_reference = entry
             tests.append((entry, entry.p_value))
         for (entry, _), adj in zip(tests, holm([p for _, p in tests]), strict=True):
             if adj is not None:
@@ -100,10 +99,10 @@ def _paired_test(both: list[tuple[Outcome, Outcome]], suite: str) -> Paired:
     return entry
 
 
-def common_scores(endpoints: list[dict[str, Any]], outcomes: Outcomes, lineup: Lineup) -> None:
+def common_scores(endpoints: list[EndpointSummary], outcomes: Outcomes, lineup: Lineup) -> None:
     """Where endpoints failed on different items, each suite's score over the items every
     endpoint answered (failing on the hard items must not raise a score)."""
-    names = [e["name"] for e in endpoints]
+    names = [e.name for e in endpoints]
     for suite in lineup.run.suites:
         failed = {n: {o.item_id for o in outcomes[(n, suite)] if o.error} for n in names}
         if len({frozenset(f) for f in failed.values()}) <= 1:
@@ -111,25 +110,25 @@ def common_scores(endpoints: list[dict[str, Any]], outcomes: Outcomes, lineup: L
         answered = [{o.item_id for o in outcomes[(n, suite)] if not o.error} for n in names]
         common = set.intersection(*answered) if answered else set()
         for e in endpoints:
-            rows = [o for o in outcomes[(e["name"], suite)] if o.item_id in common and not o.error]
+            rows = [o for o in outcomes[(e.name, suite)] if o.item_id in common and not o.error]
             binary = bool(rows) and all(o.passed is not None for o in rows)
             by_item: dict[str, list[float]] = defaultdict(list)
             for o in rows:
                 by_item[o.item_id].append(_val(o, binary))
             means = [sum(v) / len(v) for v in by_item.values()]
-            st = e["suites"][suite]
+            st = e.suites[suite]
             st.score_common = _round(sum(means) / len(means), 4) if means else None
             st.n_common_items = len(common)
 
 
-def no_score_causes(endpoints: list[dict[str, Any]], store: Store, run_id: str) -> None:
+def no_score_causes(endpoints: list[EndpointSummary], store: Store, run_id: str) -> None:
     """A suite with no score says why, in the provider's words ("30/30 failed — HTTP 402:
     Insufficient credits"), from the most common failure of the endpoint's calls."""
     causes = store.failure_causes(run_id)
     for e in endpoints:
-        for st in e["suites"].values():
-            if st.no_score and e["name"] in causes:
-                st.no_score += " — " + causes[e["name"]]
+        for st in e.suites.values():
+            if st.no_score and e.name in causes:
+                st.no_score += " — " + causes[e.name]
 
 
 def _val(o: Outcome, binary: bool) -> float:

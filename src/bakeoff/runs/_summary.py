@@ -16,8 +16,9 @@ import contextlib
 import functools
 import hashlib
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -28,7 +29,17 @@ from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total
 from bakeoff.runs._front import pareto_front
 from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
-from bakeoff.runs._results import SCHEMA_VERSION, Bill, RunSummary, SuiteStats, TierStats
+from bakeoff.runs._results import (
+    SCHEMA_VERSION,
+    Bill,
+    EndpointSummary,
+    Fidelity,
+    Percentiles,
+    RunSummary,
+    SuiteStats,
+    TierStats,
+    Tokens,
+)
 from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import (
     item_bootstrap_ci,
@@ -44,22 +55,23 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | None:
+def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> Fidelity | None:
+    """The audit's verdict as the summary states it (`v`: as the store keeps it)."""
     if is_reference:
-        return {"verdict": "reference"}
+        return Fidelity(verdict="reference")
     if v is None:
         return None
-    return {
-        "verdict": v["verdict"],
-        "claim": v.get("claim"),
-        "p_value": v["p_value"],
-        "multiplicity": v.get("multiplicity", "per_endpoint"),
-        "alpha": v.get("alpha"),
-        "calls": v["calls"],
-        "tokens": v["tokens"],
-        "why": v["why"],
-        "flags": v["behaviour"].get("flags", []),
-    }
+    return Fidelity(
+        verdict=v["verdict"],
+        claim=v.get("claim"),
+        p_value=v["p_value"],
+        multiplicity=v.get("multiplicity", "per_endpoint"),
+        alpha=v.get("alpha"),
+        calls=v["calls"],
+        tokens=v["tokens"],
+        why=v["why"],
+        flags=v["behaviour"].get("flags", []),
+    )
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -120,16 +132,20 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         _endpoint_entry(
             ep,
             lineup,
-            per_ep.get(ep.name, []),
-            {
-                suite: _suite_stats(outcomes[(ep.name, suite)], items, lineup.run.max_failed_share)
-                for suite in lineup.run.suites
-            },
-            planned_calls(store, run_id, lineup, ep.name, suite_items),
-            verdicts.get(ep.name),
-            probes.get(ep.name),
-            bills[ep.name],
-            (*all_of[ep.name], *side_of[ep.name]),
+            _EndpointRows(
+                suite_calls=per_ep.get(ep.name, []),
+                every_call=(*all_of[ep.name], *side_of[ep.name]),
+                planned=planned_calls(store, run_id, lineup, ep.name, suite_items),
+                suites={
+                    suite: _suite_stats(
+                        outcomes[(ep.name, suite)], items, lineup.run.max_failed_share
+                    )
+                    for suite in lineup.run.suites
+                },
+                verdict=verdicts.get(ep.name),
+                probe=probes.get(ep.name),
+                bill=bills[ep.name],
+            ),
             retried,
         )
         for ep in lineup.endpoints
@@ -139,11 +155,11 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         for r in item_rows:
             of_suite[r["suite"]].append(Item.from_stored(r))
         for e in endpoints:
-            ep = lineup.endpoint(e["name"])
+            ep = lineup.endpoint(e.name)
             for suite in lineup.run.suites:
                 planned = sum(1 for it in of_suite[suite] if fits(ep, it))
                 rows = outcomes[(ep.name, suite)]
-                _sequence_stats(e["suites"][suite], suite, rows, lineup, planned)
+                _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
     paired(endpoints, outcomes, lineup)
     common_scores(endpoints, outcomes, lineup)
     no_score_causes(endpoints, store, run_id)
@@ -166,21 +182,27 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     )
 
 
+@dataclass(frozen=True)
+class _EndpointRows:
+    """What the store holds of one endpoint of the run, and its suites' stats."""
+
+    suite_calls: list[Row]
+    every_call: tuple[Row, ...]
+    """Suite, audit, probe and judge calls: its bill, and who served them."""
+    planned: int
+    suites: dict[str, SuiteStats]
+    verdict: dict[str, Any] | None
+    probe: dict[str, Any] | None
+    bill: Bill
+
+
 def _endpoint_entry(
-    ep: Endpoint,
-    lineup: Lineup,
-    rows: list[Any],
-    suites: dict[str, SuiteStats],
-    planned: int,
-    verdict: dict[str, Any] | None,
-    probe: dict[str, Any] | None,
-    bill: Bill,
-    every_call: tuple[Any, ...],
-    retried: dict[str, tuple[float, int]],
-) -> dict[str, Any]:
-    """One endpoint's line of the summary, from its suite calls (`rows`): counts, errors by
-    class, speed of its live calls, tokens, fidelity, capabilities; and from `every_call` (suite,
-    audit, probe, judge) its bill and who served it."""
+    ep: Endpoint, lineup: Lineup, of: _EndpointRows, retried: dict[str, tuple[float, int]]
+) -> EndpointSummary:
+    """One endpoint's line of the summary, from its suite calls: counts, errors by class, speed of
+    its live calls, tokens, fidelity, capabilities; and from every call its bill and who served
+    them (`_upstream_checks`)."""
+    rows, bill = of.suite_calls, of.bill
     ok = [c for c in rows if c["status"] == "ok"]
     errors = Counter(c["error_class"] for c in rows if c["status"] != "ok")
     live = [c for c in ok if not c["cached"]]
@@ -192,58 +214,69 @@ def _endpoint_entry(
             tps.append((n - 1) / ((last - first) / 1000))
     prompt_tokens = sum(c["prompt_tokens"] or 0 for c in live)
     completion_tokens = sum(c["completion_tokens"] or 0 for c in live)
-    entry: dict[str, Any] = {
-        "name": ep.name,
-        "model": ep.model,
-        "provider": ep.provider,
-        "reference": ep.name == lineup.reference,
-        "planned": planned,
-        "calls": len(rows),
-        "successes": len(ok),
-        "errors": dict(sorted(errors.items())),
-        "error_rate": _round(sum(errors.values()) / len(rows) if rows else None, 4),
-        "cached": sum(1 for c in rows if c["cached"]),
-        "attempts": sum(c["n_attempts"] for c in rows),
-        "suites": suites,
-        "ttft_ms": {"p50": _round(percentile(ttft, 50)), "p90": _round(percentile(ttft, 90))},
-        "output_tok_s": {"p50": _round(percentile(tps, 50), 1)},
-        "tokens": {
+    entry = EndpointSummary(
+        name=ep.name,
+        model=ep.model,
+        provider=ep.provider,
+        reference=ep.name == lineup.reference,
+        planned=of.planned,
+        calls=len(rows),
+        successes=len(ok),
+        errors=dict(sorted(errors.items())),
+        error_rate=_round(sum(errors.values()) / len(rows) if rows else None, 4),
+        cached=sum(1 for c in rows if c["cached"]),
+        attempts=sum(c["n_attempts"] for c in rows),
+        suites=of.suites,
+        ttft_ms=Percentiles(p50=_round(percentile(ttft, 50)), p90=_round(percentile(ttft, 90))),
+        output_tok_s=Percentiles(p50=_round(percentile(tps, 50), 1)),
+        tokens=Tokens(
             # unknown, not 0, when no live call reported them (a server that sends no usage)
-            "prompt": None
+            prompt=None
             if live and all(c["prompt_tokens"] is None for c in live)
             else prompt_tokens,
-            "completion": completion_tokens,
-        },
-        "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
-        "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
-        "cost_usd": bill.total_usd,
-        "bill": bill,
-        "fidelity": _fidelity(verdict, ep.name == lineup.reference),
-        "capabilities": capability_row(probe) if probe is not None else None,
+            completion=completion_tokens,
+        ),
+        usage_sources=dict(Counter(c["usage_source"] for c in ok)),
+        upstreams=dict(Counter(c["upstream"] for c in ok if c["upstream"])),
+        cost_usd=bill.total_usd,
+        bill=bill,
+        fidelity=_fidelity(of.verdict, ep.name == lineup.reference),
+        capabilities=capability_row(of.probe) if of.probe is not None else None,
         **_reliability(rows, live, retried),
-    }
+    )
     claims = {"context": ep.context, **(ep.claims.model_dump() if ep.claims else {})}
     if any(v is not None for v in claims.values()):
-        entry["claims"] = {k: v for k, v in claims.items() if v is not None}
-    pinned = pinned_upstream(ep)
-    if pinned is not None:
-        entry["pinned_upstream"] = pinned
-        entry["wrong_upstream"] = sum(
-            1 for c in every_call if served_elsewhere(pinned, c["upstream"])
-        )
-        entry["wrong_upstream_of"] = len(every_call)
+        entry.claims = {k: v for k, v in claims.items() if v is not None}
+    _upstream_checks(entry, ep, of.every_call)
     suite_cost = bill.by_purpose.get("suite")
     if suite_cost is not None:
-        correct = sum(v.correct or 0 for v in suites.values())
+        correct = sum(v.correct or 0 for v in of.suites.values())
         tokens = prompt_tokens + completion_tokens
-        entry["cost_per_1m_tokens"] = round(suite_cost / tokens * 1e6, 4) if tokens else None
-        entry["cost_per_correct"] = round(suite_cost / correct, 6) if correct else None
+        entry.cost_per_1m_tokens = round(suite_cost / tokens * 1e6, 4) if tokens else None
+        entry.cost_per_correct = round(suite_cost / correct, 6) if correct else None
     return entry
 
 
+def _upstream_checks(entry: EndpointSummary, ep: Endpoint, every_call: tuple[Row, ...]) -> None:
+    """For an endpoint pinned to one upstream: how many of its calls another one served."""
+    pinned = pinned_upstream(ep)
+    if pinned is not None:
+        entry.pinned_upstream = pinned
+        entry.wrong_upstream = sum(1 for c in every_call if served_elsewhere(pinned, c["upstream"]))
+        entry.wrong_upstream_of = len(every_call)
+
+
+class _Reliability(TypedDict):
+    retried: int
+    retry_rate: float | None
+    rate_limited: int
+    rate_limited_calls: int
+    ttft_first_send_ms: Percentiles
+
+
 def _reliability(
-    rows: list[Any], live: list[Any], retried: dict[str, tuple[float, int]]
-) -> dict[str, Any]:
+    rows: list[Row], live: list[Row], retried: dict[str, tuple[float, int]]
+) -> _Reliability:
     """What the error rate alone hides: the calls that needed retries, the attempts refused with a
     rate limit, and TTFT from the first attempt's send (the wait a user of the endpoint had) beside
     the TTFT of the attempt that answered — a retried call's own TTFT flatters the endpoint."""
@@ -256,26 +289,25 @@ def _reliability(
         if c["id"] in retried:
             extra = max(0.0, (retried[c["id"]][0] - c["started_at"]) * 1000)
         from_first.append(c["ttft_ms"] + extra)
-    return {
-        "retried": len(mine),
-        "retry_rate": _round(len(mine) / len(rows) if rows else None, 4),
-        "rate_limited": sum(n for _, n in mine),
-        "rate_limited_calls": sum(1 for _, n in mine if n)
+    return _Reliability(
+        retried=len(mine),
+        retry_rate=_round(len(mine) / len(rows) if rows else None, 4),
+        rate_limited=sum(n for _, n in mine),
+        rate_limited_calls=sum(1 for _, n in mine if n)
         + sum(1 for c in rows if c["id"] not in retried and c["error_class"] == "rate_limited"),
-        "ttft_first_send_ms": {
-            "p50": _round(percentile(from_first, 50)),
-            "p90": _round(percentile(from_first, 90)),
-        },
-    }
+        ttft_first_send_ms=Percentiles(
+            p50=_round(percentile(from_first, 50)), p90=_round(percentile(from_first, 90))
+        ),
+    )
 
 
-def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
+def _isolation_warnings(endpoints: list[EndpointSummary]) -> list[str]:
     """One line per endpoint and suite whose model-written code ran without the sandbox."""
     return [
-        f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
+        f"{e.name} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
         f"{st.unisolated_calls} of {st.n} calls"
         for e in endpoints
-        for suite, st in e["suites"].items()
+        for suite, st in e.suites.items()
         if st.unisolated_calls
     ]
 
