@@ -245,21 +245,9 @@ class EndpointClient:
                     return result
         except CallError:
             raise
-        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one
-            raise CallError(ErrorClass.timeout, "connect timeout") from None
-        except TimeoutError:
-            detail = "total" if loop.time() >= hard_end - 1e-3 else stream.phase
-            raise CallError(ErrorClass.timeout, f"{detail} timeout") from None
-        except aiohttp.ClientPayloadError as e:
-            raise CallError(
-                ErrorClass.connection_error, f"connection closed mid-response: {_short(e)}"
-            ) from None
-        except aiohttp.ClientConnectorError as e:
-            raise CallError(ErrorClass.connection_error, f"cannot connect: {_short(e)}") from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as e:
-            raise CallError(ErrorClass.connection_error, _short(e)) from None
-        except aiohttp.ClientError as e:
-            raise CallError(ErrorClass.connection_error, _short(e)) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+            phase = "total" if loop.time() >= hard_end - 1e-3 else stream.phase
+            raise _wire_error(e, phase) from None
 
     async def _read_stream(
         self,
@@ -327,6 +315,21 @@ class EndpointClient:
         text = raw[: MAX_RAW_BYTES + 4].decode("utf-8", "replace")
         result.raw = text if len(raw) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
         return result
+
+
+def _wire_error(e: BaseException, phase: str) -> CallError:
+    """The class of a call that the connection or a deadline ended (`phase`: the one it was in)."""
+    if isinstance(e, aiohttp.ConnectionTimeoutError):  # before TimeoutError: it is one
+        return CallError(ErrorClass.timeout, "connect timeout")
+    if isinstance(e, TimeoutError):
+        return CallError(ErrorClass.timeout, f"{phase} timeout")
+    if isinstance(e, aiohttp.ClientPayloadError):
+        return CallError(
+            ErrorClass.connection_error, f"connection closed mid-response: {_short(e)}"
+        )
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return CallError(ErrorClass.connection_error, f"cannot connect: {_short(e)}")
+    return CallError(ErrorClass.connection_error, _short(e))
 
 
 def _short(e: BaseException) -> str:

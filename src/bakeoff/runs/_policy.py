@@ -2,7 +2,7 @@
 policy and the record of every attempt.
 
 Every caller goes through the endpoint's `CallPolicy`: suite jobs and the fidelity audit's jobs
-(`_EndpointRunner.run_job`), LLM judges of a dataset scorer, the arena's judge, and the capability
+(`runs._runner`'s workers), LLM judges of a dataset scorer, the arena's judge, and the capability
 probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold for the run as a whole, not
 per kind of call. perf's load generator alone calls `EndpointClient` directly, on purpose: it
 measures the endpoint under the load it sets, not under our politeness.

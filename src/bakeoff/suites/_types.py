@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bakeoff.endpoints import CallRequest, CallResult
+from bakeoff.endpoints import CallRequest, CallResult, JsonObject
 
 
 class Item(BaseModel):
@@ -37,7 +37,7 @@ class Item(BaseModel):
         """The request of this item: its input, its `params` over the endpoint's `defaults`, and a
         regime's extras over both (in `endpoints.request_body`'s order)."""
         prompt: str | None = None
-        messages: list[dict[str, Any]] | None = None
+        messages: list[JsonObject] | None = None
         if api == "chat":
             messages = self.messages or [{"role": "user", "content": self.prompt or ""}]
         else:
