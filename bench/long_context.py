@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bakeoff.endpoints import CallRequest, EndpointClient, Limits
+from bakeoff.endpoints import CallRequest, ClientOptions, EndpointClient, Limits
 from client_overhead import start_server
 
 
@@ -53,7 +53,10 @@ async def level(
     tokens = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         client = EndpointClient(
-            s, base_url=url, model="m", limits=Limits(max_response_bytes=64_000_000)
+            s,
+            base_url=url,
+            model="m",
+            options=ClientOptions(limits=Limits(max_response_bytes=64_000_000)),
         )
         if read_bufsize is not None:
             client.read_bufsize = read_bufsize

@@ -9,7 +9,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bakeoff.endpoints import CallError, CallRequest, EndpointClient, ErrorClass, Timeouts
+from bakeoff.endpoints import (
+    CallError,
+    CallRequest,
+    ClientOptions,
+    EndpointClient,
+    ErrorClass,
+    Timeouts,
+)
 from bakeoff.fake import FakeConfig, FakeServer
 
 CHAT = CallRequest(messages=[{"role": "user", "content": "one two three four"}])
@@ -20,7 +27,7 @@ async def _call(cfg: FakeConfig, req: CallRequest = CHAT, **kw: Any):
     url = await server.start()
     try:
         async with aiohttp.ClientSession() as s:
-            client = EndpointClient(s, base_url=url, model="m", **kw)
+            client = EndpointClient(s, base_url=url, model="m", options=ClientOptions(**kw))
             return await client.call(req), server
     finally:
         await server.stop()

@@ -22,6 +22,7 @@ import pytest
 from bakeoff.endpoints import (
     CallError,
     CallRequest,
+    ClientOptions,
     EndpointClient,
     ErrorClass,
     Limits,
@@ -95,7 +96,9 @@ async def _call(mode: str, stream: bool, api: str = "chat", limits: Limits = LIM
     url = await server.start()
     try:
         async with aiohttp.ClientSession() as session:
-            client = EndpointClient(session, base_url=url, model="m", limits=limits)
+            client = EndpointClient(
+                session, base_url=url, model="m", options=ClientOptions(limits=limits)
+            )
             prompt = f"[[fault:{mode}]]"
             req = (
                 CallRequest(messages=[{"role": "user", "content": prompt}], stream=stream)

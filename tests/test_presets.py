@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import bakeoff
-from bakeoff.endpoints import CallError, CallRequest, EndpointClient, ErrorClass
+from bakeoff.endpoints import CallError, CallRequest, ClientOptions, EndpointClient, ErrorClass
 from bakeoff.fake import PERSONAS, FakeConfig, FakeServer
 from bakeoff.lineups import LineupError, load_lineup, parse_lineup
 from bakeoff.plugins import get_provider, hookimpl, plugin_manager, resolve_lineup
@@ -118,8 +118,7 @@ def test_a_preset_request_body_and_error_mapping_against_its_persona(name, tmp_p
                     session,
                     base_url=url,
                     model="m",
-                    drop_fields=cls.drops,
-                    upstream_field=cls.upstream_field,
+                    options=ClientOptions(drop_fields=cls.drops, upstream_field=cls.upstream_field),
                 )
                 errors = {}
                 for fault in EXPECTED_ERRORS:

@@ -146,9 +146,7 @@ def check_sandbox(lineup: Lineup, unsafe_code: bool, log: Log | None = None) -> 
     """Suites that run model-written code need the bubblewrap sandbox: refused before any call
     without it, unless `unsafe_code` (then they run unisolated, and the summary says so)."""
     try:
-        needs = [
-            s for s in lineup.run.suites if getattr(suite_for(lineup, s), "runs_model_code", False)
-        ]
+        needs = [s for s in lineup.run.suites if suite_for(lineup, s).runs_model_code]
     except (UnknownPluginError, DatasetError) as e:
         raise RunError(str(e)) from None
     if not needs:

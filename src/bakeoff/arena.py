@@ -201,8 +201,7 @@ async def judge_pairs(
     stored = 0
     sub = _judge_lineup(lineup, judge)
     async with EndpointSession(store, run_id, sub, RunOptions(use_cache=False)) as session:
-        policy = session.runners[judge].policy  # the judge's slots, rate limit and retries
-        assert policy is not None
+        policy = session.handles[judge].policy  # the judge's slots, rate limit and retries
 
         async def one(key: tuple[str, str, int], a: str, b: str) -> None:
             nonlocal stored

@@ -223,9 +223,9 @@ async def run_audit(
                     # not streamed: usage (prompt tokens) is then reported by more servers
                     jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
         for name, js in jobs.items():
-            runner = session.runners[name]
-            runner.progress.total += len(js)
-            runner._notify()
+            handle = session.handles[name]
+            handle.progress.total += len(js)
+            handle.notify()
         await session.run_jobs(jobs)
         verdicts = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
         _flush(wrapped)

@@ -152,9 +152,9 @@ def _endpoint_scorer(
     if name is None:
         raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
     ep = lineup.endpoint(name)
-    runner = session.runners.get(name) if session is not None else None
-    if runner is not None and runner.client is not None:
-        base_url, key = runner.client.base_url, runner.api_key
+    handle = session.handles.get(name) if session is not None else None
+    if handle is not None and handle.started:
+        base_url, key = handle.client.base_url, handle.api_key
     elif ep.base_url:
         base_url = ep.base_url
         key = os.environ.get(ep.api_key_env) if ep.api_key_env else None

@@ -372,9 +372,8 @@ def probe(
     opts = ProbeOptions(max_context=max_context, output_tokens=output_tokens)
 
     async def go() -> dict[str, Any]:
-        async with EndpointSession(store, owner, lineup, RunOptions()) as session:
-            if endpoint:
-                session.runners = {k: v for k, v in session.runners.items() if k in set(endpoint)}
+        only = endpoint or None  # the others are started for the proxies in front of them
+        async with EndpointSession(store, owner, lineup, RunOptions(), only=only) as session:
             with err.status("probing endpoints..."):
                 return await run_probes(session, opts, only_missing=False)
 

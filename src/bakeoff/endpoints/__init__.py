@@ -3,12 +3,15 @@ one way to an HTTP session (`open_session`) and the bounded synchronous POST (`p
 
 from bakeoff.endpoints._client import (
     CREDENTIAL_HEADERS,
+    ClientOptions,
     EndpointClient,
     Limits,
+    StoredRequest,
     Timeouts,
     redact_headers,
 )
 from bakeoff.endpoints._errors import classify_status, parse_retry_after
+from bakeoff.endpoints._request import request_body
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._session import open_session
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
@@ -20,6 +23,7 @@ from bakeoff.endpoints._types import (
     CallRequest,
     CallResult,
     ErrorClass,
+    JsonObject,
     Timings,
     ToolCall,
 )
@@ -31,14 +35,17 @@ __all__ = [
     "CallRequest",
     "CallResult",
     "Caller",
+    "ClientOptions",
     "EndpointClient",
     "ErrorClass",
+    "JsonObject",
     "Limits",
     "PostError",
     "RetryDecision",
     "RetryPolicy",
     "SSELimitError",
     "SSEParser",
+    "StoredRequest",
     "Timeouts",
     "Timings",
     "ToolCall",
@@ -48,4 +55,5 @@ __all__ = [
     "parse_retry_after",
     "post_json",
     "redact_headers",
+    "request_body",
 ]

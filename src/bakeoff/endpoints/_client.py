@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 import aiohttp
 import orjson
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff.endpoints._body import Body
 from bakeoff.endpoints._errors import classify_status
+from bakeoff.endpoints._request import request_body
 from bakeoff.endpoints._shapes import (
     _apply_usage,
     _arguments,
@@ -40,6 +43,7 @@ from bakeoff.endpoints._types import (
     CallRequest,
     CallResult,
     ErrorClass,
+    JsonObject,
     Timings,
     ToolCall,
 )
@@ -71,6 +75,32 @@ class Limits(BaseModel):
     """One line, and one event, of a stream."""
 
 
+@dataclass(frozen=True)
+class ClientOptions:
+    """How an `EndpointClient` talks to its endpoint, beyond its URL, model and key."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with every request (after the defaults: they may replace them)."""
+    extra_body: Mapping[str, object] = field(default_factory=dict)
+    """The provider's body fields (level 2 of `request_body`)."""
+    timeouts: Timeouts = field(default_factory=lambda: Timeouts())
+    limits: Limits = field(default_factory=lambda: Limits())
+    stream_usage: bool = True
+    """Ask for usage in the stream (`stream_options.include_usage`)."""
+    upstream_field: str | None = "provider"
+    """The reply field that names who served it (OpenRouter's `provider`)."""
+    drop_fields: frozenset[str] = frozenset()
+    """Body fields the endpoint refuses (level 7 of `request_body`)."""
+
+
+class StoredRequest(TypedDict):
+    """A request as it is stored with its call: URL, headers with credentials redacted, body."""
+
+    url: str
+    headers: dict[str, str]
+    body: JsonObject
+
+
 MAX_ERROR_BODY = 65_536
 """Of an error reply (4xx/5xx, HTML), only this much is read: 500 characters are kept."""
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
@@ -78,7 +108,7 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key
 redacted before anything is stored (with every header whose name contains `key`)."""
 
 
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers as they may be stored: credentials replaced."""
     out = {}
     for k, v in headers.items():
@@ -100,29 +130,24 @@ class EndpointClient:
         base_url: str,
         model: str,
         api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-        extra_body: dict[str, Any] | None = None,
-        timeouts: Timeouts | None = None,
-        stream_usage: bool = True,
-        upstream_field: str | None = "provider",
-        limits: Limits | None = None,
-        drop_fields: frozenset[str] = frozenset(),
+        options: ClientOptions | None = None,
     ) -> None:
+        o = options or ClientOptions()
         self.session = session
-        self.drop_fields = drop_fields
+        self.drop_fields = o.drop_fields
         """Body fields the endpoint refuses: removed from every request (the stored one too)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.timeouts = timeouts or Timeouts()
-        self.limits = limits or Limits()
-        self.extra_body = dict(extra_body or {})
-        self.stream_usage = stream_usage
-        self.upstream_field = upstream_field
+        self.timeouts = o.timeouts
+        self.limits = o.limits
+        self.extra_body: JsonObject = dict(o.extra_body)
+        self.stream_usage = o.stream_usage
+        self.upstream_field = o.upstream_field
         # only the encodings decompressed here, by bounded steps (`_Body`)
         self._headers = {
             "Content-Type": "application/json",
             "Accept-Encoding": "gzip, deflate",
-            **(headers or {}),
+            **o.headers,
         }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -138,22 +163,17 @@ class EndpointClient:
         path = "/chat/completions" if req.api == "chat" else "/completions"
         return self.base_url + path
 
-    def body_for(self, req: CallRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model}
-        if req.api == "chat":
-            body["messages"] = req.messages or []
-        else:
-            body["prompt"] = req.prompt or ""
-        body.update(self.extra_body)
-        body.update(req.params)
-        body["stream"] = req.stream
-        if req.stream and self.stream_usage:
-            body["stream_options"] = {"include_usage": True}
-        for key in self.drop_fields & body.keys():
-            del body[key]
-        return body
+    def body_for(self, req: CallRequest) -> JsonObject:
+        """The wire body: `request_body`, with this endpoint's model, provider fields and drops."""
+        return request_body(
+            self.model,
+            req,
+            provider=self.extra_body,
+            drop=self.drop_fields,
+            stream_usage=self.stream_usage,
+        )
 
-    def stored_request(self, req: CallRequest) -> dict[str, Any]:
+    def stored_request(self, req: CallRequest) -> StoredRequest:
         """The request as it is stored: URL, redacted headers, body."""
         return {
             "url": self.url_for(req),
@@ -225,21 +245,9 @@ class EndpointClient:
                     return result
         except CallError:
             raise
-        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: it is one
-            raise CallError(ErrorClass.timeout, "connect timeout") from None
-        except TimeoutError:
-            detail = "total" if loop.time() >= hard_end - 1e-3 else stream.phase
-            raise CallError(ErrorClass.timeout, f"{detail} timeout") from None
-        except aiohttp.ClientPayloadError as e:
-            raise CallError(
-                ErrorClass.connection_error, f"connection closed mid-response: {_short(e)}"
-            ) from None
-        except aiohttp.ClientConnectorError as e:
-            raise CallError(ErrorClass.connection_error, f"cannot connect: {_short(e)}") from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as e:
-            raise CallError(ErrorClass.connection_error, _short(e)) from None
-        except aiohttp.ClientError as e:
-            raise CallError(ErrorClass.connection_error, _short(e)) from None
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+            phase = "total" if loop.time() >= hard_end - 1e-3 else stream.phase
+            raise _wire_error(e, phase) from None
 
     async def _read_stream(
         self,
@@ -307,6 +315,21 @@ class EndpointClient:
         text = raw[: MAX_RAW_BYTES + 4].decode("utf-8", "replace")
         result.raw = text if len(raw) <= MAX_RAW_BYTES else text[:MAX_RAW_BYTES] + "…[cut]"
         return result
+
+
+def _wire_error(e: BaseException, phase: str) -> CallError:
+    """The class of a call that the connection or a deadline ended (`phase`: the one it was in)."""
+    if isinstance(e, aiohttp.ConnectionTimeoutError):  # before TimeoutError: it is one
+        return CallError(ErrorClass.timeout, "connect timeout")
+    if isinstance(e, TimeoutError):
+        return CallError(ErrorClass.timeout, f"{phase} timeout")
+    if isinstance(e, aiohttp.ClientPayloadError):
+        return CallError(
+            ErrorClass.connection_error, f"connection closed mid-response: {_short(e)}"
+        )
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return CallError(ErrorClass.connection_error, f"cannot connect: {_short(e)}")
+    return CallError(ErrorClass.connection_error, _short(e))
 
 
 def _short(e: BaseException) -> str:

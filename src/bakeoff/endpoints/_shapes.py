@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from bakeoff.endpoints._errors import classify_error_object
-from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, ToolCall
+from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, JsonObject, ToolCall
 
 MAX_LOGPROB_ENTRIES = 65_536
 """Logprob entries (one per token) one reply may carry; more is `too_large`."""
@@ -35,7 +33,7 @@ class _ToolParts:
         return ToolCall(id=self.id, name=self.name, arguments="".join(self.args))
 
 
-def _merge_tool_delta(tools: dict[int, _ToolParts], tc: dict[str, Any]) -> None:
+def _merge_tool_delta(tools: dict[int, _ToolParts], tc: JsonObject) -> None:
     idx = tc.get("index", len(tools))
     if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < 10_000:
         raise CallError(
@@ -58,17 +56,18 @@ def _merge_tool_delta(tools: dict[int, _ToolParts], tc: dict[str, Any]) -> None:
         cur.args.append(_arguments(args))
 
 
-def _logprobs(v: Any, have: int) -> list[dict[str, Any]]:
+def _logprobs(v: object, have: int) -> list[JsonObject]:
     """Chat logprob entries (one object per token), `have` already held: capped, objects only."""
     entries = _list(v, "logprobs.content")
     if have + len(entries) > MAX_LOGPROB_ENTRIES:
         raise CallError(ErrorClass.too_large, f"more than {MAX_LOGPROB_ENTRIES:,} logprob entries")
-    if not all(isinstance(e, dict) for e in entries):
+    objects = [e for e in entries if isinstance(e, dict)]
+    if len(objects) != len(entries):
         raise CallError(ErrorClass.bad_response, "a logprobs.content entry is not an object")
-    return entries
+    return objects
 
 
-def _completion_logprobs(lp: dict[str, Any]) -> dict[str, Any]:
+def _completion_logprobs(lp: JsonObject) -> JsonObject:
     """A completions `logprobs` object: its per-token arrays capped."""
     for key, value in lp.items():
         if isinstance(value, list) and len(value) > MAX_LOGPROB_ENTRIES:
@@ -87,7 +86,7 @@ def _objects(raw: bytes | bytearray) -> None:
         )
 
 
-def _dict(v: Any, what: str) -> dict[str, Any]:
+def _dict(v: object, what: str) -> JsonObject:
     """A JSON object where one is expected (missing or null: empty)."""
     if v is None:
         return {}
@@ -96,7 +95,7 @@ def _dict(v: Any, what: str) -> dict[str, Any]:
     return v
 
 
-def _list(v: Any, what: str) -> list[Any]:
+def _list(v: object, what: str) -> list[object]:
     if v is None:
         return []
     if not isinstance(v, list):
@@ -104,7 +103,7 @@ def _list(v: Any, what: str) -> list[Any]:
     return v
 
 
-def _text(v: Any, what: str) -> str:
+def _text(v: object, what: str) -> str:
     if v is None:
         return ""
     if not isinstance(v, str):
@@ -112,26 +111,26 @@ def _text(v: Any, what: str) -> str:
     return v
 
 
-def _label(v: Any) -> str | None:
+def _label(v: object) -> str | None:
     """A short field kept as text whatever its type (model, provider, id, finish_reason)."""
     if v is None:
         return None
     return (v if isinstance(v, str) else orjson.dumps(v).decode("utf-8", "replace"))[:200]
 
 
-def _arguments(v: Any) -> str:
+def _arguments(v: object) -> str:
     if v is None:
         return ""
     return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-def _kind(v: Any) -> str:
+def _kind(v: object) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
         type(v), "a number" if isinstance(v, int | float) else type(v).__name__
     )
 
 
-def _count(v: Any) -> int | None:
+def _count(v: object) -> int | None:
     """A usage count as it may be stored: a non-negative integer of sane size, else None."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
@@ -144,14 +143,14 @@ MAX_COST_USD = 1e6
 """A reported cost of one call above this is not believed (a field of the wrong scale)."""
 
 
-def _cost(v: Any) -> float | None:
+def _cost(v: object) -> float | None:
     """A reported cost as it may be stored: a finite, non-negative number of sane size."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
     return float(v) if 0 <= v <= MAX_COST_USD else None  # NaN fails both comparisons
 
 
-def usage_of(obj: dict[str, Any]) -> Any:
+def usage_of(obj: JsonObject) -> object:
     """The usage object of a reply or stream event: `usage`, or Groq's `x_groq.usage`."""
     if obj.get("usage"):
         return obj["usage"]
@@ -159,7 +158,7 @@ def usage_of(obj: dict[str, Any]) -> Any:
     return x.get("usage") if isinstance(x, dict) else None
 
 
-def _apply_usage(result: CallResult, usage: Any, n_token_chunks: int | None) -> None:
+def _apply_usage(result: CallResult, usage: object, n_token_chunks: int | None) -> None:
     """The endpoint's usage when its counts are valid; otherwise `usage_source` says `invalid` and,
     in a stream, the token-bearing chunks are counted instead. The cost the endpoint reports
     (`usage.cost`, OpenRouter's) and the prompt tokens it served from its cache
@@ -188,7 +187,7 @@ def _apply_usage(result: CallResult, usage: Any, n_token_chunks: int | None) -> 
         result.usage_source = "chunks"
 
 
-def _json_object(raw: bytes | bytearray, what: str, malformed: str) -> dict[str, Any]:
+def _json_object(raw: bytes | bytearray, what: str, malformed: str) -> JsonObject:
     """`raw` (a body, or one stream event: `what`) parsed as a JSON object; an error object in it
     is that error."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from array import array
-from typing import Any
 
 import orjson
 
@@ -25,7 +24,7 @@ from bakeoff.endpoints._shapes import (
     usage_of,
 )
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
-from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, Timings
+from bakeoff.endpoints._types import CallError, CallResult, ErrorClass, JsonObject, Timings
 
 MAX_RAW_BYTES = 1_000_000
 """Raw responses stored beyond this size are cut (and say so)."""
@@ -55,8 +54,8 @@ class StreamReader:
         self.text = io.StringIO()
         self.reasoning = io.StringIO()
         self.tools: dict[int, _ToolParts] = {}
-        self.logprobs: list[dict[str, Any]] | None = None
-        self.usage: dict[str, Any] | None = None
+        self.logprobs: list[JsonObject] | None = None
+        self.usage: object = None
         self.n_token_chunks = 0
         self.raw_events: list[bytes] = []
         self.raw_size = 0
@@ -115,9 +114,11 @@ class StreamReader:
                 if type(delta) is not dict:
                     delta = _dict(delta, "delta")
                 c = delta.get("content")
-                token = type(c) is str and c != ""
-                if token:
+                if type(c) is str and c != "":
+                    token = True
                     write(c)
+                else:
+                    token = False
                 if type(c) is not str or len(delta) > 1 or ch.get("logprobs") is not None:
                     token = self._chat_delta(ch, delta, ms, token)
             else:
@@ -134,9 +135,7 @@ class StreamReader:
                 timings.first_token_ms = ms
                 self.phase = "stall"
 
-    def _chat_delta(
-        self, ch: dict[str, Any], delta: dict[str, Any], ms: float, token: bool
-    ) -> bool:
+    def _chat_delta(self, ch: JsonObject, delta: JsonObject, ms: float, token: bool) -> bool:
         """The rest of a chat choice's delta, its text read (`token`: it had some); True when it
         carries a token (text, reasoning or a tool call)."""
         _text(delta.get("content"), "delta.content")  # a content of another type is an error
@@ -158,7 +157,7 @@ class StreamReader:
             self.logprobs.extend(_logprobs(lp["content"], len(self.logprobs)))
         return token
 
-    def _completion_choice(self, ch: dict[str, Any]) -> bool:
+    def _completion_choice(self, ch: JsonObject) -> bool:
         """A completions choice; True when it carries text."""
         c = _text(ch.get("text"), "text")
         if c:

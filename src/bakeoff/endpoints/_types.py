@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+JsonObject = dict[str, object]
+"""A JSON object exactly as it goes to or comes from the wire (narrowed with isinstance where read)."""
 
 
 class ErrorClass(StrEnum):
@@ -74,10 +77,16 @@ class CallRequest(BaseModel):
 
     api: str = "chat"
     """`chat` (/chat/completions) or `completions` (/completions)."""
-    messages: list[dict[str, Any]] | None = None
+    messages: list[JsonObject] | None = None
     prompt: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    """Sampling and other body fields (temperature, max_tokens, seed, tools, logprobs, ...)."""
+    defaults: JsonObject = Field(default_factory=dict)
+    """The endpoint's default body fields: the lineup's `defaults` under the endpoint's `params`."""
+    params: JsonObject = Field(default_factory=dict)
+    """The item's body fields (temperature, max_tokens, seed, tools, logprobs, ...), over the
+    defaults; a judge's or a probe's request states all of its fields here."""
+    regime: JsonObject = Field(default_factory=dict)
+    """A regime's extras over the item's fields (the audit's neutral sampler fields, its seed).
+    The order of every level is `request_body`'s."""
     stream: bool = True
 
 
@@ -111,7 +120,7 @@ class CallResult(BaseModel):
     reasoning: str | None = None
     finish_reason: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
-    logprobs: list[dict[str, Any]] | None = None
+    logprobs: list[JsonObject] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     usage_source: str = "none"
@@ -125,8 +134,8 @@ class CallResult(BaseModel):
     response_model: str | None = None
     timings: Timings = Field(default_factory=Timings)
     status: int = 200
-    raw: Any = None
-    """The raw response: the JSON body, or the list of parsed stream events."""
+    raw: str | None = None
+    """The raw response: the JSON body, or the stream's events one a line (capped)."""
 
 
 class Caller(Protocol):

@@ -25,7 +25,14 @@ from typing import Any, Literal
 
 import aiohttp
 
-from bakeoff.endpoints import CallError, CallRequest, EndpointClient, Timeouts, open_session
+from bakeoff.endpoints import (
+    CallError,
+    CallRequest,
+    ClientOptions,
+    EndpointClient,
+    Timeouts,
+    open_session,
+)
 
 LATE_MS = 5.0
 """A send this much later than intended counts as late."""
@@ -188,10 +195,12 @@ def _client(session: aiohttp.ClientSession, target: Target) -> EndpointClient:
         base_url=target.base_url,
         model=target.model,
         api_key=target.api_key,
-        headers=target.headers,
-        extra_body=target.extra_body,
-        stream_usage=target.stream_usage,
-        timeouts=Timeouts(**target.timeouts),
+        options=ClientOptions(
+            headers=target.headers,
+            extra_body=target.extra_body,
+            stream_usage=target.stream_usage,
+            timeouts=Timeouts(**target.timeouts),
+        ),
     )
 
 

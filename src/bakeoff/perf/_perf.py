@@ -12,13 +12,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bakeoff.endpoints import CallRequest
 from bakeoff.lineups import Lineup, purposes
 from bakeoff.perf._load import LevelSpec, Target, run_level
 from bakeoff.perf._metrics import SLO, level_metrics
 from bakeoff.store import Store, dumps
+
+if TYPE_CHECKING:
+    from bakeoff.runs import EndpointSession
 
 SATURATION_GAIN = 1.10
 
@@ -231,14 +234,14 @@ async def sweep_endpoint(
     }
 
 
-def _gguf_of(session: Any, name: str) -> str | None:
+def _gguf_of(session: EndpointSession, name: str) -> str | None:
     """The model file behind an endpoint of the local lineup (through proxies), if any."""
-    runner = session.runners[name]
+    handle = session.handle(name)
     seen = set()
-    while runner.ep.proxy is not None and runner.ep.name not in seen:
-        seen.add(runner.ep.name)
-        runner = session.runners[runner.ep.proxy.target]
-    path = getattr(runner.provider, "model_path", None)
+    while handle.endpoint.proxy is not None and handle.endpoint.name not in seen:
+        seen.add(handle.endpoint.name)
+        handle = session.handle(handle.endpoint.proxy.target)
+    path = getattr(handle.provider, "model_path", None)
     return str(path) if path else None
 
 
@@ -298,16 +301,15 @@ async def _run_perf(
     try:
         async with EndpointSession(store, perf_id, lineup, RunOptions()) as session:
             for name in names:
-                runner = session.runners[name]
-                assert runner.client is not None
-                c = runner.client
-                ep = runner.ep
+                handle = session.handles[name]
+                c = handle.client
+                ep = handle.endpoint
                 target = Target(
                     name=name,
                     base_url=c.base_url,
                     model=c.model,
                     api=ep.api,
-                    api_key=runner.api_key,
+                    api_key=handle.api_key,
                     headers=dict(ep.headers),
                     extra_body=dict(c.extra_body),
                     stream_usage=ep.stream_usage,

@@ -23,11 +23,14 @@ import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakeoff.endpoints import Caller, CallError, CallRequest, CallResult
 from bakeoff.lineups import purposes
 from bakeoff.suites.long_context import build_haystack
+
+if TYPE_CHECKING:
+    from bakeoff.runs import EndpointHandle, EndpointSession
 
 NEEDLE = "The secret code is {code}."
 
@@ -353,7 +356,7 @@ async def probe_endpoint(
 
 
 async def run_probes(
-    session: Any,
+    session: EndpointSession,
     opts: ProbeOptions | None = None,
     only_missing: bool = True,
     max_context_cap: int | None = None,
@@ -368,11 +371,11 @@ async def run_probes(
     store = session.store
     have = store.probes(session.run_id) if only_missing else {}
 
-    async def one(name: str, runner: Any) -> None:
+    async def one(name: str, handle: EndpointHandle) -> None:
         if name in have:
             return
         o = opts or ProbeOptions()
-        claim = claimed_context(runner.ep)
+        claim = claimed_context(handle.endpoint)
         if max_context_cap is not None and o.max_context is None:
             want = int(claim * 1.25) if claim else 16384
             o = ProbeOptions(
@@ -382,11 +385,11 @@ async def run_probes(
             )
         try:
             result = await probe_endpoint(  # limits, retries, bill
-                runner.policy.billed("probe"), claim, o, frozenset(runner.provider.drops)
+                handle.policy.billed("probe"), claim, o, frozenset(handle.provider.drops)
             )
         except Exception as e:
             result = {"error": f"{type(e).__name__}: {e}"}
         store.put_probe(session.run_id, name, result)
 
-    await asyncio.gather(*(one(n, r) for n, r in session.runners.items()))
+    await asyncio.gather(*(one(n, h) for n, h in session.handles.items()))
     return store.probes(session.run_id)

@@ -8,6 +8,7 @@ from bakeoff.runs._capabilities import (
 )
 from bakeoff.runs._export import ExportError, export, load
 from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
+from bakeoff.runs._handle import EndpointHandle, EndpointProgress
 from bakeoff.runs._plan import (
     Job,
     api_keys,
@@ -20,7 +21,7 @@ from bakeoff.runs._plan import (
     suite_for,
     suite_items,
 )
-from bakeoff.runs._policy import CallPolicy
+from bakeoff.runs._policy import Attempt, CallPolicy
 from bakeoff.runs._results import (
     SCHEMA_VERSION,
     EndpointSummary,
@@ -29,10 +30,10 @@ from bakeoff.runs._results import (
     SuiteStats,
 )
 from bakeoff.runs._runner import (
-    EndpointProgress,
     EndpointSession,
     RunOptions,
     RunOutcome,
+    RunStatus,
     execute,
 )
 from bakeoff.runs._summary import summarize, summary_of
@@ -43,7 +44,9 @@ __all__ = [
     "FEATURES",
     "GATE_EXIT",
     "SCHEMA_VERSION",
+    "Attempt",
     "CallPolicy",
+    "EndpointHandle",
     "EndpointProgress",
     "EndpointSession",
     "EndpointSummary",
@@ -53,6 +56,7 @@ __all__ = [
     "Job",
     "RunOptions",
     "RunOutcome",
+    "RunStatus",
     "RunSummary",
     "SuiteStats",
     "api_keys",

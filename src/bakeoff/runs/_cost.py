@@ -18,7 +18,8 @@ from typing import Any
 
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups import Endpoint, Lineup
-from bakeoff.store import SideCallRecord
+from bakeoff.runs._results import Bill
+from bakeoff.store import Row, SideCallRecord
 
 
 def price_call(
@@ -162,7 +163,7 @@ def side_call_record(
     )
 
 
-def bill_of(calls: list[Any], side: list[Any]) -> dict[str, Any]:
+def bill_of(calls: list[Row], side: list[Row]) -> Bill:
     """What the endpoint's calls cost (`Bill`): stored suite and audit calls, and the bills of its
     probe and judge calls, summed as stored — so the total is the sum of the stored costs."""
     by_purpose: dict[str, float] = defaultdict(float)
@@ -183,14 +184,14 @@ def bill_of(calls: list[Any], side: list[Any]) -> dict[str, Any]:
         by_purpose[purpose] += c["cost_usd"]
     # replays from bakeoff's cache cost 0 but are no figure of what the endpoint charges
     total = sum(by_purpose.values()) if sources.keys() - {"cached"} else None
-    return {
-        "total_usd": None if total is None else round(total, 6),
-        "by_purpose": {k: round(v, 6) for k, v in sorted(by_purpose.items())},
-        "calls": n,
-        "sources": dict(sorted(sources.items())),
-        "unpriced": unpriced,
-        "cached_prompt_tokens": cached_tokens,
-    }
+    return Bill(
+        total_usd=None if total is None else round(total, 6),
+        by_purpose={k: round(v, 6) for k, v in sorted(by_purpose.items())},
+        calls=n,
+        sources=dict(sorted(sources.items())),
+        unpriced=unpriced,
+        cached_prompt_tokens=cached_tokens,
+    )
 
 
 def upstream_warnings(

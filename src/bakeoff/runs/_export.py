@@ -25,12 +25,18 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from bakeoff.runs._summary import summary_of
 from bakeoff.store import Store, loads
+
+if TYPE_CHECKING:
+    import pandas
+
+Row = dict[str, object]
+"""One row of an exported table, column → value as written (the columns: `CALL_COLUMNS`, ...)."""
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
 WHAT = ("calls", "summary", "verdicts")
@@ -167,7 +173,7 @@ def call_rows(
     suites: Iterable[str] = (),
     endpoints: Iterable[str] = (),
     purpose: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """The run's calls as `CALL_COLUMNS` rows, filtered."""
     want_suites, want_eps = set(suites), set(endpoints)
     items = {(r["suite"], r["item_id"]): r for r in store.items(run_id)}
@@ -210,14 +216,14 @@ def call_rows(
 
 def side_call_rows(
     store: Store, run_id: str, *, endpoints: set[str], purpose: str | None
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """The run's probe and judge calls as `CALL_COLUMNS` rows: what `side_calls` holds of them
     (their bill), the other columns empty."""
     out = []
     for c in store.side_calls(run_id):
         if (endpoints and c["endpoint"] not in endpoints) or (purpose and c["purpose"] != purpose):
             continue
-        row: dict[str, Any] = dict.fromkeys(CALL_COLUMNS)
+        row: Row = dict.fromkeys(CALL_COLUMNS)
         row.update(
             {k: c[k] for k in set(c.keys()) & set(CALL_COLUMNS) if k not in ("id", "started_at")},
             id=f"side-{c['id']}",
@@ -230,7 +236,7 @@ def side_call_rows(
 
 def summary_rows(
     store: Store, run_id: str, *, suites: Iterable[str] = (), endpoints: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+) -> list[Row]:
     """The summary as `SUMMARY_COLUMNS` rows: one per endpoint × suite."""
     want_suites, want_eps = set(suites), set(endpoints)
     s = summary_of(store, run_id)
@@ -268,9 +274,7 @@ def summary_rows(
     return out
 
 
-def verdict_rows(
-    store: Store, run_id: str, *, endpoints: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+def verdict_rows(store: Store, run_id: str, *, endpoints: Iterable[str] = ()) -> list[Row]:
     want = set(endpoints)
     out = []
     for name, v in sorted(store.verdicts(run_id).items()):
@@ -305,17 +309,20 @@ def _arrow_schema(columns: dict[str, str]) -> Any:
     return pa.schema([(k, kinds[t]) for k, t in columns.items()])
 
 
-def _parquet(rows: list[dict[str, Any]], columns: dict[str, str], out: str) -> None:
+def _parquet(rows: list[Row], columns: dict[str, str], out: str) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ExportError("parquet export needs pyarrow: pip install 'bakeoff[parquet]'") from None
     times = [k for k, t in columns.items() if t == "time"]
-    typed = [
-        {**r, **{k: dt.datetime.fromisoformat(r[k]) if r[k] else None for k in times}} for r in rows
-    ]
+    typed = [{**r, **{k: _time(r[k]) for k in times}} for r in rows]
     pq.write_table(pa.Table.from_pylist(typed, schema=_arrow_schema(columns)), out)
+
+
+def _time(v: object) -> dt.datetime | None:
+    """A time column's ISO text as a datetime (empty: None)."""
+    return dt.datetime.fromisoformat(v) if isinstance(v, str) and v else None
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -329,9 +336,7 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def write_rows(
-    rows: list[dict[str, Any]], columns: dict[str, str], fmt: str, out: str | None
-) -> None:
+def write_rows(rows: list[Row], columns: dict[str, str], fmt: str, out: str | None) -> None:
     """Write rows in `columns` order as `fmt` to `out` (stdout when None, except Parquet)."""
     rows = [{k: r.get(k) for k in columns} for r in rows]
     if fmt == "parquet":
@@ -387,7 +392,7 @@ def export(
     return len(rows)
 
 
-def load(run: str = "last", db: str | Path | None = None) -> dict[str, Any]:
+def load(run: str = "last", db: str | Path | None = None) -> dict[str, pandas.DataFrame]:
     """A run as pandas DataFrames — `calls`, `summary`, `verdicts` — typed by the export schema
     (timestamps as UTC datetimes). Needs pandas."""
     try:

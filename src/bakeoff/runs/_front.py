@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bakeoff.runs._results import EndpointSummary
+
 
 def _dominated(p: tuple[float, float], others: list[tuple[float, float]]) -> bool:
     """`p` = (quality, goodness), both higher-better: some other point is ≥ on both, > on one."""
@@ -27,7 +29,7 @@ def front_of(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(on, key=lambda n: (-points[n][0], -points[n][1], n))
 
 
-def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+def pareto_front(endpoints: list[EndpointSummary]) -> dict[str, Any]:
     """Per endpoint its quality (mean suite score), speed (output tok/s p50) and the cost of its
     suite calls (the same workload on every endpoint, unlike the audit's; per 1,000 calls for the
     front), and two fronts:
@@ -36,24 +38,25 @@ def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
     points: dict[str, dict[str, Any]] = {}
     verdicts: dict[str, str | None] = {}
     for e in endpoints:
-        scores = [v["score"] for v in e["suites"].values() if v["score"] is not None]
+        scores = [v.score for v in e.suites.values() if v.score is not None]
         if not scores:
             continue
-        cost = ((e.get("bill") or {}).get("by_purpose") or {}).get("suite")
-        verdicts[e["name"]] = (e.get("fidelity") or {}).get("verdict")
-        if verdicts[e["name"]] == "same" and _worse(e):
-            verdicts[e["name"]] = "same, but scores worse"  # no pick: see `_picks`
-        points[e["name"]] = {
+        cost = e.bill.by_purpose.get("suite") if e.bill is not None else None
+        verdict = e.fidelity.verdict if e.fidelity is not None else None
+        verdicts[e.name] = verdict
+        if verdict == "same" and _worse(e):
+            verdicts[e.name] = "same, but scores worse"  # no pick: see `_picks`
+        points[e.name] = {
             "quality": round(sum(scores) / len(scores), 4),
-            "fidelity": (e.get("fidelity") or {}).get("verdict"),
-            "output_tok_s": e["output_tok_s"]["p50"],
+            "fidelity": verdict,
+            "output_tok_s": e.output_tok_s.p50,
             "cost_usd": cost,
             # per call, so that an endpoint that stopped early or was cut short is not cheaper
             # for having answered less
-            "cost_per_1k_calls": round(cost / e["calls"] * 1000, 6)
-            if cost is not None and e["calls"]
+            "cost_per_1k_calls": round(cost / e.calls * 1000, 6)
+            if cost is not None and e.calls
             else None,
-            "cost_per_correct": e.get("cost_per_correct"),
+            "cost_per_correct": e.cost_per_correct,
         }
     rejected = sorted(n for n, v in verdicts.items() if v == "different")
     priced = bool(points) and all(p["cost_per_1k_calls"] is not None for p in points.values())
@@ -90,11 +93,11 @@ def pareto_front(endpoints: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _worse(e: dict[str, Any]) -> bool:
+def _worse(e: EndpointSummary) -> bool:
     """Whether a suite scores significantly below the reference's on the same items."""
     return any(
-        (v := s.get("vs_reference") or {}).get("significant") and (v.get("delta") or 0) < 0
-        for s in e["suites"].values()
+        (v := s.vs_reference) is not None and v.significant and (v.delta or 0) < 0
+        for s in e.suites.values()
     )
 
 

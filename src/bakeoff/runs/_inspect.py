@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._cost import pinned_slug
 from bakeoff.runs._export import ExportError, _prompt
 from bakeoff.runs._plan import lineup_of_run
+from bakeoff.runs._results import SuiteStats
 from bakeoff.runs._summary import summary_of
-from bakeoff.store import Store, loads
+from bakeoff.store import Row, Store, loads
+
+if TYPE_CHECKING:
+    from inspect_ai.log import EvalMetric
 
 _STOP = {"stop": "stop", "length": "max_tokens", "tool_calls": "tool_calls"}
 
@@ -71,15 +77,15 @@ def generate_config(calls: list[Any]) -> tuple[Any, list[str]]:
     keys = {k for b in bodies for k in b} - _NOT_CONFIG
     same = {k: bodies[0].get(k) for k in keys if all(b.get(k) == bodies[0].get(k) for b in bodies)}
     varies = sorted(keys - set(same))
-    fields: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    fields: dict[str, object] = {}
+    extra: dict[str, object] = {}
     for k, v in same.items():
         if k in _CONFIG_FIELDS and v is not None:
             fields[_CONFIG_FIELDS[k]] = [v] if k == "stop" and isinstance(v, str) else v
         elif v is not None:
             extra[k] = v
     try:
-        config = GenerateConfig(**fields, extra_body=extra or None)
+        config = GenerateConfig.model_validate({**fields, "extra_body": extra or None})
     except ValueError:  # a value of a type inspect_ai does not take: kept, untyped
         config = GenerateConfig(extra_body={**fields, **extra} or None)
     return config, varies
@@ -146,7 +152,7 @@ def _sample(c: Any, item: Any, scores_of: list[Any], model: str) -> Any:
     )
 
 
-def _metrics(st: Any) -> dict[str, Any]:
+def _metrics(st: SuiteStats) -> dict[str, EvalMetric]:
     """The summary's figures of one endpoint × suite as inspect_ai metrics (those it has)."""
     from inspect_ai.log import EvalMetric
 
@@ -166,7 +172,7 @@ def _metrics(st: Any) -> dict[str, Any]:
     return {k: EvalMetric(name=k, value=v) for k, v in figures.items() if v is not None}
 
 
-def _scores(calls: list[Any], scores: dict[str, list[Any]], st: Any) -> list[Any]:
+def _scores(calls: list[Row], scores: dict[str, list[Row]], st: SuiteStats | None) -> list[Any]:
     """Every scorer's results: the primary one with the summary's metrics, the others' means."""
     from inspect_ai.log import EvalMetric, EvalScore
 
@@ -187,21 +193,26 @@ def _scores(calls: list[Any], scores: dict[str, list[Any]], st: Any) -> list[Any
     return out
 
 
+@dataclass(frozen=True)
+class _RunRows:
+    """What the store holds of the run, read once for all its logs."""
+
+    run: Row
+    lineup: Lineup
+    items: dict[tuple[str, str], Row]
+    """(suite, item id) → its row."""
+    scores: dict[str, list[Row]]
+    """Call id → its score rows, the primary one first."""
+
+
 def _log(
-    run: Any,
-    lineup: Any,
-    ep: Any,
-    suite: str,
-    calls: list[Any],
-    items: Any,
-    scores: dict[str, list[Any]],
-    model: str,
-    st: Any,
+    rr: _RunRows, ep: Endpoint, suite: str, calls: list[Row], model: str, st: SuiteStats | None
 ) -> Any:
     """The eval log of one endpoint × suite (`st`: the summary's figures of it)."""
     from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalResults, EvalSpec, EvalStats
     from inspect_ai.model import ModelUsage
 
+    run, lineup, items, scores = rr.run, rr.lineup, rr.items, rr.scores
     run_id = run["id"]
     samples = [
         _sample(c, items.get((suite, c["item_id"])), scores.get(c["id"], []), model) for c in calls
@@ -262,7 +273,7 @@ def write_inspect_logs(store: Store, run_id: str, out_dir: str | Path) -> list[P
         raise ExportError(f"-f inspect writes a directory of logs; {out} looks like a file")
     out.mkdir(parents=True, exist_ok=True)
     items = {(r["suite"], r["item_id"]): r for r in store.items(run_id)}
-    scores: dict[str, list[Any]] = defaultdict(list)
+    scores: dict[str, list[Row]] = defaultdict(list)
     for sc in store.scores(run_id, light=True):
         scores[sc["call_id"]].append(sc)
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
@@ -270,13 +281,14 @@ def write_inspect_logs(store: Store, run_id: str, out_dir: str | Path) -> list[P
         if c["suite"] in lineup.run.suites:
             groups[(c["endpoint"], c["suite"])].append(c)
     summary = {e.name: e for e in summary_of(store, run_id).endpoints}
+    rows = _RunRows(run, lineup, items, scores)
     models = model_ids(lineup)
     written = []
     for ep in lineup.endpoints:
         for suite in lineup.run.suites:
             calls = groups.get((ep.name, suite), [])
             st = summary[ep.name].suites.get(suite) if ep.name in summary else None
-            log = _log(run, lineup, ep, suite, calls, items, scores, models[ep.name], st)
+            log = _log(rows, ep, suite, calls, models[ep.name], st)
             path = out / f"{run_id}_{ep.name}_{suite}.eval"
             write_eval_log(log, str(path))
             written.append(path)

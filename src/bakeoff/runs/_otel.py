@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from bakeoff.lineups import Endpoint
 from bakeoff.runs._plan import lineup_of_run
-from bakeoff.store import Store, loads
+from bakeoff.store import Row, Store, loads
 
 
 class OtelError(ValueError):
@@ -28,11 +29,15 @@ def _ns(t: float | None) -> int | None:
     return None if t is None else int(t * 1e9)
 
 
-def _attributes(c: Any, ep: Any, score: Any) -> dict[str, Any]:
+SpanAttributes = dict[str, str | bool | int | float | list[str]]
+"""A span's attributes, as OpenTelemetry takes them."""
+
+
+def _attributes(c: Row, ep: Endpoint | None, score: Row | None) -> SpanAttributes:
     req = loads(c["request_json"]) or {}
     url = str(req.get("url") or "")
     body = req.get("body") or {}
-    attrs: dict[str, Any] = {
+    attrs: SpanAttributes = {
         "gen_ai.operation.name": "chat" if url.endswith("/chat/completions") else "text_completion",
         "gen_ai.provider.name": ep.provider if ep is not None else "unknown",
         "gen_ai.request.model": str(body.get("model") or (ep.model if ep else "")),
@@ -88,7 +93,7 @@ def send_run(
         raise OtelError(f"no run {run_id}")
     lineup = lineup_of_run(store, run_id)
     eps = {e.name: e for e in lineup.endpoints}
-    first: dict[str, Any] = {}
+    first: dict[str, Row] = {}
     for s in store.scores(run_id, light=True):
         first.setdefault(s["call_id"], s)
     calls = store.calls(run_id)

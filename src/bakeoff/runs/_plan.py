@@ -11,15 +11,15 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
 from bakeoff._version import __version__
+from bakeoff.endpoints import JsonObject
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.plugins import get_suite
 from bakeoff.store import HELD, Store
-from bakeoff.suites import Item
+from bakeoff.suites import Item, Suite, as_suite
 
 
 def call_id(run_id: str, endpoint: str, suite: str, item_id: str, repeat: int) -> str:
@@ -113,19 +113,19 @@ def create_run(
 
 
 @functools.lru_cache(maxsize=64)
-def _dataset_suite(spec_json: str) -> Any:
+def _dataset_suite(spec_json: str) -> object:
     from bakeoff.lineups import DatasetSpec
     from bakeoff.suites.datasets import DatasetSuite
 
     return DatasetSuite(DatasetSpec.model_validate_json(spec_json))
 
 
-def suite_for(lineup: Lineup, name: str) -> Any:
+def suite_for(lineup: Lineup, name: str) -> Suite:
     """The suite a lineup means by `name`: one of its own datasets, else a registered suite."""
     for ds in lineup.datasets:
         if ds.name == name:
-            return _dataset_suite(ds.model_dump_json())
-    return get_suite(name)
+            return as_suite(_dataset_suite(ds.model_dump_json()))
+    return as_suite(get_suite(name))
 
 
 def claimed_context(ep: Endpoint) -> int | None:
@@ -136,7 +136,7 @@ def claimed_context(ep: Endpoint) -> int | None:
     return None
 
 
-def suite_options(lineup: Lineup, name: str) -> dict[str, Any]:
+def suite_options(lineup: Lineup, name: str) -> dict[str, object]:
     opts = dict(lineup.run.suite_options.get(name, {}))
     if name == "long-context" and "max_context" not in opts:
         claims = [c for c in map(claimed_context, lineup.endpoints) if c]
@@ -179,7 +179,8 @@ class Job:
     suite: str
     item: Item
     repeat: int
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JsonObject = field(default_factory=dict)
+    """A regime's extras over the item's body fields (the audit's)."""
     stream: bool | None = None
     """Override the endpoint's `stream` (the audit asks without streaming, to get usage)."""
 

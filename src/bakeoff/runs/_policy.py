@@ -1,15 +1,15 @@
 """The one way a call of a run reaches one of its endpoints: its concurrency slots, its rate limit,
 its retry policy and the record of every attempt.
 
-Every call to a lineup endpoint goes through the endpoint's `CallPolicy`: suite jobs and the
-fidelity audit's jobs (`_EndpointRunner.run_job`), LLM judges of a dataset scorer, the arena's
-judge, and the capability probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold
-for the run as a whole, not per kind of call. Not through it: perf's load generator calls
-`EndpointClient` directly, on purpose (it measures the endpoint under the load it sets, not under
-our politeness); the preflight makes one listing check and one one-token call per endpoint before
-the run exists (those calls billed to the run once it does); and the audit's HTTP reference
-scorer (`scorer: endpoint`) posts to the scorer's server over `endpoints.post_json`, bounded but
-neither recorded as calls nor billed (issue #33 puts it on the policy).
+Every caller goes through the endpoint's `CallPolicy`: suite jobs and the fidelity audit's jobs
+(`runs._runner`'s workers), LLM judges of a dataset scorer, the arena's judge, and the capability
+probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold for the run as a whole, not
+per kind of call. Not through it: perf's load generator calls `EndpointClient` directly, on
+purpose (it measures the endpoint under the load it sets, not under our politeness); the preflight
+makes one listing check and one one-token call per endpoint before the run exists (those calls
+billed to the run once it does); and the audit's HTTP reference scorer (`scorer: endpoint`) posts to
+the scorer's server over `endpoints.post_json`, bounded but neither recorded as calls nor billed
+(issue #33 puts it on the policy).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from bakeoff.endpoints import (
     CallError,
@@ -34,13 +34,29 @@ from bakeoff.lineups import Endpoint
 from bakeoff.runs._ratelimit import RateLimiter
 
 
+class Attempt(TypedDict):
+    """One attempt of a call, as the `attempts` table stores it."""
+
+    n: int
+    started_at: float
+    """Unix time the attempt was sent."""
+    duration_ms: float
+    http_status: int | None
+    decision: str
+    """`ok`, `retry` or `give_up`."""
+    error_class: NotRequired[str]
+    error_detail: NotRequired[str]
+    decision_reason: NotRequired[str]
+    wait_s: NotRequired[float]
+
+
 @dataclass
 class Outcome:
     """What became of one call: a result or the final error, and every attempt made."""
 
     result: CallResult | None = None
     error: CallError | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 class CallPolicy:
@@ -89,9 +105,7 @@ class CallPolicy:
         calls, so that its bill counts them too."""
         return Billed(self, purpose)
 
-    async def attempt(
-        self, req: CallRequest, attempts: list[dict[str, Any]] | None = None
-    ) -> Outcome:
+    async def attempt(self, req: CallRequest, attempts: list[Attempt] | None = None) -> Outcome:
         """Attempts until one succeeds or the retry policy gives up. Each attempt holds a slot and
         passes the rate limit; backoff waits hold neither. `attempts` (the caller's list, so that an
         interrupted call keeps what was tried) receives one record per attempt."""

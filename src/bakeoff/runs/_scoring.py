@@ -22,11 +22,10 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from bakeoff.endpoints import CallResult
-from bakeoff.suites import Item, Score
+from bakeoff.suites import Item, Score, Suite, as_suite
 
 INLINE_CHARS = 20_000
 """Replies up to this long (text, reasoning and tool-call arguments) are scored on the event loop
@@ -54,19 +53,22 @@ def failed_score(detail: str) -> Score:
     return Score(scorer="scorer_error", value=0.0, passed=False, detail=detail[:500])
 
 
-def scores_of(suite: Any, item: Item, result: CallResult) -> list[Score]:
-    """The suite's scores of a result; a scorer that raises is one failed `scorer_error` score."""
+def scores_of(
+    score: Callable[[Item, CallResult], list[Score]], item: Item, result: CallResult
+) -> list[Score]:
+    """A suite's scores of a result (`score`: its method); a scorer that raises is one failed
+    `scorer_error` score."""
     try:
-        return list(suite.score(item, result))
+        return list(score(item, result))
     except Exception as e:
         return [failed_score(f"{type(e).__name__}: {e}")]
 
 
-def scores_inline(suite: Any, result: CallResult) -> bool:
+def scores_inline(suite: Suite, result: CallResult) -> bool:
     """Whether this reply is scored on the event loop: linear scorers, a short reply."""
     size = len(result.text) + len(result.reasoning or "")
     size += sum(len(tc.arguments or "") for tc in result.tool_calls)
-    return bool(getattr(suite, "linear_scoring", False)) and size <= INLINE_CHARS
+    return suite.linear_scoring and size <= INLINE_CHARS
 
 
 def timeout_score(timeout: float) -> Score:
@@ -163,15 +165,15 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def _suite(name: str, dataset: str | None) -> Any:
+def _suite(name: str, dataset: str | None) -> Suite:
     if dataset is not None:
         from bakeoff.lineups import DatasetSpec
         from bakeoff.suites.datasets import DatasetSuite
 
-        return DatasetSuite(DatasetSpec.model_validate_json(dataset))
+        return as_suite(DatasetSuite(DatasetSpec.model_validate_json(dataset)))
     from bakeoff.plugins import get_suite
 
-    return get_suite(name)
+    return as_suite(get_suite(name))
 
 
 def main(parent: int) -> None:
@@ -183,20 +185,20 @@ def main(parent: int) -> None:
     inp = sys.stdin.buffer
     out.write(b"R")  # ready: imports done
     out.flush()
-    suites: dict[tuple[str, str | None], Any] = {}
+    scorers: dict[tuple[str, str | None], Callable[[Item, CallResult], list[Score]]] = {}
     while True:
         head = inp.read(_HEAD)
         if len(head) < _HEAD:
             return
         name, dataset, item, result = pickle.loads(inp.read(int.from_bytes(head, "big")))
         key = (name, dataset)
-        if key not in suites:
+        if key not in scorers:
             try:
-                suites[key] = _suite(name, dataset)
+                scorers[key] = _suite(name, dataset).score
             except Exception as e:
                 where = "in the scoring process, which finds suites through the entry points"
-                suites[key] = _Broken(f"{type(e).__name__}: {e} ({where})")
-        body = pickle.dumps(scores_of(suites[key], item, result), pickle.HIGHEST_PROTOCOL)
+                scorers[key] = _Broken(f"{type(e).__name__}: {e} ({where})").score
+        body = pickle.dumps(scores_of(scorers[key], item, result), pickle.HIGHEST_PROTOCOL)
         out.write(len(body).to_bytes(_HEAD, "big") + body)
         out.flush()
 

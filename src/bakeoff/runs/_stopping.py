@@ -21,6 +21,7 @@ from typing import Any
 
 from bakeoff.lineups import Lineup
 from bakeoff.stats import BettingCS
+from bakeoff.store import Row
 
 
 def call_value(passed: bool | None, value: float) -> float:
@@ -89,7 +90,7 @@ def stored_values(
 ) -> list[tuple[str, str, float]]:
     """(suite, item, primary value) of an endpoint's stored calls (errors: 0), for a resume, in
     the order the calls finished (the confidence sequence depends on it)."""
-    first: dict[str, Any] = {}
+    first: dict[str, Row] = {}
     for r in scores:  # in insertion order: the first score of a call is its primary one
         first.setdefault(r["call_id"], r)
     out = []

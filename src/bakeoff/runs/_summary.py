@@ -16,8 +16,9 @@ import contextlib
 import functools
 import hashlib
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -28,7 +29,17 @@ from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total
 from bakeoff.runs._front import pareto_front
 from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
-from bakeoff.runs._results import SCHEMA_VERSION, RunSummary
+from bakeoff.runs._results import (
+    SCHEMA_VERSION,
+    Bill,
+    EndpointSummary,
+    Fidelity,
+    Percentiles,
+    RunSummary,
+    SuiteStats,
+    TierStats,
+    Tokens,
+)
 from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import (
     item_bootstrap_ci,
@@ -36,7 +47,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import Store, StoreError
+from bakeoff.store import Row, Store, StoreError
 from bakeoff.suites import Item
 
 
@@ -44,22 +55,23 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | None:
+def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> Fidelity | None:
+    """The audit's verdict as the summary states it (`v`: as the store keeps it)."""
     if is_reference:
-        return {"verdict": "reference"}
+        return Fidelity(verdict="reference")
     if v is None:
         return None
-    return {
-        "verdict": v["verdict"],
-        "claim": v.get("claim"),
-        "p_value": v["p_value"],
-        "multiplicity": v.get("multiplicity", "per_endpoint"),
-        "alpha": v.get("alpha"),
-        "calls": v["calls"],
-        "tokens": v["tokens"],
-        "why": v["why"],
-        "flags": v["behaviour"].get("flags", []),
-    }
+    return Fidelity(
+        verdict=v["verdict"],
+        claim=v.get("claim"),
+        p_value=v["p_value"],
+        multiplicity=v.get("multiplicity", "per_endpoint"),
+        alpha=v.get("alpha"),
+        calls=v["calls"],
+        tokens=v["tokens"],
+        why=v["why"],
+        flags=v["behaviour"].get("flags", []),
+    )
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -120,16 +132,20 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         _endpoint_entry(
             ep,
             lineup,
-            per_ep.get(ep.name, []),
-            {
-                suite: _suite_stats(outcomes[(ep.name, suite)], items, lineup.run.max_failed_share)
-                for suite in lineup.run.suites
-            },
-            planned_calls(store, run_id, lineup, ep.name, suite_items),
-            verdicts.get(ep.name),
-            probes.get(ep.name),
-            bills[ep.name],
-            (*all_of[ep.name], *side_of[ep.name]),
+            _EndpointRows(
+                suite_calls=per_ep.get(ep.name, []),
+                every_call=(*all_of[ep.name], *side_of[ep.name]),
+                planned=planned_calls(store, run_id, lineup, ep.name, suite_items),
+                suites={
+                    suite: _suite_stats(
+                        outcomes[(ep.name, suite)], items, lineup.run.max_failed_share
+                    )
+                    for suite in lineup.run.suites
+                },
+                verdict=verdicts.get(ep.name),
+                probe=probes.get(ep.name),
+                bill=bills[ep.name],
+            ),
             retried,
         )
         for ep in lineup.endpoints
@@ -139,11 +155,11 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         for r in item_rows:
             of_suite[r["suite"]].append(Item.from_stored(r))
         for e in endpoints:
-            ep = lineup.endpoint(e["name"])
+            ep = lineup.endpoint(e.name)
             for suite in lineup.run.suites:
                 planned = sum(1 for it in of_suite[suite] if fits(ep, it))
                 rows = outcomes[(ep.name, suite)]
-                _sequence_stats(e["suites"][suite], suite, rows, lineup, planned)
+                _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
     paired(endpoints, outcomes, lineup)
     common_scores(endpoints, outcomes, lineup)
     no_score_causes(endpoints, store, run_id)
@@ -161,26 +177,32 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "endpoints": endpoints,
             "pareto": pareto,
             "warnings": _isolation_warnings(endpoints) + upstream_notes,
-            "cost_usd": total(b["total_usd"] for b in bills.values()),
+            "cost_usd": total(b.total_usd for b in bills.values()),
         }
     )
 
 
+@dataclass(frozen=True)
+class _EndpointRows:
+    """What the store holds of one endpoint of the run, and its suites' stats."""
+
+    suite_calls: list[Row]
+    every_call: tuple[Row, ...]
+    """Suite, audit, probe and judge calls: its bill, and who served them."""
+    planned: int
+    suites: dict[str, SuiteStats]
+    verdict: dict[str, Any] | None
+    probe: dict[str, Any] | None
+    bill: Bill
+
+
 def _endpoint_entry(
-    ep: Endpoint,
-    lineup: Lineup,
-    rows: list[Any],
-    suites: dict[str, dict[str, Any]],
-    planned: int,
-    verdict: dict[str, Any] | None,
-    probe: dict[str, Any] | None,
-    bill: dict[str, Any],
-    every_call: tuple[Any, ...],
-    retried: dict[str, tuple[float, int]],
-) -> dict[str, Any]:
-    """One endpoint's line of the summary, from its suite calls (`rows`): counts, errors by
-    class, speed of its live calls, tokens, fidelity, capabilities; and from `every_call` (suite,
-    audit, probe, judge) its bill and who served it."""
+    ep: Endpoint, lineup: Lineup, of: _EndpointRows, retried: dict[str, tuple[float, int]]
+) -> EndpointSummary:
+    """One endpoint's line of the summary, from its suite calls: counts, errors by class, speed of
+    its live calls, tokens, fidelity, capabilities; and from every call its bill and who served
+    them (`_upstream_checks`)."""
+    rows, bill = of.suite_calls, of.bill
     ok = [c for c in rows if c["status"] == "ok"]
     errors = Counter(c["error_class"] for c in rows if c["status"] != "ok")
     live = [c for c in ok if not c["cached"]]
@@ -192,58 +214,69 @@ def _endpoint_entry(
             tps.append((n - 1) / ((last - first) / 1000))
     prompt_tokens = sum(c["prompt_tokens"] or 0 for c in live)
     completion_tokens = sum(c["completion_tokens"] or 0 for c in live)
-    entry: dict[str, Any] = {
-        "name": ep.name,
-        "model": ep.model,
-        "provider": ep.provider,
-        "reference": ep.name == lineup.reference,
-        "planned": planned,
-        "calls": len(rows),
-        "successes": len(ok),
-        "errors": dict(sorted(errors.items())),
-        "error_rate": _round(sum(errors.values()) / len(rows) if rows else None, 4),
-        "cached": sum(1 for c in rows if c["cached"]),
-        "attempts": sum(c["n_attempts"] for c in rows),
-        "suites": suites,
-        "ttft_ms": {"p50": _round(percentile(ttft, 50)), "p90": _round(percentile(ttft, 90))},
-        "output_tok_s": {"p50": _round(percentile(tps, 50), 1)},
-        "tokens": {
+    entry = EndpointSummary(
+        name=ep.name,
+        model=ep.model,
+        provider=ep.provider,
+        reference=ep.name == lineup.reference,
+        planned=of.planned,
+        calls=len(rows),
+        successes=len(ok),
+        errors=dict(sorted(errors.items())),
+        error_rate=_round(sum(errors.values()) / len(rows) if rows else None, 4),
+        cached=sum(1 for c in rows if c["cached"]),
+        attempts=sum(c["n_attempts"] for c in rows),
+        suites=of.suites,
+        ttft_ms=Percentiles(p50=_round(percentile(ttft, 50)), p90=_round(percentile(ttft, 90))),
+        output_tok_s=Percentiles(p50=_round(percentile(tps, 50), 1)),
+        tokens=Tokens(
             # unknown, not 0, when no live call reported them (a server that sends no usage)
-            "prompt": None
+            prompt=None
             if live and all(c["prompt_tokens"] is None for c in live)
             else prompt_tokens,
-            "completion": completion_tokens,
-        },
-        "usage_sources": dict(Counter(c["usage_source"] for c in ok)),
-        "upstreams": dict(Counter(c["upstream"] for c in ok if c["upstream"])),
-        "cost_usd": bill["total_usd"],
-        "bill": bill,
-        "fidelity": _fidelity(verdict, ep.name == lineup.reference),
-        "capabilities": capability_row(probe) if probe is not None else None,
+            completion=completion_tokens,
+        ),
+        usage_sources=dict(Counter(c["usage_source"] for c in ok)),
+        upstreams=dict(Counter(c["upstream"] for c in ok if c["upstream"])),
+        cost_usd=bill.total_usd,
+        bill=bill,
+        fidelity=_fidelity(of.verdict, ep.name == lineup.reference),
+        capabilities=capability_row(of.probe) if of.probe is not None else None,
         **_reliability(rows, live, retried),
-    }
+    )
     claims = {"context": ep.context, **(ep.claims.model_dump() if ep.claims else {})}
     if any(v is not None for v in claims.values()):
-        entry["claims"] = {k: v for k, v in claims.items() if v is not None}
-    pinned = pinned_upstream(ep)
-    if pinned is not None:
-        entry["pinned_upstream"] = pinned
-        entry["wrong_upstream"] = sum(
-            1 for c in every_call if served_elsewhere(pinned, c["upstream"])
-        )
-        entry["wrong_upstream_of"] = len(every_call)
-    suite_cost = bill["by_purpose"].get("suite")
+        entry.claims = {k: v for k, v in claims.items() if v is not None}
+    _upstream_checks(entry, ep, of.every_call)
+    suite_cost = bill.by_purpose.get("suite")
     if suite_cost is not None:
-        correct = sum(v["correct"] or 0 for v in suites.values())
+        correct = sum(v.correct or 0 for v in of.suites.values())
         tokens = prompt_tokens + completion_tokens
-        entry["cost_per_1m_tokens"] = round(suite_cost / tokens * 1e6, 4) if tokens else None
-        entry["cost_per_correct"] = round(suite_cost / correct, 6) if correct else None
+        entry.cost_per_1m_tokens = round(suite_cost / tokens * 1e6, 4) if tokens else None
+        entry.cost_per_correct = round(suite_cost / correct, 6) if correct else None
     return entry
 
 
+def _upstream_checks(entry: EndpointSummary, ep: Endpoint, every_call: tuple[Row, ...]) -> None:
+    """For an endpoint pinned to one upstream: how many of its calls another one served."""
+    pinned = pinned_upstream(ep)
+    if pinned is not None:
+        entry.pinned_upstream = pinned
+        entry.wrong_upstream = sum(1 for c in every_call if served_elsewhere(pinned, c["upstream"]))
+        entry.wrong_upstream_of = len(every_call)
+
+
+class _Reliability(TypedDict):
+    retried: int
+    retry_rate: float | None
+    rate_limited: int
+    rate_limited_calls: int
+    ttft_first_send_ms: Percentiles
+
+
 def _reliability(
-    rows: list[Any], live: list[Any], retried: dict[str, tuple[float, int]]
-) -> dict[str, Any]:
+    rows: list[Row], live: list[Row], retried: dict[str, tuple[float, int]]
+) -> _Reliability:
     """What the error rate alone hides: the calls that needed retries, the attempts refused with a
     rate limit, and TTFT from the first attempt's send (the wait a user of the endpoint had) beside
     the TTFT of the attempt that answered — a retried call's own TTFT flatters the endpoint."""
@@ -256,27 +289,26 @@ def _reliability(
         if c["id"] in retried:
             extra = max(0.0, (retried[c["id"]][0] - c["started_at"]) * 1000)
         from_first.append(c["ttft_ms"] + extra)
-    return {
-        "retried": len(mine),
-        "retry_rate": _round(len(mine) / len(rows) if rows else None, 4),
-        "rate_limited": sum(n for _, n in mine),
-        "rate_limited_calls": sum(1 for _, n in mine if n)
+    return _Reliability(
+        retried=len(mine),
+        retry_rate=_round(len(mine) / len(rows) if rows else None, 4),
+        rate_limited=sum(n for _, n in mine),
+        rate_limited_calls=sum(1 for _, n in mine if n)
         + sum(1 for c in rows if c["id"] not in retried and c["error_class"] == "rate_limited"),
-        "ttft_first_send_ms": {
-            "p50": _round(percentile(from_first, 50)),
-            "p90": _round(percentile(from_first, 90)),
-        },
-    }
+        ttft_first_send_ms=Percentiles(
+            p50=_round(percentile(from_first, 50)), p90=_round(percentile(from_first, 90))
+        ),
+    )
 
 
-def _isolation_warnings(endpoints: list[dict[str, Any]]) -> list[str]:
+def _isolation_warnings(endpoints: list[EndpointSummary]) -> list[str]:
     """One line per endpoint and suite whose model-written code ran without the sandbox."""
     return [
-        f"{e['name']} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
-        f"{st['unisolated_calls']} of {st['n']} calls"
+        f"{e.name} / {suite}: model-written code ran UNISOLATED (--unsafe-code) on "
+        f"{st.unisolated_calls} of {st.n} calls"
         for e in endpoints
-        for suite, st in e["suites"].items()
-        if st.get("unisolated_calls")
+        for suite, st in e.suites.items()
+        if st.unisolated_calls
     ]
 
 
@@ -315,8 +347,8 @@ def _outcomes(
 
 
 def _suite_stats(
-    every: list[Outcome], items: dict[str, Any], max_failed: float = 0.2
-) -> dict[str, Any]:
+    every: list[Outcome], items: dict[str, Row], max_failed: float = 0.2
+) -> SuiteStats:
     """One suite's score over the answered calls: the mean of per-item means, with its interval
     over items (an item asked several times is one observation; `stats/_items.py`); the failed
     calls counted beside it, never as wrong answers (see the module docstring)."""
@@ -331,73 +363,84 @@ def _suite_stats(
     mean: float | None = None
     lo = hi = 0.0
     n_items = 0
-    method = "wilson" if binary or not rows else "bootstrap"
     if rows and binary:
         mean, (lo, hi), n_items = item_mean_ci(by_item)
     elif rows:
         mean, (lo, hi), n_items = item_bootstrap_ci(by_item)
     share = errors / n if n else 0.0
-    out: dict[str, Any] = {
-        "score": _round(mean, 4) if share <= max_failed else None,
-        "correct": int(sum(values)) if binary else None,
-        "n": n,
-        "answered": len(rows),
-        "n_items": n_items,
-        "ci95": [round(lo, 4), round(hi, 4)],
-        "ci_method": method,
-        "errors": errors,
-        "error_rate": _round(errors / n if n else None, 4),
-    }
+    out = SuiteStats(
+        score=_round(mean, 4) if share <= max_failed else None,
+        correct=int(sum(values)) if binary else None,
+        n=n,
+        answered=len(rows),
+        n_items=n_items,
+        ci95=[round(lo, 4), round(hi, 4)],
+        ci_method="wilson" if binary or not rows else "bootstrap",
+        errors=errors,
+        error_rate=_round(errors / n if n else None, 4),
+        tiers=_tiers(rows, values, items),
+    )
     if share > 0.02:
-        out["score_failures_as_wrong"] = _round(sum(values) / n, 4)
+        out.score_failures_as_wrong = _round(sum(values) / n, 4)
     if share > max_failed or not rows:
-        out["no_score"] = f"{errors}/{n} failed"
-    # per tier (per language for multilingual, per category for tools)
-    tiers: dict[str, list[float]] = defaultdict(list)
-    for o, v in zip(rows, values, strict=True):
-        row = items.get(o.item_id)
-        tiers[row["tier"] if row is not None and row["tier"] else "all"].append(v)
-    out["tiers"] = {t: {"score": _round(sum(v) / len(v), 4), "n": len(v)} for t, v in tiers.items()}
-    names = sorted({k for o in rows for k in o.metrics})
-    if names:
-        out["metrics"] = {
-            k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / len(rows), 4) for k in names
-        }
-    unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
-    if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
-        out["unisolated_calls"] = unisolated
-    # unbiased pass@k when items were asked more than once
+        out.no_score = f"{errors}/{n} failed"
+    _secondary(out, rows)
     reps = min((len(v) for v in by_item.values()), default=0)
-    if binary and reps > 1:  # by_item holds 0/1 values here
-        out["pass_at_k"] = {
+    if binary and reps > 1:  # unbiased pass@k when items were asked more than once (0/1 values)
+        out.pass_at_k = {
             str(k): round(
                 sum(pass_at_k(len(v), int(sum(v)), k) for v in by_item.values()) / len(by_item),
                 4,
             )
             for k in sorted({1, reps})
         }
-    # long-context: the longest length at which every item was fully answered, and truncation
+    _context_stats(out, rows, items)
+    return out
+
+
+def _tiers(rows: list[Outcome], values: list[float], items: dict[str, Row]) -> dict[str, TierStats]:
+    """The score per tier (per language for multilingual, per category for tools)."""
+    tiers: dict[str, list[float]] = defaultdict(list)
+    for o, v in zip(rows, values, strict=True):
+        row = items.get(o.item_id)
+        tiers[row["tier"] if row is not None and row["tier"] else "all"].append(v)
+    return {t: TierStats(score=_round(sum(v) / len(v), 4), n=len(v)) for t, v in tiers.items()}
+
+
+def _secondary(out: SuiteStats, rows: list[Outcome]) -> None:
+    """The means of the suite's other scorers, and the calls whose code ran unisolated."""
+    names = sorted({k for o in rows for k in o.metrics})
+    if names:
+        out.metrics = {
+            k: _round(sum(o.metrics.get(k, 0.0) for o in rows) / len(rows), 4) for k in names
+        }
+    unisolated = sum(1 for o in rows if o.metrics.get("isolated") == 0.0)
+    if unisolated:  # the code sandbox was not used (bakeoff run --unsafe-code)
+        out.unisolated_calls = unisolated
+
+
+def _context_stats(out: SuiteStats, rows: list[Outcome], items: dict[str, Row]) -> None:
+    """Long-context: the longest length at which every item was fully answered, and truncation."""
     ctx: dict[int, list[bool]] = defaultdict(list)
     for o in rows:
         row = items.get(o.item_id)
         meta = orjson.loads(row["meta_json"]) if row is not None and row["meta_json"] else {}
         if "context_tokens" in meta:
             ctx[int(meta["context_tokens"])].append(bool(o.passed))
-    if ctx:
-        good = [L for L in sorted(ctx) if all(ctx[L])]
-        eff = 0
-        for L in sorted(ctx):
-            if L not in good:
-                break
-            eff = L
-        out["effective_context"] = eff
-        out["by_length"] = {str(L): _round(sum(v) / len(v), 4) for L, v in sorted(ctx.items())}
-        out["truncation_suspected"] = sum(1 for o in rows if o.metrics.get("truncation_suspected"))
-    return out
+    if not ctx:
+        return
+    eff = 0
+    for length in sorted(ctx):
+        if not all(ctx[length]):
+            break
+        eff = length
+    out.effective_context = eff
+    out.by_length = {str(L): _round(sum(v) / len(v), 4) for L, v in sorted(ctx.items())}
+    out.truncation_suspected = sum(1 for o in rows if o.metrics.get("truncation_suspected"))
 
 
 def _sequence_stats(
-    stats: dict[str, Any], suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
+    stats: SuiteStats, suite: str, rows: list[Outcome], lineup: Lineup, planned_items: int
 ) -> None:
     """A suite under `run.stop_when`: its interval is the anytime-valid confidence sequence
     (valid where the run stopped), and whether it stopped before its last item."""
@@ -405,7 +448,7 @@ def _sequence_stats(
     events = [(o.item_id, call_value(o.passed, o.value)) for o in ordered]
     _, (lo, hi), _ = sequence_interval(suite, events, lineup)
     items = {o.item_id for o in rows}
-    stats["ci95"] = [round(lo, 4), round(hi, 4)]
-    stats["ci_method"] = "confidence_sequence"
-    stats["stopped_early"] = len(items) < planned_items
-    stats["items_planned"] = planned_items
+    stats.ci95 = [round(lo, 4), round(hi, 4)]
+    stats.ci_method = "confidence_sequence"
+    stats.stopped_early = len(items) < planned_items
+    stats.items_planned = planned_items

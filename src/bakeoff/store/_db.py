@@ -8,7 +8,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -303,7 +303,7 @@ class Store(Reads, Analyses):
     def record_call(
         self,
         record: CallRecord,
-        attempts: list[dict[str, Any]],
+        attempts: Sequence[Mapping[str, Any]],
         scores: list[dict[str, Any]],
     ) -> None:
         """Store one finished call (success or final error) with its attempts and scores, atomically.

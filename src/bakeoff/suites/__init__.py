@@ -1,7 +1,7 @@
 """Suites: seeded item generators and the scorers that judge each answer."""
 
 from bakeoff.suites._scorers import ExactMatch, NumericMatch, extract_number, normalize_text
-from bakeoff.suites._types import Item, Reply, Score, Scorer, Suite
+from bakeoff.suites._types import Item, Judge, Reply, Score, Scorer, Suite, as_suite
 from bakeoff.suites.arith import Arith
 
 EVAL_SUITES = (
@@ -21,11 +21,13 @@ __all__ = [
     "Arith",
     "ExactMatch",
     "Item",
+    "Judge",
     "NumericMatch",
     "Reply",
     "Score",
     "Scorer",
     "Suite",
+    "as_suite",
     "extract_number",
     "normalize_text",
 ]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bakeoff.endpoints import CallRequest, CallResult
+from bakeoff.endpoints import CallRequest, CallResult, JsonObject
 
 
 class Item(BaseModel):
@@ -27,15 +27,32 @@ class Item(BaseModel):
     target: Any = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
-    def request(self, api: str, stream: bool, defaults: dict[str, Any]) -> CallRequest:
-        params = {**defaults, **self.params}
+    def request(
+        self,
+        api: str,
+        stream: bool,
+        defaults: Mapping[str, object],
+        regime: Mapping[str, object] | None = None,
+    ) -> CallRequest:
+        """The request of this item: its input, its `params` over the endpoint's `defaults`, and a
+        regime's extras over both (in `endpoints.request_body`'s order)."""
+        prompt: str | None = None
+        messages: list[JsonObject] | None = None
         if api == "chat":
             messages = self.messages or [{"role": "user", "content": self.prompt or ""}]
-            return CallRequest(api="chat", messages=messages, params=params, stream=stream)
-        prompt = self.prompt
-        if prompt is None:
-            prompt = "\n".join(str(m.get("content", "")) for m in self.messages or [])
-        return CallRequest(api="completions", prompt=prompt, params=params, stream=stream)
+        else:
+            prompt = self.prompt
+            if prompt is None:
+                prompt = "\n".join(str(m.get("content", "")) for m in self.messages or [])
+        return CallRequest(
+            api="chat" if api == "chat" else "completions",
+            messages=messages,
+            prompt=prompt,
+            defaults=dict(defaults),
+            params=dict(self.params),
+            regime=dict(regime or {}),
+            stream=stream,
+        )
 
     def stored(self) -> dict[str, Any]:
         return {
@@ -93,20 +110,82 @@ class Scorer(Protocol):
     def __call__(self, item: Item, result: CallResult) -> Score: ...
 
 
+Judge = Callable[[str], Awaitable[str]]
+"""Asks the run's judge endpoint one question; its reply's text."""
+
+
 @runtime_checkable
 class Suite(Protocol):
-    """A suite plugin."""
+    """A suite as the runner drives it.
+
+    A plugin's suite need only give `name`, `description`, `default_size`, `tiers`, `items` and
+    `score`: `as_suite` completes it with the defaults of the rest (not linear, no model code, no
+    judge; `ascore` scores with `score`)."""
 
     name: str
     description: str
     default_size: int
     tiers: tuple[str, ...]
+    linear_scoring: bool
+    """Its scorers are linear in the reply: a short reply is scored on the event loop."""
+    runs_model_code: bool
+    """It runs the model's code (in the sandbox, through `ascore`, off the event loop)."""
+    judge_endpoint: str | None
+    """The lineup endpoint that grades its replies (an LLM judge, through `ascore`), if any."""
 
-    def items(self, *, seed: int, n: int | None = None) -> list[Item]:
+    def items(self, *, seed: int, n: int | None = None, **options: object) -> list[Item]:
         """Deterministic per seed: the same seed and n give the same items and ids."""
         ...
 
     def score(self, item: Item, result: CallResult) -> list[Score]: ...
+
+    async def ascore(
+        self, item: Item, result: CallResult, judge: Judge | None = None
+    ) -> list[Score]:
+        """Scores off the event loop (the sandbox) or with the run's judge."""
+        ...
+
+
+class _Completed:
+    """A suite that left out members of `Suite`: their defaults, the rest its own."""
+
+    def __init__(self, suite: Any) -> None:
+        self.suite = suite
+        self.name: str = suite.name
+        self.description: str = suite.description
+        self.default_size: int = suite.default_size
+        self.tiers: tuple[str, ...] = tuple(suite.tiers)
+        self.linear_scoring = bool(getattr(suite, "linear_scoring", False))
+        self._ascore = getattr(suite, "ascore", None)
+        self.runs_model_code = self._ascore is not None and bool(
+            getattr(suite, "runs_model_code", False)
+        )
+        spec = getattr(suite, "spec", None)  # a dataset's: its `judge`
+        judge = getattr(suite, "judge_endpoint", None) or getattr(spec, "judge", None)
+        self.judge_endpoint: str | None = judge if self._ascore is not None else None
+
+    def items(self, *, seed: int, n: int | None = None, **options: object) -> list[Item]:
+        return list(self.suite.items(seed=seed, n=n, **options))
+
+    def score(self, item: Item, result: CallResult) -> list[Score]:
+        return list(self.suite.score(item, result))
+
+    async def ascore(
+        self, item: Item, result: CallResult, judge: Judge | None = None
+    ) -> list[Score]:
+        if self._ascore is None:
+            return self.score(item, result)
+        if judge is None:
+            return list(await self._ascore(item, result))
+        return list(await self._ascore(item, result, judge=judge))
+
+    def __getattr__(self, name: str) -> Any:  # what else the suite gives (reference_reply, ...)
+        return getattr(self.suite, name)
+
+
+def as_suite(suite: object) -> Suite:
+    """`suite` as a whole `Suite`: itself when it gives every member, else completed."""
+    return suite if isinstance(suite, Suite) else _Completed(suite)
 
 
 def unique_items(n: int, make: Callable[[int, int], Item]) -> list[Item]:
