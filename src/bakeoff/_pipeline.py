@@ -226,7 +226,7 @@ def _load(path: str | Path) -> Lineup:
         raise RunError(str(e)) from None
 
 
-def _open(db: str | Path | None, *, existing: bool) -> Store:
+def open_store(db: str | Path | None, *, existing: bool = False) -> Store:
     """The database (created if missing, unless `existing`: a resume never leaves an empty
     database behind)."""
     from bakeoff.store import database_exists, default_db_path, redact
@@ -252,7 +252,7 @@ def _begin(
 ) -> tuple[Store, str, Lineup]:
     """The database opened and the run to execute (resumed or created), with the preflight
     calls' bills; the database is closed again if that fails."""
-    store = _open(request.db, existing=request.resume is not None)
+    store = open_store(request.db, existing=request.resume is not None)
     try:
         run_id, lineup = prepare(store, fresh, source, request, hooks.log)
         record_preflight(store, run_id, lineup, bills)
