@@ -138,9 +138,21 @@ def test_cancelling_arun_stores_the_run_as_interrupted(tmp_path, fake_proc):
     )
     db = tmp_path / "b.db"
 
+    def ok_calls() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                return con.execute("SELECT COUNT(*) FROM calls WHERE status = 'ok'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
     async def main() -> None:
         task = asyncio.create_task(bakeoff.arun(lu, db=db, report=False))
-        await asyncio.sleep(2.0)  # a few of the 30 calls (15 rounds of 0.3 s) are done
+        # cancelled once a call is stored, however long the start took on a loaded machine (a
+        # fixed 2 s sleep saw none); the other 29 need at least 14 more rounds of 0.3 s
+        for _ in range(1200):
+            if ok_calls() >= 1 or task.done():
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
