@@ -138,9 +138,21 @@ def test_cancelling_arun_stores_the_run_as_interrupted(tmp_path, fake_proc):
     )
     db = tmp_path / "b.db"
 
+    def ok_calls() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                return con.execute("SELECT COUNT(*) FROM calls WHERE status = 'ok'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
     async def main() -> None:
         task = asyncio.create_task(bakeoff.arun(lu, db=db, report=False))
-        await asyncio.sleep(2.0)  # a few of the 30 calls (15 rounds of 0.3 s) are done
+        # cancelled once a call is stored, however long the start took on a loaded machine (a
+        # fixed 2 s sleep saw none); the other 29 need at least 14 more rounds of 0.3 s
+        for _ in range(1200):
+            if ok_calls() >= 1 or task.done():
+                break
+            await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -152,3 +164,79 @@ def test_cancelling_arun_stores_the_run_as_interrupted(tmp_path, fake_proc):
     assert 0 < n_ok < 30
     done = bakeoff.run(db=db, resume=con.execute("SELECT id FROM runs").fetchone()[0], report=False)
     assert done.status == "complete" and done.endpoints[0].successes == 30
+
+
+SMALL = """
+run: {suites: [arith], limit: 2, probe: false}
+endpoints:
+  - {name: ep, provider: fake, fake: {mode: echo}}
+"""
+STEPS = ("_preflighted", "_begin", "execute_run", "_finish")
+
+
+def _record_steps(monkeypatch) -> list[str]:
+    """Every step of `_pipeline` wrapped to note its name, then do what it did."""
+    import functools
+    import inspect
+
+    from bakeoff import _pipeline
+
+    seen: list[str] = []
+    for name in STEPS:
+        step = getattr(_pipeline, name)
+        if inspect.iscoroutinefunction(step):
+
+            async def noted(*a, _step=step, _name=name, **kw):
+                seen.append(_name)
+                return await _step(*a, **kw)
+        else:
+
+            def noted(*a, _step=step, _name=name, **kw):
+                seen.append(_name)
+                return _step(*a, **kw)
+
+        monkeypatch.setattr(_pipeline, name, functools.wraps(step)(noted))
+    return seen
+
+
+def test_the_cli_and_the_library_go_through_the_same_pipeline_steps(tmp_path, monkeypatch):
+    """`bakeoff run` is a shell over `bakeoff.run()`: a pipeline step patched is seen by both, in
+    the same order, and a step that fails fails both the same way."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    lu = tmp_path / "l.yaml"
+    lu.write_text(SMALL)
+    seen = _record_steps(monkeypatch)
+    lib = bakeoff.run(lu, db=tmp_path / "lib.db", report=False)
+    assert lib.status == "complete" and seen == list(STEPS)
+
+    seen.clear()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from bakeoff.cli._app import app
+
+        db = str(tmp_path / "cli.db")
+        r = CliRunner().invoke(app, ["run", "-c", str(lu), "--db", db, "--json", "--no-report"])
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert r.exit_code == 0, r.output
+    assert seen == list(STEPS)
+    assert bakeoff.RunSummary.model_validate_json(r.stdout).endpoints[0].successes == 2
+
+    # a step that fails: the library raises it, the CLI says it (exit 2) — the CLI has no path
+    # of its own around the step
+    from bakeoff import _pipeline
+
+    def refuse(*a, **kw):
+        raise bakeoff.RunError("marker: refused by the patched step")
+
+    monkeypatch.setattr(_pipeline, "_begin", refuse)
+    with pytest.raises(bakeoff.RunError, match="marker"):
+        bakeoff.run(lu, db=tmp_path / "lib2.db", report=False)
+    with pytest.raises(bakeoff.RunError, match="marker"):
+        asyncio.run(bakeoff.arun(lu, db=tmp_path / "lib2.db", report=False))
+    r = CliRunner().invoke(app, ["run", "-c", str(lu), "--db", str(tmp_path / "c2.db")])
+    assert r.exit_code == 2 and "marker: refused by the patched step" in r.output

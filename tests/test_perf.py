@@ -123,9 +123,11 @@ def test_open_loop_keeps_its_schedule(tmp_path, fake_proc):
     # window it divides by, see test_sharded_client_processes)
     assert m["requests"] == 88 and m["request_throughput"] <= 40 * 1.05
     # a send counts as late past LATE_MS (5 ms): the client's own lateness, which on a loaded
-    # 2-core machine is scheduling delay; 5% of sends (the self-check itself flags 1%) leaves room
-    # for that noise while a schedule that drifts (every send late) still fails
-    assert lv["self_check"]["late_share"] <= 0.05
+    # 2-core machine is scheduling delay, as much of it as the load makes (the self-check flags
+    # 1%; a quiet machine shows 0-2%). The bug this guards, a schedule that drifts, makes every
+    # send late after the first few: at most half late still fails it, and no load seen here
+    # made half of the sends 5 ms late
+    assert lv["self_check"]["late_share"] <= 0.5
     assert m["ttft_from_intended_ms"]["p50"] >= m["ttft_ms"]["p50"]
     assert m["goodput"]["fraction"] == 1.0
     rows = store.perf_requests(perf_id)

@@ -190,10 +190,40 @@ def test_locked_database_is_a_clear_error_then_works(tmp_path, fake_proc):
     ]
 
 
+def _one_round_s(tmp_path, fake_proc, script, env) -> float:
+    """How long one round of the run's pages takes here and now, read from a finished run of a
+    few calls: the slowest of three rounds."""
+    warm = fake_proc("--script", str(script))
+    f, db = tmp_path / "warm.yaml", tmp_path / "warm.db"
+    write_lineup(f, warm.url, 4)
+    r = bakeoff("run", "-c", str(f), "--db", str(db), "-q", "--no-report", env=env)
+    assert r.returncode == 0, r.stderr
+    run_id = sqlite3.connect(db).execute("SELECT id FROM runs").fetchone()[0]
+    ui = Server(db)
+    try:
+        rounds = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            for page in _pages(run_id):
+                assert ui.get(page)[0] == 200
+            rounds.append(time.monotonic() - t0)
+    finally:
+        ui.stop()
+    return max(rounds)
+
+
+def _pages(run_id: str) -> list[str]:
+    return [f"/run/{run_id}", f"/run/{run_id}/suite?name=arith", "/", f"/run/{run_id}/arena"]
+
+
 def test_ui_reads_while_a_run_writes(tmp_path, fake_proc):
     n = 60
     script, _ = script_for(tmp_path, n)
-    srv = fake_proc("--script", str(script), "--ttft-ms", "30", "--itl-ms", "10")
+    # the run must outlast several rounds of page reads, however loaded the machine: the fake's
+    # delay is set from a round measured here (60 calls two at a time: 30 delays = 10 rounds)
+    round_s = _one_round_s(tmp_path, fake_proc, script, {"BAKEOFF_TEST_KEY": KEY})
+    ttft_ms = max(30, round(round_s * 1000 / 3))
+    srv = fake_proc("--script", str(script), "--ttft-ms", str(ttft_ms), "--itl-ms", "10")
     f = tmp_path / "l.yaml"
     write_lineup(f, srv.url, n)
     db = tmp_path / "b.db"
@@ -216,7 +246,7 @@ def test_ui_reads_while_a_run_writes(tmp_path, fake_proc):
     ui = Server(db)
     try:
         run_id = sqlite3.connect(db).execute("SELECT id FROM runs").fetchone()[0]
-        pages = [f"/run/{run_id}", f"/run/{run_id}/suite?name=arith", "/", f"/run/{run_id}/arena"]
+        pages = _pages(run_id)
         polls, seen_counts = 0, set()
         while p.poll() is None:
             for page in pages:
@@ -226,7 +256,8 @@ def test_ui_reads_while_a_run_writes(tmp_path, fake_proc):
             seen_counts.add(n_done)
             polls += 1
         assert p.wait() == 0, p.stderr.read() if p.stderr else ""
-        assert polls >= 3 and len(seen_counts) >= 2  # the pages were read while calls landed
+        # the pages were read while calls landed
+        assert polls >= 3 and len(seen_counts) >= 2, (polls, seen_counts, ttft_ms)
         status, _, html = ui.get(f"/run/{run_id}")
         assert status == 200 and "complete" in html
     finally:

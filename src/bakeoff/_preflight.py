@@ -1,6 +1,8 @@
-"""Preflight over the wire: before a run's first call, every endpoint the run does not start itself
-answers its listing, then one real one-token call (`check_endpoints`). `RunError` is the error
-of the whole pipeline (`_pipeline.py` re-exports both)."""
+"""Everything checked before a run's first call. Here, without a call (`preflight`): the suites and
+providers exist, every key variable is allowed and set, model-written code has its sandbox, the
+local model is installed. Over the wire (`check_endpoints`): every endpoint the run does not start
+itself answers its listing, then one real one-token call, whose bills `record_preflight` keeps
+with the run. `RunError` is the error of the whole pipeline (`_pipeline.py` re-exports these)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bakeoff.lineups import Lineup
+from bakeoff.lineups import Endpoint, Lineup, keys, missing_env
+from bakeoff.plugins import UnknownPluginError, get_provider
+from bakeoff.runs import suite_for
+from bakeoff.store import Store
+from bakeoff.suites.datasets import DatasetError
 
 Log = Callable[[str], None]
 
@@ -18,6 +24,15 @@ Log = Callable[[str], None]
 class RunError(Exception):
     """The run could not start (no call was made) or stopped; the message says why and what to do
     next."""
+
+
+class RunStopped(RunError):
+    """A stored run stopped on a fatal error (storage, a server, the audit): the calls made so far
+    are kept, and `run_id` resumes it once the cause is fixed."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 @dataclass
@@ -167,3 +182,137 @@ def _bill(name: str, started: float, status: int, raw: bytes) -> PreflightCall:
         )
         call.cost_usd = float(num["cost"]) if "cost" in num else None
     return call
+
+
+def preflight(lineup: Lineup, *, unsafe_code: bool = False, log: Log | None = None) -> None:
+    """Everything that would stop the run, checked before any call: the suites and providers
+    exist, every key variable is set, model-written code has its sandbox (or `unsafe_code`), the
+    local model is installed."""
+    try:
+        for s in lineup.run.suites:
+            suite_for(lineup, s)
+        for ep in lineup.endpoints:
+            get_provider(ep.provider)
+    except (UnknownPluginError, DatasetError) as e:
+        raise RunError(str(e)) from None
+    check_planned(lineup)
+    check_env(lineup, log)
+    check_sandbox(lineup, unsafe_code, log)
+    check_local(lineup)
+
+
+def check_planned(lineup: Lineup) -> None:
+    """The lineup plans calls, and its datasets read whole (a bad row is reported with its file
+    and line before a run is stored: a run left behind would "resume" with nothing planned)."""
+    from bakeoff.runs import suite_items
+
+    n = 0
+    for ds in lineup.datasets:
+        if ds.name in lineup.run.suites:
+            try:
+                n += len(suite_items(lineup, ds.name))
+            except (DatasetError, ValueError) as e:
+                raise RunError(str(e)) from None
+    builtin = [s for s in lineup.run.suites if not any(d.name == s for d in lineup.datasets)]
+    audits = lineup.audit.enabled and lineup.reference is not None and len(lineup.endpoints) > 1
+    if not (n or builtin or audits or lineup.run.probe) or not lineup.endpoints:
+        raise RunError(
+            "the lineup plans no call: no suite item, no audit (it needs a `reference` and a "
+            "second endpoint) and no probe (`run.probe`) — nothing would be measured"
+        )
+
+
+def record_preflight(store: Store, run_id: str, lineup: Lineup, calls: list[PreflightCall]) -> None:
+    """Keep the one-token preflight calls' bills with the run (`side_calls`, purpose
+    `preflight`): their `usage.cost`, else their tokens at the endpoint's `price`."""
+    from bakeoff.store import SideCallRecord
+
+    for c in calls:
+        ep = lineup.endpoint(c.endpoint)
+        cost, source = c.cost_usd, "usage" if c.cost_usd is not None else None
+        if cost is None and ep.price is not None and c.prompt_tokens is not None:
+            out = c.completion_tokens or 0
+            cost = (c.prompt_tokens * ep.price.input_per_m + out * ep.price.output_per_m) / 1e6
+            source = "price"
+        store.record_side_call(
+            SideCallRecord(
+                run_id=run_id,
+                endpoint=c.endpoint,
+                purpose="preflight",
+                started_at=c.started_at,
+                status="ok" if c.ok else "error",
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                cost_usd=cost,
+                cost_source=source,
+            )
+        )
+
+
+def check_env(lineup: Lineup, log: Log | None = None) -> None:
+    """Every key variable is one the lineup may send (`lineups.keys`: an LLM API key's name, the
+    preset's own, or one the user allowed) and is set; `log` is told which variable goes to which
+    host."""
+    allowed = keys.allowed_variables()
+    problems = []
+    for ep in lineup.endpoints:
+        if not ep.api_key_env:
+            continue
+        try:
+            default = getattr(get_provider(ep.provider), "default_key_env", None)
+        except UnknownPluginError:
+            default = None
+        problem = keys.key_variable_problem(ep.api_key_env, default=default, allowed=allowed)
+        if problem:
+            problems.append(f"endpoint {ep.name!r}: {problem}")
+    problems += missing_env(lineup)
+    if problems:
+        raise RunError("no call was made:\n  " + "\n  ".join(problems))
+    for ep in lineup.endpoints:
+        if ep.api_key_env and log:
+            log(f"key: endpoint {ep.name!r} sends {ep.api_key_env} to {_host(ep)}")
+
+
+def _host(ep: Endpoint) -> str:
+    from urllib.parse import urlsplit
+
+    if not ep.base_url:
+        return f"the server bakeoff starts for it (provider {ep.provider})"
+    try:
+        return urlsplit(ep.base_url).netloc or ep.base_url
+    except ValueError:
+        return str(ep.base_url)
+
+
+def check_sandbox(lineup: Lineup, unsafe_code: bool, log: Log | None = None) -> None:
+    """Suites that run model-written code need the bubblewrap sandbox: refused before any call
+    without it, unless `unsafe_code` (then they run unisolated, and the summary says so)."""
+    try:
+        needs = [s for s in lineup.run.suites if suite_for(lineup, s).runs_model_code]
+    except (UnknownPluginError, DatasetError) as e:
+        raise RunError(str(e)) from None
+    if not needs:
+        return
+    from bakeoff.sandbox import isolation_problem, permit_unisolated, refusal
+
+    problem = isolation_problem()
+    if problem is None:
+        return
+    if not unsafe_code:
+        raise RunError(f"no call was made: {', '.join(needs)}: {refusal(problem)}")
+    permit_unisolated()
+    if log:
+        log(
+            f"warning: {', '.join(needs)}: model-written code will run UNISOLATED "
+            f"(unsafe_code): {problem}"
+        )
+
+
+def check_local(lineup: Lineup) -> None:
+    if any(ep.provider == "local" for ep in lineup.endpoints):
+        from bakeoff.local import AssetError, source_model
+
+        try:
+            source_model()
+        except AssetError as e:
+            raise RunError(str(e)) from None

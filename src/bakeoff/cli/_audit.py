@@ -24,6 +24,7 @@ from bakeoff.cli._common import (
 from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError
 from bakeoff.plugins import load
+from bakeoff.store import Store
 
 app = typer.Typer(
     help="Audit every endpoint against the reference: same / different / inconclusive, with "
@@ -87,11 +88,12 @@ def audit(
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _settings_of(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs as audit settings (values read as YAML: numbers, lists, null)."""
+def _settings_of(pairs: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs as audit settings (values read as YAML: numbers, lists, null), as the user
+    typed them: `reanalyse` validates them as the lineup's would be."""
     import yaml
 
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
@@ -104,7 +106,7 @@ def _settings_of(pairs: list[str]) -> dict[str, Any]:
 
 
 def _rerun(
-    store: Any, run: str, overrides: dict[str, Any], quiet: bool
+    store: Store, run: str, overrides: dict[str, object], quiet: bool
 ) -> tuple[str, str, dict[str, Any]]:
     from bakeoff.audit import AuditError, reanalyse
     from bakeoff.runs import lineup_of_run
@@ -139,7 +141,7 @@ def _rerun(
     return run_id, r.analysis_id, r.verdicts
 
 
-def _show(overrides: dict[str, Any]) -> str:
+def _show(overrides: dict[str, object]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in overrides.items())
 
 
@@ -217,7 +219,7 @@ def analyses_cmd(
     if json_out:
         sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    own: dict[str, Any] = next((a["settings"] for a in found if a["id"] == "run"), {})
+    own: dict[str, object] = next((a["settings"] for a in found if a["id"] == "run"), {})
     t = Table(title=f"audit analyses of run {rid}", title_justify="left")
     for col in ("id", "created", "settings changed", "verdicts"):
         t.add_column(col)

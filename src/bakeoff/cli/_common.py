@@ -11,7 +11,7 @@ from rich.text import Text
 
 from bakeoff.lineups import Lineup, LineupError, keys
 from bakeoff.plugins import load
-from bakeoff.store import HELD, Row, Store, StoreError, database_exists, default_db_path, redact
+from bakeoff.store import HELD, Row, Store
 
 
 class _Console(Console):
@@ -100,16 +100,13 @@ def override(model: Any, field: str, value: Any, flag: str) -> None:
 
 def open_store(db: str | None, *, existing: bool = False) -> Store:
     """The database (created if missing, unless `existing`: read-only commands never leave an
-    empty database behind)."""
-    path = db or default_db_path()
-    if existing and not database_exists(path):
-        raise fail(
-            f"no database at {redact(path)}: `bakeoff run` makes one; --db (or BAKEOFF_DB) names"
-            " another"
-        )
+    empty database behind); a problem is exit 2 (`_pipeline.open_store`'s message)."""
+    from bakeoff._pipeline import RunError
+    from bakeoff._pipeline import open_store as open_or_refuse
+
     try:
-        return Store(path)
-    except StoreError as e:
+        return open_or_refuse(db, existing=existing)
+    except RunError as e:
         raise fail(str(e)) from None
 
 

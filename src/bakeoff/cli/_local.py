@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bakeoff._procs import pid_alive
 from bakeoff.cli._common import err, fail, out
-from bakeoff.lineups import Lineup, LineupError
+from bakeoff.lineups import Endpoint, Lineup, LineupError
 from bakeoff.plugins import load
 
 app = typer.Typer(help="The local lineup: model variants and llama.cpp servers on loopback.")
@@ -80,14 +80,22 @@ def up(
 ) -> None:
     """Start the local lineup's servers and proxies; keep them up until Ctrl-C or `bakeoff local down`."""
     from bakeoff.local import AssetError, ServerError
-    from bakeoff.plugins import get_provider
-    from bakeoff.providers import StartContext
 
     lineup = _lineup(config)
     served = [e for e in lineup.endpoints if e.provider in ("local", "proxy", "fake")]
     if not served:
         raise fail("the lineup has no local, proxy or fake endpoints to serve")
     state = _state_file()
+    _refuse_second_up(state)
+    try:
+        asyncio.run(_serve(lineup, served, state, write_lineup))
+    except (AssetError, ServerError) as e:
+        raise fail(str(e)) from None
+    err.print("local lineup stopped")
+
+
+def _refuse_second_up(state: Path) -> None:
+    """Exit 2 when the state file names a `bakeoff local up` still alive."""
     if state.exists():
         prior = json.loads(state.read_text())
         if pid_alive(prior.get("pid")):
@@ -95,51 +103,55 @@ def up(
                 f"a `bakeoff local up` is already running (pid {prior['pid']}); see `bakeoff local status`"
             )
 
-    async def main() -> None:
-        providers = {e.name: get_provider(e.provider)(e) for e in served}
-        ctx = StartContext(lineup, providers=providers)
-        stop_event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop_event.set)
-        try:
-            for group in (
-                [p for p in providers.values() if not p.after_others],
-                [p for p in providers.values() if p.after_others],
-            ):
-                urls = await asyncio.gather(*(p.start(ctx) for p in group))
-                for p, url in zip(group, urls, strict=True):
-                    ctx.resolved[p.endpoint.name] = url
-            servers = {n: getattr(p, "server", None) for n, p in providers.items()}
-            info = {
-                n: {"url": ctx.resolved[n], "pid": s.pid if s is not None else os.getpid()}
-                for n, s in servers.items()
-            }
-            state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(json.dumps({"pid": os.getpid(), "endpoints": info}))
-            t = Table(
-                title="local lineup (Ctrl-C or `bakeoff local down` to stop)", title_justify="left"
-            )
-            for col in ("endpoint", "url", "pid"):
-                t.add_column(col)
-            for n, i in info.items():
-                t.add_row(n, str(i["url"]), str(i["pid"]))
-            out.print(t)
-            if write_lineup:
-                _write_lineup(write_lineup, lineup, ctx.resolved)
-                out.print(f"lineup for these servers: {write_lineup}")
-            await stop_event.wait()
-        finally:
-            await asyncio.gather(*(p.stop() for p in providers.values()), return_exceptions=True)
-            with contextlib.suppress(FileNotFoundError):
-                if json.loads(state.read_text()).get("pid") == os.getpid():
-                    state.unlink()
 
+async def _serve(
+    lineup: Lineup, served: list[Endpoint], state: Path, write_lineup: Path | None
+) -> None:
+    """Start the servers (proxies after the servers they front), record them in `state`, show
+    them, and keep them up until SIGINT/SIGTERM; stopped and the state removed on the way out."""
+    from bakeoff.plugins import get_provider
+    from bakeoff.providers import StartContext
+
+    providers = {e.name: get_provider(e.provider)(e) for e in served}
+    ctx = StartContext(lineup, providers=providers)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
     try:
-        asyncio.run(main())
-    except (AssetError, ServerError) as e:
-        raise fail(str(e)) from None
-    err.print("local lineup stopped")
+        for group in (
+            [p for p in providers.values() if not p.after_others],
+            [p for p in providers.values() if p.after_others],
+        ):
+            urls = await asyncio.gather(*(p.start(ctx) for p in group))
+            for p, url in zip(group, urls, strict=True):
+                ctx.resolved[p.endpoint.name] = url
+        servers = {n: getattr(p, "server", None) for n, p in providers.items()}
+        info = {
+            n: {"url": ctx.resolved[n], "pid": s.pid if s is not None else os.getpid()}
+            for n, s in servers.items()
+        }
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"pid": os.getpid(), "endpoints": info}))
+        _show_servers(info)
+        if write_lineup:
+            _write_lineup(write_lineup, lineup, ctx.resolved)
+            out.print(f"lineup for these servers: {write_lineup}")
+        await stop_event.wait()
+    finally:
+        await asyncio.gather(*(p.stop() for p in providers.values()), return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
+
+
+def _show_servers(info: dict[str, dict[str, str | int]]) -> None:
+    t = Table(title="local lineup (Ctrl-C or `bakeoff local down` to stop)", title_justify="left")
+    for col in ("endpoint", "url", "pid"):
+        t.add_column(col)
+    for n, i in info.items():
+        t.add_row(n, str(i["url"]), str(i["pid"]))
+    out.print(t)
 
 
 def _write_lineup(path: Path, lineup: Lineup, urls: dict[str, str]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
@@ -25,6 +26,9 @@ from bakeoff.cli._common import (
     out,
 )
 from bakeoff.lineups import Lineup
+
+if TYPE_CHECKING:
+    from bakeoff.perf import PerfOptions
 
 ConfigOption = typer.Option(
     None,
@@ -117,7 +121,7 @@ def perf(
     run_id = None
     if run_ref is not None:
         run_id = find_run_or_fail(open_store(db, existing=True), run_ref)["id"]
-    opts = _perf_options(
+    opts = PerfFlags(
         mode=mode,
         levels=levels,
         duration=duration,
@@ -132,7 +136,7 @@ def perf(
         no_stop=no_stop,
         seed=seed,
         endpoint=endpoint,
-    )
+    ).options()
     opts.ray = ray
     _, lineup = load_or_default(config)
     store = open_store(db)
@@ -190,25 +194,35 @@ def _sweep(store: Any, lineup: Any, opts: Any, run_id: str | None, quiet: bool) 
         raise fail("interrupted; the levels finished so far are stored", 130) from None
 
 
-def _perf_options(
-    *,
-    mode: str,
-    levels: str | None,
-    duration: float,
-    requests: int | None,
-    warmup: float,
-    cooldown: float,
-    workload: str,
-    suite: str | None,
-    arrival: str,
-    slo: str | None,
-    processes: int,
-    no_stop: bool,
-    seed: int,
-    endpoint: list[str] | None,
-) -> Any:
+@dataclass(frozen=True)
+class PerfFlags:
+    """`bakeoff perf`'s options as typed on the command line, before they are checked."""
+
+    mode: str
+    levels: str | None
+    duration: float
+    requests: int | None
+    warmup: float
+    cooldown: float
+    workload: str
+    suite: str | None
+    arrival: str
+    slo: str | None
+    processes: int
+    no_stop: bool
+    seed: int
+    endpoint: list[str] | None
+
+    def options(self) -> PerfOptions:
+        return _perf_options(self)
+
+
+def _perf_options(f: PerfFlags) -> PerfOptions:
     """The sweep's `PerfOptions` from the command line, each option checked (exit 2 naming it)."""
     from bakeoff.perf import SLO, PerfOptions
+
+    mode, levels, duration, workload, slo = f.mode, f.levels, f.duration, f.workload, f.slo
+    warmup, cooldown, arrival, endpoint = f.warmup, f.cooldown, f.arrival, f.endpoint
 
     if mode not in ("closed", "open"):
         raise fail("--mode: closed or open")
@@ -228,17 +242,17 @@ def _perf_options(
         mode=mode,  # type: ignore[arg-type]
         levels=_levels(levels) if levels else default,
         duration_s=duration,
-        max_requests=requests,
+        max_requests=f.requests,
         warmup_s=warmup,
         cooldown_s=cooldown,
         input_tokens=int(m.group(1)),
         output_tokens=int(m.group(2)),
-        suite=suite,
+        suite=f.suite,
         arrival=arrival,  # type: ignore[arg-type]
-        seed=seed,
+        seed=f.seed,
         slo=slo_v,
-        processes=processes,
-        stop_at_saturation=not no_stop,
+        processes=f.processes,
+        stop_at_saturation=not f.no_stop,
         endpoints=list(endpoint) if endpoint else None,
     )
 

@@ -1,35 +1,35 @@
 from __future__ import annotations
 
-import asyncio
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from bakeoff.cli._common import (
-    AllowEnvOption,
-    DbOption,
-    err,
-    fail,
-    find_run_or_fail,
-    load_lineup_or_default,
-    open_store,
-    out,
-    override,
-)
+from bakeoff._pipeline import Hooks, Outcome, RunError, RunStopped
+from bakeoff.cli._common import AllowEnvOption, DbOption, err, fail, out, override
 from bakeoff.lineups import Lineup
 from bakeoff.runs import (
     GATE_EXIT,
     EndpointProgress,
+    EndpointSummary,
+    Fidelity,
     Gate,
+    RunSummary,
+    SuiteStats,
     failed_gates,
     parse_gate,
-    summarize,
 )
 from bakeoff.store import Store
 
@@ -118,121 +118,129 @@ def run(
 ) -> None:
     """Run the lineup's suites and the fidelity audit over every endpoint; store every call; print
     the comparison. (From Python: `bakeoff.run()`, which this command is a shell over.)"""
+    from bakeoff._pipeline import RunRequest, drive
+
     gates = parse_gates(fail_on)
-    lineup, source = None, None
-    if not resume:  # checked before a database is opened: a bad file leaves none behind
-        config, lineup = _lineup_with_overrides(config, suite, limit, repeats, no_audit)
-        source = str(config)
-    store, run_id, lineup = _open_run(
-        db, lineup, source, resume=resume, new=new, unsafe_code=unsafe_code, check=not no_preflight
-    )
-    before = len(store.succeeded_call_ids(run_id))
-    status = execute_with_progress(store, run_id, lineup, use_cache=cache, quiet=quiet)
-    where = None if no_report else (report or False)
-    _conclude(
-        store,
-        run_id,
-        status,
-        json_out=json_out,
-        report=where,
-        quiet=quiet,
-        gates=gates,
+    request = RunRequest(
+        db=db,
+        resume=resume,
+        new=new,
+        use_cache=cache,
+        report=False if no_report else (report or True),
+        unsafe_code=unsafe_code,
+        check=not no_preflight,
         otel=otel,
-        carried=before,
-        allow_errors=allow_errors,
     )
-
-
-def _open_run(
-    db: str | None,
-    lineup: Lineup | None,
-    source: str | None,
-    *,
-    resume: str | None,
-    new: bool,
-    unsafe_code: bool,
-    check: bool,
-) -> tuple[Store, str, Lineup]:
-    """Preflight a new run's lineup (and its endpoints, when `check`), then open the database and
-    resume or create the run; a problem is exit 2."""
-    from bakeoff._pipeline import RunError, check_endpoints, preflight, prepare, record_preflight
-
-    bills = []
+    hooks = CliHooks(
+        quiet=quiet, json_out=json_out, overrides=Overrides(suite, limit, repeats, no_audit)
+    )
     try:
-        if lineup is not None:
-            preflight(lineup, unsafe_code=unsafe_code, log=_say)
-            if check:
-                bills = asyncio.run(check_endpoints(lineup, log=_say))
-        store = open_store(db, existing=bool(resume))
-        if resume and store.find_run(resume) is None:
-            find_run_or_fail(store, resume)  # the CLI's own message: ambiguous prefix or none
-        run_id, lineup = prepare(
-            store,
-            lineup,
-            resume=resume,
-            new=new,
-            unsafe_code=unsafe_code,
-            source=source,
-            checked=not resume,
-            log=_say,
-        )
-        record_preflight(store, run_id, lineup, bills)
+        outcome = drive(config, request, hooks)
     except RunError as e:
-        raise fail(str(e)) from None
-    return store, run_id, lineup
-
-
-def _conclude(
-    store: Store,
-    run_id: str,
-    status: str,
-    *,
-    json_out: bool,
-    report: Path | bool | None,
-    quiet: bool,
-    gates: list[Gate],
-    otel: str | None = None,
-    carried: int = 0,
-    allow_errors: bool = False,
-) -> None:
-    """The summary, then the exit: 130 if interrupted; the report (`report` None: none; False:
-    the default path); the spans to `otel`; the gates (exit 100 if one fails). `carried`: the
-    successful calls stored before this invocation (a resume says how many it made itself)."""
-    summary = summarize(store, run_id)
-    _print_summary(summary, json_out)
-    if status != "complete":
-        err.print(f"run {run_id} was interrupted; resume with: bakeoff run --resume {run_id}")
+        raise fail(_failure(e)) from None
+    if outcome.status != "complete":
+        rid = outcome.summary.run_id
+        err.print(f"run {rid} was interrupted; resume with: bakeoff run --resume {rid}")
         raise typer.Exit(130)
-    err.print(f"run [bold]{run_id}[/] complete; stored in {store.path}")
-    if carried:
-        made = len(store.succeeded_call_ids(run_id)) - carried
-        err.print(f"{made} calls answered in this invocation, {carried} carried over from before")
-    if report is not None:
-        from bakeoff._pipeline import default_report_path
+    if not allow_errors:
+        check_failures(outcome.summary)
+    check_gates(outcome.summary, gates)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The command line's changes to a new run's lineup, each validated as the file's would be."""
+
+    suite: list[str] | None = None
+    limit: int | None = None
+    repeats: int | None = None
+    no_audit: bool = False
+
+    def apply(self, lineup: Lineup) -> None:
+        if self.suite:
+            override(lineup.run, "suites", list(self.suite), "--suite")
+        if self.limit is not None:
+            override(lineup.run, "limit", self.limit, "--limit")
+        if self.repeats is not None:
+            override(lineup.run, "repeats", self.repeats, "--repeats")
+        if self.no_audit:
+            lineup.audit.enabled = False
+
+
+class CliHooks(Hooks):
+    """The pipeline as the terminal shows it: its notes on stderr (a warning in red), a progress
+    bar per endpoint, the command line's overrides, the summary tables (with --json: the JSON on
+    stdout, the tables on stderr), the report written with a progress bar."""
+
+    def __init__(
+        self, *, quiet: bool, json_out: bool = False, overrides: Overrides | None = None
+    ) -> None:
+        super().__init__()
+        self.quiet, self.json_out, self.overrides = quiet, json_out, overrides or Overrides()
+        self.bars = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("errors {task.fields[errors]}"),
+            TextColumn("{task.fields[tok_s]:.0f} tok/s"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=quiet,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def log(self, message: str) -> None:
+        _say(message)
+
+    def progress(self, endpoint: str, p: EndpointProgress) -> None:
+        if endpoint not in self.tasks:
+            self.tasks[endpoint] = self.bars.add_task(endpoint, total=p.total, errors=0, tok_s=0.0)
+        self.bars.update(
+            self.tasks[endpoint], total=p.total, completed=p.done, errors=p.errors, tok_s=p.tok_s
+        )
+
+    def edit(self, lineup: Lineup) -> None:
+        self.overrides.apply(lineup)
+
+    def calls(self) -> Progress:
+        return self.bars
+
+    def summarized(self, outcome: Outcome) -> None:
+        _print_summary(outcome.summary, self.json_out)
+        if outcome.status != "complete":
+            return
+        err.print(f"run [bold]{outcome.summary.run_id}[/] complete; stored in {outcome.db}")
+        if outcome.carried:
+            err.print(
+                f"{outcome.made} calls answered in this invocation, {outcome.carried} carried over"
+                " from before"
+            )
+
+    def write_report(self, store: Store, run_id: str, path: Path) -> Path:
         from bakeoff.cli._ui import write_report_with_progress
 
-        path = report if isinstance(report, Path) else default_report_path(store, run_id)
-        write_report_with_progress(store, run_id, path, quiet=quiet)
-    if otel is not None:
-        from bakeoff.cli._store import send_spans
+        return write_report_with_progress(store, run_id, path, quiet=self.quiet)
 
-        send_spans(store, run_id, otel)
-    if not allow_errors:
-        check_failures(summary)
-    check_gates(summary, gates)
+
+def _failure(e: RunError) -> str:
+    """The pipeline's error as the CLI says it: a stopped run with the command that resumes it."""
+    if isinstance(e, RunStopped):
+        return f"{e}\nfix it, then: bakeoff run --resume {e.run_id}"
+    return str(e)
 
 
 FAILED_EXIT = 3
 
 
-def check_failures(summary: dict[str, Any]) -> None:
+def check_failures(summary: RunSummary) -> None:
     """Exit FAILED_EXIT (3), one line per endpoint and suite, when an endpoint's calls failed too
     often to score it (`run.max_failed_share`): a run that measured nothing is no success."""
     lines = [
-        f"{e['name']}: {suite}: no score: {st['no_score']}"
-        for e in summary["endpoints"]
-        for suite, st in e["suites"].items()
-        if st.get("no_score")
+        f"{e.name}: {suite}: no score: {st.no_score}"
+        for e in summary.endpoints
+        for suite, st in e.suites.items()
+        if st.no_score
     ]
     if lines:
         for line in lines:
@@ -248,9 +256,9 @@ def parse_gates(rules: list[str] | None) -> list[Gate]:
         raise fail(str(e)) from None
 
 
-def check_gates(summary: dict[str, Any], gates: list[Gate]) -> None:
+def check_gates(summary: RunSummary, gates: list[Gate]) -> None:
     """Exit GATE_EXIT (100), one line per failure, when a gate fails."""
-    failures = failed_gates(summary, gates)
+    failures = failed_gates(summary.to_json(), gates)
     for f in failures:
         err.print(f"[bold red]gate failed:[/] {escape(f)}")
     if failures:
@@ -259,42 +267,24 @@ def check_gates(summary: dict[str, Any], gates: list[Gate]) -> None:
         err.print(f"gates passed: {', '.join(g.text for g in gates)}")
 
 
-def _lineup_with_overrides(
-    config: Path | None,
-    suite: list[str] | None,
-    limit: int | None,
-    repeats: int | None,
-    no_audit: bool,
-) -> tuple[Path, Lineup]:
-    """The lineup file (or the default one) with the command line's overrides, each validated."""
-    config, lineup = load_lineup_or_default(config)
-    if suite:
-        override(lineup.run, "suites", list(suite), "--suite")
-    if limit is not None:
-        override(lineup.run, "limit", limit, "--limit")
-    if repeats is not None:
-        override(lineup.run, "repeats", repeats, "--repeats")
-    if no_audit:
-        lineup.audit.enabled = False
-    return config, lineup
-
-
-def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
+def _print_summary(summary: RunSummary, json_out: bool) -> None:
     """The summary and capability tables (on stderr with --json, which prints the JSON on
     stdout), then any warning."""
     console = err if json_out else out
     console.print(summary_table(summary))
-    caps = {e["name"]: e["capabilities"] for e in summary["endpoints"] if e.get("capabilities")}
+    caps = {e.name: e.capabilities for e in summary.endpoints if e.capabilities}
     if caps:
         from bakeoff.cli._perf import capability_rows_table
 
         console.print(capability_rows_table(caps))
     if (line := bill_line(summary)) is not None:
         console.print(line)
-    for w in summary.get("warnings", []):
+    for w in summary.warnings:
         err.print(f"[bold red]warning:[/] {escape(w)}")
     if json_out:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
 
 
 def _say(message: str) -> None:
@@ -308,44 +298,21 @@ def _say(message: str) -> None:
 def execute_with_progress(
     store: Store, run_id: str, lineup: Lineup, *, use_cache: bool | None, quiet: bool
 ) -> str:
-    """Execute a stored run (suites, then the audit if enabled) with a live progress display."""
-    from bakeoff._pipeline import RunError, execute_run
+    """Execute a stored run (suites, then the audit if enabled) with the progress bars
+    (`bakeoff audit`: the pipeline's `execute_stored`)."""
+    from bakeoff._pipeline import execute_stored
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("errors {task.fields[errors]}"),
-        TextColumn("{task.fields[tok_s]:.0f} tok/s"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    )
-    tasks: dict[str, Any] = {}
-
-    def on_progress(name: str, p: EndpointProgress) -> None:
-        if name not in tasks:
-            tasks[name] = progress.add_task(name, total=p.total, errors=0, tok_s=0.0)
-        progress.update(
-            tasks[name], total=p.total, completed=p.done, errors=p.errors, tok_s=p.tok_s
+    try:
+        return execute_stored(
+            store, run_id, lineup, use_cache=use_cache, hooks=CliHooks(quiet=quiet)
         )
-
-    with progress:
-        try:
-            return asyncio.run(
-                execute_run(store, run_id, lineup, use_cache=use_cache, on_progress=on_progress)
-            )
-        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C or SIGTERM
-            return "interrupted"
-        except RunError as e:
-            progress.stop()
-            raise fail(f"{e}\nfix it, then: bakeoff run --resume {run_id}") from None
+    except RunError as e:
+        raise fail(_failure(e)) from None
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: RunSummary) -> Table:
     t = Table(
-        title=f"run {summary['run_id']} ({summary['status']})",
+        title=f"run {summary.run_id} ({summary.status})",
         title_justify="left",
         caption="score: over the calls answered (a failed call is not a wrong answer); Δ: score "
         "minus the reference's on the items both answered; p: McNemar (pass/fail, one call "
@@ -357,103 +324,98 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t.add_column("calls", justify="right")
     t.add_column("ok", justify="right")
     t.add_column("errors")
-    for s in summary["suites"]:
+    for s in summary.suites:
         t.add_column(f"{s} score [95% CI]", justify="right")
     t.add_column("TTFT p50/p90 ms", justify="right")
     t.add_column("tok/s", justify="right")
     t.add_column("cost $", justify="right")
-    has_fid = any(e.get("fidelity") for e in summary["endpoints"])
+    has_fid = any(e.fidelity for e in summary.endpoints)
     if has_fid:
         t.add_column("fidelity (confident divergences / greedy calls)")
         t.caption = f"{t.caption}\n{fidelity_caption(summary)}"
-    for e in summary["endpoints"]:
-        errs = ", ".join(f"{k} {v}" for k, v in e["errors"].items()) or "-"
-        cells = []
-        for s in summary["suites"]:
-            sc = e["suites"][s]
-            if sc["score"] is None:
-                cells.append(escape(f"n/a: {sc['no_score']}") if sc.get("no_score") else "-")
-            else:
-                lo, hi = sc["ci95"]
-                answered = sc.get("answered")
-                if answered is not None and answered < sc["n"]:
-                    cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={answered}"
-                    cell += f" ({sc['n'] - answered} failed"
-                    if sc.get("score_failures_as_wrong") is not None:
-                        cell += f"; {sc['score_failures_as_wrong']:.2f} counting them wrong"
-                    cell += ")"
-                else:
-                    cell = f"{sc['score']:.2f} [{lo:.2f}, {hi:.2f}] n={sc['n']}"
-                if sc.get("score_common") is not None:
-                    cell += f"\non the {sc['n_common_items']} items all answered: "
-                    cell += f"{sc['score_common']:.2f}"
-                if sc.get("stopped_early"):
-                    cell += f"\nstopped early: {sc['n_items']}/{sc['items_planned']} items"
-                vs = sc.get("vs_reference")
-                if vs and vs.get("p_holm") is not None:
-                    mark = "[red]*[/]" if vs["significant"] else ""
-                    cell += f"\nΔ {vs['delta']:+.2f} p={vs['p_holm']:.2g}{mark}"
-                cells.append(cell)
-        ttft = e["ttft_ms"]
-        ttft_s = "-" if ttft["p50"] is None else f"{ttft['p50']:.0f} / {ttft['p90']:.0f}"
-        tps = e["output_tok_s"]["p50"]
-        name = e["name"] + (" (ref)" if e["reference"] else "")
+    for e in summary.endpoints:
+        errs = ", ".join(f"{k} {v}" for k, v in e.errors.items()) or "-"
+        cells = [suite_cell(e.suites[s]) for s in summary.suites]
+        ttft = e.ttft_ms
+        ttft_s = "-" if ttft.p50 is None else f"{ttft.p50:.0f} / {ttft.p90:.0f}"
+        tps = e.output_tok_s.p50
+        name = e.name + (" (ref)" if e.reference else "")
         t.add_row(
             name,
-            str(e["calls"]),
-            str(e["successes"]),
+            str(e.calls),
+            str(e.successes),
             errs,
             *cells,
             ttft_s,
             "-" if tps is None else f"{tps:.0f}",
             cost_cell(e),
-            *([fidelity_cell(e.get("fidelity"))] if has_fid else []),
+            *([fidelity_cell(e.fidelity)] if has_fid else []),
         )
     return t
 
 
-def bill_line(summary: dict[str, Any]) -> str | None:
+def suite_cell(sc: SuiteStats) -> str:
+    """One endpoint's score on one suite: its interval and sample, the failed calls beside it,
+    the score on the items all answered, an early stop, the difference from the reference."""
+    if sc.score is None:
+        return escape(f"n/a: {sc.no_score}") if sc.no_score else "-"
+    lo, hi = sc.ci95
+    answered = sc.answered
+    if answered is not None and answered < sc.n:
+        cell = f"{sc.score:.2f} [{lo:.2f}, {hi:.2f}] n={answered}"
+        cell += f" ({sc.n - answered} failed"
+        if sc.score_failures_as_wrong is not None:
+            cell += f"; {sc.score_failures_as_wrong:.2f} counting them wrong"
+        cell += ")"
+    else:
+        cell = f"{sc.score:.2f} [{lo:.2f}, {hi:.2f}] n={sc.n}"
+    if sc.score_common is not None:
+        cell += f"\non the {sc.n_common_items} items all answered: "
+        cell += f"{sc.score_common:.2f}"
+    if sc.stopped_early:
+        cell += f"\nstopped early: {sc.n_items}/{sc.items_planned} items"
+    vs = sc.vs_reference
+    if vs and vs.p_holm is not None:
+        mark = "[red]*[/]" if vs.significant else ""
+        cell += f"\nΔ {vs.delta:+.2f} p={vs.p_holm:.2g}{mark}"
+    return cell
+
+
+def bill_line(summary: RunSummary) -> str | None:
     """The run's bill in one line: the total and its parts by purpose."""
-    total = summary.get("cost_usd")
+    total = summary.cost_usd
     if total is None:
         return None
     parts: dict[str, float] = {}
-    for e in summary["endpoints"]:
-        for purpose, usd in ((e.get("bill") or {}).get("by_purpose") or {}).items():
+    for e in summary.endpoints:
+        for purpose, usd in (e.bill.by_purpose if e.bill else {}).items():
             parts[purpose] = parts.get(purpose, 0.0) + usd
     detail = ", ".join(f"{k} ${v:.4f}" for k, v in sorted(parts.items()))
     return f"bill: ${total:.4f} ({detail})"
 
 
-def cost_cell(e: dict[str, Any]) -> str:
+def cost_cell(e: EndpointSummary) -> str:
     """The endpoint's bill: every call priced (suite, audit, probe, judge); replays from the cache
     and unpriced calls said, never passed off as free."""
-    bill = e.get("bill") or {}
-    cost = e.get("cost_usd")
+    cost = e.cost_usd
     cell = "-" if cost is None else f"{cost:.4f}"
     notes = []
-    if n := (bill.get("sources") or {}).get("cached"):
+    if e.bill and (n := e.bill.sources.get("cached")):
         notes.append(f"{n} cached")
-    if n := bill.get("unpriced"):
+    if e.bill and (n := e.bill.unpriced):
         notes.append(f"{n} unpriced")
-    if n := e.get("wrong_upstream"):  # of every call billed, as the cost above: not of `calls`
-        notes.append(
-            f"[red]{n} of {e.get('wrong_upstream_of')} billed calls on a wrong upstream[/]"
-        )
+    if n := e.wrong_upstream:  # of every call billed, as the cost above: not of `calls`
+        notes.append(f"[red]{n} of {e.wrong_upstream_of} billed calls on a wrong upstream[/]")
     return cell + (f"\n({', '.join(notes)})" if notes else "")
 
 
-def fidelity_caption(summary: dict[str, Any]) -> str:
+def fidelity_caption(summary: RunSummary) -> str:
     """What the fidelity column claims, and what its alpha controls."""
-    f: dict[str, Any] = next(
-        (
-            e["fidelity"]
-            for e in summary["endpoints"]
-            if (e.get("fidelity") or {}).get("multiplicity")
-        ),
-        {},
+    f = next(
+        (e.fidelity for e in summary.endpoints if e.fidelity and e.fidelity.multiplicity), None
     )
-    mult, alpha = f.get("multiplicity", "per_endpoint"), f.get("alpha") or 0.05
+    mult = f.multiplicity if f else "per_endpoint"
+    alpha = (f.alpha if f else None) or 0.05
     controls = (
         "false discovery rate over the candidates (e-BH)" if mult == "fdr" else "each verdict alone"
     )
@@ -464,15 +426,15 @@ def fidelity_caption(summary: dict[str, Any]) -> str:
     )
 
 
-def fidelity_cell(f: dict[str, Any] | None) -> str:
+def fidelity_cell(f: Fidelity | None) -> str:
     if not f:
         return "-"
-    if f["verdict"] == "reference":
+    if f.verdict == "reference":
         return "reference"
-    colour = {"same": "green", "different": "red"}.get(f["verdict"], "yellow")
-    claim = f.get("claim") or f"{f['verdict']} (p={f['p_value']:.2g}, {f['calls']})"
+    colour = {"same": "green", "different": "red"}.get(f.verdict, "yellow")
+    claim = f.claim or f"{f.verdict} (p={f.p_value:.2g}, {f.calls})"
     verdict, _, rest = claim.partition(" ")
     cell = f"[{colour}]{escape(verdict)}[/] {escape(rest)}"
-    if f.get("flags"):
+    if f.flags:
         cell += " [yellow]![/]"
     return cell

@@ -7,9 +7,9 @@ import orjson
 import typer
 from rich.table import Table
 
+from bakeoff._pipeline import stored_summary
 from bakeoff.cli._common import DbOption, err, fail, find_run_or_fail, open_store, out
 from bakeoff.cli._run import FailOnOption, check_gates, parse_gates, summary_table
-from bakeoff.runs import summarize
 from bakeoff.runs._export import FORMATS, WHAT
 from bakeoff.runs._export import export as export_rows
 
@@ -45,9 +45,11 @@ def show(
     gates = parse_gates(fail_on)
     store = open_store(db, existing=True)
     row = find_run_or_fail(store, run_id)
-    summary = summarize(store, row["id"])
+    summary = stored_summary(store, row["id"])
     if json_out:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     else:
         out.print(summary_table(summary))
     check_gates(summary, gates)

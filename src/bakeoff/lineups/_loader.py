@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def _fmt_loc(loc: Loc) -> str:
 
 
 def parse_lineup(
-    text: str | dict[str, Any],
+    text: str | Mapping[str, object],
     source: str = "<lineup>",
     *,
     resolve: Callable[[Lineup], Lineup] | None = None,
@@ -128,9 +128,28 @@ def parse_lineup(
     as YAML: the lines named are that text's). Raises `LineupError` naming `source`, line and
     field. `resolve`, if given, completes the validated lineup; its `FieldProblems` are reported
     the same way."""
-    if isinstance(text, dict):
+    text = _yaml_text(text, source)
+    data, lines = _tree(_compose(text, source), source)
+    try:
+        lineup = Lineup.model_validate(data)
+        return resolve(lineup) if resolve is not None else lineup
+    except FieldProblems as e:
+        raise LineupError(
+            [
+                f"{source}:{_line_for(loc, lines) or '?'}: {_fmt_loc(loc)}: {msg}"
+                for loc, msg in e.problems
+            ]
+        ) from None
+    except ValidationError as e:
+        raise LineupError(_validation_problems(e, data, lines, source)) from None
+
+
+def _yaml_text(text: object, source: str) -> str:
+    """The lineup's YAML text: a dict written out as YAML; anything else but text refused; a text
+    past `MAX_FILE_BYTES` refused before it is parsed."""
+    if isinstance(text, Mapping):
         try:
-            text = yaml.safe_dump(text, sort_keys=False, allow_unicode=True)
+            text = yaml.safe_dump(dict(text), sort_keys=False, allow_unicode=True)
         except yaml.YAMLError as e:
             raise TypeError(f"parse_lineup: the dict holds a value YAML cannot hold: {e}") from None
     if not isinstance(text, str):
@@ -142,6 +161,11 @@ def parse_lineup(
         raise LineupError(
             [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]
         )
+    return text
+
+
+def _compose(text: str, source: str) -> yaml.Node:
+    """The YAML node tree (no object built yet), or a `LineupError` naming the line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
@@ -155,6 +179,11 @@ def parse_lineup(
         raise LineupError([f"{source}:{line}: invalid YAML: {reason}"]) from None
     if node is None:
         raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
+    return node
+
+
+def _tree(node: yaml.Node, source: str) -> tuple[dict[str, object], dict[Loc, int]]:
+    """The mapping the node holds (within `_Budget`) and the line of each of its paths."""
     lines: dict[Loc, int] = {}
     try:
         data = _to_python(node, (), lines, _Budget())
@@ -162,27 +191,23 @@ def parse_lineup(
         raise LineupError([f"{source}:{e.line}: {e.message}"]) from None
     if not isinstance(data, dict):
         raise LineupError([f"{source}:1: a lineup is a mapping with an `endpoints:` list"])
-    try:
-        lineup = Lineup.model_validate(data)
-        return resolve(lineup) if resolve is not None else lineup
-    except FieldProblems as e:
-        raise LineupError(
-            [
-                f"{source}:{_line_for(loc, lines) or '?'}: {_fmt_loc(loc)}: {msg}"
-                for loc, msg in e.problems
-            ]
-        ) from None
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc: Loc = tuple(err["loc"])
-            # pydantic puts tagged-union / validator names in loc; keep only the data path
-            data_loc = _data_path(data, loc)
-            lineno = _line_for(data_loc, lines)
-            msg = err["msg"].removeprefix("Value error, ")
-            field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
-            problems.append(f"{source}:{lineno or '?'}: {field}: {msg}")
-        raise LineupError(problems) from None
+    return data, lines
+
+
+def _validation_problems(
+    e: ValidationError, data: dict[str, object], lines: dict[Loc, int], source: str
+) -> list[str]:
+    """One `source:line: field: message` per pydantic error."""
+    problems = []
+    for err in e.errors():
+        loc: Loc = tuple(err["loc"])
+        # pydantic puts tagged-union / validator names in loc; keep only the data path
+        data_loc = _data_path(data, loc)
+        lineno = _line_for(data_loc, lines)
+        msg = err["msg"].removeprefix("Value error, ")
+        field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
+        problems.append(f"{source}:{lineno or '?'}: {field}: {msg}")
+    return problems
 
 
 def _data_path(data: Any, loc: Loc) -> Loc:
