@@ -9,15 +9,19 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import yaml
 from rich.table import Table
 
-from bakeoff._procs import pid_alive
+from bakeoff._procs import pid_alive, signals_call
 from bakeoff.cli._common import err, fail, out
 from bakeoff.lineups import Endpoint, Lineup, LineupError
 from bakeoff.plugins import load
+
+if TYPE_CHECKING:
+    from bakeoff.providers import Provider, StartContext
 
 app = typer.Typer(help="The local lineup: model variants and llama.cpp servers on loopback.")
 
@@ -115,9 +119,18 @@ async def _serve(
     providers = {e.name: get_provider(e.provider)(e) for e in served}
     ctx = StartContext(lineup, providers=providers)
     stop_event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_event.set)
+    with signals_call(stop_event.set, signal.SIGINT, signal.SIGTERM, keep_ignored=False):
+        await _serve_until(stop_event, lineup, providers, ctx, state, write_lineup)
+
+
+async def _serve_until(
+    stop_event: asyncio.Event,
+    lineup: Lineup,
+    providers: dict[str, Provider],
+    ctx: StartContext,
+    state: Path,
+    write_lineup: Path | None,
+) -> None:
     try:
         for group in (
             [p for p in providers.values() if not p.after_others],
