@@ -4,6 +4,7 @@ from bakeoff.runs._capabilities import (
     CAPABILITY_COLUMNS,
     CAPABILITY_LABELS,
     FEATURES,
+    CapabilityRow,
     capability_row,
 )
 from bakeoff.runs._export import ExportError, export, load
@@ -44,6 +45,7 @@ __all__ = [
     "GATE_EXIT",
     "SCHEMA_VERSION",
     "CallPolicy",
+    "CapabilityRow",
     "EndpointProgress",
     "EndpointSession",
     "EndpointSummary",

@@ -36,7 +36,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import Store, StoreError
+from bakeoff.store import ProbeResult, Store, StoreError
 from bakeoff.suites import Item
 
 
@@ -173,7 +173,7 @@ def _endpoint_entry(
     suites: dict[str, dict[str, Any]],
     planned: int,
     verdict: dict[str, Any] | None,
-    probe: dict[str, Any] | None,
+    probe: ProbeResult | None,
     bill: dict[str, Any],
     every_call: tuple[Any, ...],
     retried: dict[str, tuple[float, int]],

@@ -8,7 +8,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +17,15 @@ from typing import Any
 from bakeoff.store._analyses import Analyses
 from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_secrets
 from bakeoff.store._migrations import migrate
+from bakeoff.store._probes import ProbeResult
 from bakeoff.store._reads import Reads
-from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._records import (
+    CallRecord,
+    PerfRequestRecord,
+    SideCallRecord,
+    VoteRecord,
+    dumps,
+)
 from bakeoff.store._secrets import Secrets
 
 DEFAULT_DB = "bakeoff.db"
@@ -364,7 +371,9 @@ class Store(Reads, Analyses):
             )
 
     # -- perf runs and probes ---------------------------------------------------------------------
-    def create_perf(self, perf_id: str, run_id: str | None, lineup_json: str, config: Any) -> None:
+    def create_perf(
+        self, perf_id: str, run_id: str | None, lineup_json: str, config: Mapping[str, object]
+    ) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO perf_runs (id, run_id, created_at, status, lineup_json, config_json)"
@@ -372,22 +381,23 @@ class Store(Reads, Analyses):
                 (perf_id, run_id, now_iso(), lineup_json, dumps(config)),
             )
 
-    def add_perf_requests(self, rows: list[dict[str, Any]]) -> None:
+    def add_perf_requests(self, rows: list[PerfRequestRecord]) -> None:
         if not rows:
             return
-        cols = tuple(rows[0])
+        values = [r.columns() for r in rows]
+        cols = tuple(values[0])
         sql = upsert("perf_requests", cols, ("perf_id", "endpoint", "level", "seq"))
         with self.transaction() as db:
-            db.executemany(sql, [tuple(self._scrubbed(r[c]) for c in cols) for r in rows])
+            db.executemany(sql, [tuple(self._scrubbed(v[c]) for c in cols) for v in values])
 
-    def finish_perf(self, perf_id: str, status: str, summary: Any) -> None:
+    def finish_perf(self, perf_id: str, status: str, summary: Mapping[str, object]) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE perf_runs SET status = ?, finished_at = ?, summary_json = ? WHERE id = ?",
                 (status, now_iso(), self.scrub(dumps(summary)), perf_id),
             )
 
-    def put_probe(self, owner_id: str, endpoint: str, result: Any) -> None:
+    def put_probe(self, owner_id: str, endpoint: str, result: ProbeResult) -> None:
         with self.transaction() as db:
             db.execute(
                 upsert(
@@ -399,7 +409,7 @@ class Store(Reads, Analyses):
             )
 
     # -- arena votes -----------------------------------------------------------------------------
-    def add_vote(self, run_id: str, vote: dict[str, Any]) -> None:
+    def add_vote(self, run_id: str, vote: VoteRecord) -> None:
         with self.transaction() as db:
             db.execute(
                 'INSERT INTO votes (run_id, suite, item_id, repeat, "left", "right", winner, voter,'
@@ -407,16 +417,16 @@ class Store(Reads, Analyses):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    vote["suite"],
-                    vote["item_id"],
-                    vote.get("repeat", 0),
-                    vote["left"],
-                    vote["right"],
-                    vote["winner"],
-                    vote["voter"],
-                    vote.get("left_chars"),
-                    vote.get("right_chars"),
-                    self.scrub(dumps(vote["detail"])) if vote.get("detail") else None,
+                    vote.suite,
+                    vote.item_id,
+                    vote.repeat,
+                    vote.left,
+                    vote.right,
+                    vote.winner,
+                    vote.voter,
+                    vote.left_chars,
+                    vote.right_chars,
+                    self.scrub(dumps(vote.detail)) if vote.detail else None,
                     now_iso(),
                 ),
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import orjson
 
@@ -92,3 +92,64 @@ class SideCallRecord:
 
     def columns(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerfRequestRecord:
+    """One request of a perf sweep's level, as the `perf_requests` table keeps it (`chunks`: the
+    token-bearing chunks' times, stored as JSON)."""
+
+    perf_id: str
+    endpoint: str
+    level: str
+    seq: int
+    phase: str
+    intended_ms: float | None
+    lateness_ms: float | None
+    status: str
+    error_class: str | None
+    first_byte_ms: float | None
+    role_ms: float | None
+    ttft_ms: float | None
+    last_token_ms: float | None
+    e2e_ms: float | None
+    chunks: list[float]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    token_source: str | None
+    usage_tokens: int | None
+    counted_tokens: int | None
+
+    def columns(self) -> dict[str, str | int | float | None]:
+        """{column: value} of the `perf_requests` table."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        chunks = row.pop("chunks")
+        row["chunks_json"] = dumps(chunks) if chunks else None
+        return row
+
+
+class JudgeDetail(TypedDict):
+    """What a judge answered in both orders of an arena pair."""
+
+    a_first: str
+    b_first: str
+    choices: list[str | None]
+    consistent: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteRecord:
+    """An arena vote, as the `votes` table keeps it: `left` and `right` are the endpoints shown
+    first and second, `voter` is `human` or `judge:<endpoint>`; `id` is set once stored."""
+
+    suite: str
+    item_id: str
+    repeat: int = 0
+    left: str
+    right: str
+    winner: str
+    voter: str
+    left_chars: int | None = None
+    right_chars: int | None = None
+    detail: JudgeDetail | None = None
+    id: int | None = None
