@@ -18,7 +18,6 @@ import contextlib
 import random
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bakeoff.fake._faults import _cut, _early_fault, _final, _tool_events
+from bakeoff.fake._events import DONE, _burst, _Events, _paced, _Planned, _tail
+from bakeoff.fake._faults import _cut, _early_fault
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
 from bakeoff.fake._personas import (
     PERSONAS,
@@ -57,7 +57,6 @@ FAULTS: dict[str, str] = {
 }
 _MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
-DONE = b"data: [DONE]\n\n"
 T0 = web.RequestKey("t0", float)
 T0_NS = web.RequestKey("t0_ns", int)
 
@@ -107,18 +106,6 @@ class FakeConfig(BaseModel):
     """Obey `[[fault:NAME]]` in the prompt (off: a healthy server beside a hostile one)."""
     hostile_bytes: int = 1_000_000_000
     """What an endless hostile reply sends at most (the client is expected to stop far sooner)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    toks: list[str]
-    finish: str
-    tool_calls: list[dict[str, Any]]
-    usage: dict[str, Any]
-    cid: str
-    created: int
-    slow: float
-    upstream: str | None
 
 
 def _tokens(text: str) -> list[str]:
@@ -399,73 +386,38 @@ class FakeServer:
         c = self.config
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        base: dict[str, Any] = {
-            "id": r.cid,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": r.created,
-            "model": c.model,
-        }
-        if r.upstream:
-            base["provider"] = r.upstream
-        stamps = c.stamps
-
-        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            obj = {**base, "choices": choices, **extra}
-            if stamps:
-                obj["x_fake_sent_ns"] = time.monotonic_ns()
-                obj["x_fake_arrived_ns"] = request[T0_NS]
-            return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-        def tok_event(t: str) -> bytes:
-            if chat:
-                return event([{"index": 0, "delta": {"content": t}, "finish_reason": None}])
-            return event([{"index": 0, "text": t, "finish_reason": None}])
-
-        toks = r.toks
-        cut_at = len(toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
-        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        usage_in = "usage"
-        if self.persona is not None:
-            want_usage = want_usage or self.persona.usage_always or self.persona.usage_in != "usage"
-            usage_in = self.persona.usage_in
-        ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
+        ev = _Events(r, c, chat, request[T0_NS])
+        usage_key = self._usage_key(body)
 
         def tail() -> list[bytes]:  # stamped when sent
-            out = [*_tool_events(event, r.tool_calls), _final(event, chat, r.finish)]
-            if not want_usage:
-                return out
-            usage = {"usage": r.usage} if usage_in == "usage" else {usage_in: {"usage": r.usage}}
-            return [*out, event([], **usage)]
+            return _tail(ev, r, usage_key)
 
+        ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
         t0 = request[T0]
         if ttft:
             await _until(t0 + ttft)
         if fault == "no_choices":
             await resp.write(DONE)
             return resp
-        role = event([{"index": 0, "delta": {"role": "assistant"}}]) if chat else b""
+        cut_at = len(r.toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
         if itl == 0 and cut_at is None:
-            # the whole stream in one write: what a fast server on loopback looks like
-            if stamps and toks:  # the first token on its own, right after its send stamp
-                await resp.write(role + tok_event(toks[0]))
-                role, toks = b"", toks[1:]
-            await resp.write(b"".join([role, *(tok_event(t) for t in toks), *tail(), DONE]))
+            await _burst(resp, ev, r.toks, tail)
             return resp
-        # the role chunk goes out with the first token, in one write, as fast servers send them
-        if not toks or cut_at == 0:
-            await resp.write(role)
-        for i, t in enumerate(toks):
-            if cut_at is not None and i == cut_at:
-                return await _cut(resp, request, fault, c)
-            if i and itl:
-                await _until(t0 + ttft + i * itl)
-            await resp.write((role if i == 0 else b"") + tok_event(t))
-        if cut_at is not None:
+        if not await _paced(resp, ev, r.toks, cut_at, t0 + ttft, itl):
             return await _cut(resp, request, fault, c)
-        for ev in tail():
-            await resp.write(ev)
+        for e in tail():
+            await resp.write(e)
         await resp.write(DONE)
         return resp
+
+    def _usage_key(self, body: dict[str, Any]) -> str | None:
+        """Where a stream's usage goes (`usage`, or the persona's own key), None when it sends
+        none (not asked, and the persona does not send it anyway)."""
+        want = bool((body.get("stream_options") or {}).get("include_usage"))
+        if self.persona is None:
+            return "usage" if want else None
+        want = want or self.persona.usage_always or self.persona.usage_in != "usage"
+        return self.persona.usage_in if want else None
 
 
 def load_script(path: str | Path) -> dict[str, str | dict[str, Any]]:
