@@ -15,6 +15,7 @@ from bakeoff.local._assets import (
 from bakeoff.local._servers import (
     LocalServer,
     ServerError,
+    ServerSettings,
     free_port,
     launch,
     port_in_use,
@@ -29,6 +30,7 @@ __all__ = [
     "AssetError",
     "LocalServer",
     "ServerError",
+    "ServerSettings",
     "cache_dir",
     "clean",
     "default_lineup_path",

@@ -17,6 +17,9 @@ import orjson
 from bakeoff.ui._data import NotFound, RunData
 from bakeoff.ui._render import url
 
+LISTING = ("show", "ep", "q", "sort")
+"""A page's query parameters that choose the list (a `ListQuery`)."""
+
 SHOWS = {
     "all": "all items",
     "disagree": "score differs from the reference",
@@ -60,6 +63,19 @@ class ListQuery:
     ep: str = ""
     q: str = ""
     sort: str = "item"
+
+    @classmethod
+    def of(cls, query: dict[str, str]) -> ListQuery:
+        """From a page's query as given (see `checked`)."""
+        return cls(
+            query.get("show", "all"),
+            query.get("ep", ""),
+            query.get("q", ""),
+            query.get("sort", "item"),
+        )
+
+    def checked(self, rd: RunData) -> ListQuery:
+        return ListQuery.parse(rd, self.show, self.ep, self.q, self.sort)
 
     @classmethod
     def parse(cls, rd: RunData, show: str, ep: str, q: str, sort: str) -> ListQuery:

@@ -21,7 +21,7 @@ from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
 from bakeoff.ui._data import NotFound, Page, RunData, find_run
 from bakeoff.ui._overview import best_cells, capability_rows, caveats
 from bakeoff.ui._render import make_env, url
-from bakeoff.ui._suite import SHOWS, Links, ListQuery, counts, neighbours, suite_rows
+from bakeoff.ui._suite import LISTING, SHOWS, Links, ListQuery, counts, neighbours, suite_rows
 
 PAGE_SIZE = 100
 
@@ -77,7 +77,11 @@ class Views:
         for rx, name in self.ROUTES:
             m = rx.match(path)
             if m:
-                return getattr(self, name)(**m.groupdict(), **_only(query, name))
+                args: dict[str, object] = {**_only(query, name)}
+                if name in ("suite", "item"):  # the list's parameters, as one
+                    args = {k: v for k, v in args.items() if k not in LISTING}
+                    args["listing"] = ListQuery.of(query)
+                return getattr(self, name)(**m.groupdict(), **args)
         raise NotFound(f"no page {path}")
 
     # -- pages -----------------------------------------------------------------------------------
@@ -109,19 +113,12 @@ class Views:
         )
 
     def suite(
-        self,
-        run_id: str,
-        name: str,
-        show: str = "all",
-        ep: str = "",
-        q: str = "",
-        sort: str = "item",
-        page: str = "1",
+        self, run_id: str, name: str, listing: ListQuery | None = None, page: str = "1"
     ) -> Page:
         rd = self.run(run_id)
         if name not in rd.suites:
             raise NotFound(f"no suite {name} in run {rd.run_id}")
-        lq = ListQuery.parse(rd, show, ep, q, sort)
+        lq = (listing or ListQuery()).checked(rd)
         rows = suite_rows(rd, name)
         listed = lq.apply(rows)
         n = len(listed)
@@ -157,10 +154,7 @@ class Views:
         id: str,
         cols: str = "",
         view: str = "diff",
-        show: str = "all",
-        ep: str = "",
-        q: str = "",
-        sort: str = "item",
+        listing: ListQuery | None = None,
     ) -> Page:
         rd = self.run(run_id)
         it = self.store.item(rd.run_id, suite, id)
@@ -169,7 +163,7 @@ class Views:
         if view not in ("diff", "plain"):
             raise NotFound(f"view: diff or plain, not {view[:40]!r}")
         shown = _shown(rd, cols)
-        lq = ListQuery() if self.report else ListQuery.parse(rd, show, ep, q, sort)
+        lq = ListQuery() if self.report else (listing or ListQuery()).checked(rd)
         nav, lq = self._item_nav(rd, suite, id, lq)
         # what the links of this page keep: the endpoints chosen and the view (not in a report,
         # whose pages are rendered once per item)
