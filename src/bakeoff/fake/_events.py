@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import orjson
 from aiohttp import web
 
-from bakeoff.fake._faults import _final, _tool_events
+from bakeoff.fake._faults import ToolCall, _final, _tool_events
 from bakeoff.fake._hostile import _until
 
 if TYPE_CHECKING:
@@ -20,12 +20,26 @@ if TYPE_CHECKING:
 DONE = b"data: [DONE]\n\n"
 
 
+class LogEntry(TypedDict, total=False):
+    """A request as the fake server logged it (`FakeServer.log`, the `log_file`'s lines)."""
+
+    t: float
+    path: str
+    prompt: str
+    fault: str | None
+    stream: bool
+    auth: bool
+    body_keys: list[str]
+    params: dict[str, object]
+    """The request's sampling fields as sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Planned:
     toks: list[str]
     finish: str
-    tool_calls: list[dict[str, Any]]
-    usage: dict[str, Any]
+    tool_calls: list[ToolCall]
+    usage: dict[str, object]
     cid: str
     created: int
     slow: float

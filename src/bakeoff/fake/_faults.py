@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from aiohttp import web
 
@@ -15,7 +15,21 @@ if TYPE_CHECKING:
     from bakeoff.fake._server import FakeConfig
 
 
-def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:
+class ToolFunction(TypedDict):
+    name: str
+    arguments: str
+    """JSON text."""
+
+
+class ToolCall(TypedDict):
+    """A tool call of a reply, as the OpenAI API sends it."""
+
+    id: str
+    type: str
+    function: ToolFunction
+
+
+def _tool_events(event: Callable[..., bytes], tool_calls: list[ToolCall]) -> list[bytes]:
     """Each tool call as two deltas: id + name, then the arguments (as providers stream them)."""
     out = []
     for i, tc in enumerate(tool_calls):
@@ -31,7 +45,7 @@ def _tool_events(event: Any, tool_calls: list[dict[str, Any]]) -> list[bytes]:
     return out
 
 
-def _final(event: Any, chat: bool, finish: str) -> bytes:
+def _final(event: Callable[..., bytes], chat: bool, finish: str) -> bytes:
     if chat:
         return event([{"index": 0, "delta": {}, "finish_reason": finish}])
     return event([{"index": 0, "text": "", "finish_reason": finish}])

@@ -238,22 +238,19 @@ async def _text(
 ) -> web.StreamResponse:
     """A well-formed reply of `text` (in events of 1,000 characters when streamed)."""
 
-    def body(t: str, key: str) -> dict[str, Any]:
+    def body(t: str, key: str, finish: str | None = None) -> dict[str, object]:
         part = {key: {"role": "assistant", "content": t}} if chat else {"text": t}
-        return {"model": c.model, "choices": [{"index": 0, "finish_reason": None, **part}]}
+        return {"model": c.model, "choices": [{"index": 0, "finish_reason": finish, **part}]}
 
     if not stream:
-        whole = body(text, "message")
-        whole["choices"][0]["finish_reason"] = "stop"
+        whole = body(text, "message", "stop")
         return web.Response(body=orjson.dumps(whole), content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     with contextlib.suppress(ConnectionError):
         for i in range(0, len(text), 1000):
             await resp.write(_sse(body(text[i : i + 1000], "delta")))
-        last = body("", "delta")
-        last["choices"][0]["finish_reason"] = "stop"
-        await resp.write(_sse(last) + b"data: [DONE]\n\n")
+        await resp.write(_sse(body("", "delta", "stop")) + b"data: [DONE]\n\n")
     return resp
 
 

@@ -238,7 +238,7 @@ class Store(Reads, Analyses):
         lineup_json: str,
         source: str | None,
         reference: str | None,
-        endpoints: list[dict[str, Any]],
+        endpoints: list[Mapping[str, object]],
         version: str,
     ) -> None:
         with self.transaction() as db:
@@ -287,7 +287,7 @@ class Store(Reads, Analyses):
             )
 
     # -- items -----------------------------------------------------------------------------------
-    def add_items(self, run_id: str, suite: str, items: list[dict[str, Any]]) -> None:
+    def add_items(self, run_id: str, suite: str, items: list[Mapping[str, object]]) -> None:
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO items (run_id, suite, item_id, tier, input_json, target_json, meta_json)"
@@ -322,7 +322,8 @@ class Store(Reads, Analyses):
         call = record.columns()
         scrub, error = self.scrub, self.scrub_error
         for col in ("error_detail", "response_raw") if record.status == "error" else ():
-            call[col] = error(call[col])  # an error body may echo the Authorization header
+            text = call[col]  # an error body may echo the Authorization header
+            call[col] = error(text if isinstance(text, str) else None)
         values = tuple(scrub(v) if isinstance(v, str) else v for v in call.values())
         with self.transaction() as db:
             if not _insert_call(db, record.id, tuple(call), values, ok=record.status == "ok"):

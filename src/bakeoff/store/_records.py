@@ -12,6 +12,10 @@ def dumps(obj: Any) -> str:
     return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+SqlValue = str | int | float | None
+"""A value of a table's column."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallRecord:
     """One finished call (success or its final error), as the `calls` table keeps it. Structured
@@ -58,7 +62,7 @@ class CallRecord:
     None (no figure: unpriced)."""
     pinned_upstream: str | None = None
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self) -> dict[str, SqlValue]:
         """{column: value} of the `calls` table."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}  # no deep copy of logprobs
         row["cached"] = int(self.cached)
@@ -90,7 +94,7 @@ class SideCallRecord:
     cost_source: str | None = None
     upstream: str | None = None
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self) -> dict[str, SqlValue]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -120,7 +124,7 @@ class PerfRequestRecord:
     usage_tokens: int | None
     counted_tokens: int | None
 
-    def columns(self) -> dict[str, str | int | float | None]:
+    def columns(self) -> dict[str, SqlValue]:
         """{column: value} of the `perf_requests` table."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         chunks = row.pop("chunks")

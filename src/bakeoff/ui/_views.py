@@ -8,22 +8,49 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
 import orjson
 from jinja2 import Environment
 
-from bakeoff.store import Store
+from bakeoff.perf import PerfSummary
+from bakeoff.store import Row, Store
 from bakeoff.ui._charts import chunks_chart, front_charts, perf_charts, wealth_chart
 from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
 from bakeoff.ui._data import NotFound, Page, RunData, find_run
 from bakeoff.ui._overview import best_cells, capability_rows, caveats
 from bakeoff.ui._render import make_env, url
-from bakeoff.ui._suite import LISTING, SHOWS, Links, ListQuery, counts, neighbours, suite_rows
+from bakeoff.ui._suite import (
+    LISTING,
+    SHOWS,
+    Links,
+    ListQuery,
+    Neighbours,
+    counts,
+    neighbours,
+    suite_rows,
+)
 
 PAGE_SIZE = 100
+
+
+class ItemCall(TypedDict):
+    row: Row
+    scores: list[Row]
+    tool_calls: list[object] | None
+    """As the reply sent them."""
+    ref_text: str | None
+    """The reference's output of the same repeat (None in the reference's own column)."""
+
+
+class ItemColumn(TypedDict):
+    endpoint: str
+    extra: bool
+    """Not among the endpoints chosen: shown further right."""
+    calls: list[ItemCall]
 
 
 @dataclass
@@ -33,7 +60,7 @@ class Views:
     store: Store
     report: bool = False
     env: Environment = field(default_factory=make_env)
-    context: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, object] = field(default_factory=dict)
     """Extra template variables (the web app's form token)."""
     _runs: dict[str, RunData] = field(default_factory=dict)
 
@@ -201,7 +228,7 @@ class Views:
 
     def _item_columns(
         self, rd: RunData, suite: str, item_id: str, shown: list[str]
-    ) -> list[dict[str, Any]]:
+    ) -> list[ItemColumn]:
         """One column per endpoint that has calls for the item: those chosen first (side by side),
         then the others (`extra`, further right)."""
         calls = self.store.item_calls(rd.run_id, suite, item_id)
@@ -236,7 +263,7 @@ class Views:
 
     def _item_nav(
         self, rd: RunData, suite: str, item_id: str, lq: ListQuery
-    ) -> tuple[dict[str, Any] | None, ListQuery]:
+    ) -> tuple[Neighbours | None, ListQuery]:
         """Previous / next in the suite page's list the item was opened from (its filter, search and
         order); the whole suite when that list no longer holds it. None for the audit's items (no
         suite page lists them)."""
@@ -309,11 +336,12 @@ class Views:
         row = self.store.perf_run(id)
         if row is None:
             raise NotFound(f"no perf run {id}")
-        s = orjson.loads(row["summary_json"]) if row["summary_json"] else {"endpoints": {}}
+        s: PerfSummary | None = orjson.loads(row["summary_json"]) if row["summary_json"] else None
         figs, level_name = perf_charts(s, self.store.perf_measurements(id))
+        shown: Mapping[str, object] = s or {"endpoints": {}}  # a running sweep has none yet
         return Page(
             f"Perf {id}",
-            self._render("perf.html", row=row, s=s, figs=figs, level_name=level_name),
+            self._render("perf.html", row=row, s=shown, figs=figs, level_name=level_name),
             row["run_id"],
         )
 
