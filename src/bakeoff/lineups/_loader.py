@@ -119,7 +119,7 @@ def _fmt_loc(loc: Loc) -> str:
 
 
 def parse_lineup(
-    text: str | dict[str, Any],
+    text: str | dict[str, object],
     source: str = "<lineup>",
     *,
     resolve: Callable[[Lineup], Lineup] | None = None,
