@@ -128,33 +128,7 @@ def parse_lineup(
     as YAML: the lines named are that text's). Raises `LineupError` naming `source`, line and
     field. `resolve`, if given, completes the validated lineup; its `FieldProblems` are reported
     the same way."""
-    if isinstance(text, dict):
-        try:
-            text = yaml.safe_dump(text, sort_keys=False, allow_unicode=True)
-        except yaml.YAMLError as e:
-            raise TypeError(f"parse_lineup: the dict holds a value YAML cannot hold: {e}") from None
-    if not isinstance(text, str):
-        raise TypeError(
-            f"parse_lineup takes the lineup's YAML text or a dict, not {type(text).__name__}"
-            " (a file: bakeoff.load_lineup(path))"
-        )
-    if len(text) > MAX_FILE_BYTES:
-        raise LineupError(
-            [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]
-        )
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        line = mark.line + 1 if mark is not None else "?"
-        raise LineupError([f"{source}:{line}: invalid YAML: {e.problem}"]) from None
-    except yaml.YAMLError as e:  # e.g. a character YAML does not allow
-        pos = getattr(e, "position", None)
-        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else "?"
-        reason = getattr(e, "reason", None) or str(e).splitlines()[0]
-        raise LineupError([f"{source}:{line}: invalid YAML: {reason}"]) from None
-    if node is None:
-        raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
+    node = _compose(_yaml_text(text), source)
     lines: dict[Loc, int] = {}
     try:
         data = _to_python(node, (), lines, _Budget())
@@ -173,16 +147,60 @@ def parse_lineup(
             ]
         ) from None
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc: Loc = tuple(err["loc"])
-            # pydantic puts tagged-union / validator names in loc; keep only the data path
-            data_loc = _data_path(data, loc)
-            lineno = _line_for(data_loc, lines)
-            msg = err["msg"].removeprefix("Value error, ")
-            field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
-            problems.append(f"{source}:{lineno or '?'}: {field}: {msg}")
-        raise LineupError(problems) from None
+        raise LineupError(_problems(e, data, lines, source)) from None
+
+
+def _yaml_text(text: object) -> str:
+    """The lineup's YAML text: given, or written from a dict as YAML would give it."""
+    if isinstance(text, dict):
+        try:
+            text = yaml.safe_dump(text, sort_keys=False, allow_unicode=True)
+        except yaml.YAMLError as e:
+            raise TypeError(f"parse_lineup: the dict holds a value YAML cannot hold: {e}") from None
+    if not isinstance(text, str):
+        raise TypeError(
+            f"parse_lineup takes the lineup's YAML text or a dict, not {type(text).__name__}"
+            " (a file: bakeoff.load_lineup(path))"
+        )
+    return text
+
+
+def _compose(text: str, source: str) -> yaml.Node:
+    """The YAML's node tree (lines kept); too long, not YAML or empty is a `LineupError`."""
+    if len(text) > MAX_FILE_BYTES:
+        raise LineupError(
+            [f"{source}:1: the lineup is {len(text)} characters; at most {MAX_FILE_BYTES}"]
+        )
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise LineupError([f"{source}:{line}: invalid YAML: {e.problem}"]) from None
+    except yaml.YAMLError as e:  # e.g. a character YAML does not allow
+        pos = getattr(e, "position", None)
+        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else "?"
+        reason = getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise LineupError([f"{source}:{line}: invalid YAML: {reason}"]) from None
+    if node is None:
+        raise LineupError([f"{source}:1: the lineup is empty; it needs an `endpoints:` list"])
+    return node
+
+
+def _problems(
+    e: ValidationError, data: dict[str, object], lines: dict[Loc, int], source: str
+) -> list[str]:
+    """Each validation error at its line and field (the data's path, not pydantic's)."""
+    problems = []
+    for err in e.errors():
+        loc: Loc = tuple(err["loc"])
+        # pydantic puts tagged-union / validator names in loc; keep only the data path
+        data_loc = _data_path(data, loc)
+        lineno = _line_for(data_loc, lines)
+        msg = err["msg"].removeprefix("Value error, ")
+        field = _fmt_loc(data_loc if err["type"] != "missing" else loc)
+        problems.append(f"{source}:{lineno or '?'}: {field}: {msg}")
+    return problems
 
 
 def _data_path(data: Any, loc: Loc) -> Loc:
