@@ -31,7 +31,7 @@ from bakeoff.perf._types import (
     PerfSummary,
     Saturation,
 )
-from bakeoff.store import PerfRequestRecord, Store
+from bakeoff.store import Store
 
 if TYPE_CHECKING:
     from bakeoff.perf._ray import RayPool
@@ -111,31 +111,6 @@ def _saturated(
     return None
 
 
-def _row(perf_id: str, endpoint: str, label: str, r: PerfRecord) -> PerfRequestRecord:
-    return PerfRequestRecord(
-        perf_id=perf_id,
-        endpoint=endpoint,
-        level=label,
-        seq=r["seq"],
-        phase=r["phase"],
-        intended_ms=r["intended_ms"],
-        lateness_ms=r["lateness_ms"],
-        status=r["status"],
-        error_class=r["error_class"],
-        first_byte_ms=r["first_byte_ms"],
-        role_ms=r["role_ms"],
-        ttft_ms=r["ttft_ms"],
-        last_token_ms=r["last_token_ms"],
-        e2e_ms=r["e2e_ms"],
-        chunks=r["chunks"],
-        prompt_tokens=r["prompt_tokens"],
-        completion_tokens=r["completion_tokens"],
-        token_source=r["token_source"],
-        usage_tokens=r["usage_tokens"],
-        counted_tokens=r["counted_tokens"],
-    )
-
-
 def _window(spec: LevelSpec, measured: list[PerfRecord]) -> float:
     """Seconds over which the measured requests ran. Closed loop: from the end of the warmup (or the
     first send) to the last end. Open loop: from the first measured slot to the later of the last
@@ -208,7 +183,7 @@ async def sweep_endpoint(
         expected = opts.max_requests or (int(level * opts.duration_s) if opts.mode == "open" else 0)
         tick = on_level(target.name, spec.label, expected) if on_level else None
         res = await run_level(target, spec, requests, opts.processes, tick, pool)
-        store.add_perf_requests([_row(perf_id, target.name, spec.label, r) for r in res["records"]])
+        store.add_perf_requests(perf_id, target.name, spec.label, res["records"])
         entry = _level_entry(spec, opts, res)
         why = _saturated(opts, levels_out[-1] if levels_out else None, entry["metrics"], level)
         levels_out.append(entry)

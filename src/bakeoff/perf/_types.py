@@ -6,36 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-
-class PerfRecord(TypedDict):
-    """One request of a level, as a shard measured it (times in ms from its send, `sent_s` and
-    `end_s` in s from the level's start)."""
-
-    seq: int
-    phase: Literal["warmup", "measure", "cooldown"]
-    intended_ms: float | None
-    lateness_ms: float | None
-    sent_s: float
-    status: Literal["ok", "error"]
-    error_class: str | None
-    first_byte_ms: float | None
-    role_ms: float | None
-    ttft_ms: float | None
-    last_token_ms: float | None
-    e2e_ms: float | None
-    chunks: list[float]
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    token_source: str | None
-    usage_tokens: int | None
-    counted_tokens: int | None
-    end_s: float
-    itl_ms: NotRequired[float | None]
-    """Derived (`per_request`), with `tpot_ms` and `tok_s`."""
-    tpot_ms: NotRequired[float | None]
-    tok_s: NotRequired[float | None]
-    shard: NotRequired[int]
-    """The Ray shard that sent it."""
+from bakeoff.store import PerfRecord
 
 
 class ShardResult(TypedDict):

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, get_args
 
 from bakeoff.store import ContextProbe, Feature, FeatureProbe, ProbeResult
 
-FEATURES: tuple[Feature, ...] = (
-    "stream_usage",
-    "logprobs",
-    "top_logprobs",
-    "tools",
-    "parallel_tools",
-    "json_mode",
-    "json_schema",
-    "seed_determinism",
-)
+FEATURES: tuple[Feature, ...] = get_args(Feature)
+"""The features a probe asks for, in order."""
 CAPABILITY_COLUMNS = (
     "context_tokens",
     "context_claimed",

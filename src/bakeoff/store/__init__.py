@@ -18,7 +18,7 @@ from bakeoff.store._reads import loads, provider_message
 from bakeoff.store._records import (
     CallRecord,
     JudgeDetail,
-    PerfRequestRecord,
+    PerfRecord,
     SideCallRecord,
     VoteRecord,
     dumps,
@@ -38,7 +38,7 @@ __all__ = [
     "JudgeDetail",
     "Needle",
     "OutputProbe",
-    "PerfRequestRecord",
+    "PerfRecord",
     "ProbeResult",
     "Row",
     "Secrets",

@@ -20,8 +20,9 @@ from bakeoff.store._migrations import migrate
 from bakeoff.store._probes import ProbeResult
 from bakeoff.store._reads import Reads
 from bakeoff.store._records import (
+    PERF_COLUMNS,
     CallRecord,
-    PerfRequestRecord,
+    PerfRecord,
     SideCallRecord,
     VoteRecord,
     dumps,
@@ -382,14 +383,26 @@ class Store(Reads, Analyses):
                 (perf_id, run_id, now_iso(), lineup_json, dumps(config)),
             )
 
-    def add_perf_requests(self, rows: list[PerfRequestRecord]) -> None:
-        if not rows:
+    def add_perf_requests(
+        self, perf_id: str, endpoint: str, level: str, records: list[PerfRecord]
+    ) -> None:
+        """Store a level's requests (one row each, keyed by `seq`)."""
+        if not records:
             return
-        values = [r.columns() for r in rows]
-        cols = tuple(values[0])
+        cols = ("perf_id", "endpoint", "level", *PERF_COLUMNS, "chunks_json")
         sql = upsert("perf_requests", cols, ("perf_id", "endpoint", "level", "seq"))
+        rows = [
+            (
+                perf_id,
+                endpoint,
+                level,
+                *(self._scrubbed(r[c]) for c in PERF_COLUMNS),
+                dumps(r["chunks"]) if r["chunks"] else None,
+            )
+            for r in records
+        ]
         with self.transaction() as db:
-            db.executemany(sql, [tuple(self._scrubbed(v[c]) for c in cols) for v in values])
+            db.executemany(sql, rows)
 
     def finish_perf(self, perf_id: str, status: str, summary: Mapping[str, object]) -> None:
         with self.transaction() as db:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
@@ -98,19 +98,17 @@ class SideCallRecord:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PerfRequestRecord:
-    """One request of a perf sweep's level, as the `perf_requests` table keeps it (`chunks`: the
-    token-bearing chunks' times, stored as JSON)."""
+class PerfRecord(TypedDict):
+    """One request of a perf sweep's level, as a shard measured it: times in ms from its send,
+    `sent_s` and `end_s` in s from the level's start. The `perf_requests` table keeps
+    `PERF_COLUMNS` and `chunks`."""
 
-    perf_id: str
-    endpoint: str
-    level: str
     seq: int
-    phase: str
+    phase: Literal["warmup", "measure", "cooldown"]
     intended_ms: float | None
     lateness_ms: float | None
-    status: str
+    sent_s: float
+    status: Literal["ok", "error"]
     error_class: str | None
     first_byte_ms: float | None
     role_ms: float | None
@@ -123,13 +121,36 @@ class PerfRequestRecord:
     token_source: str | None
     usage_tokens: int | None
     counted_tokens: int | None
+    end_s: float
+    itl_ms: NotRequired[float | None]
+    """Derived (`per_request`), with `tpot_ms` and `tok_s`."""
+    tpot_ms: NotRequired[float | None]
+    tok_s: NotRequired[float | None]
+    shard: NotRequired[int]
+    """The Ray shard that sent it."""
 
-    def columns(self) -> dict[str, SqlValue]:
-        """{column: value} of the `perf_requests` table."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
-        chunks = row.pop("chunks")
-        row["chunks_json"] = dumps(chunks) if chunks else None
-        return row
+
+PerfColumn = Literal[
+    "seq",
+    "phase",
+    "intended_ms",
+    "lateness_ms",
+    "status",
+    "error_class",
+    "first_byte_ms",
+    "role_ms",
+    "ttft_ms",
+    "last_token_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "token_source",
+    "usage_tokens",
+    "counted_tokens",
+]
+PERF_COLUMNS: tuple[PerfColumn, ...] = get_args(PerfColumn)
+"""The fields of a `PerfRecord` the `perf_requests` table keeps as they are (`chunks` is kept as
+`chunks_json`)."""
 
 
 class JudgeDetail(TypedDict):
