@@ -122,7 +122,7 @@ def test_a_judge_that_always_says_A_is_caught_and_counted_as_ties(tmp_path):
     assert n == 10
     # the judge is never one of the compared endpoints; each pair was asked in both orders
     votes = store.votes(run_id)
-    assert all("judge" not in (v["left"], v["right"]) for v in votes)
+    assert all("judge" not in (v.left, v.right) for v in votes)
     s = arena_summary(store, run_id, "ref")["voters"]["judge:judge"]
     assert s["outcomes"] == {"tie": 10}
     assert s["judge"]["consistent_rate"] == 0.0
@@ -208,7 +208,7 @@ def test_ties_are_left_out_of_the_fit_and_its_intervals_still_cover():
 
 def test_the_arena_summary_counts_ties_and_unread_answers_and_warns_below_the_vote_count(tmp_path):
     from bakeoff.arena import MIN_DECIDED, UNREAD
-    from bakeoff.store import Store
+    from bakeoff.store import Store, VoteRecord
 
     db = tmp_path / "a.db"
     run_id = make_run(db, JUDGED)
@@ -217,9 +217,8 @@ def test_the_arena_summary_counts_ties_and_unread_answers_and_warns_below_the_vo
     for i, w in enumerate(winners):
         store.add_vote(
             run_id,
-            {"suite": "arith", "item_id": f"x{i}", "repeat": 0, "left": "terse", "right": "wordy",
-             "winner": w, "voter": "judge:judge", "left_chars": 10, "right_chars": 30,
-             "detail": {}},
+            VoteRecord(suite="arith", item_id=f"x{i}", repeat=0, left="terse", right="wordy",
+                       winner=w, voter="judge:judge", left_chars=10, right_chars=30),
         )  # fmt: skip
     s = arena_summary(store, run_id, "terse")["voters"]["judge:judge"]
     assert (s["votes"], s["decided"], s["ties"], s["unread"]) == (13, 8, 3, 2)

@@ -16,7 +16,15 @@ import pytest
 
 from bakeoff.endpoints import CallRequest, EndpointClient
 from bakeoff.lineups import ProxySpec
-from bakeoff.local import AssetError, ServerError, launch, stop, variant_path, wait_ready
+from bakeoff.local import (
+    AssetError,
+    ServerError,
+    ServerSettings,
+    launch,
+    stop,
+    variant_path,
+    wait_ready,
+)
 from bakeoff.local import clean as clean_models
 from bakeoff.proxy import DistortionProxy, GGUFTokenizer, WordTokenizer, truncate_messages
 from bakeoff.suites import EVAL_SUITES
@@ -41,7 +49,12 @@ def servers(isolated_cache):
     started = {}
     try:
         for name, (variant, threads) in specs.items():
-            started[name] = launch(name, variant_path(variant), alias="smol", n_threads=threads)
+            started[name] = launch(
+                name,
+                variant_path(variant),
+                alias="smol",
+                settings=ServerSettings(n_threads=threads),
+            )
 
         async def ready():
             await asyncio.gather(*(wait_ready(s) for s in started.values()))

@@ -247,7 +247,7 @@ def test_every_ui_page_renders_and_a_vote_is_stored_on_postgres(pg_ui_run):
     finally:
         srv.stop()
     store = Store(url)
-    assert [v["voter"] for v in store.votes(run_id)] == ["human"]
+    assert [v.voter for v in store.votes(run_id)] == ["human"]
     store.close()
 
 

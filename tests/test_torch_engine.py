@@ -232,8 +232,9 @@ def test_lineup_refuses_llama_cpp_settings_for_transformers_and_back():
 
 _CHILD = """
 import time
-from bakeoff.local import launch, variant_path
-srv = launch("orphan", variant_path("F16"), alias="smol", engine="transformers")
+from bakeoff.local import ServerSettings, launch, variant_path
+srv = launch("orphan", variant_path("F16"), alias="smol",
+             settings=ServerSettings(engine="transformers"))
 print(srv.pid, flush=True)
 time.sleep(600)
 """

@@ -19,7 +19,7 @@ import orjson
 
 from bakeoff.lineups import Lineup, purposes
 from bakeoff.stats import Vote, bradley_terry
-from bakeoff.store import Store
+from bakeoff.store import JudgeDetail, Store, VoteRecord
 
 if TYPE_CHECKING:
     from bakeoff.runs import CallPolicy
@@ -76,11 +76,9 @@ def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> di
     pool = pairs_pool(store, run_id)
     if not pool:
         return None
-    human = [v for v in store.votes(run_id) if v["voter"] == "human"]
-    voted = Counter(frozenset((v["left"], v["right"])) for v in human)
-    seen = {
-        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"]))) for v in human
-    }
+    human = [v for v in store.votes(run_id) if v.voter == "human"]
+    voted = Counter(frozenset((v.left, v.right)) for v in human)
+    seen = {(v.suite, v.item_id, v.repeat, frozenset((v.left, v.right))) for v in human}
     options = []
     for key, outs in pool.items():
         names = sorted(outs)
@@ -132,17 +130,17 @@ def record_human_vote(
         raise ValueError("the two calls come from the same endpoint")
     store.add_vote(
         run_id,
-        {
-            "suite": lc["suite"],
-            "item_id": lc["item_id"],
-            "repeat": lc["repeat"],
-            "left": lc["endpoint"],
-            "right": rc["endpoint"],
-            "winner": winner,
-            "voter": "human",
-            "left_chars": len(lc["output_text"] or ""),
-            "right_chars": len(rc["output_text"] or ""),
-        },
+        VoteRecord(
+            suite=lc["suite"],
+            item_id=lc["item_id"],
+            repeat=lc["repeat"],
+            left=lc["endpoint"],
+            right=rc["endpoint"],
+            winner=winner,
+            voter="human",
+            left_chars=len(lc["output_text"] or ""),
+            right_chars=len(rc["output_text"] or ""),
+        ),
     )
 
 
@@ -212,7 +210,7 @@ async def judge_pairs(
                 _ask(policy, prompt, ta, tb), _ask(policy, prompt, tb, ta)
             )
             winner, consistent = combine_orders(parse_choice(r1), parse_choice(r2))
-            detail = {
+            detail: JudgeDetail = {
                 "a_first": r1,
                 "b_first": r2,
                 "choices": [parse_choice(r1), parse_choice(r2)],
@@ -220,18 +218,18 @@ async def judge_pairs(
             }
             store.add_vote(
                 run_id,
-                {
-                    "suite": suite,
-                    "item_id": item_id,
-                    "repeat": repeat,
-                    "left": a,
-                    "right": b,
-                    "winner": winner,
-                    "voter": f"judge:{judge}",
-                    "left_chars": len(ta),
-                    "right_chars": len(tb),
-                    "detail": detail,
-                },
+                VoteRecord(
+                    suite=suite,
+                    item_id=item_id,
+                    repeat=repeat,
+                    left=a,
+                    right=b,
+                    winner=winner,
+                    voter=f"judge:{judge}",
+                    left_chars=len(ta),
+                    right_chars=len(tb),
+                    detail=detail,
+                ),
             )
             stored += 1
             if on_done:
@@ -247,9 +245,9 @@ def _unjudged(
     """Every (item, endpoint pair) of the pool this judge has not voted on, the judge's own
     outputs left out."""
     done = {
-        (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+        (v.suite, v.item_id, v.repeat, frozenset((v.left, v.right)))
         for v in store.votes(run_id)
-        if v["voter"] == f"judge:{judge}"
+        if v.voter == f"judge:{judge}"
     }
     todo = []
     for key, outs in sorted(pool.items()):
@@ -289,37 +287,37 @@ async def _ask(policy: CallPolicy, prompt: str, a: str, b: str) -> str:
         return f"<error: {type(e).__name__}>"
 
 
-def _bt_votes(rows: list[Any]) -> list[Vote]:
+def _bt_votes(rows: list[VoteRecord]) -> list[Vote]:
     """The decided votes as Bradley–Terry observations: ties, both-bad and unread votes are
     reported beside the ratings and left out of the win model (a tie that says nothing of
     strength, counted as half a win, narrowed the intervals: measured coverage 0.71 at 20% ties)."""
     out = []
     for v in rows:
-        if v["winner"] not in ("left", "right"):
+        if v.winner not in ("left", "right"):
             continue
-        y = 1.0 if v["winner"] == "left" else 0.0
-        lc, rc = v["left_chars"] or 0, v["right_chars"] or 0
+        y = 1.0 if v.winner == "left" else 0.0
+        lc, rc = v.left_chars or 0, v.right_chars or 0
         x = (lc - rc) / (lc + rc) if lc + rc else 0.0
-        out.append(Vote(v["left"], v["right"], y, x))
+        out.append(Vote(v.left, v.right, y, x))
     return out
 
 
-def _judge_stats(rows: list[Any]) -> dict[str, Any]:
+def _judge_stats(rows: list[VoteRecord]) -> dict[str, Any]:
     """Position bias (answers that change with the order; how often the first-shown output won) and
     length bias (how often the longer output won a decided vote)."""
     n = len(rows)
-    details = [orjson.loads(v["detail_json"]) for v in rows if v["detail_json"]]
+    details = [v.detail for v in rows if v.detail]
     consistent = sum(1 for d in details if d.get("consistent"))
     first_won = sum(1 for d in details for c in d.get("choices", [])[:2] if c == "A")
     answered = sum(1 for d in details for c in d.get("choices", [])[:2] if c in ("A", "B"))
-    decided = [v for v in rows if v["winner"] in ("left", "right")]
+    decided = [v for v in rows if v.winner in ("left", "right")]
     longer_won = sum(
         1
         for v in decided
-        if (v["left_chars"] or 0) != (v["right_chars"] or 0)
-        and ((v["winner"] == "left") == ((v["left_chars"] or 0) > (v["right_chars"] or 0)))
+        if (v.left_chars or 0) != (v.right_chars or 0)
+        and ((v.winner == "left") == ((v.left_chars or 0) > (v.right_chars or 0)))
     )
-    unequal = sum(1 for v in decided if (v["left_chars"] or 0) != (v["right_chars"] or 0))
+    unequal = sum(1 for v in decided if (v.left_chars or 0) != (v.right_chars or 0))
     return {
         "pairs": n,
         "consistent_rate": round(consistent / len(details), 3) if details else None,
@@ -328,23 +326,23 @@ def _judge_stats(rows: list[Any]) -> dict[str, Any]:
     }
 
 
-def _agreement(human: list[Any], judge: list[Any]) -> dict[str, Any] | None:
+def _agreement(human: list[VoteRecord], judge: list[VoteRecord]) -> dict[str, Any] | None:
     """Agreement between people and a judge on the pairs both voted on (Cohen's kappa over
     winner ∈ {endpoint x, endpoint y, tie})."""
 
-    def key(v: Any) -> tuple[Any, ...]:
-        return (v["suite"], v["item_id"], v["repeat"], frozenset((v["left"], v["right"])))
+    def key(v: VoteRecord) -> tuple[object, ...]:
+        return (v.suite, v.item_id, v.repeat, frozenset((v.left, v.right)))
 
-    def outcome(v: Any) -> str:
-        if v["winner"] == UNREAD:
+    def outcome(v: VoteRecord) -> str:
+        if v.winner == UNREAD:
             return UNREAD
-        if v["winner"] == "left":
-            return v["left"]
-        if v["winner"] == "right":
-            return v["right"]
+        if v.winner == "left":
+            return v.left
+        if v.winner == "right":
+            return v.right
         return "tie"
 
-    j = {key(v): outcome(v) for v in judge if v["winner"] != UNREAD}
+    j = {key(v): outcome(v) for v in judge if v.winner != UNREAD}
     pairs = [(outcome(v), j[key(v)]) for v in human if key(v) in j]
     if not pairs:
         return None
@@ -364,14 +362,14 @@ def arena_summary(store: Store, run_id: str, reference: str | None = None) -> di
     """Ratings for human votes and for each judge (raw and length-controlled), judge biases, and
     judge–human agreement."""
     votes = store.votes(run_id)
-    groups: dict[str, list[Any]] = defaultdict(list)
+    groups: dict[str, list[VoteRecord]] = defaultdict(list)
     for v in votes:
-        groups[v["voter"]].append(v)
+        groups[v.voter].append(v)
     out: dict[str, Any] = {"votes": len(votes), "voters": {}}
     human = groups.get("human", [])
     for voter, rows in sorted(groups.items()):
         bt = _bt_votes(rows)
-        outcomes = Counter(v["winner"] for v in rows)
+        outcomes = Counter(v.winner for v in rows)
         entry: dict[str, Any] = {
             "votes": len(rows),
             "decided": len(bt),

@@ -253,7 +253,13 @@ class LocalProvider(Provider):
         self.model_path: Any = None
 
     async def start(self, ctx: StartContext) -> str:
-        from bakeoff.local import launch, threads_per_server, variant_path, wait_ready
+        from bakeoff.local import (
+            ServerSettings,
+            launch,
+            threads_per_server,
+            variant_path,
+            wait_ready,
+        )
 
         spec = self.endpoint.local
         assert spec is not None
@@ -264,13 +270,15 @@ class LocalProvider(Provider):
             self.model_path,
             alias=self.endpoint.model,
             port=spec.port,
-            n_threads=spec.n_threads or threads_per_server(n_local),
-            n_ctx=spec.n_ctx,
-            n_batch=spec.n_batch,
-            seed=spec.seed,
-            engine=spec.engine,
-            max_batch=spec.max_batch,
-            forced_repetition_penalty=spec.forced_repetition_penalty,
+            settings=ServerSettings(
+                n_threads=spec.n_threads or threads_per_server(n_local),
+                n_ctx=spec.n_ctx,
+                n_batch=spec.n_batch,
+                seed=spec.seed,
+                engine=spec.engine,
+                max_batch=spec.max_batch,
+                forced_repetition_penalty=spec.forced_repetition_penalty,
+            ),
         )
         await wait_ready(self.server)
         return str(self.server.url)

@@ -8,7 +8,15 @@ import orjson
 import typer
 
 from bakeoff.cli._common import fail
-from bakeoff.fake import FAULTS, HOSTILE, PERSONAS, FakeConfig, load_script, serve_forever
+from bakeoff.fake import (
+    FAULTS,
+    HOSTILE,
+    PERSONAS,
+    FakeConfig,
+    Upstream,
+    load_script,
+    serve_forever,
+)
 
 _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
 _ALL_FAULTS = {**FAULTS, **HOSTILE}
@@ -129,7 +137,7 @@ def _parse_faults(given: list[str]) -> dict[str, float]:
     return faults
 
 
-def _upstreams(path: str | None) -> list[dict[str, object]]:
+def _upstreams(path: str | None) -> list[Upstream]:
     """The `--upstreams` file: a JSON list of objects each with a `name` and a `tag`."""
     if path is None:
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from bakeoff.cli._common import (
     out,
 )
 from bakeoff.lineups import Lineup
+from bakeoff.store import ProbeResult
 
 if TYPE_CHECKING:
     from bakeoff.perf import PerfOptions
@@ -402,13 +404,13 @@ def probe(
     err.print(f"probe results stored in {store.path} under {owner}")
 
 
-def capability_table(results: dict[str, Any]) -> Table:
+def capability_table(results: dict[str, ProbeResult]) -> Table:
     from bakeoff.runs import capability_row
 
     return capability_rows_table({name: capability_row(r) for name, r in results.items()})
 
 
-def capability_rows_table(rows: dict[str, dict[str, Any]]) -> Table:
+def capability_rows_table(rows: Mapping[str, Mapping[str, object]]) -> Table:
     """The capability matrix: one row per endpoint, coloured yes / accepted / no / unknown / not
     tested; a context figure `≥ N` where the search stopped before the limit."""
     from bakeoff.runs import CAPABILITY_COLUMNS

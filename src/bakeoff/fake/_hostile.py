@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gzip
 import zlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -76,42 +77,46 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, 9)
 
 
+_SHAPES: dict[str, Callable[[dict[str, object], str, bool], object]] = {
+    "choices_strings": lambda good, key, chat: {"choices": ["x"]},
+    "choices_object": lambda good, key, chat: {"choices": {"0": good}},
+    "delta_string": lambda good, key, chat: {"choices": [{**good, key: "oops", "text": ["oops"]}]},
+    "message_list": lambda good, key, chat: {
+        "choices": [{**good, key: [good[key] if chat else "x"], "text": {"t": 1}}]
+    },
+    "content_number": lambda good, key, chat: {
+        "choices": [{**good, key: {"content": 42}, "text": 42}]
+    },
+    "tool_calls_string": lambda good, key, chat: {
+        "choices": [{**good, key: {"tool_calls": "call"}, "text": None}]
+        if chat
+        else [{**good, "text": True}]
+    },
+    "logprobs_string": lambda good, key, chat: {"choices": [{**good, "logprobs": "x"}]},
+    "finish_object": lambda good, key, chat: {
+        "choices": [{**good, "finish_reason": {"why": "ok"}}]
+    },
+    "event_array": lambda good, key, chat: [1, 2, 3],
+    "body_null": lambda good, key, chat: None,
+}
+"""The shape faults: the bad object made from a good choice, the key of its message (`delta` or
+`message`) and whether it is a chat reply."""
+
+
 def _shape(fault: str, chat: bool, stream: bool) -> bytes | None:
     """The one bad object of a shape fault, as a stream event's or a body's JSON bytes."""
+    if fault == "deep_nesting":
+        return b"[" * 20_000 + b"]" * 20_000
+    make = _SHAPES.get(fault)
+    if make is None:
+        return None
     key = "delta" if stream else "message"
-    good: dict[str, Any] = (
+    good: dict[str, object] = (
         {"index": 0, key: {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
         if chat
         else {"index": 0, "text": "ok", "finish_reason": "stop"}
     )
-    bad: Any
-    if fault == "choices_strings":
-        bad = {"choices": ["x"]}
-    elif fault == "choices_object":
-        bad = {"choices": {"0": good}}
-    elif fault == "delta_string":
-        bad = {"choices": [{**good, key: "oops", "text": ["oops"]}]}
-    elif fault == "message_list":
-        bad = {"choices": [{**good, key: [good[key] if chat else "x"], "text": {"t": 1}}]}
-    elif fault == "content_number":
-        bad = {"choices": [{**good, key: {"content": 42}, "text": 42}]}
-    elif fault == "tool_calls_string":
-        bad = {"choices": [{**good, key: {"tool_calls": "call"}, "text": None}]}
-        if not chat:
-            bad = {"choices": [{**good, "text": True}]}
-    elif fault == "logprobs_string":
-        bad = {"choices": [{**good, "logprobs": "x"}]}
-    elif fault == "finish_object":
-        bad = {"choices": [{**good, "finish_reason": {"why": "ok"}}]}
-    elif fault == "event_array":
-        bad = [1, 2, 3]
-    elif fault == "body_null":
-        bad = None
-    elif fault == "deep_nesting":
-        return b"[" * 20_000 + b"]" * 20_000
-    else:
-        return None
-    return orjson.dumps(bad)
+    return orjson.dumps(make(good, key, chat))
 
 
 def _usage(fault: str) -> bytes | None:
@@ -131,6 +136,29 @@ def _usage(fault: str) -> bytes | None:
 async def _hostile(
     request: web.Request, fault: str, chat: bool, stream: bool, c: FakeConfig
 ) -> web.StreamResponse:
+    if (resp := _header_fault(request, fault)) is not None:
+        return resp
+    if fault in ("tool_args_flood", "logprobs_flood"):
+        return await _flood(request, fault, chat, stream, c)
+    if fault == "gzip_stream_burst":
+        return await _gzip_burst(request, chat)
+    if fault.startswith("score_"):
+        return await _text(request, _SCORING_TEXT[fault], chat, stream, c)
+    shape = _shape(fault, chat, stream)
+    usage = _usage(fault)
+    if shape is not None or usage is not None:
+        if not stream:
+            return _bad_body(shape, usage, chat, c)
+        return await _bad_stream(request, fault, shape, usage, chat, c)
+    if fault == "tool_index_mixed":  # unstreamed: the same fault as a body
+        calls = [{"id": "c0", "function": {"name": "f", "arguments": "{}"}}, "x"]
+        bad = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "text": ["a", 1]}]}
+        return web.Response(body=orjson.dumps(bad), content_type="application/json")
+    return await _endless(request, fault, chat, c)
+
+
+def _header_fault(request: web.Request, fault: str) -> web.Response | None:
+    """The faults in the status line and headers: a redirect, a Retry-After no timer can take."""
     if fault == "redirect":
         raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:9/{request.path}")
     if fault == "retry_after_nan":
@@ -142,53 +170,60 @@ async def _hostile(
                                 b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")  # fmt: skip
         request.transport.close()
         raise asyncio.CancelledError  # nothing more to send; aiohttp drops the handler
-    if fault in ("tool_args_flood", "logprobs_flood"):
-        return await _flood(request, fault, chat, stream, c)
-    if fault == "gzip_stream_burst":
-        delta = {"delta": {"content": "a"}} if chat else {"text": "a"}
-        events = _sse({"choices": [{"index": 0, **delta}]}) * (6_000_000 // 50)
-        headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
-        resp = web.StreamResponse(headers=headers)
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            await resp.write(_gzip(events + b"data: [DONE]\n\n"))
-        return resp
-    if fault.startswith("score_"):
-        return await _text(request, _SCORING_TEXT[fault], chat, stream, c)
-    shape = _shape(fault, chat, stream)
-    usage = _usage(fault)
-    ctype = "text/event-stream" if stream else "application/json"
-    if shape is not None or usage is not None:
-        msg = {"role": "assistant", "content": "a b c"}
-        choice = {"index": 0, "finish_reason": "stop", **({"delta" if stream else "message": msg}
-                  if chat else {"text": "a b c"})}  # fmt: skip
-        if not stream:
-            if shape is not None:
-                return web.Response(body=shape, content_type=ctype)
-            body = orjson.dumps({"model": c.model, "choices": [choice]})
-            return web.Response(body=body[:-1] + b', "usage": ' + usage + b"}",  # type: ignore[operator]
-                                content_type=ctype)  # fmt: skip
-        resp = web.StreamResponse(headers={"Content-Type": ctype})
-        await resp.prepare(request)
-        if fault == "tool_index_mixed" and not chat:  # no tools in completions: text an array
-            await resp.write(_sse({"choices": [{"index": 0, "text": ["a", 1]}]}))
-        elif fault == "tool_index_mixed":
-            head = {"index": 0, "id": "c0", "function": {"name": "f", "arguments": ""}}
-            tail = {"index": "0", "function": {"arguments": "{}"}}
-            for tc in (head, tail):
-                await resp.write(_sse({"choices": [{"index": 0, "delta": {"tool_calls": [tc]}}]}))
-        elif shape is not None:
-            await resp.write(_sse(shape))
-        else:
-            await resp.write(_sse({"model": c.model, "choices": [choice]}))
-            await resp.write(b'data: {"choices": [], "usage": ' + usage + b"}\n\n")  # type: ignore[operator]
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-    if fault == "tool_index_mixed":  # unstreamed: the same fault as a body
-        calls = [{"id": "c0", "function": {"name": "f", "arguments": "{}"}}, "x"]
-        bad = {"choices": [{"index": 0, "message": {"tool_calls": calls}, "text": ["a", 1]}]}
-        return web.Response(body=orjson.dumps(bad), content_type="application/json")
-    return await _endless(request, fault, chat, c)
+    return None
+
+
+async def _gzip_burst(request: web.Request, chat: bool) -> web.StreamResponse:
+    delta = {"delta": {"content": "a"}} if chat else {"text": "a"}
+    events = _sse({"choices": [{"index": 0, **delta}]}) * (6_000_000 // 50)
+    headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+    resp = web.StreamResponse(headers=headers)
+    await resp.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        await resp.write(_gzip(events + b"data: [DONE]\n\n"))
+    return resp
+
+
+def _good_choice(chat: bool, stream: bool) -> dict[str, object]:
+    msg = {"role": "assistant", "content": "a b c"}
+    part = {"delta" if stream else "message": msg} if chat else {"text": "a b c"}
+    return {"index": 0, "finish_reason": "stop", **part}
+
+
+def _bad_body(shape: bytes | None, usage: bytes | None, chat: bool, c: FakeConfig) -> web.Response:
+    """An unstreamed shape fault (its bad object is the body), or a good body with bad usage."""
+    ctype = "application/json"
+    if shape is not None or usage is None:
+        return web.Response(body=shape, content_type=ctype)
+    body = orjson.dumps({"model": c.model, "choices": [_good_choice(chat, False)]})
+    return web.Response(body=body[:-1] + b', "usage": ' + usage + b"}", content_type=ctype)
+
+
+async def _bad_stream(
+    request: web.Request,
+    fault: str,
+    shape: bytes | None,
+    usage: bytes | None,
+    chat: bool,
+    c: FakeConfig,
+) -> web.StreamResponse:
+    """A streamed shape fault (one bad event), or a good event then one with bad usage."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    if fault == "tool_index_mixed" and not chat:  # no tools in completions: text an array
+        await resp.write(_sse({"choices": [{"index": 0, "text": ["a", 1]}]}))
+    elif fault == "tool_index_mixed":
+        head = {"index": 0, "id": "c0", "function": {"name": "f", "arguments": ""}}
+        tail = {"index": "0", "function": {"arguments": "{}"}}
+        for tc in (head, tail):
+            await resp.write(_sse({"choices": [{"index": 0, "delta": {"tool_calls": [tc]}}]}))
+    elif shape is not None:
+        await resp.write(_sse(shape))
+    elif usage is not None:
+        await resp.write(_sse({"model": c.model, "choices": [_good_choice(chat, True)]}))
+        await resp.write(b'data: {"choices": [], "usage": ' + usage + b"}\n\n")
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
 
 
 _SCORING_TEXT = {
@@ -203,22 +238,19 @@ async def _text(
 ) -> web.StreamResponse:
     """A well-formed reply of `text` (in events of 1,000 characters when streamed)."""
 
-    def body(t: str, key: str) -> dict[str, Any]:
+    def body(t: str, key: str, finish: str | None = None) -> dict[str, object]:
         part = {key: {"role": "assistant", "content": t}} if chat else {"text": t}
-        return {"model": c.model, "choices": [{"index": 0, "finish_reason": None, **part}]}
+        return {"model": c.model, "choices": [{"index": 0, "finish_reason": finish, **part}]}
 
     if not stream:
-        whole = body(text, "message")
-        whole["choices"][0]["finish_reason"] = "stop"
+        whole = body(text, "message", "stop")
         return web.Response(body=orjson.dumps(whole), content_type="application/json")
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     with contextlib.suppress(ConnectionError):
         for i in range(0, len(text), 1000):
             await resp.write(_sse(body(text[i : i + 1000], "delta")))
-        last = body("", "delta")
-        last["choices"][0]["finish_reason"] = "stop"
-        await resp.write(_sse(last) + b"data: [DONE]\n\n")
+        await resp.write(_sse(body("", "delta", "stop")) + b"data: [DONE]\n\n")
     return resp
 
 

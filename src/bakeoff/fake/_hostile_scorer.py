@@ -138,16 +138,16 @@ class HostileScorerServer:
         return resp
 
     async def _echo_family(
-        self, request: web.Request, mode: str, route: str, body: dict[str, Any]
+        self, request: web.Request, mode: str, route: str, body: dict[str, object]
     ) -> web.StreamResponse:
         if route == "/apply-template":
-            prompt = toy.chat_template(body.get("messages") or [])
+            prompt = toy.chat_template(_list(body.get("messages")))
             if mode == "template_list":
                 return web.json_response([prompt])
             return web.json_response({"prompt": prompt})
         if route != "/v1/completions":
             return web.json_response({"error": "not found"}, status=404)
-        out = _echo_answer(str(body.get("prompt") or ""), int(body.get("logprobs") or 1), mode)
+        out = _echo_answer(str(body.get("prompt") or ""), _int(body.get("logprobs")), mode)
         raw = orjson.dumps(out)
         if mode == "neg_infinity":
             raw = raw.replace(f'"{LIT}"'.encode(), b"-Infinity")
@@ -181,7 +181,7 @@ async def _models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
 
-def _chat(body: dict[str, Any]) -> web.Response:
+def _chat(body: dict[str, object]) -> web.Response:
     out = {
         "id": "chatcmpl-hostile-scorer",
         "object": "chat.completion",
@@ -203,11 +203,21 @@ def _chat(body: dict[str, Any]) -> web.Response:
     return web.json_response(out)
 
 
-def _echo_answer(prompt: str, k: int, mode: str) -> dict[str, Any]:
+def _list(v: object) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _int(v: object) -> int:
+    """A count the body asks for: 1 when it asks none (or not as a number)."""
+    return int(v) if isinstance(v, int | float | str) and v else 1
+
+
+def _echo_answer(prompt: str, k: int, mode: str) -> dict[str, object]:
     """llama.cpp's echo answer for `prompt` under the toy model, then the mode's damage."""
     ids = toy.tokenize(prompt) or [toy.BOS]
     seq = [*ids, toy.top(ids[-1], 1)[0][0]]
-    lp = toy.openai_logprobs(seq, min(k, toy.MAX_LOGPROBS))
+    base = toy.openai_logprobs(seq, min(k, toy.MAX_LOGPROBS))
+    lp: dict[str, object] = dict(base)
     usage: Any = {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(seq)}
     n = len(seq)
     if mode == "prompt_tokens_1e7":
@@ -225,7 +235,7 @@ def _echo_answer(prompt: str, k: int, mode: str) -> dict[str, Any]:
     elif mode in ("top_list", "top_string"):
         lp["top_logprobs"] = [
             None if t is None else {p: [v] if mode == "top_list" else "x" for p, v in t.items()}
-            for t in lp["top_logprobs"]
+            for t in base["top_logprobs"]
         ]
     elif mode in ("neg_infinity", "nan_literal", "nan_string", "inf_string"):
         value = {"nan_string": "NaN", "inf_string": "-inf"}.get(mode, LIT)
@@ -238,12 +248,12 @@ def _echo_answer(prompt: str, k: int, mode: str) -> dict[str, Any]:
     }
 
 
-def _vllm_family(mode: str, route: str, body: dict[str, Any]) -> web.Response:
+def _vllm_family(mode: str, route: str, body: dict[str, object]) -> web.Response:
     """vLLM's /tokenize, /detokenize and prompt_logprobs under the toy model; `index_mixed`
     numbers its second choice "1"."""
     if route == "/tokenize":
-        if isinstance(body.get("messages"), list):
-            ids = toy.tokenize(toy.chat_template(body["messages"]))
+        if isinstance(msgs := body.get("messages"), list):
+            ids = toy.tokenize(toy.chat_template(msgs))
         else:
             special = bool(body.get("add_special_tokens", True))
             ids = toy.tokenize(str(body.get("prompt") or ""), add_special_tokens=special)
@@ -251,13 +261,13 @@ def _vllm_family(mode: str, route: str, body: dict[str, Any]) -> web.Response:
             {"count": len(ids), "max_model_len": toy.MAX_MODEL_LEN, "tokens": ids}
         )
     if route == "/detokenize":
-        return web.json_response({"prompt": toy.detokenize(body.get("tokens") or [])})
+        return web.json_response({"prompt": toy.detokenize(_list(body.get("tokens")))})
     if route != "/v1/completions":
         return web.json_response({"error": "not found"}, status=404)
     p = body.get("prompt")
     prompts = p if isinstance(p, list) and p and isinstance(p[0], list) else [p]
-    k = int(body.get("prompt_logprobs") or 1)
-    choices: list[dict[str, Any]] = [
+    k = _int(body.get("prompt_logprobs"))
+    choices: list[dict[str, object]] = [
         {"index": i, "text": "", "prompt_logprobs": toy.prompt_logprobs(ids, k, None)}
         for i, ids in enumerate(prompts)
     ]

@@ -10,14 +10,16 @@ otherwise; they are what the presets are tested against, not a claim about today
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Required
+
+from typing_extensions import TypedDict
 
 
-def _oai(message: str, type_: str, code: Any = None) -> dict[str, Any]:
+def _oai(message: str, type_: str, code: Any = None) -> dict[str, object]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
-def _vllm(message: str, type_: str, code: int) -> dict[str, Any]:
+def _vllm(message: str, type_: str, code: int) -> dict[str, object]:
     # vLLM and SGLang: a top-level error object, no `error` wrapper
     return {"object": "error", "message": message, "type": type_, "param": None, "code": code}
 
@@ -302,7 +304,7 @@ PERSONAS: dict[str, Persona] = {
 """Each preset's fake: the same name as the preset (`provider: groq` ↔ persona `groq`)."""
 
 
-def refused(persona: Persona, body: dict[str, Any]) -> tuple[int, Any] | None:
+def refused(persona: Persona, body: dict[str, object]) -> tuple[int, Any] | None:
     """The 400 this provider answers a body holding a field it refuses, if any."""
     for key, message in persona.refuses.items():
         if key in body and body[key] not in (None, False):
@@ -326,11 +328,11 @@ def usage_for(
     prompt: str,
     usage: dict[str, int],
     price_per_m: tuple[float, float, float],
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The usage object as the persona reports it; its cost is added to the ledger."""
+    out: dict[str, object] = dict(usage)
     if persona is None:
-        return usage
-    out: dict[str, Any] = dict(usage)
+        return out
     cached = 0
     if persona.reports_cached:
         cached = usage["prompt_tokens"] if prompt in ledger.seen_prompts else 0
@@ -348,7 +350,21 @@ def usage_for(
     return out
 
 
-def endpoints_listing(model: str, upstreams: list[dict[str, Any]]) -> dict[str, Any]:
+class Upstream(TypedDict, total=False):
+    """An upstream of the `openrouter` persona's model, as its endpoints listing shows it."""
+
+    name: Required[str]
+    tag: Required[str]
+    quantization: str | None
+    context_length: int
+    max_completion_tokens: int | None
+    prompt_per_m: float
+    completion_per_m: float
+    cache_read_per_m: float
+    supported_parameters: list[str]
+
+
+def endpoints_listing(model: str, upstreams: list[Upstream]) -> dict[str, object]:
     """OpenRouter's `GET /models/{author}/{slug}/endpoints` for the fake's upstreams."""
     return {
         "data": {
@@ -388,16 +404,15 @@ def endpoints_listing(model: str, upstreams: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-def serving_upstream(
-    body: dict[str, Any], upstreams: list[dict[str, Any]], wrong: bool
-) -> str | None:
+def serving_upstream(body: dict[str, object], upstreams: list[Upstream], wrong: bool) -> str | None:
     """The display name of the upstream that serves a request: the first the request's routing
     names (`provider.only`, else `order`), another one when `wrong`."""
     if not upstreams:
         return None
     given = body.get("provider")
-    routing: dict[str, Any] = given if isinstance(given, dict) else {}
-    wanted = (routing.get("only") or routing.get("order") or [None])[0]
+    routing: dict[str, object] = given if isinstance(given, dict) else {}
+    names = routing.get("only") or routing.get("order")
+    wanted = names[0] if isinstance(names, list) and names else None
     idx = next((i for i, u in enumerate(upstreams) if u["tag"] == wanted), 0)
     if wrong:
         idx = (idx + 1) % len(upstreams)

@@ -18,7 +18,6 @@ import contextlib
 import random
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bakeoff.fake._faults import _cut, _early_fault, _final, _tool_events
+from bakeoff.fake._events import DONE, LogEntry, _burst, _Events, _paced, _Planned, _tail
+from bakeoff.fake._faults import ToolCall, _cut, _early_fault
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
 from bakeoff.fake._personas import (
     PERSONAS,
     Ledger,
+    Upstream,
     endpoints_listing,
     refused,
     serving_upstream,
@@ -57,7 +58,6 @@ FAULTS: dict[str, str] = {
 }
 _MARKER = re.compile(r"\[\[fault:([a-z_]+)\]\]")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
-DONE = b"data: [DONE]\n\n"
 T0 = web.RequestKey("t0", float)
 T0_NS = web.RequestKey("t0_ns", int)
 
@@ -69,7 +69,7 @@ class FakeConfig(BaseModel):
 
     mode: str = "echo"
     """`echo` (last user message), `script` (exact prompt → reply), `fixed` (always `reply`)."""
-    script: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    script: dict[str, str | dict[str, object]] = Field(default_factory=dict)
     """Prompt → reply text, or → `{"content": ..., "tool_calls": [{"name", "arguments"}]}`."""
     reply: str = "I don't know."
     reply_tokens: int | None = None
@@ -96,7 +96,7 @@ class FakeConfig(BaseModel):
     persona: str | None = None
     """Answer as this provider does (`bakeoff.fake._personas.PERSONAS`: its error bodies, refused
     fields, usage form, cost, cached tokens, serving upstream)."""
-    upstreams: list[dict[str, Any]] = Field(default_factory=list)
+    upstreams: list[Upstream] = Field(default_factory=list)
     """Persona `openrouter`: the model's upstreams (`name`, `tag`, `quantization`,
     `context_length`, `max_completion_tokens`, `prompt_per_m`, `completion_per_m`), listed at
     `/v1/models/{author}/{slug}/endpoints`; a request is served by the one its routing names."""
@@ -109,25 +109,14 @@ class FakeConfig(BaseModel):
     """What an endless hostile reply sends at most (the client is expected to stop far sooner)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    toks: list[str]
-    finish: str
-    tool_calls: list[dict[str, Any]]
-    usage: dict[str, Any]
-    cid: str
-    created: int
-    slow: float
-    upstream: str | None
-
-
 def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _last_user(body: dict[str, Any]) -> str:
+def _last_user(body: dict[str, object]) -> str:
     if "messages" in body:
-        for m in reversed(body.get("messages") or []):
+        msgs = body.get("messages") or []
+        for m in reversed(msgs if isinstance(msgs, list) else []):
             if m.get("role") == "user":
                 c = m.get("content")
                 if isinstance(c, list):
@@ -142,7 +131,7 @@ class FakeServer:
     def __init__(self, config: FakeConfig | None = None) -> None:
         self.config = config or FakeConfig()
         self.rng = random.Random(self.config.seed)
-        self.log: list[dict[str, Any]] = []
+        self.log: list[LogEntry] = []
         self._faults_by_prompt: dict[str, int] = {}
         self._log_fh = open(self.config.log_file, "ab") if self.config.log_file else None  # noqa: SIM115
         self._runner: web.AppRunner | None = None
@@ -194,7 +183,7 @@ class FakeServer:
             self._log_fh = None
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _record(self, entry: dict[str, Any]) -> None:
+    def _record(self, entry: LogEntry) -> None:
         self.log.append(entry)
         if self._log_fh:
             self._log_fh.write(orjson.dumps(entry) + b"\n")
@@ -218,7 +207,7 @@ class FakeServer:
                 return name
         return None
 
-    def _reply(self, prompt: str) -> tuple[str, list[dict[str, Any]]]:
+    def _reply(self, prompt: str) -> tuple[str, list[dict[str, object]]]:
         """The reply text and tool calls for a prompt."""
         c = self.config
         if c.mode == "echo":
@@ -226,7 +215,10 @@ class FakeServer:
         if c.mode == "script":
             found = c.script.get(prompt, c.reply)
             if isinstance(found, dict):
-                return str(found.get("content") or ""), list(found.get("tool_calls") or [])
+                calls = found.get("tool_calls") or []
+                return str(found.get("content") or ""), list(
+                    calls if isinstance(calls, list) else []
+                )
             return found, []
         if c.reply_tokens is not None:
             return " tok" * c.reply_tokens, []
@@ -273,7 +265,7 @@ class FakeServer:
         limit = self.config.context_length
         if fault is None and limit is not None and len(_tokens(prompt)) > limit:
             fault = "context"
-        entry = {
+        entry: LogEntry = {
             "t": t_arrive,
             "path": request.path,
             "prompt": prompt,
@@ -298,7 +290,12 @@ class FakeServer:
             self.in_flight -= 1
 
     async def _respond(
-        self, request: web.Request, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
+        self,
+        request: web.Request,
+        body: dict[str, object],
+        prompt: str,
+        fault: str | None,
+        chat: bool,
     ) -> web.StreamResponse:
         no = refused(self.persona, body) if self.persona else None
         if no is not None:
@@ -315,7 +312,7 @@ class FakeServer:
         return await self._stream(request, body, r, fault, chat)
 
     def _planned(
-        self, body: dict[str, Any], prompt: str, fault: str | None, chat: bool
+        self, body: dict[str, object], prompt: str, fault: str | None, chat: bool
     ) -> _Planned:
         """The reply to send: its tokens (cut at `max_tokens`), tool calls, finish reason, usage."""
         reply, calls = self._reply(prompt)
@@ -325,12 +322,12 @@ class FakeServer:
         if isinstance(max_tokens, int) and len(toks) > max_tokens:
             toks = toks[:max_tokens]
             finish = "length"
-        tool_calls = [
+        tool_calls: list[ToolCall] = [
             {
                 "id": f"call_{i}",
                 "type": "function",
                 "function": {
-                    "name": tc["name"],
+                    "name": str(tc["name"]),
                     "arguments": orjson.dumps(tc.get("arguments", {})).decode(),
                 },
             }
@@ -368,17 +365,18 @@ class FakeServer:
         if c.ttft_ms or c.itl_ms:
             await asyncio.sleep(r.slow * (c.ttft_ms + c.itl_ms * max(len(r.toks) - 1, 0)) / 1000)
         text = "".join(r.toks)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": r.finish}
+        choice: dict[str, object] = {"index": 0, "finish_reason": r.finish}
         if chat:
-            choice["message"] = {
+            message: dict[str, object] = {
                 "role": "assistant",
                 "content": text or (None if r.tool_calls else ""),
             }
             if r.tool_calls:
-                choice["message"]["tool_calls"] = r.tool_calls
+                message["tool_calls"] = r.tool_calls
+            choice["message"] = message
         else:
             choice["text"] = text
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "id": r.cid,
             "object": "chat.completion" if chat else "text_completion",
             "created": r.created,
@@ -391,7 +389,12 @@ class FakeServer:
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], r: _Planned, fault: str | None, chat: bool
+        self,
+        request: web.Request,
+        body: dict[str, object],
+        r: _Planned,
+        fault: str | None,
+        chat: bool,
     ) -> web.StreamResponse:
         """A streamed reply: tokens on an absolute schedule from the request's arrival (token i
         at arrival + ttft + i * itl, so sleep overshoot does not accumulate), cut where a fault
@@ -399,76 +402,42 @@ class FakeServer:
         c = self.config
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        base: dict[str, Any] = {
-            "id": r.cid,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": r.created,
-            "model": c.model,
-        }
-        if r.upstream:
-            base["provider"] = r.upstream
-        stamps = c.stamps
-
-        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            obj = {**base, "choices": choices, **extra}
-            if stamps:
-                obj["x_fake_sent_ns"] = time.monotonic_ns()
-                obj["x_fake_arrived_ns"] = request[T0_NS]
-            return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-        def tok_event(t: str) -> bytes:
-            if chat:
-                return event([{"index": 0, "delta": {"content": t}, "finish_reason": None}])
-            return event([{"index": 0, "text": t, "finish_reason": None}])
-
-        toks = r.toks
-        cut_at = len(toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
-        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        usage_in = "usage"
-        if self.persona is not None:
-            want_usage = want_usage or self.persona.usage_always or self.persona.usage_in != "usage"
-            usage_in = self.persona.usage_in
-        ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
+        ev = _Events(r, c, chat, request[T0_NS])
+        usage_key = self._usage_key(body)
 
         def tail() -> list[bytes]:  # stamped when sent
-            out = [*_tool_events(event, r.tool_calls), _final(event, chat, r.finish)]
-            if not want_usage:
-                return out
-            usage = {"usage": r.usage} if usage_in == "usage" else {usage_in: {"usage": r.usage}}
-            return [*out, event([], **usage)]
+            return _tail(ev, r, usage_key)
 
+        ttft, itl = r.slow * c.ttft_ms / 1000, r.slow * c.itl_ms / 1000
         t0 = request[T0]
         if ttft:
             await _until(t0 + ttft)
         if fault == "no_choices":
             await resp.write(DONE)
             return resp
-        role = event([{"index": 0, "delta": {"role": "assistant"}}]) if chat else b""
+        cut_at = len(r.toks) // 2 if fault in ("truncate", "reset", "stall", "malformed") else None
         if itl == 0 and cut_at is None:
-            # the whole stream in one write: what a fast server on loopback looks like
-            if stamps and toks:  # the first token on its own, right after its send stamp
-                await resp.write(role + tok_event(toks[0]))
-                role, toks = b"", toks[1:]
-            await resp.write(b"".join([role, *(tok_event(t) for t in toks), *tail(), DONE]))
+            await _burst(resp, ev, r.toks, tail)
             return resp
-        # the role chunk goes out with the first token, in one write, as fast servers send them
-        if not toks or cut_at == 0:
-            await resp.write(role)
-        for i, t in enumerate(toks):
-            if cut_at is not None and i == cut_at:
-                return await _cut(resp, request, fault, c)
-            if i and itl:
-                await _until(t0 + ttft + i * itl)
-            await resp.write((role if i == 0 else b"") + tok_event(t))
-        if cut_at is not None:
+        if not await _paced(resp, ev, r.toks, cut_at, t0 + ttft, itl):
             return await _cut(resp, request, fault, c)
-        for ev in tail():
-            await resp.write(ev)
+        for e in tail():
+            await resp.write(e)
         await resp.write(DONE)
         return resp
 
+    def _usage_key(self, body: dict[str, object]) -> str | None:
+        """Where a stream's usage goes (`usage`, or the persona's own key), None when it sends
+        none (not asked, and the persona does not send it anyway)."""
+        opts = body.get("stream_options")
+        want = isinstance(opts, dict) and bool(opts.get("include_usage"))
+        if self.persona is None:
+            return "usage" if want else None
+        want = want or self.persona.usage_always or self.persona.usage_in != "usage"
+        return self.persona.usage_in if want else None
 
-def load_script(path: str | Path) -> dict[str, str | dict[str, Any]]:
+
+def load_script(path: str | Path) -> dict[str, str | dict[str, object]]:
     data = orjson.loads(Path(path).read_bytes())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a script is a JSON object mapping prompt → reply")

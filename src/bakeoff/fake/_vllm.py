@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from aiohttp import web
@@ -120,7 +120,7 @@ def detokenize(ids: list[int]) -> str:
     return out.decode("utf-8", "replace")
 
 
-def chat_template(messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+def chat_template(messages: list[dict[str, object]], add_generation_prompt: bool = True) -> str:
     """A Llama-3-style template: the BOS text first, each message in header tokens."""
     out = "<|begin_of_text|>"
     for m in messages:
@@ -155,10 +155,10 @@ def rank(prev: int, token: int) -> int:
     return 1 + sum(v > lp for v in ranked.values())
 
 
-def _entry(prev: int, token: int, k: int, offset: int = 0) -> dict[str, Any]:
+def _entry(prev: int, token: int, k: int, offset: int = 0) -> dict[str, object]:
     """One position of `prompt_logprobs`: the token itself first, then the top k (keyed by their
     ids + `offset`: another tokenizer's ids)."""
-    out = {
+    out: dict[str, object] = {
         str(token + offset): {
             "logprob": logprob(prev, token),
             "rank": rank(prev, token),
@@ -188,7 +188,16 @@ def prompt_logprobs(ids: list[int], k: int, fault: str | None) -> list[Any] | No
     return out
 
 
-def openai_logprobs(ids: list[int], k: int, start: int = 0) -> dict[str, Any]:
+class OpenAILogprobs(TypedDict):
+    """The `logprobs` object of an OpenAI completions choice."""
+
+    text_offset: list[int]
+    token_logprobs: list[float | None]
+    tokens: list[str]
+    top_logprobs: list[dict[str, float] | None]
+
+
+def openai_logprobs(ids: list[int], k: int, start: int = 0) -> OpenAILogprobs:
     """The OpenAI `logprobs` object of tokens `ids[start:]`, each decoded alone."""
     tokens: list[str] = []
     lps: list[float | None] = []
@@ -220,7 +229,7 @@ def _error(message: str, status: int = 400, param: str | None = None) -> web.Res
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-async def _body(server: FakeServer, request: web.Request) -> dict[str, Any] | web.Response:
+async def _body(server: FakeServer, request: web.Request) -> dict[str, object] | web.Response:
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
@@ -234,7 +243,7 @@ async def _body(server: FakeServer, request: web.Request) -> dict[str, Any] | we
     return body
 
 
-def _record(server: FakeServer, request: web.Request, body: dict[str, Any], text: str) -> None:
+def _record(server: FakeServer, request: web.Request, body: dict[str, object], text: str) -> None:
     m = _MARKER.search(text) if server.config.markers else None
     server._record(
         {
@@ -260,11 +269,11 @@ async def tokenize_route(server: FakeServer, request: web.Request) -> web.Respon
     if isinstance(body, web.Response):
         return body
     await _latency(server)
-    if isinstance(body.get("messages"), list):
-        text = chat_template(body["messages"], bool(body.get("add_generation_prompt", True)))
+    if isinstance(msgs := body.get("messages"), list):
+        text = chat_template(msgs, bool(body.get("add_generation_prompt", True)))
         ids = tokenize(text, add_special_tokens=bool(body.get("add_special_tokens", False)))
-    elif isinstance(body.get("prompt"), str):
-        text = body["prompt"]
+    elif isinstance(prompt := body.get("prompt"), str):
+        text = prompt
         ids = tokenize(text, add_special_tokens=bool(body.get("add_special_tokens", True)))
     else:
         return _error("Either `prompt` or `messages` is required", param="prompt")
@@ -285,12 +294,12 @@ async def detokenize_route(server: FakeServer, request: web.Request) -> web.Resp
     return web.json_response({"prompt": detokenize(ids)})
 
 
-def wants_scoring(body: dict[str, Any]) -> bool:
+def wants_scoring(body: dict[str, object]) -> bool:
     """A completions request for the toy model: echo or prompt log-probabilities asked."""
     return bool(body.get("echo")) or body.get("prompt_logprobs") is not None
 
 
-def _prompts(body: dict[str, Any]) -> list[list[int]] | str:
+def _prompts(body: dict[str, object]) -> list[list[int]] | str:
     """The request's prompts as token ids, or what is wrong with them."""
     p = body.get("prompt")
     special = bool(body.get("add_special_tokens", True))
@@ -311,7 +320,7 @@ def _prompts(body: dict[str, Any]) -> list[list[int]] | str:
     return out
 
 
-def _limits(body: dict[str, Any]) -> str | None:
+def _limits(body: dict[str, object]) -> str | None:
     """vLLM's 400s for the fields a scorer sends."""
     for name in ("logprobs", "prompt_logprobs"):
         v = body.get(name)
@@ -338,16 +347,17 @@ async def completions_route(server: FakeServer, request: web.Request) -> web.Str
         return _error(prompts, param="prompt")
     text = "".join(detokenize(ids) for ids in prompts)
     _record(server, request, body, text)
-    fault = server.log[-1]["fault"]
+    fault = server.log[-1].get("fault")
     if fault == "old_max_tokens" and body.get("max_tokens") == 0:
         return _error("max_tokens must be at least 1, got 0.", param="max_tokens")
     problem = _limits(body)
     if problem is not None:
         return _error(problem)
     await _latency(server)
-    choices = [_choice(i, ids, body, fault) for i, ids in enumerate(prompts)]
+    answers = [_choice(i, ids, body, fault) for i, ids in enumerate(prompts)]
+    choices = [c for c, _ in answers]
     n_prompt = sum(len(ids) for ids in prompts)
-    n_out = sum(c.pop("_generated") for c in choices)
+    n_out = sum(n for _, n in answers)
     return web.json_response(
         {
             "id": f"cmpl-fake-{len(server.log)}",
@@ -365,26 +375,33 @@ async def completions_route(server: FakeServer, request: web.Request) -> web.Str
     )
 
 
-def _choice(index: int, ids: list[int], body: dict[str, Any], fault: str | None) -> dict[str, Any]:
-    """One prompt's choice: greedy continuation of `max_tokens`, echo, the log-probabilities."""
+def _choice(
+    index: int, ids: list[int], body: dict[str, object], fault: str | None
+) -> tuple[dict[str, object], int]:
+    """One prompt's choice (greedy continuation of `max_tokens`, echo, the log-probabilities) and
+    the tokens it generated; the body's fields passed `_limits`."""
     echo = bool(body.get("echo"))
-    k_out = body.get("logprobs")
-    k_prompt = body.get("prompt_logprobs")
+    k_out = _int_or_none(body.get("logprobs"))
+    k_prompt = _int_or_none(body.get("prompt_logprobs"))
     if k_prompt is None and echo:
         k_prompt = k_out  # vLLM: echo turns `logprobs` into prompt log-probabilities
     seq = list(ids)
-    for _ in range(int(body.get("max_tokens", 16))):
+    for _ in range(_int_or_none(body.get("max_tokens", 16)) or 0):
         seq.append(top(seq[-1], 1)[0][0])
     start = 0 if echo else len(ids)
-    return {
+    choice: dict[str, object] = {
         "index": index,
         "text": detokenize(seq[start:]),
         "logprobs": openai_logprobs(seq, k_out, start) if k_out is not None else None,
         "finish_reason": "length",
         "stop_reason": None,
         "prompt_logprobs": prompt_logprobs(ids, k_prompt, fault) if k_prompt is not None else None,
-        "_generated": len(seq) - len(ids),
     }
+    return choice, len(seq) - len(ids)
+
+
+def _int_or_none(v: object) -> int | None:
+    return v if isinstance(v, int) else None
 
 
 def add_routes(app: web.Application, server: FakeServer) -> None:

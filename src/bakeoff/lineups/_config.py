@@ -100,7 +100,7 @@ class Endpoint(_Strict):
     """Extra HTTP headers (no credentials here: use api_key_env)."""
     routing: Routing | None = None
     """Provider routing passed through to the endpoint (OpenRouter `provider` object)."""
-    extra_body: dict[str, Any] = Field(default_factory=dict)
+    extra_body: dict[str, object] = Field(default_factory=dict)
     """Extra JSON body fields sent as they are."""
     engine: Literal["llama.cpp", "vllm", "sglang", "transformers", "openai"] | None = None
     """The inference engine behind the endpoint, when known: the fidelity audit then sends, with
@@ -108,7 +108,7 @@ class Endpoint(_Strict):
     (llama.cpp penalises repeats by 1.1 even at temperature 0). `openai`: a strict API that takes
     no extra field. Unset: `llama.cpp` for `provider: local` (or its `local.engine`), followed
     through a proxy to its target; nothing is sent otherwise. See docs/FIDELITY.md."""
-    neutral_params: dict[str, Any] | None = None
+    neutral_params: dict[str, object] | None = None
     """The body fields that switch off this endpoint's own sampler defaults, sent with every audit
     call (greedy and sampled). Default: those of its `engine`, else its provider preset's
     (OpenRouter `top_k: 0, min_p: 0, repetition_penalty: 1`); `{}` sends none."""
@@ -245,7 +245,7 @@ class RunSettings(_Strict):
     """Price the calls of a hosted preset (openai, openrouter, together, fireworks, groq) that has
     no `price` and reports no cost at the price `genai-prices` lists for its model (the package's
     bundled snapshot, never fetched; cost source `list`)."""
-    suite_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    suite_options: dict[str, dict[str, object]] = Field(default_factory=dict)
     """Per-suite generator options, e.g. `long-context: {max_context: 8192}`."""
 
 
@@ -366,7 +366,7 @@ class AuditSettings(_Strict):
     way (the smallest set of tokens holding this much probability), and cutting the model's long
     tail of rare tokens makes the reference-scored tests steadier. `1` samples the full
     distribution."""
-    sampled_params: dict[str, Any] = Field(default_factory=dict)
+    sampled_params: dict[str, object] = Field(default_factory=dict)
     """Extra body fields for every sampled-regime call, over the neutral sampler of each
     endpoint's `engine` (which every audit call gets, greedy too: llama.cpp `top_k: 0, min_p: 0,
     repeat_penalty: 1`; vLLM and SGLang `top_k: -1, min_p: 0, repetition_penalty: 1`). Use it for
@@ -486,7 +486,7 @@ class Lineup(_Strict):
                 raise ValueError(f"dataset {ds.name!r}: judge {ds.judge!r} is not an endpoint")
         return self
 
-    def sampling_for(self, ep: Endpoint) -> dict[str, Any]:
+    def sampling_for(self, ep: Endpoint) -> dict[str, object]:
         """The effective default body parameters of an endpoint."""
         merged = self.defaults.model_dump()
         if ep.params is not None:

@@ -6,18 +6,16 @@ be deterministic, a probe must not wander — so their settings are named here a
 
 from __future__ import annotations
 
-from typing import Any
-
-GREEDY: dict[str, Any] = {"temperature": 0.0}
+GREEDY: dict[str, object] = {"temperature": 0.0}
 """Deterministic decoding: probes, perf's synthetic load, the reference scorer."""
-SAMPLED: dict[str, Any] = {"temperature": 1.0}
+SAMPLED: dict[str, object] = {"temperature": 1.0}
 """The model's own distribution (the fidelity audit's sampled regime)."""
-JUDGE: dict[str, Any] = {**GREEDY, "max_tokens": 16}
+JUDGE: dict[str, object] = {**GREEDY, "max_tokens": 16}
 """An LLM judge of a dataset scorer: PASS or FAIL."""
-ARENA_JUDGE: dict[str, Any] = {**GREEDY, "max_tokens": 8}
+ARENA_JUDGE: dict[str, object] = {**GREEDY, "max_tokens": 8}
 """The arena's judge: A, B or tie."""
 
 
-def audit_regime(regime: str) -> dict[str, Any]:
+def audit_regime(regime: str) -> dict[str, object]:
     """The fidelity audit's decoding for a regime: `greedy` or `sampled`."""
     return dict(GREEDY if regime == "greedy" else SAMPLED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,7 +17,7 @@ class FakeSpec(_Strict):
 
     mode: Literal["echo", "script", "fixed"] = "echo"
     """`echo` repeats the last user message, `script` answers from `script`, `fixed` says `reply`."""
-    script: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    script: dict[str, str | dict[str, object]] = Field(default_factory=dict)
     """Exact last user message → reply text, or → `{content, tool_calls: [{name, arguments}]}`
     (mode `script`; unknown prompts get `reply`)."""
     script_file: str | None = None

@@ -15,6 +15,7 @@ from bakeoff.local._assets import (
 from bakeoff.local._servers import (
     LocalServer,
     ServerError,
+    ServerSettings,
     answers,
     free_port,
     launch,
@@ -30,6 +31,7 @@ __all__ = [
     "AssetError",
     "LocalServer",
     "ServerError",
+    "ServerSettings",
     "answers",
     "cache_dir",
     "clean",

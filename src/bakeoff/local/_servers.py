@@ -96,15 +96,36 @@ class LocalServer:
         return "\n".join(lines[-n:])
 
 
-def _llama_cmd(
-    model_path: Path,
-    alias: str,
-    port: int,
-    n_threads: int,
-    n_ctx: int,
-    n_batch: int | None,
-    seed: int,
-) -> list[str]:
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a local server runs: its threads, context and seed, its engine, and the engine's own
+    settings (`n_batch` is llama.cpp's; `max_batch` and `forced_repetition_penalty` are the
+    transformers server's)."""
+
+    n_threads: int = 1
+    n_ctx: int = 2048
+    n_batch: int | None = None
+    seed: int = 0
+    engine: EngineName = "llama.cpp"
+    max_batch: int | None = None
+    forced_repetition_penalty: float | None = None
+
+    def check(self, name: str) -> None:
+        """A setting of the other engine is an error, not ignored."""
+        if self.engine == "transformers":
+            if self.n_batch is not None:
+                raise ServerError(
+                    f"{name}: n_batch is a llama.cpp setting; engine transformers has none"
+                )
+        elif self.max_batch is not None or self.forced_repetition_penalty is not None:
+            raise ServerError(
+                f"{name}: max_batch and forced_repetition_penalty are settings of engine "
+                "transformers"
+            )
+
+
+def _llama_cmd(model_path: Path, alias: str, port: int, st: ServerSettings) -> list[str]:
+    n_threads, n_ctx, n_batch, seed = st.n_threads, st.n_ctx, st.n_batch, st.seed
     cmd = [
         sys.executable,
         "-m",
@@ -136,16 +157,9 @@ def _llama_cmd(
     return cmd
 
 
-def _torch_cmd(
-    model_path: Path,
-    alias: str,
-    port: int,
-    n_threads: int,
-    n_ctx: int,
-    seed: int,
-    max_batch: int | None,
-    forced_repetition_penalty: float | None,
-) -> list[str]:
+def _torch_cmd(model_path: Path, alias: str, port: int, st: ServerSettings) -> list[str]:
+    n_threads, n_ctx, seed = st.n_threads, st.n_ctx, st.seed
+    max_batch, forced_repetition_penalty = st.max_batch, st.forced_repetition_penalty
     cmd = [
         sys.executable,
         "-m",
@@ -176,38 +190,24 @@ def launch(
     *,
     alias: str,
     port: int = 0,
-    n_threads: int = 1,
-    n_ctx: int = 2048,
-    n_batch: int | None = None,
-    seed: int = 0,
-    engine: EngineName = "llama.cpp",
-    max_batch: int | None = None,
-    forced_repetition_penalty: float | None = None,
+    settings: ServerSettings | None = None,
 ) -> LocalServer:
-    """Start a server process (returns at once; see `wait_ready`). `n_batch` is llama.cpp's;
-    `max_batch` and `forced_repetition_penalty` are the transformers server's."""
+    """Start a server process (returns at once; see `wait_ready`)."""
+    st = settings or ServerSettings()
     if port and port_in_use(port):
         raise ServerError(f"{name}: port {port} on 127.0.0.1 is already in use; pick another")
-    if engine == "transformers":
-        if n_batch is not None:
-            raise ServerError(
-                f"{name}: n_batch is a llama.cpp setting; engine transformers has none"
-            )
-    elif max_batch is not None or forced_repetition_penalty is not None:
-        raise ServerError(
-            f"{name}: max_batch and forced_repetition_penalty are settings of engine transformers"
-        )
+    st.check(name)
     port = port or free_port()
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}-{port}.log"
-    if engine == "transformers":
-        cmd = _torch_cmd(
-            model_path, alias, port, n_threads, n_ctx, seed, max_batch, forced_repetition_penalty
-        )
+    if st.engine == "transformers":
+        cmd = _torch_cmd(model_path, alias, port, st)
     else:
-        cmd = _llama_cmd(model_path, alias, port, n_threads, n_ctx, n_batch, seed)
-    srv = LocalServer(name, model_path, alias, port, n_threads, n_ctx, log_path, engine=engine)
+        cmd = _llama_cmd(model_path, alias, port, st)
+    srv = LocalServer(
+        name, model_path, alias, port, st.n_threads, st.n_ctx, log_path, engine=st.engine
+    )
     with log_path.open("wb") as log:
         srv.proc = subprocess.Popen(
             cmd,

@@ -45,7 +45,7 @@ def _error(status: int, message: str, param: str | None = None, code: str | None
 
 
 def _num(
-    body: dict[str, Any], keys: tuple[str, ...], default: float, lo: float, hi: float
+    body: dict[str, object], keys: tuple[str, ...], default: float, lo: float, hi: float
 ) -> float:
     """The first of `keys` present and not null in `body`, checked to lie in [lo, hi]."""
     for k in keys:
@@ -68,7 +68,7 @@ def _text(content: Any) -> str:
     raise BadRequest("message content must be a string or a list of content parts", "messages")
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
+def _messages(body: dict[str, object]) -> list[dict[str, str]]:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise BadRequest("messages is required: a non-empty list of {role, content}", "messages")
@@ -80,7 +80,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def _stops(body: dict[str, Any]) -> list[str]:
+def _stops(body: dict[str, object]) -> list[str]:
     stop = body.get("stop")
     if stop is None:
         return []
@@ -107,7 +107,7 @@ class TorchServer:
         app.router.add_post("/v1/chat/completions", self.chat)
         return app
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats(self) -> dict[str, object]:
         sizes, passes = self.engine.stats()
         return {
             "engine": "transformers",
@@ -124,7 +124,7 @@ class TorchServer:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self._stats(), dumps=_dumps)
 
-    def _request(self, body: dict[str, Any], prompt: list[int], emit: Any) -> GenRequest:
+    def _request(self, body: dict[str, object], prompt: list[int], emit: Any) -> GenRequest:
         from bakeoff.local._torch_engine import GenRequest
 
         room = self.n_ctx - len(prompt)
@@ -195,7 +195,7 @@ class TorchServer:
             raise BadRequest(f"the chat template refused the messages: {e}", "messages") from e
 
     async def _complete(
-        self, events: asyncio.Queue[Event], meta: dict[str, Any], n_prompt: int
+        self, events: asyncio.Queue[Event], meta: dict[str, object], n_prompt: int
     ) -> web.Response:
         parts: list[str] = []
         while True:
@@ -220,7 +220,7 @@ class TorchServer:
         self,
         request: web.Request,
         events: asyncio.Queue[Event],
-        meta: dict[str, Any],
+        meta: dict[str, object],
         n_prompt: int,
         include_usage: bool,
     ) -> web.StreamResponse:
@@ -229,7 +229,7 @@ class TorchServer:
         await resp.prepare(request)
         base = {**meta, "object": "chat.completion.chunk"}
 
-        async def send(delta: dict[str, Any], reason: str | None = None) -> None:
+        async def send(delta: dict[str, object], reason: str | None = None) -> None:
             choice = {"index": 0, "delta": delta, "finish_reason": reason}
             await resp.write(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
 

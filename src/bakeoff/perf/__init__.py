@@ -5,12 +5,17 @@ from bakeoff.perf._metrics import SLO, dist, level_metrics
 from bakeoff.perf._perf import PerfOptions, run_perf, synthetic_requests
 from bakeoff.perf._probe import ProbeOptions, probe_endpoint, run_probes
 from bakeoff.perf._ray import RayError
+from bakeoff.perf._types import EndpointSweep, LevelEntry, PerfRecord, PerfSummary
 from bakeoff.runs import capability_row
 
 __all__ = [
     "SLO",
+    "EndpointSweep",
+    "LevelEntry",
     "LevelSpec",
     "PerfOptions",
+    "PerfRecord",
+    "PerfSummary",
     "ProbeOptions",
     "RayError",
     "Target",

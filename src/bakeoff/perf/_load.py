@@ -18,21 +18,27 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
 from bakeoff.endpoints import (
     CallError,
     CallRequest,
+    CallResult,
     ClientOptions,
     EndpointClient,
     Timeouts,
     open_session,
 )
+from bakeoff.perf._types import LevelRun, NodeCheck, PerfRecord, SelfCheck, ShardResult
+
+if TYPE_CHECKING:
+    from bakeoff.perf._ray import RayPool
+    from bakeoff.proxy import GGUFTokenizer
 
 LATE_MS = 5.0
 """A send this much later than intended counts as late."""
@@ -50,7 +56,8 @@ class Target:
     api: str = "chat"
     api_key: str | None = field(default=None, repr=False)
     headers: dict[str, str] = field(default_factory=dict)
-    extra_body: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, object] = field(default_factory=dict)
+    """Fields added to every request body as they go on the wire."""
     stream_usage: bool = True
     timeouts: dict[str, float] = field(default_factory=dict)
     tokenizer: str | None = None
@@ -59,7 +66,7 @@ class Target:
 
 
 @functools.cache
-def _tokenizer(path: str) -> Any:
+def _tokenizer(path: str) -> GGUFTokenizer:
     from bakeoff.proxy import GGUFTokenizer
 
     return GGUFTokenizer(Path(path))
@@ -98,71 +105,70 @@ def schedule(spec: LevelSpec) -> list[float]:
     return out
 
 
+def _phase(at: float, spec: LevelSpec) -> Literal["warmup", "measure", "cooldown"]:
+    if at < spec.warmup_s:
+        return "warmup"
+    if at >= spec.duration_s - spec.cooldown_s:
+        return "cooldown"
+    return "measure"
+
+
 def _record(
     seq: int,
     req_sent_ns: int | None,
     t0_ns: int,
     intended_s: float | None,
-    result: Any,
+    result: CallResult | None,
     error: CallError | None,
     spec: LevelSpec,
     tokenizer: str | None = None,
-) -> dict[str, Any]:
+) -> PerfRecord:
     sent_rel = ((req_sent_ns or t0_ns) - t0_ns) / 1e9
     at = intended_s if intended_s is not None else sent_rel
-    phase = "measure"
-    if at < spec.warmup_s:
-        phase = "warmup"
-    elif at >= spec.duration_s - spec.cooldown_s:
-        phase = "cooldown"
-    rec: dict[str, Any] = {
+    rec: PerfRecord = {
         "seq": seq,
-        "phase": phase,
+        "phase": _phase(at, spec),
         "intended_ms": None if intended_s is None else intended_s * 1000,
         "lateness_ms": None if intended_s is None else (sent_rel - intended_s) * 1000,
         "sent_s": sent_rel,
         "status": "ok" if error is None else "error",
         "error_class": None if error is None else str(error.error_class),
+        "first_byte_ms": None,
+        "role_ms": None,
+        "ttft_ms": None,
+        "last_token_ms": None,
+        "e2e_ms": None,
+        "chunks": [],
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "token_source": None,
+        "usage_tokens": None,
+        "counted_tokens": None,
+        "end_s": sent_rel,
     }
-    if result is not None:
-        t = result.timings
-        # the client's own count: a tokenizer on the joined text when we have the model's, else the
-        # token-bearing chunks
-        if tokenizer is not None:
-            counted = len(_tokenizer(tokenizer).encode(result.text + (result.reasoning or "")))
-            source = "tokenizer"
-        else:
-            counted, source = len(t.token_chunk_ms), "chunks"
-        usage = result.completion_tokens if result.usage_source == "usage" else None
-        rec.update(
-            first_byte_ms=t.first_byte_ms,
-            role_ms=t.role_ms,
-            ttft_ms=t.first_token_ms,
-            last_token_ms=t.last_token_ms,
-            e2e_ms=t.end_ms,
-            chunks=list(t.token_chunk_ms),
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens if usage is not None else counted,
-            token_source="usage" if usage is not None else source,
-            usage_tokens=usage,
-            counted_tokens=counted,
-            end_s=sent_rel + (t.end_ms or 0) / 1000,
-        )
+    if result is None:
+        return rec
+    t = result.timings
+    # the client's own count: a tokenizer on the joined text when we have the model's, else the
+    # token-bearing chunks
+    if tokenizer is not None:
+        counted = len(_tokenizer(tokenizer).encode(result.text + (result.reasoning or "")))
+        source = "tokenizer"
     else:
-        rec.update(
-            first_byte_ms=None,
-            role_ms=None,
-            ttft_ms=None,
-            last_token_ms=None,
-            e2e_ms=None,
-            chunks=[],
-            prompt_tokens=None,
-            completion_tokens=None,
-            token_source=None,
-            usage_tokens=None,
-            counted_tokens=None,
-            end_s=sent_rel,
-        )
+        counted, source = len(t.token_chunk_ms), "chunks"
+    usage = result.completion_tokens if result.usage_source == "usage" else None
+    rec["first_byte_ms"] = t.first_byte_ms
+    rec["role_ms"] = t.role_ms
+    rec["ttft_ms"] = t.first_token_ms
+    rec["last_token_ms"] = t.last_token_ms
+    rec["e2e_ms"] = t.end_ms
+    rec["chunks"] = list(t.token_chunk_ms)
+    rec["prompt_tokens"] = result.prompt_tokens
+    rec["completion_tokens"] = result.completion_tokens if usage is not None else counted
+    rec["token_source"] = "usage" if usage is not None else source
+    rec["usage_tokens"] = usage
+    rec["counted_tokens"] = counted
+    rec["end_s"] = sent_rel + (t.end_ms or 0) / 1000
     return rec
 
 
@@ -223,11 +229,11 @@ async def run_shard(
     shard: int = 0,
     shards: int = 1,
     on_done: Callable[[], None] | None = None,
-    sink: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    sink: Callable[[PerfRecord], None] | None = None,
+) -> ShardResult:
     """Run this shard's part of one level; return its records and self-check figures. With a
     `sink`, each record goes there as it completes instead (a remote shard streams them back)."""
-    records: list[dict[str, Any]] = []
+    records: list[PerfRecord] = []
     keep = sink if sink is not None else records.append
     lag: list[float] = []
     stop = asyncio.Event()
@@ -240,7 +246,8 @@ async def run_shard(
             nonlocal n_sent
             n_sent += 1
             req = requests[seq % len(requests)]
-            result, error = None, None
+            result: CallResult | None = None
+            error: CallError | None = None
             sent: int | None = time.perf_counter_ns()
             try:
                 result = await client.call(req)
@@ -288,11 +295,11 @@ async def run_shard(
     return {"records": records, "cpu": cpu, "lag_ms": lag, "start_late_ms": start_late_ms}
 
 
-def _shard_main(args: tuple[Any, ...]) -> dict[str, Any]:
+def _shard_main(
+    args: tuple[Target, LevelSpec, list[CallRequest], int, int, int],
+) -> ShardResult:
     target, spec, requests, t0_ns, shard, shards = args
-    return asyncio.run(
-        run_shard(Target(**target), LevelSpec(**spec), requests, t0_ns, shard, shards)
-    )
+    return asyncio.run(run_shard(target, spec, requests, t0_ns, shard, shards))
 
 
 async def run_level(
@@ -301,10 +308,11 @@ async def run_level(
     requests: list[CallRequest],
     processes: int = 1,
     on_done: Callable[[], None] | None = None,
-    pool: Any = None,
-) -> dict[str, Any]:
+    pool: RayPool | None = None,
+) -> LevelRun:
     """Run one load level (in this process, sharded over local processes, or over the nodes of a
     Ray cluster when given its `pool`); merge the shards' records and checks."""
+    parts: list[ShardResult]
     if pool is not None:
         parts = await pool.run_level(target, spec, requests, on_done)
     elif processes <= 1:
@@ -320,7 +328,7 @@ async def run_level(
                 loop.run_in_executor(
                     executor,
                     _shard_main,
-                    (asdict(target), asdict(spec), requests, t0, k, processes),
+                    (target, spec, requests, t0, k, processes),
                 )
                 for k in range(processes)
             ]
@@ -329,7 +337,7 @@ async def run_level(
     return {"records": records, "self_check": self_check(spec, records, parts)}
 
 
-def _kept_up(spec: LevelSpec, records: list[dict[str, Any]], lag: list[float]) -> tuple[float, str]:
+def _kept_up(spec: LevelSpec, records: list[PerfRecord], lag: list[float]) -> tuple[float, str]:
     """The share of late sends (open loop) or of lagging loop checks (closed), and what it means."""
     if spec.mode == "open":
         late = [r["lateness_ms"] for r in records if r["lateness_ms"] is not None]
@@ -342,17 +350,17 @@ def _kept_up(spec: LevelSpec, records: list[dict[str, Any]], lag: list[float]) -
     )
 
 
-def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _node_checks(spec: LevelSpec, parts: list[ShardResult]) -> list[NodeCheck]:
     """Per node of a Ray cluster, its shards' own self-check: whether that generator kept up."""
-    nodes: dict[str, list[dict[str, Any]]] = {}
+    nodes: dict[str, list[ShardResult]] = {}
     for p in parts:
-        nodes.setdefault(p["node"], []).append(p)
-    out = []
+        nodes.setdefault(p.get("node", ""), []).append(p)
+    out: list[NodeCheck] = []
     for node, ps in nodes.items():
         recs = [r for p in ps for r in p["records"]]
         share, late_why = _kept_up(spec, recs, [x for p in ps for x in p["lag_ms"]])
         cpu = max(p["cpu"] for p in ps)
-        unc = max(p["clock_uncertainty_ms"] for p in ps)
+        unc = max(p.get("clock_uncertainty_ms", 0.0) for p in ps)
         why = []
         if share > MAX_LATE_SHARE:
             why.append(late_why)
@@ -369,14 +377,14 @@ def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str,
         out.append(
             {
                 "node": node,
-                "address": ps[0]["address"],
-                "shards": [p["shard"] for p in ps],
+                "address": ps[0].get("address", ""),
+                "shards": [p.get("shard", 0) for p in ps],
                 "requests": len(recs),
                 "errors": sum(1 for r in recs if r["status"] != "ok"),
                 "late_share": round(share, 4),
                 "client_cpu": round(cpu, 3),
                 "start_late_ms": round(late_start, 3),
-                "clock_offset_ms": round(ps[0]["clock_offset_ms"], 3),
+                "clock_offset_ms": round(ps[0].get("clock_offset_ms", 0.0), 3),
                 "clock_uncertainty_ms": round(unc, 3),
                 "valid": not why,
                 "why": why,
@@ -385,9 +393,7 @@ def _node_checks(spec: LevelSpec, parts: list[dict[str, Any]]) -> list[dict[str,
     return out
 
 
-def self_check(
-    spec: LevelSpec, records: list[dict[str, Any]], parts: list[dict[str, Any]]
-) -> dict[str, Any]:
+def self_check(spec: LevelSpec, records: list[PerfRecord], parts: list[ShardResult]) -> SelfCheck:
     """Whether the client kept up: late sends (open loop) or loop lag (closed), and CPU per shard;
     on a Ray cluster, also per node, and a node that fell behind invalidates the level by name."""
     why = []
@@ -400,7 +406,7 @@ def self_check(
             f"client CPU at {cpu:.0%} of a core (limit {MAX_CPU:.0%}); "
             "use more client processes (--processes)"
         )
-    out: dict[str, Any] = {
+    out: SelfCheck = {
         "valid": True,
         "why": why,
         "late_share": round(share, 4),
@@ -408,7 +414,7 @@ def self_check(
         "processes": len(parts),
     }
     if parts and "node" in parts[0]:
-        out["nodes"] = _node_checks(spec, parts)
-        why.extend(f"node {n['address']}: {w}" for n in out["nodes"] for w in n["why"])
+        nodes = out["nodes"] = _node_checks(spec, parts)
+        why.extend(f"node {n['address']}: {w}" for n in nodes for w in n["why"])
     out["valid"] = not why
     return out

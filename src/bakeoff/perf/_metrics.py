@@ -17,9 +17,11 @@ import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import numpy as np
+
+from bakeoff.perf._types import Dist, LevelMetrics, PerfRecord
 
 QUANTILES = (50, 90, 95, 99)
 
@@ -56,7 +58,7 @@ class SLO:
             vals[f"{key}_ms"] = v
         return cls(**vals)
 
-    def met(self, r: dict[str, Any]) -> bool:
+    def met(self, r: PerfRecord) -> bool:
         if r["status"] != "ok":
             return False
         if self.ttft_ms is not None and (r["ttft_ms"] is None or r["ttft_ms"] > self.ttft_ms):
@@ -72,27 +74,36 @@ class SLO:
 
 def dist(
     values: Sequence[float | None], *, ci: bool = True, n_boot: int = 500, seed: int = 0
-) -> dict[str, Any] | None:
+) -> Dist | None:
     """Mean and p50/p90/p95/p99, each percentile with a bootstrap 95% interval."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
     if x.size == 0:
         return None
-    out: dict[str, Any] = {"n": int(x.size), "mean": round(float(x.mean()), 3)}
-    qs = np.percentile(x, QUANTILES)
-    boots = None
-    if ci and x.size >= 10:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, x.size, size=(n_boot, x.size))
-        boots = np.percentile(x[idx], QUANTILES, axis=1)
-    for i, q in enumerate(QUANTILES):
-        out[f"p{q}"] = round(float(qs[i]), 3)
-        if boots is not None:
-            lo, hi = np.percentile(boots[i], [2.5, 97.5])
-            out[f"p{q}_ci95"] = [round(float(lo), 3), round(float(hi), 3)]
-    return out
+    p50, p90, p95, p99 = (round(float(q), 3) for q in np.percentile(x, QUANTILES))
+    n, mean = int(x.size), round(float(x.mean()), 3)
+    if not (ci and x.size >= 10):
+        return {"n": n, "mean": mean, "p50": p50, "p90": p90, "p95": p95, "p99": p99}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    boots = np.percentile(x[idx], QUANTILES, axis=1)
+    c50, c90, c95, c99 = (
+        [round(float(v), 3) for v in np.percentile(b, [2.5, 97.5])] for b in boots
+    )
+    return {
+        "n": n,
+        "mean": mean,
+        "p50": p50,
+        "p50_ci95": c50,
+        "p90": p90,
+        "p90_ci95": c90,
+        "p95": p95,
+        "p95_ci95": c95,
+        "p99": p99,
+        "p99_ci95": c99,
+    }
 
 
-def per_request(r: dict[str, Any]) -> dict[str, Any]:
+def per_request(r: PerfRecord) -> PerfRecord:
     """Derived figures of one request record (in place and returned)."""
     n = r.get("completion_tokens") or 0
     ttft, last, e2e = r.get("ttft_ms"), r.get("last_token_ms"), r.get("e2e_ms")
@@ -106,9 +117,18 @@ def per_request(r: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
+def _from_intended(ok: list[PerfRecord], key: Literal["ttft_ms", "e2e_ms"]) -> list[float]:
+    """A latency from the intended send time: the request's own plus its send's lateness."""
+    return [
+        v + late
+        for r in ok
+        if (late := r.get("lateness_ms")) is not None and (v := r[key]) is not None
+    ]
+
+
 def level_metrics(
-    records: list[dict[str, Any]], window_s: float, slo: SLO, asked_tokens: int | None = None
-) -> dict[str, Any]:
+    records: list[PerfRecord], window_s: float, slo: SLO, asked_tokens: int | None = None
+) -> LevelMetrics:
     """The figures of one load level from its measured requests (warmup and cooldown excluded).
     `asked_tokens`: the output length each request asked for (synthetic workloads), to flag a level
     whose replies were far shorter — its tok/s and latencies measure another workload."""
@@ -126,11 +146,13 @@ def level_metrics(
     with_both = [
         r for r in ok if r.get("usage_tokens") is not None and r.get("counted_tokens") is not None
     ]
-    mismatch = sum(1 for r in with_both if abs(r["usage_tokens"] - r["counted_tokens"]) > 1)
-    out: dict[str, Any] = {
+    mismatch = sum(
+        1 for r in with_both if abs((r["usage_tokens"] or 0) - (r["counted_tokens"] or 0)) > 1
+    )
+    out: LevelMetrics = {
         "requests": n,
         "ok": len(ok),
-        "errors": dict(Counter(r["error_class"] for r in records if r["status"] != "ok")),
+        "errors": dict(Counter(r["error_class"] or "" for r in records if r["status"] != "ok")),
         "error_rate": round((n - len(ok)) / n, 4) if n else None,
         "window_s": round(window_s, 3),
         "request_throughput": round(len(ok) / window_s, 3) if window_s > 0 else None,
@@ -146,13 +168,8 @@ def level_metrics(
         "token_mismatch_rate": round(mismatch / len(with_both), 4) if with_both else None,
     }
     if late:
-        out["ttft_from_intended_ms"] = dist(
-            [r["ttft_ms"] + r["lateness_ms"] for r in ok if r.get("lateness_ms") is not None]
-        )
-        out["e2e_from_intended_ms"] = dist(
-            [r["e2e_ms"] + r["lateness_ms"] for r in ok if r.get("lateness_ms") is not None],
-            ci=False,
-        )
+        out["ttft_from_intended_ms"] = dist(_from_intended(ok, "ttft_ms"))
+        out["e2e_from_intended_ms"] = dist(_from_intended(ok, "e2e_ms"), ci=False)
     if asked_tokens and ok:
         got = tokens / len(ok)
         out["output_tokens"] = {"asked": asked_tokens, "mean": round(got, 1)}

@@ -12,13 +12,30 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from bakeoff.endpoints import CallRequest
 from bakeoff.lineups import Lineup, purposes
 from bakeoff.perf._load import LevelSpec, Target, run_level
 from bakeoff.perf._metrics import SLO, level_metrics
-from bakeoff.store import Store, dumps
+from bakeoff.perf._types import (
+    CurvePoint,
+    Dist,
+    EndpointSweep,
+    LevelEntry,
+    LevelMetrics,
+    LevelRun,
+    NodeCheck,
+    NodeRates,
+    PerfRecord,
+    PerfSummary,
+    Saturation,
+)
+from bakeoff.store import Store
+
+if TYPE_CHECKING:
+    from bakeoff.perf._ray import RayPool
+    from bakeoff.runs import EndpointSession
 
 if TYPE_CHECKING:
     from bakeoff.runs import EndpointSession
@@ -82,7 +99,7 @@ def suite_requests(lineup: Lineup, suite: str, n: int) -> list[CallRequest]:
 
 
 def _saturated(
-    opts: PerfOptions, prev: dict[str, Any] | None, cur: dict[str, Any], level: float
+    opts: PerfOptions, prev: LevelEntry | None, cur: LevelMetrics, level: float
 ) -> str | None:
     thr = cur.get("request_throughput") or 0.0
     if opts.mode == "open":
@@ -97,32 +114,7 @@ def _saturated(
     return None
 
 
-def _row(perf_id: str, endpoint: str, label: str, r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "perf_id": perf_id,
-        "endpoint": endpoint,
-        "level": label,
-        "seq": r["seq"],
-        "phase": r["phase"],
-        "intended_ms": r["intended_ms"],
-        "lateness_ms": r["lateness_ms"],
-        "status": r["status"],
-        "error_class": r["error_class"],
-        "first_byte_ms": r["first_byte_ms"],
-        "role_ms": r["role_ms"],
-        "ttft_ms": r["ttft_ms"],
-        "last_token_ms": r["last_token_ms"],
-        "e2e_ms": r["e2e_ms"],
-        "chunks_json": dumps(r["chunks"]) if r["chunks"] else None,
-        "prompt_tokens": r["prompt_tokens"],
-        "completion_tokens": r["completion_tokens"],
-        "token_source": r["token_source"],
-        "usage_tokens": r["usage_tokens"],
-        "counted_tokens": r["counted_tokens"],
-    }
-
-
-def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
+def _window(spec: LevelSpec, measured: list[PerfRecord]) -> float:
     """Seconds over which the measured requests ran. Closed loop: from the end of the warmup (or the
     first send) to the last end. Open loop: from the first measured slot to the later of the last
     slot's end of period and the last completion — an endpoint that falls behind the schedule
@@ -131,24 +123,24 @@ def _window(spec: LevelSpec, measured: list[dict[str, Any]]) -> float:
         return 0.0
     end = max(r["end_s"] for r in measured)
     if spec.mode == "open":
-        slots = [r["intended_ms"] / 1000 for r in measured]
+        slots = [(r["intended_ms"] or 0.0) / 1000 for r in measured]
         return max(end, max(slots) + 1 / spec.value) - min(slots)
     start = min(r["sent_s"] for r in measured)
     return max(end - max(start, spec.warmup_s), 1e-9)
 
 
 def _node_rates(
-    spec: LevelSpec, measured: list[dict[str, Any]], checks: list[dict[str, Any]], slo: SLO
-) -> list[dict[str, Any]]:
+    spec: LevelSpec, measured: list[PerfRecord], checks: list[NodeCheck], slo: SLO
+) -> list[NodeRates]:
     """Per node of a Ray cluster: its self-check and what its own shards measured. Rates are over
     the level's window, so the nodes' rates add up to the level's; a node that fell behind shows
     in its late sends and its latencies."""
     shards = sum(len(n["shards"]) for n in checks)
     window = _window(spec, measured)
-    out = []
+    out: list[NodeRates] = []
     for n in checks:
         its = set(n["shards"])
-        mine = [r for r in measured if r["shard"] in its]
+        mine = [r for r in measured if r.get("shard") in its]
         m = level_metrics(mine, window, slo)
         out.append(
             {
@@ -159,10 +151,14 @@ def _node_rates(
                 else None,
                 "request_throughput": m["request_throughput"],
                 "output_tok_s": m["output_tok_s"],
-                "ttft_p50_ms": (m["ttft_ms"] or {}).get("p50"),
+                "ttft_p50_ms": _p50(m["ttft_ms"]),
             }
         )
     return out
+
+
+def _p50(d: Dist | None) -> float | None:
+    return None if d is None else d["p50"]
 
 
 async def sweep_endpoint(
@@ -172,10 +168,10 @@ async def sweep_endpoint(
     requests: list[CallRequest],
     opts: PerfOptions,
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
-    pool: Any = None,
-) -> dict[str, Any]:
-    levels_out: list[dict[str, Any]] = []
-    saturation = None
+    pool: RayPool | None = None,
+) -> EndpointSweep:
+    levels_out: list[LevelEntry] = []
+    saturation: Saturation | None = None
     for i, level in enumerate(opts.levels):
         spec = LevelSpec(
             mode=opts.mode,
@@ -190,24 +186,9 @@ async def sweep_endpoint(
         expected = opts.max_requests or (int(level * opts.duration_s) if opts.mode == "open" else 0)
         tick = on_level(target.name, spec.label, expected) if on_level else None
         res = await run_level(target, spec, requests, opts.processes, tick, pool)
-        store.add_perf_requests([_row(perf_id, target.name, spec.label, r) for r in res["records"]])
-        measured = [r for r in res["records"] if r["phase"] == "measure"]
-        metrics = level_metrics(
-            measured,
-            _window(spec, measured),
-            opts.slo,
-            asked_tokens=None if opts.suite else opts.output_tokens,
-        )
-        entry = {
-            "level": level,
-            "label": spec.label,
-            "metrics": metrics,
-            "self_check": res["self_check"],
-            "all_requests": len(res["records"]),
-        }
-        if "nodes" in res["self_check"]:  # kept once: with what each node measured
-            entry["nodes"] = _node_rates(spec, measured, res["self_check"].pop("nodes"), opts.slo)
-        why = _saturated(opts, levels_out[-1] if levels_out else None, metrics, level)
+        store.add_perf_requests(perf_id, target.name, spec.label, res["records"])
+        entry = _level_entry(spec, opts, res)
+        why = _saturated(opts, levels_out[-1] if levels_out else None, entry["metrics"], level)
         levels_out.append(entry)
         if why:
             capacity = (
@@ -216,21 +197,43 @@ async def sweep_endpoint(
             saturation = {"at": level, "capacity": capacity, "why": why}
             if opts.stop_at_saturation:
                 break
-    curve = [
-        {
-            "level": e["level"],
-            "request_throughput": e["metrics"]["request_throughput"],
-            "output_tok_s": e["metrics"]["output_tok_s"],
-            "ttft_p50_ms": (e["metrics"]["ttft_ms"] or {}).get("p50"),
-            "valid": e["self_check"]["valid"],
-        }
-        for e in levels_out
-    ]
     return {
         "levels": levels_out,
-        "curve": curve,
+        "curve": [_curve_point(e) for e in levels_out],
         "saturation": saturation,
         "valid": all(e["self_check"]["valid"] for e in levels_out),
+    }
+
+
+def _level_entry(spec: LevelSpec, opts: PerfOptions, res: LevelRun) -> LevelEntry:
+    """A level's figures over its measured requests, with its self-check (a Ray cluster's per-node
+    checks kept once, beside what each node measured)."""
+    measured = [r for r in res["records"] if r["phase"] == "measure"]
+    metrics = level_metrics(
+        measured,
+        _window(spec, measured),
+        opts.slo,
+        asked_tokens=None if opts.suite else opts.output_tokens,
+    )
+    entry: LevelEntry = {
+        "level": spec.value,
+        "label": spec.label,
+        "metrics": metrics,
+        "self_check": res["self_check"],
+        "all_requests": len(res["records"]),
+    }
+    if "nodes" in res["self_check"]:
+        entry["nodes"] = _node_rates(spec, measured, res["self_check"].pop("nodes"), opts.slo)
+    return entry
+
+
+def _curve_point(e: LevelEntry) -> CurvePoint:
+    return {
+        "level": e["level"],
+        "request_throughput": e["metrics"]["request_throughput"],
+        "output_tok_s": e["metrics"]["output_tok_s"],
+        "ttft_p50_ms": _p50(e["metrics"]["ttft_ms"]),
+        "valid": e["self_check"]["valid"],
     }
 
 
@@ -251,7 +254,7 @@ async def run_perf(
     opts: PerfOptions,
     run_id: str | None = None,
     on_level: Callable[[str, str, int], Callable[[], None]] | None = None,
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, PerfSummary]:
     """Start the lineup's endpoints, sweep each chosen one, store everything; return (id, summary).
     With `opts.ray`, the load generators are placed on the cluster's nodes first: a cluster that
     cannot be joined raises `RayError` before anything is stored, a failure later (an endpoint
@@ -273,12 +276,12 @@ async def _run_perf(
     opts: PerfOptions,
     run_id: str | None,
     on_level: Callable[[str, str, int], Callable[[], None]] | None,
-    pool: Any,
-) -> tuple[str, dict[str, Any]]:
+    pool: RayPool | None,
+) -> tuple[str, PerfSummary]:
     from bakeoff.runs import EndpointSession, RunOptions
 
     perf_id = "perf-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    config = {**asdict(opts), "slo": opts.slo.as_dict()}
+    config: dict[str, object] = {**asdict(opts), "slo": opts.slo.as_dict()}
     store.create_perf(perf_id, run_id, lineup.model_dump_json(), config)
     names = opts.endpoints or [ep.name for ep in lineup.endpoints]
     unknown = [n for n in names if n not in {ep.name for ep in lineup.endpoints}]
@@ -288,16 +291,8 @@ async def _run_perf(
         requests = suite_requests(lineup, opts.suite, 1000)
     else:
         requests = synthetic_requests(opts.input_tokens, opts.output_tokens, 256, opts.seed)
-    summary: dict[str, Any] = {
-        "perf_id": perf_id,
-        "run_id": run_id,
-        "config": config,
-        "endpoints": {},
-    }
-    if pool is not None:
-        summary["generators"] = pool.info
-        summary["skipped_nodes"] = pool.skipped
-    status = "interrupted"
+    endpoints: dict[str, EndpointSweep] = {}
+    status: Literal["complete", "interrupted"] = "interrupted"
     try:
         async with EndpointSession(store, perf_id, lineup, RunOptions()) as session:
             for name in names:
@@ -316,12 +311,21 @@ async def _run_perf(
                     timeouts=ep.timeouts.model_dump(),
                     tokenizer=_gguf_of(session, name),
                 )
-                summary["endpoints"][name] = await sweep_endpoint(
+                endpoints[name] = await sweep_endpoint(
                     store, perf_id, target, requests, opts, on_level, pool
                 )
         status = "complete"
     finally:
-        summary["status"] = status
-        summary["valid"] = all(e["valid"] for e in summary["endpoints"].values())
+        summary: PerfSummary = {
+            "perf_id": perf_id,
+            "run_id": run_id,
+            "config": config,
+            "endpoints": endpoints,
+            "status": status,
+            "valid": all(e["valid"] for e in endpoints.values()),
+        }
+        if pool is not None:
+            summary["generators"] = pool.info
+            summary["skipped_nodes"] = pool.skipped
         store.finish_perf(perf_id, status, summary)
     return perf_id, summary

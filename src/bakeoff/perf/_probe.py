@@ -27,6 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from bakeoff.endpoints import Caller, CallError, CallRequest, CallResult
 from bakeoff.lineups import purposes
+from bakeoff.store import (
+    ContextPoint,
+    ContextProbe,
+    Feature,
+    FeatureProbe,
+    Needle,
+    OutputProbe,
+    ProbeResult,
+    Truncation,
+)
 from bakeoff.suites.long_context import build_haystack
 
 if TYPE_CHECKING:
@@ -63,7 +73,7 @@ SIZE_REFUSALS = ("context_overflow", "bad_request", "too_large")
 timeout, a 401, a 402) says nothing about the size: the context search stops there, below the
 limit."""
 
-FEATURE_FIELDS = {
+FEATURE_FIELDS: dict[Feature, tuple[str, ...]] = {
     "stream_usage": ("stream_options",),
     "logprobs": ("logprobs", "top_logprobs"),
     "tools": ("tools",),
@@ -75,7 +85,7 @@ FEATURE_FIELDS = {
 """The body fields each feature's probe asks with: one a preset strips leaves it untested."""
 
 
-async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions) -> dict[str, Any]:
+async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions) -> ContextProbe:
     limit = opts.max_context or (int(claimed * 1.25) if claimed else 16384)
     rng = random.Random(0)
     code = rng.randint(1000, 9999)
@@ -86,7 +96,7 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
             f"{NEEDLE.format(code=code)}\n{body}\nWhat is the secret code? Reply with the number."
         )
 
-    points: list[dict[str, Any]] = []
+    points: list[ContextPoint] = []
     stopped: list[str] = []
 
     async def attempt(tokens: int) -> bool | None:
@@ -106,22 +116,23 @@ async def probe_context(client: Caller, claimed: int | None, opts: ProbeOptions)
         return res is not None
 
     accepted, rejected = await _search(attempt, limit, opts.bisect_steps)
-    ok = [p for p in points if p["accepted"] and p["prompt_tokens"]]
-    largest = max((p["prompt_tokens"] for p in ok), default=None)
+    # (sent, counted) of the accepted prompts the endpoint counted
+    ok = sorted(
+        (p["sent_tokens_est"], n) for p in points if p["accepted"] and (n := p["prompt_tokens"])
+    )
+    largest = max((n for _, n in ok), default=None)
     # silent truncation: prompt tokens stop growing while larger prompts are accepted
-    truncation = None
-    ok_sorted = sorted(ok, key=lambda p: p["sent_tokens_est"])
-    for a, b in itertools.pairwise(ok_sorted):
-        grew = b["prompt_tokens"] / max(a["prompt_tokens"], 1)
-        asked = b["sent_tokens_est"] / a["sent_tokens_est"]
+    truncation: Truncation | None = None
+    for (sent_a, got_a), (sent_b, got_b) in itertools.pairwise(ok):
+        grew = got_b / max(got_a, 1)
+        asked = sent_b / sent_a
         if asked >= 1.5 and grew < 1 + 0.25 * (asked - 1):
             truncation = {
-                "at_prompt_tokens": a["prompt_tokens"],
-                "why": f"sent ~{b['sent_tokens_est']} tokens, usage says {b['prompt_tokens']} "
-                f"(vs {a['prompt_tokens']} for ~{a['sent_tokens_est']})",
+                "at_prompt_tokens": got_a,
+                "why": f"sent ~{sent_b} tokens, usage says {got_b} (vs {got_a} for ~{sent_a})",
             }
             break
-    needle = None
+    needle: Needle | None = None
     if accepted is not None and accepted >= 512:
         res, _ = await _try(client, _chat(prompt(accepted), max_tokens=16, **purposes.GREEDY))
         if res is not None:
@@ -179,7 +190,7 @@ async def _search(
     return accepted, rejected
 
 
-async def probe_output(client: Caller, n: int) -> dict[str, Any]:
+async def probe_output(client: Caller, n: int) -> OutputProbe:
     req = _chat(
         "Count from 1 to 2000, one number per line, with no other text.",
         max_tokens=n,
@@ -216,7 +227,7 @@ _TOOL = {
 _CITY_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
-def _feature_requests() -> list[tuple[str, CallRequest, Callable[[CallResult], bool]]]:
+def _feature_requests() -> list[tuple[Feature, CallRequest, Callable[[CallResult], bool]]]:
     """(feature, the request that asks for it, whether a reply honoured it), in probing order;
     `logprobs` also yields `top_logprobs`."""
     return [
@@ -274,18 +285,18 @@ def _feature_requests() -> list[tuple[str, CallRequest, Callable[[CallResult], b
     ]
 
 
-def _stripped(name: str, strips: frozenset[str]) -> dict[str, Any] | None:
+def _stripped(name: Feature, strips: frozenset[str]) -> FeatureProbe | None:
     """The result of a feature the preset strips the fields of: not asked (a reply to a body
     without them says nothing of the feature)."""
     gone = sorted(set(FEATURE_FIELDS.get(name, ())) & strips)
     return {"not_tested": f"the preset strips {', '.join(gone)}"} if gone else None
 
 
-async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -> dict[str, Any]:
+async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -> ProbeResult:
     """Per feature: was the request accepted, and did the reply honour it (with the error of a
     refused one); `strips`: the body fields the provider's preset removes (those features are
     not asked)."""
-    out: dict[str, Any] = {}
+    out: ProbeResult = {}
     for name, req, honoured in _feature_requests():
         if (skip := _stripped(name, strips)) is not None:
             out[name] = skip
@@ -293,12 +304,13 @@ async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -
                 out["top_logprobs"] = skip
             continue
         res, err = await _try(client, req)
+        # what a refusal said: whether it names the feature (see `capability_row`)
+        said = None if err is None else (err.body or "")[:300]
         out[name] = {
             "accepted": res is not None,
             "honoured": bool(res is not None and honoured(res)),
             "error": _err(err),
-            # what a refusal said: whether it names the feature (see `capability_row`)
-            "said": None if err is None else (err.body or "")[:300],
+            "said": said,
         }
         if name == "logprobs":
             lp = (res.logprobs or []) if res else []
@@ -306,12 +318,13 @@ async def probe_features(client: Caller, strips: frozenset[str] = frozenset()) -
                 "accepted": res is not None,
                 "honoured": bool(lp and any(t.get("top_logprobs") for t in lp)),
                 "error": _err(err),
-                "said": out[name]["said"],
+                "said": said,
             }
     if (skip := _stripped("seed_determinism", strips)) is not None:
         out["seed_determinism"] = skip
         return out
-    texts, errors = [], []
+    texts: list[str] = []
+    errors: list[str | None] = []
     for _ in range(3):
         res, err = await _try(
             client,
@@ -345,14 +358,15 @@ async def probe_endpoint(
     claimed_context: int | None,
     opts: ProbeOptions | None = None,
     strips: frozenset[str] = frozenset(),
-) -> dict[str, Any]:
+) -> ProbeResult:
     opts = opts or ProbeOptions()
     features = await probe_features(client, strips)
-    return {
+    result: ProbeResult = {
         "context": await probe_context(client, claimed_context, opts),
         "max_output": await probe_output(client, opts.output_tokens),
-        **features,
     }
+    result.update(features)
+    return result
 
 
 async def run_probes(
@@ -360,7 +374,7 @@ async def run_probes(
     opts: ProbeOptions | None = None,
     only_missing: bool = True,
     max_context_cap: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, ProbeResult]:
     """Probe every endpoint of a started `EndpointSession` at once; store each row under the
     session's run id (a resumed run keeps the rows it already has). A probe that fails in an
     unexpected way is stored as that endpoint's error; it never stops the run."""
@@ -383,6 +397,7 @@ async def run_probes(
                 output_tokens=o.output_tokens,
                 bisect_steps=o.bisect_steps,
             )
+        result: ProbeResult
         try:
             result = await probe_endpoint(  # limits, retries, bill
                 handle.policy.billed("probe"), claim, o, frozenset(handle.provider.drops)

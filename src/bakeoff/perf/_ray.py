@@ -23,12 +23,13 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from bakeoff.endpoints import CallRequest
 from bakeoff.perf._load import LevelSpec, Target, run_shard
+from bakeoff.perf._types import Generator, GeneratorHello, PerfRecord, ShardResult
 
 LEAD_S = 1.0
 """Seconds between choosing a level's start and the start: enough to reach every actor."""
@@ -54,15 +55,14 @@ class LoadGenerator:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: list[dict[str, Any]] = []
+        self._records: list[PerfRecord] = []
         self._thread: threading.Thread | None = None
         self._work: tuple[Target, LevelSpec, list[CallRequest], int, int] | None = None
-        self._result: dict[str, Any] | None = None
+        self._result: ShardResult | None = None
         self._error: str | None = None
 
-    def hello(self) -> dict[str, Any]:
-        import ray
-
+    def hello(self) -> GeneratorHello:
+        ray = _ray()
         return {
             "node": ray.get_runtime_context().get_node_id(),
             "address": ray.util.get_node_ip_address(),
@@ -75,14 +75,14 @@ class LoadGenerator:
 
     def prepare(
         self,
-        target: dict[str, Any],
-        spec: dict[str, Any],
+        target: Target,
+        spec: LevelSpec,
         requests: list[CallRequest],
         shard: int,
         shards: int,
     ) -> None:
         """Take a level's work (before its start time is chosen: the prompts may be large)."""
-        self._work = (Target(**target), LevelSpec(**spec), requests, shard, shards)
+        self._work = (target, spec, requests, shard, shards)
         self._records, self._result, self._error = [], None, None
 
     def go(self, t0_ns: int) -> None:
@@ -90,7 +90,7 @@ class LoadGenerator:
         assert self._work is not None, "go() before prepare()"
         target, spec, requests, shard, shards = self._work
 
-        def sink(rec: dict[str, Any]) -> None:
+        def sink(rec: PerfRecord) -> None:
             with self._lock:
                 self._records.append(rec)
 
@@ -105,7 +105,7 @@ class LoadGenerator:
         self._thread = threading.Thread(target=run, name=f"shard-{shard}", daemon=True)
         self._thread.start()
 
-    def drain(self) -> dict[str, Any]:
+    def drain(self) -> Drained:
         """The records completed since the last call, and the shard's figures once it is done."""
         # done first: a shard seen done has sunk its last record, so this drain takes it
         done = self._thread is not None and not self._thread.is_alive()
@@ -115,6 +115,13 @@ class LoadGenerator:
         if done and self._result is None and error is None:
             error = "the shard stopped without a result"
         return {"records": recs, "done": done, "result": self._result, "error": error}
+
+
+class Drained(TypedDict):
+    records: list[PerfRecord]
+    done: bool
+    result: ShardResult | None
+    error: str | None
 
 
 def _version() -> str:
@@ -150,13 +157,17 @@ def _answers(address: str) -> None:
         raise RayError(f"no Ray cluster at {address}: {e.strerror or e}") from None
 
 
+def _generator(shard: int, h: GeneratorHello) -> Generator:
+    return {"shard": shard, **h}
+
+
 class RayPool:
     """Load-generator actors on the nodes of a Ray cluster, one level at a time."""
 
     def __init__(self, ray: Any, actors: list[Any], here: str, skipped: list[str]) -> None:
         self._ray = ray
         self.actors = actors
-        self.info: list[dict[str, Any]] = []
+        self.info: list[Generator] = []
         """Per actor: shard number, node id and address, pid (filled by `_hello`)."""
         self.here = here
         self.skipped = skipped
@@ -239,7 +250,7 @@ class RayPool:
                 + ": "
                 + ", ".join(f"{a} has {v}" for a, v in other.items())
             )
-        self.info = [{"shard": k, **h} for k, h in enumerate(hellos)]
+        self.info = [_generator(k, h) for k, h in enumerate(hellos)]
 
     def _clock(self, actor: Any) -> tuple[float, float]:
         """(offset, uncertainty) of an actor's monotonic clock from ours, ms: the fastest of
@@ -260,8 +271,8 @@ class RayPool:
         target: Target,
         spec: LevelSpec,
         requests: list[CallRequest],
-        on_done: Any = None,
-    ) -> list[dict[str, Any]]:
+        on_done: Callable[[], None] | None = None,
+    ) -> list[ShardResult]:
         """One level on every generator against one start time; the shards' parts, node-tagged."""
         ray = self._ray
         elsewhere = sorted({i["address"] for i in self.info} - {self.here})
@@ -276,7 +287,7 @@ class RayPool:
                 self._payload = (requests, ray.put(requests))  # once per sweep, not per level
             await self._wait(
                 [
-                    a.prepare.remote(asdict(target), asdict(spec), self._payload[1], k, n)
+                    a.prepare.remote(target, spec, self._payload[1], k, n)
                     for k, a in enumerate(self.actors)
                 ],
                 PLACEMENT_TIMEOUT_S,
@@ -298,15 +309,11 @@ class RayPool:
         except ray.exceptions.RayError as e:
             raise RayError(f"Ray failed mid-level: {type(e).__name__}: {e}") from None
         for k, part in enumerate(parts):
-            part.update(
-                {
-                    "shard": k,
-                    "node": self.info[k]["node"],
-                    "address": self.info[k]["address"],
-                    "clock_offset_ms": clocks[k][0],
-                    "clock_uncertainty_ms": clocks[k][1],
-                }
-            )
+            part["shard"] = k
+            part["node"] = self.info[k]["node"]
+            part["address"] = self.info[k]["address"]
+            part["clock_offset_ms"] = clocks[k][0]
+            part["clock_uncertainty_ms"] = clocks[k][1]
         return parts
 
     async def _wait(self, refs: list[Any], timeout: float, what: str) -> None:
@@ -315,12 +322,12 @@ class RayPool:
         except TimeoutError:
             raise RayError(f"the load generators did not {what} within {timeout:g} s") from None
 
-    async def _collect(self, on_done: Any) -> list[dict[str, Any]]:
-        records: list[list[dict[str, Any]]] = [[] for _ in self.actors]
-        results: list[dict[str, Any] | None] = [None] * len(self.actors)
+    async def _collect(self, on_done: Callable[[], None] | None) -> list[ShardResult]:
+        records: list[list[PerfRecord]] = [[] for _ in self.actors]
+        results: list[ShardResult | None] = [None] * len(self.actors)
         while any(r is None for r in results):
             await asyncio.sleep(POLL_S)
-            drains = await asyncio.gather(*(a.drain.remote() for a in self.actors))
+            drains: list[Drained] = await asyncio.gather(*(a.drain.remote() for a in self.actors))
             for k, d in enumerate(drains):
                 if d["error"]:
                     raise RayError(

@@ -13,7 +13,7 @@ import asyncio
 import copy
 import random
 import time
-from typing import Any
+from typing import TypedDict
 
 import aiohttp
 import orjson
@@ -26,8 +26,8 @@ _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "acc
 
 
 def truncate_messages(
-    messages: list[dict[str, Any]], limit: int, tok: Tokenizer
-) -> tuple[list[dict[str, Any]], int]:
+    messages: list[dict[str, object]], limit: int, tok: Tokenizer
+) -> tuple[list[dict[str, object]], int]:
     """Keep the newest `limit` content tokens of a chat; system messages are kept whole and count.
 
     The oldest non-system content goes first: whole messages while they fit in what must go, then the
@@ -35,7 +35,7 @@ def truncate_messages(
     valid. Returns the new messages and the number of tokens dropped.
     """
     msgs = copy.deepcopy(messages)
-    enc = [tok.encode(m["content"]) if isinstance(m.get("content"), str) else [] for m in msgs]
+    enc = [tok.encode(c) if isinstance(c := m.get("content"), str) else [] for m in msgs]
     excess = sum(len(e) for e in enc) - limit
     dropped = 0
     i = 0
@@ -60,6 +60,20 @@ def truncate_messages(
     return kept, dropped
 
 
+class DistortionNote(TypedDict, total=False):
+    """What the proxy did to a request (logged with it)."""
+
+    injected_system: bool
+    dropped_tokens: int
+    forced_greedy: bool
+    max_tokens: int
+
+
+def _messages(body: dict[str, object]) -> list[dict[str, object]]:
+    msgs = body.get("messages")
+    return [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+
+
 class DistortionProxy:
     def __init__(
         self,
@@ -78,26 +92,29 @@ class DistortionProxy:
         self.route_model = route_model
         self.tok: Tokenizer = tokenizer or WordTokenizer()
         self.rng = random.Random(spec.seed)
-        self.log: list[dict[str, Any]] = []
+        self.log: list[dict[str, object]] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
 
-    def distort(self, body: dict[str, Any], chat: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Apply the distortions to a request body; return it and a note of what was done."""
+    def distort(
+        self, body: dict[str, object], chat: bool
+    ) -> tuple[dict[str, object], DistortionNote]:
+        """Apply the distortions to a request body (as it came, and goes, on the wire); return it
+        and a note of what was done."""
         s = self.spec
         body = dict(body)
-        note: dict[str, Any] = {}
+        note: DistortionNote = {}
         if chat and s.inject_system:
-            body["messages"] = [{"role": "system", "content": s.inject_system}, *body["messages"]]
+            body["messages"] = [{"role": "system", "content": s.inject_system}, *_messages(body)]
             note["injected_system"] = True
         if s.truncate_prompt_tokens:
             if chat:
                 body["messages"], dropped = truncate_messages(
-                    body["messages"], s.truncate_prompt_tokens, self.tok
+                    _messages(body), s.truncate_prompt_tokens, self.tok
                 )
             else:
-                toks = self.tok.encode(body.get("prompt") or "")
+                toks = self.tok.encode(str(body.get("prompt") or ""))
                 dropped = max(len(toks) - s.truncate_prompt_tokens, 0)
                 body["prompt"] = self.tok.decode(toks[dropped:])
             note["dropped_tokens"] = dropped
@@ -107,7 +124,9 @@ class DistortionProxy:
             note["forced_greedy"] = True
         if s.cap_output_tokens:
             asked = body.get("max_tokens") or body.get("max_completion_tokens")
-            cap = s.cap_output_tokens if asked is None else min(int(asked), s.cap_output_tokens)
+            cap = s.cap_output_tokens
+            if isinstance(asked, int | float | str):
+                cap = min(int(asked), cap)
             body["max_tokens"] = cap
             body.pop("max_completion_tokens", None)
             note["max_tokens"] = cap

@@ -4,6 +4,7 @@ from bakeoff.runs._capabilities import (
     CAPABILITY_COLUMNS,
     CAPABILITY_LABELS,
     FEATURES,
+    CapabilityRow,
     capability_row,
 )
 from bakeoff.runs._export import ExportError, export, load
@@ -46,6 +47,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Attempt",
     "CallPolicy",
+    "CapabilityRow",
     "EndpointHandle",
     "EndpointProgress",
     "EndpointSession",

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict, get_args
 
-FEATURES = (
-    "stream_usage",
-    "logprobs",
-    "top_logprobs",
-    "tools",
-    "parallel_tools",
-    "json_mode",
-    "json_schema",
-    "seed_determinism",
-)
+from bakeoff.store import ContextProbe, Feature, FeatureProbe, ProbeResult
+
+FEATURES: tuple[Feature, ...] = get_args(Feature)
+"""The features a probe asks for, in order."""
 CAPABILITY_COLUMNS = (
     "context_tokens",
     "context_claimed",
@@ -51,7 +45,27 @@ NOT_TESTED = "not tested: the preset strips it"
 """The cell of a feature whose fields the provider's preset removes: the probe did not ask."""
 
 
-def capability_row(p: dict[str, Any]) -> dict[str, Any]:
+class CapabilityRow(TypedDict):
+    """One endpoint's row of the capability matrix (`CAPABILITY_COLUMNS`, then `probe_faults`):
+    each feature's cell is `yes`, `accepted`, `no`, `unknown: ...` or `not tested: ...`."""
+
+    context_tokens: int | str | None
+    context_claimed: int | None
+    silent_truncation: int | None
+    max_output_honoured: bool | str | None
+    output_capped_at: int | None
+    stream_usage: str
+    logprobs: str
+    top_logprobs: str
+    tools: str
+    parallel_tools: str
+    json_mode: str
+    json_schema: str
+    seed_determinism: str
+    probe_faults: int
+
+
+def capability_row(p: ProbeResult) -> CapabilityRow:
     """The compact capability matrix row of a probe result (for summaries and tables). Each cell
     states only what a reply showed: a feature is `yes` (honoured), `accepted` (answered without
     it), `no` (refused with a 4xx naming it while other probe calls were answered), `unknown: ...` (no
@@ -59,29 +73,38 @@ def capability_row(p: dict[str, Any]) -> dict[str, Any]:
     is a number only when the search met the limit (a refusal or a silent truncation), else
     `≥ N`, the largest prompt accepted before the search stopped."""
     ctx = p.get("context") or {}
-    out = p.get("max_output") or {}
+    out = p.get("max_output")
     answered = _answered(p)
-    row: dict[str, Any] = {
+    error = None if out is None else out.get("error")
+    truncation = ctx.get("silent_truncation")
+    cell = {k: _feature_cell(k, p.get(k) or {}, answered) for k in FEATURES}
+    return {
         "context_tokens": _context_cell(ctx, answered),
         "context_claimed": ctx.get("claimed"),
-        "silent_truncation": (ctx.get("silent_truncation") or {}).get("at_prompt_tokens"),
-        "max_output_honoured": out.get("honoured")
-        if out.get("error") is None
-        else _unknown([out["error"]], answered),
-        "output_capped_at": out.get("capped_at"),
+        "silent_truncation": None if truncation is None else truncation["at_prompt_tokens"],
+        "max_output_honoured": (None if out is None else out.get("honoured"))
+        if error is None
+        else _unknown([error], answered),
+        "output_capped_at": None if out is None else out.get("capped_at"),
+        "stream_usage": cell["stream_usage"],
+        "logprobs": cell["logprobs"],
+        "top_logprobs": cell["top_logprobs"],
+        "tools": cell["tools"],
+        "parallel_tools": cell["parallel_tools"],
+        "json_mode": cell["json_mode"],
+        "json_schema": cell["json_schema"],
+        "seed_determinism": cell["seed_determinism"],
+        "probe_faults": probe_faults(p),
     }
-    for k in FEATURES:
-        row[k] = _feature_cell(k, p.get(k) or {}, answered)
-    row["probe_faults"] = probe_faults(p)
-    return row
 
 
-def _answered(p: dict[str, Any]) -> bool:
+def _answered(p: ProbeResult) -> bool:
     """Whether any probe call got a reply: without one, no refusal says what the endpoint does."""
     points = (p.get("context") or {}).get("points") or []
+    out = p.get("max_output")
     return (
         any(pt.get("accepted") for pt in points)
-        or "produced" in (p.get("max_output") or {})
+        or (out is not None and "produced" in out)
         or any((p.get(k) or {}).get("accepted") for k in FEATURES)
     )
 
@@ -103,7 +126,7 @@ def _unknown(errors: list[str | None], answered: bool) -> str:
     return f"unknown: {errs[0][:60]}"
 
 
-NAMED_BY = {
+NAMED_BY: dict[Feature, tuple[str, ...]] = {
     "stream_usage": ("stream",),
     "logprobs": ("logprob",),
     "top_logprobs": ("logprob",),
@@ -116,7 +139,7 @@ NAMED_BY = {
 """Words by which a refusal names the feature it refuses (any of them, case aside)."""
 
 
-def _feature_cell(name: str, v: dict[str, Any], answered: bool) -> str:
+def _feature_cell(name: Feature, v: FeatureProbe, answered: bool) -> str:
     if v.get("not_tested"):
         return NOT_TESTED
     if v.get("honoured"):
@@ -142,7 +165,7 @@ def _feature_cell(name: str, v: dict[str, Any], answered: bool) -> str:
     return _unknown(errors, answered)
 
 
-def _context_cell(ctx: dict[str, Any], answered: bool) -> int | str | None:
+def _context_cell(ctx: ContextProbe, answered: bool) -> int | str | None:
     """The largest prompt accepted (tokens, as the endpoint counted them): a number when the search
     met the limit, `≥ N` when it stopped first (its cap, or an error unrelated to size)."""
     points = ctx.get("points") or []
@@ -156,10 +179,11 @@ def _context_cell(ctx: dict[str, Any], answered: bool) -> int | str | None:
     return _unknown(errors, answered) if any(errors) else None
 
 
-def probe_faults(p: dict[str, Any]) -> int:
+def probe_faults(p: ProbeResult) -> int:
     """How many probe calls failed for a reason unrelated to what they probed (`INFRA_ERRORS`)."""
     errors = [pt.get("error") for pt in (p.get("context") or {}).get("points") or []]
-    errors.append((p.get("max_output") or {}).get("error"))
+    out = p.get("max_output")
+    errors.append(None if out is None else out.get("error"))
     for k in FEATURES:
         if k != "top_logprobs":  # the logprobs call's own reply
             v = p.get(k) or {}

@@ -47,7 +47,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import Row, Store, StoreError
+from bakeoff.store import ProbeResult, Row, Store, StoreError
 from bakeoff.suites import Item
 
 
@@ -192,7 +192,7 @@ class _EndpointRows:
     planned: int
     suites: dict[str, SuiteStats]
     verdict: dict[str, Any] | None
-    probe: dict[str, Any] | None
+    probe: ProbeResult | None
     bill: Bill
 
 
@@ -241,7 +241,7 @@ def _endpoint_entry(
         cost_usd=bill.total_usd,
         bill=bill,
         fidelity=_fidelity(of.verdict, ep.name == lineup.reference),
-        capabilities=capability_row(of.probe) if of.probe is not None else None,
+        capabilities=dict(capability_row(of.probe)) if of.probe is not None else None,
         **_reliability(rows, live, retried),
     )
     claims = {"context": ep.context, **(ep.claims.model_dump() if ep.claims else {})}

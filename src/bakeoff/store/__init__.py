@@ -4,8 +4,25 @@ calls and scores."""
 from bakeoff.store._db import Store, StoreError, database_exists, default_db_path
 from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
+from bakeoff.store._probes import (
+    ContextPoint,
+    ContextProbe,
+    Feature,
+    FeatureProbe,
+    Needle,
+    OutputProbe,
+    ProbeResult,
+    Truncation,
+)
 from bakeoff.store._reads import loads, provider_message
-from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._records import (
+    CallRecord,
+    JudgeDetail,
+    PerfRecord,
+    SideCallRecord,
+    VoteRecord,
+    dumps,
+)
 from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 
 __all__ = [
@@ -14,11 +31,22 @@ __all__ = [
     "MIN_REDACTABLE",
     "WITHHELD",
     "CallRecord",
+    "ContextPoint",
+    "ContextProbe",
+    "Feature",
+    "FeatureProbe",
+    "JudgeDetail",
+    "Needle",
+    "OutputProbe",
+    "PerfRecord",
+    "ProbeResult",
     "Row",
     "Secrets",
     "SideCallRecord",
     "Store",
     "StoreError",
+    "Truncation",
+    "VoteRecord",
     "database_exists",
     "default_db_path",
     "dumps",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bakeoff.store._dialect import Connection
@@ -21,8 +22,8 @@ class Analyses:
         self,
         run_id: str,
         analysis_id: str,
-        settings: dict[str, Any],
-        scorers: dict[str, Any],
+        settings: Mapping[str, object],
+        scorers: Mapping[str, object],
         verdicts: dict[str, Any] | None,
         created_at: str,
     ) -> None:
@@ -56,7 +57,7 @@ class Analyses:
         ).fetchall()
         return [_analysis(r) for r in rows]
 
-    def put_scorer_answers(self, run_id: str, scorer: str, answers: dict[str, Any]) -> None:
+    def put_scorer_answers(self, run_id: str, scorer: str, answers: Mapping[str, object]) -> None:
         """Keep a scorer's answers (key → answer); a key stored before keeps its first answer."""
         if not answers:
             return
@@ -68,7 +69,8 @@ class Analyses:
             for key, answer in answers.items():
                 db.execute(sql, (run_id, scorer, key, dumps(answer)))
 
-    def scorer_answers(self, run_id: str, scorer: str) -> dict[str, Any]:
+    def scorer_answers(self, run_id: str, scorer: str) -> dict[str, object]:
+        """{key: the scorer's answer, as its JSON was stored}."""
         rows = self.db.execute(
             "SELECT key, answer_json FROM scorer_answers WHERE run_id = ? AND scorer = ?",
             (run_id, scorer),

@@ -17,8 +17,16 @@ from typing import Any
 from bakeoff.store._analyses import Analyses
 from bakeoff.store._dialect import SQLITE, Connection, dialect_for, redact, url_secrets
 from bakeoff.store._migrations import migrate
+from bakeoff.store._probes import ProbeResult
 from bakeoff.store._reads import Reads
-from bakeoff.store._records import CallRecord, SideCallRecord, dumps
+from bakeoff.store._records import (
+    PERF_COLUMNS,
+    CallRecord,
+    PerfRecord,
+    SideCallRecord,
+    VoteRecord,
+    dumps,
+)
 from bakeoff.store._secrets import Secrets
 
 DEFAULT_DB = "bakeoff.db"
@@ -231,7 +239,7 @@ class Store(Reads, Analyses):
         lineup_json: str,
         source: str | None,
         reference: str | None,
-        endpoints: list[dict[str, Any]],
+        endpoints: list[Mapping[str, object]],
         version: str,
     ) -> None:
         with self.transaction() as db:
@@ -280,7 +288,7 @@ class Store(Reads, Analyses):
             )
 
     # -- items -----------------------------------------------------------------------------------
-    def add_items(self, run_id: str, suite: str, items: list[dict[str, Any]]) -> None:
+    def add_items(self, run_id: str, suite: str, items: list[Mapping[str, object]]) -> None:
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO items (run_id, suite, item_id, tier, input_json, target_json, meta_json)"
@@ -315,7 +323,8 @@ class Store(Reads, Analyses):
         call = record.columns()
         scrub, error = self.scrub, self.scrub_error
         for col in ("error_detail", "response_raw") if record.status == "error" else ():
-            call[col] = error(call[col])  # an error body may echo the Authorization header
+            text = call[col]  # an error body may echo the Authorization header
+            call[col] = error(text if isinstance(text, str) else None)
         values = tuple(scrub(v) if isinstance(v, str) else v for v in call.values())
         with self.transaction() as db:
             if not _insert_call(db, record.id, tuple(call), values, ok=record.status == "ok"):
@@ -364,7 +373,9 @@ class Store(Reads, Analyses):
             )
 
     # -- perf runs and probes ---------------------------------------------------------------------
-    def create_perf(self, perf_id: str, run_id: str | None, lineup_json: str, config: Any) -> None:
+    def create_perf(
+        self, perf_id: str, run_id: str | None, lineup_json: str, config: Mapping[str, object]
+    ) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO perf_runs (id, run_id, created_at, status, lineup_json, config_json)"
@@ -372,22 +383,35 @@ class Store(Reads, Analyses):
                 (perf_id, run_id, now_iso(), lineup_json, dumps(config)),
             )
 
-    def add_perf_requests(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def add_perf_requests(
+        self, perf_id: str, endpoint: str, level: str, records: list[PerfRecord]
+    ) -> None:
+        """Store a level's requests (one row each, keyed by `seq`)."""
+        if not records:
             return
-        cols = tuple(rows[0])
+        cols = ("perf_id", "endpoint", "level", *PERF_COLUMNS, "chunks_json")
         sql = upsert("perf_requests", cols, ("perf_id", "endpoint", "level", "seq"))
+        rows = [
+            (
+                perf_id,
+                endpoint,
+                level,
+                *(self._scrubbed(r[c]) for c in PERF_COLUMNS),
+                dumps(r["chunks"]) if r["chunks"] else None,
+            )
+            for r in records
+        ]
         with self.transaction() as db:
-            db.executemany(sql, [tuple(self._scrubbed(r[c]) for c in cols) for r in rows])
+            db.executemany(sql, rows)
 
-    def finish_perf(self, perf_id: str, status: str, summary: Any) -> None:
+    def finish_perf(self, perf_id: str, status: str, summary: Mapping[str, object]) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE perf_runs SET status = ?, finished_at = ?, summary_json = ? WHERE id = ?",
                 (status, now_iso(), self.scrub(dumps(summary)), perf_id),
             )
 
-    def put_probe(self, owner_id: str, endpoint: str, result: Any) -> None:
+    def put_probe(self, owner_id: str, endpoint: str, result: ProbeResult) -> None:
         with self.transaction() as db:
             db.execute(
                 upsert(
@@ -399,7 +423,7 @@ class Store(Reads, Analyses):
             )
 
     # -- arena votes -----------------------------------------------------------------------------
-    def add_vote(self, run_id: str, vote: dict[str, Any]) -> None:
+    def add_vote(self, run_id: str, vote: VoteRecord) -> None:
         with self.transaction() as db:
             db.execute(
                 'INSERT INTO votes (run_id, suite, item_id, repeat, "left", "right", winner, voter,'
@@ -407,16 +431,16 @@ class Store(Reads, Analyses):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    vote["suite"],
-                    vote["item_id"],
-                    vote.get("repeat", 0),
-                    vote["left"],
-                    vote["right"],
-                    vote["winner"],
-                    vote["voter"],
-                    vote.get("left_chars"),
-                    vote.get("right_chars"),
-                    self.scrub(dumps(vote["detail"])) if vote.get("detail") else None,
+                    vote.suite,
+                    vote.item_id,
+                    vote.repeat,
+                    vote.left,
+                    vote.right,
+                    vote.winner,
+                    vote.voter,
+                    vote.left_chars,
+                    vote.right_chars,
+                    self.scrub(dumps(vote.detail)) if vote.detail else None,
                     now_iso(),
                 ),
             )

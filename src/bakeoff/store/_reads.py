@@ -9,6 +9,8 @@ import orjson
 
 from bakeoff._procs import pid_alive
 from bakeoff.store._dialect import Connection, Cursor, Row
+from bakeoff.store._probes import ProbeResult
+from bakeoff.store._records import VoteRecord
 
 LIGHT_CALL_COLUMNS = (
     "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
@@ -240,7 +242,7 @@ class Reads:
             (perf_id,),
         ).fetchall()
 
-    def probes(self, owner_id: str) -> dict[str, Any]:
+    def probes(self, owner_id: str) -> dict[str, ProbeResult]:
         rows = self.db.execute("SELECT * FROM probes WHERE owner_id = ?", (owner_id,)).fetchall()
         return {r["endpoint"]: orjson.loads(r["result_json"]) for r in rows}
 
@@ -251,10 +253,26 @@ class Reads:
             (limit,),
         ).fetchall()
 
-    def votes(self, run_id: str) -> list[Row]:
-        return self.db.execute(
+    def votes(self, run_id: str) -> list[VoteRecord]:
+        rows = self.db.execute(
             "SELECT * FROM votes WHERE run_id = ? ORDER BY id", (run_id,)
         ).fetchall()
+        return [
+            VoteRecord(
+                id=r["id"],
+                suite=r["suite"],
+                item_id=r["item_id"],
+                repeat=r["repeat"],
+                left=r["left"],
+                right=r["right"],
+                winner=r["winner"],
+                voter=r["voter"],
+                left_chars=r["left_chars"],
+                right_chars=r["right_chars"],
+                detail=orjson.loads(r["detail_json"]) if r["detail_json"] else None,
+            )
+            for r in rows
+        ]
 
     def verdicts(self, run_id: str) -> dict[str, Any]:
         rows = self.db.execute("SELECT * FROM verdicts WHERE run_id = ?", (run_id,)).fetchall()

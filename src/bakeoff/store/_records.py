@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 import orjson
 
 
 def dumps(obj: Any) -> str:
     return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+SqlValue = str | int | float | None
+"""A value of a table's column."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +62,7 @@ class CallRecord:
     None (no figure: unpriced)."""
     pinned_upstream: str | None = None
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self) -> dict[str, SqlValue]:
         """{column: value} of the `calls` table."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}  # no deep copy of logprobs
         row["cached"] = int(self.cached)
@@ -90,5 +94,87 @@ class SideCallRecord:
     cost_source: str | None = None
     upstream: str | None = None
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self) -> dict[str, SqlValue]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class PerfRecord(TypedDict):
+    """One request of a perf sweep's level, as a shard measured it: times in ms from its send,
+    `sent_s` and `end_s` in s from the level's start. The `perf_requests` table keeps
+    `PERF_COLUMNS` and `chunks`."""
+
+    seq: int
+    phase: Literal["warmup", "measure", "cooldown"]
+    intended_ms: float | None
+    lateness_ms: float | None
+    sent_s: float
+    status: Literal["ok", "error"]
+    error_class: str | None
+    first_byte_ms: float | None
+    role_ms: float | None
+    ttft_ms: float | None
+    last_token_ms: float | None
+    e2e_ms: float | None
+    chunks: list[float]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    token_source: str | None
+    usage_tokens: int | None
+    counted_tokens: int | None
+    end_s: float
+    itl_ms: NotRequired[float | None]
+    """Derived (`per_request`), with `tpot_ms` and `tok_s`."""
+    tpot_ms: NotRequired[float | None]
+    tok_s: NotRequired[float | None]
+    shard: NotRequired[int]
+    """The Ray shard that sent it."""
+
+
+PerfColumn = Literal[
+    "seq",
+    "phase",
+    "intended_ms",
+    "lateness_ms",
+    "status",
+    "error_class",
+    "first_byte_ms",
+    "role_ms",
+    "ttft_ms",
+    "last_token_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "token_source",
+    "usage_tokens",
+    "counted_tokens",
+]
+PERF_COLUMNS: tuple[PerfColumn, ...] = get_args(PerfColumn)
+"""The fields of a `PerfRecord` the `perf_requests` table keeps as they are (`chunks` is kept as
+`chunks_json`)."""
+
+
+class JudgeDetail(TypedDict):
+    """What a judge answered in both orders of an arena pair."""
+
+    a_first: str
+    b_first: str
+    choices: list[str | None]
+    consistent: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteRecord:
+    """An arena vote, as the `votes` table keeps it: `left` and `right` are the endpoints shown
+    first and second, `voter` is `human` or `judge:<endpoint>`; `id` is set once stored."""
+
+    suite: str
+    item_id: str
+    repeat: int = 0
+    left: str
+    right: str
+    winner: str
+    voter: str
+    left_chars: int | None = None
+    right_chars: int | None = None
+    detail: JudgeDetail | None = None
+    id: int | None = None

@@ -25,7 +25,8 @@ class DatasetError(ValueError):
     """A dataset file that cannot be used, with the file and line in the message."""
 
 
-Records = list[tuple[str, dict[str, Any]]]
+Records = list[tuple[str, dict[str, object]]]
+"""(where, record): each record as its file holds it (JSON, or a CSV row's strings)."""
 """(where, record) pairs: `where` is `file:line` (or `file:row N` for columnar files)."""
 
 
@@ -41,7 +42,7 @@ def _lines(fh: IO[Any], path: Path) -> Iterator[Any]:
         yield line
 
 
-def _check_fields(rec: dict[str, Any], where: str) -> None:
+def _check_fields(rec: dict[str, object], where: str) -> None:
     """Every text value of a record (nested ones too) within `MAX_FIELD` characters."""
     stack: list[tuple[str, Any]] = list(rec.items())
     while stack:
@@ -56,7 +57,7 @@ def _check_fields(rec: dict[str, Any], where: str) -> None:
             stack.extend((f"{key}[{i}]", x) for i, x in enumerate(v))
 
 
-def _record(rec: Any, where: str) -> tuple[str, dict[str, Any]]:
+def _record(rec: object, where: str) -> tuple[str, dict[str, object]]:
     """A parsed JSON value as a record: an object, every text value within the bound."""
     if not isinstance(rec, dict):
         raise DatasetError(f"{where}: a record must be a JSON object")

@@ -72,8 +72,8 @@ def render(template: jinja2.Template, where: str, **ctx: Any) -> str:
 
 
 def _chat_messages(
-    spec: Any, rec: dict[str, Any], where: str
-) -> tuple[list[dict[str, Any]], str | None] | None:
+    spec: Any, rec: dict[str, object], where: str
+) -> tuple[list[dict[str, object]], str | None] | None:
     """A chat-format record's conversation (`messages:` names its field; a record with a
     `messages` list and no `question` is one too, under the default prompt), without its last
     assistant turn, and that turn's text; None for a templated record."""
@@ -98,6 +98,30 @@ def _chat_messages(
     if not out:
         raise DatasetError(f"{where}: field {field!r} has no turn before the answer")
     return out, last
+
+
+def _template_context(
+    spec: Any, rec: dict[str, object], where: str
+) -> tuple[dict[str, object], list[object] | None]:
+    """What a record's templates see: its fields, the `fields:` mapped to their names, and with
+    `choices:` the options (`choices`, and `options` lettered one a line); and the options."""
+    values: dict[str, object] = {}
+    for var, col in {**spec.fields}.items():
+        if col not in rec:
+            raise DatasetError(f"{where}: missing field {col!r} (mapped to {var!r})")
+        values[var] = rec[col]
+    for col in (spec.target, spec.choices, spec.id):
+        if col and col not in rec:
+            raise DatasetError(f"{where}: missing field {col!r}")
+    ctx = {**rec, **values}
+    if not spec.choices:
+        return ctx, None
+    opts = rec[spec.choices]
+    if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
+        raise DatasetError(f"{where}: field {spec.choices!r} must be a list of 2-10 options")
+    ctx["choices"] = opts
+    ctx["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
+    return ctx, opts
 
 
 def _need_target(spec: Any, target: Any, chat: bool, where: str) -> None:
@@ -191,54 +215,7 @@ class DatasetSuite:
                     f"{where}: dataset {spec.name!r} has more than {MAX_ITEMS} records "
                     "(the most one suite holds in a run); split the file"
                 )
-            values: dict[str, Any] = {}
-            for var, col in {**spec.fields}.items():
-                if col not in rec:
-                    raise DatasetError(f"{where}: missing field {col!r} (mapped to {var!r})")
-                values[var] = rec[col]
-            for col in (spec.target, spec.choices, spec.id):
-                if col and col not in rec:
-                    raise DatasetError(f"{where}: missing field {col!r}")
-            ctx = {**rec, **values}
-            if spec.choices:
-                opts = rec[spec.choices]
-                if not isinstance(opts, list) or not 2 <= len(opts) <= len(LETTERS):
-                    raise DatasetError(
-                        f"{where}: field {spec.choices!r} must be a list of 2-10 options"
-                    )
-                ctx["choices"] = opts
-                ctx["options"] = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))
-            chat = _chat_messages(spec, rec, where)
-            target = rec[spec.target] if spec.target else None
-            if chat is not None:
-                msgs, last = chat
-                if target is None and last is not None:
-                    target = last  # the record's last assistant turn is the answer
-                prompt = orjson.dumps(msgs).decode()
-            else:
-                prompt = render(
-                    self._prompt, f"{where}: dataset {spec.name!r} prompt template", **ctx
-                )
-                at = f"{where}: dataset {spec.name!r} system template"
-                system = render(self._system, at, **ctx) if self._system else None
-                msgs = ([{"role": "system", "content": system}] if system else []) + [
-                    {"role": "user", "content": prompt}
-                ]
-            _need_target(spec, target, chat is not None, where)
-            if spec.scorer == "choice" and target is not None:
-                target = self._choice_target(target, ctx.get("choices"), where)
-            rid = str(rec[spec.id]) if spec.id else hashlib.sha256(prompt.encode()).hexdigest()[:12]
-            items.append(
-                Item(
-                    id=f"{self.name}-{rid}",
-                    tier="all",
-                    messages=msgs,
-                    # the lineup's defaults unless the dataset sets its own
-                    params={} if spec.max_tokens is None else {"max_tokens": spec.max_tokens},
-                    target=target,
-                    meta={"line": where, "n_options": len(ctx.get("choices") or [])},
-                )
-            )
+            items.append(self._item(rec, where))
         ids = [it.id for it in items]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
@@ -246,8 +223,45 @@ class DatasetSuite:
         self._records = items
         return items
 
+    def _item(self, rec: dict[str, object], where: str) -> Item:
+        """One record as an item: its conversation (given, or rendered from the templates), its
+        expected answer, its id (the record's own, else a hash of its prompt)."""
+        spec = self.spec
+        ctx, choices = _template_context(spec, rec, where)
+        chat = _chat_messages(spec, rec, where)
+        target = rec[spec.target] if spec.target else None
+        if chat is not None:
+            msgs, last = chat
+            if target is None and last is not None:
+                target = last  # the record's last assistant turn is the answer
+            prompt = orjson.dumps(msgs).decode()
+        else:
+            msgs, prompt = self._rendered(ctx, where)
+        _need_target(spec, target, chat is not None, where)
+        if spec.scorer == "choice" and target is not None:
+            target = self._choice_target(target, choices, where)
+        rid = str(rec[spec.id]) if spec.id else hashlib.sha256(prompt.encode()).hexdigest()[:12]
+        return Item(
+            id=f"{self.name}-{rid}",
+            tier="all",
+            messages=msgs,
+            # the lineup's defaults unless the dataset sets its own
+            params={} if spec.max_tokens is None else {"max_tokens": spec.max_tokens},
+            target=target,
+            meta={"line": where, "n_options": len(choices or [])},
+        )
+
+    def _rendered(self, ctx: dict[str, object], where: str) -> tuple[list[dict[str, object]], str]:
+        """The conversation of a templated record: its system turn, if any, and its prompt."""
+        spec = self.spec
+        prompt = render(self._prompt, f"{where}: dataset {spec.name!r} prompt template", **ctx)
+        at = f"{where}: dataset {spec.name!r} system template"
+        system = render(self._system, at, **ctx) if self._system else None
+        msgs: list[dict[str, object]] = [{"role": "system", "content": system}] if system else []
+        return [*msgs, {"role": "user", "content": prompt}], prompt
+
     @staticmethod
-    def _choice_target(target: Any, opts: list[Any] | None, where: str) -> str:
+    def _choice_target(target: object, opts: list[object] | None, where: str) -> str:
         if isinstance(target, int) and opts and 0 <= target < len(opts):
             return LETTERS[target]
         t = str(target).strip()

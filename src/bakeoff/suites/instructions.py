@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from bakeoff.endpoints import CallResult
 from bakeoff.suites._types import Item, Reply, Score, rng, unique_items
@@ -118,10 +119,18 @@ def _unfence(t: str) -> str:
     return t[:-3].rstrip() if t.endswith("```") else t
 
 
+class ConstraintArgs(TypedDict, total=False):
+    """A constraint's parameters (stored in its item's target): a count, words or a phrase."""
+
+    n: int
+    words: list[str]
+    phrase: str
+
+
 @dataclass(frozen=True)
 class Constraint:
     kind: str
-    args: dict[str, Any]
+    args: ConstraintArgs
 
     @property
     def text(self) -> str:
@@ -161,46 +170,45 @@ class Constraint:
         }[self.kind]()
 
     def check(self, text: str) -> bool:
-        a = self.args
-        k = self.kind
-        if k == "min_words":
-            return len(words(text)) >= a["n"]
-        if k == "max_words":
-            return len(words(text)) < a["n"]
-        if k == "min_sentences":
-            return len(sentences(text)) >= a["n"]
-        if k == "paragraphs":
-            return len(paragraphs(text)) == a["n"]
-        if k == "bullets":
-            return len(bullets(text)) == a["n"]
-        if k == "no_commas":
-            return "," not in text
-        if k == "lowercase":
-            return text == text.lower() and any(c.isalpha() for c in text)
-        if k == "uppercase":
-            return text == text.upper() and any(c.isalpha() for c in text)
-        if k == "keywords":
-            low = text.lower()
-            return all(re.search(rf"\b{re.escape(w)}\b", low) for w in a["words"])
-        if k == "forbidden":
-            low = text.lower()
-            return not any(re.search(rf"\b{re.escape(w)}\b", low) for w in a["words"])
-        if k == "start":
-            return text.strip().lower().startswith(a["phrase"].lower())
-        if k == "end":
-            return text.strip().lower().endswith(a["phrase"].lower())
-        if k == "json":
-            t = text.strip()
-            t = _unfence(t)
-            try:
-                return isinstance(json.loads(t), dict)
-            except ValueError:
-                return False
-        if k == "placeholders":
-            return len(re.findall(r"\[[^\[\]\n]+\]", text)) >= a["n"]
-        if k == "sections":
-            return len(re.findall(r"^[^\S\n]*+SECTION\s++\d", text, re.M)) == a["n"]
-        raise ValueError(k)
+        rule = _CHECKS.get(self.kind)
+        if rule is None:
+            raise ValueError(self.kind)
+        return rule(text, self.args)
+
+
+def _cased(text: str, case: Callable[[str], str]) -> bool:
+    return text == case(text) and any(c.isalpha() for c in text)
+
+
+def _has_word(text: str, w: str) -> bool:
+    return re.search(rf"\b{re.escape(w)}\b", text.lower()) is not None
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(_unfence(text.strip())), dict)
+    except ValueError:
+        return False
+
+
+_CHECKS: dict[str, Callable[[str, ConstraintArgs], bool]] = {
+    "min_words": lambda t, a: len(words(t)) >= a["n"],
+    "max_words": lambda t, a: len(words(t)) < a["n"],
+    "min_sentences": lambda t, a: len(sentences(t)) >= a["n"],
+    "paragraphs": lambda t, a: len(paragraphs(t)) == a["n"],
+    "bullets": lambda t, a: len(bullets(t)) == a["n"],
+    "no_commas": lambda t, a: "," not in t,
+    "lowercase": lambda t, a: _cased(t, str.lower),
+    "uppercase": lambda t, a: _cased(t, str.upper),
+    "keywords": lambda t, a: all(_has_word(t, w) for w in a["words"]),
+    "forbidden": lambda t, a: not any(_has_word(t, w) for w in a["words"]),
+    "start": lambda t, a: t.strip().lower().startswith(a["phrase"].lower()),
+    "end": lambda t, a: t.strip().lower().endswith(a["phrase"].lower()),
+    "json": lambda t, a: _json_object(t),
+    "placeholders": lambda t, a: len(re.findall(r"\[[^\[\]\n]+\]", t)) >= a["n"],
+    "sections": lambda t, a: len(re.findall(r"^[^\S\n]*+SECTION\s++\d", t, re.M)) == a["n"],
+}
+"""Whether a reply meets a constraint, by kind."""
 
 
 # families that cannot be combined (one of each at most), and a reply that does nothing meets none of

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, TypedDict
 
 import jsonschema
 
@@ -38,7 +38,19 @@ CURRENCIES = ["EUR", "USD", "JPY", "GBP", "CHF", "BRL"]
 LANGS = ["French", "German", "Japanese", "Swahili", "Spanish", "Polish"]
 
 
-def _tool(name: str, desc: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+class ExpectedCall(TypedDict):
+    """A tool call by name and arguments: one an item expects (its target), or one a reply made
+    (arguments None when they were not JSON)."""
+
+    name: str | None
+    arguments: object
+
+
+Scenario = tuple[dict[str, object], str, dict[str, object]]
+"""A request that needs one tool: the tool's schema (as sent), the prompt, the arguments it takes."""
+
+
+def _tool(name: str, desc: str, props: dict[str, object], required: list[str]) -> dict[str, object]:
     return {
         "type": "function",
         "function": {
@@ -54,7 +66,12 @@ def _tool(name: str, desc: str, props: dict[str, Any], required: list[str]) -> d
     }
 
 
-def _weather(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _tool_name(tool: dict[str, object]) -> str:
+    fn = tool["function"]
+    return str(fn["name"]) if isinstance(fn, dict) else ""
+
+
+def _weather(r: random.Random) -> Scenario:
     city, unit = r.choice(CITIES), r.choice(["celsius", "fahrenheit"])
     t = _tool(
         "get_weather",
@@ -65,7 +82,7 @@ def _weather(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
     return t, f"What is the weather in {city} right now, in {unit}?", {"city": city, "unit": unit}
 
 
-def _currency(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _currency(r: random.Random) -> Scenario:
     a, b = r.sample(CURRENCIES, 2)
     amount = r.choice([15, 40, 120, 250, 999, 1500])
     t = _tool(
@@ -85,7 +102,7 @@ def _currency(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
     )
 
 
-def _timer(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _timer(r: random.Random) -> Scenario:
     minutes, label = r.randint(2, 90), r.choice(["pasta", "laundry", "tea", "meeting", "bread"])
     t = _tool(
         "set_timer",
@@ -100,7 +117,7 @@ def _timer(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
     )
 
 
-def _translate(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _translate(r: random.Random) -> Scenario:
     text, lang = (
         r.choice(["good morning", "where is the station", "thank you very much"]),
         r.choice(LANGS),
@@ -114,7 +131,7 @@ def _translate(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
     return t, f"Translate '{text}' into {lang}.", {"text": text, "target_language": lang}
 
 
-def _table(r: random.Random) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _table(r: random.Random) -> Scenario:
     place, people, time = (
         r.choice(["Blue Fig", "Casa Rio", "The Anchor"]),
         r.randint(2, 8),
@@ -179,15 +196,15 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def call_matches(got: dict[str, Any], want: dict[str, Any]) -> bool:
+def call_matches(got: ExpectedCall, want: ExpectedCall) -> bool:
     """Same function name and the same arguments, compared type-aware."""
     return got.get("name") == want["name"] and _norm(got.get("arguments")) == _norm(
         want["arguments"]
     )
 
 
-def parse_calls(result: CallResult) -> list[dict[str, Any]]:
-    out = []
+def parse_calls(result: CallResult) -> list[ExpectedCall]:
+    out: list[ExpectedCall] = []
     for tc in result.tool_calls:
         try:
             args = json.loads(tc.arguments) if tc.arguments else {}
@@ -216,14 +233,14 @@ class ToolsSuite:
         messages: list[dict[str, Any]]
         if tier == "simple":
             tool, ask, args = r.choice(MAKERS)(r)
-            tools, expected = [tool], [{"name": tool["function"]["name"], "arguments": args}]
+            tools, expected = [tool], [{"name": _tool_name(tool), "arguments": args}]
             messages = [{"role": "user", "content": ask}]
         elif tier == "multiple":
             makers = r.sample(MAKERS, 3)
             made = [m(r) for m in makers]
             tools = [t for t, _, _ in made]
             tool, ask, args = made[r.randrange(3)]
-            expected = [{"name": tool["function"]["name"], "arguments": args}]
+            expected = [{"name": _tool_name(tool), "arguments": args}]
             messages = [{"role": "user", "content": ask}]
         elif tier == "parallel":
             maker = r.choice(MAKERS)
@@ -231,7 +248,7 @@ class ToolsSuite:
             tools = [made[0][0]]
             asks = [a.rstrip(".?") for _, a, _ in made]
             ask = "Do all of these at once: " + "; ".join(asks) + "."
-            expected = [{"name": t["function"]["name"], "arguments": a} for t, _, a in made]
+            expected = [{"name": _tool_name(t), "arguments": a} for t, _, a in made]
             messages = [{"role": "user", "content": ask}]
         elif tier == "sequential":
             person = r.choice(["Maria", "Kenji", "Ayo", "Lars", "Mina"])
@@ -279,9 +296,9 @@ class ToolsSuite:
         )
 
     def score(self, item: Item, result: CallResult) -> list[Score]:
-        expected: list[dict[str, Any]] = item.target
+        expected: list[ExpectedCall] = item.target
         got = parse_calls(result)
-        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in item.params["tools"]}
+        schemas = {_tool_name(t): t["function"]["parameters"] for t in item.params["tools"]}
         valid = all(
             c["arguments"] is not None
             and c["name"] in schemas

@@ -9,6 +9,8 @@ import numpy as np
 import orjson
 from markupsafe import Markup
 
+from bakeoff.perf import PerfSummary
+from bakeoff.store import Row
 from bakeoff.ui._svg import Axis, Box, Series, box_plot, plot
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#65a30d"]
@@ -181,12 +183,13 @@ def wealth_chart(verdict: dict[str, Any]) -> Markup | None:
     )
 
 
-def perf_charts(summary: dict[str, Any], measured: list[Any]) -> tuple[dict[str, Markup], str]:
+def perf_charts(summary: PerfSummary | None, measured: list[Row]) -> tuple[dict[str, Markup], str]:
     """A sweep's throughput curve and its TTFT and inter-token-latency boxes per level (from the
     `measured` requests), and the name of its level axis."""
-    names = list((summary.get("endpoints") or {}).keys())
+    sweeps = summary["endpoints"] if summary else {}
+    names = list(sweeps)
     colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
-    mode = (summary.get("config") or {}).get("mode", "closed")
+    mode = summary["config"].get("mode", "closed") if summary else "closed"
     level_name = "concurrency" if mode == "closed" else "request rate (req/s)"
     curve = [
         Series(
@@ -201,7 +204,7 @@ def perf_charts(summary: dict[str, Any], measured: list[Any]) -> tuple[dict[str,
                 if p["output_tok_s"] is not None
             ],
         )
-        for n, e in summary["endpoints"].items()
+        for n, e in sweeps.items()
     ]
     figs: dict[str, Markup] = {}
     if any(s.x for s in curve):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -153,7 +153,15 @@ def compare_matrix(store: Store, res: dict[str, Any], changed_only: bool) -> dic
     }
 
 
-def _delta(a: float | None, b: float | None) -> dict[str, Any]:
+class Delta(TypedDict):
+    a: float | None
+    b: float | None
+    delta: float | None
+    rel: float | None
+    """The change relative to `a`."""
+
+
+def _delta(a: float | None, b: float | None) -> Delta:
     d = None if a is None or b is None else b - a
     rel = None if d is None or not a else d / a
     return {"a": a, "b": b, "delta": d, "rel": rel}

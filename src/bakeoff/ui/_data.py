@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakeoff.lineups import Lineup
 from bakeoff.runs import lineup_of_run, summarize
-from bakeoff.store import Store
+from bakeoff.store import Row, Store
 from bakeoff.ui._charts import PALETTE
+
+if TYPE_CHECKING:
+    from bakeoff.ui._suite import Row as ItemRow
 
 
 class NotFound(Exception):
@@ -46,7 +49,7 @@ class RunData:
 
     store: Store
     run_id: str
-    _suite_rows: dict[str, Any] = field(default_factory=dict)
+    _suite_rows: dict[str, list[ItemRow]] = field(default_factory=dict)
     """{suite: its item rows} (`_suite.suite_rows`), for the suite page and the item page's
     previous/next."""
 
@@ -90,10 +93,10 @@ class RunData:
             out.setdefault(r["suite"], []).append(r["item_id"])
         return out
 
-    def primary_scores(self, suite: str) -> dict[str, Any]:
+    def primary_scores(self, suite: str) -> dict[str, Row]:
         """{call id: first score row} for the calls of one suite."""
         rows = self.store.suite_scores(self.run_id, suite)
-        out: dict[str, Any] = {}
+        out: dict[str, Row] = {}
         for r in rows:
             out.setdefault(r["call_id"], r)
         return out

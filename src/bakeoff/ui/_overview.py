@@ -4,7 +4,7 @@ tests agree on it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from bakeoff.runs import CAPABILITY_LABELS
 
@@ -70,7 +70,15 @@ def caveats(e: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def capability_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
+class CapabilityLine(TypedDict):
+    """A capability in words and its cell per endpoint."""
+
+    key: str
+    label: str
+    values: dict[str, object]
+
+
+def capability_rows(s: dict[str, Any]) -> list[CapabilityLine]:
     """The capability table transposed — a row per capability in words, a column per endpoint —
     so that five endpoints fit the screen where thirteen columns did not."""
     keys: list[str] = []

@@ -106,7 +106,8 @@ def tool_calls_text(calls: Any) -> str:
         if not isinstance(c, dict):
             out.append(orjson.dumps(c).decode())
             continue
-        fn: dict[str, Any] = c["function"] if isinstance(c.get("function"), dict) else c
+        given = c.get("function")
+        fn: dict[str, object] = given if isinstance(given, dict) else c
         name, args = fn.get("name"), fn.get("arguments")
         head = f"{name}" + (f"  (id {c['id']})" if c.get("id") else "")
         if isinstance(args, str):

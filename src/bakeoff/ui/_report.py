@@ -45,7 +45,7 @@ def report_contents(store: Store, run_id: str) -> str:
     votes = store.votes(run_id)
     perf = [f"{r['id']}:{r['status']}" for r in store.perf_runs_of(run_id)]
     verdicts = orjson.dumps(store.verdicts(run_id), option=orjson.OPT_SORT_KEYS)
-    last = votes[-1]["id"] if votes else 0
+    last = votes[-1].id if votes else 0
     return (
         f"votes={len(votes)}/{last};perf={','.join(perf)};"
         f"verdicts={hashlib.sha256(verdicts).hexdigest()[:16]}"

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
+from bakeoff.store import Row as StoreRow
 from bakeoff.ui._data import NotFound, RunData
 from bakeoff.ui._render import url
+
+LISTING = ("show", "ep", "q", "sort")
+"""A page's query parameters that choose the list (a `ListQuery`)."""
 
 SHOWS = {
     "all": "all items",
@@ -31,12 +35,38 @@ SORTS = ("item", "disagree")
 reference's first."""
 
 
+class Cell(TypedDict):
+    """An endpoint's answer to an item: its first call and that call's primary score."""
+
+    call: StoreRow
+    score: StoreRow | None
+
+
+class EndpointCounts(TypedDict):
+    """How many items an endpoint does worse, better, differently on than the reference."""
+
+    endpoint: str
+    worse: int
+    better: int
+    disagree: int
+    differ: int
+
+
+class Neighbours(TypedDict):
+    index: int
+    total: int
+    prev: str | None
+    next: str | None
+    page: NotRequired[int | None]
+    """The suite page that lists it (None in a report: one page)."""
+
+
 @dataclass
 class Row:
     """One item of the list: its cells per endpoint and how each endpoint compares."""
 
     item: Any
-    cells: dict[str, dict[str, Any]]
+    cells: dict[str, Cell]
     prompt: str
     """The excerpt shown: the last message the user wrote."""
     haystack: str
@@ -60,6 +90,19 @@ class ListQuery:
     ep: str = ""
     q: str = ""
     sort: str = "item"
+
+    @classmethod
+    def of(cls, query: dict[str, str]) -> ListQuery:
+        """From a page's query as given (see `checked`)."""
+        return cls(
+            query.get("show", "all"),
+            query.get("ep", ""),
+            query.get("q", ""),
+            query.get("sort", "item"),
+        )
+
+    def checked(self, rd: RunData) -> ListQuery:
+        return ListQuery.parse(rd, self.show, self.ep, self.q, self.sort)
 
     @classmethod
     def parse(cls, rd: RunData, show: str, ep: str, q: str, sort: str) -> ListQuery:
@@ -137,7 +180,7 @@ def suite_rows(rd: RunData, suite: str) -> list[Row]:
     if suite in rd._suite_rows:
         return rd._suite_rows[suite]
     scores = rd.primary_scores(suite)
-    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    cells: dict[str, dict[str, Cell]] = defaultdict(dict)
     for call in rd.store.suite_calls(rd.run_id, suite):
         if call["repeat"] == 0:
             cells[call["item_id"]][call["endpoint"]] = {
@@ -165,9 +208,9 @@ def suite_rows(rd: RunData, suite: str) -> list[Row]:
     return rows
 
 
-def counts(rd: RunData, rows: list[Row]) -> list[dict[str, Any]]:
+def counts(rd: RunData, rows: list[Row]) -> list[EndpointCounts]:
     """Per endpoint but the reference: how many items it does worse, better, differently on."""
-    out = []
+    out: list[EndpointCounts] = []
     for ep in rd.endpoints:
         if ep == rd.lineup.reference or not rd.lineup.reference:
             continue
@@ -184,7 +227,7 @@ def counts(rd: RunData, rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def value(cell: dict[str, Any] | None) -> float | None:
+def value(cell: Cell | None) -> float | None:
     """A cell's score as the summary counts it: 0 for a failed call, 1/0 for pass/fail."""
     if cell is None:
         return None
@@ -196,14 +239,14 @@ def value(cell: dict[str, Any] | None) -> float | None:
     return float(bool(s["passed"])) if s["passed"] is not None else round(float(s["value"]), 3)
 
 
-def _compare(cell: dict[str, Any] | None, ref: dict[str, Any] | None) -> int | None:
+def _compare(cell: Cell | None, ref: Cell | None) -> int | None:
     a, b = value(cell), value(ref)
     if a is None or b is None:
         return None
     return (a > b) - (a < b)
 
 
-def _output_differs(cell: dict[str, Any] | None, ref: dict[str, Any] | None) -> bool:
+def _output_differs(cell: Cell | None, ref: Cell | None) -> bool:
     if cell is None or ref is None:
         return False
     return (cell["call"]["output_text"] or "") != (ref["call"]["output_text"] or "")
@@ -215,10 +258,16 @@ def _text(content: Any) -> str:
     return content if isinstance(content, str) else orjson.dumps(content).decode()
 
 
-def prompt_excerpt(inp: dict[str, Any], n: int = 140) -> str:
+def _messages(inp: dict[str, object]) -> list[dict[str, object]]:
+    """The messages of a stored request, as sent (those that are objects)."""
+    msgs = inp.get("messages")
+    return [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+
+
+def prompt_excerpt(inp: dict[str, object], n: int = 140) -> str:
     """The last message the user wrote (a tool conversation ends with the tool's result, which says
     little about the item), else the plain prompt, else the last message."""
-    msgs = inp.get("messages") or []
+    msgs = _messages(inp)
     users = [m for m in msgs if m.get("role") == "user"]
     if users:
         text = _text(users[-1].get("content"))
@@ -228,12 +277,12 @@ def prompt_excerpt(inp: dict[str, Any], n: int = 140) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _all_text(inp: dict[str, Any]) -> str:
-    parts = [_text(m.get("content")) for m in inp.get("messages") or []]
+def _all_text(inp: dict[str, object]) -> str:
+    parts = [_text(m.get("content")) for m in _messages(inp)]
     return "\n".join([_text(inp.get("prompt")), *parts])
 
 
-def neighbours(ids: list[str], item_id: str) -> dict[str, Any] | None:
+def neighbours(ids: list[str], item_id: str) -> Neighbours | None:
     """Where an item sits in a list of item ids: its position and the previous and next items; None
     when the list does not hold it."""
     if item_id not in ids:

@@ -8,22 +8,49 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
 import orjson
 from jinja2 import Environment
 
-from bakeoff.store import Store
+from bakeoff.perf import PerfSummary
+from bakeoff.store import Row, Store
 from bakeoff.ui._charts import chunks_chart, front_charts, perf_charts, wealth_chart
 from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
 from bakeoff.ui._data import NotFound, Page, RunData, find_run
 from bakeoff.ui._overview import best_cells, capability_rows, caveats
 from bakeoff.ui._render import make_env, url
-from bakeoff.ui._suite import SHOWS, Links, ListQuery, counts, neighbours, suite_rows
+from bakeoff.ui._suite import (
+    LISTING,
+    SHOWS,
+    Links,
+    ListQuery,
+    Neighbours,
+    counts,
+    neighbours,
+    suite_rows,
+)
 
 PAGE_SIZE = 100
+
+
+class ItemCall(TypedDict):
+    row: Row
+    scores: list[Row]
+    tool_calls: list[object] | None
+    """As the reply sent them."""
+    ref_text: str | None
+    """The reference's output of the same repeat (None in the reference's own column)."""
+
+
+class ItemColumn(TypedDict):
+    endpoint: str
+    extra: bool
+    """Not among the endpoints chosen: shown further right."""
+    calls: list[ItemCall]
 
 
 @dataclass
@@ -33,7 +60,7 @@ class Views:
     store: Store
     report: bool = False
     env: Environment = field(default_factory=make_env)
-    context: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, object] = field(default_factory=dict)
     """Extra template variables (the web app's form token)."""
     _runs: dict[str, RunData] = field(default_factory=dict)
 
@@ -77,7 +104,11 @@ class Views:
         for rx, name in self.ROUTES:
             m = rx.match(path)
             if m:
-                return getattr(self, name)(**m.groupdict(), **_only(query, name))
+                args: dict[str, object] = {**_only(query, name)}
+                if name in ("suite", "item"):  # the list's parameters, as one
+                    args = {k: v for k, v in args.items() if k not in LISTING}
+                    args["listing"] = ListQuery.of(query)
+                return getattr(self, name)(**m.groupdict(), **args)
         raise NotFound(f"no page {path}")
 
     # -- pages -----------------------------------------------------------------------------------
@@ -109,19 +140,12 @@ class Views:
         )
 
     def suite(
-        self,
-        run_id: str,
-        name: str,
-        show: str = "all",
-        ep: str = "",
-        q: str = "",
-        sort: str = "item",
-        page: str = "1",
+        self, run_id: str, name: str, listing: ListQuery | None = None, page: str = "1"
     ) -> Page:
         rd = self.run(run_id)
         if name not in rd.suites:
             raise NotFound(f"no suite {name} in run {rd.run_id}")
-        lq = ListQuery.parse(rd, show, ep, q, sort)
+        lq = (listing or ListQuery()).checked(rd)
         rows = suite_rows(rd, name)
         listed = lq.apply(rows)
         n = len(listed)
@@ -157,10 +181,7 @@ class Views:
         id: str,
         cols: str = "",
         view: str = "diff",
-        show: str = "all",
-        ep: str = "",
-        q: str = "",
-        sort: str = "item",
+        listing: ListQuery | None = None,
     ) -> Page:
         rd = self.run(run_id)
         it = self.store.item(rd.run_id, suite, id)
@@ -169,7 +190,7 @@ class Views:
         if view not in ("diff", "plain"):
             raise NotFound(f"view: diff or plain, not {view[:40]!r}")
         shown = _shown(rd, cols)
-        lq = ListQuery() if self.report else ListQuery.parse(rd, show, ep, q, sort)
+        lq = ListQuery() if self.report else (listing or ListQuery()).checked(rd)
         nav, lq = self._item_nav(rd, suite, id, lq)
         # what the links of this page keep: the endpoints chosen and the view (not in a report,
         # whose pages are rendered once per item)
@@ -207,7 +228,7 @@ class Views:
 
     def _item_columns(
         self, rd: RunData, suite: str, item_id: str, shown: list[str]
-    ) -> list[dict[str, Any]]:
+    ) -> list[ItemColumn]:
         """One column per endpoint that has calls for the item: those chosen first (side by side),
         then the others (`extra`, further right)."""
         calls = self.store.item_calls(rd.run_id, suite, item_id)
@@ -242,7 +263,7 @@ class Views:
 
     def _item_nav(
         self, rd: RunData, suite: str, item_id: str, lq: ListQuery
-    ) -> tuple[dict[str, Any] | None, ListQuery]:
+    ) -> tuple[Neighbours | None, ListQuery]:
         """Previous / next in the suite page's list the item was opened from (its filter, search and
         order); the whole suite when that list no longer holds it. None for the audit's items (no
         suite page lists them)."""
@@ -315,11 +336,12 @@ class Views:
         row = self.store.perf_run(id)
         if row is None:
             raise NotFound(f"no perf run {id}")
-        s = orjson.loads(row["summary_json"]) if row["summary_json"] else {"endpoints": {}}
+        s: PerfSummary | None = orjson.loads(row["summary_json"]) if row["summary_json"] else None
         figs, level_name = perf_charts(s, self.store.perf_measurements(id))
+        shown: Mapping[str, object] = s or {"endpoints": {}}  # a running sweep has none yet
         return Page(
             f"Perf {id}",
-            self._render("perf.html", row=row, s=s, figs=figs, level_name=level_name),
+            self._render("perf.html", row=row, s=shown, figs=figs, level_name=level_name),
             row["run_id"],
         )
 
