@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NotRequired, TypedDict
 
 from bakeoff.endpoints import (
     CallError,
@@ -32,22 +31,7 @@ from bakeoff.endpoints import (
 )
 from bakeoff.lineups import Endpoint
 from bakeoff.runs._ratelimit import RateLimiter
-
-
-class Attempt(TypedDict):
-    """One attempt of a call, as the `attempts` table stores it."""
-
-    n: int
-    started_at: float
-    """Unix time the attempt was sent."""
-    duration_ms: float
-    http_status: int | None
-    decision: str
-    """`ok`, `retry` or `give_up`."""
-    error_class: NotRequired[str]
-    error_detail: NotRequired[str]
-    decision_reason: NotRequired[str]
-    wait_s: NotRequired[float]
+from bakeoff.store import Attempt
 
 
 @dataclass

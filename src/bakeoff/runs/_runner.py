@@ -52,7 +52,7 @@ from bakeoff.runs._scoring import (
     scores_of,
 )
 from bakeoff.runs._stopping import Stopper, call_value, stored_values
-from bakeoff.store import CallRecord, Store, StoreError
+from bakeoff.store import CallRecord, ScoreRow, Store, StoreError
 from bakeoff.suites import Judge, Score
 
 
@@ -261,7 +261,14 @@ class _EndpointRunner:
         else:
             assert error is not None
             record = _error_record(fields, error)
-        self.store.record_call(record, call.attempts, [s.model_dump() for s in scores])
+        self.store.record_call(
+            record,
+            call.attempts,
+            [
+                ScoreRow(scorer=s.scorer, value=s.value, passed=s.passed, detail=s.detail)
+                for s in scores
+            ],
+        )
         first = scores[0] if scores else None
         self.stopper.record(
             job.suite,

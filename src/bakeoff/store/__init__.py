@@ -16,9 +16,11 @@ from bakeoff.store._probes import (
 )
 from bakeoff.store._reads import loads, provider_message
 from bakeoff.store._records import (
+    Attempt,
     CallRecord,
     JudgeDetail,
     PerfRecord,
+    ScoreRow,
     SideCallRecord,
     VoteRecord,
     dumps,
@@ -30,6 +32,7 @@ __all__ = [
     "MIGRATIONS",
     "MIN_REDACTABLE",
     "WITHHELD",
+    "Attempt",
     "CallRecord",
     "ContextPoint",
     "ContextProbe",
@@ -41,6 +44,7 @@ __all__ = [
     "PerfRecord",
     "ProbeResult",
     "Row",
+    "ScoreRow",
     "Secrets",
     "SideCallRecord",
     "Store",

@@ -21,8 +21,10 @@ from bakeoff.store._probes import ProbeResult
 from bakeoff.store._reads import Reads
 from bakeoff.store._records import (
     PERF_COLUMNS,
+    Attempt,
     CallRecord,
     PerfRecord,
+    ScoreRow,
     SideCallRecord,
     VoteRecord,
     dumps,
@@ -311,8 +313,8 @@ class Store(Reads, Analyses):
     def record_call(
         self,
         record: CallRecord,
-        attempts: Sequence[Mapping[str, Any]],
-        scores: list[dict[str, Any]],
+        attempts: Sequence[Attempt],
+        scores: Sequence[ScoreRow],
     ) -> None:
         """Store one finished call (success or final error) with its attempts and scores, atomically.
 

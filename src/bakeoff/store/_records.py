@@ -178,3 +178,28 @@ class VoteRecord:
     right_chars: int | None = None
     detail: JudgeDetail | None = None
     id: int | None = None
+
+
+class Attempt(TypedDict):
+    """One attempt of a call, as the `attempts` table stores it."""
+
+    n: int
+    started_at: float
+    """Unix time the attempt was sent."""
+    duration_ms: float
+    http_status: int | None
+    decision: str
+    """`ok`, `retry` or `give_up`."""
+    error_class: NotRequired[str]
+    error_detail: NotRequired[str]
+    decision_reason: NotRequired[str]
+    wait_s: NotRequired[float]
+
+
+class ScoreRow(TypedDict):
+    """One scorer's judgement of a call, as the `scores` table stores it."""
+
+    scorer: str
+    value: float
+    passed: bool | None
+    detail: str | None
