@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from bakeoff.endpoints import CallResult
-from bakeoff.lineups import Endpoint, Lineup
+from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.store import SideCallRecord
 
 
@@ -169,7 +169,10 @@ def bill_of(calls: list[Any], side: list[Any]) -> dict[str, Any]:
     sources: Counter[str] = Counter()
     n = unpriced = cached_tokens = 0
     for c, purpose in [
-        *((c, "audit" if c["suite"].startswith("fidelity.") else "suite") for c in calls),
+        *(
+            (c, "audit" if c["suite"].startswith(purposes.FIDELITY_PREFIX) else "suite")
+            for c in calls
+        ),
         *((c, c["purpose"]) for c in side),
     ]:
         if c["status"] != "ok":

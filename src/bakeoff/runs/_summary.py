@@ -36,7 +36,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import Store, StoreError
+from bakeoff.store import Store, StoreError, Verdict
 from bakeoff.suites import Item
 
 
@@ -44,21 +44,21 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> dict[str, Any] | None:
+def _fidelity(v: Verdict | None, is_reference: bool) -> dict[str, Any] | None:
     if is_reference:
         return {"verdict": "reference"}
     if v is None:
         return None
     return {
-        "verdict": v["verdict"],
-        "claim": v.get("claim"),
-        "p_value": v["p_value"],
-        "multiplicity": v.get("multiplicity", "per_endpoint"),
-        "alpha": v.get("alpha"),
-        "calls": v["calls"],
-        "tokens": v["tokens"],
-        "why": v["why"],
-        "flags": v["behaviour"].get("flags", []),
+        "verdict": v.verdict,
+        "claim": v.claim,
+        "p_value": v.p_value,
+        "multiplicity": v.multiplicity,
+        "alpha": v.alpha,
+        "calls": v.calls,
+        "tokens": v.tokens,
+        "why": v.why,
+        "flags": v.behaviour.flags,
     }
 
 
@@ -172,7 +172,7 @@ def _endpoint_entry(
     rows: list[Any],
     suites: dict[str, dict[str, Any]],
     planned: int,
-    verdict: dict[str, Any] | None,
+    verdict: Verdict | None,
     probe: dict[str, Any] | None,
     bill: dict[str, Any],
     every_call: tuple[Any, ...],

@@ -7,18 +7,38 @@ from bakeoff.store._migrations import MIGRATIONS, migrate
 from bakeoff.store._reads import loads, provider_message
 from bakeoff.store._records import CallRecord, SideCallRecord, dumps
 from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
+from bakeoff.store._verdicts import (
+    Behaviour,
+    Example,
+    PowerAt,
+    RouteShare,
+    Style,
+    Styles,
+    SuiteChecks,
+    TestEvidence,
+    Verdict,
+)
 
 __all__ = [
     "HELD",
     "MIGRATIONS",
     "MIN_REDACTABLE",
     "WITHHELD",
+    "Behaviour",
     "CallRecord",
+    "Example",
+    "PowerAt",
+    "RouteShare",
     "Row",
     "Secrets",
     "SideCallRecord",
     "Store",
     "StoreError",
+    "Style",
+    "Styles",
+    "SuiteChecks",
+    "TestEvidence",
+    "Verdict",
     "database_exists",
     "default_db_path",
     "dumps",
