@@ -250,7 +250,7 @@ def format_table(results: Calibration) -> str:
             label = f"{name} (null)" if name in NULLS else name
             cells = [_cell(row["counts"][c], row["n"]) for c in cols]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-            if name == nulls[-1] and len(nulls) > 1:
+            if len(nulls) > 1 and name == nulls[-1]:
                 total = sum(eps[n]["n"] for n in nulls)
                 pooled = [_cell(sum(eps[n]["counts"][c] for n in nulls), total) for c in cols]
                 lines.append("| engine nulls pooled | " + " | ".join(pooled) + " |")
