@@ -14,6 +14,10 @@ from bakeoff.lineups import AuditSettings, purposes
 from bakeoff.suites import Item
 from bakeoff.suites._prompt_space import draw_prompts, read_prompt_file
 
+UNSEEDED = 0
+"""The prompts' seed where neither the caller nor the settings give one (an audit draws its own
+private seed before it asks for its prompts: `audit.applied_settings`)."""
+
 
 def audit_items(
     regime: str,
@@ -23,7 +27,7 @@ def audit_items(
     n: int | None = None,
 ) -> list[Item]:
     """`n` (default: `settings.budget`) distinct prompts drawn from the private prompt space by
-    `seed` (default: `settings.seed`, else 0) (`_prompt_space`), or from the user's own
+    `seed` (default: `settings.seed`, else `UNSEEDED`) (`_prompt_space`), or from the user's own
     `settings.prompts` file in an order seeded by `seed`; every call asks for `settings.max_tokens`,
     sampled calls for T=1 with nucleus `settings.top_p` and, with `settings.logprobs`, the
     log-probabilities of the sampled tokens. `settings`: the lineup's `audit:` (default: its
@@ -32,7 +36,7 @@ def audit_items(
     Prompt i depends on the seed and i alone, so a longer audit of a seed extends a shorter one
     (calibration takes disjoint slices of one sequence)."""
     settings = settings or AuditSettings()
-    seed = seed if seed is not None else (settings.seed or 0)
+    seed = seed if seed is not None else (settings.seed or UNSEEDED)
     n = n if n is not None else settings.budget
     max_tokens, top_p, logprobs = settings.max_tokens, settings.top_p, settings.logprobs
     if settings.prompts is not None:
