@@ -22,6 +22,7 @@ import numpy as np
 from bakeoff.audit._greedy import first_divergence
 from bakeoff.audit._scorer import LocalReferenceScorer
 from bakeoff.audit._stats import normalize_text
+from bakeoff.lineups import AuditSettings
 from bakeoff.local import variant_path
 from bakeoff.suites.fidelity import audit_items
 
@@ -78,7 +79,7 @@ def main() -> None:
     ap.add_argument("--torch", action="store_true", help="also the transformers engine")
     ap.add_argument("--json", help="write the margins here")
     args = ap.parse_args()
-    items = audit_items("greedy", seed=0, n=args.n, max_tokens=args.max_tokens)
+    items = audit_items("greedy", AuditSettings(max_tokens=args.max_tokens), seed=0, n=args.n)
     prompts = [it.messages for it in items]
     scorer = LocalReferenceScorer(variant_path("F16"))
     ref = _llama_outputs("F16", prompts, args.max_tokens, n_threads=1)

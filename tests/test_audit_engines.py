@@ -46,14 +46,14 @@ def test_another_engine_is_never_different_and_a_stuck_sampler_is_flagged(tmp_pa
     v = store.verdicts(run_id)
 
     torch = v["f16-torch"]
-    assert torch["verdict"] != "different", torch["why"]
-    g = torch["tests"]["greedy"]
+    assert torch.verdict != "different", torch.why
+    g = torch.tests["greedy"]
     # the engines' greedy outputs may part, but only where the reference hesitated
-    assert g["confident_differ"] <= 1, g["examples"]
-    assert torch["tests"]["sampled"]["p_value"] > 0.05
-    assert not any(f.startswith("sampler") for f in torch["behaviour"]["flags"])
+    assert g.confident_differ <= 1, g.examples
+    assert torch.tests["sampled"].p_value > 0.05
+    assert not any(f.startswith("sampler") for f in torch.behaviour.flags)
 
     stuck = v["f16-torch-penalty"]
-    assert stuck["verdict"] != "different", stuck["why"]
-    assert any(f.startswith("sampler") for f in stuck["behaviour"]["flags"]), stuck
-    assert "sampler" in stuck["claim"]
+    assert stuck.verdict != "different", stuck.why
+    assert any(f.startswith("sampler") for f in stuck.behaviour.flags), stuck
+    assert "sampler" in stuck.claim

@@ -39,22 +39,22 @@ def _run(tmp_path, text=LINEUP, db=None):
 def test_same_different_and_early_stop(tmp_path, db_target):
     store, run_id, lineup = _run(tmp_path, db=db_target)
     v = store.verdicts(run_id)
-    assert v["other"]["verdict"] == "different"
-    assert v["other"]["calls"] < lineup.audit.budget  # decided early, stopped querying
-    assert v["other"]["tests"]["greedy"]["rejected_at"] <= 10
-    assert v["other"]["claim"] == "different (p=0.013, 10/10)"
+    assert v["other"].verdict == "different"
+    assert v["other"].calls < lineup.audit.budget  # decided early, stopped querying
+    assert v["other"].tests["greedy"].rejected_at <= 10
+    assert v["other"].claim == "different (p=0.013, 10/10)"
     # "same" is an equivalence bound on the excess rate: 0 divergences in 343 calls bound it below
     # 1%, the audit stops there (the bound holds at any stopping time), and the claim says which
     # routes it rules out: bound / 0.22 for a Q8_0-like substitute
     twin = v["twin"]
-    assert twin["verdict"] == "same"
-    assert twin["claim"] == "same ≤1% (0/350; routes ≥4.5% to Q8_0-like ruled out)"
-    assert twin["calls"] == 350 < lineup.audit.budget
-    g = twin["tests"]["greedy"]
-    assert g["same_at"] == 343 and g["rate_upper_bound"] < 0.01
-    assert twin["rules_out"][0]["route_share"] == round(g["rate_upper_bound"] / 0.22, 4)
-    assert "would have been seen" in twin["why"]
-    assert g["power_is_exact"] and g["power"][1] == {
+    assert twin.verdict == "same"
+    assert twin.claim == "same ≤1% (0/350; routes ≥4.5% to Q8_0-like ruled out)"
+    assert twin.calls == 350 < lineup.audit.budget
+    g = twin.tests["greedy"]
+    assert g.same_at == 343 and g.rate_upper_bound < 0.01
+    assert twin.rules_out[0].route_share == round(g.rate_upper_bound / 0.22, 4)
+    assert "would have been seen" in twin.why
+    assert g.power_is_exact and g.power[1].to_json() == {
         "effect": 0.1,
         "different": 1.0,
         "same": 0.0,
@@ -62,24 +62,24 @@ def test_same_different_and_early_stop(tmp_path, db_target):
     }
     # failed calls are counted as errors, and left out of the evidence, never as agreement
     fl = v["flaky"]
-    assert fl["errors"] > 0 and fl["tests"]["greedy"]["n"] == fl["calls"] - fl["errors"]
-    assert fl["verdict"] in ("inconclusive", "same")
+    assert fl.errors > 0 and fl.tests["greedy"].n == fl.calls - fl.errors
+    assert fl.verdict in ("inconclusive", "same")
     s = summarize(store, run_id)
     by = {e["name"]: e for e in s["endpoints"]}
     assert by["other"]["fidelity"]["verdict"] == "different"
     assert by["twin"]["fidelity"]["claim"].startswith("same ≤1% (0/350;")
     assert by["ref"]["calls"] == 3  # suite calls; audit calls are reported under fidelity
-    assert rerun_audit(store, run_id, lineup)["twin"]["verdict"] == "same"
+    assert rerun_audit(store, run_id, lineup)["twin"].verdict == "same"
     store.close()
 
 
 def test_small_budget_is_inconclusive_never_same(tmp_path):
     store, run_id, _ = _run(tmp_path, LINEUP.replace("batch: 10}", "budget: 30, batch: 10}", 1))
     v = store.verdicts(run_id)
-    assert v["twin"]["verdict"] == "inconclusive"
-    assert v["twin"]["claim"] == "inconclusive (0/30, ≤11%)"
-    assert "'same' needs 343 greedy calls" in v["twin"]["why"]
-    assert "power 0.00 / 0.01 / 0.49 to see 5% / 10% / 25% of outputs changed" in v["twin"]["why"]
+    assert v["twin"].verdict == "inconclusive"
+    assert v["twin"].claim == "inconclusive (0/30, ≤11%)"
+    assert "'same' needs 343 greedy calls" in v["twin"].why
+    assert "power 0.00 / 0.01 / 0.49 to see 5% / 10% / 25% of outputs changed" in v["twin"].why
 
 
 ROUTED = """
@@ -109,8 +109,8 @@ def test_routed_endpoints_are_never_same_and_a_twin_never_different(tmp_path):
         store, run_id, _ = _run(tmp_path / str(seed), ROUTED.format(seed=seed))
         v = store.verdicts(run_id)
         for name in seen:
-            seen[name].append(v[name]["verdict"])
-        assert v["other"]["verdict"] == "different"
+            seen[name].append(v[name].verdict)
+        assert v["other"].verdict == "different"
     assert "same" not in seen["route10"] and "same" not in seen["route20"], seen
     assert "different" not in seen["twin"] and seen["twin"].count("same") == 10, seen
     # and they are not let off either: both routes change 10% and 20% of outputs, "different"
@@ -150,12 +150,12 @@ endpoints:
     )
     store, run_id, _ = _run(tmp_path, text)
     v = store.verdicts(run_id)
-    twin, talker = v["twin"]["behaviour"], v["talker"]["behaviour"]
-    assert twin["suites"]["tool_call_f1"] == 1.0
-    assert twin["suites"]["tool_args_valid_rate"] == 1.0
-    assert not any("tool" in f for f in twin["flags"])
-    assert talker["suites"]["tool_call_f1"] < 0.8
-    assert any("F1" in f for f in talker["flags"])
+    twin, talker = v["twin"].behaviour, v["talker"].behaviour
+    assert twin.suites.tool_call_f1 == 1.0
+    assert twin.suites.tool_args_valid_rate == 1.0
+    assert not any("tool" in f for f in twin.flags)
+    assert talker.suites.tool_call_f1 < 0.8
+    assert any("F1" in f for f in talker.flags)
 
 
 def test_an_unknown_alternative_is_refused_before_any_call(tmp_path):

@@ -64,9 +64,14 @@ def _audited(text, db):
     return lineup, store, run_id
 
 
+def _stated(verdicts):
+    """The verdicts as the store keeps them (JSON)."""
+    return {k: v.to_json() for k, v in verdicts.items()}
+
+
 def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     lineup, store, run_id = _audited(LINEUP, tmp_path / "a.db")
-    v = store.verdicts(run_id)
+    v = _stated(store.verdicts(run_id))
     assert v["q2_k"]["verdict"] == "different"
     assert v["q2_k"]["p_value"] < 0.05
     assert v["f16-sysprompt"]["verdict"] == "different"
@@ -84,7 +89,7 @@ def test_audit_verdicts_and_rerun_from_stored_samples(tmp_path):
     assert q2["mean_gap_candidate"] > 20 * q2["mean_gap_reference"]
 
     # recomputed from the store, without a call: the same verdicts, number for number
-    again = rerun_audit(store, run_id, lineup)
+    again = _stated(rerun_audit(store, run_id, lineup))
     assert json.loads(json.dumps(again)) == v
     s = summarize(store, run_id)
     fid = {e["name"]: e["fidelity"] for e in s["endpoints"]}
@@ -119,7 +124,7 @@ def test_a_greedy_audit_reruns_identically_with_no_model_at_hand(tmp_path, monke
     the scorer's stored answers — with no GGUF to load (the model cache emptied)."""
     db = tmp_path / "g.db"
     _, store, run_id = _audited(GREEDY_LINEUP, db)
-    v = store.verdicts(run_id)
+    v = _stated(store.verdicts(run_id))
     assert set(v) == {"q8_0", "f16-torch"} and store.scorer_answers(run_id, "reference")
     store.close()
     empty = tmp_path / "no-models"
@@ -169,7 +174,7 @@ def test_likelihood_ratio_toward_a_suspected_quantization(tmp_path):
     )["body"]
     assert body["top_p"] == 0.95 and body["top_k"] == 0 and body["min_p"] == 0.0
     assert body["repeat_penalty"] == 1.0 and body["temperature"] == 1.0
-    v = store.verdicts(run_id)
+    v = _stated(store.verdicts(run_id))
     q4 = v["q4_k_m"]["tests"]["lr:Q4_K_M"]
     assert q4["n"] >= 10
     assert q4["mean_llr_candidate"] > q4["mean_llr_reference"] + 0.05
@@ -178,6 +183,6 @@ def test_likelihood_ratio_toward_a_suspected_quantization(tmp_path):
     assert abs(same["mean_llr_candidate"] - same["mean_llr_reference"]) < 0.05
     assert v["f16-other"]["verdict"] != "different"
     # the rerun rescored every sample under both models: the same verdicts
-    again = rerun_audit(store, run_id, lineup)
+    again = _stated(rerun_audit(store, run_id, lineup))
     assert {k: x["verdict"] for k, x in again.items()} == {k: x["verdict"] for k, x in v.items()}
     assert np.isclose(again["q4_k_m"]["p_value"], v["q4_k_m"]["p_value"])

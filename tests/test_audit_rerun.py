@@ -52,7 +52,7 @@ def test_rerun_replays_the_scorer_and_gives_identical_verdicts(tmp_path):
     finally:
         vllm.stop()  # the scorer's server is gone: the rerun must not need it
     own = store.verdicts(run_id)
-    assert own["other"]["tests"]["greedy"]["confident_differ"] > 0
+    assert own["other"].tests["greedy"].confident_differ > 0
     assert store.scorer_answers(run_id, "reference")
     analysis = store.analysis(run_id, "run")
     assert analysis is not None and analysis["settings"]["seed"] is not None
@@ -61,16 +61,15 @@ def test_rerun_replays_the_scorer_and_gives_identical_verdicts(tmp_path):
     again = reanalyse(store, run_id, lineup)
     assert again.identical is True and again.differ == []
     assert again.analysis_id == "run" and again.computed == 0 and again.replayed > 0
-    assert json.loads(json.dumps(again.verdicts)) == {
-        ep: {k: v[k] for k in v} for ep, v in own.items()
-    }
+    stated = {ep: v.to_json() for ep, v in own.items()}
+    assert json.loads(json.dumps({ep: v.to_json() for ep, v in again.verdicts.items()})) == stated
     store.close()
 
     # the CLI, as a user runs it: identical, and the run's stored verdicts untouched
     r = bakeoff("audit", "--rerun", run_id, "--db", str(db), "--json")
     assert r.returncode == 0, r.stderr
     assert "identical to the run's own analysis" in r.stderr
-    assert json.loads(r.stdout)["verdicts"] == json.loads(json.dumps(own))
+    assert json.loads(r.stdout)["verdicts"] == json.loads(json.dumps(stated))
 
     # another margin is another analysis, stored beside the run's own
     r = bakeoff("audit", "--rerun", run_id, "--db", str(db), "--set", "margin=50", "--json")
@@ -83,8 +82,7 @@ def test_rerun_replays_the_scorer_and_gives_identical_verdicts(tmp_path):
     assert beside is not None and beside["settings"]["margin"] == 50
     g = beside["verdicts"]["other"]["tests"]["greedy"]
     assert (
-        g["margin"] == 50
-        and g["confident_differ"] < own["other"]["tests"]["greedy"]["confident_differ"]
+        g["margin"] == 50 and g["confident_differ"] < own["other"].tests["greedy"].confident_differ
     )
     assert {a["id"] for a in store.analyses(run_id)} == {"run", other_id}
     store.close()

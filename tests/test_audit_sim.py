@@ -20,17 +20,20 @@ from bakeoff.audit import greedy_power, greedy_tests
 from bakeoff.audit._audit import _decided
 from bakeoff.audit._verdict import decide, stop_threshold
 from bakeoff.lineups import AuditSettings
+from bakeoff.store import Verdict
 
 DEFAULT = AuditSettings()
 Q8_0_LIKE = 0.22
 REPS = 200
 
 
-def _verdict_at(x: list[int], y: list[int], settings: AuditSettings) -> dict:
+def _verdict_at(x: list[int], y: list[int], settings: AuditSettings) -> Verdict:
     """The verdict `analyse` would give on these prompts (greedy regime, one candidate)."""
     g = greedy_tests(x, y, delta=settings.same_within, tau=settings.tolerance, alpha=settings.alpha)
-    g.update(margin=settings.margin, near_ties=0, sampler_flag=None)
-    return decide({"c": {"greedy": g}}, settings)["c"] | {"greedy": g}
+    g.margin, g.near_ties, g.sampler_flag = settings.margin, 0, None
+    v = decide({"c": {"greedy": g}}, settings)["c"]
+    v.tests = {"greedy": g}
+    return v
 
 
 def _audit(x: list[int], y: list[int], settings: AuditSettings) -> tuple[str, int]:
@@ -43,7 +46,7 @@ def _audit(x: list[int], y: list[int], settings: AuditSettings) -> tuple[str, in
     full = greedy_tests(
         x, y, delta=settings.same_within, tau=settings.tolerance, alpha=settings.alpha
     )
-    crossings = [t for t in (full["rejected_at"], full["same_at"]) if t is not None]
+    crossings = [t for t in (full.rejected_at, full.same_at) if t is not None]
     stop = min(budget, batch * math.ceil(min(crossings) / batch)) if crossings else budget
     v = _verdict_at(x[:stop], y[:stop], settings)
     if crossings:
@@ -51,7 +54,7 @@ def _audit(x: list[int], y: list[int], settings: AuditSettings) -> tuple[str, in
     if stop > batch:
         earlier = _verdict_at(x[: stop - batch], y[: stop - batch], settings)
         assert not _decided(earlier, threshold), earlier
-    return v["verdict"], stop
+    return v.verdict, stop
 
 
 def _simulate(
@@ -120,13 +123,13 @@ def test_printed_power_at_10_percent_is_the_simulated_rejection_rate():
     changed (exact, the reference's rate plugged in) is the rate at which simulated audits end
     "different", within Monte Carlo error. The old rule printed 0.99 "exact" here (Y ignored)."""
     y = [1] * 40 + [0] * 360  # an audit whose reference repeat parted on 10% of prompts
-    printed = _verdict_at([0] * 400, y, DEFAULT)["greedy"]
-    at10 = next(p for p in printed["power"] if p["effect"] == 0.10)
-    assert printed["power_is_exact"] and "exact" in printed["power_method"]
+    printed = _verdict_at([0] * 400, y, DEFAULT).tests["greedy"]
+    at10 = next(p for p in printed.power or [] if p.effect == 0.10)
+    assert printed.power_is_exact and "exact" in (printed.power_method or "")
     sim = _simulate(0.10, 0.10, seed=42)
-    assert _close(sim["different"], at10["different"]), (sim, at10)
-    assert abs(sim["calls"] - at10["expected_calls"]) <= 0.1 * at10["expected_calls"], (sim, at10)
-    assert 0.5 < at10["different"] < 0.95  # far from the old 0.99
+    assert _close(sim["different"], at10.different), (sim, at10)
+    assert abs(sim["calls"] - at10.expected_calls) <= 0.1 * at10.expected_calls, (sim, at10)
+    assert 0.5 < at10.different < 0.95  # far from the old 0.99
 
 
 @pytest.mark.parametrize("p_y", [0.0, 0.10])

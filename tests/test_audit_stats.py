@@ -19,6 +19,7 @@ from bakeoff.audit import (
     symmetric_betting_test,
     tolerant_paired_test,
 )
+from bakeoff.store import TestEvidence
 
 
 def rate_upper_bound(x, alpha):
@@ -53,7 +54,7 @@ def test_betting_power_against_a_clear_alternative():
     assert res.rejected_at is not None and res.rejected_at <= 10
     assert res.p_value < 0.05
     g = greedy_tests([1] * 30, [0] * 30, delta=0.01, tau=0.01, alpha=0.05)
-    assert g["rejected_at"] == 8  # one-sided: 8 confident divergences (the two-sided bet took 9)
+    assert g.rejected_at == 8  # one-sided: 8 confident divergences (the two-sided bet took 9)
 
 
 def _decide_greedy(x, y=None, budget=70, extra_tests=0, multiplicity="per_endpoint"):
@@ -65,10 +66,10 @@ def _decide_greedy(x, y=None, budget=70, extra_tests=0, multiplicity="per_endpoi
     settings = AuditSettings(budget=budget, multiplicity=multiplicity)
     y = [0] * len(x) if y is None else y
     g = greedy_tests(list(x), list(y), delta=0.01, tau=0.01, alpha=0.05)
-    g.update(margin=1.0, near_ties=0, sampler_flag=None)
+    g.margin, g.near_ties, g.sampler_flag = 1.0, 0, None
     tests = {"greedy": g}
     for i in range(extra_tests):  # tests that see nothing: wealth stays at 1
-        tests[f"null{i}"] = {"n": len(x), "wealth": [1.0] * len(x)}
+        tests[f"null{i}"] = TestEvidence(n=len(x), wealth=[1.0] * len(x))
     return decide({"c": tests}, settings)["c"], g
 
 
@@ -78,12 +79,12 @@ def test_power_is_exact_only_for_the_greedy_rule_alone(extra):
     other tests beside it the printed figure is the greedy test alone at m/alpha, a lower bound
     that says so — never "exact"."""
     v, g = _decide_greedy([0] * 30, budget=30, extra_tests=extra)
-    assert g["power_is_exact"] == (extra == 0)
-    assert ("exact" if extra == 0 else "lower bound") in g["power_method"]
-    assert [p["effect"] for p in g["power"]] == [0.05, 0.1, 0.25]
-    assert ("power at least" in v["why"]) == (extra > 0)
+    assert g.power_is_exact == (extra == 0)
+    assert ("exact" if extra == 0 else "lower bound") in g.power_method
+    assert [p.effect for p in g.power] == [0.05, 0.1, 0.25]
+    assert ("power at least" in v.why) == (extra > 0)
     _, fdr = _decide_greedy([0] * 30, budget=30, multiplicity="fdr")
-    assert not fdr["power_is_exact"]
+    assert not fdr.power_is_exact
 
 
 def test_power_uses_the_reference_repeat_noise():
@@ -91,15 +92,15 @@ def test_power_uses_the_reference_repeat_noise():
     of outputs changed (the old rule printed 0.99 "exact" there, simulation gives far less)."""
     _, quiet = _decide_greedy([0] * 100, budget=400)
     _, noisy = _decide_greedy([0] * 100, [1] * 10 + [0] * 90, budget=400)
-    at = {p["effect"]: p["different"] for p in quiet["power"]}
-    at_noisy = {p["effect"]: p["different"] for p in noisy["power"]}
+    at = {p.effect: p.different for p in quiet.power}
+    at_noisy = {p.effect: p.different for p in noisy.power}
     assert at[0.1] > 0.99 and at_noisy[0.1] < 0.9
     # past the exact chain's size nothing is printed as power, and the verdict says why
     x, y = ([0] * 9 + [1]) * 10, ([0] * 4 + [1] + [0] * 5) * 10  # as often as the reference
     v, big = _decide_greedy(x, y, budget=10000)
-    assert v["verdict"] == "inconclusive"
-    assert big["power"] == [] and not big["power_is_exact"]
-    assert big["power_method"].startswith("not computed") and "not computed" in v["why"]
+    assert v.verdict == "inconclusive"
+    assert big.power == [] and not big.power_is_exact
+    assert big.power_method.startswith("not computed") and "not computed" in v.why
 
 
 def test_the_upper_bound_covers_the_true_rate_at_every_time():
@@ -309,13 +310,13 @@ endpoints:
     twin = greedy_tests([0] * 350, [0] * 350, delta=0.01, tau=0.01, alpha=0.05)
     q8 = greedy_tests(([1] + [0] * 3) * 40, [0] * 160, delta=0.01, tau=0.01, alpha=0.05)
     for g in (twin, q8):
-        g.update(margin=0.1, near_ties=0, sampler_flag=None)
+        g.margin, g.near_ties, g.sampler_flag = 0.1, 0, None
     evidence = {"twin": {"greedy": twin}, "q8": {"greedy": q8}}
     subs = known_substitutes(lineup, lineup.audit, evidence)
-    assert subs["q8"]["changes"] == q8["excess_lower_bound"] and 0.1 < subs["q8"]["changes"] < 0.25
+    assert subs["q8"].changes == q8.excess_lower_bound and 0.1 < subs["q8"].changes < 0.25
     v = decide(evidence, lineup.audit, subs)
-    assert v["q8"]["verdict"] == "different" and v["twin"]["verdict"] == "same"
-    shares = {r["substitute"]: r["route_share"] for r in v["twin"]["rules_out"]}
-    assert shares["Q8_0-like"] == round(twin["rate_upper_bound"] / 0.22, 4)
-    assert shares["q8"] == round(twin["rate_upper_bound"] / q8["excess_lower_bound"], 4)
-    assert "to q8 (changes ≥" in v["twin"]["why"]
+    assert v["q8"].verdict == "different" and v["twin"].verdict == "same"
+    shares = {r.substitute: r.route_share for r in v["twin"].rules_out or []}
+    assert shares["Q8_0-like"] == round(twin.rate_upper_bound / 0.22, 4)
+    assert shares["q8"] == round(twin.rate_upper_bound / q8.excess_lower_bound, 4)
+    assert "to q8 (changes ≥" in v["twin"].why

@@ -48,3 +48,25 @@ def test_calibrate_refuses_an_unknown_endpoint():
     r = bakeoff("calibrate", "--endpoints", "q2_k,nope")
     assert r.returncode == 2
     assert "nope" in r.stderr and "f16-torch" in r.stderr
+
+
+def test_the_table_of_candidates_without_a_null_row():
+    """`--endpoints q8_0` (no engine null among them): the table prints (it was an IndexError),
+    its counts read from the typed verdicts."""
+    from bakeoff.audit._calibrate import _tally, format_table
+    from bakeoff.store import Verdict
+
+    verdicts = [
+        Verdict(verdict="different", claim="different (p=0.01, 9/10)", p_value=0.01, calls=10),
+        Verdict(verdict="inconclusive", claim="inconclusive (1/20, ≤30%)", p_value=0.5, calls=20),
+    ]
+    tally = _tally("greedy", 20, verdicts)
+    assert tally["counts"] == {"different@10": 1, "different@20": 1, "same": 0, "inconclusive": 1}
+    table = format_table(
+        {
+            "alpha": 0.05,
+            "reps": 2,
+            "regimes": {"greedy": {"budget": 20, "endpoints": {"q8_0": tally}}},
+        }
+    )
+    assert "| q8_0 | 1/2 (" in table and "pooled" not in table

@@ -259,11 +259,11 @@ endpoints:
         await run_audit(session, lineup.audit)
 
     asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
-    sampled = store.verdicts(run_id)["other"]["tests"]["sampled"]
-    assert sampled["n"] == 6
+    sampled = store.verdicts(run_id)["other"].tests["sampled"]
+    assert sampled.n == 6
     stated = [-0.7, -0.25, -0.339, -1.204, -0.105, -0.02, -0.05]
-    assert sampled["mean_logprob_candidate"] == round(float(np.mean(stated)), 4)
-    assert sampled["mean_logprob_reference"] < -5  # its echoes: mostly bytes the toy never saw
+    assert sampled.mean_logprob_candidate == round(float(np.mean(stated)), 4)
+    assert sampled.mean_logprob_reference < -5  # its echoes: mostly bytes the toy never saw
     # 12 distinct samples (6 echoes, 6 prompts × one sentence), 4 per request, scored once
     scoring = _requests(vllm, "/v1/completions")[before:]
     assert len([r for r in scoring if "prompt_logprobs" in r["params"]]) == 3

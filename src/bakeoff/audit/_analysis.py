@@ -4,54 +4,54 @@ billed, issue #33); its answers are stored with the run, so a re-analysis asks i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bakeoff.audit._greedy import greedy_evidence
+from bakeoff.audit._source import FidelityCall
 from bakeoff.audit._stats import (
     mmd_hamming_test,
     normalize_text,
     sign_flip_test,
     tolerant_paired_test,
 )
-from bakeoff.audit._verdict import decide, known_substitutes
-from bakeoff.lineups import AuditSettings, Lineup
-from bakeoff.store import Store
+from bakeoff.audit._verdict import Tests, decide, known_substitutes
+from bakeoff.lineups import AuditSettings, Lineup, purposes
+from bakeoff.store import Behaviour, SuiteChecks, TestEvidence, Verdict
 from bakeoff.suites import Item
 
-SUITES = {"greedy": "fidelity.greedy", "sampled": "fidelity.sampled"}
-_REFUSAL = re.compile(r"\b(i can't|i cannot|i'm sorry|i am sorry|as an ai)\b", re.I)
-_MARKDOWN = re.compile(r"(\*\*|^#+ |^\s*[-*] |```)", re.M)
+if TYPE_CHECKING:
+    from bakeoff.audit._scorer import TokenScores
+    from bakeoff.audit._types import AuditReads, ReferenceScorer, ScorerLoad
+
+SUITES = {regime: purposes.fidelity_suite(regime) for regime in ("greedy", "sampled")}
 
 
 @dataclass
 class Calls:
     """Successful fidelity calls of a run: (endpoint, suite, item_id, repeat) → row."""
 
-    ok: dict[tuple[str, str, str, int], Any] = field(default_factory=dict)
+    ok: dict[tuple[str, str, str, int], FidelityCall] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
 
 
-def _load(store: Store, run_id: str) -> Calls:
+def _load(store: AuditReads, run_id: str) -> Calls:
     out = Calls()
-    for c in store.calls(run_id):
-        if not c["suite"].startswith("fidelity."):
+    for row in store.calls(run_id):
+        if not row["suite"].startswith(purposes.FIDELITY_PREFIX):
             continue
-        out.used[c["endpoint"]] = out.used.get(c["endpoint"], 0) + 1
-        if c["status"] == "ok":
-            out.ok[(c["endpoint"], c["suite"], c["item_id"], c["repeat"])] = c
-            out.tokens[c["endpoint"]] = out.tokens.get(c["endpoint"], 0) + (
-                c["completion_tokens"] or 0
-            )
+        c = FidelityCall.of(row)
+        out.used[c.endpoint] = out.used.get(c.endpoint, 0) + 1
+        if c.status == "ok":
+            out.ok[(c.endpoint, c.suite, c.item_id, c.repeat)] = c
+            out.tokens[c.endpoint] = out.tokens.get(c.endpoint, 0) + (c.completion_tokens or 0)
         else:
-            out.errors[c["endpoint"]] = out.errors.get(c["endpoint"], 0) + 1
+            out.errors[c.endpoint] = out.errors.get(c.endpoint, 0) + 1
     return out
 
 
@@ -61,8 +61,8 @@ def _greedy(
     cand: str,
     items: list[Item],
     settings: AuditSettings,
-    scorer: Any,
-) -> dict[str, Any]:
+    scorer: ReferenceScorer | None,
+) -> TestEvidence:
     suite = SUITES["greedy"]
     pairs = []
     for it in items:
@@ -83,7 +83,7 @@ def _greedy(
 
 def _sampled_pairs(
     calls: Calls, ref: str, cand: str, items: list[Item]
-) -> Iterator[tuple[Item, Any, Any]]:
+) -> Iterator[tuple[Item, FidelityCall, FidelityCall]]:
     """(item, reference's sample, candidate's sample) for every prompt both answered at T=1."""
     suite = SUITES["sampled"]
     for it in items:
@@ -99,9 +99,9 @@ def _sampled(
     cand: str,
     items: list[Item],
     alpha: float,
-    scorer: Any,
+    scorer: ReferenceScorer | None,
     tol: float = 0.0,
-) -> dict[str, Any]:
+) -> TestEvidence:
     rng = np.random.default_rng(0)
     d: list[float] = []
     lp_c: list[float] = []
@@ -110,46 +110,56 @@ def _sampled(
     texts_c: list[str] = []
     texts_r: list[str] = []
     for it, r0, c0 in _sampled_pairs(calls, ref, cand, items):
-        texts_r.append(r0["output_text"] or "")
-        texts_c.append(c0["output_text"] or "")
+        texts_r.append(r0.output_text or "")
+        texts_c.append(c0.output_text or "")
         if scorer is None:
             continue
         prompt = scorer.prompt_tokens(it.messages or [])
-        sr = scorer.score(prompt, r0["output_text"] or "", rng)
-        sc = scorer.score(prompt, c0["output_text"] or "", rng)
+        sr = scorer.score(prompt, r0.output_text or "", rng)
+        sc = scorer.score(prompt, c0.output_text or "", rng)
         lp_c.append(sc.mean_logprob)
         lp_r.append(sr.mean_logprob)
         pit_c.extend(sc.pit.tolist())
         d.append(sc.mean_logprob - sr.mean_logprob)
     _, mmd_p = mmd_hamming_test(texts_c, texts_r) if len(texts_c) >= 2 else (0.0, 1.0)
-    out: dict[str, Any] = {"n": len(texts_c), "mmd_p_value": mmd_p}
     if scorer is None:
-        out.update(p_value=1.0, rejected_at=None, wealth=[], note="no reference scorer")
-        return out
+        return TestEvidence(
+            n=len(texts_c),
+            mmd_p_value=mmd_p,
+            p_value=1.0,
+            rejected_at=None,
+            wealth=[],
+            note="no reference scorer",
+        )
     bet = tolerant_paired_test(d, tol, alpha)
-    out.update(
+    return TestEvidence(
+        n=len(texts_c),
+        mmd_p_value=mmd_p,
         p_value=bet.p_value,
         rejected_at=bet.rejected_at,
         wealth=bet.wealth,
         sign_flip_p_value=sign_flip_test(d) if d else 1.0,
-        mean_logprob_candidate=round(float(np.mean(lp_c)), 4) if lp_c else None,
-        mean_logprob_reference=round(float(np.mean(lp_r)), 4) if lp_r else None,
-        mean_pit_candidate=round(float(np.mean(pit_c)), 4) if pit_c else None,
+        mean_logprob_candidate=_mean(lp_c),
+        mean_logprob_reference=_mean(lp_r),
+        mean_pit_candidate=_mean(pit_c),
     )
-    return out
 
 
-def _paired(d: list[float], alpha: float, tol: float = 0.0) -> dict[str, Any]:
+def _mean(xs: list[float], digits: int = 4) -> float | None:
+    return round(float(np.mean(xs)), digits) if xs else None
+
+
+def _paired(d: list[float], alpha: float, tol: float = 0.0) -> TestEvidence:
     """The betting test (sequential; composite null: symmetric about a shift of at most `tol`) and
     the sign-flip p-value on per-prompt differences d that are symmetric about 0 under H0."""
     bet = tolerant_paired_test(d, tol, alpha)
-    return {
-        "n": len(d),
-        "p_value": bet.p_value,
-        "rejected_at": bet.rejected_at,
-        "wealth": bet.wealth,
-        "sign_flip_p_value": sign_flip_test(d),
-    }
+    return TestEvidence(
+        n=len(d),
+        p_value=bet.p_value,
+        rejected_at=bet.rejected_at,
+        wealth=bet.wealth,
+        sign_flip_p_value=sign_flip_test(d),
+    )
 
 
 def _likelihood_ratio(
@@ -158,10 +168,10 @@ def _likelihood_ratio(
     cand: str,
     items: list[Item],
     alpha: float,
-    scorer: Any,
-    alternative: Any,
+    scorer: ReferenceScorer,
+    alternative: ReferenceScorer,
     tol: float = 0.0,
-) -> dict[str, Any] | None:
+) -> TestEvidence | None:
     """Likelihood-ratio test toward a suspected substitute (a quantization of the reference, say).
 
     Per prompt, r(x) = mean over the tokens of a sample x of log p_alt(token) − log p_ref(token):
@@ -179,7 +189,7 @@ def _likelihood_ratio(
     for it, r0, c0 in _sampled_pairs(calls, ref, cand, items):
         rs = []
         for row in (c0, r0):
-            text = row["output_text"] or ""
+            text = row.output_text or ""
             s_ref = scorer.score(scorer.prompt_tokens(it.messages or []), text, rng)
             s_alt = alternative.score(alternative.prompt_tokens(it.messages or []), text, rng)
             if s_ref.tokens != s_alt.tokens or not s_ref.tokens:
@@ -192,20 +202,19 @@ def _likelihood_ratio(
         d.append(rs[0] - rs[1])
     if not d:
         return None
-    return {
-        **_paired(d, alpha, tol),
-        "mean_llr_candidate": round(float(np.mean(r_c)), 4),
-        "mean_llr_reference": round(float(np.mean(r_r)), 4),
-    }
+    out = _paired(d, alpha, tol)
+    out.mean_llr_candidate = _mean(r_c)
+    out.mean_llr_reference = _mean(r_r)
+    return out
 
 
-def _reported(row: Any) -> list[tuple[str, float]] | None:
+def _reported(row: FidelityCall) -> list[tuple[str, float]] | None:
     """(token, log-probability) an endpoint reported for each token it sampled (OpenAI `logprobs`)."""
     import orjson
 
-    if not row["logprobs_json"]:
+    if not row.logprobs_json:
         return None
-    entries = orjson.loads(row["logprobs_json"])
+    entries = orjson.loads(row.logprobs_json)
     out = []
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("logprob"), int | float):
@@ -214,7 +223,7 @@ def _reported(row: Any) -> list[tuple[str, float]] | None:
     return out
 
 
-def _logprob_gap(reported: list[tuple[str, float]], scored: Any) -> float | None:
+def _logprob_gap(reported: list[tuple[str, float]], scored: TokenScores) -> float | None:
     """Mean |reported − computed| log-probability over the sampled tokens, or None when the
     endpoint's tokens are not the ones the reference scorer got by re-tokenizing the text (a text
     can be sampled as other tokens than its canonical tokenization; such prompts are left out)."""
@@ -232,9 +241,9 @@ def _logprobs(
     cand: str,
     items: list[Item],
     alpha: float,
-    scorer: Any,
+    scorer: ReferenceScorer | None,
     tol: float = 0.0,
-) -> dict[str, Any] | None:
+) -> TestEvidence | None:
     """Logprob comparison, for endpoints that report the log-probabilities of what they sample.
 
     Per prompt: how far the log-probabilities the candidate *reports* for its sampled tokens are
@@ -255,8 +264,8 @@ def _logprobs(
         if lc is None or lr is None:
             continue
         prompt = scorer.prompt_tokens(it.messages or [])
-        gc = _logprob_gap(lc, scorer.score(prompt, c0["output_text"] or "", rng))
-        gr = _logprob_gap(lr, scorer.score(prompt, r0["output_text"] or "", rng))
+        gc = _logprob_gap(lc, scorer.score(prompt, c0.output_text or "", rng))
+        gr = _logprob_gap(lr, scorer.score(prompt, r0.output_text or "", rng))
         if gc is None or gr is None:
             continue
         gaps_c.append(gc)
@@ -264,146 +273,28 @@ def _logprobs(
         d.append(gc - gr)
     if not d:
         return None
-    return {
-        **_paired(d, alpha, tol),
-        "mean_gap_candidate": round(float(np.mean(gaps_c)), 5),
-        "mean_gap_reference": round(float(np.mean(gaps_r)), 5),
-    }
-
-
-def _style(rows: list[Any]) -> dict[str, float]:
-    texts = [r["output_text"] or "" for r in rows]
-    if not texts:
-        return {}
-    return {
-        "mean_words": round(sum(len(t.split()) for t in texts) / len(texts), 2),
-        "markdown_rate": round(sum(bool(_MARKDOWN.search(t)) for t in texts) / len(texts), 3),
-        "refusal_rate": round(sum(bool(_REFUSAL.search(t)) for t in texts) / len(texts), 3),
-    }
-
-
-def _behaviour(calls: Calls, ref: str, cand: str, items: list[Item], scorer: Any) -> dict[str, Any]:
-    g, s = SUITES["greedy"], SUITES["sampled"]
-    out: dict[str, Any] = {}
-    deltas = []
-    for it in items:
-        for suite in (g, s):
-            c, r = calls.ok.get((cand, suite, it.id, 0)), calls.ok.get((ref, suite, it.id, 0))
-            if c is not None and r is not None and c["prompt_tokens"] and r["prompt_tokens"]:
-                deltas.append(c["prompt_tokens"] - r["prompt_tokens"])
-    if deltas:
-        out["prompt_tokens_delta_vs_reference"] = median(deltas)
-        out["prompt_tokens_mismatch_rate"] = round(sum(x != 0 for x in deltas) / len(deltas), 3)
-    if scorer is not None:
-        local = []
-        for it in items:
-            r = calls.ok.get((ref, g, it.id, 0))
-            if r is not None and r["prompt_tokens"]:
-                local.append(r["prompt_tokens"] - len(scorer.prompt_tokens(it.messages or [])))
-        if local:
-            out["reference_vs_local_template_delta"] = median(local)
-
-    def same_as_greedy(ep: str) -> float | None:
-        pairs: list[tuple[Any, Any]] = []
-        for it in items:
-            a, b = calls.ok.get((ep, s, it.id, 0)), calls.ok.get((ep, g, it.id, 0))
-            if a is not None and b is not None:
-                pairs.append((a, b))
-        if not pairs:
-            return None
-        return sum(
-            normalize_text(a["output_text"] or "") == normalize_text(b["output_text"] or "")
-            for a, b in pairs
-        ) / len(pairs)
-
-    sc, sr = same_as_greedy(cand), same_as_greedy(ref)
-    if sc is not None and sr is not None:
-        out["sampled_equals_greedy_rate"] = round(sc, 3)
-        out["reference_sampled_equals_greedy_rate"] = round(sr, 3)
-    rows_c = [v for k, v in calls.ok.items() if k[0] == cand]
-    rows_r = [v for k, v in calls.ok.items() if k[0] == ref]
-    out["style"] = {"candidate": _style(rows_c), "reference": _style(rows_r)}
-    flags = []
-    if deltas and median(deltas) != 0:
-        flags.append(
-            f"prompt is {median(deltas):+g} tokens vs the reference's for the same messages "
-            "(chat template changed or a system prompt injected?)"
-        )
-    if sc is not None and sr is not None and sc >= 0.9 and sr <= 0.6:
-        flags.append("T=1 samples equal the greedy output: temperature is ignored?")
-    out["flags"] = flags
-    return out
-
-
-def _suite_checks(store: Store, run_id: str, ref: str, cand: str) -> dict[str, Any]:
-    """Behavioural checks from the run's own suite calls, when it ran them: tool calls (does the
-    candidate call a tool where the reference does — F1 —, and are its arguments valid against the
-    tool's schema) and silent truncation of long prompts (the long-context scorer's flag)."""
-    import jsonschema
-    import orjson
-
-    out: dict[str, Any] = {}
-    rows = store.tool_calls(run_id, (ref, cand))
-    called: dict[str, dict[str, bool]] = {ref: {}, cand: {}}
-    valid: dict[str, list[bool]] = {ref: [], cand: []}
-    for r in rows:
-        tcs = orjson.loads(r["tool_calls_json"]) if r["tool_calls_json"] else []
-        called[r["endpoint"]][r["item_id"]] = bool(tcs) or r["finish_reason"] == "tool_calls"
-        tools = (orjson.loads(r["input_json"]).get("params") or {}).get("tools") or []
-        schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
-        for tc in tcs:
-            try:
-                args = orjson.loads(tc.get("arguments") or "{}")
-                schema = schemas.get(tc.get("name"))
-                ok = schema is not None and jsonschema.Draft202012Validator(schema).is_valid(args)
-            except (orjson.JSONDecodeError, jsonschema.SchemaError):
-                ok = False
-            valid[r["endpoint"]].append(ok)
-    shared = sorted(set(called[ref]) & set(called[cand]))
-    if shared:
-        t = [called[ref][i] for i in shared]
-        p = [called[cand][i] for i in shared]
-        tp = sum(a and b for a, b in zip(t, p, strict=True))
-        wrong = sum(a != b for a, b in zip(t, p, strict=True))
-        out["tool_call_f1"] = round(2 * tp / (2 * tp + wrong), 3) if tp + wrong else None
-        out["tool_items"] = len(shared)
-        for ep, key in ((cand, "tool_args_valid_rate"), (ref, "reference_tool_args_valid_rate")):
-            if valid[ep]:
-                out[key] = round(sum(valid[ep]) / len(valid[ep]), 3)
-    trunc = store.score_sums(run_id, "truncation_suspected", (ref, cand))
-    if trunc:
-        out["truncation_suspected"] = int(trunc.get(cand) or 0)
-        out["reference_truncation_suspected"] = int(trunc.get(ref) or 0)
-    flags = []
-    f1 = out.get("tool_call_f1")
-    if f1 is not None and f1 < 0.8 and out["tool_items"] >= 5:
-        flags.append(f"calls tools where the reference does not, or not where it does (F1 {f1})")
-    va, vr = out.get("tool_args_valid_rate"), out.get("reference_tool_args_valid_rate")
-    if va is not None and vr is not None and va < vr - 0.2:
-        flags.append(f"tool arguments valid {va:.0%} of the time, the reference's {vr:.0%}")
-    if trunc and out["truncation_suspected"] > out["reference_truncation_suspected"] + 1:
-        flags.append(
-            f"long prompts look silently truncated on {out['truncation_suspected']} items "
-            f"(reference: {out['reference_truncation_suspected']})"
-        )
-    out["flags"] = flags
+    out = _paired(d, alpha, tol)
+    out.mean_gap_candidate = _mean(gaps_c, 5)
+    out.mean_gap_reference = _mean(gaps_r, 5)
     return out
 
 
 def analyse(
-    store: Store,
+    store: AuditReads,
     run_id: str,
     lineup: Lineup,
     settings: AuditSettings,
     items: dict[str, list[Item]],
-    scorer_factory: Callable[[], Any] | None = None,
+    scorer_factory: ScorerLoad | None = None,
     *,
-    alternatives: dict[str, Callable[[], Any]] | None = None,
-) -> dict[str, dict[str, Any]]:
+    alternatives: dict[str, ScorerLoad] | None = None,
+) -> dict[str, Verdict]:
     """Verdicts for every candidate endpoint from the fidelity calls stored for the run.
 
     `alternatives`: loaders of scorers of suspected substitutes (name → loader), one
     likelihood-ratio test each in the sampled regime (tests `lr:<name>`)."""
+    from bakeoff.audit._behaviour import behaviour, suite_checks
+
     ref = lineup.reference
     assert ref is not None
     calls = _load(store, run_id)
@@ -415,44 +306,46 @@ def analyse(
         if "sampled" in items:
             for load in (alternatives or {}).values():
                 _prefetch(load(), calls, [ref, *candidates], {"sampled": items["sampled"]})
-    evidence: dict[str, dict[str, Any]] = {}
+    evidence: dict[str, Tests] = {}
     for name in candidates:
         evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives)
     decided = decide(evidence, settings, known_substitutes(lineup, settings, evidence))
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Verdict] = {}
     for name in candidates:
         tests = evidence[name]
         for t in tests.values():
-            t["wealth"] = [round(w, 4) for w in t["wealth"]]
-        out[name] = {
-            **decided[name],
-            "calls": calls.used.get(name, 0),
-            "tokens": calls.tokens.get(name, 0),
-            "errors": calls.errors.get(name, 0),
-            "alpha": settings.alpha,
-            "tests": tests,
-            "behaviour": _behaviour(calls, ref, name, unique_items, scorer),
-        }
-        b = out[name]["behaviour"]
-        g = tests.get("greedy")
-        if g is not None and g.get("sampler_flag"):
-            b["flags"] = [*b.get("flags", []), g["sampler_flag"]]
-        checks = _suite_checks(store, run_id, ref, name)
-        if len(checks) > 1:  # more than the (empty) flags: the run had tools or long-context calls
-            b["suites"] = {k: v for k, v in checks.items() if k != "flags"}
-            b["flags"] = [*b.get("flags", []), *checks["flags"]]
+            t.wealth = [round(w, 4) for w in t.wealth]
+        v = decided[name]
+        v.calls = calls.used.get(name, 0)
+        v.tokens = calls.tokens.get(name, 0)
+        v.errors = calls.errors.get(name, 0)
+        v.alpha = settings.alpha
+        v.tests = tests
+        v.behaviour = behaviour(calls, ref, name, unique_items, scorer)
+        _add_flags(v.behaviour, tests, suite_checks(store, run_id, ref, name))
+        out[name] = v
     return out
 
 
+def _add_flags(b: Behaviour, tests: Tests, checks: tuple[SuiteChecks, list[str]]) -> None:
+    """The greedy test's sampler flag, and what the run's own suite calls showed (when it had
+    tools or long-context calls), added to the behaviour's flags."""
+    g = tests.get("greedy")
+    if g is not None and g.sampler_flag:
+        b.flags = [*b.flags, g.sampler_flag]
+    found, flags = checks
+    if found.model_fields_set:
+        b.suites = found
+        b.flags = [*b.flags, *flags]
+
+
 def _prefetch(
-    scorer: Any, calls: Calls, endpoints: list[str], items: dict[str, list[Item]]
+    scorer: ReferenceScorer, calls: Calls, endpoints: list[str], items: dict[str, list[Item]]
 ) -> None:
     """Every output the tests will score, handed to a scorer that scores many per request
     (`score_many`: vLLM's), so the tests below read its memory: every sampled answer, and the
     greedy answers whose text parts from the reference's first (the only ones scored)."""
-    from bakeoff.audit._stats import normalize_text
-
-    many = getattr(scorer, "score_many", None)
+    many: Callable[[list[tuple[list[int], str]]], None] | None = getattr(scorer, "score_many", None)
     if many is None:
         return
     pairs: list[tuple[list[int], str]] = []
@@ -460,7 +353,7 @@ def _prefetch(
         suite = SUITES[regime]
         for it in its:
             rows = [calls.ok.get((ep, suite, it.id, k)) for ep in endpoints for k in (0, 1)]
-            texts = [r["output_text"] or "" for r in rows if r is not None]
+            texts = [r.output_text or "" for r in rows if r is not None]
             if regime == "greedy" and texts:  # the reference's first answer comes first
                 parted = [t for t in texts[1:] if normalize_text(t) != normalize_text(texts[0])]
                 texts = [texts[0], *parted] if parted else []
@@ -476,12 +369,12 @@ def _tests(
     cand: str,
     items: dict[str, list[Item]],
     settings: AuditSettings,
-    scorer: Any,
-    alternatives: dict[str, Callable[[], Any]] | None,
-) -> dict[str, Any]:
+    scorer: ReferenceScorer | None,
+    alternatives: dict[str, ScorerLoad] | None,
+) -> Tests:
     """Every test of one candidate, by name (`greedy`, `sampled`, `logprobs`, `lr:<alt>`)."""
     alpha, tol = settings.alpha, settings.logprob_tolerance
-    tests: dict[str, Any] = {}
+    tests: Tests = {}
     if "greedy" in items:
         tests["greedy"] = _greedy(calls, ref, cand, items["greedy"], settings, scorer)
     if "sampled" in items:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -26,9 +26,16 @@ from bakeoff.audit._factories import (
 from bakeoff.audit._verdict import stop_threshold
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.runs import EndpointSession, Job, call_id
-from bakeoff.store import Store
+from bakeoff.store import Store, Verdict
 from bakeoff.suites import Item
 from bakeoff.suites.fidelity import audit_items
+
+if TYPE_CHECKING:
+    from bakeoff.audit._stored import StoredScorer
+    from bakeoff.audit._types import ScorerLoad
+
+Params = dict[str, object]
+"""Body fields of an audit call, as they go to the wire."""
 
 
 def audit_items_for_run(
@@ -41,15 +48,7 @@ def audit_items_for_run(
         suite = SUITES[regime]
         rows = store.items(run_id, suite)
         if not rows:
-            items = audit_items(
-                regime,
-                seed=settings.seed if settings.seed is not None else 0,
-                n=settings.budget,
-                max_tokens=settings.max_tokens,
-                logprobs=settings.logprobs,
-                top_p=settings.top_p,
-                prompts=settings.prompts,
-            )
+            items = audit_items(regime, settings)
             store.add_items(run_id, suite, [it.stored() for it in items])
             rows = store.items(run_id, suite)
         out[regime] = [Item.from_stored(r) for r in rows][: settings.budget]
@@ -84,7 +83,7 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-NEUTRAL_SAMPLER: dict[str, dict[str, Any]] = {
+NEUTRAL_SAMPLER: dict[str, dict[str, float]] = {
     "llama.cpp": {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0},
     "vllm": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
     "sglang": {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0},
@@ -113,7 +112,7 @@ def engine_of(lineup: Lineup, name: str) -> str | None:
     return None
 
 
-def neutral_params_of(lineup: Lineup, name: str) -> dict[str, Any]:
+def neutral_params_of(lineup: Lineup, name: str) -> Params:
     """The fields that switch off an endpoint's sampler defaults: its `neutral_params` (a proxy
     followed to its target), else its engine's (`NEUTRAL_SAMPLER`)."""
     ep = lineup.endpoint(name)
@@ -125,9 +124,7 @@ def neutral_params_of(lineup: Lineup, name: str) -> dict[str, Any]:
     return dict(NEUTRAL_SAMPLER.get(engine, {})) if engine else {}
 
 
-def audit_params_for(
-    lineup: Lineup, name: str, settings: AuditSettings, regime: str
-) -> dict[str, Any]:
+def audit_params_for(lineup: Lineup, name: str, settings: AuditSettings, regime: str) -> Params:
     """Extra body fields of an endpoint's audit calls in a regime: the neutral sampler of its
     engine (`NEUTRAL_SAMPLER`), then `audit.sampled_params` over them for sampled calls."""
     base = neutral_params_of(lineup, name)
@@ -137,25 +134,25 @@ def audit_params_for(
 def _stored_scorers(
     store: Store,
     run_id: str,
-    scorer: Callable[[], Any] | None,
-    alternatives: Mapping[str, Callable[[], Any] | None],
+    scorer: ScorerLoad | None,
+    alternatives: Mapping[str, ScorerLoad | None],
     *,
     replay: bool = False,
-) -> tuple[Callable[[], Any] | None, dict[str, Callable[[], Any]], list[Any]]:
+) -> tuple[ScorerLoad | None, dict[str, ScorerLoad], list[StoredScorer]]:
     """The scorers wrapped so that every answer is stored with the run and replayed from it
     (`StoredScorer`). With `replay`, a role that has stored answers is wrapped even when its
     scorer cannot be loaded here (no GGUF, no server): the stored answers are what it said."""
     from bakeoff.audit._stored import StoredScorer
 
-    made: list[Any] = []
+    made: list[StoredScorer] = []
 
-    def wrap(role: str, load: Callable[[], Any] | None) -> Callable[[], Any] | None:
+    def wrap(role: str, load: ScorerLoad | None) -> ScorerLoad | None:
         if load is None and not (replay and store.scorer_answers(run_id, role)):
             return None
         s = StoredScorer(store, run_id, role, load)
         made.append(s)
 
-        def get() -> Any:
+        def get() -> StoredScorer:
             return s
 
         return get
@@ -165,26 +162,53 @@ def _stored_scorers(
     return ref, {k: v for k, v in alts.items() if v is not None}, made
 
 
-def _flush(scorers: list[Any]) -> None:
+def _flush(scorers: list[StoredScorer]) -> None:
     for s in scorers:
         s.flush()
 
 
-async def run_audit(
+def _round_jobs(
     session: EndpointSession,
     settings: AuditSettings,
-    *,
-    on_round: Callable[[int, dict[str, Any]], None] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Audit every non-reference endpoint of the session's lineup; store and return the verdicts.
-
-    The applied settings (the private seed drawn, the alternatives resolved) and the scorers'
-    identities are stored first (analysis `run`); every scorer answer is stored as it comes, so
-    `bakeoff audit --rerun` rebuilds exactly this analysis from the store."""
+    items: dict[str, list[Item]],
+    undecided: list[str],
+    r: int,
+) -> dict[str, list[Job]]:
+    """Round r's calls not yet stored: per regime, each prompt of the round asked of the
+    reference (twice at T=0: its repeat is the null) and of every undecided candidate once."""
     lineup, store, run_id = session.lineup, session.store, session.run_id
     ref = lineup.reference
-    if ref is None:
-        raise AuditError("the audit needs a `reference:` endpoint in the lineup")
+    assert ref is not None
+    done = store.succeeded_call_ids(run_id)
+    jobs: dict[str, list[Job]] = {name: [] for name in [ref, *undecided]}
+    for regime, its in items.items():
+        suite = SUITES[regime]
+        ref_repeats = (0, 1) if regime == "greedy" else (0,)
+        wanted = [(ref, k) for k in ref_repeats] + [(c, 0) for c in undecided]
+        base = {ep: audit_params_for(lineup, ep, settings, regime) for ep, _ in wanted}
+        for it in its[r * settings.batch : (r + 1) * settings.batch]:
+            for ep, k in wanted:
+                cid = call_id(run_id, ep, suite, it.id, k)
+                if cid in done:
+                    continue
+                params = dict(base[ep])
+                if regime == "sampled":
+                    params["seed"] = _seed(ep, it.id, k)
+                # not streamed: usage (prompt tokens) is then reported by more servers
+                jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
+    for name, js in jobs.items():
+        handle = session.handles[name]
+        handle.progress.total += len(js)
+        handle.notify()
+    return jobs
+
+
+def _begin(
+    session: EndpointSession, settings: AuditSettings
+) -> tuple[AuditSettings, dict[str, list[Item]], ScorerLoad | None, dict[str, ScorerLoad]]:
+    """The applied settings (the private seed drawn, the alternatives resolved), the prompts and
+    the scorers' loaders; the settings and the scorers' identities stored first (analysis `run`)."""
+    lineup, store, run_id = session.lineup, session.store, session.run_id
     settings = applied_settings(store, run_id, settings)
     items = audit_items_for_run(store, run_id, settings)
     scorer_load = scorer_factory_for(lineup, settings, session)
@@ -195,53 +219,49 @@ async def run_audit(
         store.put_analysis(
             run_id, RUN_ANALYSIS, settings.model_dump(mode="json"), identities, None, _now()
         )
+    return settings, items, scorer_load, alt_loads
+
+
+async def run_audit(
+    session: EndpointSession,
+    settings: AuditSettings,
+    *,
+    on_round: Callable[[int, dict[str, Verdict]], None] | None = None,
+) -> dict[str, Verdict]:
+    """Audit every non-reference endpoint of the session's lineup; store and return the verdicts.
+
+    The applied settings (the private seed drawn, the alternatives resolved) and the scorers'
+    identities are stored first (analysis `run`); every scorer answer is stored as it comes, so
+    `bakeoff audit --rerun` rebuilds exactly this analysis from the store."""
+    lineup, store, run_id = session.lineup, session.store, session.run_id
+    ref = lineup.reference
+    if ref is None:
+        raise AuditError("the audit needs a `reference:` endpoint in the lineup")
+    settings, items, scorer_load, alt_loads = _begin(session, settings)
     scorer, alternatives, wrapped = _stored_scorers(store, run_id, scorer_load, alt_loads)
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
-    params_for = {
-        (e.name, regime): audit_params_for(lineup, e.name, settings, regime)
-        for e in lineup.endpoints
-        for regime in items
-    }
-    n_rounds = -(-settings.budget // settings.batch)
     threshold = stop_threshold(settings, len(undecided))
-    verdicts: dict[str, dict[str, Any]] = {}
-    for r in range(n_rounds):
-        done = store.succeeded_call_ids(run_id)
-        jobs: dict[str, list[Job]] = {name: [] for name in [ref, *undecided]}
-        for regime, its in items.items():
-            suite = SUITES[regime]
-            for it in its[r * settings.batch : (r + 1) * settings.batch]:
-                ref_repeats = (0, 1) if regime == "greedy" else (0,)
-                wanted = [(ref, k) for k in ref_repeats] + [(c, 0) for c in undecided]
-                for ep, k in wanted:
-                    cid = call_id(run_id, ep, suite, it.id, k)
-                    if cid in done:
-                        continue
-                    params = dict(params_for[(ep, regime)])
-                    if regime == "sampled":
-                        params["seed"] = _seed(ep, it.id, k)
-                    # not streamed: usage (prompt tokens) is then reported by more servers
-                    jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
-        for name, js in jobs.items():
-            handle = session.handles[name]
-            handle.progress.total += len(js)
-            handle.notify()
-        await session.run_jobs(jobs)
-        verdicts = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
+
+    async def analysed() -> dict[str, Verdict]:
+        out = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
         _flush(wrapped)
+        return out
+
+    for r in range(-(-settings.budget // settings.batch)):
+        await session.run_jobs(_round_jobs(session, settings, items, undecided, r))
+        verdicts = await analysed()
         if on_round:
             on_round(r, verdicts)
         undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
         if not undecided:
             break
-    verdicts = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
-    _flush(wrapped)
+    verdicts = await analysed()
     for ep, v in verdicts.items():
-        store.put_verdict(run_id, ep, v["verdict"], v["p_value"], v)
+        store.put_verdict(run_id, ep, v)
     own = store.analysis(run_id, RUN_ANALYSIS)
     assert own is not None
     store.put_analysis(
-        run_id, RUN_ANALYSIS, own["settings"], own["scorers"], _roundtrip(verdicts), _now()
+        run_id, RUN_ANALYSIS, own["settings"], own["scorers"], stated(verdicts), _now()
     )
     return verdicts
 
@@ -252,9 +272,9 @@ async def _analysed(
     lineup: Lineup,
     settings: AuditSettings,
     items: dict[str, list[Item]],
-    scorer: Callable[[], Any] | None,
-    alternatives: dict[str, Callable[[], Any]],
-) -> dict[str, dict[str, Any]]:
+    scorer: ScorerLoad | None,
+    alternatives: dict[str, ScorerLoad],
+) -> dict[str, Verdict]:
     """`analyse` over a snapshot of the stored calls, on a thread of its own (`off_loop`): the
     reference scorer (llama.cpp in-process, or a server over HTTP) never blocks the event loop."""
     from bakeoff.audit._source import CallSource, off_loop
@@ -262,7 +282,7 @@ async def _analysed(
     source = CallSource.snapshot(store, run_id, tuple(e.name for e in lineup.endpoints))
     return await off_loop(
         lambda: analyse(
-            source,  # type: ignore[arg-type]
+            source,
             run_id,
             lineup,
             settings,
@@ -279,19 +299,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _roundtrip(v: Any) -> Any:
-    """As stored and read back (tuples become lists): what a comparison must compare."""
+def stated(verdicts: dict[str, Verdict]) -> dict[str, object]:
+    """The verdicts as an analysis stores them and reads them back: what a comparison compares."""
     from bakeoff.store import dumps
 
-    return orjson.loads(dumps(v))
+    out: dict[str, object] = orjson.loads(dumps({k: v.to_json() for k, v in verdicts.items()}))
+    return out
 
 
-def _decided(v: dict[str, Any], threshold: float) -> bool:
+def _decided(v: Verdict, threshold: float) -> bool:
     """No more calls for this candidate: "same" is claimed (the bound holds at any stopping
     time), or its e-value reached the threshold at which "different" is decided whatever the
     others show (1/alpha, or K/alpha under fdr)."""
-    if v["verdict"] == "same":
+    if v.verdict == "same":
         return True
-    return v["e_value"] >= threshold or (
-        v["verdict"] == "different" and v["multiplicity"] == "per_endpoint"
-    )
+    return v.e_value >= threshold or (v.verdict == "different" and v.multiplicity == "per_endpoint")

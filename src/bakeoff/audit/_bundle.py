@@ -21,12 +21,17 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bakeoff.audit._errors import AuditError
-from bakeoff.audit._source import CallSource, row_dict
+from bakeoff.audit._source import CallSource, JsonRow, row_dict
+from bakeoff.lineups import AuditSettings
+from bakeoff.store import Store, Verdict
+
+if TYPE_CHECKING:
+    from bakeoff.audit._types import ScorerLoad
 
 FORMAT = 1
 FILES = (
@@ -56,7 +61,7 @@ def _jsonl(rows: list[Any]) -> bytes:
     return b"".join(_dump(r) + b"\n" for r in rows)
 
 
-def write_bundle(store: Any, run_id: str, out: Path) -> str:
+def write_bundle(store: Store, run_id: str, out: Path) -> str:
     """Write the run's audit bundle to `out` (a .tar.gz); returns its root hash."""
     from bakeoff._version import __version__
     from bakeoff.audit._analysis import SUITES
@@ -123,7 +128,7 @@ class Verification:
     run_id: str | None = None
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    verdicts: dict[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -184,8 +189,9 @@ def verify_bundle(path: Path, *, expected_commitment: str | None = None) -> Veri
 
 def _recompute(files: dict[str, bytes], v: Verification, expected: str | None) -> None:
     from bakeoff.audit._analysis import analyse
+    from bakeoff.audit._audit import stated
     from bakeoff.audit._stored import StoredScorer
-    from bakeoff.lineups import AuditSettings, Lineup
+    from bakeoff.lineups import Lineup
     from bakeoff.suites import Item
 
     meta = orjson.loads(files["bundle.json"])
@@ -202,11 +208,11 @@ def _recompute(files: dict[str, bytes], v: Verification, expected: str | None) -
     items: dict[str, list[Item]] = {}
     for r in item_rows:
         items.setdefault(r["suite"].split(".", 1)[1], []).append(Item.from_stored(r))
-    answers: dict[str, dict[str, Any]] = {}
+    answers: dict[str, dict[str, object]] = {}
     for a in _lines(files["scorer_answers.jsonl"]):
         answers.setdefault(a["scorer"], {})[a["key"]] = a["answer"]
 
-    def replay(role: str) -> Any:
+    def replay(role: str) -> ScorerLoad:
         s = StoredScorer(None, run_id, role, None, answers=answers.get(role, {}))
         return lambda: s
 
@@ -218,20 +224,19 @@ def _recompute(files: dict[str, bytes], v: Verification, expected: str | None) -
     }
     source = CallSource(calls, orjson.loads(files["suite_checks.json"]))
     try:
-        fresh = analyse(source, run_id, lineup, settings, items, scorer, alternatives=alts)  # type: ignore[arg-type]
+        fresh = analyse(source, run_id, lineup, settings, items, scorer, alternatives=alts)
     except AuditError:
         v.problems.append(
             "a reply in the bundle has no stored scorer answer: the audit's scorer never saw it "
             "(changed after the audit?)"
         )
         return
-    fresh = orjson.loads(_dump(fresh))
     v.verdicts = fresh
-    stated = analysis["verdicts"]
-    for ep in sorted(set(stated) | set(fresh)):
-        if stated.get(ep) != fresh.get(ep):
-            was = (stated.get(ep) or {}).get("claim")
-            now = (fresh.get(ep) or {}).get("claim")
+    now_stated, was_stated = stated(fresh), analysis["verdicts"]
+    for ep in sorted(set(was_stated) | set(now_stated)):
+        if was_stated.get(ep) != now_stated.get(ep):
+            was = (was_stated.get(ep) or {}).get("claim")
+            now = fresh[ep].claim if ep in fresh else None
             v.problems.append(
                 f"{ep}: the verdict recomputed from the bundle is not the one it states "
                 f"({now!r} vs {was!r})"
@@ -245,9 +250,9 @@ def _lines(b: bytes) -> list[Any]:
 
 
 def _check_seed(
-    meta: dict[str, Any],
-    settings: Any,
-    item_rows: list[dict[str, Any]],
+    meta: dict[str, object],
+    settings: AuditSettings,
+    item_rows: list[JsonRow],
     v: Verification,
     expected: str | None,
 ) -> None:
@@ -267,27 +272,23 @@ def _check_seed(
     if settings.prompts is not None:
         v.checked.append("prompts from the user's own file (not rebuilt from the seed)")
         return
-    for suite in sorted({r["suite"] for r in item_rows}):
+    for suite in sorted({_text(r, "suite") for r in item_rows}):
         rows = [r for r in item_rows if r["suite"] == suite]
         regime = suite.split(".", 1)[1]
-        want = audit_items(regime, seed=seed, n=len(rows), max_tokens=settings.max_tokens)
-        got = [orjson.loads(r["input_json"]).get("messages") for r in rows]
+        want = audit_items(regime, settings, seed=seed, n=len(rows))
+        got = [_messages(r) for r in rows]
         if got != [it.messages for it in want]:
             v.problems.append(f"{suite}: the prompts do not follow from the seed")
             return
     v.checked.append("every prompt rebuilt from the seed")
 
 
-def _check_requests(
-    item_rows: list[dict[str, Any]], calls: list[dict[str, Any]], v: Verification
-) -> None:
+def _check_requests(item_rows: list[JsonRow], calls: list[JsonRow], v: Verification) -> None:
     """Each call's stored request carried its item's prompt (what was sent is what is judged)."""
-    prompts = {
-        (r["suite"], r["item_id"]): orjson.loads(r["input_json"]).get("messages") for r in item_rows
-    }
+    prompts = {(r["suite"], r["item_id"]): _messages(r) for r in item_rows}
     bad = 0
     for c in calls:
-        req = orjson.loads(c["request_json"]) if c.get("request_json") else {}
+        req = orjson.loads(_text(c, "request_json")) if c.get("request_json") else {}
         body = req.get("body") if isinstance(req, dict) and "body" in req else req
         sent = body.get("messages") if isinstance(body, dict) else None
         if sent != prompts.get((c["suite"], c["item_id"])):
@@ -296,3 +297,17 @@ def _check_requests(
         v.problems.append(f"{bad} calls' stored requests do not carry their item's prompt")
     else:
         v.checked.append(f"every call's request carried its prompt ({len(calls)} calls)")
+
+
+def _text(row: JsonRow, column: str) -> str:
+    """A text column of a row read from the bundle (refused when it is not text)."""
+    value = row[column]
+    if not isinstance(value, str):
+        raise ValueError(f"a row's {column} in the bundle is not text")
+    return value
+
+
+def _messages(item_row: JsonRow) -> object:
+    """The chat messages an item's stored input holds."""
+    item_input = orjson.loads(_text(item_row, "input_json"))
+    return item_input.get("messages") if isinstance(item_input, dict) else None

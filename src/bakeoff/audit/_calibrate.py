@@ -25,15 +25,37 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from bakeoff.audit._analysis import SUITES
 from bakeoff.audit._audit import run_audit
 from bakeoff.lineups import AuditSettings, parse_lineup
-from bakeoff.runs import RunOptions, config_hash, create_run, execute
+from bakeoff.runs import EndpointSession, RunOptions, config_hash, create_run, execute
 from bakeoff.stats import clopper_pearson
-from bakeoff.store import Store
+from bakeoff.store import Store, Verdict
 from bakeoff.suites.fidelity import audit_items
+
+
+class Tally(TypedDict):
+    """One candidate's verdicts over the repetitions."""
+
+    n: int
+    counts: dict[str, int]
+    claims: list[str]
+
+
+class RegimeResults(TypedDict):
+    budget: int
+    endpoints: dict[str, Tally]
+
+
+class Calibration(TypedDict):
+    """What `calibrate` found (`bakeoff calibrate --json`'s file)."""
+
+    alpha: float
+    reps: int
+    regimes: dict[str, RegimeResults]
+
 
 _LOCAL = "provider: local\n    model: smol\n    max_concurrency: {c}\n    local: {{{spec}}}"
 ENDPOINTS: dict[str, tuple[str, str]] = {
@@ -95,7 +117,6 @@ def lineup_text(regime: str, budget: int, rep: int, names: Iterable[str], alpha:
         f"  budget: {budget}",
         "  batch: 10",
         f"  alpha: {alpha}",
-        "  max_tokens: 48",
         "endpoints:",
         "  - name: f16\n    " + _LOCAL.format(c=1, spec="variant: F16, n_threads: 1"),
     ]
@@ -112,7 +133,7 @@ def _rep(
     names: list[str],
     alpha: float,
     log: Callable[[str], None],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Verdict]:
     """One independent audit (resumed or re-read from `db` when kept): its verdicts."""
     lineup = parse_lineup(lineup_text(regime, budget, rep, names, alpha))
     store = Store(db)
@@ -127,19 +148,17 @@ def _rep(
     run_id = prior["id"] if prior is not None else create_run(store, lineup)
     suite = SUITES[regime]
     if not store.items(run_id, suite):  # this repetition's own prompts, read by run_audit
-        items = audit_items(regime, n=(rep + 1) * budget, max_tokens=48, top_p=lineup.audit.top_p)[
-            rep * budget :
-        ]
+        items = audit_items(regime, lineup.audit, seed=0, n=(rep + 1) * budget)[rep * budget :]
         store.add_items(run_id, suite, [it.stored() for it in items])
 
-    async def after(session: Any) -> None:
+    async def after(session: EndpointSession) -> None:
         await run_audit(session, lineup.audit)
 
     t0 = time.time()
     asyncio.run(execute(store, run_id, RunOptions(use_cache=False), after=after))
     verdicts = dict(store.verdicts(run_id))
     store.close()
-    claims = ", ".join(f"{n} {verdicts[n]['claim']}" for n in names if n in verdicts)
+    claims = ", ".join(f"{n} {verdicts[n].claim}" for n in names if n in verdicts)
     log(f"{regime} repetition {rep + 1} ({time.time() - t0:.0f} s): {claims}")
     return verdicts
 
@@ -153,7 +172,7 @@ def calibrate(
     alpha: float = 0.05,
     db_dir: Path | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> Calibration:
     """Per regime and candidate: the verdict of every repetition (its claim and the calls it
     took) and the rates `different@k`, `same`, `inconclusive` as counts out of `reps`."""
     names = endpoints or list(ENDPOINTS)
@@ -166,7 +185,7 @@ def calibrate(
         )
     import tempfile
 
-    results: dict[str, Any] = {"alpha": alpha, "reps": reps, "regimes": {}}
+    results: Calibration = {"alpha": alpha, "reps": reps, "regimes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         base = db_dir or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -184,21 +203,21 @@ def calibrate(
     return results
 
 
-def _tally(regime: str, budget: int, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+def _tally(regime: str, budget: int, verdicts: list[Verdict]) -> Tally:
     """Counts over the repetitions: `different@k` (decided "different" within k calls), `same`,
     `inconclusive` (at the end of the budget), and each repetition's claim."""
     counts: dict[str, int] = {}
     for k in (*CHECKPOINTS[regime], budget):
         if k <= budget:
             counts[f"different@{k}"] = sum(
-                v["verdict"] == "different" and v["calls"] <= k for v in verdicts
+                v.verdict == "different" and v.calls <= k for v in verdicts
             )
     for verdict in ("same", "inconclusive"):
-        counts[verdict] = sum(v["verdict"] == verdict for v in verdicts)
+        counts[verdict] = sum(v.verdict == verdict for v in verdicts)
     return {
         "n": len(verdicts),
         "counts": counts,
-        "claims": [f"{v['claim']} @{v['calls']}" for v in verdicts],
+        "claims": [f"{v.claim} @{v.calls}" for v in verdicts],
     }
 
 
@@ -207,7 +226,7 @@ def _cell(k: int, n: int) -> str:
     return f"{k}/{n} ({lo:.2f}–{hi:.2f})"
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_table(results: Calibration) -> str:
     """A markdown table per regime: each rate as k/n with its Clopper–Pearson 95% interval, the
     engine nulls pooled beneath their rows."""
     lines = [
@@ -233,12 +252,12 @@ def format_table(results: dict[str, Any]) -> str:
             label = f"{name} (null)" if name in NULLS else name
             cells = [_cell(row["counts"][c], row["n"]) for c in cols]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-            if name == nulls[-1] and len(nulls) > 1:
+            if len(nulls) > 1 and name == nulls[-1]:
                 total = sum(eps[n]["n"] for n in nulls)
                 pooled = [_cell(sum(eps[n]["counts"][c] for n in nulls), total) for c in cols]
                 lines.append("| engine nulls pooled | " + " | ".join(pooled) + " |")
     return "\n".join(lines)
 
 
-def write_json(results: dict[str, Any], path: Path) -> None:
+def write_json(results: Calibration, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False))

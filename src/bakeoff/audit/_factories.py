@@ -5,17 +5,34 @@ echo log-probabilities), the suspected substitutes' (`audit.alternatives`), and 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from bakeoff.audit._errors import AuditError
 from bakeoff.lineups import AuditSettings, Lineup
 from bakeoff.runs import EndpointSession
 
+if TYPE_CHECKING:
+    from bakeoff.audit._types import ReferenceScorer, ScorerLoad
+
+
+class ScorerIdentity(TypedDict, total=False):
+    """What a scorer is, stored with the analysis: a GGUF (`name`, `file`, `sha256`) or a server
+    (`endpoint`, `base_url`, `model`, `engine`)."""
+
+    kind: Literal["gguf", "server"]
+    name: str
+    file: str
+    sha256: str
+    endpoint: str
+    base_url: str | None
+    model: str
+    engine: str | None
+
 
 def scorer_factory_for(
     lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
-) -> Callable[[], Any] | None:
+) -> ScorerLoad | None:
     """A loader of the reference token scorer, or None when there is none (`audit.scorer`)."""
     if settings.scorer == "none":
         return None
@@ -43,18 +60,18 @@ def _reference_gguf(lineup: Lineup, settings: AuditSettings) -> str | None:
     return None
 
 
-def _gguf_path(spec: str) -> Any:
-    from pathlib import Path
-
+def _gguf_path(spec: str) -> Path:
     from bakeoff.local import VARIANTS, variant_path
 
     return variant_path(spec) if spec.upper() in {*VARIANTS, "Q4_1"} else Path(spec).expanduser()
 
 
-def scorer_identities(lineup: Lineup, settings: AuditSettings, reference: bool) -> dict[str, Any]:
+def scorer_identities(
+    lineup: Lineup, settings: AuditSettings, reference: bool
+) -> dict[str, ScorerIdentity]:
     """What each scorer of the analysis is: a GGUF by its name and file hash, or a server by its
     URL, model and engine — stored with the analysis, named by the verdicts and the bundle."""
-    out: dict[str, Any] = {}
+    out: dict[str, ScorerIdentity] = {}
     if reference:
         spec = _reference_gguf(lineup, settings)
         out["reference"] = (
@@ -68,7 +85,7 @@ def scorer_identities(lineup: Lineup, settings: AuditSettings, reference: bool) 
     return out
 
 
-def _gguf_identity(spec: str) -> dict[str, Any]:
+def _gguf_identity(spec: str) -> ScorerIdentity:
     path = _gguf_path(spec)
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,7 +94,7 @@ def _gguf_identity(spec: str) -> dict[str, Any]:
     return {"kind": "gguf", "name": spec, "file": path.name, "sha256": h.hexdigest()}
 
 
-def _server_identity(lineup: Lineup, name: str | None) -> dict[str, Any]:
+def _server_identity(lineup: Lineup, name: str | None) -> ScorerIdentity:
     if name is None:
         return {"kind": "server"}
     ep = lineup.endpoint(name)
@@ -95,14 +112,14 @@ DEFAULT_ALTERNATIVES = ["Q8_0", "Q4_K_M"]
 
 def alternative_scorers_for(
     lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
-) -> dict[str, Callable[[], Any]]:
+) -> dict[str, ScorerLoad]:
     """Loaders of the scorers of `audit.alternatives` (the suspected substitutes), by name."""
     names = settings.alternatives
     ref = lineup.endpoint(lineup.reference) if lineup.reference else None
     if names is None:
         local_ref = ref is not None and ref.provider == "local"
         names = DEFAULT_ALTERNATIVES if local_ref and settings.scorer != "none" else []
-    out: dict[str, Callable[[], Any]] = {}
+    out: dict[str, ScorerLoad] = {}
     for name in names:
         if any(e.name == name for e in lineup.endpoints):
             out[name] = _endpoint_scorer(lineup, settings, session, name=name)
@@ -111,11 +128,9 @@ def alternative_scorers_for(
     return out
 
 
-def _gguf_scorer(spec: str, what: str = "audit.alternatives") -> Callable[[], Any]:
+def _gguf_scorer(spec: str, what: str = "audit.alternatives") -> ScorerLoad:
     """A local variant name of the packaged model, or a GGUF path (checked now; the file found,
     a variant made, and the model loaded only when first needed)."""
-    from pathlib import Path
-
     from bakeoff.local import VARIANTS
 
     if spec.upper() not in {*VARIANTS, "Q4_1"} and not Path(spec).expanduser().is_file():
@@ -123,9 +138,9 @@ def _gguf_scorer(spec: str, what: str = "audit.alternatives") -> Callable[[], An
             f"{what}: {spec!r} is neither a lineup endpoint, a local variant "
             f"({', '.join(VARIANTS)}) nor a GGUF file"
         )
-    cache: dict[str, Any] = {}
+    cache: dict[str, ReferenceScorer] = {}
 
-    def load() -> Any:
+    def load() -> ReferenceScorer:
         if "s" not in cache:
             from bakeoff.audit._scorer import LocalReferenceScorer
 
@@ -141,7 +156,7 @@ def _endpoint_scorer(
     session: EndpointSession | None,
     *,
     name: str | None = None,
-) -> Callable[[], Any]:
+) -> ScorerLoad:
     """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
     running (a run), else its configured base_url (a rerun) with the key from the environment."""
     import os
@@ -163,9 +178,9 @@ def _endpoint_scorer(
             f"the scorer endpoint {name} has no fixed base_url: it can only score while running "
             "(use audit.scorer local for a rerun)"
         )
-    cache: dict[str, Any] = {}
+    cache: dict[str, ReferenceScorer] = {}
 
-    def load() -> Any:
+    def load() -> ReferenceScorer:
         if "s" not in cache:
             cache["s"] = http_reference_scorer(
                 base_url,

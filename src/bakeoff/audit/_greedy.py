@@ -23,9 +23,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from bakeoff.store import Example, TestEvidence
+
+if TYPE_CHECKING:
+    from bakeoff.audit._source import FidelityCall
+    from bakeoff.audit._types import ReferenceScorer
+    from bakeoff.suites import Item
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class Divergence:
 
 
 def first_divergence(
-    scorer: Any,
+    scorer: ReferenceScorer,
     prompt_tokens: list[int],
     reference: str,
     candidate: str,
@@ -262,7 +269,13 @@ def _sampler_flag(divs: list[Divergence]) -> str | None:
     return None
 
 
-def _part(scorer: Any, prompt: list[int], a: Any, b: Any, differ: bool) -> Divergence | None:
+def _part(
+    scorer: ReferenceScorer | None,
+    prompt: list[int],
+    a: FidelityCall,
+    b: FidelityCall,
+    differ: bool,
+) -> Divergence | None:
     """The divergence of answer b from answer a (stored call rows), if their texts differ."""
     if not differ:
         return None
@@ -271,16 +284,16 @@ def _part(scorer: Any, prompt: list[int], a: Any, b: Any, differ: bool) -> Diver
     return first_divergence(
         scorer,
         prompt,
-        a["output_text"] or "",
-        b["output_text"] or "",
-        reference_finish=a["finish_reason"],
-        candidate_finish=b["finish_reason"],
+        a.output_text or "",
+        b.output_text or "",
+        reference_finish=a.finish_reason,
+        candidate_finish=b.finish_reason,
     )
 
 
 def greedy_tests(
     x: list[int], y: list[int], *, delta: float, tau: float, alpha: float
-) -> dict[str, Any]:
+) -> TestEvidence:
     """The greedy regime's two questions on the indicators x (candidate parts confidently) and y
     (the reference's repeat does), as the verdict reads them:
     - "different": the e-process against "excess rate theta <= tau" (`log_different`), its path
@@ -296,31 +309,31 @@ def greedy_tests(
     hits = np.flatnonzero(same_path >= target)
     crossed = np.flatnonzero(log_w >= target)
     k = int(sum(x))
-    return {
-        "n": len(x),
-        "confident_differ": k,
-        "reference_repeat_differ": int(sum(y)),
-        "tolerance": tau,
-        "p_value": min(1.0, 1.0 / max(max(wealth, default=1.0), 1e-300)),
-        "rejected_at": int(crossed[0]) + 1 if crossed.size else None,
-        "wealth": wealth,
-        "same_within": delta,
-        "rate_upper_bound": round(excess_upper_bound(x, y, alpha), 4),
-        "excess_lower_bound": round(excess_lower_bound(x, y, alpha), 4),
-        "same_at": int(hits[0]) + 1 if hits.size else None,
-        "calls_for_same": calls_for_equivalence(delta, alpha, k),
-    }
+    return TestEvidence(
+        n=len(x),
+        confident_differ=k,
+        reference_repeat_differ=int(sum(y)),
+        tolerance=tau,
+        p_value=min(1.0, 1.0 / max(max(wealth, default=1.0), 1e-300)),
+        rejected_at=int(crossed[0]) + 1 if crossed.size else None,
+        wealth=wealth,
+        same_within=delta,
+        rate_upper_bound=round(excess_upper_bound(x, y, alpha), 4),
+        excess_lower_bound=round(excess_lower_bound(x, y, alpha), 4),
+        same_at=int(hits[0]) + 1 if hits.size else None,
+        calls_for_same=calls_for_equivalence(delta, alpha, k),
+    )
 
 
 def greedy_evidence(
-    pairs: list[tuple[Any, Any, Any, Any]],
-    scorer: Any,
+    pairs: list[tuple[Item, FidelityCall, FidelityCall, FidelityCall]],
+    scorer: ReferenceScorer | None,
     *,
     margin: float,
     delta: float,
     alpha: float,
     tau: float = 0.0,
-) -> dict[str, Any]:
+) -> TestEvidence:
     """Per prompt (item, reference answer, reference's repeat, candidate answer): does the
     candidate part confidently from the reference (X), does the reference's repeat (Y)? Returns the
     tests' results (`greedy_tests`) and the evidence as a JSON-ready dict.
@@ -333,10 +346,10 @@ def greedy_evidence(
     x: list[int] = []
     y: list[int] = []
     divs: list[Divergence] = []
-    examples: list[dict[str, Any]] = []
+    examples: list[Example] = []
     n_text_diff = n_near_ties = 0
     for it, r0, r1, c0 in pairs:
-        rt, rt2, ct = (normalize_text(row["output_text"] or "") for row in (r0, r1, c0))
+        rt, rt2, ct = (normalize_text(row.output_text or "") for row in (r0, r1, c0))
         prompt = scorer.prompt_tokens(it.messages or []) if scorer is not None else []
         dc = _part(scorer, prompt, r0, c0, rt != ct)
         dr = _part(scorer, prompt, r0, r1, rt != rt2)
@@ -349,26 +362,30 @@ def greedy_evidence(
         x.append(xi)
         y.append(yi)
         if dc is not None and len(examples) < 5:
-            examples.append(
-                {
-                    "item": it.id,
-                    "prompt": (it.messages or [{}])[-1].get("content"),
-                    "reference": r0["output_text"],
-                    "candidate": c0["output_text"],
-                    "diverges_at_token": dc.token if dc.token >= 0 else None,
-                    "margin": None if dc.margin is None else round(dc.margin, 3),
-                    "reference_token": dc.reference_piece,
-                    "candidate_token": dc.candidate_piece,
-                    "confident": bool(xi),
-                }
-            )
+            examples.append(_example(it, r0, c0, dc, bool(xi)))
     n = len(x)
-    return {
-        **greedy_tests(x, y, delta=delta, tau=tau, alpha=alpha),
-        "differ": n_text_diff,
-        "near_ties": n_near_ties,
-        "margin": margin if scorer is not None else 0.0,
-        "disagreement_rate": round(n_text_diff / n, 4) if n else None,
-        "sampler_flag": _sampler_flag(divs),
-        "examples": examples,
-    }
+    out = greedy_tests(x, y, delta=delta, tau=tau, alpha=alpha)
+    out.differ = n_text_diff
+    out.near_ties = n_near_ties
+    out.margin = margin if scorer is not None else 0.0
+    out.disagreement_rate = round(n_text_diff / n, 4) if n else None
+    out.sampler_flag = _sampler_flag(divs)
+    out.examples = examples
+    return out
+
+
+def _example(
+    it: Item, r0: FidelityCall, c0: FidelityCall, dc: Divergence, confident: bool
+) -> Example:
+    """A prompt where the candidate's greedy output parts from the reference's, as shown."""
+    return Example(
+        item=it.id,
+        prompt=(it.messages or [{}])[-1].get("content"),
+        reference=r0.output_text,
+        candidate=c0.output_text,
+        diverges_at_token=dc.token if dc.token >= 0 else None,
+        margin=None if dc.margin is None else round(dc.margin, 3),
+        reference_token=dc.reference_piece,
+        candidate_token=dc.candidate_piece,
+        confident=confident,
+    )

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bakeoff.audit._analysis import SUITES, analyse
 from bakeoff.audit._audit import (
     RUN_ANALYSIS,
     _analysis_id,
     _now,
-    _roundtrip,
     _stored_scorers,
+    stated,
 )
 from bakeoff.audit._errors import AuditError
 from bakeoff.audit._factories import alternative_scorers_for, scorer_factory_for
 from bakeoff.lineups import AuditSettings, Lineup
-from bakeoff.store import Store
+from bakeoff.store import Store, Verdict
 from bakeoff.suites import Item
+
+if TYPE_CHECKING:
+    from bakeoff.audit._types import ScorerLoad
+
+Settings = dict[str, object]
+"""Audit settings as JSON: stored with an analysis, or overrides of a re-analysis."""
 
 
 @dataclass
@@ -27,12 +32,12 @@ class Reanalysis:
 
     analysis_id: str
     """`run` (the run's own analysis, rebuilt) or the id of a re-analysis stored beside it."""
-    verdicts: dict[str, dict[str, Any]]
+    verdicts: dict[str, Verdict]
     identical: bool | None
     """Equal, number for number, to the stored verdicts of that analysis (None: none stored)."""
     differ: list[str]
     """The endpoints whose stored verdict differs (an analysis that did not reproduce)."""
-    settings: dict[str, Any]
+    settings: Settings
     replayed: int
     """Scorer answers read back from the store; `computed` were asked of a live scorer."""
     computed: int
@@ -42,7 +47,7 @@ def reanalyse(
     store: Store,
     run_id: str,
     lineup: Lineup,
-    overrides: dict[str, Any] | None = None,
+    overrides: Settings | None = None,
 ) -> Reanalysis:
     """Rebuild a run's audit analysis from its stored calls and scorer answers: no call is made
     to an endpoint, and no scorer is asked for what was stored. With no `overrides` it is the
@@ -78,14 +83,14 @@ def reanalyse(
     verdicts = analyse(store, run_id, lineup, settings, items, scorer, alternatives=alternatives)
     replayed = sum(w.replayed for w in wrapped)
     computed = sum(w.flush() for w in wrapped)
-    fresh = _roundtrip(verdicts)
+    fresh = stated(verdicts)
     if overrides:
         analysis_id = _analysis_id(settings)
         before = store.analysis(run_id, analysis_id)
         stored = before["verdicts"] if before is not None else None
     else:
         analysis_id = RUN_ANALYSIS
-        stored = own["verdicts"] if own is not None else (store.verdicts(run_id) or None)
+        stored = own["verdicts"] if own is not None else (_kept(store, run_id) or None)
     differ = sorted(ep for ep in fresh if stored is not None and stored.get(ep) != fresh[ep])
     identical = None if stored is None else (not differ and set(stored) == set(fresh))
     if analysis_id == RUN_ANALYSIS and identical is False:
@@ -120,7 +125,7 @@ def _stored_items(store: Store, run_id: str) -> dict[str, list[Item]]:
 def _settings(
     own: dict[str, Any] | None,
     lineup: Lineup,
-    overrides: dict[str, Any] | None,
+    overrides: Settings | None,
     regimes: list[str],
 ) -> AuditSettings:
     """The run's stored settings (else, audited before they were kept, the lineup's), with the
@@ -138,7 +143,7 @@ def _settings(
     return settings
 
 
-def _optional(lineup: Lineup, settings: AuditSettings, name: str) -> Callable[[], Any] | None:
+def _optional(lineup: Lineup, settings: AuditSettings, name: str) -> ScorerLoad | None:
     """The loader of one alternative's scorer, or None where it cannot be had here."""
     try:
         one = settings.model_copy(update={"alternatives": [name]})
@@ -147,6 +152,11 @@ def _optional(lineup: Lineup, settings: AuditSettings, name: str) -> Callable[[]
         return None
 
 
-def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, dict[str, Any]]:
+def _kept(store: Store, run_id: str) -> dict[str, object]:
+    """The `verdicts` table's rows as stored (a run audited before analyses were kept)."""
+    return stated(store.verdicts(run_id))
+
+
+def rerun_audit(store: Store, run_id: str, lineup: Lineup) -> dict[str, Verdict]:
     """The verdicts of the run's own analysis rebuilt from the store (see `reanalyse`)."""
     return reanalyse(store, run_id, lineup).verdicts

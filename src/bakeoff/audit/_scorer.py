@@ -14,7 +14,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from bakeoff.audit._scorer_wire import (
 from bakeoff.endpoints import PostError, post_json
 from bakeoff.lineups import purposes
 from bakeoff.local._llama import no_repacked_weights
+
+if TYPE_CHECKING:
+    from bakeoff.audit._types import Messages
 
 
 @dataclass
@@ -86,11 +89,11 @@ class LocalReferenceScorer:
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return list(self.llm.tokenize(text.encode(), add_bos=False, special=special))
 
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> str:
+    def chat_prompt(self, messages: Messages) -> str:
         """The prompt text the reference server builds from these messages (its chat template)."""
         return str(self._fmt(messages=messages).prompt)  # type: ignore[arg-type]
 
-    def prompt_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+    def prompt_tokens(self, messages: Messages) -> list[int]:
         return self.tokenize(self.chat_prompt(messages), special=True)
 
     def score(
@@ -454,7 +457,7 @@ def _checked_echo(
 
 
 def render_chat_template(
-    template: str, messages: list[dict[str, Any]], bos_token: str = "", eos_token: str = ""
+    template: str, messages: Messages, bos_token: str = "", eos_token: str = ""
 ) -> str:
     """A Hugging Face-style Jinja chat template rendered as `transformers` does (sandboxed, with
     `raise_exception`, the generation prompt added)."""

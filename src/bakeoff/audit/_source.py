@@ -7,41 +7,79 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bakeoff.lineups import purposes
+
+if TYPE_CHECKING:
+    from bakeoff.audit._types import Cells
+    from bakeoff.store import Row, Store
 
 T = TypeVar("T")
+
+JsonRow = dict[str, object]
+"""A stored row as columns read back: from the store, or from a bundle's JSON lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class FidelityCall:
+    """What the analysis reads of one stored fidelity call."""
+
+    endpoint: str
+    suite: str
+    item_id: str
+    repeat: int
+    status: str
+    output_text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    logprobs_json: str | None
+
+    @classmethod
+    def of(cls, row: Cells) -> FidelityCall:
+        return cls(*(row[f.name] for f in fields(cls)))
 
 
 class CallSource:
     """The three reads `analyse` makes of a store, answered from memory."""
 
-    def __init__(self, calls: list[dict[str, Any]], checks: dict[str, Any]) -> None:
+    def __init__(self, calls: Sequence[JsonRow], checks: dict[str, object]) -> None:
         self._calls = calls
-        self._checks = checks
+        tool_calls = checks.get("tool_calls")
+        self._tool_calls = (
+            [r for r in tool_calls if isinstance(r, dict)] if isinstance(tool_calls, list) else []
+        )
+        self._sums = {k: v for k, v in checks.items() if k != "tool_calls" and isinstance(v, dict)}
 
     @classmethod
-    def snapshot(cls, store: Any, run_id: str, endpoints: tuple[str, ...]) -> CallSource:
+    def snapshot(cls, store: Store, run_id: str, endpoints: tuple[str, ...]) -> CallSource:
         """The run's fidelity calls and suite checks as they are stored now."""
-        calls = [row_dict(c) for c in store.calls(run_id) if c["suite"].startswith("fidelity.")]
-        checks = {
+        calls = [
+            row_dict(c)
+            for c in store.calls(run_id)
+            if c["suite"].startswith(purposes.FIDELITY_PREFIX)
+        ]
+        checks: dict[str, object] = {
             "tool_calls": [row_dict(r) for r in store.tool_calls(run_id, endpoints)],
             "truncation_suspected": store.score_sums(run_id, "truncation_suspected", endpoints),
         }
         return cls(calls, checks)
 
-    def calls(self, run_id: str) -> list[dict[str, Any]]:
+    def calls(self, run_id: str) -> Sequence[JsonRow]:
         return self._calls
 
-    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[dict[str, Any]]:
-        return [r for r in self._checks["tool_calls"] if r["endpoint"] in endpoints]
+    def tool_calls(self, run_id: str, endpoints: tuple[str, ...]) -> list[JsonRow]:
+        return [r for r in self._tool_calls if r["endpoint"] in endpoints]
 
     def score_sums(self, run_id: str, scorer: str, endpoints: tuple[str, ...]) -> dict[str, float]:
-        sums = self._checks.get(scorer) or {}
-        return {k: v for k, v in sums.items() if k in endpoints}
+        sums = self._sums.get(scorer) or {}
+        return {k: v for k, v in sums.items() if k in endpoints and isinstance(v, int | float)}
 
 
-def row_dict(r: Any) -> dict[str, Any]:
+def row_dict(r: Row) -> JsonRow:
     return {k: r[k] for k in r.keys()}  # noqa: SIM118 (a sqlite3.Row iterates its values)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import orjson
@@ -23,8 +23,21 @@ from bakeoff.audit._errors import AuditError
 from bakeoff.audit._scorer import TokenScores
 from bakeoff.store import Store
 
+if TYPE_CHECKING:
+    from bakeoff.audit._types import Messages, ReferenceScorer, ScorerLoad
 
-def _key(*parts: Any) -> str:
+
+class Answer(TypedDict):
+    """What is kept of a scorer's answer about one completion (the PIT is drawn anew)."""
+
+    tokens: list[int]
+    logprobs: list[float]
+    ranks: list[int]
+    above: list[float]
+    pieces: list[str] | None
+
+
+def _key(*parts: object) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -37,21 +50,22 @@ class StoredScorer:
         store: Store | None,
         run_id: str,
         role: str,
-        load: Callable[[], Any] | None,
+        load: ScorerLoad | None,
         *,
-        answers: dict[str, Any] | None = None,
+        answers: dict[str, object] | None = None,
     ) -> None:
         self.store, self.run_id, self.role = store, run_id, role
         self._load = load
-        self._inner: Any = None
+        self._inner: ReferenceScorer | None = None
         if answers is None:
             answers = store.scorer_answers(run_id, role) if store is not None else {}
-        self._answers: dict[str, Any] = dict(answers)
-        self._new: dict[str, Any] = {}
+        self._answers: dict[str, object] = dict(answers)
+        """key → a prompt's tokens (`list[int]`) or an `Answer`, as stored (JSON)."""
+        self._new: dict[str, object] = {}
         self._flushed = 0
 
     @property
-    def answers(self) -> dict[str, Any]:
+    def answers(self) -> dict[str, object]:
         return self._answers
 
     @property
@@ -59,7 +73,7 @@ class StoredScorer:
         """Answers that came from the store rather than from the scorer itself."""
         return len(self._answers) - len(self._new) - self._flushed
 
-    def _live(self, what: str) -> Any:
+    def _live(self, what: str) -> ReferenceScorer:
         if self._inner is None:
             if self._load is None:
                 raise AuditError(
@@ -70,7 +84,7 @@ class StoredScorer:
             self._inner = self._load()
         return self._inner
 
-    def _put(self, key: str, answer: Any) -> None:
+    def _put(self, key: str, answer: list[int] | Answer) -> None:
         self._answers[key] = answer
         self._new[key] = answer
 
@@ -84,12 +98,15 @@ class StoredScorer:
         return n
 
     # -- the scorer interface ----------------------------------------------------------------------
-    def prompt_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+    def prompt_tokens(self, messages: Messages) -> list[int]:
         key = _key("prompt", messages)
         if key not in self._answers:
             toks = self._live("a prompt").prompt_tokens(messages)
             self._put(key, [int(t) for t in toks])
-        return list(self._answers[key])
+        stored = self._answers[key]
+        if not isinstance(stored, list) or not all(isinstance(t, int) for t in stored):
+            raise ValueError(f"a stored {self.role} scorer answer about a prompt is not its tokens")
+        return list(stored)
 
     def score(
         self, prompt_tokens: list[int], completion: str, rng: np.random.Generator | None = None
@@ -101,7 +118,7 @@ class StoredScorer:
                 prompt_tokens, completion, np.random.default_rng(0)
             )
             self._put(key, _answer(s))
-        a = self._answers[key]
+        a = _stored_answer(self._answers[key], self.role)
         lps = np.asarray(a["logprobs"], dtype=float)
         above = np.asarray(a["above"], dtype=float)
         pit = np.minimum(above + rng.random(len(lps)) * np.exp(lps), 1.0)
@@ -120,14 +137,16 @@ class StoredScorer:
         if not todo:
             return
         inner = self._live("a completion")
-        many = getattr(inner, "score_many", None)
+        many: Callable[[list[tuple[list[int], str]]], None] | None = getattr(
+            inner, "score_many", None
+        )
         if many is not None:
             many(todo)
         for p, c in todo:
             self.score(p, c)
 
 
-def _answer(s: TokenScores) -> dict[str, Any]:
+def _answer(s: TokenScores) -> Answer:
     """What is kept of a scorer's answer: every deterministic number (the PIT is drawn anew)."""
     lps = np.asarray(s.logprobs, dtype=float)
     if not np.all(np.isfinite(lps)):
@@ -142,3 +161,19 @@ def _answer(s: TokenScores) -> dict[str, Any]:
         "above": np.asarray(above, dtype=float).tolist(),
         "pieces": None if s.pieces is None else [str(p) for p in s.pieces],
     }
+
+
+def _stored_answer(a: object, role: str) -> Answer:
+    """A stored answer about a completion, checked to have an answer's fields (a bundle's answers
+    are read from a file anyone may have written)."""
+    keys = ("tokens", "logprobs", "ranks", "above")
+    if not isinstance(a, dict) or not all(isinstance(a.get(k), list) for k in keys):
+        raise ValueError(f"a stored {role} scorer answer about a completion lacks its numbers")
+    pieces = a.get("pieces")
+    return Answer(
+        tokens=a["tokens"],
+        logprobs=a["logprobs"],
+        ranks=a["ranks"],
+        above=a["above"],
+        pieces=pieces if isinstance(pieces, list) else None,
+    )

@@ -23,11 +23,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from bakeoff.audit._power import greedy_power
 from bakeoff.audit._stats import e_bh
 from bakeoff.lineups import AuditSettings, Lineup
+from bakeoff.store import PowerAt, RouteShare, TestEvidence, Verdict
+
+Tests = dict[str, TestEvidence]
+"""One candidate's tests by name (`greedy`, `sampled`, `logprobs`, `lr:<alternative>`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Substitute:
+    """A substitute a "same" claim is translated to: the share of outputs it changes, and where
+    that figure comes from."""
+
+    changes: float
+    source: str
+
 
 DEFAULT_SUBSTITUTES = ["Q8_0", "Q4_K_M"]
 """The local ladder's substitutes looked for among a run's candidates when `audit.alternatives` is
@@ -51,83 +65,77 @@ def stop_threshold(settings: AuditSettings, n_candidates: int) -> float:
 
 
 def known_substitutes(
-    lineup: Lineup, settings: AuditSettings, evidence: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
+    lineup: Lineup, settings: AuditSettings, evidence: dict[str, Tests]
+) -> dict[str, Substitute]:
     """The substitutes a "same" claim is translated to, with the share of outputs each changes:
     the stated default (`audit.substitute_change`, Q8_0-like), and every candidate of this run that
     is a named substitute (`audit.alternatives`, else Q8_0 and Q4_K_M of the local ladder, matched
     by endpoint name or local variant) with its excess rate measured in this run — its 95%
     anytime-valid lower bound, so the translation stays conservative."""
     out = {
-        "Q8_0-like": {
-            "changes": settings.substitute_change,
-            "source": "default audit.substitute_change (Q8_0 on the local ladder: 9/40 at "
+        "Q8_0-like": Substitute(
+            settings.substitute_change,
+            "default audit.substitute_change (Q8_0 on the local ladder: 9/40 at "
             "margin 0.1, docs/FIDELITY.md)",
-        }
+        )
     }
     wanted = {n.lower() for n in (settings.alternatives or DEFAULT_SUBSTITUTES)}
     for ep in lineup.endpoints:
         variant = getattr(ep.local, "variant", None) if ep.local is not None else None
         g = evidence.get(ep.name, {}).get("greedy")
         names = {ep.name.lower(), str(variant).lower()}
-        if g is None or not names & wanted or g.get("excess_lower_bound", 0) <= 0:
+        lower = g.excess_lower_bound if g is not None else None
+        if g is None or lower is None or not names & wanted or lower <= 0:
             continue
-        out[ep.name] = {
-            "changes": g["excess_lower_bound"],
-            "source": f"measured in this run ({g['confident_differ']}/{g['n']}; 95% lower bound)",
-        }
+        out[ep.name] = Substitute(
+            lower, f"measured in this run ({g.confident_differ}/{g.n}; 95% lower bound)"
+        )
     return out
 
 
 def decide(
-    evidence: dict[str, dict[str, Any]],
+    evidence: dict[str, Tests],
     settings: AuditSettings,
-    substitutes: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+    substitutes: dict[str, Substitute] | None = None,
+) -> dict[str, Verdict]:
     """Verdict, p-value, why and the claim for each candidate from its tests (mutates the greedy
     test's entry to add the power of the applied rule). `substitutes`: `known_substitutes`
     (default: the stated Q8_0-like one only)."""
     alpha = settings.alpha
     threshold = stop_threshold(settings, len(evidence))
     subs = substitutes or {
-        "Q8_0-like": {"changes": settings.substitute_change, "source": "audit.substitute_change"}
+        "Q8_0-like": Substitute(settings.substitute_change, "audit.substitute_change")
     }
-    paths = {
-        name: combine([t["wealth"] for t in tests.values()]) for name, tests in evidence.items()
-    }
+    paths = {name: combine([t.wealth for t in tests.values()]) for name, tests in evidence.items()}
     if settings.multiplicity == "fdr":
         e_values = {name: (p[-1] if p else 1.0) for name, p in paths.items()}
         rejected = e_bh(e_values, alpha)
     else:
         rejected = {name for name, p in paths.items() if p and max(p) >= threshold}
-    out: dict[str, Any] = {}
+    out: dict[str, Verdict] = {}
     for name, tests in evidence.items():
         path = paths[name]
         p_value = min(1.0, 1.0 / max(max(path), 1e-300)) if path else 1.0
         g = tests.get("greedy")
         if g is not None:
             _add_power(g, settings, threshold * len(tests), exact=len(tests) == 1)
-        out[name] = {
-            **_verdict(name in rejected, tests, settings, p_value, subs),
-            "p_value": p_value,
-            "e_value": round(path[-1], 4) if path else 1.0,
-            "multiplicity": settings.multiplicity,
-        }
+        v = _verdict(name in rejected, tests, settings, p_value, subs)
+        v.e_value = round(path[-1], 4) if path else 1.0
+        v.multiplicity = settings.multiplicity
+        out[name] = v
     return out
 
 
-def _add_power(
-    g: dict[str, Any], settings: AuditSettings, threshold: float, *, exact: bool
-) -> None:
+def _add_power(g: TestEvidence, settings: AuditSettings, threshold: float, *, exact: bool) -> None:
     """The greedy rule's power at each of `audit.power_effects` (a share of outputs changed), with
     the reference's own repeat parting at the rate seen so far (plugged in), and the expected calls:
     exact (`_power`) when greedy is the only test and alpha is per endpoint; otherwise the greedy
     test alone at the combined threshold (the average of m e-processes is at least the greedy one
     / m), a lower bound."""
-    budget = max(settings.budget, g["n"])
-    p_y = round(g["reference_repeat_differ"] / g["n"], 2) if g["n"] else 0.0
+    budget = max(settings.budget, g.n)
+    p_y = round((g.reference_repeat_differ or 0) / g.n, 2) if g.n else 0.0
     exact = exact and settings.multiplicity == "per_endpoint"
-    g["power"] = []
+    power: list[PowerAt] = []
     for effect in settings.power_effects:
         pw = greedy_power(
             effect,
@@ -140,29 +148,30 @@ def _add_power(
             threshold=threshold,
         )
         if pw is None:
-            g["power"] = []
+            power = []
             break
-        g["power"].append(
-            {
-                "effect": effect,
-                "different": round(pw.different, 4),
-                "same": round(pw.same, 4),
-                "expected_calls": round(pw.expected_calls, 1),
-            }
+        power.append(
+            PowerAt(
+                effect=effect,
+                different=round(pw.different, 4),
+                same=round(pw.same, 4),
+                expected_calls=round(pw.expected_calls, 1),
+            )
         )
-    g["power_is_exact"] = exact and bool(g["power"])
-    if not g["power"]:
-        g["power_method"] = (
+    g.power = power
+    g.power_is_exact = exact and bool(power)
+    if not power:
+        g.power_method = (
             f"not computed: {budget} calls beside a reference repeat parting at {p_y:g} is past "
             "the exact chain's size (audit/_power.py MAX_STATES)"
         )
     elif exact:
-        g["power_method"] = (
+        g.power_method = (
             "exact: Markov chain over the counts, the reference repeat's rate "
             f"{p_y:g} (to 0.01) plugged in"
         )
     else:
-        g["power_method"] = (
+        g.power_method = (
             f"lower bound: the greedy test alone at e-value {threshold:g}, the reference "
             f"repeat's rate {p_y:g} plugged in"
         )
@@ -179,109 +188,125 @@ def _routes(share: float) -> str:
     return f"routes ≥{_share(share)}" if share > 0 else "routes of any share"
 
 
-def _rules_out(g: dict[str, Any], subs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _rules_out(g: TestEvidence, subs: dict[str, Substitute]) -> list[RouteShare]:
     """Per substitute: the smallest share of requests routed to it that the bound rules out."""
-    ub = max(g["rate_upper_bound"], 0.0)
+    ub = max(_upper(g), 0.0)
     return [
-        {
-            "substitute": name,
-            "changes": s["changes"],
-            "source": s["source"],
-            "route_share": round(min(1.0, ub / s["changes"]), 4),
-        }
+        RouteShare(
+            substitute=name,
+            changes=s.changes,
+            source=s.source,
+            route_share=round(min(1.0, ub / s.changes), 4),
+        )
         for name, s in subs.items()
     ]
 
 
-def _power_text(g: dict[str, Any], budget: int) -> str:
-    if not g["power"]:
-        return f"power {g['power_method']}"
-    cells = " / ".join(f"{p['different']:.2f}" for p in g["power"])
-    effects = " / ".join(_share(p["effect"]) for p in g["power"])
-    kind = "" if g["power_is_exact"] else " at least"
+def _upper(g: TestEvidence) -> float:
+    """The greedy test's upper bound on the excess rate (1: none, the vacuous bound)."""
+    return 1.0 if g.rate_upper_bound is None else g.rate_upper_bound
+
+
+def _power_text(g: TestEvidence, budget: int) -> str:
+    if not g.power:
+        return f"power {g.power_method}"
+    cells = " / ".join(f"{p.different:.2f}" for p in g.power)
+    effects = " / ".join(_share(p.effect) for p in g.power)
+    kind = "" if g.power_is_exact else " at least"
     return f"power{kind} {cells} to see {effects} of outputs changed within {budget} calls"
 
 
 def _verdict(
     rejected: bool,
-    tests: dict[str, Any],
+    tests: Tests,
     settings: AuditSettings,
     p_value: float,
-    subs: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+    subs: dict[str, Substitute],
+) -> Verdict:
     g = tests.get("greedy")
-    flag = g.get("sampler_flag") if g else None
-    delta = settings.same_within
-    seen = f"{g['confident_differ']}/{g['n']}" if g else f"n={max(t['n'] for t in tests.values())}"
-    if flag:
-        return {
-            "verdict": "inconclusive",
-            "claim": f"inconclusive ({seen}, sampler)",
-            "why": "the candidate's sampler differs from the reference's (repetition penalty): "
+    seen = f"{g.confident_differ}/{g.n}" if g else f"n={max(t.n for t in tests.values())}"
+    if g is not None and g.sampler_flag:
+        return Verdict(
+            verdict="inconclusive",
+            claim=f"inconclusive ({seen}, sampler)",
+            why="the candidate's sampler differs from the reference's (repetition penalty): "
             "its differences are not evidence about the weights",
-        }
-    if rejected:
-        return {
-            "verdict": "different",
-            "claim": f"different (p={p_value:.2g}, {seen})",
-            "why": _why_different(tests, settings),
-        }
-    if g is not None and g["same_at"] is not None:
-        ruled = _rules_out(g, subs)
-        head = ruled[0]
-        more = "".join(
-            f"; {_routes(r['route_share'])} to {r['substitute']} (changes ≥{_share(r['changes'])}"
-            f", {r['source']})"
-            for r in ruled[1:]
+            p_value=p_value,
         )
-        return {
-            "verdict": "same",
-            "claim": f"same ≤{_share(delta)} ({seen}; {_routes(head['route_share'])} to "
-            f"{head['substitute']} ruled out)",
-            "why": (
-                f"{g['confident_differ']} confident greedy divergences in {g['n']} calls, the "
-                f"reference's own repeat {g['reference_repeat_differ']} (margin {g['margin']:g} "
-                f"nats; {g['near_ties']} near-ties left out): the excess rate is at most "
-                f"{g['rate_upper_bound']:.2%} (95% anytime-valid bound), within the stated "
-                f"{_share(delta)}. "
-                + (
-                    f"A share ≥{_share(head['route_share'])}"
-                    if head["route_share"] > 0
-                    else "Any share"
-                )
-                + f" of requests served by a substitute that changes ≥{_share(head['changes'])} of outputs "
-                f"({head['source']}) would have been seen{more}"
-            ),
-            "rules_out": ruled,
-        }
+    if rejected:
+        return Verdict(
+            verdict="different",
+            claim=f"different (p={p_value:.2g}, {seen})",
+            why=_why_different(tests, settings),
+            p_value=p_value,
+        )
+    if g is not None and g.same_at is not None:
+        return _same(g, settings, p_value, subs, seen)
+    return _inconclusive(g, settings, p_value, seen)
+
+
+def _same(
+    g: TestEvidence, settings: AuditSettings, p_value: float, subs: dict[str, Substitute], seen: str
+) -> Verdict:
+    """ "same ≤δ", said in traffic: the share of requests routed to each substitute ruled out."""
+    delta = settings.same_within
+    ruled = _rules_out(g, subs)
+    head = ruled[0]
+    more = "".join(
+        f"; {_routes(r.route_share)} to {r.substitute} (changes ≥{_share(r.changes)}, {r.source})"
+        for r in ruled[1:]
+    )
+    share = f"A share ≥{_share(head.route_share)}" if head.route_share > 0 else "Any share"
+    return Verdict(
+        verdict="same",
+        claim=f"same ≤{_share(delta)} ({seen}; {_routes(head.route_share)} to "
+        f"{head.substitute} ruled out)",
+        why=(
+            f"{g.confident_differ} confident greedy divergences in {g.n} calls, the "
+            f"reference's own repeat {g.reference_repeat_differ} (margin {g.margin:g} "
+            f"nats; {g.near_ties} near-ties left out): the excess rate is at most "
+            f"{_upper(g):.2%} (95% anytime-valid bound), within the stated "
+            f"{_share(delta)}. {share} of requests served by a substitute that changes "
+            f"≥{_share(head.changes)} of outputs ({head.source}) would have been seen{more}"
+        ),
+        rules_out=ruled,
+        p_value=p_value,
+    )
+
+
+def _inconclusive(
+    g: TestEvidence | None, settings: AuditSettings, p_value: float, seen: str
+) -> Verdict:
     why = f"not rejected (p={p_value:.2g})"
     if g is not None:
-        need = g["calls_for_same"]
+        need = g.calls_for_same
         why += (
             f" against an excess of at most {_share(settings.tolerance)} (the tolerance)"
-            f"; {seen} prompts part confidently (margin {g['margin']:g} nats; the reference's own "
-            f"repeat {g['reference_repeat_differ']}), excess bound {g['rate_upper_bound']:.1%} > "
-            f"{_share(delta)}: 'same' needs "
+            f"; {seen} prompts part confidently (margin {g.margin:g} nats; the reference's own "
+            f"repeat {g.reference_repeat_differ}), excess bound {_upper(g):.1%} > "
+            f"{_share(settings.same_within)}: 'same' needs "
             + (f"{need} greedy calls at this count" if need else "a smaller divergence count")
-            + f"; {_power_text(g, max(settings.budget, g['n']))}"
+            + f"; {_power_text(g, max(settings.budget, g.n))}"
         )
     else:
         why += "; only the greedy regime bounds the difference ('same' needs it)"
-    bound = f", ≤{g['rate_upper_bound']:.0%}" if g else ""
-    return {"verdict": "inconclusive", "claim": f"inconclusive ({seen}{bound})", "why": why}
+    bound = f", ≤{_upper(g):.0%}" if g else ""
+    return Verdict(
+        verdict="inconclusive", claim=f"inconclusive ({seen}{bound})", why=why, p_value=p_value
+    )
 
 
-def _why_different(tests: dict[str, Any], settings: AuditSettings) -> str:
+def _why_different(tests: Tests, settings: AuditSettings) -> str:
     g = tests.get("greedy")
-    strongest = max(tests, key=lambda k: max(tests[k]["wealth"] or [0]))
+    strongest = max(tests, key=lambda k: max(tests[k].wealth or [0]))
     why = f"the {strongest} test rejected at alpha={settings.alpha}"
     if strongest == "greedy" and g is not None:
         why += (
-            f": {g['confident_differ']} of {g['n']} prompts part from the reference where it "
-            f"was sure of its token (margin > {g['margin']:g} nats; the reference's own repeat "
-            f"{g['reference_repeat_differ']}); the excess rate is above the tolerance "
+            f": {g.confident_differ} of {g.n} prompts part from the reference where it "
+            f"was sure of its token (margin > {g.margin:g} nats; the reference's own repeat "
+            f"{g.reference_repeat_differ}); the excess rate is above the tolerance "
             f"{_share(settings.tolerance)} an honest engine gets (95% lower bound "
-            f"{max(g['excess_lower_bound'], 0):.1%})"
+            f"{max(g.excess_lower_bound or 0.0, 0):.1%})"
         )
     elif strongest.startswith("lr:"):
         why = (

@@ -24,7 +24,7 @@ from bakeoff.cli._common import (
 from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError
 from bakeoff.plugins import load
-from bakeoff.store import Store
+from bakeoff.store import Store, Verdict
 
 app = typer.Typer(
     help="Audit every endpoint against the reference: same / different / inconclusive, with "
@@ -84,7 +84,8 @@ def audit(
     console = err if json_out else out
     console.print(verdict_table(run_id, verdicts))
     if json_out:
-        body = {"run_id": run_id, "analysis": analysis, "verdicts": verdicts}
+        stated = {k: v.to_json() for k, v in verdicts.items()}
+        body = {"run_id": run_id, "analysis": analysis, "verdicts": stated}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -107,7 +108,7 @@ def _settings_of(pairs: list[str]) -> dict[str, object]:
 
 def _rerun(
     store: Store, run: str, overrides: dict[str, object], quiet: bool
-) -> tuple[str, str, dict[str, Any]]:
+) -> tuple[str, str, dict[str, Verdict]]:
     from bakeoff.audit import AuditError, reanalyse
     from bakeoff.runs import lineup_of_run
 
@@ -214,7 +215,8 @@ def analyses_cmd(
         if json_out:
             sys.stdout.write(orjson.dumps(one, option=orjson.OPT_INDENT_2).decode() + "\n")
         else:
-            out.print(verdict_table(f"{rid}, analysis {analysis}", one["verdicts"]))
+            typed = {k: Verdict.model_validate(v) for k, v in one["verdicts"].items()}
+            out.print(verdict_table(f"{rid}, analysis {analysis}", typed))
         return
     if json_out:
         sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -289,7 +291,7 @@ def verify_cmd(
     out.print("verified: every verdict follows from the bundle")
 
 
-def verdict_table(run_id: str, verdicts: dict[str, Any]) -> Table:
+def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
     t = Table(title=f"fidelity audit, run {run_id}", title_justify="left")
     for col in (
         "endpoint",
@@ -303,18 +305,18 @@ def verdict_table(run_id: str, verdicts: dict[str, Any]) -> Table:
     ):
         t.add_column(col)
     for name, v in verdicts.items():
-        g = v["tests"].get("greedy") or {}
-        s = v["tests"].get("sampled") or {}
-        colour = {"same": "green", "different": "red"}.get(v["verdict"], "yellow")
-        why = v["why"] + "".join(f"\n! {f}" for f in v["behaviour"].get("flags", []))
+        g, s = v.tests.get("greedy"), v.tests.get("sampled")
+        colour = {"same": "green", "different": "red"}.get(v.verdict, "yellow")
+        why = (v.why or "") + "".join(f"\n! {f}" for f in v.behaviour.flags)
+        confident = "-" if g is None or g.confident_differ is None else g.confident_differ
         t.add_row(
             name,
-            f"[{colour}]{escape(v.get('claim') or v['verdict'])}[/]",
-            f"{v['p_value']:.2g}",
-            str(v["calls"]),
-            f"{g.get('confident_differ', '-')} / {g['differ']} / {g['n']}" if g else "-",
-            f"p={s['p_value']:.2g} n={s['n']}" if s else "-",
-            f"{s['mmd_p_value']:.2g}" if s else "-",
+            f"[{colour}]{escape(v.claim or v.verdict)}[/]",
+            f"{v.p_value:.2g}",
+            str(v.calls),
+            f"{confident} / {g.differ} / {g.n}" if g else "-",
+            f"p={s.p_value:.2g} n={s.n}" if s else "-",
+            f"{s.mmd_p_value:.2g}" if s else "-",
             why,
         )
     return t

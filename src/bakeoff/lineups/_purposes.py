@@ -19,3 +19,13 @@ ARENA_JUDGE: dict[str, object] = {**GREEDY, "max_tokens": 8}
 def audit_regime(regime: str) -> dict[str, object]:
     """The fidelity audit's decoding for a regime: `greedy` or `sampled`."""
     return dict(GREEDY if regime == "greedy" else SAMPLED)
+
+
+FIDELITY_PREFIX = "fidelity."
+"""The suites of the fidelity audit's calls (`fidelity.greedy`, `fidelity.sampled`): stored like
+any suite's, told apart by this prefix (the bill's `audit` purpose, exports, the analysis)."""
+
+
+def fidelity_suite(regime: str) -> str:
+    """The suite of a regime's audit calls: `fidelity.greedy` or `fidelity.sampled`."""
+    return FIDELITY_PREFIX + regime

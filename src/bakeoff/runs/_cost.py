@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from bakeoff.endpoints import CallResult
-from bakeoff.lineups import Endpoint, Lineup
+from bakeoff.lineups import Endpoint, Lineup, purposes
 from bakeoff.runs._results import Bill
 from bakeoff.store import Row, SideCallRecord
 
@@ -170,7 +170,10 @@ def bill_of(calls: list[Row], side: list[Row]) -> Bill:
     sources: Counter[str] = Counter()
     n = unpriced = cached_tokens = 0
     for c, purpose in [
-        *((c, "audit" if c["suite"].startswith("fidelity.") else "suite") for c in calls),
+        *(
+            (c, "audit" if c["suite"].startswith(purposes.FIDELITY_PREFIX) else "suite")
+            for c in calls
+        ),
         *((c, c["purpose"]) for c in side),
     ]:
         if c["status"] != "ok":

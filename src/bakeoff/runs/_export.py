@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from bakeoff.lineups import purposes
 from bakeoff.runs._summary import summary_of
 from bakeoff.store import Store, loads
 
@@ -182,7 +183,7 @@ def call_rows(
         by_call.setdefault(s["call_id"], []).append(s)
     out = []
     for c in store.calls(run_id):
-        kind = "audit" if c["suite"].startswith("fidelity.") else "suite"
+        kind = "audit" if c["suite"].startswith(purposes.FIDELITY_PREFIX) else "suite"
         if (want_suites and c["suite"] not in want_suites) or (
             want_eps and c["endpoint"] not in want_eps
         ):
@@ -280,16 +281,19 @@ def verdict_rows(store: Store, run_id: str, *, endpoints: Iterable[str] = ()) ->
     for name, v in sorted(store.verdicts(run_id).items()):
         if want and name not in want:
             continue
-        evidence = {k: x for k, x in v.items() if k not in ("verdict", "p_value", "claim", "why")}
+        stated = v.to_json()
+        evidence = {
+            k: x for k, x in stated.items() if k not in ("verdict", "p_value", "claim", "why")
+        }
         out.append(
             {
                 "run_id": run_id,
                 "endpoint": name,
-                "verdict": v.get("verdict"),
-                "claim": v.get("claim"),
-                "p_value": v.get("p_value"),
-                "calls": v.get("calls"),
-                "why": v.get("why"),
+                "verdict": v.verdict,
+                "claim": v.claim,
+                "p_value": v.p_value,
+                "calls": stated.get("calls"),
+                "why": v.why,
                 "evidence_json": orjson.dumps(evidence, option=orjson.OPT_NON_STR_KEYS).decode(),
             }
         )

@@ -47,7 +47,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import ProbeResult, Row, Store, StoreError
+from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict
 from bakeoff.suites import Item
 
 
@@ -55,22 +55,22 @@ def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _fidelity(v: dict[str, Any] | None, is_reference: bool) -> Fidelity | None:
-    """The audit's verdict as the summary states it (`v`: as the store keeps it)."""
+def _fidelity(v: Verdict | None, is_reference: bool) -> Fidelity | None:
+    """The audit's verdict as the summary states it."""
     if is_reference:
         return Fidelity(verdict="reference")
     if v is None:
         return None
     return Fidelity(
-        verdict=v["verdict"],
-        claim=v.get("claim"),
-        p_value=v["p_value"],
-        multiplicity=v.get("multiplicity", "per_endpoint"),
-        alpha=v.get("alpha"),
-        calls=v["calls"],
-        tokens=v["tokens"],
-        why=v["why"],
-        flags=v["behaviour"].get("flags", []),
+        verdict=v.verdict,
+        claim=v.claim,
+        p_value=v.p_value,
+        multiplicity=v.multiplicity,
+        alpha=v.alpha,
+        calls=v.calls,
+        tokens=v.tokens,
+        why=v.why,
+        flags=v.behaviour.flags,
     )
 
 
@@ -191,7 +191,7 @@ class _EndpointRows:
     """Suite, audit, probe and judge calls: its bill, and who served them."""
     planned: int
     suites: dict[str, SuiteStats]
-    verdict: dict[str, Any] | None
+    verdict: Verdict | None
     probe: ProbeResult | None
     bill: Bill
 

@@ -30,6 +30,7 @@ from bakeoff.store._records import (
     dumps,
 )
 from bakeoff.store._secrets import Secrets
+from bakeoff.store._verdicts import Verdict
 
 DEFAULT_DB = "bakeoff.db"
 
@@ -447,9 +448,8 @@ class Store(Reads, Analyses):
                 ),
             )
 
-    def put_verdict(
-        self, run_id: str, endpoint: str, verdict: str, p_value: float | None, evidence: Any
-    ) -> None:
+    def put_verdict(self, run_id: str, endpoint: str, verdict: Verdict) -> None:
+        """Keep an endpoint's verdict (its kind and p-value in columns, the whole in JSON)."""
         with self.transaction() as db:
             db.execute(
                 upsert(
@@ -457,7 +457,14 @@ class Store(Reads, Analyses):
                     ("run_id", "endpoint", "computed_at", "verdict", "p_value", "evidence_json"),
                     ("run_id", "endpoint"),
                 ),
-                (run_id, endpoint, now_iso(), verdict, p_value, self.scrub(dumps(evidence))),
+                (
+                    run_id,
+                    endpoint,
+                    now_iso(),
+                    verdict.verdict,
+                    verdict.p_value,
+                    self.scrub(dumps(verdict.to_json())),
+                ),
             )
 
     # -- derived results -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from bakeoff._procs import pid_alive
 from bakeoff.store._dialect import Connection, Cursor, Row
 from bakeoff.store._probes import ProbeResult
 from bakeoff.store._records import VoteRecord
+from bakeoff.store._verdicts import Verdict
 
 LIGHT_CALL_COLUMNS = (
     "id, run_id, endpoint, suite, item_id, repeat, status, error_class, n_attempts, cached,"
@@ -274,14 +275,12 @@ class Reads:
             for r in rows
         ]
 
-    def verdicts(self, run_id: str) -> dict[str, Any]:
+    def verdicts(self, run_id: str) -> dict[str, Verdict]:
         rows = self.db.execute("SELECT * FROM verdicts WHERE run_id = ?", (run_id,)).fetchall()
         return {
-            r["endpoint"]: {
-                "verdict": r["verdict"],
-                "p_value": r["p_value"],
-                **loads(r["evidence_json"]),
-            }
+            r["endpoint"]: Verdict.model_validate(
+                {"verdict": r["verdict"], "p_value": r["p_value"], **loads(r["evidence_json"])}
+            )
             for r in rows
         }
 

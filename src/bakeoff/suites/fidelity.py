@@ -10,29 +10,37 @@ from __future__ import annotations
 
 import random
 
-from bakeoff.lineups import purposes
+from bakeoff.lineups import AuditSettings, purposes
 from bakeoff.suites import Item
 from bakeoff.suites._prompt_space import draw_prompts, read_prompt_file
+
+UNSEEDED = 0
+"""The prompts' seed where neither the caller nor the settings give one (an audit draws its own
+private seed before it asks for its prompts: `audit.applied_settings`)."""
 
 
 def audit_items(
     regime: str,
+    settings: AuditSettings | None = None,
     *,
-    seed: int = 0,
-    n: int = 200,
-    max_tokens: int = 48,
-    logprobs: bool = False,
-    top_p: float = 0.95,
-    prompts: str | None = None,
+    seed: int | None = None,
+    n: int | None = None,
 ) -> list[Item]:
-    """`n` distinct prompts drawn from the private prompt space by `seed` (`_prompt_space`), or
-    from the user's own `prompts` file in an order seeded by `seed`; sampled calls ask for T=1
-    with nucleus `top_p`; with `logprobs`, also for the log-probabilities of the sampled tokens.
+    """`n` (default: `settings.budget`) distinct prompts drawn from the private prompt space by
+    `seed` (default: `settings.seed`, else `UNSEEDED`) (`_prompt_space`), or from the user's own
+    `settings.prompts` file in an order seeded by `seed`; every call asks for `settings.max_tokens`,
+    sampled calls for T=1 with nucleus `settings.top_p` and, with `settings.logprobs`, the
+    log-probabilities of the sampled tokens. `settings`: the lineup's `audit:` (default: its
+    defaults, `AuditSettings()`).
 
     Prompt i depends on the seed and i alone, so a longer audit of a seed extends a shorter one
     (calibration takes disjoint slices of one sequence)."""
-    if prompts is not None:
-        texts = read_prompt_file(prompts)
+    settings = settings or AuditSettings()
+    seed = seed if seed is not None else (settings.seed or UNSEEDED)
+    n = n if n is not None else settings.budget
+    max_tokens, top_p, logprobs = settings.max_tokens, settings.top_p, settings.logprobs
+    if settings.prompts is not None:
+        texts = read_prompt_file(settings.prompts)
         random.Random(f"fidelity-file:{seed}").shuffle(texts)
         texts = texts[:n]
     else:
@@ -72,7 +80,7 @@ class FidelitySuite:
 
     def __init__(self, regime: str) -> None:
         self.regime = regime
-        self.name = f"fidelity.{regime}"
+        self.name = purposes.fidelity_suite(regime)
         self.description = f"Fidelity audit prompts, {regime} regime (used by `bakeoff audit`)."
         self.tiers = (regime,)
 

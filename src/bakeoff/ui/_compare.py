@@ -77,7 +77,7 @@ def compare_runs(store: Store, a: str, b: str) -> dict[str, Any]:
     for r, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         r["p_holm"] = adj
         r["significant"] = adj is not None and adj < 0.05
-    va, vb = store.verdicts(ra["id"]), store.verdicts(rb["id"])
+    va, vb = ({k: v.to_json() for k, v in store.verdicts(r["id"]).items()} for r in (ra, rb))
     fid = [
         {"endpoint": n, "a": va.get(n), "b": vb.get(n)}
         for n in sorted(set(va) | set(vb), key=lambda n: _pos(order_a, n))

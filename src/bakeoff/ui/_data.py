@@ -78,8 +78,9 @@ class RunData:
         return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(self.endpoints)}
 
     @cached_property
-    def verdicts(self) -> dict[str, Any]:
-        return self.store.verdicts(self.run_id)
+    def verdicts(self) -> dict[str, dict[str, object]]:
+        """The audit's verdicts as stored (JSON), what the pages show."""
+        return {k: v.to_json() for k, v in self.store.verdicts(self.run_id).items()}
 
     @cached_property
     def suites(self) -> list[str]:

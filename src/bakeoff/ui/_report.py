@@ -44,7 +44,8 @@ def report_contents(store: Store, run_id: str) -> str:
     string is not the store's no longer shows everything."""
     votes = store.votes(run_id)
     perf = [f"{r['id']}:{r['status']}" for r in store.perf_runs_of(run_id)]
-    verdicts = orjson.dumps(store.verdicts(run_id), option=orjson.OPT_SORT_KEYS)
+    stated = {k: v.to_json() for k, v in store.verdicts(run_id).items()}
+    verdicts = orjson.dumps(stated, option=orjson.OPT_SORT_KEYS)
     last = votes[-1].id if votes else 0
     return (
         f"votes={len(votes)}/{last};perf={','.join(perf)};"
