@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bakeoff.endpoints import JsonObject
 from bakeoff.lineups import Endpoint, Lineup
 
 
@@ -43,7 +44,7 @@ class Provider:
     """Applies when the lineup gives neither `base_url` nor `api_key_env` (the preset's host)."""
     engine: str | None = None
     """Fills `Endpoint.engine` when unset (a self-hosted engine: vllm, sglang, llama.cpp)."""
-    neutral_params: ClassVar[dict[str, Any] | None] = None
+    neutral_params: ClassVar[JsonObject | None] = None
     """Fills `Endpoint.neutral_params` when neither it nor an engine is set: the fields this
     provider takes that switch off its own sampler defaults."""
     drops: frozenset[str] = frozenset()
@@ -81,7 +82,7 @@ class Provider:
     async def stop(self) -> None:
         """Undo `start()`. Called even if `start()` failed half-way."""
 
-    def extra_body(self) -> dict[str, Any]:
+    def extra_body(self) -> JsonObject:
         body = dict(self.endpoint.extra_body)
         if self.endpoint.routing is not None:
             body["provider"] = self.endpoint.routing.model_dump(exclude_none=True)
@@ -96,7 +97,7 @@ class OpenRouterProvider(Provider):
     default_base_url = "https://openrouter.ai/api/v1"
     default_key_env = "OPENROUTER_API_KEY"
     # OpenRouter's documented defaults, passed to the upstreams that take them
-    neutral_params: ClassVar[dict[str, Any] | None] = {
+    neutral_params: ClassVar[JsonObject | None] = {
         "top_k": 0,
         "min_p": 0.0,
         "repetition_penalty": 1.0,

@@ -95,6 +95,9 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     ),
 }
 NULLS = [n for n, (kind, _) in ENDPOINTS.items() if kind == "null"]
+PROMPT_SEED = 0
+"""The one seeded prompt sequence every repetition takes its own slice of: fixed, so a kept
+calibration resumes on the same prompts (the audit's own default draws a fresh private seed)."""
 CHECKPOINTS = {"greedy": (10, 20, 50), "sampled": (20, 50, 100)}
 """Budgets at which "different by k calls" is counted (the audit's full budget too)."""
 
@@ -148,7 +151,9 @@ def _rep(
     run_id = prior["id"] if prior is not None else create_run(store, lineup)
     suite = SUITES[regime]
     if not store.items(run_id, suite):  # this repetition's own prompts, read by run_audit
-        items = audit_items(regime, lineup.audit, seed=0, n=(rep + 1) * budget)[rep * budget :]
+        items = audit_items(regime, lineup.audit, seed=PROMPT_SEED, n=(rep + 1) * budget)[
+            rep * budget :
+        ]
         store.add_items(run_id, suite, [it.stored() for it in items])
 
     async def after(session: EndpointSession) -> None:
