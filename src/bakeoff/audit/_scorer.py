@@ -187,7 +187,7 @@ class HttpReferenceScorer:
       server's own (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` + `/detokenize`).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- a scorer server: where, who, its template and its limits
         self,
         base_url: str,
         model: str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-from bakeoff.store import PerfRecord
+from bakeoff.store import PerfRecord as PerfRecord
 
 
 class ShardResult(TypedDict):

@@ -31,7 +31,7 @@ from bakeoff.endpoints import (
 )
 from bakeoff.lineups import Endpoint
 from bakeoff.runs._ratelimit import RateLimiter
-from bakeoff.store import Attempt
+from bakeoff.store import Attempt as Attempt
 
 
 @dataclass
