@@ -1,5 +1,6 @@
 import math
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,10 +179,10 @@ def _simulate(reps: int, temperature: int, sims: int = 400, n_items: int = 50, s
                 for i in range(n_items) for r in range(reps)
             ]  # fmt: skip
         stats = {ep: _suite_stats(outcomes[(ep, "s")], {}) for ep in ("ref", "cand")}
-        endpoints = [{"name": ep, "suites": {"s": stats[ep]}} for ep in ("ref", "cand")]
+        endpoints = [SimpleNamespace(name=ep, suites={"s": stats[ep]}) for ep in ("ref", "cand")]
         _paired(endpoints, outcomes, lineup)
-        rejections += endpoints[1]["suites"]["s"]["vs_reference"]["p_holm"] < 0.05
-        lo, hi = stats["ref"]["ci95"]
+        rejections += endpoints[1].suites["s"].vs_reference.p_holm < 0.05
+        lo, hi = stats["ref"].ci95
         covered += lo - 1e-4 <= truth <= hi + 1e-4
         k = sum(o.passed for o in outcomes[("ref", "s")])
         clo, chi = wilson_interval(k, n_items * reps)
@@ -215,18 +216,17 @@ def test_one_repeat_is_analysed_as_before():
                     error=False) for i in range(30)]  # fmt: skip
     st_ref = _suite_stats(ref, {})
     lo, hi = wilson_interval(20, 30)
-    assert st_ref["ci95"] == [round(lo, 4), round(hi, 4)] and st_ref["n_items"] == 30
+    assert st_ref.ci95 == [round(lo, 4), round(hi, 4)] and st_ref.n_items == 30
     lineup = type("L", (), {})()
     lineup.reference, lineup.run = "ref", type("R", (), {"suites": ["s"]})()
-    eps = [{"name": "ref", "suites": {"s": st_ref}}, {"name": "c", "suites": {"s": {}}}]
+    eps = [
+        SimpleNamespace(name="ref", suites={"s": st_ref}),
+        SimpleNamespace(name="c", suites={"s": _suite_stats(cand, {})}),
+    ]
     _paired(eps, {("ref", "s"): ref, ("c", "s"): cand}, lineup)
-    vs = eps[1]["suites"]["s"]["vs_reference"]
+    vs = eps[1].suites["s"].vs_reference
     p, b, c = mcnemar_exact([o.passed for o in ref], [o.passed for o in cand])
-    assert (
-        vs["test"] == "mcnemar"
-        and vs["p_value"] == p
-        and (vs["ref_only"], vs["cand_only"]) == (b, c)
-    )
+    assert vs.test == "mcnemar" and vs.p_value == p and (vs.ref_only, vs.cand_only) == (b, c)
 
 
 def test_small_samples_never_give_impossible_p_values_or_zero_width_intervals():

@@ -261,7 +261,7 @@ def test_the_summary_and_a_resume_replay_the_path_the_stopper_saw():
     resumed Stopper's come from the calls sorted by `finished_at`, not by item id."""
     from bakeoff.lineups import parse_lineup
     from bakeoff.runs._stopping import Stopper, stored_values
-    from bakeoff.runs._summary import Outcome, _sequence_stats
+    from bakeoff.runs._summary import Outcome, _sequence_stats, _suite_stats
 
     lineup = parse_lineup(
         "run: {suites: [s], stop_when: {ci_width: 0.2, min_items: 20}}\n"
@@ -276,10 +276,10 @@ def test_the_summary_and_a_resume_replay_the_path_the_stopper_saw():
         live.record("s", f"i{i:02d}", float(values[t]))
     rows = [Outcome(item_id=f"i{i:02d}", repeat=0, value=float(values[t]), passed=None,
                     error=False, finished_at=1000.0 + t) for t, i in enumerate(order)]  # fmt: skip
-    stats: dict = {}
+    stats = _suite_stats(rows, {})
     _sequence_stats(stats, "s", sorted(rows, key=lambda o: o.item_id), lineup, 100)
     _, (lo, hi), _ = live.interval("s")
-    assert stats["ci95"] == [round(lo, 4), round(hi, 4)] and stats["stopped_early"]
+    assert stats.ci95 == [round(lo, 4), round(hi, 4)] and stats.stopped_early
     by_id = Stopper(
         lineup, [("s", o.item_id, o.value) for o in sorted(rows, key=lambda o: o.item_id)]
     )
