@@ -183,7 +183,6 @@ probe results, the capability row, the suite, the scorer, the endpoint handle.""
 
 LEFT = {
     "arena.arena_summary",
-    "arena.next_pair",
     "runs.EndpointSummary",
     "runs.RunSummary",
     "runs.summarize",
