@@ -183,11 +183,8 @@ probe results, the capability row, the suite, the scorer, the endpoint handle.""
 
 LEFT = {
     "arena.arena_summary",
-    "arena.next_pair",
-    "plugins.suites",
     "runs.EndpointSummary",
     "runs.RunSummary",
-    "runs.failed_gates",
     "runs.summarize",
     "suites.Item",
     "ui.compare_runs",

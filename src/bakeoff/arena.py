@@ -13,7 +13,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
@@ -69,7 +69,25 @@ def pairs_pool(store: Store, run_id: str) -> dict[tuple[str, str, int], dict[str
     return out
 
 
-def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> dict[str, Any] | None:
+class PairSide(TypedDict):
+    """One side of a pair as the page shows it: the call (never the endpoint) and its answer."""
+
+    call_id: str
+    text: str
+
+
+class Pair(TypedDict):
+    """A pair for a person to judge: the item, and its two answers in the order shown."""
+
+    suite: str
+    item_id: str
+    repeat: int
+    prompt: str
+    left: PairSide
+    right: PairSide
+
+
+def next_pair(store: Store, run_id: str, rng: random.Random | None = None) -> Pair | None:
     """A pair for a person to judge: an item and two endpoints in random order, preferring the
     endpoint pairs with the fewest human votes so far. None when the run has nothing to compare."""
     rng = rng or random.Random()

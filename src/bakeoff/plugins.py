@@ -25,6 +25,7 @@ from typing import Any
 import pluggy
 
 from bakeoff.lineups import FieldProblems, Lineup, load_lineup
+from bakeoff.suites import Suite
 
 hookspec = pluggy.HookspecMarker("bakeoff")
 hookimpl = pluggy.HookimplMarker("bakeoff")
@@ -120,11 +121,11 @@ def providers() -> dict[str, type]:
 
 
 @cache
-def _suites() -> dict[str, Any]:
+def _suites() -> dict[str, Suite]:
     return _collect("register_suites")
 
 
-def suites() -> dict[str, Any]:
+def suites() -> dict[str, Suite]:
     """Registered suites by name (instances made once per process)."""
     return dict(_suites())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -60,6 +61,13 @@ def calibrate(
         )
     except (AssetError, ServerError) as e:
         raise fail(str(e)) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        kept = (
+            f"the calls made are stored in {keep}: the same command goes on from them"
+            if keep
+            else "without --keep DIR, nothing was kept"
+        )
+        raise fail(f"interrupted; {kept}", 130) from None
     out.print(format_table(results), highlight=False)
     if json_out:
         write_json(results, json_out)

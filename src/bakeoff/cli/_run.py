@@ -258,7 +258,7 @@ def parse_gates(rules: list[str] | None) -> list[Gate]:
 
 def check_gates(summary: RunSummary, gates: list[Gate]) -> None:
     """Exit GATE_EXIT (100), one line per failure, when a gate fails."""
-    failures = failed_gates(summary.to_json(), gates)
+    failures = failed_gates(summary, gates)
     for f in failures:
         err.print(f"[bold red]gate failed:[/] {escape(f)}")
     if failures:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+
+from bakeoff.runs._results import EndpointSummary, RunSummary
 
 GATE_EXIT = 100
 
@@ -50,17 +51,15 @@ def parse_gate(text: str) -> Gate:
     return Gate(text.strip(), m["endpoint"], m["verdict"], er, m["suite"], sc)
 
 
-def failed_gates(summary: dict[str, Any], gates: list[Gate]) -> list[str]:
+def failed_gates(summary: RunSummary, gates: list[Gate]) -> list[str]:
     """One line per (gate, endpoint) that fails, saying what was seen."""
     out = []
-    endpoints = {e["name"]: e for e in summary["endpoints"]}
+    endpoints = {e.name: e for e in summary.endpoints}
     for g in gates:
         if g.endpoint is not None and g.endpoint not in endpoints:
             out.append(f"{g.text}: no endpoint {g.endpoint!r} in the run")
             continue
-        names = (
-            [g.endpoint] if g.endpoint else [n for n, e in endpoints.items() if not e["reference"]]
-        )
+        names = [g.endpoint] if g.endpoint else [n for n, e in endpoints.items() if not e.reference]
         for name in names:
             why = _fails(g, endpoints[name])
             if why:
@@ -68,30 +67,30 @@ def failed_gates(summary: dict[str, Any], gates: list[Gate]) -> list[str]:
     return out
 
 
-def _fails(g: Gate, e: dict[str, Any]) -> str | None:
+def _fails(g: Gate, e: EndpointSummary) -> str | None:
     if g.verdict is not None:
-        verdict = (e.get("fidelity") or {}).get("verdict")
-        if verdict is None:
+        if e.fidelity is None:
             return "has no fidelity verdict (the audit did not run)"
+        verdict = e.fidelity.verdict
         if (g.verdict == "different" and verdict == "different") or (
             g.verdict == "not-same" and verdict != "same"
         ):
-            return f"is {(e['fidelity'].get('claim') or verdict)}"
+            return f"is {e.fidelity.claim or verdict}"
         return None
     if g.error_rate is not None:
-        rate = e.get("error_rate")
+        rate = e.error_rate
         return (
             f"failed {rate:.1%} of its calls" if rate is not None and rate > g.error_rate else None
         )
     assert g.score is not None
-    suites = [g.suite] if g.suite else list(e["suites"])
+    suites = [g.suite] if g.suite else list(e.suites)
     low = []
     for s in suites:
-        st = e["suites"].get(s)
+        st = e.suites.get(s)
         if st is None:
             return f"has no suite {s!r}"
-        if st["score"] is None:  # no score is never a pass
-            low.append(f"{s} n/a ({st.get('no_score') or 'no answered call'})")
-        elif st["score"] < g.score:
-            low.append(f"{s} {st['score']:.3f}")
+        if st.score is None:  # no score is never a pass
+            low.append(f"{s} n/a ({st.no_score or 'no answered call'})")
+        elif st.score < g.score:
+            low.append(f"{s} {st.score:.3f}")
     return "scored " + ", ".join(low) if low else None
