@@ -15,7 +15,7 @@ BWRAP ?= /usr/bin/bwrap
 PG ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) /usr/lib/postgresql/15/bin/postgres)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test check lint fmt bench calibrate clean fuzz screenshots sandbox docs
+.PHONY: install demo test check coverage lint fmt bench calibrate clean fuzz screenshots sandbox docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,10 @@ test: $(DEV) $(CHROMIUM) $(BWRAP) $(PG)
 # the fast subset for iteration: everything but the modules marked slow in tests/conftest.py
 check: $(DEV) $(BWRAP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# make test under coverage.py: the line coverage of src/bakeoff by the whole suite (slower than make test)
+coverage: $(DEV) $(CHROMIUM) $(BWRAP) $(PG)
+	BAKEOFF_REQUIRE_PG=1 BAKEOFF_REQUIRE_RAY=1 $(BIN)/python -m pytest -q --cov=bakeoff --cov-report=term:skip-covered
 
 lint: $(DEV)
 	$(BIN)/ruff format --check src tests bench

@@ -15,6 +15,10 @@ from hypothesis import settings
 from pgserver import PgServer
 from pgserver import bindir as pg_bindir
 
+# No test reaches the Hugging Face hub. huggingface_hub reads this once, at its import: set after it
+# (by a test's monkeypatch) it is ignored and the "offline" test waited 23 s on the network instead.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 BAKEOFF = [sys.executable, "-m", "bakeoff"]
 

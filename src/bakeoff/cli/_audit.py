@@ -36,7 +36,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def audit(
+def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     ctx: typer.Context,
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Lineup YAML (default: the local lineup).", dir_okay=False

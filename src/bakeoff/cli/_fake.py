@@ -22,7 +22,7 @@ _FAULT_HELP = "; ".join(f"{k}: {v}" for k, v in FAULTS.items())
 _ALL_FAULTS = {**FAULTS, **HOSTILE}
 
 
-def fake_server(
+def fake_server(  # noqa: PLR0913 — a typer command: its parameters are its options
     port: int = typer.Option(8800, "--port", "-p", help="Port (0 picks a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
     mode: str = typer.Option("echo", "--mode", help="echo | script | fixed."),

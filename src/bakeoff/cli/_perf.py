@@ -78,7 +78,7 @@ def _levels(text: str) -> list[float]:
     return vals
 
 
-def perf(
+def perf(  # noqa: PLR0913 — a typer command: its parameters are its options
     config: Path | None = ConfigOption,
     endpoint: list[str] | None = typer.Option(
         None, "--endpoint", "-e", help="Endpoint to measure (repeatable; default: all)."

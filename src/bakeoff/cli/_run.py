@@ -68,7 +68,7 @@ OtelOption = typer.Option(
 )
 
 
-def run(
+def run(  # noqa: PLR0913 — a typer command: its parameters are its options
     config: Path | None = typer.Option(
         None,
         "--config",

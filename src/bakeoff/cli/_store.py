@@ -55,7 +55,7 @@ def show(
     check_gates(summary, gates)
 
 
-def export(
+def export(  # noqa: PLR0913 — a typer command: its parameters are its options
     run_id: str = typer.Argument(..., help="Run id, a unique prefix of one, or `last`."),
     fmt: str | None = typer.Option(
         None,
