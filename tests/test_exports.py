@@ -24,9 +24,12 @@ endpoints:
 def _run(tmp_path, name: str, *, faults: str = "", price: bool = False) -> tuple[str, str]:
     lu = tmp_path / f"{name}.yaml"
     extra = ", price: {input_per_m: 1, output_per_m: 2}" if price else ""
+    # a failing endpoint's retries are kept (every attempt stored), their backoff short: the
+    # default backoff slept ~25 s of this module's 40
+    other = extra + (", retry: {backoff_base_s: 0.01}" if faults else "")
     lu.write_text(
         LINEUP.format(
-            ref_extra=extra, other_extra=extra, faults=f", faults: {{{faults}}}" if faults else ""
+            ref_extra=extra, other_extra=other, faults=f", faults: {{{faults}}}" if faults else ""
         )
     )
     db = str(tmp_path / f"{name}.db")
