@@ -97,7 +97,17 @@ def _run(lu: str, db: str, *extra: str, timeout_s: str | None = None) -> subproc
     if timeout_s is not None:
         env["BAKEOFF_SCORE_TIMEOUT_S"] = timeout_s
     cmd = [*BAKEOFF, "run", "-c", lu, "--db", db, "--json", "--no-report", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # as at a terminal (as in test_cli, test_library): a suite started in the background
+        # (`make test &`, or from a script) inherits an ignored SIGINT, which bakeoff rightly
+        # keeps ignoring
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def test_a_run_beside_scorer_hostile_replies_completes(tmp_path, fake_proc):
