@@ -251,3 +251,31 @@ def test_a_killed_check_is_finished_by_the_next_start_as_if_never_killed(tmp_pat
         assert len(calls) == 32 and len({c["item_id"] for c in calls}) == 32
         mine, theirs = store.watch_steps("k"), other.watch_steps("k")
         assert [s.state_json for s in mine] == [s.state_json for s in theirs]
+
+
+def test_every_checks_until_sigterm_and_a_restart_waits_for_the_next_slot(tmp_path):
+    """`--every 1h` on the wall clock: the first check at once, then it waits; SIGTERM ends it with
+    130 and the check stored; started again within the hour it makes no check (it waits again)."""
+    lineup = tmp_path / "one.yaml"
+    lineup.write_text("endpoints:\n  - {name: steady, provider: fake}\n")
+    db = tmp_path / "e.db"
+    args = [*BAKEOFF, "watch", "-c", str(lineup), "--every", "1h", "--db", str(db)]
+
+    def done_checks() -> int:
+        if not db.exists():
+            return 0
+        with closing(Store(db)) as store:
+            return sum(c.status == "done" for c in store.watch_checks("one"))
+
+    for round_ in range(2):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        promise = proc.stderr.readline()  # printed once it runs, before the first check is due
+        assert "average run length to a false alarm >= 1000 checks (42 days" in promise
+        if round_ == 0:
+            wait_for(lambda: done_checks() == 1, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err
+        assert done_checks() == 1
