@@ -171,7 +171,7 @@ def make_check(watch: Watch, *, now: float, slot: int | None = None) -> CheckRes
         else:
             seq = (checks[-1].seq if checks else 0) + 1
             derived = check_lineup(lineup, settings, seq)
-            preflight(resolve_lineup(derived), log=log)  # a lineup that cannot run: no check
+            preflight(resolve_lineup(derived))  # a lineup that cannot run: no check
             store.begin_check(name, seq, slot, now)
     derived = check_lineup(lineup, settings, seq)
     run_id, failed = _run(db, derived, log)
