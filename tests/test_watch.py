@@ -198,6 +198,7 @@ def test_once_exit_codes_gap_alarm_and_error(tmp_path, switching):
         "ALARM watch watched check 3" in r.stdout and "switched: 24/24 anchors changed" in r.stdout
     )
     assert "average run length to a false alarm >= 1000 checks" in r.stderr
+    assert "per endpoint per check: 24 calls, at most 1152 output tokens" in r.stderr
     st = bakeoff("watch", "status", "--db", db)
     assert st.returncode == 0
     line = next(x for x in st.stdout.splitlines() if "switched" in x)
@@ -279,3 +280,18 @@ def test_every_checks_until_sigterm_and_a_restart_waits_for_the_next_slot(tmp_pa
         assert proc.returncode == 130, err
         assert "interrupted" in err
         assert done_checks() == 1
+
+
+def test_failed_calls_of_a_partly_failing_check_are_left_out_never_counted_as_changes(tmp_path):
+    """An endpoint failing 30% of its calls (500s, no retry): the anchors it answered are compared,
+    the failed ones are neither changes nor agreements; over 8 checks no alarm, no change."""
+    flaky = tmp_path / "flaky.yaml"
+    flaky.write_text(
+        "endpoints:\n  - name: flaky\n    provider: fake\n"
+        "    fake: {faults: {server_error: 0.3}, seed: 3}\n    retry: {max_retries: 0}\n"
+    )
+    watch = Watch(str(tmp_path / "f.db"), flaky, "f", SMALL)
+    steps = [make_check(watch, now=float(k)).steps[0] for k in range(8)]
+    answered = [s for s in steps if not s.step.gap]
+    assert len(answered) >= 6 and any(s.step.n < 8 for s in answered[1:])
+    assert all(s.step.changed == 0 and not s.step.alarm for s in answered)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from bakeoff._pipeline import RunError
 from bakeoff.cli._common import DbOption, err, fail, open_store, out
+from bakeoff.lineups import AuditSettings
 from bakeoff.watch import (
     CheckInterrupted,
     CheckResult,
@@ -136,6 +137,13 @@ def _promise(spec: Watch, seconds: float | None) -> None:
         f"{d.arl:g}: average run length to a false alarm >= {d.arl:g} checks{span}, and a false "
         f"alarm within H checks has probability <= H/{d.arl:g} (given the baseline's bound on the "
         f"honest change rate, {d.confidence:.0%})",
+        highlight=False,
+    )
+    calls = settings.anchors + settings.rotating
+    daily = f"; {calls * 86400 / seconds:,.0f} calls a day" if seconds else ""
+    err.print(
+        f"per endpoint per check: {calls} calls, at most {calls * AuditSettings().max_tokens} "
+        f"output tokens{daily} (each check's bill: `bakeoff show RUN`)",
         highlight=False,
     )
 
