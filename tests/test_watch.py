@@ -199,6 +199,7 @@ def test_once_exit_codes_gap_alarm_and_error(tmp_path, switching):
     )
     assert "average run length to a false alarm >= 1000 checks" in r.stderr
     assert "per endpoint per check: 24 calls, at most 1152 output tokens" in r.stderr
+    assert '-> "I don\'t know."' in r.stdout  # the evidence: answers before and after
     st = bakeoff("watch", "status", "--db", db)
     assert st.returncode == 0
     line = next(x for x in st.stdout.splitlines() if "switched" in x)
@@ -295,3 +296,20 @@ def test_failed_calls_of_a_partly_failing_check_are_left_out_never_counted_as_ch
     answered = [s for s in steps if not s.step.gap]
     assert len(answered) >= 6 and any(s.step.n < 8 for s in answered[1:])
     assert all(s.step.changed == 0 and not s.step.alarm for s in answered)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--once", "--every", "6h"], "one of --once or --every"),
+        ([], "one of --once or --every"),
+        (["--every", "soon"], "--every 'soon': give a duration such as 90s, 30m, 6h or 1d"),
+        (["--every", "0h"], "--every '0h'"),
+    ],
+)
+def test_a_bad_command_line_is_exit_2_and_says_why(tmp_path, args, said):
+    lineup = tmp_path / "one.yaml"
+    lineup.write_text("endpoints:\n  - {name: steady, provider: fake}\n")
+    r = bakeoff("watch", "-c", str(lineup), "--db", str(tmp_path / "x.db"), *args)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -148,6 +148,10 @@ def _promise(spec: Watch, seconds: float | None) -> None:
     )
 
 
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _report(name: str, result: CheckResult) -> int:
     """One line per endpoint; the exit code of `--once`."""
     for s in result.steps:
@@ -171,6 +175,9 @@ def _report(name: str, result: CheckResult) -> int:
             f"{st.changed}/{st.n} anchors changed; {what}",
             highlight=False,
         )
+        if st.alarm:
+            for item, before, after in s.changes:
+                out.print(f"  {item}: {_short(before)!r} -> {_short(after)!r}", highlight=False)
     if result.alarms:
         return EXIT_ALARM
     return EXIT_GAP if result.gaps else 0

@@ -92,6 +92,8 @@ class EndpointStep:
     state: DetectorState
     why: str | None = None
     """A gap's cause (the endpoint's most frequent error)."""
+    changes: tuple[tuple[str, str, str], ...] = ()
+    """Up to 3 anchors that changed: (item id, baseline answer, this check's answer)."""
 
 
 @dataclass
@@ -240,7 +242,8 @@ def _steps(
             compared = [i for i in done if i in base]
             n, changed = len(compared), sum(ok[i] != base[i] for i in compared)
         state, step = update(state, n, changed)
-        result.steps.append(EndpointStep(ep.name, step, state, why))
+        diff = [(i, base[i], ok[i]) for i in done if i in base and ok[i] != base[i]][:3]
+        result.steps.append(EndpointStep(ep.name, step, state, why, tuple(diff)))
         records.append(
             WatchStepRecord(
                 seq=seq,
