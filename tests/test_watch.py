@@ -313,3 +313,29 @@ def test_a_bad_command_line_is_exit_2_and_says_why(tmp_path, args, said):
     r = bakeoff("watch", "-c", str(lineup), "--db", str(tmp_path / "x.db"), *args)
     assert r.returncode == 2 and said in r.stderr, r.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_an_acknowledged_change_re_forms_the_baseline_and_keeps_the_history(tmp_path, switching):
+    """Alarm at check 5 (the switch after 4); `bakeoff watch ack switched`: checks 6-8 form a new
+    baseline on what the endpoint serves now, 9-10 are watched against it — no alarm, no change —
+    while the steady endpoint's detector goes on untouched. Every step stays in the store."""
+    served = switching(after=4 * 10)
+    path = _lineup(tmp_path, served.url)
+    db = str(tmp_path / "w.db")
+    watch = Watch(db, path, "w", SMALL)
+    first = [make_check(watch, now=float(k)) for k in range(5)]
+    assert [s.step.alarm for s in first[-1].steps] == [False, True]
+    r = bakeoff("watch", "ack", "switched", "--name", "w", "--db", db)
+    assert r.returncode == 0 and "acknowledged after check 5" in r.stdout, r.stderr
+    r = bakeoff("watch", "ack", "nobody", "--name", "w", "--db", db)
+    assert r.returncode == 2 and "has checked no endpoint 'nobody'" in r.stderr
+    later = [make_check(watch, now=float(k)) for k in range(5, 10)]
+    switched = [r.steps[1] for r in later]
+    assert [s.step.phase for s in switched] == ["baseline"] * 3 + ["watching"] * 2
+    assert all(s.step.changed == 0 and not s.step.alarm for s in switched)
+    steady = [r.steps[0] for r in later]
+    assert steady[-1].state.checks == 7 and steady[-1].state.baseline_seen == 3
+    with closing(Store(db)) as store:
+        assert len(store.watch_steps("w")) == 2 * 10
+        epochs = {a.epoch for a in store.baseline_answers("w") if a.endpoint == "switched"}
+    assert epochs == {0, 1}

@@ -15,12 +15,14 @@ from rich.table import Table
 from bakeoff._pipeline import RunError
 from bakeoff.cli._common import DbOption, err, fail, open_store, out
 from bakeoff.lineups import AuditSettings
+from bakeoff.store import default_db_path
 from bakeoff.watch import (
     CheckInterrupted,
     CheckResult,
     DetectorSettings,
     Watch,
     WatchSettings,
+    acknowledge,
     make_check,
     watch_every,
 )
@@ -98,7 +100,7 @@ def watch(
         rotating=rotating,
         detector=DetectorSettings(arl=arl, baseline_checks=baseline_checks),
     )
-    db = db or "bakeoff.db"
+    db = db or default_db_path()
     spec = Watch(db, config, name or config.stem, new, log=lambda m: err.print(escape(m)))
     _promise(spec, seconds)
     try:
@@ -181,6 +183,27 @@ def _report(name: str, result: CheckResult) -> int:
     if result.alarms:
         return EXIT_ALARM
     return EXIT_GAP if result.gaps else 0
+
+
+@app.command("ack")
+def ack(
+    endpoint: str = typer.Argument(..., help="The endpoint whose change is acknowledged."),
+    name: str = typer.Option(..., "--name", help="The watch (see `bakeoff watch status`)."),
+    db: str | None = DbOption,
+) -> None:
+    """Acknowledge an endpoint's change (an alarm, or a change you made): its next checks form a
+    new baseline, against which it is watched from then on. Its history stays in the store."""
+    with closing(open_store(db, existing=True)):
+        pass  # a clear error for a missing database, before anything else
+    try:
+        seq = acknowledge(db or default_db_path(), name, endpoint)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    out.print(
+        f"watch {name}: {endpoint} acknowledged after check {seq}; its next checks form a new "
+        "baseline",
+        highlight=False,
+    )
 
 
 @app.command("status")

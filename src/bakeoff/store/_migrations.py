@@ -284,7 +284,8 @@ def m008_watches(db: Connection) -> None:
     """`bakeoff watch`: a watch (its settings and the clock its schedule starts from), its checks
     (each an ordinary run, `run_id`; `status` running until its detector steps are written, in the
     same transaction), each endpoint's detector step and state after each check, and the anchor
-    prompts' baseline answers the checks are compared with."""
+    prompts' baseline answers the checks are compared with, and the acknowledged changes after which an
+    endpoint's baseline is formed anew."""
     db.executescript(
         """
         CREATE TABLE watches (
@@ -322,10 +323,18 @@ def m008_watches(db: Connection) -> None:
         CREATE TABLE watch_answers (
             watch TEXT NOT NULL REFERENCES watches(name),
             endpoint TEXT NOT NULL,
+            epoch INTEGER NOT NULL,        -- the endpoint's baselines so far: 0, then +1 per ack
             item_id TEXT NOT NULL,
             seq INTEGER NOT NULL,          -- the check that answered it first
             answer TEXT NOT NULL,
-            PRIMARY KEY (watch, endpoint, item_id)
+            PRIMARY KEY (watch, endpoint, epoch, item_id)
+        );
+        CREATE TABLE watch_acks (          -- a change acknowledged: the baseline is formed anew
+            watch TEXT NOT NULL REFERENCES watches(name),
+            endpoint TEXT NOT NULL,
+            after_seq INTEGER NOT NULL,    -- the last check before the new baseline
+            acked_at TEXT NOT NULL,
+            PRIMARY KEY (watch, endpoint, after_seq)
         );
         """
     )

@@ -54,6 +54,8 @@ class BaselineAnswer:
     item_id: str
     seq: int
     answer: str
+    epoch: int = 0
+    """The endpoint's baseline it belongs to: 0, then one more after each acknowledged change."""
 
 
 class Watches:
@@ -147,9 +149,10 @@ class Watches:
                 )
             for a in answers:
                 db.execute(
-                    "INSERT INTO watch_answers (watch, endpoint, item_id, seq, answer)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (watch, endpoint, item_id) DO NOTHING",
-                    (name, a.endpoint, a.item_id, a.seq, a.answer),
+                    "INSERT INTO watch_answers (watch, endpoint, epoch, item_id, seq, answer)"
+                    " VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (watch, endpoint, epoch, item_id) DO NOTHING",
+                    (name, a.endpoint, a.epoch, a.item_id, a.seq, a.answer),
                 )
             db.execute(
                 "UPDATE watch_checks SET status = 'done', finished_at = ? WHERE watch = ? AND seq = ?",
@@ -165,11 +168,33 @@ class Watches:
 
     def baseline_answers(self, name: str) -> list[BaselineAnswer]:
         rows = self.db.execute(
-            "SELECT endpoint, item_id, seq, answer FROM watch_answers WHERE watch = ?"
-            " ORDER BY endpoint, item_id",
+            "SELECT endpoint, item_id, seq, answer, epoch FROM watch_answers WHERE watch = ?"
+            " ORDER BY endpoint, epoch, item_id",
             (name,),
         ).fetchall()
-        return [BaselineAnswer(r["endpoint"], r["item_id"], r["seq"], r["answer"]) for r in rows]
+        return [
+            BaselineAnswer(r["endpoint"], r["item_id"], r["seq"], r["answer"], r["epoch"])
+            for r in rows
+        ]
+
+    def ack_watch(self, name: str, endpoint: str, after_seq: int, acked_at: str) -> bool:
+        """A change of `endpoint` acknowledged after check `after_seq`: its next checks form a new
+        baseline. False if that was acknowledged already."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO watch_acks (watch, endpoint, after_seq, acked_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (watch, endpoint, after_seq) DO NOTHING",
+                (name, endpoint, after_seq, acked_at),
+            )
+            return bool(cur.rowcount)
+
+    def watch_acks(self, name: str) -> list[tuple[str, int]]:
+        """(endpoint, the last check before its new baseline) of every acknowledged change."""
+        rows = self.db.execute(
+            "SELECT endpoint, after_seq FROM watch_acks WHERE watch = ? ORDER BY after_seq",
+            (name,),
+        ).fetchall()
+        return [(r["endpoint"], r["after_seq"]) for r in rows]
 
 
 def _step(r: Any) -> WatchStepRecord:

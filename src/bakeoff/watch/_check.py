@@ -202,6 +202,41 @@ def _answers(store: Store, run_id: str | None) -> dict[str, tuple[dict[str, str]
     return out
 
 
+def _history(
+    store: Store, name: str
+) -> tuple[dict[str, DetectorState], dict[str, dict[str, str]], dict[str, int]]:
+    """Per endpoint: its detector after its last check, and its baseline answers — both of its
+    current baseline (after its last acknowledged change: none yet, a new one forms) — and that
+    baseline's number (the acknowledged changes so far)."""
+    last_ack: dict[str, int] = {}
+    epochs: dict[str, int] = {}
+    for endpoint, after in store.watch_acks(name):
+        last_ack[endpoint] = max(after, last_ack.get(endpoint, 0))
+        epochs[endpoint] = epochs.get(endpoint, 0) + 1
+    states: dict[str, DetectorState] = {}
+    for s in store.watch_steps(name):  # by check: the last one wins
+        if s.seq > last_ack.get(s.endpoint, 0):
+            states[s.endpoint] = DetectorState.model_validate_json(s.state_json)
+    baseline: dict[str, dict[str, str]] = {}
+    for a in store.baseline_answers(name):
+        if a.epoch == epochs.get(a.endpoint, 0):
+            baseline.setdefault(a.endpoint, {})[a.item_id] = a.answer
+    return states, baseline, epochs
+
+
+def acknowledge(db: str, name: str, endpoint: str) -> int:
+    """Acknowledge a change of `endpoint`: its next checks form a new baseline (its history is
+    kept). Returns the last check before it; `ValueError` for an unknown watch or endpoint."""
+    with closing(Store(db)) as store:
+        if store.watch(name) is None:
+            raise ValueError(f"no watch {name!r} in {store.path}")
+        steps = [s for s in store.watch_steps(name) if s.endpoint == endpoint]
+        if not steps:
+            raise ValueError(f"watch {name!r} has checked no endpoint {endpoint!r}")
+        store.ack_watch(name, endpoint, steps[-1].seq, _now_iso())
+        return steps[-1].seq
+
+
 def _steps(
     store: Store,
     name: str,
@@ -212,12 +247,7 @@ def _steps(
     seq: int,
     result: CheckResult,
 ) -> tuple[list[WatchStepRecord], list[BaselineAnswer]]:
-    states: dict[str, DetectorState] = {}
-    for s in store.watch_steps(name):
-        states[s.endpoint] = DetectorState.model_validate_json(s.state_json)
-    baseline: dict[str, dict[str, str]] = {}
-    for a in store.baseline_answers(name):
-        baseline.setdefault(a.endpoint, {})[a.item_id] = a.answer
+    states, baseline, epochs = _history(store, name)
     got = _answers(store, run_id)
     anchors = anchor_ids(settings)
     records: list[WatchStepRecord] = []
@@ -234,7 +264,8 @@ def _steps(
             n = changed = 0
         elif state.phase == "baseline":
             fresh = [i for i in done if i not in base]
-            answers += [BaselineAnswer(ep.name, i, seq, ok[i]) for i in fresh]
+            epoch = epochs.get(ep.name, 0)
+            answers += [BaselineAnswer(ep.name, i, seq, ok[i], epoch) for i in fresh]
             compared = [i for i in done if i in base]
             n = len(compared) if state.baseline_seen else len(fresh)
             changed = sum(ok[i] != base[i] for i in compared)
