@@ -147,6 +147,7 @@ SLOW_MODULES = {
     "test_sandbox.py",
     "test_sandbox_run.py",
     "test_audit_fake.py",
+    "test_watch_local.py",
 }
 
 

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"ui"},
     {"_preflight"},
     {"_pipeline"},
+    {"watch"},
     {"cli"},
     {"__init__", "__main__"},
 ]

@@ -318,6 +318,7 @@ class ProxyProvider(Provider):
         if spec.truncate_prompt_tokens and isinstance(behind, LocalProvider):
             tokenizer = await asyncio.to_thread(GGUFTokenizer, behind.model_path)
         route = ctx.lineup.endpoint(spec.route_to) if spec.route_to else None
+        switch = ctx.lineup.endpoint(spec.switch_to) if spec.switch_to else None
         self.proxy = DistortionProxy(
             spec,
             ctx.resolved[spec.target],
@@ -325,6 +326,8 @@ class ProxyProvider(Provider):
             route_url=ctx.resolved[route.name] if route else None,
             route_model=route.model if route else None,
             tokenizer=tokenizer,
+            switch_url=ctx.resolved[switch.name] if switch else None,
+            switch_model=switch.model if switch else None,
         )
         return str(await self.proxy.start())
 

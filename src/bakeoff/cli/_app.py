@@ -19,6 +19,7 @@ from bakeoff.cli import (
     _store,
     _suites,
     _ui,
+    _watch,
 )
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ app.command("perf")(_perf.perf)
 app.command("probe")(_perf.probe)
 app.add_typer(_audit.app, name="audit")
 app.command("calibrate")(_calibrate.calibrate)
+app.add_typer(_watch.app, name="watch")
 app.command("ui")(_ui.ui)
 app.command("report")(_ui.report)
 app.command("arena")(_ui.arena)

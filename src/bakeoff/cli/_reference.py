@@ -24,6 +24,8 @@ One table for every command (scripts and CI jobs branch on these):
 | 1 | a check of evidence failed | `audit verify` on a changed bundle; `audit --rerun` that does not reproduce the run's verdicts |
 | 2 | refused input or a fatal error, nothing (more) measured; the message names file, line and field where there is one | a malformed lineup, an unset key variable, a dead endpoint at preflight, a lineup that plans no call, a full disk (`--resume` then) |
 | 3 | the run completed, but an endpoint's calls failed too often to score it (`run.max_failed_share`); one line per endpoint and suite, in the provider's words | `broke: arith: no score: 20/20 failed — HTTP 402: insufficient credits` (`--allow-errors` accepts it) |
+| 4 | `watch --once`: a gap — an endpoint's check failed (outage, 5xx, timeout: fewer than half its anchor prompts answered), so nothing was learned of it; never counted as evidence | `gap: 0/24 anchors answered (http_5xx)` |
+| 5 | `watch --once`: an alarm — an endpoint's answers changed beyond its baseline's honest rate (wins over a gap) | `ALARM watch w check 7 (run …): ep: 21/24 anchors changed` |
 | 100 | a `--fail-on` gate failed (`run`, `show`, `compare`); one line per rule | `score<0.9`, `different`, `not-same` |
 | 130 | interrupted (Ctrl-C, SIGTERM); the work done is stored | `bakeoff run --resume RUN` goes on |
 """

@@ -465,9 +465,7 @@ class Lineup(_Strict):
         for ep in self.endpoints:
             if ep.proxy is None:
                 continue
-            for role, name in (("target", ep.proxy.target), ("route_to", ep.proxy.route_to)):
-                if name is None:
-                    continue
+            for role, name in ep.proxy.named_endpoints():
                 if name not in names:
                     raise ValueError(
                         f"endpoint {ep.name!r}: proxy {role} {name!r} is not an endpoint"

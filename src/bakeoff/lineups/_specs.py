@@ -99,10 +99,26 @@ class ProxySpec(_Strict):
     """Cap max_tokens at N (the endpoint then stops with finish_reason `length`)."""
     added_latency_ms: float = Field(default=0.0, ge=0, le=3_600_000)
     """Delay before forwarding each request."""
+    switch_to: str | None = None
+    """After `switch_after_calls` requests, send every later one to this endpoint instead: an
+    endpoint that silently changes what it serves (what `bakeoff watch` must catch)."""
+    switch_after_calls: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    """Requests (chat or completions; listings not counted) forwarded to `target` before the switch."""
     seed: int = 0
 
     @model_validator(mode="after")
     def _route(self) -> ProxySpec:
         if self.route_fraction > 0 and not self.route_to:
             raise ValueError("route_fraction needs route_to (the endpoint to send them to)")
+        if (self.switch_to is None) != (self.switch_after_calls is None):
+            raise ValueError("switch_to and switch_after_calls go together")
         return self
+
+    def named_endpoints(self) -> list[tuple[str, str]]:
+        """(role, endpoint name) of every endpoint of the lineup this proxy sends requests to."""
+        roles = (
+            ("target", self.target),
+            ("route_to", self.route_to),
+            ("switch_to", self.switch_to),
+        )
+        return [(role, name) for role, name in roles if name is not None]

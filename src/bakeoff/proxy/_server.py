@@ -2,9 +2,10 @@
 misbehaves in one known way — a provider with a fault we can calibrate the audit against.
 
 Distortions (any combination): prompt truncation to the last N tokens, system-prompt injection, forced
-greedy decoding, routing a fraction of requests to another endpoint, output capped at N tokens, added
-latency. Responses (streamed or not) are passed back byte for byte: streaming, logprobs and usage are
-untouched unless the distortion changes them. Each request is logged (`GET /_proxy/log`).
+greedy decoding, routing a fraction of requests to another endpoint, switching every request to
+another endpoint after the first N, output capped at N tokens, added latency. Responses (streamed
+or not) are passed back byte for byte: streaming, logprobs and usage are untouched unless the
+distortion changes them. Each request is logged (`GET /_proxy/log`).
 """
 
 from __future__ import annotations
@@ -84,12 +85,18 @@ class DistortionProxy:
         route_url: str | None = None,
         route_model: str | None = None,
         tokenizer: Tokenizer | None = None,
+        switch_url: str | None = None,
+        switch_model: str | None = None,
     ) -> None:
         self.spec = spec
         self.upstream_url = upstream_url.rstrip("/")
         self.upstream_model = upstream_model
         self.route_url = route_url.rstrip("/") if route_url else None
         self.route_model = route_model
+        self.switch_url = switch_url.rstrip("/") if switch_url else None
+        self.switch_model = switch_model
+        self.calls = 0
+        """Chat and completions requests received (what `switch_after_calls` counts)."""
         self.tok: Tokenizer = tokenizer or WordTokenizer()
         self.rng = random.Random(spec.seed)
         self.log: list[dict[str, object]] = []
@@ -177,13 +184,22 @@ class DistortionProxy:
         except orjson.JSONDecodeError:
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
         s = self.spec
+        self.calls += 1
+        switched = bool(
+            self.switch_url
+            and s.switch_after_calls is not None
+            and self.calls > s.switch_after_calls
+        )
         routed = bool(s.route_fraction and self.rng.random() < s.route_fraction)
-        target = self.route_url if routed and self.route_url else self.upstream_url
-        model = self.route_model if routed else self.upstream_model
+        target, model = self.upstream_url, self.upstream_model
+        if switched and self.switch_url:
+            target, model = self.switch_url, self.switch_model
+        elif routed and self.route_url:
+            target, model = self.route_url, self.route_model
         if model:
             body["model"] = model
         body, note = self.distort(body, chat)
-        self.log.append({"t": time.time(), "routed": routed, **note})
+        self.log.append({"t": time.time(), "routed": routed, "switched": switched, **note})
         if s.added_latency_ms:
             await asyncio.sleep(s.added_latency_ms / 1000)
         path = "/chat/completions" if chat else "/completions"

@@ -37,6 +37,7 @@ from bakeoff.store._verdicts import (
     TestEvidence,
     Verdict,
 )
+from bakeoff.store._watches import BaselineAnswer, WatchCheck, WatchRow, WatchStepRecord
 
 __all__ = [
     "HELD",
@@ -44,6 +45,7 @@ __all__ = [
     "MIN_REDACTABLE",
     "WITHHELD",
     "Attempt",
+    "BaselineAnswer",
     "Behaviour",
     "CallRecord",
     "ContextPoint",
@@ -71,6 +73,9 @@ __all__ = [
     "Truncation",
     "Verdict",
     "VoteRecord",
+    "WatchCheck",
+    "WatchRow",
+    "WatchStepRecord",
     "database_exists",
     "default_db_path",
     "dumps",

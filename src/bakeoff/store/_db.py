@@ -31,6 +31,7 @@ from bakeoff.store._records import (
 )
 from bakeoff.store._secrets import Secrets
 from bakeoff.store._verdicts import Verdict
+from bakeoff.store._watches import Watches
 
 DEFAULT_DB = "bakeoff.db"
 
@@ -79,7 +80,7 @@ class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
 
-class Store(Reads, Analyses):
+class Store(Reads, Analyses, Watches):
     """A bakeoff database: a SQLite file (WAL, so readers never block the writer) or a PostgreSQL
     database (`postgresql://...`, where several processes and machines write at once). One
     connection per process; the dialect (`_dialect.py`) is the only part that tells them apart."""

@@ -279,6 +279,67 @@ def m007_analyses(db: Connection) -> None:
     )
 
 
+@migration
+def m008_watches(db: Connection) -> None:
+    """`bakeoff watch`: a watch (its settings and the clock its schedule starts from), its checks
+    (each an ordinary run, `run_id`; `status` running until its detector steps are written, in the
+    same transaction), each endpoint's detector step and state after each check, and the anchor
+    prompts' baseline answers the checks are compared with, and the acknowledged changes after which an
+    endpoint's baseline is formed anew."""
+    db.executescript(
+        """
+        CREATE TABLE watches (
+            name TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            origin REAL NOT NULL,          -- the watch's clock at creation: slot k is due at
+                                           -- origin + k * every
+            settings_json TEXT NOT NULL    -- pool seed, sizes, detector settings
+        );
+        CREATE TABLE watch_checks (
+            watch TEXT NOT NULL REFERENCES watches(name),
+            seq INTEGER NOT NULL,          -- 1, 2, ... in the order made
+            slot INTEGER,                  -- the schedule's slot (--every); NULL for --once
+            run_id TEXT REFERENCES runs(id),
+            status TEXT NOT NULL,          -- running | done
+            started_at REAL NOT NULL,      -- the watch's clock
+            finished_at REAL,
+            PRIMARY KEY (watch, seq)
+        );
+        CREATE TABLE watch_steps (
+            watch TEXT NOT NULL REFERENCES watches(name),
+            seq INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            phase TEXT NOT NULL,           -- baseline | watching | alarm
+            gap INTEGER NOT NULL,
+            alarm INTEGER NOT NULL,
+            n INTEGER NOT NULL,            -- anchors compared with their baseline answer
+            changed INTEGER NOT NULL,
+            statistic REAL,
+            threshold REAL NOT NULL,
+            why TEXT,                      -- a gap's cause
+            state_json TEXT NOT NULL,      -- the detector after this check
+            PRIMARY KEY (watch, seq, endpoint)
+        );
+        CREATE TABLE watch_answers (
+            watch TEXT NOT NULL REFERENCES watches(name),
+            endpoint TEXT NOT NULL,
+            epoch INTEGER NOT NULL,        -- the endpoint's baselines so far: 0, then +1 per ack
+            item_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,          -- the check that answered it first
+            answer TEXT NOT NULL,
+            PRIMARY KEY (watch, endpoint, epoch, item_id)
+        );
+        CREATE TABLE watch_acks (          -- a change acknowledged: the baseline is formed anew
+            watch TEXT NOT NULL REFERENCES watches(name),
+            endpoint TEXT NOT NULL,
+            after_seq INTEGER NOT NULL,    -- the last check before the new baseline
+            acked_at TEXT NOT NULL,
+            PRIMARY KEY (watch, endpoint, after_seq)
+        );
+        """
+    )
+
+
 def migrate(db: Connection) -> list[str]:
     """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
     under a lock, so processes opening a new database together apply each migration once."""

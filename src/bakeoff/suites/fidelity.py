@@ -84,7 +84,14 @@ class FidelitySuite:
         self.description = f"Fidelity audit prompts, {regime} regime (used by `bakeoff audit`)."
         self.tiers = (regime,)
 
-    def items(self, *, seed: int, n: int | None = None) -> list[Item]:
+    def items(
+        self, *, seed: int, n: int | None = None, draws: list[list[int]] | None = None
+    ) -> list[Item]:
+        """`n` prompts of `seed`; or, with the option `draws` (`[[seed, n], ...]`), the first `n`
+        prompts of each seed in turn — what `bakeoff watch` asks at a check: its anchors (the same
+        every check) and the check's own rotating prompts."""
+        if draws:
+            return [it for s, k in draws for it in audit_items(self.regime, seed=s, n=k)]
         return audit_items(self.regime, seed=seed, n=n or self.default_size)
 
     def score(self, item: Item, result: object) -> list[object]:

@@ -1,0 +1,107 @@
+"""A watch's schedule and state: `--every` slots from the store (a restart resumes them; a missed
+slot is made once, not once per slot missed; a check left running is finished first), and
+`bakeoff watch status`.
+
+Every time here is the watch's clock, given by the caller (`now`): the CLI's is the wall clock, a
+test's a simulated one, so the detector and the store see check times, never the time a test took.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+
+from bakeoff.store import Store
+from bakeoff.watch._check import CheckResult, Watch, WatchSettings, make_check, open_watch
+from bakeoff.watch._detector import DetectorState
+
+
+def due(
+    store: Store, name: str, origin: float, every: float, now: float
+) -> tuple[bool, int, float]:
+    """(whether a check is due now, its slot, when the next slot starts). The slot due is the
+    newest whose time has come: slots missed while nothing ran (the machine asleep, the watcher
+    stopped) are not made up one by one. A check left running is due at once, in its own slot."""
+    checks = store.watch_checks(name)
+    if checks and checks[-1].status == "running":
+        return True, checks[-1].slot if checks[-1].slot is not None else -1, now
+    last = max((c.slot for c in checks if c.slot is not None), default=-1)
+    slot = math.floor((now - origin) / every)
+    if slot > last:
+        return True, slot, now
+    return False, last + 1, origin + (last + 1) * every
+
+
+def watch_every(
+    watch: Watch,
+    *,
+    every: float,
+    now: Callable[[], float],
+    wait: Callable[[float], bool],
+    on_check: Callable[[CheckResult], object] | None = None,
+) -> None:
+    """Check at every slot of `every` seconds from the watch's origin until `wait(seconds)` says to
+    stop (returns True). The CLI's `wait` sleeps (SIGTERM ends it); a test's advances its clock."""
+    if every <= 0:
+        raise ValueError("every must be positive")
+    while True:
+        with closing(Store(watch.db)) as store:
+            open_watch(store, watch.name, now(), watch.new or WatchSettings())
+            row = store.watch(watch.name)
+            assert row is not None
+            go, slot, at = due(store, watch.name, row.origin, every, now())
+        if go:
+            result = make_check(watch, now=now(), slot=slot)
+            if on_check is not None:
+                on_check(result)
+            continue
+        if wait(max(at - now(), 0.0)):
+            return
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    watch: str
+    endpoint: str
+    last_seq: int
+    last_at: float | None
+    """The watch's clock when its last check started."""
+    phase: str
+    n: int
+    changed: int
+    statistic: float | None
+    threshold: float
+    p0: float | None
+    checks: int
+    gaps: int
+    why: str | None
+
+
+def status(store: Store) -> list[EndpointStatus]:
+    """Each watch's endpoints as their last check left them."""
+    out = []
+    for name in store.watch_names():
+        started = {c.seq: c.started_at for c in store.watch_checks(name)}
+        last = {s.endpoint: s for s in store.watch_steps(name)}  # ordered by seq: the newest wins
+        for ep, s in sorted(last.items()):
+            state = DetectorState.model_validate_json(s.state_json)
+            out.append(
+                EndpointStatus(
+                    watch=name,
+                    endpoint=ep,
+                    last_seq=s.seq,
+                    last_at=started.get(s.seq),
+                    phase=state.phase,
+                    n=s.n,
+                    changed=s.changed,
+                    statistic=state.statistic,
+                    threshold=s.threshold,
+                    p0=state.p0,
+                    checks=state.baseline_seen + state.checks,
+                    gaps=state.gaps,
+                    why=s.why,
+                )
+            )
+    return out
