@@ -53,7 +53,7 @@ def parse_every(text: str) -> float:
 
 
 @app.callback()
-def watch(
+def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
     ctx: typer.Context,
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Lineup YAML: the endpoints to watch.", dir_okay=False
