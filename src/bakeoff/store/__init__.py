@@ -29,6 +29,7 @@ from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 from bakeoff.store._verdicts import (
     Behaviour,
     Example,
+    MarginSource,
     PowerAt,
     RouteShare,
     Style,
@@ -36,6 +37,7 @@ from bakeoff.store._verdicts import (
     SuiteChecks,
     TestEvidence,
     Verdict,
+    margin_source_text,
 )
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "Feature",
     "FeatureProbe",
     "JudgeDetail",
+    "MarginSource",
     "Needle",
     "OutputProbe",
     "PerfRecord",
@@ -75,6 +78,7 @@ __all__ = [
     "default_db_path",
     "dumps",
     "loads",
+    "margin_source_text",
     "migrate",
     "provider_message",
     "redact",
