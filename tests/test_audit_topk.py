@@ -218,3 +218,71 @@ def test_greedy_evidence_from_top_k_counts_and_leaves_out_by_reason():
     old = greedy_evidence(pairs, None, margin=0.1, delta=0.05, alpha=0.05)
     assert old.n == 9 and old.margin == 0.0 and old.left_out is None
     assert old.reference_repeat_differ == 6  # the repeat's near-tie, counted as evidence
+
+
+LINEUP = """
+reference: ref
+audit: {regimes: [greedy], budget: 8, seed: 3}
+endpoints:
+  - {name: ref, provider: openai, base_url: "http://127.0.0.1:9/v1", model: m}
+  - {name: cand, provider: openai, base_url: "http://127.0.0.1:9/v1", model: m}
+"""
+
+
+def stored_rows(items, ref_logprobs):
+    """The stored call rows of an audit: the reference twice (its answers' logprobs as given), the
+    candidate once, every candidate answer parting at " city" where the reference is sure."""
+    rows = []
+    for it in items:
+        for ep, k, text, lp in (
+            ("ref", 0, TEXT, ref_logprobs),
+            ("ref", 1, TEXT, None),
+            ("cand", 0, "The capital city of France", None),
+        ):
+            rows.append(
+                {
+                    "endpoint": ep,
+                    "suite": "fidelity.greedy",
+                    "item_id": it.id,
+                    "repeat": k,
+                    "status": "ok",
+                    "output_text": text,
+                    "finish_reason": "stop",
+                    "prompt_tokens": 9,
+                    "completion_tokens": 4,
+                    "logprobs_json": lp,
+                }
+            )
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("ref_logprobs", "source"), [(lps(REF), "top_logprobs"), (None, "none"), ("{]", "none")]
+)
+def test_the_analysis_names_its_margin_source(ref_logprobs, source):
+    """From stored calls alone: margins from the reference's top-k when its answers carry them,
+    else the old rule (every divergence counts) with the warning that an honest engine may be
+    called different; the verdict says which, and so does the CLI's table."""
+    from rich.console import Console
+
+    from bakeoff.audit import analyse, audit_items
+    from bakeoff.audit._source import CallSource
+    from bakeoff.cli._audit import verdict_table
+    from bakeoff.lineups import parse_lineup
+
+    lineup = parse_lineup(LINEUP)
+    items = audit_items("greedy", lineup.audit)
+    source_rows = CallSource(stored_rows(items, ref_logprobs), {})
+    v = analyse(source_rows, "r", lineup, lineup.audit, {"greedy": items})["cand"]
+    g = v.tests["greedy"]
+    assert v.margin_source == g.margin_source == source
+    assert g.confident_differ == 8 and g.n == 8  # sure of " of" by 1.25 nats: counted either way
+    if source == "none":
+        assert g.margin == 0.0 and "honest engine" in (g.note or "")
+    else:
+        assert g.margin == 0.1 and g.top_k == 4 and g.examples[0].margin == 1.25
+    console = Console(width=400, record=True)
+    console.print(verdict_table("r", {"cand": v}))
+    shown = console.export_text()
+    words = {"none": "none: every divergence counts", "top_logprobs": "top-4 log-probabilities"}
+    assert words[source] in shown
