@@ -65,7 +65,7 @@ def test_a_hosted_reference_with_no_scorer(hosted, tmp_path):
     reference's top-5, asked of its greedy calls only; `--rerun` gives the same verdicts, no call."""
     cfg, db = tmp_path / "hosted.yaml", tmp_path / "h.db"
     cfg.write_text(
-        lineup(hosted, "{regimes: [greedy], budget: 30, batch: 10, max_tokens: 40, seed: 5}")
+        lineup(hosted, "{regimes: [greedy], budget: 20, batch: 10, max_tokens: 40, seed: 5}")
     )
     r = bakeoff("audit", "-c", str(cfg), "--db", str(db), "--json", "-q")
     assert r.returncode == 0, r.stderr
