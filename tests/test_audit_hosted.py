@@ -13,7 +13,7 @@ from bakeoff.local import ServerSettings, launch, stop, variant_path, wait_ready
 from bakeoff.store import Store
 from conftest import bakeoff
 
-SERVERS = {"f16": ("F16", 1), "f16-2t": ("F16", 2), "f32": ("F32", 1), "q2_k": ("Q2_K", 1)}
+SERVERS = {"f16": ("F16", 1), "f16-2t": ("F16", 2), "q2_k": ("Q2_K", 1)}
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +61,13 @@ endpoints:
 
 def test_a_hosted_reference_with_no_scorer(hosted, tmp_path):
     """Seeded: the quantization and the system prompt are different, the F16 twin on another
-    thread count and F32 (which part from F16 only at near-ties) never; the margins came from the
-    reference's top-5, asked of its greedy calls only; `--rerun` gives the same verdicts, no call."""
+    thread count never; the margins came from the reference's top-5, asked of its greedy calls
+    only; `--rerun` gives the same verdicts with no call, and the in-process GGUF scorer on the
+    same calls the same verdicts. (F32 and PyTorch, which part from F16 only at near-ties, are in
+    docs/FIDELITY.md's measurement; the near-tie rule itself: tests/test_audit_topk.py.)"""
     cfg, db = tmp_path / "hosted.yaml", tmp_path / "h.db"
     cfg.write_text(
-        lineup(hosted, "{regimes: [greedy], budget: 20, batch: 10, max_tokens: 40, seed: 5}")
+        lineup(hosted, "{regimes: [greedy], budget: 10, batch: 10, max_tokens: 40, seed: 5}")
     )
     r = bakeoff("audit", "-c", str(cfg), "--db", str(db), "--json", "-q")
     assert r.returncode == 0, r.stderr
@@ -73,13 +75,11 @@ def test_a_hosted_reference_with_no_scorer(hosted, tmp_path):
     v = out["verdicts"]
     assert v["q2_k"]["verdict"] == "different"
     assert v["f16-sysprompt"]["verdict"] == "different"
-    assert v["f16-2t"]["verdict"] != "different" and v["f32"]["verdict"] != "different"
+    assert v["f16-2t"]["verdict"] != "different"
     for name, x in v.items():
         g = x["tests"]["greedy"]
         assert x["margin_source"] == "top_logprobs", name
         assert g["top_k"] == 5 and g["margin"] == 0.1 and not g.get("left_out"), name
-    f32 = v["f32"]["tests"]["greedy"]
-    assert f32["confident_differ"] <= f32["differ"]
     # the reference's greedy calls asked for top_logprobs; the candidates' calls did not
     store = Store(db)
     asked = {

@@ -286,3 +286,28 @@ def test_the_analysis_names_its_margin_source(ref_logprobs, source):
     shown = console.export_text()
     words = {"none": "none: every divergence counts", "top_logprobs": "top-4 log-probabilities"}
     assert words[source] in shown
+
+
+def test_an_honest_engine_flipping_near_ties_is_not_accused():
+    """An honest deployment on other hardware flips the reference's argmax where its top two are a
+    hair apart (" France" vs " Italy", 0.05 nats) — here on 12 of 30 prompts, as BF16 engines on
+    GPUs are reported to. From the reference's own top-k, none of it counts; the old rule (every
+    divergence, which a hosted reference without a scorer got) calls it different."""
+    from bakeoff.audit import analyse, audit_items
+    from bakeoff.audit._source import CallSource
+    from bakeoff.lineups import parse_lineup
+
+    lineup = parse_lineup(LINEUP.replace("budget: 8", "budget: 30"))
+    items = audit_items("greedy", lineup.audit)
+    rows = stored_rows(items, lps(REF))
+    for i, r in enumerate(rows):
+        if r["endpoint"] == "cand":
+            r["output_text"] = "The capital of Italy" if i % 5 < 2 else TEXT
+    v = analyse(CallSource(rows, {}), "r", lineup, lineup.audit, {"greedy": items})["cand"]
+    g = v.tests["greedy"]
+    assert g.differ == 12 and g.confident_differ == 0 and g.near_ties == 12
+    assert v.verdict != "different" and v.margin_source == "top_logprobs"
+    for r in rows:
+        r["logprobs_json"] = None  # the reference returned none: the old rule, said so
+    v = analyse(CallSource(rows, {}), "r", lineup, lineup.audit, {"greedy": items})["cand"]
+    assert v.verdict == "different" and v.margin_source == "none"
