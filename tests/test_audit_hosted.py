@@ -102,3 +102,10 @@ def test_a_hosted_reference_with_no_scorer(hosted, tmp_path):
     # ... whose stored answers are not replayed into the run's own analysis, judged without them
     again = bakeoff("audit", "--rerun", out["run_id"], "--db", str(db), "--json", "-q")
     assert "identical to the run's own analysis" in again.stderr, again.stderr
+    bundle = tmp_path / "audit.tar.gz"
+    assert (
+        bakeoff("audit", "bundle", out["run_id"], "-o", str(bundle), "--db", str(db)).returncode
+        == 0
+    )
+    checked = bakeoff("audit", "verify", str(bundle))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
