@@ -4,44 +4,27 @@ margins from the reference's own `top_logprobs` (`audit/_topk.py`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
-from bakeoff.local import ServerSettings, launch, stop, variant_path, wait_ready
 from bakeoff.store import Store
 from conftest import bakeoff
 
-SERVERS = {"f16": ("F16", 1), "f16-2t": ("F16", 2), "q2_k": ("Q2_K", 1)}
+HOSTED = {"f16": "f16", "f16-2t": "f16b", "q2_k": "q2_k"}
+"""Lineup name → the session's llama.cpp server (`servers` in conftest.py)."""
 
 
-@pytest.fixture(scope="module")
-def hosted(isolated_cache):
-    """The servers, up for the module: name → base URL."""
-    started = {}
-    try:
-        for name, (variant, threads) in SERVERS.items():
-            started[name] = launch(
-                name,
-                variant_path(variant),
-                alias="smol",
-                settings=ServerSettings(n_threads=threads),
-            )
-
-        async def ready():
-            await asyncio.gather(*(wait_ready(s) for s in started.values()))
-
-        asyncio.run(ready())
-        yield {name: s.url for name, s in started.items()}
-    finally:
-        for s in started.values():
-            stop(s)
+@pytest.fixture
+def hosted(servers):
+    """The servers' base URLs by lineup name."""
+    return {name: servers[s].url for name, s in HOSTED.items()}
 
 
 def lineup(urls: dict[str, str], audit: str) -> str:
     """Every server as a hosted endpoint (`neutral_params`: the fields a user would give a host
-    whose sampler defaults are llama.cpp's), and a system-prompt proxy in front of the reference."""
+    whose sampler defaults are llama.cpp's), and a system-prompt proxy in front of the F16 twin
+    (the reference's server serves the reference alone)."""
     eps = "".join(
         f"  - {{name: {n}, provider: openai, base_url: '{u}', model: smol, max_concurrency: 1,"
         " neutral_params: {top_k: 0, min_p: 0.0, repeat_penalty: 1.0}}\n"
@@ -54,20 +37,20 @@ endpoints:
 {eps}  - name: f16-sysprompt
     provider: proxy
     model: smol
-    proxy: {{target: f16, inject_system: "You are a pirate. Answer in pirate speak."}}
+    proxy: {{target: f16-2t, inject_system: "You are a pirate. Answer in pirate speak."}}
     max_concurrency: 1
 """
 
 
 def test_a_hosted_reference_with_no_scorer(hosted, tmp_path):
-    """Seeded: the quantization and the system prompt are different, the F16 twin on another
+    """Seeded, two rounds of 10: the quantization and the system prompt are different, the F16 twin on another
     thread count never; the margins came from the reference's top-5, asked of its greedy calls
     only; `--rerun` gives the same verdicts with no call, and the in-process GGUF scorer on the
     same calls the same verdicts. (F32 and PyTorch, which part from F16 only at near-ties, are in
     docs/FIDELITY.md's measurement; the near-tie rule itself: tests/test_audit_topk.py.)"""
     cfg, db = tmp_path / "hosted.yaml", tmp_path / "h.db"
     cfg.write_text(
-        lineup(hosted, "{regimes: [greedy], budget: 10, batch: 10, max_tokens: 40, seed: 5}")
+        lineup(hosted, "{regimes: [greedy], budget: 20, batch: 10, max_tokens: 32, seed: 5}")
     )
     r = bakeoff("audit", "-c", str(cfg), "--db", str(db), "--json", "-q")
     assert r.returncode == 0, r.stderr
