@@ -161,6 +161,35 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def servers(isolated_cache):
+    """Real llama.cpp servers, up for the session: F16, a second F16 instance on another thread
+    count, Q8_0 and Q2_K (shared by the modules that address them directly)."""
+    import asyncio
+
+    from bakeoff.local import ServerSettings, launch, stop, variant_path, wait_ready
+
+    specs = {"f16": ("F16", 1), "f16b": ("F16", 2), "q8_0": ("Q8_0", 1), "q2_k": ("Q2_K", 1)}
+    started = {}
+    try:
+        for name, (variant, threads) in specs.items():
+            started[name] = launch(
+                name,
+                variant_path(variant),
+                alias="smol",
+                settings=ServerSettings(n_threads=threads),
+            )
+
+        async def ready():
+            await asyncio.gather(*(wait_ready(s) for s in started.values()))
+
+        asyncio.run(ready())
+        yield started
+    finally:
+        for s in started.values():
+            stop(s)
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """One server for the session. Skipped (with the reason) where PostgreSQL is not installed,
     unless BAKEOFF_REQUIRE_PG=1 (`make test`): then its absence fails the tests."""

@@ -19,9 +19,7 @@ from bakeoff.lineups import ProxySpec
 from bakeoff.local import (
     AssetError,
     ServerError,
-    ServerSettings,
     launch,
-    stop,
     variant_path,
     wait_ready,
 )
@@ -40,30 +38,6 @@ PROMPTS = [
     "Tell me a fact about the moon.",
     "Why do birds fly south?",
 ]
-
-
-@pytest.fixture(scope="session")
-def servers(isolated_cache):
-    """F16, a second F16 instance on another thread count, Q8_0 and Q2_K, all up for the session."""
-    specs = {"f16": ("F16", 1), "f16b": ("F16", 2), "q8_0": ("Q8_0", 1), "q2_k": ("Q2_K", 1)}
-    started = {}
-    try:
-        for name, (variant, threads) in specs.items():
-            started[name] = launch(
-                name,
-                variant_path(variant),
-                alias="smol",
-                settings=ServerSettings(n_threads=threads),
-            )
-
-        async def ready():
-            await asyncio.gather(*(wait_ready(s) for s in started.values()))
-
-        asyncio.run(ready())
-        yield started
-    finally:
-        for s in started.values():
-            stop(s)
 
 
 def llama_server_pids(marker: str) -> list[int]:

@@ -20,7 +20,7 @@ from bakeoff.audit._stats import (
 )
 from bakeoff.audit._verdict import Tests, decide, known_substitutes
 from bakeoff.lineups import AuditSettings, Lineup, purposes
-from bakeoff.store import Behaviour, SuiteChecks, TestEvidence, Verdict
+from bakeoff.store import Behaviour, MarginSource, SuiteChecks, TestEvidence, Verdict
 from bakeoff.suites import Item
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def _greedy(
     items: list[Item],
     settings: AuditSettings,
     scorer: ReferenceScorer | None,
+    source: MarginSource,
 ) -> TestEvidence:
     suite = SUITES["greedy"]
     pairs = []
@@ -71,14 +72,54 @@ def _greedy(
         c0 = calls.ok.get((cand, suite, it.id, 0))
         if r0 is not None and r1 is not None and c0 is not None:
             pairs.append((it, r0, r1, c0))
-    return greedy_evidence(
+    out = greedy_evidence(
         pairs,
         scorer,
         margin=settings.margin,
         delta=settings.same_within,
         alpha=settings.alpha,
         tau=settings.tolerance,
+        top=source == "top_logprobs",
     )
+    out.margin_source = source
+    if source == "none":
+        out.note = NO_MARGINS
+    return out
+
+
+NO_MARGINS = (
+    "no reference scorer and no log-probabilities from the reference: every divergence counts, "
+    "so an honest engine that flips near-ties may be called different"
+)
+
+
+def asks_top_logprobs(settings: AuditSettings, scorer: object | None) -> bool:
+    """The margins are to come from the reference's own answers: no scorer, and `audit.scorer`
+    `top_logprobs`, or `auto` (no GGUF known). Its greedy calls then ask for `top_logprobs`."""
+    return scorer is None and settings.scorer in ("auto", "top_logprobs")
+
+
+def margin_source(
+    calls: Calls,
+    ref: str,
+    items: list[Item],
+    settings: AuditSettings,
+    scorer: ReferenceScorer | None,
+) -> MarginSource:
+    """What gives the greedy margins (`MarginSource`): the scorer when there is one; else the
+    reference's top-k log-probabilities when any of its stored greedy answers has them usable
+    (`_topk.reference_topk`); else none."""
+    from bakeoff.audit._topk import reference_topk
+
+    if scorer is not None:
+        return "endpoint" if settings.scorer == "endpoint" else "gguf"
+    if asks_top_logprobs(settings, scorer):
+        suite = SUITES["greedy"]
+        for it in items:
+            r0 = calls.ok.get((ref, suite, it.id, 0))
+            if r0 is not None and reference_topk(r0.logprobs_json, r0.output_text).reason is None:
+                return "top_logprobs"
+    return "none"
 
 
 def _sampled_pairs(
@@ -306,9 +347,10 @@ def analyse(
         if "sampled" in items:
             for load in (alternatives or {}).values():
                 _prefetch(load(), calls, [ref, *candidates], {"sampled": items["sampled"]})
+    source = margin_source(calls, ref, items.get("greedy", []), settings, scorer)
     evidence: dict[str, Tests] = {}
     for name in candidates:
-        evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives)
+        evidence[name] = _tests(calls, ref, name, items, settings, scorer, alternatives, source)
     decided = decide(evidence, settings, known_substitutes(lineup, settings, evidence))
     out: dict[str, Verdict] = {}
     for name in candidates:
@@ -320,6 +362,8 @@ def analyse(
         v.tokens = calls.tokens.get(name, 0)
         v.errors = calls.errors.get(name, 0)
         v.alpha = settings.alpha
+        if "greedy" in tests:
+            v.margin_source = source
         v.tests = tests
         v.behaviour = behaviour(calls, ref, name, unique_items, scorer)
         _add_flags(v.behaviour, tests, suite_checks(store, run_id, ref, name))
@@ -371,12 +415,13 @@ def _tests(
     settings: AuditSettings,
     scorer: ReferenceScorer | None,
     alternatives: dict[str, ScorerLoad] | None,
+    source: MarginSource,
 ) -> Tests:
     """Every test of one candidate, by name (`greedy`, `sampled`, `logprobs`, `lr:<alt>`)."""
     alpha, tol = settings.alpha, settings.logprob_tolerance
     tests: Tests = {}
     if "greedy" in items:
-        tests["greedy"] = _greedy(calls, ref, cand, items["greedy"], settings, scorer)
+        tests["greedy"] = _greedy(calls, ref, cand, items["greedy"], settings, scorer, source)
     if "sampled" in items:
         tests["sampled"] = _sampled(calls, ref, cand, items["sampled"], alpha, scorer, tol)
         lp = _logprobs(calls, ref, cand, items["sampled"], alpha, scorer, tol)

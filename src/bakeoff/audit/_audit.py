@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bakeoff.audit._analysis import SUITES, analyse
+from bakeoff.audit._analysis import SUITES, analyse, asks_top_logprobs
 from bakeoff.audit._errors import AuditError
 from bakeoff.audit._factories import (
     alternative_scorers_for,
@@ -173,9 +173,13 @@ def _round_jobs(
     items: dict[str, list[Item]],
     undecided: list[str],
     r: int,
+    top: bool = False,
 ) -> dict[str, list[Job]]:
     """Round r's calls not yet stored: per regime, each prompt of the round asked of the
-    reference (twice at T=0: its repeat is the null) and of every undecided candidate once."""
+    reference (twice at T=0: its repeat is the null) and of every undecided candidate once.
+    `top`: the reference's greedy calls also ask for `audit.top_logprobs` log-probabilities per
+    token (the margins when there is no scorer: `_topk`); a provider that refuses them has them
+    removed by the client (`drops`), and the analysis then says so."""
     lineup, store, run_id = session.lineup, session.store, session.run_id
     ref = lineup.reference
     assert ref is not None
@@ -194,6 +198,8 @@ def _round_jobs(
                 params = dict(base[ep])
                 if regime == "sampled":
                     params["seed"] = _seed(ep, it.id, k)
+                elif top and ep == ref:
+                    params.update(logprobs=True, top_logprobs=settings.top_logprobs)
                 # not streamed: usage (prompt tokens) is then reported by more servers
                 jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
     for name, js in jobs.items():
@@ -241,6 +247,7 @@ async def run_audit(
     scorer, alternatives, wrapped = _stored_scorers(store, run_id, scorer_load, alt_loads)
     undecided = [e.name for e in lineup.endpoints if e.name != ref]
     threshold = stop_threshold(settings, len(undecided))
+    top = asks_top_logprobs(settings, scorer)
 
     async def analysed() -> dict[str, Verdict]:
         out = await _analysed(store, run_id, lineup, settings, items, scorer, alternatives)
@@ -248,7 +255,7 @@ async def run_audit(
         return out
 
     for r in range(-(-settings.budget // settings.batch)):
-        await session.run_jobs(_round_jobs(session, settings, items, undecided, r))
+        await session.run_jobs(_round_jobs(session, settings, items, undecided, r, top))
         verdicts = await analysed()
         if on_round:
             on_round(r, verdicts)

@@ -216,7 +216,9 @@ def _recompute(files: dict[str, bytes], v: Verification, expected: str | None) -
         s = StoredScorer(None, run_id, role, None, answers=answers.get(role, {}))
         return lambda: s
 
-    scorer = replay("reference") if "reference" in answers else None
+    used = analysis.get("scorers")  # answers of another analysis (--set scorer=local) not replayed
+    own_ref = "reference" in answers and (used is None or "reference" in used)
+    scorer = replay("reference") if own_ref else None
     alts = {
         name: replay(f"alt:{name}")
         for name in settings.alternatives or []

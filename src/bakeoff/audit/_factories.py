@@ -33,8 +33,9 @@ class ScorerIdentity(TypedDict, total=False):
 def scorer_factory_for(
     lineup: Lineup, settings: AuditSettings, session: EndpointSession | None = None
 ) -> ScorerLoad | None:
-    """A loader of the reference token scorer, or None when there is none (`audit.scorer`)."""
-    if settings.scorer == "none":
+    """A loader of the reference token scorer, or None when there is none (`audit.scorer`;
+    `top_logprobs`: the margins come from the reference's own calls, `_topk`)."""
+    if settings.scorer in ("none", "top_logprobs"):
         return None
     if settings.scorer == "endpoint":
         return _endpoint_scorer(lineup, settings, session)
@@ -50,7 +51,7 @@ def scorer_factory_for(
 
 def _reference_gguf(lineup: Lineup, settings: AuditSettings) -> str | None:
     """The reference's GGUF as given (`reference_gguf`) or its local variant's name."""
-    if settings.scorer in ("endpoint", "none"):
+    if settings.scorer in ("endpoint", "none", "top_logprobs"):
         return None
     ref = lineup.endpoint(lineup.reference) if lineup.reference else None
     if settings.reference_gguf is not None:
@@ -118,7 +119,8 @@ def alternative_scorers_for(
     ref = lineup.endpoint(lineup.reference) if lineup.reference else None
     if names is None:
         local_ref = ref is not None and ref.provider == "local"
-        names = DEFAULT_ALTERNATIVES if local_ref and settings.scorer != "none" else []
+        scored = settings.scorer not in ("none", "top_logprobs")
+        names = DEFAULT_ALTERNATIVES if local_ref and scored else []
     out: dict[str, ScorerLoad] = {}
     for name in names:
         if any(e.name == name for e in lineup.endpoints):

@@ -31,6 +31,7 @@ from bakeoff.store import Example, TestEvidence
 
 if TYPE_CHECKING:
     from bakeoff.audit._source import FidelityCall
+    from bakeoff.audit._topk import TopK
     from bakeoff.audit._types import ReferenceScorer
     from bakeoff.suites import Item
 
@@ -49,6 +50,9 @@ class Divergence:
     reference_repeats: bool
     """The reference's token there already occurs earlier (prompt or output) and the candidate's
     does not: what a repetition penalty on the candidate's side produces."""
+    bound: bool = False
+    """`margin` is a lower bound: the candidate's token was not among the reference's top-k
+    log-probabilities there (`_topk`), so it is at most the k-th's."""
 
 
 def first_divergence(
@@ -333,26 +337,40 @@ def greedy_evidence(
     delta: float,
     alpha: float,
     tau: float = 0.0,
+    top: bool = False,
 ) -> TestEvidence:
     """Per prompt (item, reference answer, reference's repeat, candidate answer): does the
     candidate part confidently from the reference (X), does the reference's repeat (Y)? Returns the
     tests' results (`greedy_tests`) and the evidence as a JSON-ready dict.
 
-    Without a reference scorer every textual divergence counts (margin 0: the honest-engine
+    The margins come from the reference scorer; without one, with `top`, from the reference
+    answer's own top-k log-probabilities (`_topk`: a prompt whose reference answer has none usable
+    is left out, counted by why); else every textual divergence counts (margin 0: the honest-engine
     allowance needs the reference's probabilities). The power of the decision is added by the
     verdict (`_verdict`), which knows how many tests it combines."""
     from bakeoff.audit._stats import normalize_text
+    from bakeoff.audit._topk import reference_topk
 
     x: list[int] = []
     y: list[int] = []
     divs: list[Divergence] = []
     examples: list[Example] = []
-    n_text_diff = n_near_ties = 0
+    left_out: dict[str, int] = {}
+    n_text_diff = n_near_ties = k = 0
     for it, r0, r1, c0 in pairs:
         rt, rt2, ct = (normalize_text(row.output_text or "") for row in (r0, r1, c0))
-        prompt = scorer.prompt_tokens(it.messages or []) if scorer is not None else []
-        dc = _part(scorer, prompt, r0, c0, rt != ct)
-        dr = _part(scorer, prompt, r0, r1, rt != rt2)
+        if scorer is None and top:
+            ref = reference_topk(r0.logprobs_json, r0.output_text)
+            if ref.reason is not None:
+                left_out[ref.reason] = left_out.get(ref.reason, 0) + 1
+                continue
+            k = max(k, ref.k)
+            dc = _part_top(ref, r0, c0, rt != ct)
+            dr = _part_top(ref, r0, r1, rt != rt2)
+        else:
+            prompt = scorer.prompt_tokens(it.messages or []) if scorer is not None else []
+            dc = _part(scorer, prompt, r0, c0, rt != ct)
+            dr = _part(scorer, prompt, r0, r1, rt != rt2)
         n_text_diff += ct != rt
         xi, yi = int(confident(dc, margin)), int(confident(dr, margin))
         if dc is not None and not xi:
@@ -367,11 +385,26 @@ def greedy_evidence(
     out = greedy_tests(x, y, delta=delta, tau=tau, alpha=alpha)
     out.differ = n_text_diff
     out.near_ties = n_near_ties
-    out.margin = margin if scorer is not None else 0.0
+    counted = scorer is not None or (top and n > 0)
+    out.margin = margin if counted else 0.0
     out.disagreement_rate = round(n_text_diff / n, 4) if n else None
     out.sampler_flag = _sampler_flag(divs)
     out.examples = examples
+    if scorer is None and top:
+        out.top_k, out.left_out = k or None, left_out
+        out.bounded = sum(d.bound for d in divs)
     return out
+
+
+def _part_top(ref: TopK, a: FidelityCall, b: FidelityCall, differ: bool) -> Divergence | None:
+    """The divergence of answer b from the reference's answer a, margins from a's own top-k."""
+    from bakeoff.audit._topk import topk_divergence
+
+    if not differ:
+        return None
+    return topk_divergence(
+        ref, b.output_text or "", reference_finish=a.finish_reason, candidate_finish=b.finish_reason
+    )
 
 
 def _example(

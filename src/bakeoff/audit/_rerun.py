@@ -69,6 +69,10 @@ def reanalyse(
         store, run_id, scorer_load, alt_loads, replay=True
     )
     used = (own or {}).get("scorers") or {}
+    if scorer_load is None and ("reference" not in used or not _scored(settings)):
+        # answers stored by another analysis (`--set scorer=local`) are not this one's scorer:
+        # replayed, they would turn a run judged without a scorer into one judged with it
+        scorer = None
     missing = [
         role
         for role in used
@@ -109,6 +113,11 @@ def reanalyse(
         replayed,
         computed,
     )
+
+
+def _scored(settings: AuditSettings) -> bool:
+    """The settings judge by a reference scorer (not `none`, nor the reference's top-k)."""
+    return settings.scorer not in ("none", "top_logprobs")
 
 
 def _stored_items(store: Store, run_id: str) -> dict[str, list[Item]]:

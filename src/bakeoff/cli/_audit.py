@@ -24,7 +24,7 @@ from bakeoff.cli._common import (
 from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError
 from bakeoff.plugins import load
-from bakeoff.store import Store, Verdict
+from bakeoff.store import Store, TestEvidence, Verdict, margin_source_text
 
 app = typer.Typer(
     help="Audit every endpoint against the reference: same / different / inconclusive, with "
@@ -83,10 +83,20 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
         verdicts = store.verdicts(run_id)
     console = err if json_out else out
     console.print(verdict_table(run_id, verdicts))
+    if any(v.margin_source == "none" for v in verdicts.values()):
+        err.print(f"[yellow]warning:[/] {escape(NO_MARGINS_HELP)}", highlight=False)
     if json_out:
         stated = {k: v.to_json() for k, v in verdicts.items()}
         body = {"run_id": run_id, "analysis": analysis, "verdicts": stated}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+NO_MARGINS_HELP = (
+    "no reference scorer, and the reference returned no log-probabilities (its provider drops "
+    "them, or its server ignores `top_logprobs`): every greedy divergence was counted, so an "
+    "honest engine that flips near-ties may be called different. Give a scorer (audit.scorer: "
+    "local with reference_gguf, or endpoint) or a reference that returns top_logprobs."
+)
 
 
 def _settings_of(pairs: list[str]) -> dict[str, object]:
@@ -291,6 +301,17 @@ def verify_cmd(
     out.print("verified: every verdict follows from the bundle")
 
 
+def _margins(v: Verdict, g: TestEvidence | None) -> str:
+    """Where the greedy margins came from, in words, with the prompts left out for want of them."""
+    if g is None or v.margin_source is None:
+        return "-"
+    text = margin_source_text(v.margin_source, g.top_k)
+    left = sum((g.left_out or {}).values())
+    if left:
+        text += f" ({left} prompts left out: no usable log-probabilities)"
+    return f"[yellow]{escape(text)}[/]" if v.margin_source == "none" else escape(text)
+
+
 def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
     t = Table(title=f"fidelity audit, run {run_id}", title_justify="left")
     for col in (
@@ -299,6 +320,7 @@ def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
         "p-value",
         "calls",
         "greedy: confident / differ / n",
+        "margins from",
         "sampled",
         "MMD p",
         "why",
@@ -315,6 +337,7 @@ def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
             f"{v.p_value:.2g}",
             str(v.calls),
             f"{confident} / {g.differ} / {g.n}" if g else "-",
+            _margins(v, g),
             f"p={s.p_value:.2g} n={s.n}" if s else "-",
             f"{s.mmd_p_value:.2g}" if s else "-",
             why,

@@ -419,10 +419,14 @@ def fidelity_caption(summary: RunSummary) -> str:
     controls = (
         "false discovery rate over the candidates (e-BH)" if mult == "fdr" else "each verdict alone"
     )
+    margins = sorted(
+        {e.fidelity.margins for e in summary.endpoints if e.fidelity and e.fidelity.margins}
+    )
     return (
         "fidelity: k/n = greedy prompts whose output parts from the reference's where it was sure "
         "of its token; same ≤δ = a 95% anytime-valid bound on that share below δ; "
         f"alpha {alpha:g} controls {controls}; ! = a behavioural flag"
+        + (f"; sureness (margins) from {' / '.join(margins)}" if margins else "")
     )
 
 

@@ -315,14 +315,12 @@ class AuditSettings(_Strict):
         return v
 
     margin: float = Field(default=0.1, ge=0, le=100)
-    """Nats by which the reference must prefer its own token over the candidate's, at the first
-    token where their greedy outputs part, for the divergence to count as evidence. Honest engines
-    (another GPU, batch size, kernel) flip the argmax only at near-ties; substitutes part where the
-    reference was surer. Measured on the local ladder over 40 prompts: every divergence of the
-    same weights on another engine or precision (PyTorch fp32 1/40, F32 3/40) at < 0.005 nats;
-    divergences kept at 0.1: Q8_0 9/40, Q4_K_M 31/40, Q2_K 38/40 (docs/FIDELITY.md). BF16 engines
-    on GPUs were not measured here: raise it if their near-ties are wider. 0 counts every
-    divergence (the rule when no reference scorer is available)."""
+    """Nats by which the reference must prefer its own token over the candidate's where their greedy
+    outputs first part, for the divergence to count. Honest engines flip the argmax only at
+    near-ties; substitutes part where the reference was surer. Local ladder, 40 prompts: the same
+    weights on another engine or precision (PyTorch fp32 1/40, F32 3/40) part at < 0.005 nats; kept
+    at 0.1: Q8_0 9/40, Q4_K_M 31/40, Q2_K 38/40 (docs/FIDELITY.md). BF16 GPU engines unmeasured:
+    raise it if their near-ties are wider. 0 counts every divergence (as with no margins at all)."""
     multiplicity: Literal["per_endpoint", "fdr"] = "per_endpoint"
     """What α controls across the candidates: `per_endpoint` — each "different" verdict alone is
     wrong with probability ≤ α; `fdr` — the expected share of wrong "different" verdicts among all
@@ -337,11 +335,13 @@ class AuditSettings(_Strict):
     """Sampled calls also ask for the log-probabilities of the sampled tokens (`logprobs: true`), and
     the `logprobs` test compares what each endpoint reports with the reference scorer's numbers.
     Only for endpoints that return logprobs (the capability probe says which)."""
-    scorer: Literal["auto", "local", "endpoint", "none"] = "auto"
-    """The reference token scorer of the sampled regime: `local` (llama.cpp in-process on
-    `reference_gguf`), `endpoint` (an OpenAI-compatible server of the reference answering
-    `/v1/completions` with `echo` + `logprobs`, as vLLM and llama.cpp do), `none`; `auto` takes the
-    local GGUF when one is known."""
+    scorer: Literal["auto", "local", "endpoint", "top_logprobs", "none"] = "auto"
+    """The reference token scorer: `local` (llama.cpp in-process on `reference_gguf`), `endpoint` (a
+    server's `echo` + `logprobs`), `top_logprobs` (greedy margins from the reference's own top-k of
+    what it generated: a hosted reference), `none` (every divergence counts); `auto`: the GGUF when
+    one is known, else `top_logprobs` (`none` if the reference returns none). docs/FIDELITY.md."""
+    top_logprobs: int = Field(default=5, ge=1, le=20)
+    """Alternatives per token the reference's greedy calls ask for with margins from them."""
     scorer_endpoint: str | None = None
     """For `scorer: endpoint`: the lineup endpoint to ask (default: the reference)."""
     scorer_template: str | None = None

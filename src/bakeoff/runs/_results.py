@@ -93,6 +93,8 @@ class Fidelity(_Model):
     tokens: int | None = None
     why: str | None = None
     flags: list[str] | None = None
+    margins: str | None = None
+    """Where the greedy margins came from, in words (`store.margin_source_text`)."""
 
 
 class Percentiles(_Model):

@@ -47,7 +47,7 @@ from bakeoff.stats import (
     pass_at_k,
     percentile,
 )
-from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict
+from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict, margin_source_text
 from bakeoff.suites import Item
 
 
@@ -61,7 +61,7 @@ def _fidelity(v: Verdict | None, is_reference: bool) -> Fidelity | None:
         return Fidelity(verdict="reference")
     if v is None:
         return None
-    return Fidelity(
+    f = Fidelity(
         verdict=v.verdict,
         claim=v.claim,
         p_value=v.p_value,
@@ -72,6 +72,17 @@ def _fidelity(v: Verdict | None, is_reference: bool) -> Fidelity | None:
         why=v.why,
         flags=v.behaviour.flags,
     )
+    margins = _margins(v)
+    if margins is not None:
+        f.margins = margins
+    return f
+
+
+def _margins(v: Verdict) -> str | None:
+    g = v.tests.get("greedy")
+    if v.margin_source is None or g is None:
+        return None
+    return margin_source_text(v.margin_source, g.top_k)
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 from bakeoff.store._verdicts import (
     Behaviour,
     Example,
+    MarginSource,
     PowerAt,
     RouteShare,
     Style,
@@ -36,6 +37,7 @@ from bakeoff.store._verdicts import (
     SuiteChecks,
     TestEvidence,
     Verdict,
+    margin_source_text,
 )
 from bakeoff.store._watches import BaselineAnswer, WatchCheck, WatchRow, WatchStepRecord
 
@@ -54,6 +56,7 @@ __all__ = [
     "Feature",
     "FeatureProbe",
     "JudgeDetail",
+    "MarginSource",
     "Needle",
     "OutputProbe",
     "PerfRecord",
@@ -80,6 +83,7 @@ __all__ = [
     "default_db_path",
     "dumps",
     "loads",
+    "margin_source_text",
     "migrate",
     "provider_message",
     "redact",

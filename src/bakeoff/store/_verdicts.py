@@ -15,6 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 VerdictKind = Literal["same", "different", "inconclusive"]
 Multiplicity = Literal["per_endpoint", "fdr"]
+MarginSource = Literal["gguf", "endpoint", "top_logprobs", "none"]
+"""Where the greedy regime's margins came from: the reference GGUF scored in-process, a server's
+prompt log-probabilities (`scorer: endpoint`), the reference endpoint's own top-k log-probabilities
+of what it generated (`audit/_topk.py`), or nowhere (every divergence counts)."""
+
+
+def margin_source_text(source: str | None, k: int | None = None) -> str:
+    """A margin source in the user's terms (the CLI's table, the report)."""
+    words = {
+        "gguf": "reference GGUF, scored in-process",
+        "endpoint": "a server's prompt log-probabilities",
+        "top_logprobs": f"the reference's top-{k or 'k'} log-probabilities",
+        "none": "none: every divergence counts (honest engines may be accused)",
+    }
+    return words.get(source or "", "-")
 
 
 class _Stored(BaseModel):
@@ -76,6 +91,14 @@ class TestEvidence(_Stored):
     disagreement_rate: float | None = None
     sampler_flag: str | None = None
     examples: list[Example] | None = None
+    margin_source: MarginSource | None = None
+    top_k: int | None = None
+    """With margins from `top_logprobs`: the most alternatives the reference gave at a position."""
+    bounded: int | None = None
+    """Confident divergences whose margin is a lower bound (the candidate's token beyond top-k)."""
+    left_out: dict[str, int] | None = None
+    """Prompts left out of the greedy test, by why (`_topk.REASONS`): the reference's own
+    log-probabilities could not give a margin there."""
     power: list[PowerAt] | None = None
     power_is_exact: bool | None = None
     power_method: str | None = None
@@ -149,6 +172,8 @@ class Verdict(_Stored):
     p_value: float
     e_value: float = 1.0
     multiplicity: Multiplicity = "per_endpoint"
+    margin_source: MarginSource | None = None
+    """What decided which greedy divergences count (`MarginSource`); unset on runs before it."""
     calls: int = 0
     tokens: int = 0
     errors: int = 0

@@ -17,6 +17,8 @@ import orjson
 from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
 from markupsafe import Markup, escape
 
+from bakeoff.store import margin_source_text
+
 _TOKENS = re.compile(r"\s+|[^\s]+")
 MAX_DIFF_TOKENS = 4000
 
@@ -130,7 +132,7 @@ def make_env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(url=url, word_diff=word_diff)
+    env.globals.update(url=url, word_diff=word_diff, margin_source_text=margin_source_text)
     env.filters.update(
         num=fmt_num, p=fmt_p, usd=fmt_usd, pretty_json=pretty_json, tool_calls_text=tool_calls_text
     )
