@@ -135,6 +135,22 @@ def test_q2k_greedy_differs_from_f16_while_a_second_f16_agrees(servers):
     assert same_q2k <= len(PROMPTS) // 4, (f16, q2k)
 
 
+def test_servers_wait_for_openmp_asleep_unless_the_user_chose(servers, monkeypatch):
+    """A llama.cpp server's threads wait at OpenMP barriers: spinning there (OpenMP's default),
+    2 threads on a 2-core machine with one core busy elsewhere took 15-55 s for what takes 0.6 s
+    (local/_servers.py `server_env`). The running servers were started with the passive policy;
+    a user's own choice is kept."""
+    for s in servers.values():
+        env = Path(f"/proc/{s.pid}/environ").read_bytes().split(b"\0")
+        assert b"OMP_WAIT_POLICY=PASSIVE" in env, s.name
+    from bakeoff.local._servers import server_env
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert server_env()["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert server_env()["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
 def test_port_in_use_and_failed_start_give_clear_errors(servers, tmp_path):
     with pytest.raises(ServerError, match=f"port {servers['f16'].port} .* already in use"):
         launch("dup", variant_path("F16"), alias="x", port=servers["f16"].port)
