@@ -120,8 +120,15 @@ def wait_for(pred, timeout: float = 30.0, interval: float = 0.05) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """Model variants and server logs go to a session temp dir, not the user's cache."""
+    """Model variants and server logs go to a session temp dir, not the user's cache. Under
+    pytest-xdist (`make test` runs 2 workers) each worker has its own (its servers are told
+    apart by it), the derived models one folder shared by all (made once, under the ladder's
+    file lock)."""
     d = tmp_path_factory.mktemp("bakeoff-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "bakeoff-models"
+        shared.mkdir(exist_ok=True)
+        (d / "models").symlink_to(shared, target_is_directory=True)
     old = os.environ.get("BAKEOFF_CACHE_DIR")
     os.environ["BAKEOFF_CACHE_DIR"] = str(d)
     yield d

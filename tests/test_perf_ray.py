@@ -145,16 +145,21 @@ def test_two_nodes_share_one_schedule_and_add_up(tmp_path, fake_proc, ray_cluste
     assert arrived == list(range(planned))
     # schedules align: per node, the server's arrival time minus the intended send time is the same
     # constant (the common start plus the loopback trip) within ALIGN_MS
+    # (robust statistics: with another process busy, a few sends came 20 ms late; a node off its
+    # schedule is off by hundreds of ms over these 4 s)
     shard_of = {g["shard"]: g["node"] for g in s["generators"]}
     offsets: dict[str, list[float]] = {}
-    for e in seen:
+    for e in sorted(seen, key=lambda e: seq_of[e["prompt"]]):
         seq = seq_of[e["prompt"]]
         offsets.setdefault(shard_of[seq % 2], []).append(e["t"] * 1000 - seq * 1000 / RATE)
     medians = [statistics.median(v) for v in offsets.values()]
     assert abs(medians[0] - medians[1]) <= ALIGN_MS, medians
     for v in offsets.values():
-        q = statistics.quantiles(v, n=20)
-        assert q[-1] - q[0] <= 2 * ALIGN_MS, (q[0], q[-1])
+        q = statistics.quantiles(v, n=4)
+        assert q[2] - q[0] <= 2 * ALIGN_MS, q  # the middle half of the sends on time
+        half = len(v) // 2  # and no drift: the schedule's second half keeps the first's offset
+        drift = statistics.median(v[half:]) - statistics.median(v[:half])
+        assert abs(drift) <= ALIGN_MS, drift
     # stored and shown: the summary in the store, the table on stderr, the UI's perf page
     store = Store(tmp_path / "b.db")
     row = store.perf_run(s["perf_id"])
