@@ -9,10 +9,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 
 from bakeoff.store import Store, WatchCheck
+from bakeoff.watch import Watch, WatchSettings, make_check
 from bakeoff.watch._lease import gone, me
 from conftest import BAKEOFF, bakeoff, wait_for
 
@@ -119,3 +121,29 @@ def test_two_watchers_started_at_once_make_the_slot_once(tmp_path):
         assert [(c.seq, c.slot, c.status) for c in checks] == [(1, 0, "done")], outs
         assert len(store.runs()) == 1
     assert not any("check 2" in o for o, _ in outs), outs
+
+
+def test_the_holder_renews_its_lease_while_it_makes_the_check(tmp_path):
+    """A lease of 0.6 s, renewed every 0.2 s by the heartbeat, over a check of several seconds
+    (a slow fake): the row's lease time moves on while the check runs; the check is done."""
+    db = str(tmp_path / "w.db")
+    watch = Watch(db, _lineup(tmp_path), "one", WatchSettings(anchors=32, rotating=0), lease=0.6)
+    seen: set[float] = set()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.05):
+            with closing(Store(db)) as store:
+                seen.update(c.lease_until for c in store.watch_checks("one") if c.lease_until)
+
+    with closing(Store(db)):
+        pass
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        result = make_check(watch, now=0.0)
+    finally:
+        stop.set()
+        t.join(10)
+    assert result.held_by is None and len(result.steps) == 1
+    assert len(seen) >= 2, seen  # claimed, then renewed at least once
