@@ -18,7 +18,7 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
@@ -49,22 +49,12 @@ from bakeoff.runs._results import (
     Tokens,
 )
 from bakeoff.runs._stopping import call_value, sequence_interval
-from bakeoff.stats import (
-    item_bootstrap_ci,
-    item_mean_ci,
-    pass_at_k,
-    percentile,
-)
-from bakeoff.store import (
-    AuditStop,
-    ProbeResult,
-    Row,
-    Store,
-    StoreError,
-    Verdict,
-    margin_source_text,
-)
+from bakeoff.stats import item_bootstrap_ci, item_mean_ci, pass_at_k, percentile
+from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict, margin_source_text
 from bakeoff.suites import Item
+
+if TYPE_CHECKING:
+    from bakeoff.store import AuditStop
 
 
 def _round(x: float | None, nd: int = 2) -> float | None:
@@ -186,15 +176,7 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         for ep in lineup.endpoints
     ]
     if lineup.run.stop_when is not None:
-        of_suite: dict[str, list[Item]] = defaultdict(list)
-        for r in item_rows:
-            of_suite[r["suite"]].append(Item.from_stored(r))
-        for e in endpoints:
-            ep = lineup.endpoint(e.name)
-            for suite in lineup.run.suites:
-                planned = sum(1 for it in of_suite[suite] if fits(ep, it))
-                rows = outcomes[(ep.name, suite)]
-                _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
+        _stopped_suites(endpoints, item_rows, outcomes, lineup)
     paired(endpoints, outcomes, lineup)
     common_scores(endpoints, outcomes, lineup)
     no_score_causes(endpoints, store, run_id)
@@ -211,15 +193,31 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "repeats": lineup.run.repeats,
             "endpoints": endpoints,
             "pareto": pareto,
-            "warnings": _isolation_warnings(endpoints) + upstream_notes + _stop_notes(stop),
+            "warnings": _isolation_warnings(endpoints)
+            + upstream_notes
+            + ([stop.text()] if stop is not None else []),
             "cost_usd": total(b.total_usd for b in bills.values()),
             **({"audit_stop": stop} if stop is not None else {}),
         }
     )
 
 
-def _stop_notes(stop: AuditStop | None) -> list[str]:
-    return [] if stop is None else [stop.text()]
+def _stopped_suites(
+    endpoints: list[EndpointSummary],
+    item_rows: list[Row],
+    outcomes: dict[tuple[str, str], list[Outcome]],
+    lineup: Lineup,
+) -> None:
+    """Under `run.stop_when`: each suite's stats as the confidence sequence states them."""
+    of_suite: dict[str, list[Item]] = defaultdict(list)
+    for r in item_rows:
+        of_suite[r["suite"]].append(Item.from_stored(r))
+    for e in endpoints:
+        ep = lineup.endpoint(e.name)
+        for suite in lineup.run.suites:
+            planned = sum(1 for it in of_suite[suite] if fits(ep, it))
+            rows = outcomes[(ep.name, suite)]
+            _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
 
 
 @dataclass(frozen=True)
