@@ -98,7 +98,8 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     stop = store.audit_stop(run_id)
     console.print(verdict_table(run_id, verdicts, stop))
     costs = audit_costs(store.calls_light(run_id))
-    console.print(cost_table(run_id, costs))
+    if costs:
+        console.print(cost_table(run_id, costs))
     if any(v.margin_source == "none" for v in verdicts.values()):
         err.print(f"[yellow]warning:[/] {escape(NO_MARGINS_HELP)}", highlight=False)
     if stop is not None:
