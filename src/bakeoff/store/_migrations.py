@@ -358,6 +358,21 @@ def m010_watch_leases(db: Connection) -> None:
     )
 
 
+@migration
+def m011_audit_stops(db: Connection) -> None:
+    """Why a run's audit stopped before its budget, when its cost cap stopped it (`--max-cost`,
+    `audit.max_cost`): the cap, what was spent and what the next round would have cost. A fact of
+    the run, not of an analysis: a re-analysis of the same calls is told it, never recomputes it."""
+    db.executescript(
+        """
+        CREATE TABLE audit_stops (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id),
+            stop_json TEXT NOT NULL        -- AuditStop: cap, spent, next round, rounds made
+        );
+        """
+    )
+
+
 def migrate(db: Connection) -> list[str]:
     """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
     under a lock, so processes opening a new database together apply each migration once."""

@@ -17,6 +17,7 @@ import orjson
 from jinja2 import Environment
 
 from bakeoff.perf import PerfSummary
+from bakeoff.runs import audit_costs
 from bakeoff.store import Row, Store
 from bakeoff.ui._charts import chunks_chart, front_charts, perf_charts, wealth_chart
 from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
@@ -309,11 +310,10 @@ class Views:
         run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         v = rd.verdicts
         figs = {ep: fig for ep, ev in v.items() if (fig := wealth_chart(ev)) is not None}
-        return Page(
-            f"Audit · {run_id}",
-            self._render("audit.html", rd=rd, verdicts=v, figs=figs),
-            run_id,
-        )
+        costs = audit_costs(rd.store.calls_light(run_id))
+        stop = rd.store.audit_stop(run_id)
+        page = self._render("audit.html", rd=rd, verdicts=v, figs=figs, costs=costs, stop=stop)
+        return Page(f"Audit · {run_id}", page, run_id)
 
     def arena(self, run_id: str, seed: str | None = None) -> Page:
         import random
