@@ -6,6 +6,7 @@ one click on the alarm opens the prompts whose answers changed, before and after
 
 from __future__ import annotations
 
+import shutil
 from contextlib import closing
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from bakeoff.lineups import purposes
 from bakeoff.store import Store
 from bakeoff.ui import NotFound, Views
-from bakeoff.watch import Watch, make_check
+from bakeoff.watch import Watch, acknowledge, make_check
 from test_browser import Shots, _page, _ready, ui_server
 from test_watch import SIX_HOURS, SMALL, Switching
 
@@ -48,12 +49,28 @@ def history(tmp_path_factory):
     return db
 
 
-def test_every_checks_evidence_is_what_its_detector_counted(history):
-    """The evidence page of each check lists as many changed prompts as the detector counted."""
-    with closing(Store(str(history))) as store:
+def test_every_checks_evidence_is_what_its_detector_counted(history, tmp_path):
+    """The evidence page of each check lists as many changed prompts as the detector counted —
+    also after the change is acknowledged (a copy of the history: `switched` acknowledged, then 4
+    checks of what it serves now, compared with its new baseline, not the first)."""
+    db = tmp_path / "acked.db"
+    shutil.copy(history, db)
+    acknowledge(str(db), "nightly", "switched")
+    served = Switching(after=0)  # the second model from the start: what `switched` serves now
+    try:
+        path = tmp_path / "nightly.yaml"
+        path.write_text(_lineup(served.url, down=False))
+        watch = Watch(str(db), path, "nightly", SMALL)
+        for k in range(CHECKS, CHECKS + 4):
+            make_check(watch, now=T0 + k * SIX_HOURS, slot=k)
+    finally:
+        served.close()
+    with closing(Store(str(db))) as store:
         views = Views(store)
         steps = store.watch_steps("nightly")
-        assert len(steps) == 2 * CHECKS
+        assert len(steps) == 2 * (CHECKS + 4)
+        page = views.page(f"/watch/evidence?name=nightly&endpoint=switched&check={CHECKS + 2}")
+        assert "the baseline formed after acknowledged change 1" in page.html
         for s in steps:
             if s.gap:
                 continue
@@ -61,7 +78,8 @@ def test_every_checks_evidence_is_what_its_detector_counted(history):
             if s.phase == "baseline" and s.seq == 1:
                 assert "No anchor" in html.html
             assert html.html.count('class="example changed"') == s.changed, (s.endpoint, s.seq)
-        assert [s.changed for s in steps if s.endpoint == "switched"][5:] == [8, 8, 8]
+        changed = [s.changed for s in steps if s.endpoint == "switched"]
+        assert changed[5:] == [8, 8, 8, 0, 0, 0, 0]
         for bad in ("check=99", "check=x", "check=1&endpoint=nobody"):
             with pytest.raises(NotFound):
                 views.page(f"/watch/evidence?name=nightly&endpoint=switched&{bad}")
