@@ -88,7 +88,7 @@ docs: $(DEV)
 
 # refresh the screenshots in docs/ from the browser tests
 screenshots: $(DEV) $(CHROMIUM)
-	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_overview.py tests/test_browser_pages.py
+	BAKEOFF_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_overview.py tests/test_browser_pages.py tests/test_browser_watch.py
 
 # the revision whose wire client `make bench` measures this tree's against (bench/client_overhead.py)
 BENCH_AGAINST ?= main

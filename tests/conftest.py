@@ -148,6 +148,7 @@ SLOW_MODULES = {
     "test_browser.py",
     "test_browser_overview.py",
     "test_browser_pages.py",
+    "test_browser_watch.py",
     "test_calibrate.py",
     "test_fuzz.py",
     "test_faults.py",

@@ -74,6 +74,7 @@ DOCS = {
     "arena",
     "report-overview",
     "compare",
+    "watch",
 }
 
 

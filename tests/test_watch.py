@@ -34,19 +34,23 @@ SIX_HOURS = 6 * 3600.0
 
 class Switching:
     """An endpoint that serves one model (a fake echoing the prompt), then after `after` requests
-    silently another (a fake with a fixed reply): a distortion proxy with `switch_to`, running in
-    its own thread so that it outlives every check (a watched endpoint is not restarted by them)."""
+    silently another (a fake with a fixed reply; for `for_calls` requests only, if given): a
+    distortion proxy with `switch_to`, running in its own thread so that it outlives every check
+    (a watched endpoint is not restarted by them)."""
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, for_calls: int | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._start(after), self.loop).result(30)
+        started = self._start(after, for_calls)
+        self.url = asyncio.run_coroutine_threadsafe(started, self.loop).result(30)
 
-    async def _start(self, after: int) -> str:
+    async def _start(self, after: int, for_calls: int | None) -> str:
         self.first, self.second = FakeServer(FakeConfig()), FakeServer(FakeConfig(mode="fixed"))
         a, b = await self.first.start(), await self.second.start()
-        spec = ProxySpec(target="a", switch_to="b", switch_after_calls=after)
+        spec = ProxySpec(
+            target="a", switch_to="b", switch_after_calls=after, switch_for_calls=for_calls
+        )
         self.proxy = DistortionProxy(spec, a, upstream_model="m", switch_url=b, switch_model="m")
         return await self.proxy.start()
 
@@ -66,8 +70,8 @@ class Switching:
 def switching():
     made: list[Switching] = []
 
-    def make(after: int) -> Switching:
-        made.append(Switching(after))
+    def make(after: int, for_calls: int | None = None) -> Switching:
+        made.append(Switching(after, for_calls))
         return made[-1]
 
     yield make

@@ -6,6 +6,8 @@ All calls go through the run's endpoints and are stored like any other call (sui
 `fidelity.greedy` / `fidelity.sampled`), so `bakeoff audit --rerun` recomputes verdicts from the store.
 After each round the evidence is looked at; a candidate whose e-process crossed 1/alpha is decided
 ("different") and gets no more calls — anytime-valid testing makes that early stop legitimate.
+Before each round the cost cap is checked (`audit.max_cost`, `_cap.py`): a round projected past it
+is not started, and the verdicts are those of the calls made.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from bakeoff.audit._analysis import SUITES, analyse, asks_top_logprobs
+from bakeoff.audit._cap import stop_if_capped
 from bakeoff.audit._errors import AuditError
 from bakeoff.audit._factories import (
     alternative_scorers_for,
@@ -74,7 +77,9 @@ def applied_settings(store: Store, run_id: str, settings: AuditSettings) -> Audi
 
 
 def _analysis_id(settings: AuditSettings) -> str:
-    blob = orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    # the cost cap decides which calls are made, not what they show: not part of the analysis
+    dumped = settings.model_dump(mode="json", exclude={"max_cost"})
+    blob = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "a-" + hashlib.sha256(blob).hexdigest()[:10]
 
 
@@ -202,11 +207,15 @@ def _round_jobs(
                     params.update(logprobs=True, top_logprobs=settings.top_logprobs)
                 # not streamed: usage (prompt tokens) is then reported by more servers
                 jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
+    return jobs
+
+
+def _announce(session: EndpointSession, jobs: dict[str, list[Job]]) -> None:
+    """The round's calls added to each endpoint's progress."""
     for name, js in jobs.items():
         handle = session.handles[name]
         handle.progress.total += len(js)
         handle.notify()
-    return jobs
 
 
 def _begin(
@@ -255,7 +264,11 @@ async def run_audit(
         return out
 
     for r in range(-(-settings.budget // settings.batch)):
-        await session.run_jobs(_round_jobs(session, settings, items, undecided, r, top))
+        jobs = _round_jobs(session, settings, items, undecided, r, top)
+        if stop_if_capped(store, run_id, lineup, settings, jobs, r) is not None:
+            break  # the round would pass audit.max_cost: the verdicts are those of the calls made
+        _announce(session, jobs)
+        await session.run_jobs(jobs)
         verdicts = await analysed()
         if on_round:
             on_round(r, verdicts)

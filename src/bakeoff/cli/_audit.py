@@ -24,7 +24,11 @@ from bakeoff.cli._common import (
 from bakeoff.cli._run import execute_with_progress
 from bakeoff.lineups import LineupError
 from bakeoff.plugins import load
-from bakeoff.store import Store, TestEvidence, Verdict, margin_source_text
+from bakeoff.runs import RegimeCost, audit_costs
+from bakeoff.store import AuditStop, Store, TestEvidence, Verdict, margin_source_text
+
+COST_CAP_EXIT = 6
+"""`bakeoff audit` stopped at its cost cap before its budget (docs/CLI.md's exit codes)."""
 
 app = typer.Typer(
     help="Audit every endpoint against the reference: same / different / inconclusive, with "
@@ -64,6 +68,15 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
         help="With --rerun: an audit setting changed for this re-analysis (KEY=VALUE, e.g. "
         "margin=0.2; repeatable). It is stored beside the run's own analysis under its own id.",
     ),
+    max_cost: float | None = typer.Option(
+        None,
+        "--max-cost",
+        metavar="USD",
+        help="Most USD the audit may spend (default: the lineup's audit.max_cost, else no cap). "
+        "Before each round its cost is projected from what each endpoint's calls cost so far; a "
+        f"round that would pass the cap is not started, and the audit exits {COST_CAP_EXIT} with "
+        "the verdicts of the calls made. Calls with no price are not counted.",
+    ),
     db: str | None = DbOption,
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
@@ -79,16 +92,46 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     if rerun:
         run_id, analysis, verdicts = _rerun(store, rerun, _settings_of(set_ or []), quiet)
     else:
-        run_id = _audit_now(store, config, regime, budget, seed, quiet)
+        run_id = _audit_now(store, config, (regime, budget, seed, max_cost), quiet)
         verdicts = store.verdicts(run_id)
     console = err if json_out else out
-    console.print(verdict_table(run_id, verdicts))
+    stop = store.audit_stop(run_id)
+    console.print(verdict_table(run_id, verdicts, stop))
+    costs = audit_costs(store.calls_light(run_id))
+    if costs:
+        console.print(cost_table(run_id, costs))
     if any(v.margin_source == "none" for v in verdicts.values()):
         err.print(f"[yellow]warning:[/] {escape(NO_MARGINS_HELP)}", highlight=False)
+    if stop is not None:
+        err.print(f"[yellow]{escape(stop.text())}[/]", highlight=False)
     if json_out:
         stated = {k: v.to_json() for k, v in verdicts.items()}
-        body = {"run_id": run_id, "analysis": analysis, "verdicts": stated}
+        body = {
+            "run_id": run_id,
+            "analysis": analysis,
+            "verdicts": stated,
+            "cost": {ep: {r: c.model_dump() for r, c in rc.items()} for ep, rc in costs.items()},
+            "audit_stop": None if stop is None else stop.model_dump(),
+        }
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if stop is not None and not rerun:
+        raise typer.Exit(COST_CAP_EXIT)
+
+
+def cost_table(run_id: str, costs: dict[str, dict[str, RegimeCost]]) -> Table:
+    """What the audit's calls cost, per endpoint and regime, from the stored calls."""
+    t = Table(title=f"audit cost, run {run_id}", title_justify="left")
+    for col in ("endpoint", "regime", "calls", "failed", "cached", "tokens in+out", "$"):
+        t.add_column(col)
+    for ep, by_regime in costs.items():
+        for regime, c in by_regime.items():
+            row = (str(c.calls), str(c.failed), str(c.cached), c.tokens_text(), c.usd_text())
+            t.add_row(ep, regime, *row)
+    t.caption = (
+        "a cached answer (bakeoff's response cache) costs nothing; a failed call counts as a call, "
+        "with no tokens stored; the reference scorer's requests are not calls of the run"
+    )
+    return t
 
 
 NO_MARGINS_HELP = (
@@ -159,11 +202,10 @@ def _show(overrides: dict[str, object]) -> str:
 def _audit_now(
     store: Any,
     config: Path | None,
-    regime: list[str] | None,
-    budget: int | None,
-    seed: int | None,
+    options: tuple[list[str] | None, int | None, int | None, float | None],
     quiet: bool,
 ) -> str:
+    """Audit the lineup now (`options`: --regime, --budget, --seed, --max-cost); the run's id."""
     from bakeoff.runs import create_run
 
     if config is None:
@@ -176,6 +218,7 @@ def _audit_now(
         raise fail(str(e)) from None
     if lineup.reference is None:
         raise fail(f"{config}: the audit needs `reference:` naming the reference endpoint")
+    regime, budget, seed, max_cost = options
     lineup.run.suites = []
     lineup.audit.enabled = True
     if regime:
@@ -187,6 +230,8 @@ def _audit_now(
         override(lineup.audit, "budget", budget, "--budget")
     if seed is not None:
         override(lineup.audit, "seed", seed, "--seed")
+    if max_cost is not None:
+        override(lineup.audit, "max_cost", max_cost, "--max-cost")
     from bakeoff._pipeline import RunError, check_env, check_local
 
     try:
@@ -312,7 +357,10 @@ def _margins(v: Verdict, g: TestEvidence | None) -> str:
     return f"[yellow]{escape(text)}[/]" if v.margin_source == "none" else escape(text)
 
 
-def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
+def verdict_table(
+    run_id: str, verdicts: dict[str, Verdict], stop: AuditStop | None = None
+) -> Table:
+    """The verdicts, one row each; an inconclusive one says when the cost cap stopped the audit."""
     t = Table(title=f"fidelity audit, run {run_id}", title_justify="left")
     for col in (
         "endpoint",
@@ -330,6 +378,8 @@ def verdict_table(run_id: str, verdicts: dict[str, Verdict]) -> Table:
         g, s = v.tests.get("greedy"), v.tests.get("sampled")
         colour = {"same": "green", "different": "red"}.get(v.verdict, "yellow")
         why = (v.why or "") + "".join(f"\n! {f}" for f in v.behaviour.flags)
+        if stop is not None and v.verdict == "inconclusive":
+            why += f"\n! stopped by the cost cap (${stop.cap_usd:.4g})"
         confident = "-" if g is None or g.confident_differ is None else g.confident_differ
         t.add_row(
             name,

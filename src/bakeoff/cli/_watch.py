@@ -3,6 +3,7 @@ detector whose false-alarm rate is stated (docs/WATCH.md)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from contextlib import closing
@@ -17,14 +18,17 @@ from bakeoff.cli._common import DbOption, err, fail, open_store, out
 from bakeoff.lineups import AuditSettings
 from bakeoff.store import default_db_path
 from bakeoff.watch import (
+    AlertTarget,
     CheckInterrupted,
     CheckResult,
     DetectorSettings,
     Watch,
     WatchSettings,
     acknowledge,
+    alert,
     make_check,
     watch_every,
+    where,
 )
 from bakeoff.watch import status as watch_status
 
@@ -83,6 +87,18 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
     baseline_checks: int = typer.Option(
         4, min=2, help="A new watch's checks that form each endpoint's baseline."
     ),
+    alert_url: str | None = typer.Option(
+        None,
+        "--alert-url",
+        help="POST a JSON alert here at each new alarm (the endpoint, what changed, the evidence's "
+        "run); 5xx and unreachable retried with backoff, a failure logged, never the watch's end.",
+    ),
+    alert_key_env: str | None = typer.Option(
+        None,
+        "--alert-key-env",
+        help="The environment variable holding the webhook's key (sent as a bearer header; "
+        "never stored or printed).",
+    ),
     db: str | None = DbOption,
 ) -> None:
     """Watch the lineup's endpoints: each check is an ordinary stored run of the watch's private
@@ -100,20 +116,39 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
         rotating=rotating,
         detector=DetectorSettings(arl=arl, baseline_checks=baseline_checks),
     )
+    target = _alert_target(alert_url, alert_key_env)
     db = db or default_db_path()
     spec = Watch(db, config, name or config.stem, new, log=lambda m: err.print(escape(m)))
     _promise(spec, seconds)
+    _go(spec, seconds, target)
+
+
+def _alert_target(url: str | None, key_env: str | None) -> AlertTarget | None:
+    if key_env is not None and url is None:
+        raise fail("--alert-key-env names the key of --alert-url: give both")
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise fail(f"--alert-url {where(url)}: give an http(s) URL")
+    key = None
+    if key_env is not None:
+        key = os.environ.get(key_env)
+        if not key:
+            raise fail(f"--alert-key-env {key_env}: that environment variable is not set")
+    return AlertTarget(url, key)
+
+
+def _go(spec: Watch, seconds: float | None, target: AlertTarget | None) -> None:
+    def done(result: CheckResult) -> int:
+        code = _report(spec.name, result)
+        if target is not None:
+            alert(target, spec.name, result, lambda m: err.print(escape(m), highlight=False))
+        return code
+
     try:
         if seconds is None:
-            result = make_check(spec, now=time.time())
-            raise typer.Exit(_report(spec.name, result))
-        watch_every(
-            spec,
-            every=seconds,
-            now=time.time,
-            wait=_sleep,
-            on_check=lambda r: _report(spec.name, r),
-        )
+            raise typer.Exit(done(make_check(spec, now=time.time())))
+        watch_every(spec, every=seconds, now=time.time, wait=_sleep, on_check=done)
     except RunError as e:
         raise fail(str(e)) from None
     except CheckInterrupted as e:
@@ -156,6 +191,13 @@ def _short(text: str, width: int = 60) -> str:
 
 def _report(name: str, result: CheckResult) -> int:
     """One line per endpoint; the exit code of `--once`."""
+    if result.held_by is not None:
+        out.print(
+            f"watch {name} check {result.seq}: made by another watcher ({result.held_by}); "
+            "nothing done here",
+            highlight=False,
+        )
+        return 0
     for s in result.steps:
         st = s.step
         if st.gap:
@@ -177,6 +219,15 @@ def _report(name: str, result: CheckResult) -> int:
             f"{st.changed}/{st.n} anchors changed; {what}",
             highlight=False,
         )
+        if s.recheck is not None:
+            rc = s.recheck
+            said = "the change holds" if rc.confirmed else "it did not hold: no alarm"
+            out.print(
+                f"  re-check (run {rc.run_id}): {rc.held}/{rc.answered} of the "
+                f"{rc.asked} changed anchors changed again (statistic before it "
+                f"{rc.raw_statistic:.3g}): {said}",
+                highlight=False,
+            )
         if st.alarm:
             for item, before, after in s.changes:
                 out.print(f"  {item}: {_short(before)!r} -> {_short(after)!r}", highlight=False)

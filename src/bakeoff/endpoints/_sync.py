@@ -70,10 +70,13 @@ def post_json(
     max_bytes: int,
     secret: str | None,
     cap_note: str = "",
+    parse: bool = True,
 ) -> object:
     """POST `body` as JSON; the answer parsed. Ends by `timeout` seconds, reads at most
     `max_bytes`, and raises only `PostError` (redacted, see the module docstring); `cap_note` is
-    said after the cap when an answer passes it (what the cap stands for)."""
+    said after the cap when an answer passes it (what the cap stands for). `parse=False`: any 2xx
+    answer will do (a webhook's `ok`); its first `max_bytes` are read, the rest left, and None is
+    returned."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostError(f"{url}: not an http(s) URL")
@@ -95,7 +98,7 @@ def post_json(
             raw = _read(resp, ERROR_BYTES, deadline, cut=True)
             detail = redacted(raw, secret)
             raise PostError(f"{url} answered {resp.status}: {detail}", resp.status)
-        raw = _read(resp, max_bytes, deadline, cut=False)
+        raw = _read(resp, max_bytes, deadline, cut=not parse)
     except _Late:
         raise _late(url, timeout) from None
     except _TooLarge:
@@ -111,7 +114,7 @@ def post_json(
     finally:
         timer.cancel()
         conn.close()
-    return _parsed(url, raw, secret)
+    return _parsed(url, raw, secret) if parse else None
 
 
 def _parsed(url: str, raw: bytearray, secret: str | None) -> object:

@@ -364,14 +364,16 @@ class AuditSettings(_Strict):
     top_p: float = Field(default=0.95, gt=0, le=1)
     """Nucleus sampling of the sampled regime's calls (T=1): every engine applies `top_p` the same
     way (the smallest set of tokens holding this much probability), and cutting the model's long
-    tail of rare tokens makes the reference-scored tests steadier. `1` samples the full
-    distribution."""
+    tail of rare tokens makes the reference-scored tests steadier. `1`: the full distribution."""
     sampled_params: dict[str, object] = Field(default_factory=dict)
     """Extra body fields for every sampled-regime call, over the neutral sampler of each
     endpoint's `engine` (which every audit call gets, greedy too: llama.cpp `top_k: 0, min_p: 0,
     repeat_penalty: 1`; vLLM and SGLang `top_k: -1, min_p: 0, repetition_penalty: 1`). Use it for
     an engine bakeoff does not know; the reference and the candidates must sample the same way,
     or the sampled test sees the samplers differ, not the weights."""
+    max_cost: float | None = Field(default=None, gt=0, le=1e6)
+    """Most USD the audit may spend (`--max-cost`): a round projected to pass it is not started
+    (docs/FIDELITY.md, "What an audit costs"). Not an analysis setting: re-analyses ignore it."""
 
 
 DEFAULT_PROMPT = "{{ question }}"

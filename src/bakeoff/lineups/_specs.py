@@ -104,6 +104,9 @@ class ProxySpec(_Strict):
     endpoint that silently changes what it serves (what `bakeoff watch` must catch)."""
     switch_after_calls: int | None = Field(default=None, ge=0, le=1_000_000_000)
     """Requests (chat or completions; listings not counted) forwarded to `target` before the switch."""
+    switch_for_calls: int | None = Field(default=None, ge=1, le=1_000_000_000)
+    """Requests sent to `switch_to` before going back to `target` (unset: never back): a
+    transient change, such as a provider's brief misroute."""
     seed: int = 0
 
     @model_validator(mode="after")
@@ -112,6 +115,8 @@ class ProxySpec(_Strict):
             raise ValueError("route_fraction needs route_to (the endpoint to send them to)")
         if (self.switch_to is None) != (self.switch_after_calls is None):
             raise ValueError("switch_to and switch_after_calls go together")
+        if self.switch_for_calls is not None and self.switch_to is None:
+            raise ValueError("switch_for_calls needs switch_to and switch_after_calls")
         return self
 
     def named_endpoints(self) -> list[tuple[str, str]]:

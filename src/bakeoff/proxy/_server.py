@@ -189,6 +189,10 @@ class DistortionProxy:
             self.switch_url
             and s.switch_after_calls is not None
             and self.calls > s.switch_after_calls
+            and (
+                s.switch_for_calls is None
+                or self.calls <= s.switch_after_calls + s.switch_for_calls
+            )
         )
         routed = bool(s.route_fraction and self.rng.random() < s.route_fraction)
         target, model = self.upstream_url, self.upstream_model

@@ -7,6 +7,7 @@ from bakeoff.runs._capabilities import (
     CapabilityRow,
     capability_row,
 )
+from bakeoff.runs._cost import audit_costs, regime_costs
 from bakeoff.runs._export import ExportError, export, load
 from bakeoff.runs._gates import GATE_EXIT, Gate, failed_gates, parse_gate
 from bakeoff.runs._handle import EndpointHandle, EndpointProgress
@@ -27,6 +28,7 @@ from bakeoff.runs._results import (
     SCHEMA_VERSION,
     EndpointSummary,
     Fidelity,
+    RegimeCost,
     RunSummary,
     SuiteStats,
 )
@@ -56,12 +58,14 @@ __all__ = [
     "Fidelity",
     "Gate",
     "Job",
+    "RegimeCost",
     "RunOptions",
     "RunOutcome",
     "RunStatus",
     "RunSummary",
     "SuiteStats",
     "api_keys",
+    "audit_costs",
     "call_id",
     "capability_row",
     "claimed_context",
@@ -74,6 +78,7 @@ __all__ = [
     "load",
     "parse_gate",
     "plan",
+    "regime_costs",
     "suite_for",
     "suite_items",
     "summarize",

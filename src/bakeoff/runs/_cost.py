@@ -18,7 +18,7 @@ from typing import Any
 
 from bakeoff.endpoints import CallResult
 from bakeoff.lineups import Endpoint, Lineup, purposes
-from bakeoff.runs._results import Bill
+from bakeoff.runs._results import Bill, RegimeCost
 from bakeoff.store import Row, SideCallRecord
 
 
@@ -195,6 +195,42 @@ def bill_of(calls: list[Row], side: list[Row]) -> Bill:
         unpriced=unpriced,
         cached_prompt_tokens=cached_tokens,
     )
+
+
+def regime_costs(calls: list[Row]) -> dict[str, RegimeCost]:
+    """One endpoint's audit calls summed per regime (`fidelity.greedy` → `greedy`), from the stored
+    calls alone: calls (failed ones included), tokens of the answered ones, and their cost — None
+    where no answered call could be priced, so an unknown price is never shown as 0 $. A replay
+    from bakeoff's response cache was not billed: counted apart (`cached`), adding nothing."""
+    of: dict[str, list[Row]] = defaultdict(list)
+    for c in calls:
+        if c["suite"].startswith(purposes.FIDELITY_PREFIX):
+            of[c["suite"].removeprefix(purposes.FIDELITY_PREFIX)].append(c)
+    out = {}
+    for regime, rows in sorted(of.items()):
+        ok = [c for c in rows if c["status"] == "ok"]
+        live = [c for c in ok if not c["cached"]]
+        priced = [c["cost_usd"] for c in live if c["cost_usd"] is not None]
+        out[regime] = RegimeCost(
+            calls=len(rows),
+            failed=len(rows) - len(ok),
+            cached=sum(1 for c in ok if c["cached"]),
+            prompt_tokens=None
+            if all(c["prompt_tokens"] is None for c in ok)
+            else sum(c["prompt_tokens"] or 0 for c in ok),
+            completion_tokens=sum(c["completion_tokens"] or 0 for c in ok),
+            cost_usd=round(sum(priced), 8) if priced else None,
+            unpriced=len(live) - len(priced),
+        )
+    return out
+
+
+def audit_costs(calls: list[Row]) -> dict[str, dict[str, RegimeCost]]:
+    """Every endpoint's audit calls per regime (`regime_costs`), endpoints with none left out."""
+    of: dict[str, list[Row]] = defaultdict(list)
+    for c in calls:
+        of[c["endpoint"]].append(c)
+    return {name: costs for name, rows in of.items() if (costs := regime_costs(rows))}
 
 
 def upstream_warnings(

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bakeoff.store import AuditStop
+
 SCHEMA_VERSION = 2
 """Of the summary's shape: raised when a key changes meaning or goes away (2: `cost_usd` is the
 whole bill — suite, audit, probe and judge calls — where 1 priced suite calls alone)."""
@@ -126,6 +128,46 @@ class Bill(_Model):
     cached_prompt_tokens: int
 
 
+class RegimeCost(_Model):
+    """What one endpoint's audit calls of one regime cost, summed from the stored calls (so a
+    re-analysis and `bakeoff audit --rerun` give the same figures)."""
+
+    calls: int
+    """Stored calls, failed ones included."""
+    failed: int
+    """Calls that ended in an error: counted as calls; the store keeps no token counts of a
+    failed call, so they add no tokens and no cost."""
+    cached: int
+    """Replays from bakeoff's response cache: nothing billed (0 $, never a price)."""
+    prompt_tokens: int | None
+    """Of the answered calls; None when none reported them (no `usage`)."""
+    completion_tokens: int
+    cost_usd: float | None
+    """The priced calls' cost; None ("no price") when no answered call could be priced."""
+    unpriced: int
+    """Answered calls with no figure (no price in the lineup, none reported)."""
+
+    def tokens_text(self) -> str:
+        """`1,240+960`: prompt + completion tokens (`?` for prompt tokens never reported)."""
+        tokens = "?" if self.prompt_tokens is None else f"{self.prompt_tokens:,}"
+        return f"{tokens}+{self.completion_tokens:,}"
+
+    def usd_text(self) -> str:
+        """`$0.0012`, or "no price" where no call could be priced — never 0 $ for unknown."""
+        if self.cost_usd is not None:
+            usd = f"${self.cost_usd:.4g}"
+            return usd + (f" ({self.unpriced} unpriced)" if self.unpriced else "")
+        if self.calls > self.failed and self.cached == self.calls - self.failed:
+            return "cached: not billed"
+        return "no price"
+
+    def text(self) -> str:
+        """`20 calls, 1,240+960 tok, $0.0012, 1 failed`."""
+        pairs = ((self.failed, "failed"), (self.cached, "cached"))
+        extra = "".join(f", {n} {what}" for n, what in pairs if n)
+        return f"{self.calls} calls, {self.tokens_text()} tok, {self.usd_text()}{extra}"
+
+
 class EndpointSummary(_Model):
     name: str
     model: str
@@ -171,6 +213,9 @@ class EndpointSummary(_Model):
     claims: dict[str, Any] | None = None
     """What the lineup says the provider claims (`context`, `quantization`, `max_output_tokens`)."""
     fidelity: Fidelity | None
+    audit_cost: dict[str, RegimeCost] | None = None
+    """Per audit regime (`greedy`, `sampled`): its calls, tokens and cost on this endpoint (the
+    reference's repeats included). The reference scorer's requests are not calls of the run."""
     capabilities: dict[str, Any] | None
     """The capability matrix's row (`bakeoff.runs.CAPABILITY_COLUMNS`), when probes ran."""
 
@@ -189,6 +234,8 @@ class RunSummary(_Model):
     warnings: list[str]
     cost_usd: float | None = None
     """The run's bill over every endpoint (None when no call could be priced)."""
+    audit_stop: AuditStop | None = None
+    """Set when the audit's cost cap stopped it before its budget (`audit.max_cost`)."""
 
     def endpoint(self, name: str) -> EndpointSummary:
         for e in self.endpoints:

@@ -18,14 +18,21 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
 from bakeoff._version import __version__
 from bakeoff.lineups import Endpoint, Lineup
 from bakeoff.runs._capabilities import capability_row
-from bakeoff.runs._cost import bill_of, pinned_upstream, served_elsewhere, total, upstream_warnings
+from bakeoff.runs._cost import (
+    bill_of,
+    pinned_upstream,
+    regime_costs,
+    served_elsewhere,
+    total,
+    upstream_warnings,
+)
 from bakeoff.runs._front import pareto_front
 from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
@@ -35,28 +42,30 @@ from bakeoff.runs._results import (
     EndpointSummary,
     Fidelity,
     Percentiles,
+    RegimeCost,
     RunSummary,
     SuiteStats,
     TierStats,
     Tokens,
 )
 from bakeoff.runs._stopping import call_value, sequence_interval
-from bakeoff.stats import (
-    item_bootstrap_ci,
-    item_mean_ci,
-    pass_at_k,
-    percentile,
-)
+from bakeoff.stats import item_bootstrap_ci, item_mean_ci, pass_at_k, percentile
 from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict, margin_source_text
 from bakeoff.suites import Item
+
+if TYPE_CHECKING:
+    from bakeoff.store import AuditStop
 
 
 def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def _fidelity(v: Verdict | None, is_reference: bool) -> Fidelity | None:
-    """The audit's verdict as the summary states it."""
+def _fidelity(
+    v: Verdict | None, is_reference: bool, stop: AuditStop | None = None
+) -> Fidelity | None:
+    """The audit's verdict as the summary states it; an inconclusive one says when the audit's
+    cost cap stopped it."""
     if is_reference:
         return Fidelity(verdict="reference")
     if v is None:
@@ -69,7 +78,9 @@ def _fidelity(v: Verdict | None, is_reference: bool) -> Fidelity | None:
         alpha=v.alpha,
         calls=v.calls,
         tokens=v.tokens,
-        why=v.why,
+        why=f"{v.why or ''} ({stop.text()})".lstrip()
+        if stop is not None and v.verdict == "inconclusive"
+        else v.why,
         flags=v.behaviour.flags,
     )
     margins = _margins(v)
@@ -134,6 +145,7 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     upstream_notes = upstream_warnings(lineup, all_of, side_of)
 
     verdicts = store.verdicts(run_id)
+    stop = store.audit_stop(run_id)
     probes = store.probes(run_id)
     item_rows = store.items(run_id)
     items = {r["item_id"]: r for r in item_rows}
@@ -156,21 +168,15 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
                 verdict=verdicts.get(ep.name),
                 probe=probes.get(ep.name),
                 bill=bills[ep.name],
+                audit_cost=regime_costs(all_of[ep.name]),
+                stop=stop,
             ),
             retried,
         )
         for ep in lineup.endpoints
     ]
     if lineup.run.stop_when is not None:
-        of_suite: dict[str, list[Item]] = defaultdict(list)
-        for r in item_rows:
-            of_suite[r["suite"]].append(Item.from_stored(r))
-        for e in endpoints:
-            ep = lineup.endpoint(e.name)
-            for suite in lineup.run.suites:
-                planned = sum(1 for it in of_suite[suite] if fits(ep, it))
-                rows = outcomes[(ep.name, suite)]
-                _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
+        _stopped_suites(endpoints, item_rows, outcomes, lineup)
     paired(endpoints, outcomes, lineup)
     common_scores(endpoints, outcomes, lineup)
     no_score_causes(endpoints, store, run_id)
@@ -187,10 +193,31 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
             "repeats": lineup.run.repeats,
             "endpoints": endpoints,
             "pareto": pareto,
-            "warnings": _isolation_warnings(endpoints) + upstream_notes,
+            "warnings": _isolation_warnings(endpoints)
+            + upstream_notes
+            + ([stop.text()] if stop is not None else []),
             "cost_usd": total(b.total_usd for b in bills.values()),
+            **({"audit_stop": stop} if stop is not None else {}),
         }
     )
+
+
+def _stopped_suites(
+    endpoints: list[EndpointSummary],
+    item_rows: list[Row],
+    outcomes: dict[tuple[str, str], list[Outcome]],
+    lineup: Lineup,
+) -> None:
+    """Under `run.stop_when`: each suite's stats as the confidence sequence states them."""
+    of_suite: dict[str, list[Item]] = defaultdict(list)
+    for r in item_rows:
+        of_suite[r["suite"]].append(Item.from_stored(r))
+    for e in endpoints:
+        ep = lineup.endpoint(e.name)
+        for suite in lineup.run.suites:
+            planned = sum(1 for it in of_suite[suite] if fits(ep, it))
+            rows = outcomes[(ep.name, suite)]
+            _sequence_stats(e.suites[suite], suite, rows, lineup, planned)
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,9 @@ class _EndpointRows:
     verdict: Verdict | None
     probe: ProbeResult | None
     bill: Bill
+    audit_cost: dict[str, RegimeCost]
+    """Its audit calls per regime (`regime_costs`)."""
+    stop: AuditStop | None
 
 
 def _endpoint_entry(
@@ -251,7 +281,7 @@ def _endpoint_entry(
         upstreams=dict(Counter(c["upstream"] for c in ok if c["upstream"])),
         cost_usd=bill.total_usd,
         bill=bill,
-        fidelity=_fidelity(of.verdict, ep.name == lineup.reference),
+        fidelity=_fidelity(of.verdict, ep.name == lineup.reference, of.stop),
         capabilities=dict(capability_row(of.probe)) if of.probe is not None else None,
         **_reliability(rows, live, retried),
     )
@@ -259,6 +289,8 @@ def _endpoint_entry(
     if any(v is not None for v in claims.values()):
         entry.claims = {k: v for k, v in claims.items() if v is not None}
     _upstream_checks(entry, ep, of.every_call)
+    if of.audit_cost:
+        entry.audit_cost = of.audit_cost
     suite_cost = bill.by_purpose.get("suite")
     if suite_cost is not None:
         correct = sum(v.correct or 0 for v in of.suites.values())

@@ -1,6 +1,7 @@
 """The store: SQLite (WAL) or PostgreSQL, with versioned migrations, holding runs, endpoints, items,
 calls and scores."""
 
+from bakeoff.store._analyses import AuditStop
 from bakeoff.store._db import Store, StoreError, database_exists, default_db_path
 from bakeoff.store._dialect import Row, redact
 from bakeoff.store._migrations import MIGRATIONS, migrate
@@ -47,6 +48,7 @@ __all__ = [
     "MIN_REDACTABLE",
     "WITHHELD",
     "Attempt",
+    "AuditStop",
     "BaselineAnswer",
     "Behaviour",
     "CallRecord",

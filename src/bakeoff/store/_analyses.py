@@ -5,9 +5,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from bakeoff.store._dialect import Connection
 from bakeoff.store._reads import loads
 from bakeoff.store._records import dumps
+
+
+class AuditStop(BaseModel):
+    """The audit stopped at its cost cap: the round that would have crossed it was not started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cap_usd: float
+    spent_usd: float
+    """What the run's priced audit calls had cost when it stopped."""
+    next_round_usd: float
+    """The projected cost of the round not started (each endpoint's cost per call so far)."""
+    rounds: int
+    """Rounds made before it stopped."""
+    unpriced: int = 0
+    """Audit calls with no price (none known, none reported): not counted against the cap."""
+
+    def text(self) -> str:
+        """The stop in words, as every surface prints it."""
+        line = (
+            f"the audit stopped at its cost cap after {self.rounds} round"
+            f"{'s' if self.rounds != 1 else ''}: ${self.spent_usd:.4g} spent of the "
+            f"${self.cap_usd:.4g} cap, the next round ~${self.next_round_usd:.4g}; verdicts from "
+            "the calls made (inconclusive where too few)"
+        )
+        if self.unpriced:
+            line += f"; {self.unpriced} unpriced calls not counted"
+        return line
 
 
 class Analyses:
@@ -76,6 +106,23 @@ class Analyses:
             (run_id, scorer),
         ).fetchall()
         return {r["key"]: loads(r["answer_json"]) for r in rows}
+
+    def put_audit_stop(self, run_id: str, stop: AuditStop) -> None:
+        """Record that the run's audit stopped at its cost cap (replacing an earlier record)."""
+        from bakeoff.store._db import upsert
+
+        with self.transaction() as db:
+            db.execute(
+                upsert("audit_stops", ("run_id", "stop_json"), ("run_id",)),
+                (run_id, stop.model_dump_json()),
+            )
+
+    def audit_stop(self, run_id: str) -> AuditStop | None:
+        """Why the run's audit stopped early, if its cost cap stopped it."""
+        row = self.db.execute(
+            "SELECT stop_json FROM audit_stops WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else AuditStop.model_validate_json(row["stop_json"])
 
     def scorer_roles(self, run_id: str) -> list[str]:
         rows = self.db.execute(

@@ -340,6 +340,39 @@ def m008_watches(db: Connection) -> None:
     )
 
 
+@migration
+def m009_watch_rechecks(db: Connection) -> None:
+    """`bakeoff watch`: the targeted re-check of a crossing, kept with the step it decided (its
+    run, the anchors re-asked, how many changed again, whether the alarm stood)."""
+    db.executescript("ALTER TABLE watch_steps ADD COLUMN recheck_json TEXT;")
+
+
+@migration
+def m010_watch_leases(db: Connection) -> None:
+    """`bakeoff watch` with several watcher processes: a running check's holder (`host:pid:token`)
+    and the wall-clock time its hold lasts to (renewed while it runs); another watcher takes over
+    only a check whose holder is gone."""
+    db.executescript(
+        "ALTER TABLE watch_checks ADD COLUMN owner TEXT;"
+        " ALTER TABLE watch_checks ADD COLUMN lease_until REAL;"
+    )
+
+
+@migration
+def m011_audit_stops(db: Connection) -> None:
+    """Why a run's audit stopped before its budget, when its cost cap stopped it (`--max-cost`,
+    `audit.max_cost`): the cap, what was spent and what the next round would have cost. A fact of
+    the run, not of an analysis: a re-analysis of the same calls is told it, never recomputes it."""
+    db.executescript(
+        """
+        CREATE TABLE audit_stops (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id),
+            stop_json TEXT NOT NULL        -- AuditStop: cap, spent, next round, rounds made
+        );
+        """
+    )
+
+
 def migrate(db: Connection) -> list[str]:
     """Apply pending migrations; return the names applied. On PostgreSQL each is one transaction
     under a lock, so processes opening a new database together apply each migration once."""

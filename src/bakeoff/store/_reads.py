@@ -193,8 +193,8 @@ class Reads:
 
     def run_fingerprint(self, run_id: str) -> str:
         """A short string that changes whenever anything a run's summary is made of changes: its
-        calls, scores, items, verdicts, probes, side calls and run row (aggregates, read in one
-        query: a few ms for 10,000 calls). The key of its cached summary."""
+        calls, scores, items, verdicts, probes, side calls, audit stop and run row (aggregates,
+        read in one query: a few ms for 10,000 calls). The key of its cached summary."""
         row = self.db.execute(
             "SELECT"
             " (SELECT COUNT(*) || ':' || COALESCE(SUM(finished_at), 0) || ':'"
@@ -214,8 +214,10 @@ class Reads:
             " (SELECT COUNT(*) || ':' || COALESCE(SUM(cost_usd), 0) FROM side_calls"
             "  WHERE run_id = ?),"
             " (SELECT status || ':' || COALESCE(finished_at, '') || ':' || LENGTH(lineup_json)"
-            "  FROM runs WHERE id = ?)",
-            (run_id,) * 7,
+            "  FROM runs WHERE id = ?),"
+            " (SELECT COUNT(*) || ':' || COALESCE(SUM(LENGTH(stop_json)), 0) FROM audit_stops"
+            "  WHERE run_id = ?)",
+            (run_id,) * 8,
         ).fetchone()
         return "|".join(str(v) for v in row)
 

@@ -29,6 +29,10 @@ class WatchCheck:
     status: str
     started_at: float
     finished_at: float | None
+    owner: str | None = None
+    """The watcher process making it (`host:pid:token`) while it runs."""
+    lease_until: float | None = None
+    """Wall-clock time (epoch seconds) until which `owner` holds it; renewed while it runs."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class WatchStepRecord:
     threshold: float
     why: str | None
     state_json: str
+    recheck_json: str | None = None
+    """The targeted re-check of a crossing (`watch._recheck.Recheck`), if one was made."""
 
 
 @dataclass(frozen=True)
@@ -96,18 +102,63 @@ class Watches:
         ).fetchall()
         return [
             WatchCheck(
-                r["seq"], r["slot"], r["run_id"], r["status"], r["started_at"], r["finished_at"]
+                r["seq"],
+                r["slot"],
+                r["run_id"],
+                r["status"],
+                r["started_at"],
+                r["finished_at"],
+                r["owner"],
+                r["lease_until"],
             )
             for r in rows
         ]
 
-    def begin_check(self, name: str, seq: int, slot: int | None, started_at: float) -> None:
+    def claim_check(
+        self,
+        name: str,
+        seq: int,
+        slot: int | None,
+        started_at: float,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> bool:
+        """Begin check `seq`, held by `owner` until `lease_until`; False if another watcher began
+        it first (the primary key decides: one row per check, whatever the backend)."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO watch_checks (watch, seq, slot, status, started_at)"
-                " VALUES (?, ?, ?, 'running', ?)",
-                (name, seq, slot, started_at),
+            cur = db.execute(
+                "INSERT INTO watch_checks (watch, seq, slot, status, started_at, owner, lease_until)"
+                " VALUES (?, ?, ?, 'running', ?, ?, ?) ON CONFLICT (watch, seq) DO NOTHING",
+                (name, seq, slot, started_at, owner, lease_until),
             )
+            return bool(cur.rowcount)
+
+    def begin_check(self, name: str, seq: int, slot: int | None, started_at: float) -> None:
+        if not self.claim_check(name, seq, slot, started_at):
+            raise ValueError(f"watch {name!r}: check {seq} was begun already")
+
+    def take_over_check(
+        self, name: str, seq: int, owner: str, lease_until: float, prior: str | None
+    ) -> bool:
+        """Hold a running check whose holder was `prior` (it finished no more than that: its lease
+        ran out, or its process is gone); False if another watcher changed it first."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE watch_checks SET owner = ?, lease_until = ? WHERE watch = ? AND seq = ?"
+                " AND status = 'running' AND COALESCE(owner, '') = ?",
+                (owner, lease_until, name, seq, prior or ""),
+            )
+            return bool(cur.rowcount)
+
+    def renew_lease(self, name: str, seq: int, owner: str, lease_until: float) -> bool:
+        """Extend `owner`'s hold on a running check; False if it holds it no longer."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE watch_checks SET lease_until = ? WHERE watch = ? AND seq = ?"
+                " AND status = 'running' AND owner = ?",
+                (lease_until, name, seq, owner),
+            )
+            return bool(cur.rowcount)
 
     def set_check_run(self, name: str, seq: int, run_id: str) -> None:
         with self.transaction() as db:
@@ -123,15 +174,28 @@ class Watches:
         finished_at: float,
         steps: Sequence[WatchStepRecord],
         answers: Sequence[BaselineAnswer],
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
         """The check's steps and new baseline answers, and the check marked done: one transaction,
-        so a check is either done with all its steps or still running (and made again)."""
+        so a check is either done with all its steps or still running (and made again). With an
+        `owner`, only while it still holds the check: False (nothing written) if another watcher
+        took it over or finished it."""
         with self.transaction() as db:
+            done = (
+                "UPDATE watch_checks SET status = 'done', finished_at = ? WHERE watch = ? AND seq = ?"
+                " AND status = 'running'"
+            )
+            if owner is None:
+                cur = db.execute(done, (finished_at, name, seq))
+            else:
+                cur = db.execute(done + " AND owner = ?", (finished_at, name, seq, owner))
+            if not cur.rowcount:
+                return False
             for s in steps:
                 db.execute(
                     "INSERT INTO watch_steps (watch, seq, endpoint, phase, gap, alarm, n, changed,"
-                    " statistic, threshold, why, state_json)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " statistic, threshold, why, state_json, recheck_json)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         seq,
@@ -145,6 +209,7 @@ class Watches:
                         s.threshold,
                         s.why,
                         s.state_json,
+                        s.recheck_json,
                     ),
                 )
             for a in answers:
@@ -154,10 +219,7 @@ class Watches:
                     " ON CONFLICT (watch, endpoint, epoch, item_id) DO NOTHING",
                     (name, a.endpoint, a.epoch, a.item_id, a.seq, a.answer),
                 )
-            db.execute(
-                "UPDATE watch_checks SET status = 'done', finished_at = ? WHERE watch = ? AND seq = ?",
-                (finished_at, name, seq),
-            )
+        return True
 
     def watch_steps(self, name: str) -> list[WatchStepRecord]:
         """Every step of the watch, by check then endpoint."""
@@ -210,4 +272,5 @@ def _step(r: Any) -> WatchStepRecord:
         threshold=r["threshold"],
         why=r["why"],
         state_json=r["state_json"],
+        recheck_json=r["recheck_json"],
     )

@@ -85,14 +85,25 @@ class FidelitySuite:
         self.tiers = (regime,)
 
     def items(
-        self, *, seed: int, n: int | None = None, draws: list[list[int]] | None = None
+        self,
+        *,
+        seed: int,
+        n: int | None = None,
+        draws: list[list[int]] | None = None,
+        only: list[str] | None = None,
     ) -> list[Item]:
         """`n` prompts of `seed`; or, with the option `draws` (`[[seed, n], ...]`), the first `n`
         prompts of each seed in turn — what `bakeoff watch` asks at a check: its anchors (the same
-        every check) and the check's own rotating prompts."""
+        every check) and the check's own rotating prompts. `only`: just the items of these ids
+        (the watch's re-check of the anchors that changed)."""
         if draws:
-            return [it for s, k in draws for it in audit_items(self.regime, seed=s, n=k)]
-        return audit_items(self.regime, seed=seed, n=n or self.default_size)
+            got = [it for s, k in draws for it in audit_items(self.regime, seed=s, n=k)]
+        else:
+            got = audit_items(self.regime, seed=seed, n=n or self.default_size)
+        if only is not None:
+            keep = set(only)
+            got = [it for it in got if it.id in keep]
+        return got
 
     def score(self, item: Item, result: object) -> list[object]:
         return []

@@ -55,6 +55,8 @@ class Series:
     labels: Sequence[str] | None = None
     label_sides: Sequence[str] | None = None
     tips: Sequence[str] | None = None
+    links: Sequence[str | None] | None = None
+    """Per point, an address the point links to (None: no link)."""
 
 
 @dataclass
@@ -228,7 +230,9 @@ def _points(f: _Frame, s: Series) -> list[str]:
             dx, dy, anchor = SIDES[sides[i]]
             body += text(cx + dx, cy + dy, s.labels[i], anchor)
         if body:
-            out.append(el("g", body, class_="pt", data_name=s.name))
+            g = el("g", body, class_="pt", data_name=s.name)
+            href = s.links[i] if s.links else None
+            out.append(el("a", g, href=href) if href else g)
     return out
 
 
@@ -288,7 +292,7 @@ def plot(
     if hline is not None:
         yy = f.py(hline[0])
         line = {"stroke": "currentColor", "stroke_opacity": 0.6, "stroke_dasharray": "5 4"}
-        parts.append(el("line", x1=f.x0, x2=f.x1, y1=yy, y2=yy, **line))
+        parts.append(el("line", x1=f.x0, x2=f.x1, y1=yy, y2=yy, class_="threshold", **line))
         parts.append(text(f.x1 - 4, yy - 5, hline[1], "end"))
     for s in series:
         if s.lines:

@@ -17,7 +17,9 @@ import orjson
 from jinja2 import Environment
 
 from bakeoff.perf import PerfSummary
+from bakeoff.runs import audit_costs
 from bakeoff.store import Row, Store
+from bakeoff.ui import _watch
 from bakeoff.ui._charts import chunks_chart, front_charts, perf_charts, wealth_chart
 from bakeoff.ui._compare import SameRun, compare_matrix, compare_runs, run_label
 from bakeoff.ui._data import NotFound, Page, RunData, find_run
@@ -93,6 +95,8 @@ class Views:
         (re.compile(r"^/run/(?P<run_id>[^/]+)/arena$"), "arena"),
         (re.compile(r"^/perf$"), "perf"),
         (re.compile(r"^/compare$"), "compare"),
+        (re.compile(r"^/watch$"), "watch"),
+        (re.compile(r"^/watch/evidence$"), "watch_evidence"),
     )
 
     def page(self, address: str) -> Page:
@@ -118,7 +122,8 @@ class Views:
         for r in self.store.perf_runs(100):
             s = orjson.loads(r["summary_json"]) if r["summary_json"] else {}
             perf.append({"row": r, "endpoints": list((s.get("endpoints") or {}).keys())})
-        return Page("Runs", self._render("index.html", runs=runs, perf=perf))
+        watches = [] if self.report else self.store.watch_names()
+        return Page("Runs", self._render("index.html", runs=runs, perf=perf, watches=watches))
 
     def overview(self, run_id: str) -> Page:
         rd = self.run(run_id)
@@ -309,11 +314,10 @@ class Views:
         run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         v = rd.verdicts
         figs = {ep: fig for ep, ev in v.items() if (fig := wealth_chart(ev)) is not None}
-        return Page(
-            f"Audit · {run_id}",
-            self._render("audit.html", rd=rd, verdicts=v, figs=figs),
-            run_id,
-        )
+        costs = audit_costs(rd.store.calls_light(run_id))
+        stop = rd.store.audit_stop(run_id)
+        page = self._render("audit.html", rd=rd, verdicts=v, figs=figs, costs=costs, stop=stop)
+        return Page(f"Audit · {run_id}", page, run_id)
 
     def arena(self, run_id: str, seed: str | None = None) -> Page:
         import random
@@ -372,6 +376,33 @@ class Views:
             ),
         )
 
+    def watch(self, name: str = "") -> Page:
+        """A watch's timeline per endpoint and its checks; without a name, the watches."""
+        names = self.store.watch_names()
+        if not name:
+            return Page("Watches", self._render("watches.html", names=names))
+        return Page(
+            f"Watch {name}",
+            self._render(
+                "watch.html",
+                name=name,
+                watch=self.store.watch(name),
+                settings=_watch.settings_of(self.store, name),
+                history=_watch.watch_history(self.store, name),
+                running=[c for c in self.store.watch_checks(name) if c.status != "done"],
+                evidence_url=_watch.evidence_url,
+                when=_watch.when,
+            ),
+        )
+
+    def watch_evidence(self, name: str, endpoint: str, check: str) -> Page:
+        """The prompts of one check whose answers left the endpoint's baseline, before and after."""
+        ev = _watch.evidence(self.store, name, endpoint, check)
+        return Page(
+            f"{endpoint} · check {ev.point.seq} · watch {name}",
+            self._render("watch_evidence.html", ev=ev, suite=_watch.GREEDY),
+        )
+
 
 _QUERY = {
     "suite": ({"name", "show", "ep", "q", "sort", "page"}, {"name"}),
@@ -380,6 +411,8 @@ _QUERY = {
     "arena": ({"seed"}, set()),
     "perf": ({"id"}, {"id"}),
     "compare": ({"a", "b", "changed"}, set()),
+    "watch": ({"name"}, set()),
+    "watch_evidence": ({"name", "endpoint", "check"}, {"name", "endpoint", "check"}),
 }
 """Per view: the query parameters it takes, and those it needs."""
 

@@ -1,8 +1,8 @@
 """`bakeoff watch`: the same endpoints checked on a schedule, each check an ordinary stored run, and a
 change detector with a stated false-alarm rate against each endpoint's own baseline (docs/WATCH.md)."""
 
+from bakeoff.watch._alert import AlertOutcome, AlertTarget, alert, new_alarms, payload, send, where
 from bakeoff.watch._check import (
-    CheckInterrupted,
     CheckResult,
     EndpointStep,
     Watch,
@@ -21,27 +21,38 @@ from bakeoff.watch._detector import (
     log_e_value,
     update,
 )
+from bakeoff.watch._recheck import Recheck, recheck_lineup
+from bakeoff.watch._runs import CheckInterrupted
 from bakeoff.watch._schedule import EndpointStatus, due, status, watch_every
 
 __all__ = [
     "GRID",
+    "AlertOutcome",
+    "AlertTarget",
     "CheckInterrupted",
     "CheckResult",
     "DetectorSettings",
     "DetectorState",
     "EndpointStatus",
     "EndpointStep",
+    "Recheck",
     "Step",
     "Watch",
     "WatchSettings",
     "acknowledge",
+    "alert",
     "anchor_ids",
     "check_lineup",
     "due",
     "honest_rate_bound",
     "log_e_value",
     "make_check",
+    "new_alarms",
+    "payload",
+    "recheck_lineup",
+    "send",
     "status",
     "update",
     "watch_every",
+    "where",
 ]

@@ -16,9 +16,10 @@ its successful calls are not made twice) — no check is lost or doubled.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import time
 from collections import Counter
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,14 +28,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from bakeoff._pipeline import Hooks, RunRequest, RunStopped, drive, preflight
-from bakeoff.lineups import Lineup, purposes
+from bakeoff._pipeline import preflight
+from bakeoff.lineups import Lineup
 from bakeoff.plugins import load, resolve_lineup
-from bakeoff.runs import config_hash
 from bakeoff.store import BaselineAnswer, Store, WatchStepRecord
 from bakeoff.watch._detector import DetectorSettings, DetectorState, Step, update
-
-GREEDY = purposes.fidelity_suite("greedy")
+from bakeoff.watch._lease import LEASE_S, Heartbeat, gone, me
+from bakeoff.watch._recheck import Crossing, Recheck, confirm
+from bakeoff.watch._runs import GREEDY, Log, answers, run_lineup
 
 
 class WatchSettings(BaseModel):
@@ -49,6 +50,8 @@ class WatchSettings(BaseModel):
     """Prompts new at every check (stored with the check; not yet evidence for the detector)."""
     min_answered: float = Field(default=0.5, gt=0, le=1)
     """A check where an endpoint answered fewer than this share of the anchors is a gap."""
+    recheck: bool = True
+    """At a crossing, re-ask the anchors that changed and alarm only if the change holds."""
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
 
 
@@ -94,6 +97,8 @@ class EndpointStep:
     """A gap's cause (the endpoint's most frequent error)."""
     changes: tuple[tuple[str, str, str], ...] = ()
     """Up to 3 anchors that changed: (item id, baseline answer, this check's answer)."""
+    recheck: Recheck | None = None
+    """The re-check made when this check's count crossed the threshold."""
 
 
 @dataclass
@@ -102,6 +107,8 @@ class CheckResult:
     slot: int | None
     run_id: str | None
     steps: list[EndpointStep] = field(default_factory=list)
+    held_by: str | None = None
+    """Set when another watcher holds this check: this one made nothing (its holder's name)."""
 
     @property
     def alarms(self) -> list[EndpointStep]:
@@ -110,13 +117,6 @@ class CheckResult:
     @property
     def gaps(self) -> list[EndpointStep]:
         return [s for s in self.steps if s.step.gap]
-
-
-class CheckInterrupted(Exception):
-    """The check's run was interrupted (SIGTERM, Ctrl-C): it is made again on the next start."""
-
-
-Log = Callable[[str], None]
 
 
 def _now_iso() -> str:
@@ -129,23 +129,6 @@ def open_watch(store: Store, name: str, origin: float, new: WatchSettings) -> Wa
     return WatchSettings.model_validate_json(row.settings_json)
 
 
-def _run(db: str, lineup: Lineup, log: Log | None) -> tuple[str | None, str | None]:
-    """The check's run id (None and the cause when it could not be made: a gap for every
-    endpoint). A complete run of the same check lineup (made before a crash) is taken as it is."""
-    with closing(Store(db)) as store:
-        prior = store.complete_run(config_hash(resolve_lineup(lineup)))
-    if prior is not None:
-        return prior["id"], None
-    request = RunRequest(db=db, report=False, check=False, use_cache=False)
-    try:
-        outcome = drive(lineup, request, Hooks(log=log))
-    except RunStopped as e:
-        return e.run_id, str(e)
-    if outcome.status != "complete":
-        raise CheckInterrupted(f"check interrupted: run {outcome.summary.run_id} {outcome.status}")
-    return outcome.summary.run_id, None
-
-
 @dataclass(frozen=True)
 class Watch:
     """A watch as a command names it: its database, lineup file and name; the settings it is made
@@ -156,50 +139,48 @@ class Watch:
     name: str
     new: WatchSettings | None = None
     log: Log | None = None
+    lease: float = LEASE_S
+    """Seconds a check is held for, renewed while it is made (several watchers: `_lease`)."""
 
 
 def make_check(watch: Watch, *, now: float, slot: int | None = None) -> CheckResult:
-    """Make the watch's next check (or finish one left running): its run, then every endpoint's
-    detector step, stored. `now`: the watch's clock. A lineup that cannot run at all (a missing
-    key variable, an unknown provider) raises `RunError` and leaves no check behind."""
-    db, name, log = watch.db, watch.name, watch.log
-    lineup_path, new = watch.lineup_path, watch.new
-    lineup = load(lineup_path)
+    """Make the watch's next check (or finish one left running whose holder is gone): its run,
+    then every endpoint's detector step (a crossing re-checked first), stored. `now`: the watch's
+    clock. A check another watcher holds is left to it (`held_by`: nothing made). A lineup that
+    cannot run at all (a missing key variable, an unknown provider) raises `RunError` and leaves
+    no check behind."""
+    db, name, owner = watch.db, watch.name, me()
+    lineup = load(watch.lineup_path)
     with closing(Store(db)) as store:
-        settings = open_watch(store, name, now, new or WatchSettings())
+        settings = open_watch(store, name, now, watch.new or WatchSettings())
         checks = store.watch_checks(name)
+        until = time.time() + watch.lease
         if checks and checks[-1].status == "running":
-            seq, slot = checks[-1].seq, checks[-1].slot
+            last = checks[-1]
+            seq, slot = last.seq, last.slot
+            mine = last.owner == owner or gone(last, time.time())
+            if not (mine and store.take_over_check(name, seq, owner, until, last.owner)):
+                return CheckResult(seq, slot, last.run_id, held_by=last.owner or "?")
+        elif slot is not None and any(c.slot == slot for c in checks):
+            return CheckResult(checks[-1].seq, slot, None, held_by="another watcher (done)")
         else:
             seq = (checks[-1].seq if checks else 0) + 1
             derived = check_lineup(lineup, settings, seq)
             preflight(resolve_lineup(derived))  # a lineup that cannot run: no check
-            store.begin_check(name, seq, slot, now)
+            if not store.claim_check(name, seq, slot, now, owner, until):
+                return CheckResult(seq, slot, None, held_by="another watcher")
     derived = check_lineup(lineup, settings, seq)
-    run_id, failed = _run(db, derived, log)
-    with closing(Store(db)) as store:
-        if run_id is not None:
-            store.set_check_run(name, seq, run_id)
-        result = CheckResult(seq, slot, run_id)
-        records, answers = _steps(store, name, settings, lineup, run_id, failed, seq, result)
-        store.finish_check(name, seq, now, records, answers)
+    log = watch.log or (lambda _m: None)
+    with Heartbeat(db, name, seq, owner, watch.lease, log):
+        run_id, failed = run_lineup(db, derived, watch.log)
+        with closing(Store(db)) as store:
+            if run_id is not None:
+                store.set_check_run(name, seq, run_id)
+            result = CheckResult(seq, slot, run_id)
+            records, baseline = _steps(store, watch, settings, derived, failed, result)
+            if not store.finish_check(name, seq, now, records, baseline, owner):
+                return CheckResult(seq, slot, run_id, held_by="another watcher (took it over)")
     return result
-
-
-def _answers(store: Store, run_id: str | None) -> dict[str, tuple[dict[str, str], Counter[str]]]:
-    """Per endpoint: {item id: greedy answer} of its successful calls, and its errors' causes."""
-    out: dict[str, tuple[dict[str, str], Counter[str]]] = {}
-    if run_id is None:
-        return out
-    for c in store.calls(run_id):
-        if c["suite"] != GREEDY:
-            continue
-        ok, errors = out.setdefault(c["endpoint"], ({}, Counter()))
-        if c["status"] == "ok":
-            ok[c["item_id"]] = c["output_text"] or ""
-        else:
-            errors[c["error_class"] or "error"] += 1
-    return out
 
 
 def _history(
@@ -237,47 +218,69 @@ def acknowledge(db: str, name: str, endpoint: str) -> int:
         return steps[-1].seq
 
 
+@dataclass
+class _Count:
+    """One endpoint's count at a check: anchors compared with their baseline, those that changed."""
+
+    n: int = 0
+    changed: dict[str, str] = field(default_factory=dict)
+    """{item id: this check's answer} of the anchors that changed."""
+    why: str | None = None
+
+
+def _count(
+    settings: WatchSettings,
+    state: DetectorState,
+    got: tuple[dict[str, str], Counter[str]],
+    base: dict[str, str],
+    failed: str | None,
+) -> tuple[_Count, list[str]]:
+    """The endpoint's count, and the anchors whose answers are new to its baseline (kept while
+    the baseline forms)."""
+    ok, errors = got
+    anchors = anchor_ids(settings)
+    done = [i for i in anchors if i in ok]
+    if len(done) < settings.min_answered * len(anchors):
+        cause = failed or (errors.most_common(1)[0][0] if errors else "no answer")
+        return _Count(why=f"{len(done)}/{len(anchors)} anchors answered ({cause})"), []
+    compared = [i for i in done if i in base]
+    changed = {i: ok[i] for i in compared if ok[i] != base[i]}
+    if state.phase != "baseline":
+        return _Count(len(compared), changed), []
+    fresh = [i for i in done if i not in base]
+    return _Count(len(compared) if state.baseline_seen else len(fresh), changed), fresh
+
+
 def _steps(
     store: Store,
-    name: str,
+    watch: Watch,
     settings: WatchSettings,
-    lineup: Lineup,
-    run_id: str | None,
+    check: Lineup,
     failed: str | None,
-    seq: int,
     result: CheckResult,
 ) -> tuple[list[WatchStepRecord], list[BaselineAnswer]]:
-    states, baseline, epochs = _history(store, name)
-    got = _answers(store, run_id)
-    anchors = anchor_ids(settings)
+    """Every endpoint's detector stepped with its count; a crossing re-checked (`_recheck`)."""
+    states, baseline, epochs = _history(store, watch.name)
+    got = answers(store, result.run_id)
     records: list[WatchStepRecord] = []
-    answers: list[BaselineAnswer] = []
-    for ep in lineup.endpoints:
-        state = states.get(ep.name) or DetectorState(settings=settings.detector)
-        ok, errors = got.get(ep.name, ({}, Counter()))
-        done = [i for i in anchors if i in ok]
+    kept: list[BaselineAnswer] = []
+    for ep in check.endpoints:
+        before = states.get(ep.name) or DetectorState(settings=settings.detector)
         base = baseline.get(ep.name, {})
-        why = None
-        if len(done) < settings.min_answered * len(anchors):
-            cause = failed or (errors.most_common(1)[0][0] if errors else "no answer")
-            why = f"{len(done)}/{len(anchors)} anchors answered ({cause})"
-            n = changed = 0
-        elif state.phase == "baseline":
-            fresh = [i for i in done if i not in base]
-            epoch = epochs.get(ep.name, 0)
-            answers += [BaselineAnswer(ep.name, i, seq, ok[i], epoch) for i in fresh]
-            compared = [i for i in done if i in base]
-            n = len(compared) if state.baseline_seen else len(fresh)
-            changed = sum(ok[i] != base[i] for i in compared)
-        else:
-            compared = [i for i in done if i in base]
-            n, changed = len(compared), sum(ok[i] != base[i] for i in compared)
-        state, step = update(state, n, changed)
-        diff = [(i, base[i], ok[i]) for i in done if i in base and ok[i] != base[i]][:3]
-        result.steps.append(EndpointStep(ep.name, step, state, why, tuple(diff)))
+        ok = got.get(ep.name, ({}, Counter()))
+        c, fresh = _count(settings, before, ok, base, failed)
+        epoch = epochs.get(ep.name, 0)
+        kept += [BaselineAnswer(ep.name, i, result.seq, ok[0][i], epoch) for i in fresh]
+        state, step = update(before, c.n, len(c.changed))
+        recheck = None
+        if step.alarm and step.statistic is not None and settings.recheck:
+            crossing = Crossing(ep.name, before, c.n, step, {i: base[i] for i in c.changed})
+            state, step, recheck = confirm(watch.db, check, crossing, watch.log)
+        diff = tuple((i, base[i], a) for i, a in c.changed.items())[:3]
+        result.steps.append(EndpointStep(ep.name, step, state, c.why, diff, recheck))
         records.append(
             WatchStepRecord(
-                seq=seq,
+                seq=result.seq,
                 endpoint=ep.name,
                 phase=step.phase,
                 gap=step.gap,
@@ -286,8 +289,9 @@ def _steps(
                 changed=step.changed,
                 statistic=step.statistic,
                 threshold=step.threshold,
-                why=why,
+                why=c.why,
                 state_json=state.model_dump_json(),
+                recheck_json=None if recheck is None else json.dumps(recheck.as_json()),
             )
         )
-    return records, answers
+    return records, kept

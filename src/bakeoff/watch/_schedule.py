@@ -17,6 +17,9 @@ from bakeoff.store import Store
 from bakeoff.watch._check import CheckResult, Watch, WatchSettings, make_check, open_watch
 from bakeoff.watch._detector import DetectorState
 
+BUSY_POLL_S = 5.0
+"""How often a watcher looks again at a check another one is making."""
+
 
 def due(
     store: Store, name: str, origin: float, every: float, now: float
@@ -43,9 +46,12 @@ def watch_every(
     on_check: Callable[[CheckResult], object] | None = None,
 ) -> None:
     """Check at every slot of `every` seconds from the watch's origin until `wait(seconds)` says to
-    stop (returns True). The CLI's `wait` sleeps (SIGTERM ends it); a test's advances its clock."""
+    stop (returns True). The CLI's `wait` sleeps (SIGTERM ends it); a test's advances its clock.
+    A check another watcher is making is left to it: this one looks again every few seconds (the
+    check done, the next slot is waited for; its holder gone, it is taken over)."""
     if every <= 0:
         raise ValueError("every must be positive")
+    told = 0  # the check last said to be another watcher's
     while True:
         with closing(Store(watch.db)) as store:
             open_watch(store, watch.name, now(), watch.new or WatchSettings())
@@ -54,8 +60,19 @@ def watch_every(
             go, slot, at = due(store, watch.name, row.origin, every, now())
         if go:
             result = make_check(watch, now=now(), slot=slot)
-            if on_check is not None:
-                on_check(result)
+            if result.held_by is None:
+                if on_check is not None:
+                    on_check(result)
+                continue
+            # another watcher makes this check: look again when its lease could have lapsed
+            if watch.log is not None and result.seq != told:
+                watch.log(
+                    f"watch {watch.name}: check {result.seq} is being made by another watcher "
+                    f"({result.held_by}); this one waits"
+                )
+            told = result.seq
+            if wait(min(BUSY_POLL_S, watch.lease)):
+                return
             continue
         if wait(max(at - now(), 0.0)):
             return
