@@ -70,9 +70,8 @@ class StreamReader:
         field of the expected type costs one `type(...) is` test; one of another type goes to the
         `_shapes` helper, which raises with the field's name, or reads null as empty). Whatever is
         not the plain case (not a JSON object, an `error`, over the JSON container cap, anything
-        in the delta besides its text) takes the helpers' path whole. What holds for the whole
-        read is decided once per read, not per event: an event is never longer than the bytes
-        fed so far, so while they are under a cap no event can pass it."""
+        in the delta besides its text) takes the helpers' path whole. The caps are checked per
+        read: no event is longer than the bytes fed so far."""
         ms = (now_ns - self.t0) / 1e6
         timings, result = self.timings, self.result
         if timings.first_byte_ms is None:
@@ -82,17 +81,10 @@ class StreamReader:
         except SSELimitError as e:
             raise CallError(ErrorClass.too_large, str(e)) from None
         self.fed += len(data)
-        if not events:
-            return
-        if self.fed <= MAX_RAW_BYTES:  # every event so far is under the cap: all are kept
-            self.raw_events += events
-        else:
-            self._keep_raw(events)
+        self._keep_raw(events)
         short = self.fed <= MAX_JSON_CONTAINERS  # then no event can hold more containers
-        loads = orjson.loads
-        is_chat, look_upstream = self.is_chat, self.upstream_field
-        if result.upstream is not None:
-            look_upstream = None
+        loads, is_chat = orjson.loads, self.is_chat
+        look_upstream = self.upstream_field if result.upstream is None else None
         need_model = result.response_model is None
         write, stamp = self.text.write, self.chunk_ms.append
         tokens = 0
@@ -154,6 +146,9 @@ class StreamReader:
     def _keep_raw(self, events: list[bytes]) -> None:
         """Keep events for `raw` while what is kept is under MAX_RAW_BYTES (the first event to
         pass it is kept whole, the later ones not)."""
+        if self.fed <= MAX_RAW_BYTES:  # every event so far is under the cap: all are kept
+            self.raw_events += events
+            return
         if self.raw_size < 0:  # every event so far was kept: count them once
             self.raw_size = sum(map(len, self.raw_events)) + len(self.raw_events)
         for ev in events:
