@@ -46,3 +46,42 @@ def test_cut_mid_event_is_pending():
 @given(st.binary(max_size=300))
 def test_never_crashes_on_garbage(data):
     SSEParser().feed(data)
+
+
+def _reference(stream: bytes) -> tuple[list[bytes], bool]:
+    """The stream read line by line, as the spec says (a line ends at `\\n`, a `\\r` before it
+    dropped; a blank line ends the event of the `data:` lines before it): the events, and
+    whether an unfinished one is held at the end."""
+    *lines, rest = stream.split(b"\n")
+    out: list[bytes] = []
+    data: list[bytes] = []
+    for line in lines:
+        line = line.removesuffix(b"\r")
+        if not line:
+            if data:
+                out.append(b"\n".join(data))
+                data = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return out, bool(rest or data)
+
+
+PIECES = [b"data: ", b"data:", b"data:  ", b": ping", b"id: 1", b"event: e", b"x", b"{}", b"[DONE]"]
+PIECES += [b"\n", b"\n\n", b"\r\n", b"\r", b"\n\n\n", b"data: \n\n", b"data: {}\n\n"]
+
+
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+)
+def test_the_one_line_event_fast_path_reads_as_the_spec_says(pieces, cuts):
+    """Whole, or split anywhere (a read that starts mid-event takes the line-by-line path): the
+    events and the pending state of the reference reading."""
+    stream = b"".join(pieces)
+    p = SSEParser()
+    out, prev = [], 0
+    for c in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
+        out += p.feed(stream[prev:c])
+        prev = c
+    assert (out, p.pending) == _reference(stream)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bakeoff.endpoints._body import Body
 from bakeoff.endpoints._errors import classify_status
 from bakeoff.endpoints._request import request_body
+from bakeoff.endpoints._session import heap_reads
 from bakeoff.endpoints._shapes import (
     _apply_usage,
     _arguments,
@@ -157,6 +158,7 @@ class EndpointClient:
         self._client_timeout = aiohttp.ClientTimeout(
             total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect
         )
+        heap_reads()
 
     # -- request building ---------------------------------------------------------------------
     def url_for(self, req: CallRequest) -> str:

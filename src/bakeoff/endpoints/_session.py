@@ -6,6 +6,30 @@ from __future__ import annotations
 
 import aiohttp
 
+_heap_reads = False
+_ASYNCIO_READ = 256 * 1024
+"""What asyncio asks of each socket read (`recv(256 KiB)`, its selector transport's `max_size`)."""
+
+
+def heap_reads() -> None:
+    """Let glibc serve asyncio's socket reads from its heap: done once per process, by every
+    `EndpointClient`.
+
+    asyncio reads a socket into a fresh 256 KiB buffer and shrinks it to what came. glibc hands a
+    block that large out as an mmap of its own until a freed mmapped block raises its threshold
+    (its dynamic `M_MMAP_THRESHOLD`); until then each read costs an mmap, page faults on fresh
+    zero pages, an mremap and an munmap (strace: one of each per read). Whether a process had
+    freed such a block by the time it streams was an accident of what it had imported, and
+    worth ~25 µs of client CPU per 128-token stream (bench/client_overhead.py, issue #35).
+    Freeing one block of twice the read now raises the threshold as glibc's own rule would
+    after the first large reply; other allocators ignore it."""
+    global _heap_reads
+    if not _heap_reads:
+        _heap_reads = True
+        block = bytes(2 * _ASYNCIO_READ)  # calloc'd as an mmap (no page touched), then freed
+        del block
+
+
 _LIMIT, _DNS_TTL = 100, 10
 """aiohttp's own defaults for a connector's connection cap and DNS cache seconds."""
 

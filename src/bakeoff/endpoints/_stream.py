@@ -58,7 +58,10 @@ class StreamReader:
         self.usage: object = None
         self.n_token_chunks = 0
         self.raw_events: list[bytes] = []
-        self.raw_size = 0
+        self.raw_size = -1
+        """The size of the events kept, counted once the bytes fed pass MAX_RAW_BYTES."""
+        self.fed = 0
+        """Bytes fed: no event is longer."""
 
     def feed(self, data: bytes, now_ns: int) -> None:  # noqa: C901 -- the per-chunk loop: a split costs a call per chunk on the hot path (#35)
         """One socket read, stamped `now_ns`: each event it completes takes that stamp.
@@ -67,7 +70,8 @@ class StreamReader:
         field of the expected type costs one `type(...) is` test; one of another type goes to the
         `_shapes` helper, which raises with the field's name, or reads null as empty). Whatever is
         not the plain case (not a JSON object, an `error`, over the JSON container cap, anything
-        in the delta besides its text) takes the helpers' path whole."""
+        in the delta besides its text) takes the helpers' path whole. The caps are checked per
+        read: no event is longer than the bytes fed so far."""
         ms = (now_ns - self.t0) / 1e6
         timings, result = self.timings, self.result
         if timings.first_byte_ms is None:
@@ -76,31 +80,36 @@ class StreamReader:
             events = self.parser.feed(data)
         except SSELimitError as e:
             raise CallError(ErrorClass.too_large, str(e)) from None
-        is_chat, upstream_field = self.is_chat, self.upstream_field
+        self.fed += len(data)
+        self._keep_raw(events)
+        short = self.fed <= MAX_JSON_CONTAINERS  # then no event can hold more containers
+        loads, is_chat = orjson.loads, self.is_chat
+        look_upstream = self.upstream_field if result.upstream is None else None
+        need_model = result.response_model is None
         write, stamp = self.text.write, self.chunk_ms.append
         tokens = 0
         for ev in events:
-            if self.raw_size < MAX_RAW_BYTES:
-                self.raw_events.append(ev)
-                self.raw_size += len(ev) + 1
             if ev == b"[DONE]":
                 self.done = True
                 continue
-            try:  # shorter than the cap, an event cannot hold more JSON containers than it
-                obj = orjson.loads(ev) if len(ev) <= MAX_JSON_CONTAINERS else None
+            try:  # a longer event goes to the helpers, which count its brackets first
+                obj = loads(ev) if short or len(ev) <= MAX_JSON_CONTAINERS else None
             except orjson.JSONDecodeError:
                 obj = None
             if type(obj) is not dict or "error" in obj:  # the checks, with their messages
                 obj = _json_object(
                     ev, "stream event", f"malformed JSON in stream event: {ev[:80]!r}"
                 )
-            usage = obj.get("usage") or (usage_of(obj) if "x_groq" in obj else None)
-            if usage:
-                self.usage = usage
-            if result.upstream is None and upstream_field and obj.get(upstream_field):
-                result.upstream = _label(obj[upstream_field])
-            if result.response_model is None and obj.get("model"):
+            if "usage" in obj or "x_groq" in obj:
+                usage = usage_of(obj)
+                if usage:
+                    self.usage = usage
+            if look_upstream and obj.get(look_upstream):
+                result.upstream = _label(obj[look_upstream])
+                look_upstream = None
+            if need_model and obj.get("model"):
                 result.response_model = _label(obj["model"])
+                need_model = False
             choices = obj.get("choices")
             if type(choices) is not list:
                 choices = _list(choices, "choices")
@@ -114,13 +123,12 @@ class StreamReader:
                 if type(delta) is not dict:
                     delta = _dict(delta, "delta")
                 c = delta.get("content")
-                if type(c) is str and c != "":
-                    token = True
-                    write(c)
+                if type(c) is str and len(delta) == 1 and ch.get("logprobs") is None:
+                    token = c != ""
+                    if token:
+                        write(c)
                 else:
-                    token = False
-                if type(c) is not str or len(delta) > 1 or ch.get("logprobs") is not None:
-                    token = self._chat_delta(ch, delta, ms, token)
+                    token = self._chat_delta(ch, delta, ms)
             else:
                 token = self._completion_choice(ch)
             if ch.get("finish_reason"):
@@ -135,10 +143,27 @@ class StreamReader:
                 timings.first_token_ms = ms
                 self.phase = "stall"
 
-    def _chat_delta(self, ch: JsonObject, delta: JsonObject, ms: float, token: bool) -> bool:
-        """The rest of a chat choice's delta, its text read (`token`: it had some); True when it
-        carries a token (text, reasoning or a tool call)."""
-        _text(delta.get("content"), "delta.content")  # a content of another type is an error
+    def _keep_raw(self, events: list[bytes]) -> None:
+        """Keep events for `raw` while what is kept is under MAX_RAW_BYTES (the first event to
+        pass it is kept whole, the later ones not)."""
+        if self.fed <= MAX_RAW_BYTES:  # every event so far is under the cap: all are kept
+            self.raw_events += events
+            return
+        if self.raw_size < 0:  # every event so far was kept: count them once
+            self.raw_size = sum(map(len, self.raw_events)) + len(self.raw_events)
+        for ev in events:
+            if self.raw_size >= MAX_RAW_BYTES:
+                return
+            self.raw_events.append(ev)
+            self.raw_size += len(ev) + 1
+
+    def _chat_delta(self, ch: JsonObject, delta: JsonObject, ms: float) -> bool:
+        """A chat choice's delta beyond plain text; True when it carries a token (text,
+        reasoning or a tool call)."""
+        c = _text(delta.get("content"), "delta.content")  # a content of another type is an error
+        token = c != ""
+        if token:
+            self.text.write(c)
         r = _text(delta.get("reasoning_content") or delta.get("reasoning"), "delta.reasoning")
         if r:
             self.reasoning.write(r)
