@@ -359,7 +359,9 @@ def _classify(
         return "forbidden", line
     if rc == 0:
         return "ok", ""
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits.cpu_s - 0.05):
+    # RLIMIT_CPU's SIGKILL: the CPU measured here (the sandbox's rusage) came to 4.8 s of a 5 s
+    # limit once, under load: a SIGKILL near the limit is the limit's
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= 0.8 * limits.cpu_s):
         return "cpu_time", (
             f"CPU time {cpu:.1f} s reached the {limits.cpu_s} s limit ({_signame(sig)} from RLIMIT_CPU)"
         )
