@@ -24,6 +24,7 @@ from bakeoff.watch import (
     CheckResult,
     CostCaps,
     DetectorSettings,
+    EndpointStatus,
     Watch,
     WatchSettings,
     acknowledge,
@@ -273,6 +274,13 @@ def _report(name: str, result: CheckResult) -> int:
     return EXIT_GAP if result.gaps else 0
 
 
+def _cost_24h(r: EndpointStatus) -> str:
+    """`12 calls, $0.0012` (or "no price"), and the checks a cost cap skipped."""
+    c = r.cost_24h
+    text = "-" if c is None else f"{c.calls} calls, {c.usd_text()}"
+    return text + (f"; {r.skipped_24h} skipped for cost" if r.skipped_24h else "")
+
+
 @app.command("ack")
 def ack(
     endpoint: str = typer.Argument(..., help="The endpoint whose change is acknowledged."),
@@ -297,13 +305,24 @@ def ack(
 @app.command("status")
 def status(db: str | None = DbOption) -> None:
     """Every watch's endpoints: the last check, the phase (baseline, watching, alarm), the
-    statistic against its threshold, the honest change rate's bound, the gaps."""
+    statistic against its threshold, the honest change rate's bound, the gaps, and what the
+    checks of the last 24 hours cost (and how many a cost cap skipped)."""
     with closing(open_store(db, existing=True)) as store:
         rows = watch_status(store)
     if not rows:
         out.print("no watch in this database (`bakeoff watch -c LINEUP --once` makes one)")
         return
-    table = Table("watch", "endpoint", "last check", "phase", "changed", "statistic", "p0", "gaps")
+    table = Table(
+        "watch",
+        "endpoint",
+        "last check",
+        "phase",
+        "changed",
+        "statistic",
+        "p0",
+        "gaps",
+        "cost 24h",
+    )
     for r in rows:
         at = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.last_at)) if r.last_at else "-"
         stat = "-" if r.statistic is None else f"{r.statistic:.3g} / {r.threshold:g}"
@@ -316,5 +335,6 @@ def status(db: str | None = DbOption) -> None:
             stat,
             "-" if r.p0 is None else f"{r.p0:.3f}",
             str(r.gaps),
+            _cost_24h(r),
         )
     out.print(table)
