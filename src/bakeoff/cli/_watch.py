@@ -62,6 +62,24 @@ def parse_every(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+PerCheckOption = typer.Option(
+    None,
+    "--max-cost-per-check",
+    min=0,
+    metavar="USD",
+    help="Make no check whose projected cost (all endpoints, the re-check's worst case "
+    "included) is over USD; it is stored as skipped for cost, a gap.",
+)
+PerDayOption = typer.Option(
+    None,
+    "--max-cost-per-day",
+    min=0,
+    metavar="USD",
+    help="Make no check that would take the spend of the checks begun in the last 24 hours "
+    "(stored calls) plus its projection over USD; it is stored as skipped for cost, a gap.",
+)
+
+
 @app.callback()
 def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
     ctx: typer.Context,
@@ -105,22 +123,8 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
         help="The environment variable holding the webhook's key (sent as a bearer header; "
         "never stored or printed).",
     ),
-    max_cost_per_check: float | None = typer.Option(
-        None,
-        "--max-cost-per-check",
-        min=0,
-        metavar="USD",
-        help="Make no check whose projected cost (all endpoints, the re-check's worst case "
-        "included) is over USD; it is stored as skipped for cost, a gap.",
-    ),
-    max_cost_per_day: float | None = typer.Option(
-        None,
-        "--max-cost-per-day",
-        min=0,
-        metavar="USD",
-        help="Make no check that would take the spend of the checks begun in the last 24 hours "
-        "(stored calls) plus its projection over USD; it is stored as skipped for cost, a gap.",
-    ),
+    max_cost_per_check: float | None = PerCheckOption,
+    max_cost_per_day: float | None = PerDayOption,
     db: str | None = DbOption,
 ) -> None:
     """Watch the lineup's endpoints: each check is an ordinary stored run of the watch's private

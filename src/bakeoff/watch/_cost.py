@@ -90,6 +90,7 @@ def project(
     for ep in lineup.endpoints:
         usd: float | None
         re_usd: float | None
+        source: Literal["price", "checks", "none"]
         seen = per_call.get(ep.name)
         if seen is not None:
             usd, re_usd, source = calls * seen, re_calls * seen, "checks"
@@ -107,7 +108,7 @@ def project(
                 calls * max_tokens,
                 usd,
                 re_usd if re_calls else None,
-                source,  # type: ignore[arg-type]
+                source,
             )
         )
     return out
