@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bakeoff.plugins import load
 from bakeoff.store import Store
+from bakeoff.ui import Views
 from bakeoff.watch import (
     CostCaps,
     DetectorSettings,
@@ -90,6 +91,8 @@ def test_a_per_check_cap_under_the_projection_makes_no_call_and_stores_a_gap(tmp
         assert [c.status for c in checks] == ["skipped-cost"]
         assert store.watch_steps("w") == []  # the detector is not stepped
         assert store.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0
+        html = Views(store).page("/watch?name=w").html
+    assert 'id="skipped"' in html and "check 1" in html and 'id="running"' not in html
 
 
 def test_a_per_day_cap_lets_n_checks_through_then_stops_until_the_next_day(tmp_path):
