@@ -79,9 +79,11 @@ def test_projected_and_actual_cost_match_the_stored_calls_at_the_price(tmp_path)
     assert "spent in the last 24 h: $" in text
 
 
-def test_a_per_check_cap_under_the_projection_makes_no_call_and_stores_a_gap(tmp_path):
+def test_a_per_check_cap_under_the_projection_makes_no_call_and_stores_a_gap(tmp_path, db_target):
+    """On SQLite and PostgreSQL: the skipped check is stored in the watch's own table (no
+    migration), with no call and no detector step."""
     path = _lineup(tmp_path)
-    db = str(tmp_path / "w.db")
+    db = db_target
     watch = Watch(db, path, "w", SMALL, caps=CostCaps(per_check_usd=1e-6))
     result = make_check(watch, now=T0)
     assert result.skipped is not None and result.skipped.cap == "check"
