@@ -202,7 +202,7 @@ def test_once_exit_codes_gap_alarm_and_error(tmp_path, switching):
         "ALARM watch watched check 3" in r.stdout and "switched: 24/24 anchors changed" in r.stdout
     )
     assert "average run length to a false alarm >= 1000 checks" in r.stderr
-    assert "per endpoint per check: 24 calls, at most 1152 output tokens" in r.stderr
+    assert "down: 24 calls, <= " in r.stderr and " + 1,152 output tokens, no price" in r.stderr
     assert '-> "I don\'t know."' in r.stdout  # the evidence: answers before and after
     st = bakeoff("watch", "status", "--db", db)
     assert st.returncode == 0

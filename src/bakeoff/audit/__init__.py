@@ -3,6 +3,7 @@ calls they took, and the evidence."""
 
 from bakeoff.audit._analysis import SUITES, analyse
 from bakeoff.audit._audit import audit_items_for_run, run_audit
+from bakeoff.audit._cap import guess_call_usd, prompt_tokens_bound
 from bakeoff.audit._errors import AuditError
 from bakeoff.audit._factories import scorer_factory_for
 from bakeoff.audit._greedy import (
@@ -45,8 +46,10 @@ __all__ = [
     "first_divergence",
     "greedy_power",
     "greedy_tests",
+    "guess_call_usd",
     "mmd_hamming_test",
     "normalize_text",
+    "prompt_tokens_bound",
     "reanalyse",
     "rerun_audit",
     "run_audit",

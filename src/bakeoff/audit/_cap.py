@@ -63,16 +63,21 @@ def project(
             continue
         price = lineup.endpoint(name).price
         if price is not None:
-            nxt += sum(_guess(price, j.item, settings.max_tokens) for j in js)
+            nxt += sum(guess_call_usd(price, j.item, settings.max_tokens) for j in js)
     return Projection(spent, nxt, unpriced)
 
 
-def _guess(price: Price, item: Item, max_tokens: int) -> float:
-    """One call's cost before any was priced: the prompt's bytes as tokens, template, output."""
+def prompt_tokens_bound(item: Item) -> int:
+    """A bound on a prompt's tokens before any call reported them: its UTF-8 bytes (a token is at
+    least one byte) plus `TEMPLATE_TOKENS` of chat template per message."""
     messages = item.messages or [{"role": "user", "content": item.prompt or ""}]
     size = len(orjson.dumps([m.get("content") for m in messages]))
-    prompt = size + TEMPLATE_TOKENS * len(messages)
-    return (prompt * price.input_per_m + max_tokens * price.output_per_m) / 1e6
+    return size + TEMPLATE_TOKENS * len(messages)
+
+
+def guess_call_usd(price: Price, item: Item, max_tokens: int) -> float:
+    """One call's cost before any was priced: `prompt_tokens_bound` in, `max_tokens` out."""
+    return (prompt_tokens_bound(item) * price.input_per_m + max_tokens * price.output_per_m) / 1e6
 
 
 def stop_if_capped(

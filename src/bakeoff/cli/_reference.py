@@ -26,7 +26,7 @@ One table for every command (scripts and CI jobs branch on these):
 | 3 | the run completed, but an endpoint's calls failed too often to score it (`run.max_failed_share`); one line per endpoint and suite, in the provider's words | `broke: arith: no score: 20/20 failed — HTTP 402: insufficient credits` (`--allow-errors` accepts it) |
 | 4 | `watch --once`: a gap — an endpoint's check failed (outage, 5xx, timeout: fewer than half its anchor prompts answered), so nothing was learned of it; never counted as evidence | `gap: 0/24 anchors answered (http_5xx)` |
 | 5 | `watch --once`: an alarm — an endpoint's answers changed beyond its baseline's honest rate (wins over a gap) | `ALARM watch w check 7 (run …): ep: 21/24 anchors changed` |
-| 6 | `audit`: stopped at its cost cap (`--max-cost`, `audit.max_cost`) before its budget; the verdicts are those of the calls made, inconclusive where too few | `the audit stopped at its cost cap after 3 rounds: $0.0182 spent of the $0.02 cap, the next round ~$0.0061` |
+| 6 | stopped at its cost cap. `audit`: at `--max-cost` (`audit.max_cost`) before its budget; the verdicts are those of the calls made, inconclusive where too few. `watch --once`: the check was not made (`--max-cost-per-check`, `--max-cost-per-day`); stored as skipped for cost, a gap, never evidence (an alarm still wins) | `the audit stopped at its cost cap after 3 rounds: $0.0182 spent of the $0.02 cap, the next round ~$0.0061`; `watch w check 5: skipped for cost: $0.0042 spent in the last 24 h + up to $0.0011 …` |
 | 100 | a `--fail-on` gate failed (`run`, `show`, `compare`); one line per rule | `score<0.9`, `different`, `not-same` |
 | 130 | interrupted (Ctrl-C, SIGTERM); the work done is stored | `bakeoff run --resume RUN` goes on |
 """

@@ -15,17 +15,21 @@ from rich.table import Table
 
 from bakeoff._pipeline import RunError
 from bakeoff.cli._common import DbOption, err, fail, open_store, out
-from bakeoff.lineups import AuditSettings
+from bakeoff.lineups import LineupError
+from bakeoff.plugins import load
 from bakeoff.store import default_db_path
 from bakeoff.watch import (
     AlertTarget,
     CheckInterrupted,
     CheckResult,
+    CostCaps,
     DetectorSettings,
+    EndpointStatus,
     Watch,
     WatchSettings,
     acknowledge,
     alert,
+    cost_lines,
     make_check,
     watch_every,
     where,
@@ -36,6 +40,8 @@ EXIT_GAP = 4
 """`--once`: an endpoint's check was a gap (its calls failed: nothing was learned of it)."""
 EXIT_ALARM = 5
 """`--once`: an endpoint is in alarm (a change detected); wins over a gap."""
+EXIT_COST = 6
+"""`--once`: a cost cap kept the check from being made (the audit's "stopped at its cost cap")."""
 
 app = typer.Typer(
     help="Check the same endpoints on a schedule against their own baseline; alarm on a change, "
@@ -56,6 +62,24 @@ def parse_every(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+PerCheckOption = typer.Option(
+    None,
+    "--max-cost-per-check",
+    min=0,
+    metavar="USD",
+    help="Make no check whose projected cost (all endpoints, the re-check's worst case "
+    "included) is over USD; it is stored as skipped for cost, a gap.",
+)
+PerDayOption = typer.Option(
+    None,
+    "--max-cost-per-day",
+    min=0,
+    metavar="USD",
+    help="Make no check that would take the spend of the checks begun in the last 24 hours "
+    "(stored calls) plus its projection over USD; it is stored as skipped for cost, a gap.",
+)
+
+
 @app.callback()
 def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
     ctx: typer.Context,
@@ -66,7 +90,7 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
         False,
         "--once",
         help="Make one check and exit: 0 no change seen, 4 a gap (an endpoint's calls failed), "
-        "5 an alarm (for cron, systemd timers, CI).",
+        "5 an alarm, 6 not made: over a cost cap (for cron, systemd timers, CI).",
     ),
     every: str | None = typer.Option(
         None,
@@ -99,6 +123,8 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
         help="The environment variable holding the webhook's key (sent as a bearer header; "
         "never stored or printed).",
     ),
+    max_cost_per_check: float | None = PerCheckOption,
+    max_cost_per_day: float | None = PerDayOption,
     db: str | None = DbOption,
 ) -> None:
     """Watch the lineup's endpoints: each check is an ordinary stored run of the watch's private
@@ -118,7 +144,9 @@ def watch(  # noqa: PLR0913 — a typer command: its parameters are its options
     )
     target = _alert_target(alert_url, alert_key_env)
     db = db or default_db_path()
-    spec = Watch(db, config, name or config.stem, new, log=lambda m: err.print(escape(m)))
+    caps = CostCaps(max_cost_per_check, max_cost_per_day)
+    log = lambda m: err.print(escape(m))  # noqa: E731
+    spec = Watch(db, config, name or config.stem, new, log=log, caps=caps)
     _promise(spec, seconds)
     _go(spec, seconds, target)
 
@@ -176,13 +204,19 @@ def _promise(spec: Watch, seconds: float | None) -> None:
         f"honest change rate, {d.confidence:.0%})",
         highlight=False,
     )
-    calls = settings.anchors + settings.rotating
-    daily = f"; {calls * 86400 / seconds:,.0f} calls a day" if seconds else ""
-    err.print(
-        f"per endpoint per check: {calls} calls, at most {calls * AuditSettings().max_tokens} "
-        f"output tokens{daily} (each check's bill: `bakeoff show RUN`)",
-        highlight=False,
-    )
+    _cost(spec, settings, seconds)
+
+
+def _cost(spec: Watch, settings: WatchSettings, seconds: float | None) -> None:
+    """The projected cost, before the first check (a lineup that cannot load: said, exit 2)."""
+    try:
+        lineup = load(spec.lineup_path)
+    except LineupError as e:
+        raise fail(str(e)) from None
+    with closing(open_store(spec.db)) as store:
+        lines = cost_lines(store, spec.name, lineup, settings, seconds, time.time(), spec.caps)
+    for line in lines:
+        err.print(line, highlight=False)
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -191,6 +225,9 @@ def _short(text: str, width: int = 60) -> str:
 
 def _report(name: str, result: CheckResult) -> int:
     """One line per endpoint; the exit code of `--once`."""
+    if result.skipped is not None:
+        out.print(f"watch {name} check {result.seq}: {result.skipped.text()}", highlight=False)
+        return EXIT_COST
     if result.held_by is not None:
         out.print(
             f"watch {name} check {result.seq}: made by another watcher ({result.held_by}); "
@@ -231,9 +268,21 @@ def _report(name: str, result: CheckResult) -> int:
         if st.alarm:
             for item, before, after in s.changes:
                 out.print(f"  {item}: {_short(before)!r} -> {_short(after)!r}", highlight=False)
+    for ep, c in result.cost.items():
+        out.print(
+            f"  {ep}: cost {c.calls} calls, {c.tokens_text()} tokens, {c.usd_text()}",
+            highlight=False,
+        )
     if result.alarms:
         return EXIT_ALARM
     return EXIT_GAP if result.gaps else 0
+
+
+def _cost_24h(r: EndpointStatus) -> str:
+    """`12 calls, $0.0012` (or "no price"), and the checks a cost cap skipped."""
+    c = r.cost_24h
+    text = "-" if c is None else f"{c.calls} calls, {c.usd_text()}"
+    return text + (f"; {r.skipped_24h} skipped for cost" if r.skipped_24h else "")
 
 
 @app.command("ack")
@@ -260,13 +309,24 @@ def ack(
 @app.command("status")
 def status(db: str | None = DbOption) -> None:
     """Every watch's endpoints: the last check, the phase (baseline, watching, alarm), the
-    statistic against its threshold, the honest change rate's bound, the gaps."""
+    statistic against its threshold, the honest change rate's bound, the gaps, and what the
+    checks of the last 24 hours cost (and how many a cost cap skipped)."""
     with closing(open_store(db, existing=True)) as store:
         rows = watch_status(store)
     if not rows:
         out.print("no watch in this database (`bakeoff watch -c LINEUP --once` makes one)")
         return
-    table = Table("watch", "endpoint", "last check", "phase", "changed", "statistic", "p0", "gaps")
+    table = Table(
+        "watch",
+        "endpoint",
+        "last check",
+        "phase",
+        "changed",
+        "statistic",
+        "p0",
+        "gaps",
+        "cost 24h",
+    )
     for r in rows:
         at = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.last_at)) if r.last_at else "-"
         stat = "-" if r.statistic is None else f"{r.statistic:.3g} / {r.threshold:g}"
@@ -279,5 +339,6 @@ def status(db: str | None = DbOption) -> None:
             stat,
             "-" if r.p0 is None else f"{r.p0:.3f}",
             str(r.gaps),
+            _cost_24h(r),
         )
     out.print(table)

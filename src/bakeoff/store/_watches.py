@@ -21,7 +21,8 @@ class WatchRow:
 
 @dataclass(frozen=True)
 class WatchCheck:
-    """One check of a watch: `running` until its steps are stored, then `done`."""
+    """One check of a watch: `running` until its steps are stored, then `done`; `skipped-cost`
+    when a cost cap kept it from being made (no run, no step: a gap in the schedule)."""
 
     seq: int
     slot: int | None
@@ -122,14 +123,16 @@ class Watches:
         started_at: float,
         owner: str | None = None,
         lease_until: float | None = None,
+        status: str = "running",
     ) -> bool:
         """Begin check `seq`, held by `owner` until `lease_until`; False if another watcher began
-        it first (the primary key decides: one row per check, whatever the backend)."""
+        it first (the primary key decides: one row per check, whatever the backend). `status`:
+        `skipped-cost` stores a check a cost cap kept from being made (nothing runs)."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO watch_checks (watch, seq, slot, status, started_at, owner, lease_until)"
-                " VALUES (?, ?, ?, 'running', ?, ?, ?) ON CONFLICT (watch, seq) DO NOTHING",
-                (name, seq, slot, started_at, owner, lease_until),
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (watch, seq) DO NOTHING",
+                (name, seq, slot, status, started_at, owner, lease_until),
             )
             return bool(cur.rowcount)
 

@@ -15,7 +15,6 @@ its successful calls are not made twice) — no check is lost or doubled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -31,7 +30,9 @@ from pydantic import BaseModel, Field
 from bakeoff._pipeline import preflight
 from bakeoff.lineups import Lineup
 from bakeoff.plugins import load, resolve_lineup
+from bakeoff.runs import RegimeCost
 from bakeoff.store import BaselineAnswer, Store, WatchStepRecord
+from bakeoff.watch._cost import SKIPPED, CostCaps, CostStop, actual, check_runs, gate, rotating_seed
 from bakeoff.watch._detector import DetectorSettings, DetectorState, Step, update
 from bakeoff.watch._lease import LEASE_S, Heartbeat, gone, me
 from bakeoff.watch._recheck import Crossing, Recheck, confirm
@@ -53,11 +54,6 @@ class WatchSettings(BaseModel):
     recheck: bool = True
     """At a crossing, re-ask the anchors that changed and alarm only if the change holds."""
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
-
-
-def rotating_seed(pool_seed: int, seq: int) -> int:
-    digest = hashlib.sha256(f"watch-rotating:{pool_seed}:{seq}".encode()).hexdigest()
-    return int(digest[:8], 16) & 0x7FFFFFFF
 
 
 def anchor_ids(settings: WatchSettings) -> list[str]:
@@ -109,6 +105,10 @@ class CheckResult:
     steps: list[EndpointStep] = field(default_factory=list)
     held_by: str | None = None
     """Set when another watcher holds this check: this one made nothing (its holder's name)."""
+    skipped: CostStop | None = None
+    """Set when a cost cap kept this check from being made (stored `skipped-cost`: no call)."""
+    cost: dict[str, RegimeCost] = field(default_factory=dict)
+    """What the check cost per endpoint (its run's and re-checks' stored calls)."""
 
     @property
     def alarms(self) -> list[EndpointStep]:
@@ -141,6 +141,8 @@ class Watch:
     log: Log | None = None
     lease: float = LEASE_S
     """Seconds a check is held for, renewed while it is made (several watchers: `_lease`)."""
+    caps: CostCaps = field(default_factory=CostCaps)
+    """The cost caps checked before a check starts (`_cost.gate`)."""
 
 
 def make_check(watch: Watch, *, now: float, slot: int | None = None) -> CheckResult:
@@ -167,6 +169,11 @@ def make_check(watch: Watch, *, now: float, slot: int | None = None) -> CheckRes
             seq = (checks[-1].seq if checks else 0) + 1
             derived = check_lineup(lineup, settings, seq)
             preflight(resolve_lineup(derived))  # a lineup that cannot run: no check
+            stop = gate(store, name, lineup, settings, seq, now, watch.caps)
+            if stop is not None:
+                if not store.claim_check(name, seq, slot, now, status=SKIPPED):
+                    return CheckResult(seq, slot, None, held_by="another watcher")
+                return CheckResult(seq, slot, None, skipped=stop)
             if not store.claim_check(name, seq, slot, now, owner, until):
                 return CheckResult(seq, slot, None, held_by="another watcher")
     derived = check_lineup(lineup, settings, seq)
@@ -180,6 +187,7 @@ def make_check(watch: Watch, *, now: float, slot: int | None = None) -> CheckRes
             records, baseline = _steps(store, watch, settings, derived, failed, result)
             if not store.finish_check(name, seq, now, records, baseline, owner):
                 return CheckResult(seq, slot, run_id, held_by="another watcher (took it over)")
+            result.cost = actual(store, check_runs(store, name, [seq]))
     return result
 
 

@@ -9,12 +9,15 @@ test's a simulated one, so the detector and the store see check times, never the
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 
+from bakeoff.runs import RegimeCost
 from bakeoff.store import Store
 from bakeoff.watch._check import CheckResult, Watch, WatchSettings, make_check, open_watch
+from bakeoff.watch._cost import DAY_S, SKIPPED, actual, check_runs
 from bakeoff.watch._detector import DetectorState
 
 BUSY_POLL_S = 5.0
@@ -94,13 +97,23 @@ class EndpointStatus:
     checks: int
     gaps: int
     why: str | None
+    cost_24h: RegimeCost | None = None
+    """What its checks begun in the last 24 hours cost (their stored calls); None: none made."""
+    skipped_24h: int = 0
+    """The watch's checks of the last 24 hours a cost cap kept from being made."""
 
 
-def status(store: Store) -> list[EndpointStatus]:
-    """Each watch's endpoints as their last check left them."""
+def status(store: Store, now: float | None = None) -> list[EndpointStatus]:
+    """Each watch's endpoints as their last check left them, and the cost of the last 24 hours
+    (`now`: the watch's clock, default the wall clock)."""
+    now = time.time() if now is None else now
     out = []
     for name in store.watch_names():
-        started = {c.seq: c.started_at for c in store.watch_checks(name)}
+        checks = store.watch_checks(name)
+        started = {c.seq: c.started_at for c in checks}
+        day = [c for c in checks if now - DAY_S < c.started_at <= now]
+        costs = actual(store, check_runs(store, name, [c.seq for c in day if c.status != SKIPPED]))
+        skipped = sum(1 for c in day if c.status == SKIPPED)
         last = {s.endpoint: s for s in store.watch_steps(name)}  # ordered by seq: the newest wins
         for ep, s in sorted(last.items()):
             state = DetectorState.model_validate_json(s.state_json)
@@ -119,6 +132,8 @@ def status(store: Store) -> list[EndpointStatus]:
                     checks=state.baseline_seen + state.checks,
                     gaps=state.gaps,
                     why=s.why,
+                    cost_24h=costs.get(ep),
+                    skipped_24h=skipped,
                 )
             )
     return out
