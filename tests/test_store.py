@@ -1,6 +1,7 @@
 import os
 import socket
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 
 import pytest
@@ -212,3 +213,33 @@ def test_text_postgresql_cannot_hold_is_stored_with_a_replacement_character(db_t
     nul = "\ufffd" if db_target.startswith("postgresql://") else "\x00"
     assert row["output_text"] == f"a{nul}b ?c"  # (the store's scrubber replaced the surrogate)
     s.close()
+
+
+def _open_at_once(path: str, barrier, errors) -> None:  # in a forked process
+    barrier.wait()
+    try:
+        Store(path).close()
+    except Exception as e:  # reported to the parent
+        errors.put(repr(e))
+
+
+def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path):
+    """Four processes open the same new SQLite file at one moment, ten times over: every one
+    opens it (before: "duplicate column name: owner" when two ran m010 together) and each
+    migration is recorded once."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for i in range(10):
+        path = str(tmp_path / f"new-{i}.db")
+        barrier, errors = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert all(p.exitcode == 0 for p in procs)
+        assert errors.empty(), errors.get()
+        with closing(Store(path)) as store:
+            names = [r[0] for r in store.db.execute("SELECT name FROM _migrations")]
+        assert len(names) == len(set(names)) == len(MIGRATIONS)

@@ -237,9 +237,11 @@ def test_a_killed_check_is_finished_by_the_next_start_as_if_never_killed(tmp_pat
             runs = store.runs()
             return bool(runs) and 0 < len(store.calls(runs[0]["id"])) < 32
 
-    wait_for(some_calls, timeout=60, interval=0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    try:
+        wait_for(some_calls, timeout=60, interval=0.02)
+    finally:  # killed whatever happened (a leaked Popen fails a later test, under -W error)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
     with closing(Store(db)) as store:
         (killed,) = store.watch_checks("k")
         assert killed.status == "running"

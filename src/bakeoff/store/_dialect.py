@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,7 +95,7 @@ class Dialect:
     def connect(self, target: str, timeout: float) -> Connection:
         db = sqlite3.connect(target, timeout=timeout, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
+        _wal(db, timeout)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
@@ -327,3 +328,18 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _wal(db: sqlite3.Connection, timeout: float) -> None:
+    """WAL mode, waiting as long as any other lock: a new file's switch to WAL takes a lock that
+    SQLite's busy handler does not wait for ("database is locked" at once when several processes
+    open a new database together)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= end:
+                raise
+            time.sleep(0.02)

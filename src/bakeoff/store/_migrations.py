@@ -6,6 +6,7 @@ migrations under the same names, and a test applies every one to a real PostgreS
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -388,15 +389,37 @@ def migrate(db: Connection) -> list[str]:
         if name in done:
             continue
         with _locked(db, dialect):
-            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+            if _applied(db, name):
                 continue  # another process applied it while this one waited for the lock
-            fn(db)
+            try:
+                fn(db)
+            except Exception as e:
+                if dialect is SQLITE and dialect.is_error(e) and _applied_by_another(db, name):
+                    continue
+                raise
             db.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                 (name, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),
             )
         applied.append(name)
     return applied
+
+
+def _applied(db: Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _applied_by_another(db: Connection, name: str, wait_s: float = 30.0) -> bool:
+    """SQLite holds no lock across a migration (`executescript` commits as it goes): two processes
+    opening a new database together both start it, and the second's first statement fails
+    ("duplicate column name", "table ... already exists"). That one waits for the first to record
+    it, and goes on as if it had waited for a lock."""
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        if _applied(db, name):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 @contextmanager
