@@ -55,7 +55,7 @@ demo: $(LOCAL)
 
 # BAKEOFF_REQUIRE_PG=1 / _RAY=1: a missing PostgreSQL or Ray fails their tests instead of skipping them.
 # Two pytest-xdist workers, a test module each at a time (--dist loadfile: a module's servers and
-# browser stay in one process): on 2 cores the suite ran in 13 min 27 s instead of 22 min 24 s,
+# browser stay in one process): on 2 cores 1056 tests in 12 min 45 s; in one process, 21-22 min,
 # its single-threaded half overlapping the model servers' half. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)

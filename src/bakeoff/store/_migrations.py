@@ -394,7 +394,7 @@ def migrate(db: Connection) -> list[str]:
             try:
                 fn(db)
             except Exception as e:
-                if dialect is SQLITE and dialect.is_error(e) and _applied_by_another(db, name):
+                if dialect is SQLITE and _begun_by_another(e) and _applied_by_another(db, name):
                     continue
                 raise
             db.execute(
@@ -407,6 +407,13 @@ def migrate(db: Connection) -> list[str]:
 
 def _applied(db: Connection, name: str) -> bool:
     return db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _begun_by_another(e: Exception) -> bool:
+    """The error of a statement another process's run of the same migration made first (any
+    other error, a full disk say, is raised at once)."""
+    text = str(e)
+    return "already exists" in text or "duplicate column name" in text
 
 
 def _applied_by_another(db: Connection, name: str, wait_s: float = 30.0) -> bool:
