@@ -55,8 +55,8 @@ demo: $(LOCAL)
 
 # BAKEOFF_REQUIRE_PG=1 / _RAY=1: a missing PostgreSQL or Ray fails their tests instead of skipping them.
 # Two pytest-xdist workers, a test module each at a time (--dist loadfile: a module's servers and
-# browser stay in one process): on 2 cores 1056 tests in 12 min 45 s; in one process, 21-22 min,
-# its single-threaded half overlapping the model servers' half. TEST_WORKERS=0 runs it in one process.
+# browser stay in one process): on 2 cores 1056 tests in 12 min 45 s (21-22 min in one process), the
+# suite's single-threaded half overlapping the model servers' half. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: $(DEV) $(CHROMIUM) $(BWRAP) $(PG)
