@@ -2,8 +2,8 @@
 
 from bakeoff.lineups import _keys as keys
 from bakeoff.lineups import _purposes as purposes
+from bakeoff.lineups._audit import AuditSettings
 from bakeoff.lineups._config import (
-    AuditSettings,
     Claims,
     DatasetSpec,
     Endpoint,
