@@ -12,16 +12,19 @@ def test_calibrate_runs_independent_audits_and_prints_exact_intervals(tmp_path):
     out = tmp_path / "cal.json"
     keep = tmp_path / "audits"
     # two repetitions of 10 prompts, one engine null and one distortion: the machinery (independent
-    # audits, exact intervals, resuming); the rates themselves are the bench's (bench/fidelity_power.py;
-    # at 10 prompts Q2_K was "different" in 1 of 2 repetitions)
+    # audits, exact intervals, resuming); the rates themselves are `make calibrate`'s (docs/FIDELITY.md;
+    # at 10 prompts Q2_K was "different" in 1 of 2 repetitions). Audited as a user of a hosted
+    # reference is: no scorer, the margins from the reference's own top-5 (the GGUF scorer's audits
+    # are test_audit_local's)
     args = ("calibrate", "--reps", "2", "--greedy-budget", "10", "--sampled-budget", "0")
-    args += ("--endpoints", "f16-batch8,sysprompt")
+    args += ("--endpoints", "f16-batch8,sysprompt", "--scorer", "top_logprobs")
     # the local lineup's servers on a slow 2-core machine: 300 s was not enough on one that ran
     # the whole of make test in 38 min
     r = bakeoff(*args, "--keep", str(keep), "--json", str(out), timeout=900)
     assert r.returncode == 0, r.stderr
     assert "different@10" in r.stdout and "f16-batch8 (null)" in r.stdout
     assert "0/2 (0.00–0.84)" in r.stdout  # the nulls' exact interval at 0 of 2
+    assert "top-5 log-probabilities (no scorer)" in r.stdout
     res = json.loads(out.read_text())
     eps = res["regimes"]["greedy"]["endpoints"]
     assert eps["f16-batch8"]["counts"]["different@10"] == 0, eps["f16-batch8"]
@@ -30,12 +33,17 @@ def test_calibrate_runs_independent_audits_and_prints_exact_intervals(tmp_path):
     # the two repetitions are independent audits: no prompt in common, each its own database
     prompts = []
     for rep in (0, 1):
-        db = sqlite3.connect(keep / f"greedy-{rep:02d}.db")
+        db = sqlite3.connect(keep / f"top_logprobs-greedy-{rep:02d}.db")
         prompts.append({row[0] for row in db.execute("SELECT input_json FROM items")})
+        sources = {
+            json.loads(v)["margin_source"]
+            for (v,) in db.execute("SELECT evidence_json FROM verdicts")
+        }
+        assert sources == {"top_logprobs"}, sources  # no GGUF scored, though one was at hand
     assert len(prompts[0]) == len(prompts[1]) == 10 and not prompts[0] & prompts[1]
 
     # kept audits are re-read without a call: the same results
-    db = sqlite3.connect(keep / "greedy-00.db")
+    db = sqlite3.connect(keep / "top_logprobs-greedy-00.db")
     n_calls = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     again = tmp_path / "again.json"
     r = bakeoff(*args, "--keep", str(keep), "--json", str(again), timeout=900)
@@ -49,6 +57,16 @@ def test_calibrate_refuses_an_unknown_endpoint():
     r = bakeoff("calibrate", "--endpoints", "q2_k,nope")
     assert r.returncode == 2
     assert "nope" in r.stderr and "f16-torch" in r.stderr
+
+
+def test_calibrate_without_a_scorer_refuses_the_sampled_regime():
+    """The sampled regime scores samples under the reference model: with no scorer it cannot run,
+    and saying so beats a table of verdicts computed without it."""
+    r = bakeoff("calibrate", "--scorer", "top_logprobs", "--greedy-budget", "10")
+    assert r.returncode == 2
+    assert "--sampled-budget 0" in r.stderr
+    r = bakeoff("calibrate", "--scorer", "gguf")
+    assert r.returncode == 2 and "top_logprobs" in r.stderr
 
 
 def test_the_table_of_candidates_without_a_null_row():

@@ -54,6 +54,7 @@ class Calibration(TypedDict):
 
     alpha: float
     reps: int
+    scorer: str
     regimes: dict[str, RegimeResults]
 
 
@@ -61,6 +62,7 @@ _LOCAL = "provider: local\n    model: smol\n    max_concurrency: {c}\n    local:
 ENDPOINTS: dict[str, tuple[str, str]] = {
     # name: (what it is, its lineup entry); `{seed}` is the repetition's
     "f16-batch8": ("null", _LOCAL.format(c=1, spec="variant: F16, n_threads: 1, n_batch: 8")),
+    "f16-2t": ("null", _LOCAL.format(c=1, spec="variant: F16, n_threads: 2")),
     "f32": ("null", _LOCAL.format(c=1, spec="variant: F32, n_threads: 1")),
     "f16-torch": (
         "null",
@@ -110,7 +112,20 @@ def _needed(names: Iterable[str]) -> list[str]:
     return out
 
 
-def lineup_text(regime: str, budget: int, rep: int, names: Iterable[str], alpha: float) -> str:
+SCORERS = ("local", "top_logprobs")
+"""`local`: the reference's GGUF scores in-process (what a user who can host the model has);
+`top_logprobs`: no scorer at all, the greedy margins from the reference endpoint's own top-5 (what
+a user of a hosted reference has: "Hosted reference, no scorer" in docs/FIDELITY.md)."""
+
+
+def lineup_text(
+    regime: str,
+    budget: int,
+    rep: int,
+    names: Iterable[str],
+    alpha: float,
+    scorer: str = "local",
+) -> str:
     """The lineup of one repetition: the reference, the candidates, the audit of one regime."""
     lines = [
         "reference: f16",
@@ -120,6 +135,7 @@ def lineup_text(regime: str, budget: int, rep: int, names: Iterable[str], alpha:
         f"  budget: {budget}",
         "  batch: 10",
         f"  alpha: {alpha}",
+        *([f"  scorer: {scorer}"] if scorer != "local" else []),
         "endpoints:",
         "  - name: f16\n    " + _LOCAL.format(c=1, spec="variant: F16, n_threads: 1"),
     ]
@@ -136,9 +152,10 @@ def _rep(
     names: list[str],
     alpha: float,
     log: Callable[[str], None],
+    scorer: str = "local",
 ) -> dict[str, Verdict]:
     """One independent audit (resumed or re-read from `db` when kept): its verdicts."""
-    lineup = parse_lineup(lineup_text(regime, budget, rep, names, alpha))
+    lineup = parse_lineup(lineup_text(regime, budget, rep, names, alpha, scorer))
     store = Store(db)
     h = config_hash(lineup)
     done = store.complete_run(h)
@@ -177,12 +194,15 @@ def calibrate(
     alpha: float = 0.05,
     db_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    scorer: str = "local",
 ) -> Calibration:
     """Per regime and candidate: the verdict of every repetition (its claim and the calls it
     took) and the rates `different@k`, `same`, `inconclusive` as counts out of `reps`."""
     names = endpoints or list(ENDPOINTS)
     if greedy_budget is None:  # the audit's own default
         greedy_budget = AuditSettings().budget
+    if scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {scorer!r}: choose from {list(SCORERS)}")
     unknown = [n for n in names if n not in ENDPOINTS]
     if unknown:
         raise ValueError(
@@ -190,7 +210,8 @@ def calibrate(
         )
     import tempfile
 
-    results: Calibration = {"alpha": alpha, "reps": reps, "regimes": {}}
+    results: Calibration = {"alpha": alpha, "reps": reps, "scorer": scorer, "regimes": {}}
+    tag = "" if scorer == "local" else f"{scorer}-"  # its own databases: another audit's lineup
     with tempfile.TemporaryDirectory() as tmp:
         base = db_dir or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -198,7 +219,9 @@ def calibrate(
             if not budget:
                 continue
             per_rep = [
-                _rep(base / f"{regime}-{r:02d}.db", regime, budget, r, names, alpha, log)
+                _rep(
+                    base / f"{tag}{regime}-{r:02d}.db", regime, budget, r, names, alpha, log, scorer
+                )
                 for r in range(reps)
             ]
             results["regimes"][regime] = {
@@ -236,7 +259,13 @@ def format_table(results: Calibration) -> str:
     engine nulls pooled beneath their rows."""
     lines = [
         f"Verdicts of {results['reps']} independent audits per endpoint (disjoint prompts, fresh "
-        f"samples) at alpha={results['alpha']}; each cell k/n (95% Clopper–Pearson interval). "
+        f"samples) at alpha={results['alpha']}, margins from "
+        + (
+            "the reference's GGUF scored in-process"
+            if results.get("scorer", "local") == "local"
+            else "the reference endpoint's own top-5 log-probabilities (no scorer)"
+        )
+        + "; each cell k/n (95% Clopper–Pearson interval). "
         "different@k: decided 'different' within k calls; on a null row that is the "
         "false-positive rate.",
     ]

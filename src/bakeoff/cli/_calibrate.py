@@ -25,6 +25,12 @@ def calibrate(
         None, help="Comma-separated candidates to calibrate (default: all of them)."
     ),
     alpha: float = typer.Option(0.05, min=1e-9, max=0.5, help="Significance level."),
+    scorer: str = typer.Option(
+        "local",
+        help="Where the greedy margins come from: `local` (the reference's GGUF, in-process) or "
+        "`top_logprobs` (no scorer: the reference endpoint's own top-5, as for a hosted "
+        "reference; greedy only).",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     keep: Path | None = typer.Option(
         None,
@@ -39,7 +45,7 @@ def calibrate(
     came, with exact 95% intervals. At the audit's defaults (greedy, budget 400, "same" bounded at
     1%) a null needs ~350 calls to be "same": ~25 min per repetition of the nulls and the ladder on
     2 cores; `--keep DIR` makes it resumable."""
-    from bakeoff.audit._calibrate import ENDPOINTS, format_table, write_json
+    from bakeoff.audit._calibrate import ENDPOINTS, SCORERS, format_table, write_json
     from bakeoff.audit._calibrate import calibrate as run_calibration
     from bakeoff.local import AssetError, ServerError
 
@@ -47,6 +53,12 @@ def calibrate(
     unknown = [n for n in names or [] if n not in ENDPOINTS]
     if unknown:
         raise fail(f"--endpoints: unknown {', '.join(unknown)}; choose from {', '.join(ENDPOINTS)}")
+    if scorer not in SCORERS:
+        raise fail(f"--scorer: {scorer!r} is not one of {', '.join(SCORERS)}")
+    if scorer != "local" and sampled_budget:
+        raise fail(
+            f"the sampled regime needs a token scorer: --sampled-budget 0 with --scorer {scorer}"
+        )
     if greedy_budget == 1 or sampled_budget == 1:
         raise fail("a budget is 0 (skip the regime) or at least 2")
     try:
@@ -58,6 +70,7 @@ def calibrate(
             alpha=alpha,
             db_dir=keep,
             log=lambda m: err.print(m),
+            scorer=scorer,
         )
     except (AssetError, ServerError) as e:
         raise fail(str(e)) from None
