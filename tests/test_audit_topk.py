@@ -311,3 +311,29 @@ def test_an_honest_engine_flipping_near_ties_is_not_accused():
         r["logprobs_json"] = None  # the reference returned none: the old rule, said so
     v = analyse(CallSource(rows, {}), "r", lineup, lineup.audit, {"greedy": items})["cand"]
     assert v.verdict == "different" and v.margin_source == "none"
+
+
+def test_a_longer_token_where_the_reference_had_its_prefix_parts_there():
+    """ " 10" where the reference said " 1" then " 5": the texts first differ at " 5", but the
+    candidate parted at " 1" (a near-tie here); the alternative that spells its text across the
+    differing byte is found, and its small margin keeps an honest flip from counting. (Taken at
+    " 5", where "0" is no alternative, it was a lower bound of 3 nats: confident.)"""
+    entries = [
+        entry(" 1", -0.50, [(" 1", -0.50), (" 10", -0.55), (" 2", -2.0)]),
+        entry(" 5", -0.01, [(" 5", -0.01), (" 6", -3.0)]),
+    ]
+    ref = reference_topk(lps(entries), " 1 5")
+    d = topk_divergence(ref, " 10 5")
+    assert d.token == 0 and not d.bound and math.isclose(d.margin, 0.05)
+    assert not confident(d, 0.1) and d.candidate_piece == " 10"
+
+
+def test_leading_whitespace_the_content_kept_is_no_divergence():
+    """The reference's content kept its leading space (its tokens spell it): the candidate's same
+    answer, space and all, does not part from it (it was counted a confident divergence at token 0)."""
+    entries = [entry(" Hi", -0.1, [(" Hi", -0.1), (" Yo", -3.0)])]
+    ref = reference_topk(lps(entries), " Hi")
+    assert ref.shift == 0
+    assert topk_divergence(ref, " Hi") is None and topk_divergence(ref, "Hi") is None
+    d = topk_divergence(ref, " Yo")
+    assert d.token == 0 and math.isclose(d.margin, 2.9)

@@ -155,8 +155,10 @@ def topk_divergence(
     if ref.reason is not None:
         raise ValueError(f"no aligned top-k: {ref.reason}")
     r = ref.text
-    c = candidate.encode("utf-8", "surrogatepass").lstrip()
-    c = r[: ref.shift] + c  # the provider's stripped leading whitespace, as the reference's has it
+    # leading whitespace is no evidence (a provider may strip it from the content, or not): the
+    # candidate's, whatever it is, counts as the reference's own (its tokens spell it)
+    lead = len(r) - len(r.lstrip())
+    c = r[:lead] + candidate.encode("utf-8", "surrogatepass").lstrip()
     p = _common(r, c)
     if p == len(r) and p == len(c):
         return None
@@ -185,6 +187,21 @@ def topk_divergence(
     else:
         floor = min((lp for _, lp in tok.top), default=tok.logprob)
         margin, bound, cand_piece = tok.logprob - floor, True, rest[: max(1, p - offsets[i] + 1)]
+    # the text alone cannot say where the candidate's tokens part: " 10" where the reference had
+    # " 1" and then " 5" parts at " 1", not at " 5". An earlier token whose alternative spells the
+    # candidate's text across the first differing byte is such a place; the smallest margin of
+    # them all is taken (a divergence is counted confident only if every reading of it is)
+    for j in range(i):
+        longer = [
+            (s, lp)
+            for s, lp in ref.tokens[j].top
+            if offsets[j] + len(s) > p and c[offsets[j] :].startswith(s)
+        ]
+        if longer:
+            s, lp = max(longer, key=lambda a: a[1])
+            if ref.tokens[j].logprob - lp < margin:
+                i, tok = j, ref.tokens[j]
+                margin, bound, cand_piece = tok.logprob - lp, False, s
     before = {t.text for t in ref.tokens[:i]}
     return Divergence(
         token=i,
