@@ -21,9 +21,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
 
-from bakeoff.audit._consensus import Found, assume, find_reference
+from bakeoff.audit._consensus import Found, assume, find_reference, pair_divergence
+from bakeoff.audit._source import FidelityCall
+from bakeoff.audit._topk import reference_topk
 from bakeoff.audit._greedy import greedy_tests
 from bakeoff.audit._verdict import decide
 from bakeoff.lineups import AuditSettings
@@ -212,3 +215,62 @@ def test_a_tie_or_no_agreement_cannot_tell(lineup, why):
         assert found.representative is None and not verdicts
         assert any(w in (found.reason or "") for w in why), found.reason
         assert found.assumed().text.startswith("no reference: the audit cannot tell")
+
+
+# -- one pair's divergence, margins from either side's top-k (`pair_divergence`) -----------------
+
+
+def _call(text: str, entries: list[dict] | None, finish: str = "stop") -> FidelityCall:
+    lp = orjson.dumps(entries).decode() if entries is not None else None
+    return FidelityCall("e", "fidelity.greedy", "i", 0, "ok", text, finish, 5, 4, lp)
+
+
+def _entry(token: str, logprob: float, top: list[tuple[str, float]]) -> dict:
+    return {
+        "token": token,
+        "logprob": logprob,
+        "top_logprobs": [{"token": t, "logprob": v} for t, v in top],
+    }
+
+
+FRANCE = [
+    _entry("The", -0.1, [("The", -0.1), ("A", -2.5)]),
+    _entry(" capital", -0.2, [(" capital", -0.2), (" city", -1.9)]),
+    _entry(" of", -0.05, [(" of", -0.05), (" city", -1.3)]),
+    _entry(" France", -0.3, [(" France", -0.3), (" Italy", -0.35)]),
+]
+ITALY = [*FRANCE[:3], _entry(" Italy", -0.32, [(" Italy", -0.32), (" France", -0.33)])]
+CITY = [*FRANCE[:2], _entry(" city", -0.4, [(" city", -0.4), (" of", -0.5)])]
+
+
+def _div(a: FidelityCall, b: FidelityCall, margin: float = 0.1) -> int:
+    def top(c: FidelityCall):
+        t = reference_topk(c.logprobs_json, c.output_text)
+        return t if t.reason is None else None
+
+    return pair_divergence(a, b, top(a), top(b), margin)
+
+
+def test_a_near_tie_flip_is_not_a_confident_divergence_from_either_side():
+    """Two honest engines parting at a near-tie: 0.05 nats on one side, 0.01 on the other."""
+    a, b = _call("The capital of France", FRANCE), _call("The capital of Italy", ITALY)
+    assert _div(a, b) == 0 and _div(b, a) == 0
+    # with no log-probabilities on either side, every divergence counts (as with no margins)
+    assert _div(_call(a.output_text or "", None), _call(b.output_text or "", None)) == 1
+    # one side's numbers are enough
+    assert _div(a, _call(b.output_text or "", None)) == 0
+
+
+def test_a_confident_part_counts_when_either_side_was_sure():
+    """The first side was sure of " of" (1.25 nats over " city"); the second, which took " city",
+    was not (0.1): the pair parts confidently — a substitute need not be the sure one."""
+    a, b = _call("The capital of France", FRANCE), _call("The capital city", CITY)
+    assert _div(a, b) == 1 and _div(b, a) == 1
+    assert _div(_call(a.output_text or "", None), b) == 0  # the unsure side's alone: a near-tie
+
+
+def test_the_same_text_or_a_cut_is_no_divergence():
+    a = _call("The capital of France", FRANCE)
+    assert _div(a, _call("The capital of France", None)) == 0
+    assert _div(a, _call("The capital", None, finish="length")) == 0
+    assert _div(a, _call("The capital", None, finish="stop")) == 1  # stops where a goes on
