@@ -113,6 +113,7 @@ def simulate(lineup: list[str], seed: int, margins: bool = True) -> dict[str, fl
     keys = ("rep_honest", "rep_substitute", "cannot", "group_exact")
     counts = dict.fromkeys((*keys, "honest_diff", "sub_same", "sub_diff", "accused"), 0)
     said = n_honest = n_sub = 0
+    by_kind: dict[str, int] = {}
     for _ in range(REPS):
         found, verdicts = one_audit(rng, lineup, margins)
         if found.representative is None:
@@ -138,11 +139,16 @@ def simulate(lineup: list[str], seed: int, margins: bool = True) -> dict[str, fl
                 n_sub += 1
                 counts["sub_same"] += v.verdict == "same"
                 counts["sub_diff"] += v.verdict == "different"
+                kind = name.split("-")[0]
+                by_kind[kind] = by_kind.get(kind, 0) + (v.verdict == "different")
     rates = {k: counts[k] / REPS for k in keys}
     rates["honest_diff"] = counts["honest_diff"] / max(n_honest, 1)
     rates["sub_same"] = counts["sub_same"] / max(n_sub, 1)
     rates["sub_diff"] = counts["sub_diff"] / max(n_sub, 1)
     rates["accused"] = counts["accused"] / max(counts["rep_substitute"] * len(honest), 1)
+    for kind, k in by_kind.items():  # per substitute, over the audits with an honest reference
+        per = sum(n.startswith(kind + "-") for n in lineup) * counts["rep_honest"]
+        rates[f"{kind}_diff"] = k / per
     taken = counts["rep_honest"] + counts["rep_substitute"]
     rates["said"] = said / taken if taken else 1.0
     return rates
@@ -274,3 +280,26 @@ def test_the_same_text_or_a_cut_is_no_divergence():
     assert _div(a, _call("The capital of France", None)) == 0
     assert _div(a, _call("The capital", None, finish="length")) == 0
     assert _div(a, _call("The capital", None, finish="stop")) == 1  # stops where a goes on
+
+
+def test_two_overlapping_majorities_tie_and_the_audit_cannot_tell():
+    """{a, b, c} and {a, b, d} both agree within (c and d part from each other): two largest groups
+    of 3 of 5, each a majority — which is the reference's is not knowable, so none is taken."""
+    names = ["a", "b", "c", "d", "e"]
+    agree = {("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d")}
+    pairs = {
+        (x, y): [0] * 40 if (x, y) in agree else [1] * 40
+        for i, x in enumerate(names)
+        for y in names[i + 1 :]
+    }
+    found = find_reference(names, pairs, names, alpha=0.05, within=0.2)
+    assert found.representative is None
+    assert found.reason == "2 groups of 3 agree equally: {a, b, c} and {a, b, d}"
+    # c and d agreeing too: one group of 4, a majority; its representative the first of the
+    # members that part least (all 0 here): a
+    pairs[("c", "d")] = [0] * 40
+    found = find_reference(names, pairs, names, alpha=0.05, within=0.2)
+    assert found.group == ("a", "b", "c", "d") and found.representative == "a"
+    # a member without usable log-probabilities is not the representative
+    found = find_reference(names, pairs, ["b", "c", "d"], alpha=0.05, within=0.2)
+    assert found.representative == "b"
