@@ -25,9 +25,9 @@ import orjson
 import pytest
 
 from bakeoff.audit._consensus import Found, assume, find_reference, pair_divergence
+from bakeoff.audit._greedy import greedy_tests
 from bakeoff.audit._source import FidelityCall
 from bakeoff.audit._topk import reference_topk
-from bakeoff.audit._greedy import greedy_tests
 from bakeoff.audit._verdict import decide
 from bakeoff.lineups import AuditSettings
 from bakeoff.store import Verdict
