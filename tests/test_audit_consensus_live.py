@@ -36,6 +36,8 @@ def test_no_reference_the_f16s_are_the_group_and_q2_k_is_different(servers, tmp_
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     v = out["verdicts"]
+    for name, x in v.items():  # shown with -s: the figures docs/FIDELITY.md quotes
+        print(name, x["claim"], x["assumed_reference"]["rates"])
     assert set(v) == {"f16-2t", "q2_k"}  # f16, the group's first member, is the reference
     assert v["q2_k"]["verdict"] == "different"
     assert v["f16-2t"]["verdict"] != "different"
