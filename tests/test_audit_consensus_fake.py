@@ -88,3 +88,20 @@ def test_two_against_two_cannot_tell(tmp_path):
         )
     assert rerun_audit(store, run_id, lineup) == v
     store.close()
+
+
+def test_what_consensus_cannot_take_is_refused_before_any_call(tmp_path):
+    """A designated reference beside it, a scorer of one reference, or no greedy regime: each a
+    clear error naming the setting, before a database is written."""
+    cfg, db = tmp_path / "l.yaml", str(tmp_path / "r.db")
+    text = _lineup({"a": ECHO, "b": ECHO})
+    for bad, says in (
+        ("reference: a\n" + text, "one or the other"),
+        (text.replace("reference: consensus,", "reference: consensus, scorer: local,"), "use auto"),
+    ):
+        cfg.write_text(bad)
+        r = bakeoff("audit", "-c", str(cfg), "--db", db, "-q")
+        assert r.returncode == 2 and says in r.stderr and "l.yaml" in r.stderr, r.stderr
+    cfg.write_text(text)
+    r = bakeoff("audit", "-c", str(cfg), "--regime", "sampled", "--db", db, "-q")
+    assert r.returncode == 2 and "add greedy to regimes" in r.stderr, r.stderr

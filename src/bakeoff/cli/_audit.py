@@ -231,7 +231,7 @@ def _audit_now(
         bad = [r for r in regime if r not in ("greedy", "sampled")]
         if bad:
             raise fail(f"unknown regime {bad[0]!r}; use greedy or sampled")
-        lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
+        override(lineup.audit, "regimes", list(regime), "--regime")
     if budget is not None:
         override(lineup.audit, "budget", budget, "--budget")
     if seed is not None:
