@@ -78,7 +78,11 @@ def applied_settings(store: Store, run_id: str, settings: AuditSettings) -> Audi
 
 def _analysis_id(settings: AuditSettings) -> str:
     # the cost cap decides which calls are made, not what they show: not part of the analysis
-    dumped = settings.model_dump(mode="json", exclude={"max_cost"})
+    # a designated reference's analyses keep the ids they had before `reference: consensus` was
+    dropped = {"max_cost"} | (
+        {"reference", "consensus_within"} if settings.reference == "lineup" else set()
+    )
+    dumped = settings.model_dump(mode="json", exclude=dropped)
     blob = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "a-" + hashlib.sha256(blob).hexdigest()[:10]
 
