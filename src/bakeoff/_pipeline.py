@@ -278,7 +278,7 @@ async def execute_run(
     from bakeoff.perf import run_probes
     from bakeoff.runs import EndpointSession
 
-    wants_audit = lineup.audit.enabled and lineup.reference and len(lineup.endpoints) > 1
+    wants_audit = lineup.audits()
 
     async def after(session: EndpointSession) -> None:
         if lineup.run.probe:

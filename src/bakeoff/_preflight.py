@@ -214,11 +214,12 @@ def check_planned(lineup: Lineup) -> None:
             except (DatasetError, ValueError) as e:
                 raise RunError(str(e)) from None
     builtin = [s for s in lineup.run.suites if not any(d.name == s for d in lineup.datasets)]
-    audits = lineup.audit.enabled and lineup.reference is not None and len(lineup.endpoints) > 1
+    audits = lineup.audits()
     if not (n or builtin or audits or lineup.run.probe) or not lineup.endpoints:
         raise RunError(
-            "the lineup plans no call: no suite item, no audit (it needs a `reference` and a "
-            "second endpoint) and no probe (`run.probe`) — nothing would be measured"
+            "the lineup plans no call: no suite item, no audit (it needs a `reference` or "
+            "`audit.reference: consensus`, and a second endpoint) and no probe (`run.probe`) — "
+            "nothing would be measured"
         )
 
 

@@ -335,7 +335,10 @@ def analyse(
     `alternatives`: loaders of scorers of suspected substitutes (name → loader), one
     likelihood-ratio test each in the sampled regime (tests `lr:<name>`)."""
     from bakeoff.audit._behaviour import behaviour, suite_checks
+    from bakeoff.audit._consensus import consensus_analyse, wanted
 
+    if wanted(lineup, settings):  # no designated reference: the largest agreeing group's
+        return consensus_analyse(store, run_id, lineup, settings, items)
     ref = lineup.reference
     assert ref is not None
     calls = _load(store, run_id)

@@ -78,7 +78,11 @@ def applied_settings(store: Store, run_id: str, settings: AuditSettings) -> Audi
 
 def _analysis_id(settings: AuditSettings) -> str:
     # the cost cap decides which calls are made, not what they show: not part of the analysis
-    dumped = settings.model_dump(mode="json", exclude={"max_cost"})
+    # a designated reference's analyses keep the ids they had before `reference: consensus` was
+    dropped = {"max_cost"} | (
+        {"reference", "consensus_within"} if settings.reference == "lineup" else set()
+    )
+    dumped = settings.model_dump(mode="json", exclude=dropped)
     blob = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return "a-" + hashlib.sha256(blob).hexdigest()[:10]
 
@@ -186,14 +190,16 @@ def _round_jobs(
     token (the margins when there is no scorer: `_topk`); a provider that refuses them has them
     removed by the client (`drops`), and the analysis then says so."""
     lineup, store, run_id = session.lineup, session.store, session.run_id
-    ref = lineup.reference
-    assert ref is not None
+    ref = lineup.reference  # None: consensus, every endpoint answers as a reference does
     done = store.succeeded_call_ids(run_id)
-    jobs: dict[str, list[Job]] = {name: [] for name in [ref, *undecided]}
+    jobs: dict[str, list[Job]] = {name: [] for name in [ref, *undecided] if name is not None}
     for regime, its in items.items():
         suite = SUITES[regime]
         ref_repeats = (0, 1) if regime == "greedy" else (0,)
-        wanted = [(ref, k) for k in ref_repeats] + [(c, 0) for c in undecided]
+        if ref is None:
+            wanted = [(c, k) for c in undecided for k in ref_repeats]
+        else:
+            wanted = [(ref, k) for k in ref_repeats] + [(c, 0) for c in undecided]
         base = {ep: audit_params_for(lineup, ep, settings, regime) for ep, _ in wanted}
         for it in its[r * settings.batch : (r + 1) * settings.batch]:
             for ep, k in wanted:
@@ -203,7 +209,7 @@ def _round_jobs(
                 params = dict(base[ep])
                 if regime == "sampled":
                     params["seed"] = _seed(ep, it.id, k)
-                elif top and ep == ref:
+                elif top and (ep == ref or ref is None):
                     params.update(logprobs=True, top_logprobs=settings.top_logprobs)
                 # not streamed: usage (prompt tokens) is then reported by more servers
                 jobs[ep].append(Job(cid, suite, it, k, params, stream=False))
@@ -248,14 +254,21 @@ async def run_audit(
     The applied settings (the private seed drawn, the alternatives resolved) and the scorers'
     identities are stored first (analysis `run`); every scorer answer is stored as it comes, so
     `bakeoff audit --rerun` rebuilds exactly this analysis from the store."""
+    from bakeoff.audit._consensus import wanted
+
     lineup, store, run_id = session.lineup, session.store, session.run_id
     ref = lineup.reference
-    if ref is None:
-        raise AuditError("the audit needs a `reference:` endpoint in the lineup")
+    everyone = wanted(lineup, settings)  # no designated reference: the consensus's
+    if ref is None and not everyone:
+        raise AuditError(
+            "the audit needs a `reference:` endpoint in the lineup, or `audit.reference: "
+            "consensus` (docs/FIDELITY.md, 'No reference at all: consensus')"
+        )
     settings, items, scorer_load, alt_loads = _begin(session, settings)
     scorer, alternatives, wrapped = _stored_scorers(store, run_id, scorer_load, alt_loads)
-    undecided = [e.name for e in lineup.endpoints if e.name != ref]
-    threshold = stop_threshold(settings, len(undecided))
+    names = [e.name for e in lineup.endpoints if e.name != ref]
+    undecided = names
+    threshold = stop_threshold(settings, len(names) - everyone)
     top = asks_top_logprobs(settings, scorer)
 
     async def analysed() -> dict[str, Verdict]:
@@ -272,7 +285,10 @@ async def run_audit(
         verdicts = await analysed()
         if on_round:
             on_round(r, verdicts)
-        undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
+        if everyone:  # every endpoint answers until every verdict is decided (none: cannot tell)
+            undecided = [] if all(_decided(v, threshold) for v in verdicts.values()) else names
+        else:
+            undecided = [c for c in undecided if not _decided(verdicts[c], threshold)]
         if not undecided:
             break
     verdicts = await analysed()

@@ -100,6 +100,9 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     costs = audit_costs(store.calls_light(run_id))
     if costs:
         console.print(cost_table(run_id, costs))
+    assumed = next((v.assumed_reference for v in verdicts.values() if v.assumed_reference), None)
+    if assumed is not None:
+        err.print(f"[yellow]{escape(assumed.text)}[/]", highlight=False)
     if any(v.margin_source == "none" for v in verdicts.values()):
         err.print(f"[yellow]warning:[/] {escape(NO_MARGINS_HELP)}", highlight=False)
     if stop is not None:
@@ -216,8 +219,11 @@ def _audit_now(
         lineup = load(config)
     except LineupError as e:
         raise fail(str(e)) from None
-    if lineup.reference is None:
-        raise fail(f"{config}: the audit needs `reference:` naming the reference endpoint")
+    if lineup.reference is None and lineup.audit.reference != "consensus":
+        raise fail(
+            f"{config}: the audit needs `reference:` naming the reference endpoint, or "
+            "`audit.reference: consensus` to assume the largest agreeing group is it"
+        )
     regime, budget, seed, max_cost = options
     lineup.run.suites = []
     lineup.audit.enabled = True
@@ -225,7 +231,7 @@ def _audit_now(
         bad = [r for r in regime if r not in ("greedy", "sampled")]
         if bad:
             raise fail(f"unknown regime {bad[0]!r}; use greedy or sampled")
-        lineup.audit.regimes = list(regime)  # type: ignore[arg-type]
+        override(lineup.audit, "regimes", list(regime), "--regime")
     if budget is not None:
         override(lineup.audit, "budget", budget, "--budget")
     if seed is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from bakeoff.lineups._specs import _Strict
 
@@ -15,7 +15,20 @@ class AuditSettings(_Strict):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     enabled: bool = True
-    """Run the audit as part of `bakeoff run` (needs a `reference`)."""
+    """Run the audit as part of `bakeoff run` (needs a `reference`, or `reference: consensus`)."""
+    reference: Literal["lineup", "consensus"] = "lineup"
+    """Who the audit compares with: `lineup`, the lineup's `reference:` endpoint; `consensus`, no
+    designated reference — every endpoint answers the greedy prompts as a reference does (twice,
+    asking `top_logprobs`), the largest group of endpoints that agree with each other (a strict
+    majority, `consensus_within`) is assumed to serve the reference, its member agreeing most is
+    the reference, and every verdict says it was assumed. Opt-in, never automatic: it costs every
+    endpoint a reference's calls, and what it finds is a majority, not the truth
+    (docs/FIDELITY.md, "No reference at all: consensus")."""
+    consensus_within: float = Field(default=0.2, gt=0, lt=1)
+    """With `reference: consensus`: two endpoints agree when the 95% anytime-valid upper bound on
+    their rate of confident greedy divergences (margin from either side's `top_logprobs`) is at
+    most this. 0.2: two endpoints with no confident divergence agree after 20 prompts (bound
+    0.158), one after 40 (0.178); Q8_0 parts from F16 confidently at 22–45% (docs/FIDELITY.md)."""
     regimes: list[Literal["greedy", "sampled"]] = Field(default_factory=lambda: ["greedy"])  # type: ignore[arg-type]
     """`greedy` (T=0: outputs compared with the reference's) and/or `sampled` (T=1: samples scored
     token by token under the reference model)."""
@@ -66,6 +79,19 @@ class AuditSettings(_Strict):
     power_effects: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.25], min_length=1)
     """The effects the printed power is quoted at: shares of outputs changed (served by a
     substitute that parts confidently there), beside the reference's own repeat noise."""
+
+    @model_validator(mode="after")
+    def _consensus_scorer(self) -> AuditSettings:
+        if self.reference == "consensus" and "greedy" not in self.regimes:
+            raise ValueError(
+                "reference: consensus compares the endpoints' greedy answers: add greedy to regimes"
+            )
+        if self.reference == "consensus" and self.scorer not in ("auto", "top_logprobs", "none"):
+            raise ValueError(
+                f"reference: consensus takes its margins from the endpoints' own top_logprobs; "
+                f"scorer {self.scorer!r} scores under one designated reference: use auto"
+            )
+        return self
 
     @field_validator("power_effects")
     @classmethod

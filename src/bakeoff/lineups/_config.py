@@ -338,6 +338,11 @@ class Lineup(_Strict):
             raise ValueError(f"endpoint names must be unique; repeated: {', '.join(dupes)}")
         if self.reference is not None and self.reference not in names:
             raise ValueError(f"reference {self.reference!r} is not an endpoint name")
+        if self.reference is not None and self.audit.reference == "consensus":
+            raise ValueError(
+                f"reference {self.reference!r} and audit.reference: consensus: one or the other "
+                "(consensus is for a lineup with no designated reference)"
+            )
         for ep in self.endpoints:
             if ep.proxy is None:
                 continue
@@ -351,6 +356,12 @@ class Lineup(_Strict):
                         f"endpoint {ep.name!r}: a proxy cannot sit in front of a proxy"
                     )
         return self
+
+    def audits(self) -> bool:
+        """The audit runs with the lineup's calls: enabled, two endpoints or more, and a
+        `reference:` or `audit.reference: consensus`."""
+        chosen = self.reference is not None or self.audit.reference == "consensus"
+        return self.audit.enabled and chosen and len(self.endpoints) > 1
 
     @model_validator(mode="after")
     def _judges(self) -> Lineup:

@@ -28,6 +28,7 @@ from bakeoff.store._records import (
 )
 from bakeoff.store._secrets import HELD, MIN_REDACTABLE, WITHHELD, Secrets
 from bakeoff.store._verdicts import (
+    AssumedReference,
     Behaviour,
     Example,
     MarginSource,
@@ -47,6 +48,7 @@ __all__ = [
     "MIGRATIONS",
     "MIN_REDACTABLE",
     "WITHHELD",
+    "AssumedReference",
     "Attempt",
     "AuditStop",
     "BaselineAnswer",

@@ -161,6 +161,22 @@ class RouteShare(_Stored):
     route_share: float
 
 
+class AssumedReference(_Stored):
+    """With no designated reference (`audit.reference: consensus`): the group of endpoints the
+    audit assumed to serve the reference, and the member that stood for it; or why none was."""
+
+    text: str
+    """The assumption in words, as every verdict of the analysis prints it."""
+    group: list[str] = Field(default_factory=list)
+    """The largest agreeing group (empty when the audit could not tell)."""
+    of: int = 0
+    """Endpoints in the lineup."""
+    representative: str | None = None
+    """The member the others were audited against (None: the audit could not tell)."""
+    rates: dict[str, float] = Field(default_factory=dict)
+    """Per pair ("a|b"), the 95% anytime-valid upper bound on their confident-divergence rate."""
+
+
 class Verdict(_Stored):
     """The audit's verdict on a candidate endpoint: the claim as printed, with its p-value, the
     calls it took, every test's evidence and the behaviour seen. `rules_out`: only on "same"."""
@@ -180,3 +196,6 @@ class Verdict(_Stored):
     alpha: float | None = None
     tests: dict[str, TestEvidence] = Field(default_factory=dict)
     behaviour: Behaviour = Field(default_factory=Behaviour)
+    assumed_reference: AssumedReference | None = None
+    """Set when no reference was designated: what the audit assumed (`audit.reference:
+    consensus`); unset when the lineup named its reference."""
