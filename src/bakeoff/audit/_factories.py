@@ -209,7 +209,7 @@ def _endpoint_scorer(
                 shift=settings.scorer_shift,
             )
             if policy is not None and loop is not None and not isinstance(s, VllmReferenceScorer):
-                s.completions = PolicyCompletions(policy, loop, name)
+                s.completions = PolicyCompletions(policy, loop, name, key)
             cache["s"] = s
         return cache["s"]
 

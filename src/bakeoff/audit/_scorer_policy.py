@@ -23,7 +23,7 @@ import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 from bakeoff.audit._scorer_wire import ReferenceScorerError
-from bakeoff.endpoints import CallError, CallRequest
+from bakeoff.endpoints import CallError, CallRequest, redacted
 
 if TYPE_CHECKING:
     from bakeoff.runs import CallPolicy
@@ -35,9 +35,17 @@ PURPOSE = "scorer"
 class PolicyCompletions:
     """`/v1/completions` scoring calls made through a run's call policy from another thread."""
 
-    def __init__(self, policy: CallPolicy, loop: asyncio.AbstractEventLoop, name: str) -> None:
+    def __init__(
+        self,
+        policy: CallPolicy,
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        secret: str | None = None,
+    ) -> None:
         self.billed = policy.billed(PURPOSE)
         self.loop, self.name = loop, name
+        self.secret = secret
+        """The scorer's key: never in an error's text (`endpoints.redacted`)."""
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
         """The answer to `body` (a completions body) in the OpenAI shape the scorer reads:
@@ -54,8 +62,10 @@ class PolicyCompletions:
         try:
             result = self._wait(fut)
         except CallError as e:
+            body = f": {redacted(e.body, self.secret)}" if e.body else ""
             raise ReferenceScorerError(
-                f"the scorer {self.name}'s /completions: {e.error_class}: {e.detail}", e.status
+                f"the scorer {self.name}'s /completions: {e.error_class}: {e.detail}{body}",
+                e.status,
             ) from None
         lp = result.logprobs[0] if result.logprobs else None
         usage = None if result.prompt_tokens is None else {"prompt_tokens": result.prompt_tokens}

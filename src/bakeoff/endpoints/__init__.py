@@ -15,7 +15,7 @@ from bakeoff.endpoints._request import request_body
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._session import open_session
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
-from bakeoff.endpoints._sync import PostError, post_json
+from bakeoff.endpoints._sync import PostError, post_json, redacted
 from bakeoff.endpoints._types import (
     RETRYABLE,
     Caller,
@@ -54,6 +54,7 @@ __all__ = [
     "open_session",
     "parse_retry_after",
     "post_json",
+    "redacted",
     "redact_headers",
     "request_body",
 ]

@@ -57,7 +57,9 @@ class _ScoringProxy:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+            from bakeoff.endpoints import open_session
+
+            self._session = open_session(total=600)
         return self._session
 
     async def close(self, _app: web.Application) -> None:
