@@ -54,7 +54,7 @@ __all__ = [
     "open_session",
     "parse_retry_after",
     "post_json",
-    "redacted",
     "redact_headers",
+    "redacted",
     "request_body",
 ]
