@@ -62,9 +62,9 @@ class PolicyCompletions:
         try:
             result = self._wait(fut)
         except CallError as e:
-            body = f": {redacted(e.body, self.secret)}" if e.body else ""
+            shown = f": {redacted(e.body, self.secret)}" if e.body else ""
             raise ReferenceScorerError(
-                f"the scorer {self.name}'s /completions: {e.error_class}: {e.detail}{body}",
+                f"the scorer {self.name}'s /completions: {e.error_class}: {e.detail}{shown}",
                 e.status,
             ) from None
         lp = result.logprobs[0] if result.logprobs else None
