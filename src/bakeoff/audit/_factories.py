@@ -160,18 +160,25 @@ def _endpoint_scorer(
     name: str | None = None,
 ) -> ScorerLoad:
     """The HTTP reference scorer on a lineup endpoint: its live URL and key when the endpoints are
-    running (a run), else its configured base_url (a rerun) with the key from the environment."""
+    running (a run: its scoring calls then go through the endpoint's call policy, billed —
+    `_scorer_policy`), else its configured base_url (a rerun) with the key from the environment.
+    The chat template of `scorer_template` is read now (a file that cannot be is an error before
+    any call)."""
+    import asyncio
     import os
 
-    from bakeoff.audit._vllm_scorer import http_reference_scorer
+    from bakeoff.audit._scorer_policy import PolicyCompletions
+    from bakeoff.audit._scorer_template import ChatTemplate, chat_template_of
+    from bakeoff.audit._vllm_scorer import VllmReferenceScorer, http_reference_scorer
 
     name = name or settings.scorer_endpoint or lineup.reference
     if name is None:
         raise AuditError("audit.scorer endpoint needs scorer_endpoint or a reference")
     ep = lineup.endpoint(name)
     handle = session.handles.get(name) if session is not None else None
+    policy = None
     if handle is not None and handle.started:
-        base_url, key = handle.client.base_url, handle.api_key
+        base_url, key, policy = handle.client.base_url, handle.api_key, handle.policy
     elif ep.base_url:
         base_url = ep.base_url
         key = os.environ.get(ep.api_key_env) if ep.api_key_env else None
@@ -180,19 +187,30 @@ def _endpoint_scorer(
             f"the scorer endpoint {name} has no fixed base_url: it can only score while running "
             "(use audit.scorer local for a rerun)"
         )
+    spec = settings.scorer_template
+    tpl = chat_template_of(spec) if spec is not None else ChatTemplate("")
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
     cache: dict[str, ReferenceScorer] = {}
 
     def load() -> ReferenceScorer:
         if "s" not in cache:
-            cache["s"] = http_reference_scorer(
+            s = http_reference_scorer(
                 base_url,
                 ep.model,
                 engine=ep.engine,
                 batch=settings.scorer_batch,
                 api_key=key,
-                chat_template=settings.scorer_template,
+                chat_template=tpl.template or None,
+                bos_token=tpl.bos_token,
+                eos_token=tpl.eos_token,
                 shift=settings.scorer_shift,
             )
+            if policy is not None and loop is not None and not isinstance(s, VllmReferenceScorer):
+                s.completions = PolicyCompletions(policy, loop, name, key)
+            cache["s"] = s
         return cache["s"]
 
     return load

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -215,6 +216,9 @@ class HttpReferenceScorer:
         """Seconds for a whole call (connect, headers, body): a deadline, not a per-read timeout."""
         self.max_body_bytes = MAX_BODY_BYTES
         """The most an answer's body may hold; a longer one is cut there, unread, and refused."""
+        self.completions: Callable[[dict[str, Any]], Any] | None = None
+        """How a scoring body reaches `/v1/completions` in a run: through the scorer endpoint's
+        call policy, billed (`_scorer_policy.PolicyCompletions`); None: `_post`."""
         self._texts: dict[tuple[int, ...], str] = {}
         self._memo: dict[tuple[str, str], Any] = {}
         self._prompt_len: dict[str, int] = {}
@@ -311,8 +315,13 @@ class HttpReferenceScorer:
             **purposes.GREEDY,
         }
         url = self.base_url + "/completions"
+        answer = (
+            self.completions(body)
+            if self.completions is not None
+            else self._post(url, body, max_tokens_of(prompt + completion) + 1)
+        )
         tokens, token_lps, tops, n_prompt = _checked_echo(
-            self._post(url, body, max_tokens_of(prompt + completion) + 1),
+            answer,
             url,
             prompt,
             completion,

@@ -97,7 +97,9 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     console = err if json_out else out
     stop = store.audit_stop(run_id)
     console.print(verdict_table(run_id, verdicts, stop))
-    costs = audit_costs(store.calls_light(run_id))
+    for line in scorer_lines(store, run_id, analysis):
+        console.print(escape(line), highlight=False)
+    costs = audit_costs(store.calls_light(run_id), store.side_calls(run_id))
     if costs:
         console.print(cost_table(run_id, costs))
     assumed = next((v.assumed_reference for v in verdicts.values() if v.assumed_reference), None)
@@ -121,6 +123,23 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
         raise typer.Exit(COST_CAP_EXIT)
 
 
+def scorer_lines(store: Store, run_id: str, analysis: str = "run") -> list[str]:
+    """Who scored the verdicts' tokens (the analysis's stored scorer identities): a GGUF by its
+    file and hash, a server — a provider itself — by its endpoint, model and URL."""
+    found = store.analysis(run_id, analysis)
+    out = []
+    for role, who in ((found or {}).get("scorers") or {}).items():
+        if not isinstance(who, dict):
+            continue
+        if who.get("kind") == "gguf":
+            what = f"{who.get('file')} in-process (sha256 {str(who.get('sha256'))[:12]}…)"
+        else:
+            where = f" at {who['base_url']}" if who.get("base_url") else ""
+            what = f"endpoint {who.get('endpoint')} (model {who.get('model')}{where})"
+        out.append(f"{role} scorer: {what}")
+    return out
+
+
 def cost_table(run_id: str, costs: dict[str, dict[str, RegimeCost]]) -> Table:
     """What the audit's calls cost, per endpoint and regime, from the stored calls."""
     t = Table(title=f"audit cost, run {run_id}", title_justify="left")
@@ -132,7 +151,8 @@ def cost_table(run_id: str, costs: dict[str, dict[str, RegimeCost]]) -> Table:
             t.add_row(ep, regime, *row)
     t.caption = (
         "a cached answer (bakeoff's response cache) costs nothing; a failed call counts as a call, "
-        "with no tokens stored; the reference scorer's requests are not calls of the run"
+        "with no tokens stored; `scorer`: the reference scorer's scoring calls to that endpoint "
+        "(a scorer in-process costs nothing)"
     )
     return t
 

@@ -15,7 +15,7 @@ from bakeoff.endpoints._request import request_body
 from bakeoff.endpoints._retry import RetryDecision, RetryPolicy, decide
 from bakeoff.endpoints._session import open_session
 from bakeoff.endpoints._sse import SSELimitError, SSEParser
-from bakeoff.endpoints._sync import PostError, post_json
+from bakeoff.endpoints._sync import PostError, post_json, redacted
 from bakeoff.endpoints._types import (
     RETRYABLE,
     Caller,
@@ -55,5 +55,6 @@ __all__ = [
     "parse_retry_after",
     "post_json",
     "redact_headers",
+    "redacted",
     "request_body",
 ]

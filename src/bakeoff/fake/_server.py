@@ -107,6 +107,10 @@ class FakeConfig(BaseModel):
     """Obey `[[fault:NAME]]` in the prompt (off: a healthy server beside a hostile one)."""
     hostile_bytes: int = 1_000_000_000
     """What an endless hostile reply sends at most (the client is expected to stop far sooner)."""
+    model_server: str | None = None
+    """A real model's OpenAI-compatible base URL (a llama.cpp server): every chat and completions
+    call is passed to it, and `/v1/completions` with `echo` + `logprobs` is answered as a hosted
+    provider scores prompts (`_scoring_proxy.py`): the numbers are that model's, not scripted."""
 
 
 def _tokens(text: str) -> list[str]:
@@ -145,12 +149,17 @@ class FakeServer:
     # -- app -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        if self.persona is not None and self.persona.name == "vllm":
+        if self.config.model_server is not None:
+            from bakeoff.fake._scoring_proxy import add_routes as proxy_routes
+
+            proxy_routes(app, self)  # chat and completions answered by a real model
+        elif self.persona is not None and self.persona.name == "vllm":
+            app.router.add_post("/v1/chat/completions", self._chat)
             from bakeoff.fake._vllm import add_routes
 
             add_routes(app, self)  # /tokenize, /detokenize, scoring on /v1/completions
         else:
+            app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{author}/{slug}/endpoints", self._endpoints)

@@ -131,8 +131,11 @@ class AuditSettings(_Strict):
     scorer_endpoint: str | None = None
     """For `scorer: endpoint`: the lineup endpoint to ask (default: the reference)."""
     scorer_template: str | None = None
-    """For `scorer: endpoint`: the reference's Jinja chat template, when its server does not offer
-    one (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` with messages)."""
+    """For `scorer: endpoint`: the reference's chat template, when its server does not offer one
+    (`/apply-template` of llama.cpp's server, or vLLM's `/tokenize` with messages; a hosted
+    provider offers neither): the Jinja text itself, or a file relative to the lineup file — a
+    Hugging Face `tokenizer_config.json` (its `chat_template`, `bos_token`, `eos_token`) or a
+    Jinja file."""
     scorer_shift: int | None = Field(default=None, ge=0, le=1)
     """For `scorer: endpoint`: the position of each token's log-probability in the echo (0 standard,
     1 for llama-cpp-python's server); detected when unset. Not used on vLLM (scored by token ids)."""

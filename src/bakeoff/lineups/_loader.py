@@ -245,6 +245,9 @@ def load_lineup(
             ds.path = str((p.parent / ds.path).resolve())
     if lineup.audit.prompts and not Path(lineup.audit.prompts).is_absolute():
         lineup.audit.prompts = str((p.parent / lineup.audit.prompts).resolve())
+    tpl = lineup.audit.scorer_template  # a file's name, not the Jinja text itself
+    if tpl and "{{" not in tpl and "{%" not in tpl and not Path(tpl).expanduser().is_absolute():
+        lineup.audit.scorer_template = str((p.parent / tpl).resolve())
     return lineup
 
 

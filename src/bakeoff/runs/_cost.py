@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from bakeoff.endpoints import CallResult
@@ -197,15 +198,24 @@ def bill_of(calls: list[Row], side: list[Row]) -> Bill:
     )
 
 
-def regime_costs(calls: list[Row]) -> dict[str, RegimeCost]:
+SCORER_PURPOSE = "scorer"
+"""The purpose of a reference scorer's scoring calls' bills (`side_calls`): the audit's `scorer`
+row of costs."""
+
+
+def regime_costs(calls: list[Row], side: Iterable[Row] = ()) -> dict[str, RegimeCost]:
     """One endpoint's audit calls summed per regime (`fidelity.greedy` → `greedy`), from the stored
     calls alone: calls (failed ones included), tokens of the answered ones, and their cost — None
     where no answered call could be priced, so an unknown price is never shown as 0 $. A replay
-    from bakeoff's response cache was not billed: counted apart (`cached`), adding nothing."""
-    of: dict[str, list[Row]] = defaultdict(list)
+    from bakeoff's response cache was not billed: counted apart (`cached`), adding nothing. The
+    bills of its reference-scoring calls (`side`, purpose `scorer`) are the row `scorer`."""
+    of: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
         if c["suite"].startswith(purposes.FIDELITY_PREFIX):
             of[c["suite"].removeprefix(purposes.FIDELITY_PREFIX)].append(c)
+    for c in side:
+        if c["purpose"] == SCORER_PURPOSE:
+            of[SCORER_PURPOSE].append({**dict(c), "cached": 0})
     out = {}
     for regime, rows in sorted(of.items()):
         ok = [c for c in rows if c["status"] == "ok"]
@@ -225,12 +235,20 @@ def regime_costs(calls: list[Row]) -> dict[str, RegimeCost]:
     return out
 
 
-def audit_costs(calls: list[Row]) -> dict[str, dict[str, RegimeCost]]:
-    """Every endpoint's audit calls per regime (`regime_costs`), endpoints with none left out."""
+def audit_costs(calls: list[Row], side: Iterable[Row] = ()) -> dict[str, dict[str, RegimeCost]]:
+    """Every endpoint's audit calls per regime (`regime_costs`; `side`: the run's side calls, of
+    which the scorer's are its `scorer` row), endpoints with none left out."""
     of: dict[str, list[Row]] = defaultdict(list)
+    side_of: dict[str, list[Row]] = defaultdict(list)
     for c in calls:
         of[c["endpoint"]].append(c)
-    return {name: costs for name, rows in of.items() if (costs := regime_costs(rows))}
+    for c in side:
+        side_of[c["endpoint"]].append(c)
+    return {
+        name: costs
+        for name in dict.fromkeys([*of, *side_of])
+        if (costs := regime_costs(of[name], side_of[name]))
+    }
 
 
 def upstream_warnings(

@@ -7,9 +7,10 @@ probes. So `max_concurrency`, `rate_limit` (rpm and tpm) and `retry` hold for th
 per kind of call. Not through it: perf's load generator calls `EndpointClient` directly, on
 purpose (it measures the endpoint under the load it sets, not under our politeness); the preflight
 makes one listing check and one one-token call per endpoint before the run exists (those calls
-billed to the run once it does); and the audit's HTTP reference scorer (`scorer: endpoint`) posts to
-the scorer's server over `endpoints.post_json`, bounded but neither recorded as calls nor billed
-(issue #33 puts it on the policy).
+billed to the run once it does); and, of the audit's HTTP reference scorer (`scorer: endpoint`),
+the free template and tokenizer routes and the vLLM scorer's batched requests, which post over
+`endpoints.post_json`, bounded but not billed. Its echo scoring calls do go through the policy
+(`billed("scorer")`, `audit._scorer_policy`).
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
                 verdict=verdicts.get(ep.name),
                 probe=probes.get(ep.name),
                 bill=bills[ep.name],
-                audit_cost=regime_costs(all_of[ep.name]),
+                audit_cost=regime_costs(all_of[ep.name], side_of[ep.name]),
                 stop=stop,
             ),
             retried,

@@ -314,7 +314,7 @@ class Views:
         run_id = rd.run_id  # the id, also when the address gave a prefix or `last`
         v = rd.verdicts
         figs = {ep: fig for ep, ev in v.items() if (fig := wealth_chart(ev)) is not None}
-        costs = audit_costs(rd.store.calls_light(run_id))
+        costs = audit_costs(rd.store.calls_light(run_id), rd.store.side_calls(run_id))
         stop = rd.store.audit_stop(run_id)
         page = self._render("audit.html", rd=rd, verdicts=v, figs=figs, costs=costs, stop=stop)
         return Page(f"Audit · {run_id}", page, run_id)
