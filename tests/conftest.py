@@ -156,6 +156,9 @@ SLOW_MODULES = {
     "test_sandbox_run.py",
     "test_audit_fake.py",
     "test_watch_local.py",
+    "test_audit_hosted.py",
+    "test_audit_consensus_live.py",
+    "test_scorer_hosted.py",
 }
 
 
