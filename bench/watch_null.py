@@ -35,6 +35,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from bakeoff.audit import audit_items, prompt_tokens_bound
+from bakeoff.lineups import AuditSettings
 from bakeoff.local import cache_dir
 from bakeoff.plugins import load
 from bakeoff.stats import clopper_pearson
@@ -58,8 +60,11 @@ def _local(name: str, conc: int, **local: object) -> str:
     )
 
 
-def _torch(conc: int) -> str:
-    return _local("f16-torch", conc, variant="F16", engine="transformers", n_threads=1)
+def _torch(*concs: int) -> str:
+    return "".join(
+        _local(f"f16-torch-c{c}", c, variant="F16", engine="transformers", n_threads=1)
+        for c in concs
+    )
 
 
 RECORDINGS: dict[str, str] = {
@@ -68,14 +73,19 @@ RECORDINGS: dict[str, str] = {
     + _local("q4_k_m", 1, variant="Q4_K_M", n_threads=1)
     + f"  - {{name: sysprompt, provider: proxy, model: {MODEL},"
     f" proxy: {{target: f16, inject_system: '{PIRATE}'}}, max_concurrency: 1}}\n",
-    "torch-c4": _torch(4),
-    "torch-c2": _torch(2),
+    "torch-a": _torch(1, 2, 4),
     "llama-t2": _local("f16", 1, variant="F16", n_threads=2),
-    "torch-c1": _torch(1),
-    "torch-c4b": _torch(4),
-    "torch-c2b": _torch(2),
+    "torch-b": _torch(4, 2),
 }
-"""Recordings in the order they are made; each is a lineup's endpoints."""
+"""Recordings in the order they are made; each is a lineup's endpoints (each local endpoint its
+own server: the three PyTorch servers of `torch-a` run side by side, one thread each)."""
+TORCH_SLICES = 2
+"""The PyTorch engine's recordings cover the first 160 prompts (6 runs of 24 anchors): at 1 to 2 s
+of CPU a call on this 2-core machine, the whole pool at every load would be over 30 min."""
+
+
+def slices(rec: str) -> int:
+    return TORCH_SLICES if rec.startswith("torch") else POOL // SLICE
 
 
 def home() -> Path:
@@ -121,7 +131,7 @@ def record(budget_s: float) -> bool:
     """Make the missing slices until `budget_s` is spent; True when every slice is there."""
     t0 = time.monotonic()
     for rec in RECORDINGS:
-        for k in range(POOL // SLICE):
+        for k in range(slices(rec)):
             if _slice_file(rec, k).exists():
                 continue
             if time.monotonic() - t0 > budget_s:
@@ -158,8 +168,9 @@ def recordings() -> dict[str, dict[str, str]]:
 NULLS = {
     "F16 (llama.cpp restarted, 1 or 2 threads)": ["llama-a/f16", "llama-t2/f16"],
     "f16-torch under varying load (1, 2, 4 in flight)": [
-        f"{r}/f16-torch" for r in RECORDINGS if r.startswith("torch")
-    ],
+        f"torch-a/f16-torch-c{c}" for c in (1, 2, 4)
+    ]
+    + [f"torch-b/f16-torch-c{c}" for c in (4, 2)],
 }
 SWITCHES = {"F16 -> Q4_K_M": "llama-a/q4_k_m", "F16 -> system prompt": "llama-a/sysprompt"}
 SWITCHES["F16 -> Q8_0"] = "llama-a/q8_0"
@@ -174,9 +185,11 @@ def _cp(k: int, n: int) -> str:
     return f"{k}/{n} = {k / n if n else 0:.3f} (95% CP {lo:.3f}-{hi:.3f})"
 
 
-def _groups() -> list[list[str]]:
+def _groups(src: Source) -> list[list[str]]:
+    """Disjoint runs of anchors, those every recording of `src` answered in full."""
     ids = pool_ids()
-    return [ids[g * ANCHORS : (g + 1) * ANCHORS] for g in range(POOL // ANCHORS)]
+    groups = [ids[g * ANCHORS : (g + 1) * ANCHORS] for g in range(POOL // ANCHORS)]
+    return [g for g in groups if all(all(i in r for i in g) for r in src.recordings)]
 
 
 def nulls(recs: dict[str, dict[str, str]], det: DetectorSettings, runs: int, checks: int) -> None:
@@ -191,7 +204,7 @@ def nulls(recs: dict[str, dict[str, str]], det: DetectorSettings, runs: int, che
             continue
         monitored = alarms = alarmed_runs = total = 0
         dist: dict[int, int] = {}
-        for g, anchors in enumerate(_groups()):
+        for g, anchors in enumerate(_groups(src)):
             for r in range(runs):
                 steps = replay(Scenario(anchors, src, checks), det, random.Random(1000 * g + r))
                 total += 1
@@ -230,7 +243,7 @@ def switches(recs: dict[str, dict[str, str]], det: DetectorSettings, after: int)
         to = Source(name, [recs[key]])
         delays: list[int | None] = []
         first: list[str] = []
-        for g, anchors in enumerate(_groups()):
+        for g, anchors in enumerate(_groups(Source(name, [*f16.recordings, recs[key]]))):
             sc = Scenario(anchors, f16, after + 10, to, after + 1)
             steps = replay(sc, det, random.Random(g))
             alarm = next((s for s in steps if s.step.alarm), None)
@@ -248,25 +261,29 @@ def switches(recs: dict[str, dict[str, str]], det: DetectorSettings, after: int)
 
 
 def costs() -> None:
-    """Tokens per call of the recorded F16 calls: the cost of a check at the defaults."""
+    """A check's calls and tokens at the defaults: the prompt side as the watch's cost cap bounds
+    it (UTF-8 bytes + 32, over the pool's prompts), the output side as F16 answered (recorded)."""
     with closing(Store(str(home() / "runs.db"))) as store:
-        rows = store.db.execute(
-            "SELECT AVG(prompt_tokens), AVG(completion_tokens), COUNT(*) FROM calls"
-            " WHERE endpoint = 'f16' AND status = 'ok'"
+        out, n = store.db.execute(
+            "SELECT AVG(completion_tokens), COUNT(*) FROM calls WHERE endpoint = 'f16'"
+            " AND status = 'ok' AND completion_tokens IS NOT NULL"
         ).fetchone()
-    p, c, n = rows
     if not n:
         print("\n== cost: no recorded F16 call")
         return
+    items = audit_items("greedy", seed=POOL_SEED, n=POOL)
+    bound = sum(prompt_tokens_bound(i) for i in items) / len(items)
     w = WatchSettings()
     calls = w.anchors + w.rotating
     day = calls * 4
-    usd = day * (p * 3 + c * 15) / 1e6
+    usd = day * (bound * 3 + out * 15) / 1e6
+    worst = day * (bound * 3 + AuditSettings().max_tokens * 15) / 1e6
     print(
         f"\n== cost at the defaults ({w.anchors} anchors + {w.rotating} rotating, --every 6h):"
-        f" {calls} calls per check, {day} a day; F16's calls ({n}) averaged {p:.1f} prompt +"
-        f" {c:.1f} output tokens: {day * p:,.0f} + {day * c:,.0f} tokens a day,"
-        f" ${usd:.4f} a day at $3 / $15 per million (re-checks apart)"
+        f" {calls} calls per check, {day} a day; per call <= {bound:.0f} prompt tokens (the"
+        f" watch's bound) and {out:.1f} output tokens (F16's mean over {n} calls, max"
+        f" {AuditSettings().max_tokens}): {day * bound:,.0f} + {day * out:,.0f} tokens a day,"
+        f" ${usd:.4f} a day at $3 / $15 per million (${worst:.4f} at max_tokens; re-checks apart)"
     )
 
 
