@@ -73,12 +73,12 @@ RECORDINGS: dict[str, str] = {
     + _local("q4_k_m", 1, variant="Q4_K_M", n_threads=1)
     + f"  - {{name: sysprompt, provider: proxy, model: {MODEL},"
     f" proxy: {{target: f16, inject_system: '{PIRATE}'}}, max_concurrency: 1}}\n",
-    "torch-a": _torch(1, 2, 4),
     "llama-t2": _local("f16", 1, variant="F16", n_threads=2),
-    "torch-b": _torch(4, 2),
+    "torch-a": _torch(1, 2, 4),
 }
 """Recordings in the order they are made; each is a lineup's endpoints (each local endpoint its
 own server: the three PyTorch servers of `torch-a` run side by side, one thread each)."""
+SEQ = {"llama-a": 1000, "torch-a": 2000, "llama-t2": 3000}
 TORCH_SLICES = 2
 """The PyTorch engine's recordings cover the first 160 prompts (6 runs of 24 anchors): at 1 to 2 s
 of CPU a call on this 2-core machine, the whole pool at every load would be over 30 min."""
@@ -111,7 +111,7 @@ def record_slice(rec: str, k: int) -> dict[str, dict[str, str]]:
     path = home() / "lineups" / f"{rec}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("endpoints:\n" + RECORDINGS[rec])
-    seq = 1000 * (list(RECORDINGS).index(rec) + 1) + k  # each slice its own run (config hash)
+    seq = SEQ[rec] + k  # each slice its own run (config hash)
     lineup = check_lineup(load(path), pool_settings(), seq).model_dump(mode="json")
     lineup["run"]["suite_options"][GREEDY]["only"] = pool_ids()[k * SLICE : (k + 1) * SLICE]
     db = str(home() / "runs.db")
@@ -165,19 +165,20 @@ def recordings() -> dict[str, dict[str, str]]:
     return out
 
 
+MIX = "F16 on two engines, each request to a deployment drawn at random"
 NULLS = {
     "F16 (llama.cpp restarted, 1 or 2 threads)": ["llama-a/f16", "llama-t2/f16"],
     "f16-torch under varying load (1, 2, 4 in flight)": [
         f"torch-a/f16-torch-c{c}" for c in (1, 2, 4)
-    ]
-    + [f"torch-b/f16-torch-c{c}" for c in (4, 2)],
+    ],
+    MIX: ["llama-a/f16", "llama-t2/f16"] + [f"torch-a/f16-torch-c{c}" for c in (1, 2, 4)],
 }
 SWITCHES = {"F16 -> Q4_K_M": "llama-a/q4_k_m", "F16 -> system prompt": "llama-a/sysprompt"}
 SWITCHES["F16 -> Q8_0"] = "llama-a/q8_0"
 
 
 def _source(name: str, recs: dict[str, dict[str, str]], keys: list[str]) -> Source:
-    return Source(name, [recs[k] for k in keys if k in recs])
+    return Source(name, [recs[k] for k in keys if k in recs], per_request=name == MIX)
 
 
 def _cp(k: int, n: int) -> str:

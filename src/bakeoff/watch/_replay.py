@@ -24,6 +24,17 @@ from bakeoff.watch._step import Answers, Held, step_endpoint
 class Source:
     name: str
     recordings: Sequence[Mapping[str, str]]
+    per_request: bool = False
+    """Draw a recording for every request (a provider routing each request to one of several
+    deployments), not one for the whole check."""
+
+    def draw(self, items: Sequence[str], rng: random.Random) -> tuple[int, dict[str, str]]:
+        """The answers to `items` (those recorded): the recording drawn (-1: one per request)."""
+        if self.per_request:
+            picks = [self.recordings[rng.randrange(len(self.recordings))] for _ in items]
+            return -1, {i: r[i] for i, r in zip(items, picks, strict=True) if i in r}
+        k = rng.randrange(len(self.recordings))
+        return k, {i: self.recordings[k][i] for i in items if i in self.recordings[k]}
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class ReplayStep:
     check: int
     source: str
     recording: int
-    """The index of the recording drawn for this check in its source."""
+    """The index of the recording drawn for this check in its source (-1: one per request)."""
     step: Step
     recheck: Held | None = None
 
@@ -65,13 +76,11 @@ def replay(
     out: list[ReplayStep] = []
     for check in range(1, sc.checks + 1):
         src = sc.source(check)
-        r = rng.randrange(len(src.recordings))
-        rec = src.recordings[r]
-        got = ({i: rec[i] for i in sc.anchors if i in rec}, Counter[str]())
+        r, answered = src.draw(sc.anchors, rng)
+        got = (answered, Counter[str]())
 
         def ask_again(changed: dict[str, str], src: Source = src) -> tuple[Answers, object]:
-            again = src.recordings[rng.randrange(len(src.recordings))]
-            return {i: again[i] for i in changed if i in again}, None
+            return src.draw(list(changed), rng)[1], None
 
         ask = ask_again if recheck else None
         st = step_endpoint(sc.anchors, min_answered, state, got, base, None, ask)
