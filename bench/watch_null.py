@@ -244,11 +244,14 @@ def switches(recs: dict[str, dict[str, str]], det: DetectorSettings, after: int)
         to = Source(name, [recs[key]])
         delays: list[int | None] = []
         first: list[str] = []
+        stats: list[float] = []
         for g, anchors in enumerate(_groups(Source(name, [*f16.recordings, recs[key]]))):
             sc = Scenario(anchors, f16, after + 10, to, after + 1)
             steps = replay(sc, det, random.Random(g))
             alarm = next((s for s in steps if s.step.alarm), None)
             delays.append(None if alarm is None else alarm.check - after)
+            if alarm is not None and alarm.step.statistic is not None:
+                stats.append(alarm.step.statistic)
             post = next(s for s in steps if s.check == after + 1)
             first.append(f"{post.step.changed}/{post.step.n}")
         early = sum(1 for d in delays if d is not None and d < 1)
@@ -256,7 +259,8 @@ def switches(recs: dict[str, dict[str, str]], det: DetectorSettings, after: int)
         print(
             f"{name}: delays {['-' if d is None else d for d in delays]}, first switched check"
             f" changed {first}\n  alarmed within <= 3 checks {_cp(within, len(delays))};"
-            f" before the switch: {early}",
+            f" before the switch: {early}; statistic at the alarm"
+            f" {min(stats, default=0):.3g}-{max(stats, default=0):.3g} (threshold {det.arl:g})",
             flush=True,
         )
 
