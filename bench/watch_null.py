@@ -12,14 +12,15 @@ Two parts:
    - `llama-a`: llama.cpp F16, Q8_0, Q4_K_M (1 thread each) and F16 behind the distortion proxy
      injecting a system prompt (the default lineup's `f16-sysprompt`), one request at a time;
    - `llama-t2`: F16 again, restarted on 2 threads;
-   - `torch-c1`, `torch-c2`, `torch-c4` (and `-b` repeats): F16 on the PyTorch engine, the
-     prompts asked 1, 2 or 4 at a time (the other requests in flight are batched with them, so
-     the batch numerics differ from one recording to the next).
+   - `torch-a`: F16 on the PyTorch engine, three servers side by side, the prompts asked 1, 2
+     or 4 at a time (the other requests in flight are batched with them); the first 160 prompts.
    `--record-budget S` stops starting slices after S seconds: run it again to go on.
 2. REPLAY (seconds): per simulated run, its own 24 anchors (disjoint between runs); at each check
    one recording of what the endpoint serves is drawn; the detector is stepped as a check steps it.
-   Nulls: F16 (restart / other threads) and f16-torch under varying load, >= 200 monitored checks;
+   Nulls: F16 (restart / other threads), f16-torch under varying load, and F16 on the two
+   deployments drawn per request (answers that really vary), each >= 600 watched checks;
    switches F16 -> Q4_K_M, F16 -> system prompt, F16 -> Q8_0 after check `--switch-after`.
+   The figures and what they mean: docs/WATCH.md.
 
 Usage: python bench/watch_null.py [--record-budget 540] [--no-record] [--runs-per-group 10]
 """

@@ -1,7 +1,8 @@
 """`bakeoff watch` live on the local model: an endpoint that serves F16 and then, silently, Q4_K_M
 (a distortion proxy with `switch_to` in front of two real llama.cpp servers) is alarmed within
 three checks of the switch; an F16 twin restarted at every check (a fresh llama.cpp server per
-check's run) raises no alarm. Up to five checks on the simulated clock (every 6h), 12 anchors each."""
+check's run) raises no alarm. Up to five checks on the simulated clock (every 6h), 12 anchors each.
+And F16 on the PyTorch engine under concurrent load: 16 live null checks, no alarm."""
 
 from __future__ import annotations
 
