@@ -109,6 +109,9 @@ bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/crash_trials.py
 	$(BIN)/python bench/code_sandbox.py
 	bash bench/default_run.sh
+	# bakeoff watch on the local servers (docs/WATCH.md): ~25 min of CPU to record once, kept in
+	# ~/.cache/bakeoff/watch-bench and re-read after; the replay takes seconds
+	$(BIN)/python bench/watch_null.py --record-budget 1e9
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -23,8 +23,10 @@ from bakeoff.watch._detector import (
     update,
 )
 from bakeoff.watch._recheck import Recheck, recheck_lineup
+from bakeoff.watch._replay import ReplayStep, Scenario, Source, replay
 from bakeoff.watch._runs import CheckInterrupted
 from bakeoff.watch._schedule import EndpointStatus, due, status, watch_every
+from bakeoff.watch._step import Held, Stepped, step_endpoint
 
 __all__ = [
     "GRID",
@@ -38,9 +40,14 @@ __all__ = [
     "DetectorState",
     "EndpointStatus",
     "EndpointStep",
+    "Held",
     "Projection",
     "Recheck",
+    "ReplayStep",
+    "Scenario",
+    "Source",
     "Step",
+    "Stepped",
     "Watch",
     "WatchSettings",
     "acknowledge",
@@ -57,8 +64,10 @@ __all__ = [
     "payload",
     "project",
     "recheck_lineup",
+    "replay",
     "send",
     "status",
+    "step_endpoint",
     "update",
     "watch_every",
     "where",

@@ -33,10 +33,11 @@ from bakeoff.plugins import load, resolve_lineup
 from bakeoff.runs import RegimeCost
 from bakeoff.store import BaselineAnswer, Store, WatchStepRecord
 from bakeoff.watch._cost import SKIPPED, CostCaps, CostStop, actual, check_runs, gate, rotating_seed
-from bakeoff.watch._detector import DetectorSettings, DetectorState, Step, update
+from bakeoff.watch._detector import DetectorSettings, DetectorState, Step
 from bakeoff.watch._lease import LEASE_S, Heartbeat, gone, me
-from bakeoff.watch._recheck import Crossing, Recheck, confirm
+from bakeoff.watch._recheck import Recheck, ask_again, recheck_of
 from bakeoff.watch._runs import GREEDY, Log, answers, run_lineup
+from bakeoff.watch._step import step_endpoint
 
 
 class WatchSettings(BaseModel):
@@ -226,39 +227,6 @@ def acknowledge(db: str, name: str, endpoint: str) -> int:
         return steps[-1].seq
 
 
-@dataclass
-class _Count:
-    """One endpoint's count at a check: anchors compared with their baseline, those that changed."""
-
-    n: int = 0
-    changed: dict[str, str] = field(default_factory=dict)
-    """{item id: this check's answer} of the anchors that changed."""
-    why: str | None = None
-
-
-def _count(
-    settings: WatchSettings,
-    state: DetectorState,
-    got: tuple[dict[str, str], Counter[str]],
-    base: dict[str, str],
-    failed: str | None,
-) -> tuple[_Count, list[str]]:
-    """The endpoint's count, and the anchors whose answers are new to its baseline (kept while
-    the baseline forms)."""
-    ok, errors = got
-    anchors = anchor_ids(settings)
-    done = [i for i in anchors if i in ok]
-    if len(done) < settings.min_answered * len(anchors):
-        cause = failed or (errors.most_common(1)[0][0] if errors else "no answer")
-        return _Count(why=f"{len(done)}/{len(anchors)} anchors answered ({cause})"), []
-    compared = [i for i in done if i in base]
-    changed = {i: ok[i] for i in compared if ok[i] != base[i]}
-    if state.phase != "baseline":
-        return _Count(len(compared), changed), []
-    fresh = [i for i in done if i not in base]
-    return _Count(len(compared) if state.baseline_seen else len(fresh), changed), fresh
-
-
 def _steps(
     store: Store,
     watch: Watch,
@@ -272,18 +240,16 @@ def _steps(
     got = answers(store, result.run_id)
     records: list[WatchStepRecord] = []
     kept: list[BaselineAnswer] = []
+    anchors = anchor_ids(settings)
     for ep in check.endpoints:
         before = states.get(ep.name) or DetectorState(settings=settings.detector)
         base = baseline.get(ep.name, {})
         ok = got.get(ep.name, ({}, Counter()))
-        c, fresh = _count(settings, before, ok, base, failed)
+        again = ask_again(watch.db, check, ep.name, watch.log) if settings.recheck else None
+        st = step_endpoint(anchors, settings.min_answered, before, ok, base, failed, again)
+        c, state, step, recheck = st.count, st.state, st.step, recheck_of(st)
         epoch = epochs.get(ep.name, 0)
-        kept += [BaselineAnswer(ep.name, i, result.seq, ok[0][i], epoch) for i in fresh]
-        state, step = update(before, c.n, len(c.changed))
-        recheck = None
-        if step.alarm and step.statistic is not None and settings.recheck:
-            crossing = Crossing(ep.name, before, c.n, step, {i: base[i] for i in c.changed})
-            state, step, recheck = confirm(watch.db, check, crossing, watch.log)
+        kept += [BaselineAnswer(ep.name, i, result.seq, ok[0][i], epoch) for i in st.fresh]
         diff = tuple((i, base[i], a) for i, a in c.changed.items())[:3]
         result.steps.append(EndpointStep(ep.name, step, state, c.why, diff, recheck))
         records.append(

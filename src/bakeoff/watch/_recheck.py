@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from bakeoff.lineups import Lineup
 from bakeoff.store import Store
-from bakeoff.watch._detector import DetectorState, Step, update
 from bakeoff.watch._runs import GREEDY, Log, answers, run_lineup
+from bakeoff.watch._step import AskAgain, Stepped
 
 
 @dataclass(frozen=True)
@@ -62,29 +62,24 @@ def recheck_lineup(check: Lineup, endpoint: str, items: list[str]) -> Lineup:
     return Lineup.model_validate(data)
 
 
-@dataclass(frozen=True)
-class Crossing:
-    """A check whose count crossed the threshold, before its re-check."""
+def ask_again(db: str, check: Lineup, endpoint: str, log: Log | None) -> AskAgain:
+    """The re-check of `endpoint` at a crossing: the anchors that changed asked again in a run of
+    their own (its id is what the step keeps)."""
 
-    endpoint: str
-    before: DetectorState
-    """The detector before this check."""
-    n: int
-    raw: Step
-    changed: dict[str, str]
-    """The anchors that changed: {item id: baseline answer}."""
+    def ask(changed: dict[str, str]) -> tuple[dict[str, str], object]:
+        run_id, _failed = run_lineup(db, recheck_lineup(check, endpoint, list(changed)), log)
+        with closing(Store(db)) as store:
+            ok, _ = answers(store, run_id).get(endpoint, ({}, None))
+        return ok, run_id
+
+    return ask
 
 
-def confirm(
-    db: str, check: Lineup, c: Crossing, log: Log | None
-) -> tuple[DetectorState, Step, Recheck]:
-    """Re-ask the changed anchors; the detector stepped with the changes that held."""
-    run_id, _failed = run_lineup(db, recheck_lineup(check, c.endpoint, list(c.changed)), log)
-    with closing(Store(db)) as store:
-        ok, _ = answers(store, run_id).get(c.endpoint, ({}, None))
-    again = [i for i in c.changed if i in ok]
-    held = sum(ok[i] != c.changed[i] for i in again)
-    state, step = update(c.before, c.n, held)
-    raw = c.raw.statistic if c.raw.statistic is not None else float("nan")
-    recheck = Recheck(run_id, len(c.changed), len(again), held, step.alarm, raw)
-    return state, step, recheck
+def recheck_of(s: Stepped) -> Recheck | None:
+    """What the step keeps of its re-check (None: there was none)."""
+    if s.recheck is None or s.raw is None:
+        return None
+    raw = s.raw.statistic if s.raw.statistic is not None else float("nan")
+    run_id = s.recheck_ref if isinstance(s.recheck_ref, str) else None
+    h = s.recheck
+    return Recheck(run_id, h.asked, h.answered, h.held, s.step.alarm, raw)
