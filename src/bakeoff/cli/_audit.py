@@ -94,8 +94,23 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
     else:
         run_id = _audit_now(store, config, (regime, budget, seed, max_cost), quiet)
         verdicts = store.verdicts(run_id)
-    console = err if json_out else out
     stop = store.audit_stop(run_id)
+    _print_audit(store, run_id, analysis, verdicts, stop, json_out)
+    if stop is not None and not rerun:
+        raise typer.Exit(COST_CAP_EXIT)
+
+
+def _print_audit(
+    store: Store,
+    run_id: str,
+    analysis: str,
+    verdicts: dict[str, Verdict],
+    stop: AuditStop | None,
+    json_out: bool,
+) -> None:
+    """The verdicts, who scored them, what they cost, and what they assumed or lacked: tables on
+    the terminal, or the same as JSON on stdout (`--json`)."""
+    console = err if json_out else out
     console.print(verdict_table(run_id, verdicts, stop))
     for line in scorer_lines(store, run_id, analysis):
         console.print(escape(line), highlight=False)
@@ -119,8 +134,6 @@ def audit(  # noqa: PLR0913 — a typer command: its parameters are its options
             "audit_stop": None if stop is None else stop.model_dump(),
         }
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-    if stop is not None and not rerun:
-        raise typer.Exit(COST_CAP_EXIT)
 
 
 def scorer_lines(store: Store, run_id: str, analysis: str = "run") -> list[str]:
