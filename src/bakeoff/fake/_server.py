@@ -26,6 +26,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bakeoff.endpoints import open_session
 from bakeoff.fake._events import DONE, LogEntry, _burst, _Events, _paced, _Planned, _tail
 from bakeoff.fake._faults import ToolCall, _cut, _early_fault
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
@@ -375,7 +376,8 @@ class FakeServer:
     def _backends(self) -> aiohttp.ClientSession:
         """One client for the upstreams' real backends (persona `openrouter`), closed at stop."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            # the caller's client times each call; an hour is the most a backend may take
+            self._session = open_session(total=3600.0, limit=0)
         return self._session
 
     def _costed(self, prompt: str) -> Any:
