@@ -72,7 +72,7 @@ def test_lineup_openrouter_then_run_flags_the_quantized_and_the_other_model(
     ups.write_text(json.dumps(upstreams(backends)))
     fake = fake_proc("--persona", "openrouter", "--model", "acme/model", "--upstreams", str(ups))
     cfg, db = tmp_path / "acme.yaml", tmp_path / "or.db"
-    env = {"OPENROUTER_API_KEY": "sk-or-test"}
+    env = {"OPENROUTER_API_KEY": "sk-or-test", "COLUMNS": "250"}  # a row's cell on one line
     t0 = time.monotonic()
     wrote = bakeoff(
         "lineup",

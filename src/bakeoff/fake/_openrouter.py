@@ -123,10 +123,12 @@ async def _relay(
         if not line.startswith(b"data:"):
             continue
         data = line[5:].strip()
-        if data != b"[DONE]":
-            obj = orjson.loads(data)
-            if isinstance(obj, dict):
-                data = orjson.dumps(_annotate(obj, name, costed))
+        try:
+            obj = orjson.loads(data) if data != b"[DONE]" else None
+        except orjson.JSONDecodeError:
+            obj = None  # passed on as it came: the client sees what the upstream sent
+        if isinstance(obj, dict):
+            data = orjson.dumps(_annotate(obj, name, costed))
         await out.write(b"data: " + data + b"\n\n")
     await out.write_eof()
     return out
