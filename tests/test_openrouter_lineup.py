@@ -83,7 +83,7 @@ def test_lineup_openrouter_then_run_flags_the_quantized_and_the_other_model(
         "--suites",
         "",
         "--audit-budget",
-        "20",
+        "30",  # measured: Q4_K_M 14/20 confident, the perturbed F16 11/20 (p 0.0017, 0.0081 at 20)
         "-o",
         str(cfg),
         env=env,
@@ -114,3 +114,34 @@ def test_lineup_openrouter_then_run_flags_the_quantized_and_the_other_model(
     assert f"margins: {top5}" in table
     # every call was served by the upstream it was pinned to, as the fake's replies said
     assert all(not e.get("wrong_upstream") for e in summary["endpoints"])
+
+
+def test_the_perturbed_f16_is_derived_once_seeded_with_the_norms_left_alone(tmp_path, monkeypatch):
+    """`F16_PERTURBED`: made once in the cache (not again), the same bytes from the same seed,
+    every F16 matrix moved by noise of 0.02 of its own spread, the F32 norms and the metadata as
+    the F16's (a server of it reads its tokenizer and template from them)."""
+    import gguf
+    import numpy as np
+
+    from bakeoff.local._perturb import SCALE, perturb
+
+    monkeypatch.setenv("BAKEOFF_CACHE_DIR", str(tmp_path))
+    p = variant_path(PERTURBED)
+    assert p.parent == variant_path("F16").parent and not list(p.parent.glob("*.tmp*"))
+    mtime = p.stat().st_mtime_ns
+    assert variant_path("f16_perturbed") == p and p.stat().st_mtime_ns == mtime
+    again = tmp_path / "again.gguf"
+    perturb(variant_path("F16"), again)
+    assert again.read_bytes() == p.read_bytes()
+    ref, got = gguf.GGUFReader(variant_path("F16")), gguf.GGUFReader(p)
+    assert [f.name for f in ref.fields.values()] == [f.name for f in got.fields.values()]
+    moved = 0
+    for a, b in zip(ref.tensors, got.tensors, strict=True):
+        assert a.name == b.name
+        x, y = np.asarray(a.data, np.float32), np.asarray(b.data, np.float32)
+        if a.tensor_type == gguf.GGMLQuantizationType.F16 and len(a.shape) == 2:
+            assert np.std(y - x) == pytest.approx(SCALE * np.std(x), rel=0.1), a.name
+            moved += 1
+        else:
+            assert np.array_equal(x, y), a.name
+    assert moved > 100
