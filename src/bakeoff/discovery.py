@@ -25,6 +25,9 @@ MAX_LISTING_BYTES = 8_000_000
 MAX_ENDPOINTS = 500
 """Endpoints a generated lineup may hold (a listing of more is cut, and said)."""
 MAX_CLAIM = 100_000_000
+AUDIT_BUDGET = 70
+"""Greedy calls per upstream a written lineup's audit makes at most: at 0 confident divergences
+68 let it say "same within 5%" (`same_within: 0.05`), as the local lineup's does."""
 
 
 class DiscoveryError(Exception):
@@ -167,6 +170,37 @@ def _dump(doc: dict[str, Any], header: str) -> str:
     return text
 
 
+def _pinned_endpoint(
+    name: str, u: Upstream, model: str, base_url: str, key_env: str
+) -> dict[str, Any]:
+    """One upstream as a lineup endpoint, pinned to it, with its claims and price."""
+    ep: dict[str, Any] = {"name": name, "provider": "openrouter", "model": model}
+    if base_url.rstrip("/") != OPENROUTER:
+        ep["base_url"] = base_url
+        ep["api_key_env"] = key_env
+    elif key_env != "OPENROUTER_API_KEY":
+        ep["api_key_env"] = key_env
+    ep["routing"] = {"only": [u.tag], "order": [u.tag], "allow_fallbacks": False}
+    if u.context_length:
+        ep["context"] = max(u.context_length, 64)
+    claims = {
+        "upstream_name": u.name,
+        "quantization": u.quantization,
+        "max_output_tokens": u.max_completion_tokens,
+    }
+    if any(v is not None for v in claims.values()):
+        ep["claims"] = {k: v for k, v in claims.items() if v is not None}
+    if u.prompt_per_m is not None and u.completion_per_m is not None:
+        price: dict[str, float] = {
+            "input_per_m": u.prompt_per_m,
+            "output_per_m": u.completion_per_m,
+        }
+        if u.cache_read_per_m is not None:
+            price["cached_input_per_m"] = u.cache_read_per_m
+        ep["price"] = price
+    return ep
+
+
 def openrouter_lineup(
     model: str,
     upstreams: list[Upstream],
@@ -175,11 +209,14 @@ def openrouter_lineup(
     key_env: str = "OPENROUTER_API_KEY",
     reference: str | None = None,
     suites: list[str] | None = None,
+    audit_budget: int = AUDIT_BUDGET,
 ) -> str:
     """A lineup with one endpoint per upstream, each pinned to it (`only` + `order`, no
     fallbacks), with its claimed context, quantization, output limit and price. `reference`: the
     tag of the upstream the others are audited against (default: the first one listed at bf16,
-    fp16 or fp32, if any)."""
+    fp16 or fp32, if any); with one, `bakeoff run` audits every other upstream against it (greedy,
+    margins from the reference's own top log-probabilities: no scorer, `audit_budget` calls each
+    at most). `suites`: None for the default ones, [] for none (the audit alone)."""
     upstreams = upstreams[:MAX_ENDPOINTS]
     names = _unique([_slug(u.tag) for u in upstreams])
     if reference is not None and reference not in {u.tag for u in upstreams}:
@@ -191,50 +228,54 @@ def openrouter_lineup(
     endpoints = []
     ref_name = None
     for name, u in zip(names, upstreams, strict=True):
-        ep: dict[str, Any] = {"name": name, "provider": "openrouter", "model": model}
-        if base_url.rstrip("/") != OPENROUTER:
-            ep["base_url"] = base_url
-            ep["api_key_env"] = key_env
-        elif key_env != "OPENROUTER_API_KEY":
-            ep["api_key_env"] = key_env
-        ep["routing"] = {"only": [u.tag], "order": [u.tag], "allow_fallbacks": False}
-        if u.context_length:
-            ep["context"] = max(u.context_length, 64)
-        claims = {
-            "upstream_name": u.name,
-            "quantization": u.quantization,
-            "max_output_tokens": u.max_completion_tokens,
-        }
-        if any(v is not None for v in claims.values()):
-            ep["claims"] = {k: v for k, v in claims.items() if v is not None}
-        if u.prompt_per_m is not None and u.completion_per_m is not None:
-            price: dict[str, float] = {
-                "input_per_m": u.prompt_per_m,
-                "output_per_m": u.completion_per_m,
-            }
-            if u.cache_read_per_m is not None:
-                price["cached_input_per_m"] = u.cache_read_per_m
-            ep["price"] = price
+        ep = _pinned_endpoint(name, u, model, base_url, key_env)
         endpoints.append(ep)
         if u.tag == reference:
             ref_name = name
     doc: dict[str, Any] = {}
     if ref_name:
         doc["reference"] = ref_name
-    doc["run"] = {"suites": suites or ["arith", "instructions"]}
+    doc["run"] = {"suites": ["arith", "instructions"] if suites is None else suites}
+    if ref_name:
+        doc["audit"] = {
+            "regimes": ["greedy"],
+            "budget": audit_budget,
+            "batch": 10,
+            "max_tokens": 48,
+            "same_within": 0.05,
+        }
     doc["endpoints"] = endpoints
+    ref = next((u for u in upstreams if u.tag == reference), None)
+    return _dump(doc, _openrouter_header(model, base_url, ref_name, ref))
+
+
+def _openrouter_header(
+    model: str, base_url: str, ref_name: str | None, ref: Upstream | None
+) -> str:
     when = time.strftime("%Y-%m-%d", time.gmtime())
-    header = (
-        f"# {model} on OpenRouter: one endpoint per upstream, pinned to it (no fallbacks).\n"
-        f"# Written by `bakeoff lineup openrouter` on {when} from {base_url}; prices and claims\n"
-        "# are the listing's. A call served by another upstream is flagged in the summary.\n"
-        + (
-            ""
-            if ref_name
-            else "# No upstream is listed at full precision: set `reference:` to the one you trust.\n"
+    lines = [
+        f"{model} on OpenRouter: one endpoint per upstream, pinned to it (no fallbacks).",
+        f"Written by `bakeoff lineup openrouter` on {when} from {base_url}; prices and claims",
+        "are the listing's. A call served by another upstream is flagged in the summary.",
+    ]
+    if ref_name is None or ref is None:
+        lines.append(
+            "No upstream is listed at full precision: set `reference:` to the one you trust."
         )
-    )
-    return _dump(doc, header)
+    else:
+        claim = f"claims {ref.quantization}" if ref.quantization else "your choice"
+        lines += [
+            f"The audit: every other upstream's greedy answers against {ref_name}'s ({claim}), a",
+            "divergence counted where the reference was sure of its token by its own top",
+            "log-probabilities (no scorer: nothing of the model runs here). It sees another model",
+            "and heavy quantization; 8-bit and a routing of few calls are near-invisible in text.",
+        ]
+        if ref.supported_parameters and "top_logprobs" not in ref.supported_parameters:
+            lines.append(
+                f"{ref_name} does not list top_logprobs: every divergence would count; choose a "
+                "reference that does (--reference)."
+            )
+    return "".join(f"# {line}\n" for line in lines)
 
 
 async def gateway_models(
@@ -268,7 +309,10 @@ def gateway_lineup(
         if key_env:
             ep["api_key_env"] = key_env
         endpoints.append(ep)
-    doc = {"run": {"suites": suites or ["arith", "instructions"]}, "endpoints": endpoints}
+    doc = {
+        "run": {"suites": ["arith", "instructions"] if suites is None else suites},
+        "endpoints": endpoints,
+    }
     header = (
         f"# The models {base_url}/models lists, one endpoint each (`bakeoff lineup models`).\n"
         "# Set `reference:` to the endpoint the others should be audited against.\n"

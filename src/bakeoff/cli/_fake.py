@@ -70,8 +70,10 @@ def fake_server(  # noqa: PLR0913 — a typer command: its parameters are its op
         None,
         "--upstreams",
         help="JSON file: the model's upstreams (list of {name, tag, quantization, "
-        "context_length, max_completion_tokens, prompt_per_m, completion_per_m}), listed at "
-        "/v1/models/{author}/{slug}/endpoints as OpenRouter lists them.",
+        "context_length, max_completion_tokens, prompt_per_m, completion_per_m, backend, "
+        "backend_model}), listed at /v1/models/{author}/{slug}/endpoints as OpenRouter lists "
+        "them; a call pinned to an upstream with a `backend` (a real server's base URL) is "
+        "forwarded to it.",
     ),
 ) -> None:
     """Serve a fake OpenAI-compatible provider on loopback, with scripted outputs and faults."""

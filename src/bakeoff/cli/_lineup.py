@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bakeoff.cli._common import err, fail, out
 from bakeoff.discovery import (
+    AUDIT_BUDGET,
     OPENROUTER,
     DiscoveryError,
     gateway_lineup,
@@ -23,7 +24,9 @@ from bakeoff.discovery import (
 app = typer.Typer(help="Write a lineup from what an API lists.", no_args_is_help=True)
 
 _OUT = typer.Option(None, "--out", "-o", help="Write the lineup here (default: print it).")
-_SUITES = typer.Option("arith,instructions", "--suites", help="Comma-separated suites to run.")
+_SUITES = typer.Option(
+    "arith,instructions", "--suites", help="Comma-separated suites to run ('' for none)."
+)
 
 
 def _write(text: str, path: Path | None) -> None:
@@ -59,12 +62,19 @@ def openrouter(
         "listed at bf16/fp16/fp32).",
     ),
     suites: str = _SUITES,
+    audit_budget: int = typer.Option(
+        AUDIT_BUDGET,
+        "--audit-budget",
+        min=2,
+        help="Most greedy audit calls per upstream in the written lineup.",
+    ),
     out_path: Path | None = _OUT,
 ) -> None:
     """List MODEL's upstreams on OpenRouter (`/models/{author}/{slug}/endpoints`) and write a
     lineup with one endpoint per upstream, pinned to it (routing `only` + `order`,
     `allow_fallbacks: false`), with its claimed context, quantization, output limit and price.
-    A run of it flags every call another upstream served."""
+    A run of it flags every call another upstream served, and audits every upstream against the
+    reference (greedy, margins from the reference's own top log-probabilities)."""
     key = _key(key_env, required=False)
     try:
         ups = asyncio.run(openrouter_upstreams(model, base_url=base_url, api_key=key))
@@ -75,6 +85,7 @@ def openrouter(
             key_env=key_env,
             reference=reference,
             suites=[s for s in suites.split(",") if s],
+            audit_budget=audit_budget,
         )
     except DiscoveryError as e:
         raise fail(str(e)) from None

@@ -431,14 +431,19 @@ def fidelity_caption(summary: RunSummary) -> str:
 
 
 def fidelity_cell(f: Fidelity | None) -> str:
+    """The verdict, the endpoint's claimed quantization beside it, and the mode that decided the
+    greedy test (where its margins came from)."""
     if not f:
         return "-"
+    notes = "".join(
+        f"\n{escape(line)}" for line in (f.vs_claim, f.margins and f"margins: {f.margins}") if line
+    )
     if f.verdict == "reference":
-        return "reference"
+        return "reference" + notes
     colour = {"same": "green", "different": "red"}.get(f.verdict, "yellow")
     claim = f.claim or f"{f.verdict} (p={f.p_value:.2g}, {f.calls})"
     verdict, _, rest = claim.partition(" ")
     cell = f"[{colour}]{escape(verdict)}[/] {escape(rest)}"
     if f.flags:
         cell += " [yellow]![/]"
-    return cell
+    return cell + notes

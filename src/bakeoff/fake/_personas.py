@@ -362,6 +362,11 @@ class Upstream(TypedDict, total=False):
     completion_per_m: float
     cache_read_per_m: float
     supported_parameters: list[str]
+    backend: str
+    """Base URL of a real server answering for this upstream (`http://127.0.0.1:PORT/v1`): calls
+    routed to it are forwarded there (`_openrouter.py`); unset, the fake answers them itself."""
+    backend_model: str
+    """The `model` the backend is asked for (default: the call's own)."""
 
 
 def endpoints_listing(model: str, upstreams: list[Upstream]) -> dict[str, object]:
@@ -402,18 +407,3 @@ def endpoints_listing(model: str, upstreams: list[Upstream]) -> dict[str, object
             ],
         }
     }
-
-
-def serving_upstream(body: dict[str, object], upstreams: list[Upstream], wrong: bool) -> str | None:
-    """The display name of the upstream that serves a request: the first the request's routing
-    names (`provider.only`, else `order`), another one when `wrong`."""
-    if not upstreams:
-        return None
-    given = body.get("provider")
-    routing: dict[str, object] = given if isinstance(given, dict) else {}
-    names = routing.get("only") or routing.get("order")
-    wanted = names[0] if isinstance(names, list) and names else None
-    idx = next((i for i, u in enumerate(upstreams) if u["tag"] == wanted), 0)
-    if wrong:
-        idx = (idx + 1) % len(upstreams)
-    return str(upstreams[idx]["name"])

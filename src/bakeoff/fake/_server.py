@@ -21,20 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bakeoff.endpoints import open_session
 from bakeoff.fake._events import DONE, LogEntry, _burst, _Events, _paced, _Planned, _tail
 from bakeoff.fake._faults import ToolCall, _cut, _early_fault
 from bakeoff.fake._hostile import HOSTILE, _hostile, _until
+from bakeoff.fake._openrouter import forward, route
 from bakeoff.fake._personas import (
     PERSONAS,
     Ledger,
     Upstream,
     endpoints_listing,
     refused,
-    serving_upstream,
     usage_for,
 )
 
@@ -145,6 +147,7 @@ class FakeServer:
         self.persona = PERSONAS[self.config.persona] if self.config.persona else None
         self.ledger = Ledger()
         """What the persona billed (its `usage.cost` of every reply)."""
+        self._session: aiohttp.ClientSession | None = None
 
     # -- app -------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -184,6 +187,9 @@ class FakeServer:
         return f"http://{host}:{self.port}/v1"
 
     async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -315,6 +321,11 @@ class FakeServer:
         if fault in HOSTILE:
             assert fault is not None
             return await _hostile(request, fault, chat, bool(body.get("stream")), self.config)
+        up, no_route = route(body, self.config.upstreams, fault == "wrong_upstream")
+        if no_route is not None:
+            return web.json_response(no_route[1], status=no_route[0])
+        if up is not None and up.get("backend"):
+            return await forward(request, self._backends(), body, up, chat, self._costed(prompt))
         r = self._planned(body, prompt, fault, chat)
         if not body.get("stream"):
             return await self._whole(r, fault, chat)
@@ -364,9 +375,27 @@ class FakeServer:
             cid=f"fake-{created}-{len(self.log)}",
             created=created,
             slow=10.0 if fault == "slow" else 1.0,
-            upstream=serving_upstream(body, self.config.upstreams, fault == "wrong_upstream")
-            or self.config.upstream,
+            upstream=self._upstream_name(body, fault),
         )
+
+    def _upstream_name(self, body: dict[str, object], fault: str | None) -> str | None:
+        up, _ = route(body, self.config.upstreams, fault == "wrong_upstream")
+        return up["name"] if up is not None else self.config.upstream
+
+    def _backends(self) -> aiohttp.ClientSession:
+        """One client for the upstreams' real backends (persona `openrouter`), closed at stop."""
+        if self._session is None:
+            # the caller's client times each call; an hour is the most a backend may take
+            self._session = open_session(total=3600.0, limit=0)
+        return self._session
+
+    def _costed(self, prompt: str) -> Any:
+        def usage(u: dict[str, object]) -> dict[str, object]:
+            keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+            counts = {k: int(v) for k in keys if isinstance(v := u.get(k), int)}
+            return usage_for(self.persona, self.ledger, prompt, counts, self.config.price_per_m)
+
+        return usage
 
     async def _whole(self, r: _Planned, fault: str | None, chat: bool) -> web.Response:
         """An unstreamed reply, after the time the stream would have taken."""

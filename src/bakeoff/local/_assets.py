@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import platformdirs
@@ -109,25 +109,24 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def variant_path(variant: str) -> Path:
     """The GGUF file of a variant, made (and its parents) if missing. Idempotent."""
+    from bakeoff.local._perturb import PERTURBED, perturb
+
     variant = variant.upper()
     if variant == "Q4_1":
         return source_model()
+    if variant == PERTURBED:
+        f16 = variant_path("F16")
+        return _derived(variant, lambda tmp: perturb(f16, tmp))
     if variant not in VARIANTS:
-        known = ", ".join(["Q4_1", *VARIANTS])
+        known = ", ".join(["Q4_1", *VARIANTS, PERTURBED])
         raise AssetError(f"unknown variant {variant!r}; known: {known}")
-    d = models_dir()
-    target = d / f"{MODEL_NAME}.{variant}.gguf"
-    if target.is_file():
-        return target
     ftype, parent = VARIANTS[variant]
+    if (models_dir() / f"{MODEL_NAME}.{variant}.gguf").is_file():
+        return models_dir() / f"{MODEL_NAME}.{variant}.gguf"
     src = source_model() if parent == "source" else variant_path(parent)
-    with _locked(d):
-        if target.is_file():  # made by another process while we waited
-            return target
-        for stale in d.glob(f"{target.name}.tmp*"):
-            stale.unlink(missing_ok=True)
-        tmp = d / f"{target.name}.tmp{os.getpid()}"
-        log = d / f"{variant}.quantize.log"
+
+    def quantize(tmp: Path) -> None:
+        log = tmp.parent / f"{variant}.quantize.log"
         with log.open("w") as lf:
             rc = subprocess.run(
                 [sys.executable, "-m", "bakeoff.local._quantize", str(src), str(tmp), ftype],
@@ -136,8 +135,30 @@ def variant_path(variant: str) -> Path:
                 check=False,
             ).returncode
         if rc != 0 or not tmp.is_file():
-            tmp.unlink(missing_ok=True)
             raise AssetError(f"quantizing {variant} failed (exit {rc}); see {log}")
+
+    return _derived(variant, quantize)
+
+
+def _derived(variant: str, make: Callable[[Path], None]) -> Path:
+    """`<models dir>/<model>.<variant>.gguf`, made by `make(tmp)` if missing: written under a
+    temporary name and renamed into place under the folder's lock (a half-written file is never
+    used; another process making it meanwhile is waited for)."""
+    d = models_dir()
+    target = d / f"{MODEL_NAME}.{variant}.gguf"
+    if target.is_file():
+        return target
+    with _locked(d):
+        if target.is_file():  # made by another process while we waited
+            return target
+        for stale in d.glob(f"{target.name}.tmp*"):
+            stale.unlink(missing_ok=True)
+        tmp = d / f"{target.name}.tmp{os.getpid()}"
+        try:
+            make(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, target)
     return target
 

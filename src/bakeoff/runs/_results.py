@@ -96,7 +96,24 @@ class Fidelity(_Model):
     why: str | None = None
     flags: list[str] | None = None
     margins: str | None = None
-    """Where the greedy margins came from, in words (`store.margin_source_text`)."""
+    """Where the greedy margins came from, in words (`store.margin_source_text`): the mode that
+    decided the greedy test."""
+    vs_claim: str | None = None
+    """The endpoint's claimed quantization beside the verdict (`claims bf16 — behaves unlike the
+    reference`), when the lineup records a claim (`claims.quantization`)."""
+
+
+VS_CLAIM = {
+    "reference": "the reference",
+    "same": "behaves as the reference",
+    "different": "behaves unlike the reference",
+    "inconclusive": "not decided",
+}
+
+
+def vs_claim(verdict: str, quantization: str | None) -> str | None:
+    """A claimed quantization beside the audit's verdict, in the table's words."""
+    return f"claims {quantization} — {VS_CLAIM[verdict]}" if quantization else None
 
 
 class Percentiles(_Model):

@@ -33,6 +33,7 @@ from bakeoff.runs._cost import (
     total,
     upstream_warnings,
 )
+from bakeoff.runs._fidelity import fidelity_of
 from bakeoff.runs._front import pareto_front
 from bakeoff.runs._pairs import Outcome, common_scores, no_score_causes, paired
 from bakeoff.runs._plan import fits, lineup_of_run, planned_calls
@@ -40,7 +41,6 @@ from bakeoff.runs._results import (
     SCHEMA_VERSION,
     Bill,
     EndpointSummary,
-    Fidelity,
     Percentiles,
     RegimeCost,
     RunSummary,
@@ -50,7 +50,7 @@ from bakeoff.runs._results import (
 )
 from bakeoff.runs._stopping import call_value, sequence_interval
 from bakeoff.stats import item_bootstrap_ci, item_mean_ci, pass_at_k, percentile
-from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict, margin_source_text
+from bakeoff.store import ProbeResult, Row, Store, StoreError, Verdict
 from bakeoff.suites import Item
 
 if TYPE_CHECKING:
@@ -59,41 +59,6 @@ if TYPE_CHECKING:
 
 def _round(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(x, nd)
-
-
-def _fidelity(
-    v: Verdict | None, is_reference: bool, stop: AuditStop | None = None
-) -> Fidelity | None:
-    """The audit's verdict as the summary states it; an inconclusive one says when the audit's
-    cost cap stopped it."""
-    if is_reference:
-        return Fidelity(verdict="reference")
-    if v is None:
-        return None
-    f = Fidelity(
-        verdict=v.verdict,
-        claim=v.claim,
-        p_value=v.p_value,
-        multiplicity=v.multiplicity,
-        alpha=v.alpha,
-        calls=v.calls,
-        tokens=v.tokens,
-        why=f"{v.why or ''} ({stop.text()})".lstrip()
-        if stop is not None and v.verdict == "inconclusive"
-        else v.why,
-        flags=v.behaviour.flags,
-    )
-    margins = _margins(v)
-    if margins is not None:
-        f.margins = margins
-    return f
-
-
-def _margins(v: Verdict) -> str | None:
-    g = v.tests.get("greedy")
-    if v.margin_source is None or g is None:
-        return None
-    return margin_source_text(v.margin_source, g.top_k)
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -281,7 +246,12 @@ def _endpoint_entry(
         upstreams=dict(Counter(c["upstream"] for c in ok if c["upstream"])),
         cost_usd=bill.total_usd,
         bill=bill,
-        fidelity=_fidelity(of.verdict, ep.name == lineup.reference, of.stop),
+        fidelity=fidelity_of(
+            of.verdict,
+            ep.name == lineup.reference,
+            of.stop,
+            ep.claims.quantization if ep.claims else None,
+        ),
         capabilities=dict(capability_row(of.probe)) if of.probe is not None else None,
         **_reliability(rows, live, retried),
     )
