@@ -51,6 +51,10 @@ def test_an_agreeing_majority_is_assumed_and_the_outlier_is_different(tmp_path):
     s = summarize(store, run_id)
     by = {e["name"]: e for e in s["endpoints"]}
     assert by["x"]["fidelity"]["claim"].endswith("reference assumed")
+    # the member that stood for the reference is shown as it, assumed, with the assumption
+    assert by["a"]["fidelity"]["verdict"] == "reference"
+    assert by["a"]["fidelity"]["claim"] == "reference (assumed)"
+    assert by["a"]["fidelity"]["why"].startswith(text)
     assert rerun_audit(store, run_id, lineup) == v
     store.close()
     bundle = tmp_path / "audit.tar.gz"

@@ -439,7 +439,7 @@ def fidelity_cell(f: Fidelity | None) -> str:
         f"\n{escape(line)}" for line in (f.vs_claim, f.margins and f"margins: {f.margins}") if line
     )
     if f.verdict == "reference":
-        return "reference" + notes
+        return escape(f.claim or "reference") + notes
     colour = {"same": "green", "different": "red"}.get(f.verdict, "yellow")
     claim = f.claim or f"{f.verdict} (p={f.p_value:.2g}, {f.calls})"
     verdict, _, rest = claim.partition(" ")

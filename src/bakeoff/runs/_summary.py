@@ -110,6 +110,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     upstream_notes = upstream_warnings(lineup, all_of, side_of)
 
     verdicts = store.verdicts(run_id)
+    assumed = next((v.assumed_reference for v in verdicts.values() if v.assumed_reference), None)
+    reference = lineup.reference or (assumed.representative if assumed else None)
     stop = store.audit_stop(run_id)
     probes = store.probes(run_id)
     item_rows = store.items(run_id)
@@ -135,11 +137,15 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
                 bill=bills[ep.name],
                 audit_cost=regime_costs(all_of[ep.name], side_of[ep.name]),
                 stop=stop,
+                reference=reference,
             ),
             retried,
         )
         for ep in lineup.endpoints
     ]
+    for e in endpoints:
+        if assumed is not None and e.name == reference and e.fidelity is not None:
+            e.fidelity.claim, e.fidelity.why = "reference (assumed)", assumed.text
     if lineup.run.stop_when is not None:
         _stopped_suites(endpoints, item_rows, outcomes, lineup)
     paired(endpoints, outcomes, lineup)
@@ -200,6 +206,8 @@ class _EndpointRows:
     audit_cost: dict[str, RegimeCost]
     """Its audit calls per regime (`regime_costs`)."""
     stop: AuditStop | None
+    reference: str | None = None
+    """The run's reference: the lineup's, or the one a consensus audit assumed."""
 
 
 def _endpoint_entry(
@@ -248,7 +256,7 @@ def _endpoint_entry(
         bill=bill,
         fidelity=fidelity_of(
             of.verdict,
-            ep.name == lineup.reference,
+            ep.name == of.reference,
             of.stop,
             ep.claims.quantization if ep.claims else None,
         ),
