@@ -95,7 +95,6 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     lineup: Lineup = lineup_of_run(store, run_id)
     calls = store.calls_light(run_id)
     score_rows = store.scores(run_id, light=True)
-
     per_ep: dict[str, list[Any]] = defaultdict(list)
     all_of: dict[str, list[Any]] = defaultdict(list)
     for c in calls:
@@ -108,10 +107,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
     retried = store.retried_calls(run_id)
     bills = {ep.name: bill_of(all_of[ep.name], side_of[ep.name]) for ep in lineup.endpoints}
     upstream_notes = upstream_warnings(lineup, all_of, side_of)
-
     verdicts = store.verdicts(run_id)
-    assumed = next((v.assumed_reference for v in verdicts.values() if v.assumed_reference), None)
-    reference = lineup.reference or (assumed.representative if assumed else None)
+    reference = lineup.reference or _assumed(verdicts, None)
     stop = store.audit_stop(run_id)
     probes = store.probes(run_id)
     item_rows = store.items(run_id)
@@ -143,9 +140,8 @@ def summary_of(store: Store, run_id: str) -> RunSummary:
         )
         for ep in lineup.endpoints
     ]
-    for e in endpoints:
-        if assumed is not None and e.name == reference and e.fidelity is not None:
-            e.fidelity.claim, e.fidelity.why = "reference (assumed)", assumed.text
+    if lineup.reference is None:
+        _assumed(verdicts, endpoints)
     if lineup.run.stop_when is not None:
         _stopped_suites(endpoints, item_rows, outcomes, lineup)
     paired(endpoints, outcomes, lineup)
@@ -208,6 +204,18 @@ class _EndpointRows:
     stop: AuditStop | None
     reference: str | None = None
     """The run's reference: the lineup's, or the one a consensus audit assumed."""
+
+
+def _assumed(verdicts: dict[str, Verdict], endpoints: list[EndpointSummary] | None) -> str | None:
+    """The reference a consensus audit assumed (None: there was none); with `endpoints`, its entry
+    is marked "reference (assumed)" with the assumption as its why."""
+    assumed = next((v.assumed_reference for v in verdicts.values() if v.assumed_reference), None)
+    if assumed is None:
+        return None
+    for e in endpoints or []:
+        if e.name == assumed.representative and e.fidelity is not None:
+            e.fidelity.claim, e.fidelity.why = "reference (assumed)", assumed.text
+    return assumed.representative
 
 
 def _endpoint_entry(
