@@ -97,9 +97,14 @@ BENCH_AGAINST ?= main
 # 2 cores; resumable — the same command again re-reads the finished repetitions and goes on
 CALIBRATE_DIR ?= $(HOME)/.cache/bakeoff/calibrate
 CALIBRATE_ENDPOINTS ?= f16-batch8,f32,f16-torch,f16-torch-load,q8_0,q4_k_m,q3_k_s,q2_k
+# and as a user of a hosted reference audits (no scorer: margins from the reference's own top-5),
+# budget 100: ~5 min a repetition on 2 cores
+HOSTED_ENDPOINTS ?= f16-2t,f32,f16-torch-load,q8_0,q4_k_m,q2_k,sysprompt,mix30-q2k
 calibrate: $(DEV)
 	$(BIN)/bakeoff calibrate --reps 10 --sampled-budget 0 --endpoints $(CALIBRATE_ENDPOINTS) \
 		--keep $(CALIBRATE_DIR) --json $(CALIBRATE_DIR)/results.json
+	$(BIN)/bakeoff calibrate --reps 10 --greedy-budget 100 --sampled-budget 0 --scorer top_logprobs \
+		--endpoints $(HOSTED_ENDPOINTS) --keep $(CALIBRATE_DIR) --json $(CALIBRATE_DIR)/hosted.json
 
 bench: $(DEV) $(BWRAP)
 	$(BIN)/python bench/client_overhead.py
