@@ -123,10 +123,11 @@ def test_the_perturbed_f16_is_derived_once_seeded_with_the_norms_left_alone(tmp_
     import gguf
     import numpy as np
 
-    from bakeoff.local._perturb import SCALE, perturb
+    from bakeoff.local._perturb import SCALE, SEED, perturb
 
     monkeypatch.setenv("BAKEOFF_CACHE_DIR", str(tmp_path))
     p = variant_path(PERTURBED)
+    assert f".{SCALE:g}.{SEED}." in p.name  # a file of other noise is never taken for it
     assert p.parent == variant_path("F16").parent and not list(p.parent.glob("*.tmp*"))
     mtime = p.stat().st_mtime_ns
     assert variant_path("f16_perturbed") == p and p.stat().st_mtime_ns == mtime

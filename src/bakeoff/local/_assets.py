@@ -109,14 +109,15 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def variant_path(variant: str) -> Path:
     """The GGUF file of a variant, made (and its parents) if missing. Idempotent."""
-    from bakeoff.local._perturb import PERTURBED, perturb
+    from bakeoff.local._perturb import PERTURBED, SCALE, SEED, perturb
 
     variant = variant.upper()
     if variant == "Q4_1":
         return source_model()
     if variant == PERTURBED:
         f16 = variant_path("F16")
-        return _derived(variant, lambda tmp: perturb(f16, tmp))
+        # the noise's scale and seed in the name: a file made with other ones is never reused
+        return _derived(f"{variant}.{SCALE:g}.{SEED}", lambda tmp: perturb(f16, tmp))
     if variant not in VARIANTS:
         known = ", ".join(["Q4_1", *VARIANTS, PERTURBED])
         raise AssetError(f"unknown variant {variant!r}; known: {known}")
